@@ -1,0 +1,78 @@
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { RegistryError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { Pool } from '../core/db/pool.js';
+import { ArtifactStore } from '../core/store/artifact-store.js';
+import { UploadStore } from '../core/store/upload-store.js';
+import { BasicAuthenticator, CHALLENGE } from './auth.js';
+import { BlobService } from './blob-service.js';
+import { blobHandlers } from './handlers/blobs.handler.js';
+import { manifestHandlers } from './handlers/manifests.handler.js';
+import { referrerHandlers } from './handlers/referrers.handler.js';
+import { tagHandlers } from './handlers/tags.handler.js';
+import { uploadHandlers } from './handlers/uploads.handler.js';
+import { healthRoutes } from './health.js';
+import { ManifestService } from './manifest-service.js';
+import { writeError } from './oci-errors.js';
+import { requestContext } from './request-context.js';
+import { dispatcher, routeTable, type RouteHandlers } from './routes.js';
+import { FailureThrottle } from './throttle.js';
+
+export interface AppDeps {
+  pool: Pool;
+  log: Logger;
+  username: string;
+  password: string;
+  authFailureLimit: number;
+}
+
+const API_VERSION = { 'Docker-Distribution-API-Version': 'registry/2.0' };
+
+export function createApp(deps: AppDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use(requestContext(deps.log));
+  app.use(healthRoutes(deps.pool));
+
+  const auth = new BasicAuthenticator(deps.username, deps.password, new FailureThrottle(deps.authFailureLimit));
+  const manifests = new ManifestService(new ArtifactStore(deps.pool));
+  const blobs = new BlobService(new UploadStore(deps.pool));
+
+  const v2 = express.Router();
+  v2.use((_req, res, next) => {
+    res.set(API_VERSION);
+    next();
+  });
+  v2.use(auth.middleware());
+  // Spec "end-1": the API version check. 200 once authenticated.
+  v2.get('/', (_req, res) => {
+    res.status(200).json({});
+  });
+  v2.head('/', (_req, res) => {
+    res.status(200).end();
+  });
+  v2.use(dispatcher(routeTable({
+    manifests: manifestHandlers(manifests),
+    blobs: blobHandlers(),
+    uploads: uploadHandlers(blobs),
+    tags: tagHandlers(manifests),
+    referrers: referrerHandlers(manifests),
+  } as RouteHandlers)));
+  v2.use(() => {
+    throw new RegistryError('UNSUPPORTED', 'no such registry API route');
+  });
+  app.use('/v2', v2);
+
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const headers: Record<string, string> = { ...API_VERSION };
+    if (err instanceof RegistryError && err.code === 'UNAUTHORIZED') Object.assign(headers, CHALLENGE);
+    // A body left unread (refused before it arrived) cannot be drained safely: close.
+    if (!req.complete) headers.Connection = 'close';
+    writeError(res, err, req.log, headers);
+  });
+  app.use((req: Request, res: Response) => {
+    res.status(404).json({ errors: [{ code: 'NOT_FOUND', message: `no route for ${req.method} ${req.path}` }] });
+  });
+  return app;
+}

@@ -1,0 +1,76 @@
+import type { NextFunction, Request, Response } from 'express';
+import { RegistryError } from '../core/errors.js';
+
+// The /v2 route table, in one place (as distribution's routes.go). A repository name may
+// contain slashes, so routes are matched on the path's tail; names are validated by the
+// handlers against the spec grammar, which also rejects traversal such as "a/../b".
+
+type Handler = (req: Request, res: Response, params: Record<string, string>) => unknown;
+
+export interface Route {
+  name: string;
+  pattern: RegExp;
+  methods: Partial<Record<'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE', Handler>>;
+}
+
+export interface RouteHandlers {
+  tags: { list: Handler };
+  manifests: { get: Handler; put: Handler; delete: Handler };
+  uploads: { start: Handler; status: Handler; patch: Handler; complete: Handler; cancel: Handler };
+  blobs: { head: Handler; get: Handler; delete: Handler };
+  referrers: { list: Handler };
+}
+
+export function routeTable(h: RouteHandlers): Route[] {
+  return [
+    { name: 'tags', pattern: /^\/v2\/(?<name>.+)\/tags\/list$/, methods: { GET: h.tags.list } },
+    {
+      name: 'manifest',
+      pattern: /^\/v2\/(?<name>.+)\/manifests\/(?<reference>[^/]+)$/,
+      methods: { GET: h.manifests.get, HEAD: h.manifests.get, PUT: h.manifests.put, DELETE: h.manifests.delete },
+    },
+    { name: 'upload-start', pattern: /^\/v2\/(?<name>.+)\/blobs\/uploads\/?$/, methods: { POST: h.uploads.start } },
+    {
+      name: 'upload',
+      pattern: /^\/v2\/(?<name>.+)\/blobs\/uploads\/(?<id>[^/]+)$/,
+      methods: { GET: h.uploads.status, PATCH: h.uploads.patch, PUT: h.uploads.complete, DELETE: h.uploads.cancel },
+    },
+    {
+      name: 'blob',
+      pattern: /^\/v2\/(?<name>.+)\/blobs\/(?<digest>[^/]+)$/,
+      methods: { HEAD: h.blobs.head, GET: h.blobs.get, DELETE: h.blobs.delete },
+    },
+    { name: 'referrers', pattern: /^\/v2\/(?<name>.+)\/referrers\/(?<digest>[^/]+)$/, methods: { GET: h.referrers.list } },
+  ];
+}
+
+function decode(params: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(params)) {
+    try {
+      out[k] = decodeURIComponent(v);
+    } catch {
+      out[k] = v; // left as is: the grammar check rejects it
+    }
+  }
+  return out;
+}
+
+/** Dispatches a /v2 request to its handler; 405 with Allow for a known path and other method. */
+export function dispatcher(routes: Route[]) {
+  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+    const path = req.originalUrl.split('?')[0]!;
+    for (const route of routes) {
+      const m = route.pattern.exec(path);
+      if (!m) continue;
+      const handler = route.methods[req.method as keyof Route['methods']];
+      if (!handler) {
+        res.set('Allow', Object.keys(route.methods).join(', '));
+        throw new RegistryError('UNSUPPORTED', `${req.method} is not supported on this resource`);
+      }
+      await handler(req, res, decode(m.groups ?? {}));
+      return;
+    }
+    next();
+  };
+}

@@ -1,0 +1,100 @@
+// Schema migrations, applied in order, each once, each in its own transaction. Never edit
+// a migration that has shipped: add the next one.
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'groups, artifacts, tags, index children, change log, outbox, uploads',
+    sql: `
+      CREATE TABLE groups (
+        name        text PRIMARY KEY,
+        created_at  timestamptz NOT NULL DEFAULT now()
+      );
+
+      -- One row per manifest a group holds, keyed by the source repository and digest.
+      -- body is the exact bytes received, served back by GET/HEAD.
+      CREATE TABLE artifacts (
+        group_name      text NOT NULL REFERENCES groups(name),
+        repository      text NOT NULL,
+        digest          text NOT NULL,
+        media_type      text NOT NULL,
+        kind            text NOT NULL CHECK (kind IN ('IMAGE','SIGNATURE','SBOM','CHART','ARTIFACT')),
+        artifact_type   text,
+        size            integer NOT NULL,
+        body            bytea NOT NULL,
+        subject_digest  text,
+        annotations     jsonb,
+        deleted         boolean NOT NULL DEFAULT false,
+        deleted_at      timestamptz,
+        deleted_tags    text[] NOT NULL DEFAULT '{}',
+        first_seen      timestamptz NOT NULL DEFAULT now(),
+        last_seen       timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (group_name, repository, digest)
+      );
+      CREATE INDEX artifacts_subject ON artifacts (group_name, repository, subject_digest)
+        WHERE subject_digest IS NOT NULL;
+
+      CREATE TABLE tags (
+        group_name  text NOT NULL,
+        repository  text NOT NULL,
+        tag         text NOT NULL,
+        digest      text NOT NULL,
+        updated_at  timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (group_name, repository, tag),
+        FOREIGN KEY (group_name, repository, digest) REFERENCES artifacts (group_name, repository, digest)
+      );
+      CREATE INDEX tags_digest ON tags (group_name, repository, digest);
+
+      -- The manifests an index lists, with their platforms, in the index's order.
+      CREATE TABLE index_children (
+        group_name    text NOT NULL,
+        repository    text NOT NULL,
+        index_digest  text NOT NULL,
+        position      integer NOT NULL,
+        child_digest  text NOT NULL,
+        media_type    text NOT NULL,
+        size          bigint NOT NULL,
+        platform      jsonb,
+        PRIMARY KEY (group_name, repository, index_digest, position),
+        FOREIGN KEY (group_name, repository, index_digest) REFERENCES artifacts (group_name, repository, digest)
+      );
+      CREATE INDEX index_children_child ON index_children (group_name, repository, child_digest);
+
+      -- What happened, in order: the audit trail of every recorded change.
+      CREATE TABLE change_log (
+        id          bigserial PRIMARY KEY,
+        group_name  text NOT NULL,
+        action      text NOT NULL CHECK (action IN ('put','delete','untag')),
+        repository  text NOT NULL,
+        digest      text NOT NULL,
+        tag         text,
+        at          timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX change_log_group ON change_log (group_name, id);
+
+      -- Transactional outbox: written with the change, consumed by the worker, which turns
+      -- each dirty group into one state build. A Redis outage delays it; nothing is lost.
+      CREATE TABLE outbox (
+        id          bigserial PRIMARY KEY,
+        group_name  text NOT NULL,
+        created_at  timestamptz NOT NULL DEFAULT now()
+      );
+
+      -- Chunked blob uploads in progress: only the running hash, never the bytes.
+      CREATE TABLE uploads (
+        id          uuid PRIMARY KEY,
+        repository  text NOT NULL,
+        hash_state  bytea NOT NULL,
+        size        bigint NOT NULL DEFAULT 0,
+        created_at  timestamptz NOT NULL DEFAULT now(),
+        updated_at  timestamptz NOT NULL DEFAULT now()
+      );
+    `,
+  },
+];

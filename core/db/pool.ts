@@ -1,0 +1,59 @@
+import pg from 'pg';
+import { StoreUnavailableError } from '../errors.js';
+
+export type Pool = pg.Pool;
+export type Client = pg.PoolClient;
+
+export function createPool(databaseUrl: string, max = 10): Pool {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max, connectionTimeoutMillis: 5_000 });
+  // An idle client losing its connection must not crash the process; the next query
+  // reconnects. The error reaches callers through their own queries.
+  pool.on('error', () => {});
+  return pool;
+}
+
+// SQLSTATE classes that mean "the database is not there right now", not "your data is wrong":
+// 08 connection exception, 57P0x operator intervention/shutdown, 53 insufficient resources.
+const UNAVAILABLE_STATES = /^(08|57P0|53)/;
+const UNAVAILABLE_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/** Translates driver errors at the data layer, so that callers never see SQL states. */
+export function translate(err: unknown): unknown {
+  const e = err as { code?: string; message?: string };
+  if (typeof e?.code === 'string' && (UNAVAILABLE_STATES.test(e.code) || UNAVAILABLE_ERRNO.has(e.code))) {
+    return new StoreUnavailableError(`database unavailable: ${e.message ?? e.code}`, { cause: err });
+  }
+  if (err instanceof Error && /timeout exceeded when trying to connect|Connection terminated/i.test(err.message)) {
+    return new StoreUnavailableError(`database unavailable: ${err.message}`, { cause: err });
+  }
+  return err;
+}
+
+/** Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. */
+export async function inTransaction<T>(pool: Pool, fn: (client: Client) => Promise<T>): Promise<T> {
+  let client: Client;
+  try {
+    client = await pool.connect();
+  } catch (err) {
+    throw translate(err);
+  }
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw translate(err);
+  } finally {
+    client.release();
+  }
+}
+
+export async function query<R extends pg.QueryResultRow>(pool: Pool | Client, text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
+  try {
+    return await pool.query<R>(text, values);
+  } catch (err) {
+    throw translate(err);
+  }
+}

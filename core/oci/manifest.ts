@@ -1,0 +1,155 @@
+import { RegistryError } from '../errors.js';
+import { computeDigest, isDigest } from './digest.js';
+import {
+  classify,
+  INDEX_TYPES,
+  IMAGE_MANIFEST_TYPES,
+  isMediaType,
+  MediaType,
+  type ArtifactKind,
+} from './media-types.js';
+
+/** distribution's default manifest size limit, and the one the OCI spec suggests. */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  artifactType?: string;
+  annotations?: Record<string, string>;
+}
+
+export interface Platform {
+  architecture: string;
+  os: string;
+  variant?: string;
+  'os.version'?: string;
+}
+
+export interface IndexChild {
+  digest: string;
+  mediaType: string;
+  size: number;
+  platform: Platform | null;
+}
+
+/** What the endpoint records of a manifest: the exact bytes plus what a state needs. */
+export interface ParsedManifest {
+  bytes: Buffer;
+  digest: string;
+  mediaType: string;
+  kind: ArtifactKind;
+  /** The manifest's artifactType, else its config media type (OCI referrers rule). */
+  artifactType: string | null;
+  subject: string | null;
+  annotations: Record<string, string> | null;
+  children: IndexChild[];
+}
+
+function invalid(message: string, detail?: unknown): RegistryError {
+  return new RegistryError('MANIFEST_INVALID', message, detail);
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function descriptor(value: unknown, where: string): Descriptor {
+  if (!isObject(value)) throw invalid(`${where} must be a descriptor object`);
+  const { mediaType, digest, size, artifactType, annotations } = value;
+  if (!isMediaType(mediaType)) throw invalid(`${where}.mediaType is missing or not a media type`);
+  if (typeof digest !== 'string' || !isDigest(digest)) {
+    throw invalid(`${where}.digest is not a valid digest`, { digest });
+  }
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
+    throw invalid(`${where}.size must be a non-negative integer`);
+  }
+  if (artifactType !== undefined && !isMediaType(artifactType)) throw invalid(`${where}.artifactType is not a media type`);
+  return { mediaType, digest, size, artifactType: artifactType as string | undefined, annotations: stringMap(annotations, `${where}.annotations`) ?? undefined };
+}
+
+function stringMap(value: unknown, where: string): Record<string, string> | null {
+  if (value === undefined || value === null) return null;
+  if (!isObject(value) || !Object.values(value).every((v) => typeof v === 'string')) {
+    throw invalid(`${where} must map strings to strings`);
+  }
+  return value as Record<string, string>;
+}
+
+function platform(value: unknown, where: string): Platform | null {
+  if (value === undefined || value === null) return null;
+  if (!isObject(value) || typeof value.architecture !== 'string' || typeof value.os !== 'string') {
+    throw invalid(`${where} must name architecture and os`);
+  }
+  const p: Platform = { architecture: value.architecture, os: value.os };
+  if (typeof value.variant === 'string') p.variant = value.variant;
+  if (typeof value['os.version'] === 'string') p['os.version'] = value['os.version'];
+  return p;
+}
+
+/**
+ * Validates a manifest body as received and extracts what gets recorded. The media type is
+ * the request's Content-Type, which must agree with the body's own mediaType when both
+ * are present (OCI image-spec: mediaType "SHOULD be used" and must match).
+ */
+export function parseManifest(bytes: Buffer, contentType: string | undefined): ParsedManifest {
+  if (bytes.length === 0) throw invalid('manifest body is empty');
+  if (bytes.length > MAX_MANIFEST_BYTES) {
+    throw new RegistryError('PAYLOAD_TOO_LARGE', `manifest is ${bytes.length} bytes; the limit is ${MAX_MANIFEST_BYTES}`);
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(bytes.toString('utf8'));
+  } catch (err) {
+    throw invalid('manifest is not valid JSON', { reason: (err as Error).message });
+  }
+  if (!isObject(doc)) throw invalid('manifest must be a JSON object');
+  if (doc.schemaVersion !== 2) throw invalid('only schemaVersion 2 manifests are accepted', { schemaVersion: doc.schemaVersion });
+
+  const header = contentType?.split(';')[0]?.trim().toLowerCase() || undefined;
+  const declared = typeof doc.mediaType === 'string' ? doc.mediaType : undefined;
+  if (header !== undefined && declared !== undefined && header !== declared) {
+    throw invalid(`Content-Type ${header} does not match the manifest's mediaType ${declared}`);
+  }
+  const mediaType = header ?? declared ?? (Array.isArray(doc.manifests) ? MediaType.OciIndex : MediaType.OciManifest);
+  if (mediaType === MediaType.DockerSchema1 || mediaType === MediaType.DockerSchema1Signed) {
+    throw invalid('Docker schema 1 manifests are deprecated and not accepted; push schema 2 or OCI');
+  }
+  if (!IMAGE_MANIFEST_TYPES.has(mediaType) && !INDEX_TYPES.has(mediaType)) {
+    throw invalid(`unsupported manifest media type ${mediaType}`);
+  }
+
+  const artifactTypeField = doc.artifactType;
+  if (artifactTypeField !== undefined && !isMediaType(artifactTypeField)) throw invalid('artifactType is not a media type');
+  const subject = doc.subject === undefined ? null : descriptor(doc.subject, 'subject').digest;
+  const annotations = stringMap(doc.annotations, 'annotations');
+  const digest = computeDigest(bytes);
+
+  if (INDEX_TYPES.has(mediaType)) {
+    if (!Array.isArray(doc.manifests)) throw invalid('an index must have a manifests array');
+    const children = doc.manifests.map((m, i) => {
+      const d = descriptor(m, `manifests[${i}]`);
+      return { digest: d.digest, mediaType: d.mediaType, size: d.size, platform: platform((m as Record<string, unknown>).platform, `manifests[${i}].platform`) };
+    });
+    return {
+      bytes, digest, mediaType, subject, annotations, children,
+      kind: 'IMAGE',
+      artifactType: (artifactTypeField as string | undefined) ?? null,
+    };
+  }
+
+  const config = descriptor(doc.config, 'config');
+  if (!Array.isArray(doc.layers)) throw invalid('an image manifest must have a layers array');
+  const layers = doc.layers.map((l, i) => descriptor(l, `layers[${i}]`));
+  if (mediaType === MediaType.DockerManifest && layers.length === 0) {
+    throw invalid('a Docker image manifest must have at least one layer');
+  }
+  const artifactType = artifactTypeField as string | undefined;
+  const kind = classify({ manifestType: mediaType, artifactType, configType: config.mediaType, layerTypes: layers.map((l) => l.mediaType) });
+  return {
+    bytes, digest, mediaType, subject, annotations, kind,
+    children: [],
+    artifactType: artifactType ?? config.mediaType,
+  };
+}

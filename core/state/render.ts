@@ -1,0 +1,83 @@
+import type { GroupArtifactRow } from '../store/artifact-store.js';
+import type { ArtifactKind } from '../oci/media-types.js';
+import type { Platform } from '../oci/manifest.js';
+import { cosignTagTarget } from '../oci/digest.js';
+
+// The state JSON of a group. The keys of the seed state file (group, registry, artifacts[]
+// with repository, tag, labels, type, digest, deleted) keep their names and meaning;
+// mediaType, size, platforms and subject are additions. Rendering is canonical: fixed key
+// order, arrays sorted by code unit, no whitespace, so the same records always give the
+// same bytes and the same digest.
+
+export interface StatePlatform {
+  digest: string;
+  mediaType: string;
+  os: string;
+  architecture: string;
+  variant?: string;
+  'os.version'?: string;
+}
+
+export interface StateArtifact {
+  repository: string;
+  tag: string[];
+  labels: null;
+  type: ArtifactKind;
+  digest: string;
+  deleted: boolean;
+  mediaType: string;
+  size: number;
+  /** For an index: the manifests it lists, in its own order. */
+  platforms?: StatePlatform[];
+  /** For a signature or any referrer: the digest of the artifact it is about. */
+  subject?: string;
+}
+
+export interface GroupState {
+  group: string;
+  registry: string;
+  artifacts: StateArtifact[];
+}
+
+const byCodeUnit = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+function platformOf(child: { digest: string; mediaType: string; platform: Platform | null }): StatePlatform {
+  const p: StatePlatform = {
+    digest: child.digest,
+    mediaType: child.mediaType,
+    os: child.platform?.os ?? '',
+    architecture: child.platform?.architecture ?? '',
+  };
+  if (child.platform?.variant) p.variant = child.platform.variant;
+  if (child.platform?.['os.version']) p['os.version'] = child.platform['os.version'];
+  return p;
+}
+
+export function buildState(group: string, registry: string, rows: readonly GroupArtifactRow[]): GroupState {
+  const artifacts = rows
+    .map((r): StateArtifact => {
+      const a: StateArtifact = {
+        repository: r.repository,
+        tag: [...r.tags].sort(byCodeUnit),
+        labels: null,
+        type: r.kind,
+        digest: r.digest,
+        deleted: r.deleted,
+        mediaType: r.mediaType,
+        size: r.size,
+      };
+      if (r.children && r.children.length > 0) a.platforms = r.children.map(platformOf);
+      // A referrer names its subject; a cosign signature pushed by tag names it in the tag.
+      const subject = r.subject ?? r.tags.map((t) => cosignTagTarget(t)?.digest).find((d) => d !== undefined);
+      if (subject) a.subject = subject;
+      return a;
+    })
+    .sort((x, y) => byCodeUnit(x.repository, y.repository) || byCodeUnit(x.digest, y.digest));
+  return { group, registry, artifacts };
+}
+
+/** The exact bytes that are published (and that `satellite list --json` prints). */
+export function renderState(state: GroupState): string {
+  // Objects are built above with a fixed key order, which JSON.stringify preserves.
+  return JSON.stringify(state);
+}
