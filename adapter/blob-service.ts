@@ -88,9 +88,13 @@ export class BlobService {
   }
 
   /** PUT ?digest=: the optional last chunk, then the digest check; the session ends either way. */
-  async complete(name: string, id: string, digest: string | undefined, body: Chunks): Promise<void> {
+  async complete(name: string, id: string, digest: string | undefined, range: ContentRange | undefined, body: Chunks): Promise<void> {
     const claimed = checkDigest(digest);
     const session = await this.status(name, id);
+    // Harbor sends its last chunk with this PUT, with a Content-Range like a PATCH.
+    if (range && range.start !== session.size) {
+      throw new RegistryError('RANGE_INVALID', `chunk starts at ${range.start}, the upload is at ${session.size}`, { size: session.size });
+    }
     const hasher = ResumableSha256.restore(session.hashState);
     await consume(hasher, body);
     await this.uploads.remove(id);

@@ -68,7 +68,7 @@ export function uploadHandlers(blobs: BlobService) {
     async complete(req: Request, res: Response, p: Params): Promise<void> {
       const digest = queryString(req, 'digest');
       if (digest === undefined) throw new RegistryError('DIGEST_INVALID', 'the digest query parameter is required to complete an upload');
-      await blobs.complete(p.name, p.id!, digest, req);
+      await blobs.complete(p.name, p.id!, digest, parseContentRange(req.headers['content-range']), req);
       created(res, p.name, digest);
     },
 

@@ -1,0 +1,31 @@
+import { createLogger } from '../../core/logger.js';
+import { startEndpoint, type RunningEndpoint } from '../../adapter/server.js';
+
+export const USERNAME = 'harbor';
+export const PASSWORD = 'test-secret-0123456789';
+
+export function basic(user = USERNAME, password = PASSWORD): string {
+  return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+}
+
+/** The endpoint in this process on a free port, against the given database. */
+export async function startTestEndpoint(databaseUrl: string, authFailureLimit = 1000): Promise<RunningEndpoint> {
+  return startEndpoint({
+    databaseUrl,
+    host: '127.0.0.1',
+    port: 0,
+    username: USERNAME,
+    password: PASSWORD,
+    authFailureLimit,
+    log: createLogger((process.env.TEST_LOG_LEVEL as 'silent') ?? 'silent'),
+  });
+}
+
+/** fetch against the endpoint with the right credentials unless told otherwise. */
+export function client(base: string, auth: string | null = basic()) {
+  return (path: string, init: RequestInit & { headers?: Record<string, string> } = {}) =>
+    fetch(base + path, {
+      ...init,
+      headers: { ...(auth ? { Authorization: auth } : {}), ...(init.headers ?? {}) },
+    });
+}
