@@ -29,3 +29,7 @@ export function client(base: string, auth: string | null = basic()) {
       headers: { ...(auth ? { Authorization: auth } : {}), ...(init.headers ?? {}) },
     });
 }
+
+/** The JSON body of an answer, untyped: the tests assert its shape. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const json = async (res: Response): Promise<any> => res.json();
