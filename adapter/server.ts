@@ -41,8 +41,12 @@ export async function startEndpoint(o: EndpointOptions): Promise<RunningEndpoint
     stop() {
       stopping ??= (async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        // In-flight requests finish; a keep-alive socket is closed as soon as it goes idle
+        // instead of waiting out its timeout.
+        const sweep = setInterval(() => server.closeIdleConnections(), 50);
         server.closeIdleConnections();
         await closed;
+        clearInterval(sweep);
         await pool.end();
       })();
       return stopping;
