@@ -12,6 +12,9 @@ import { referrerHandlers } from './handlers/referrers.handler.js';
 import { tagHandlers } from './handlers/tags.handler.js';
 import { uploadHandlers } from './handlers/uploads.handler.js';
 import { healthRoutes } from './health.js';
+import { countManifestWrites, metricsRoute, queueDashboard } from './operations.js';
+import type { Metrics } from '../core/metrics.js';
+import type { Queue } from 'bullmq';
 import { ManifestService } from './manifest-service.js';
 import { writeError } from './oci-errors.js';
 import { requestContext } from './request-context.js';
@@ -24,6 +27,10 @@ export interface AppDeps {
   username: string;
   password: string;
   authFailureLimit: number;
+  metrics?: Metrics;
+  /** The state queue, for its dashboard and depth; absent when Redis is not configured. */
+  queue?: Queue;
+  admin?: { username: string; password: string };
 }
 
 const API_VERSION = { 'Docker-Distribution-API-Version': 'registry/2.0' };
@@ -34,6 +41,18 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('etag', false);
   app.use(requestContext(deps.log));
   app.use(healthRoutes(deps.pool));
+  if (deps.metrics) app.use(metricsRoute(deps.metrics, deps.queue));
+  if (deps.queue && deps.admin) {
+    const adminAuth = new BasicAuthenticator(deps.admin.username, deps.admin.password, new FailureThrottle(deps.authFailureLimit));
+    app.use('/admin/queues', (req, res, next) => {
+      try {
+        adminAuth.check(req.headers.authorization, req.socket.remoteAddress ?? 'unknown');
+        next();
+      } catch (err) {
+        res.status((err as RegistryError).code === 'TOOMANYREQUESTS' ? 429 : 401).set(CHALLENGE).json({ error: (err as Error).message });
+      }
+    }, queueDashboard(deps.queue, '/admin/queues'));
+  }
 
   const auth = new BasicAuthenticator(deps.username, deps.password, new FailureThrottle(deps.authFailureLimit));
   const manifests = new ManifestService(new ArtifactStore(deps.pool));
@@ -45,6 +64,7 @@ export function createApp(deps: AppDeps): express.Express {
     next();
   });
   v2.use(auth.middleware());
+  if (deps.metrics) v2.use(countManifestWrites(deps.metrics));
   // Spec "end-1": the API version check. 200 once authenticated.
   v2.get('/', (_req, res) => {
     res.status(200).json({});

@@ -2,10 +2,12 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createPool, type Pool } from '../core/db/pool.js';
 import type { Logger } from '../core/logger.js';
-import { createApp } from './app.js';
+import { createApp, type AppDeps } from './app.js';
 
-export interface EndpointOptions {
+export interface EndpointOptions extends Partial<Pick<AppDeps, 'metrics' | 'queue' | 'admin'>> {
   databaseUrl: string;
+  /** A pool to share; when absent the endpoint makes (and on stop closes) its own. */
+  pool?: Pool;
   host: string;
   port: number;
   username: string;
@@ -23,8 +25,11 @@ export interface RunningEndpoint {
 }
 
 export async function startEndpoint(o: EndpointOptions): Promise<RunningEndpoint> {
-  const pool = createPool(o.databaseUrl, 20);
-  const app = createApp({ pool, log: o.log, username: o.username, password: o.password, authFailureLimit: o.authFailureLimit });
+  const pool = o.pool ?? createPool(o.databaseUrl, 20);
+  const app = createApp({
+    pool, log: o.log, username: o.username, password: o.password, authFailureLimit: o.authFailureLimit,
+    metrics: o.metrics, queue: o.queue, admin: o.admin,
+  });
   const server = await new Promise<Server>((resolve, reject) => {
     const s = app.listen(o.port, o.host, () => resolve(s));
     s.once('error', reject);
@@ -47,7 +52,7 @@ export async function startEndpoint(o: EndpointOptions): Promise<RunningEndpoint
         server.closeIdleConnections();
         await closed;
         clearInterval(sweep);
-        await pool.end();
+        if (!o.pool) await pool.end();
       })();
       return stopping;
     },

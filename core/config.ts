@@ -30,6 +30,44 @@ export interface Config {
   tombstoneRetentionHours: number;
   /** Failed logins from one address within a minute before it gets 429. @defaultValue 10 */
   authFailureLimit: number;
+  /** Credentials for STATE_REGISTRY (a Harbor robot account with push to the state project). */
+  stateRegistryUsername: string | undefined;
+  stateRegistryPassword: string | undefined;
+  /** The Harbor project states live in: <project>/group-state/<group>/state. @defaultValue "satellite" */
+  stateProject: string;
+  /** "oci" (an oras-style OCI 1.1 artifact) or "harbor-satellite" (what its satellites read). @defaultValue "oci" */
+  stateLayout: 'oci' | 'harbor-satellite';
+  /** "builtin" (TypeScript distribution client) or "oras" (the CLI, via execa). @defaultValue "builtin" */
+  statePusher: 'builtin' | 'oras';
+  /** "builtin" (TypeScript cosign format) or "cosign" (the CLI, via execa). @defaultValue "builtin" */
+  signer: 'builtin' | 'cosign';
+  /** Path of the signing key (cosign's encrypted PEM or PKCS#8 PEM). Required by the worker. */
+  cosignKey: string | undefined;
+  /** Password of COSIGN_KEY; empty for an unencrypted or empty-password key. @defaultValue "" */
+  cosignPassword: string;
+  /** Builds run at once by one worker process. @defaultValue 4 */
+  workerConcurrency: number;
+  /** Attempts of a build before it is failed. @defaultValue 10 */
+  buildAttempts: number;
+  /** First retry delay; doubles each attempt. @defaultValue 1000 (ms) */
+  buildBackoffMs: number;
+  /** A change waits this long for more before its group is built. @defaultValue 500 (ms) */
+  buildDebounceMs: number;
+  /** A job whose worker stops renewing its lock for this long is taken over. @defaultValue 30000 (ms) */
+  jobLockMs: number;
+  /** Published versions kept in the registry per group. @defaultValue 10 */
+  stateKeepVersions: number;
+  /** How often old versions and expired tombstones are pruned. @defaultValue 3600 (s) */
+  pruneIntervalSeconds: number;
+  /** How often every group is rebuilt if needed (safety net, tombstone expiry). @defaultValue 300 (s) */
+  reconcileIntervalSeconds: number;
+  /** Prefix of every Redis key of the queue. @defaultValue "satellite" */
+  queuePrefix: string;
+  /** Port of /metrics and /healthz for `satellite worker` alone. @defaultValue 9464 */
+  metricsPort: number;
+  /** Credential of the queue dashboard (/admin/queues). @defaultValue the endpoint's */
+  adminUsername: string;
+  adminPassword: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -85,6 +123,17 @@ export function loadConfig(env: Env = process.env): Config {
   const stateRegistry = url('STATE_REGISTRY', 'http://127.0.0.1:5000', ['http:', 'https:']).replace(/\/+$/, '');
   const imageRegistry = url('IMAGE_REGISTRY', stateRegistry, ['http:', 'https:']).replace(/\/+$/, '');
 
+  const oneOf = <T extends string>(key: string, fallback: T, allowed: readonly T[]): T => {
+    const v = str(key, fallback) as T;
+    if (!allowed.includes(v)) problems.push(`${key}=${JSON.stringify(v)} must be one of ${allowed.join(', ')}`);
+    return v;
+  };
+  const stateProject = str('STATE_PROJECT', 'satellite');
+  if (!/^[a-z0-9]+(?:[._-][a-z0-9]+)*$/.test(stateProject)) problems.push(`STATE_PROJECT=${JSON.stringify(stateProject)} is not a valid project name`);
+  const stateLayout = oneOf('STATE_LAYOUT', 'oci', ['oci', 'harbor-satellite'] as const);
+  const statePusher = oneOf('STATE_PUSHER', 'builtin', ['builtin', 'oras'] as const);
+  if (statePusher === 'oras' && stateLayout !== 'oci') problems.push('STATE_PUSHER=oras publishes the "oci" layout only; unset STATE_LAYOUT or STATE_PUSHER');
+
   const config: Config = {
     port: int('PORT', 8080, 0, 65535),
     host: str('HOST', '0.0.0.0'),
@@ -97,7 +146,30 @@ export function loadConfig(env: Env = process.env): Config {
     stateRegistry,
     tombstoneRetentionHours: int('TOMBSTONE_RETENTION_HOURS', 168, 0, 24 * 365 * 10),
     authFailureLimit: int('AUTH_FAILURE_LIMIT', 10, 1, 1_000_000),
+    stateRegistryUsername: env.STATE_REGISTRY_USERNAME || undefined,
+    stateRegistryPassword: env.STATE_REGISTRY_PASSWORD || undefined,
+    stateProject,
+    stateLayout,
+    statePusher,
+    signer: oneOf('SIGNER', 'builtin', ['builtin', 'cosign'] as const),
+    cosignKey: env.COSIGN_KEY || undefined,
+    cosignPassword: env.COSIGN_PASSWORD ?? '',
+    workerConcurrency: int('WORKER_CONCURRENCY', 4, 1, 256),
+    buildAttempts: int('BUILD_ATTEMPTS', 10, 1, 1000),
+    buildBackoffMs: int('BUILD_BACKOFF_MS', 1000, 1, 3_600_000),
+    buildDebounceMs: int('BUILD_DEBOUNCE_MS', 500, 0, 600_000),
+    jobLockMs: int('JOB_LOCK_MS', 30_000, 1000, 3_600_000),
+    stateKeepVersions: int('STATE_KEEP_VERSIONS', 10, 1, 100_000),
+    pruneIntervalSeconds: int('PRUNE_INTERVAL_SECONDS', 3600, 1, 7 * 86400),
+    reconcileIntervalSeconds: int('RECONCILE_INTERVAL_SECONDS', 300, 1, 7 * 86400),
+    queuePrefix: str('QUEUE_PREFIX', 'satellite'),
+    metricsPort: int('METRICS_PORT', 9464, 0, 65535),
+    adminUsername: str('ADMIN_USERNAME', endpointUsername),
+    adminPassword: env.ADMIN_PASSWORD || endpointPassword,
   };
+  if ((config.stateRegistryUsername === undefined) !== (config.stateRegistryPassword === undefined)) {
+    problems.push('STATE_REGISTRY_USERNAME and STATE_REGISTRY_PASSWORD go together: set both or neither');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
 }
@@ -111,6 +183,14 @@ export function requireEndpointPassword(config: Config): string {
     ]);
   }
   return config.endpointPassword;
+}
+
+/** The worker signs every state; it cannot start without the key. */
+export function requireSigningKey(config: Config): string {
+  if (config.cosignKey === undefined) {
+    throw new ConfigError(['COSIGN_KEY is not set: the path of the key states are signed with (`satellite keys generate` makes one)']);
+  }
+  return config.cosignKey;
 }
 
 /** Hides the password of a URL so it can appear in an error or a log line. */

@@ -97,4 +97,27 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'published state versions',
+    sql: `
+      -- One row per state version of a group. A version is allocated (pending) before its
+      -- artifact is pushed and reused by every retry for the same content, so a publish
+      -- that fails half-way ends as exactly one version, never two.
+      CREATE TABLE state_versions (
+        group_name       text NOT NULL REFERENCES groups(name),
+        version          integer NOT NULL CHECK (version > 0),
+        content_digest   text NOT NULL,
+        status           text NOT NULL CHECK (status IN ('pending','published','abandoned')),
+        layout           text NOT NULL,
+        repository       text NOT NULL,
+        artifact_count   integer NOT NULL,
+        manifest_digest  text,
+        created_at       timestamptz NOT NULL DEFAULT date_trunc('second', now()),
+        published_at     timestamptz,
+        pruned_at        timestamptz,
+        PRIMARY KEY (group_name, version)
+      );
+    `,
+  },
 ];

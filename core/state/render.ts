@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { GroupArtifactRow } from '../store/artifact-store.js';
 import type { ArtifactKind } from '../oci/media-types.js';
 import type { Platform } from '../oci/manifest.js';
@@ -76,8 +77,16 @@ export function buildState(group: string, registry: string, rows: readonly Group
   return { group, registry, artifacts };
 }
 
-/** The exact bytes that are published (and that `satellite list --json` prints). */
-export function renderState(state: GroupState): string {
-  // Objects are built above with a fixed key order, which JSON.stringify preserves.
-  return JSON.stringify(state);
+/**
+ * The exact bytes that are published (and that `satellite list --json` prints). Objects are
+ * built with a fixed key order, which JSON.stringify preserves.
+ */
+export function renderState(state: GroupState, version?: number): string {
+  const { group, registry, artifacts } = state;
+  return JSON.stringify(version === undefined ? { group, registry, artifacts } : { group, registry, version, artifacts });
+}
+
+/** Identifies the content of a state regardless of its version number. */
+export function contentDigest(state: GroupState): string {
+  return `sha256:${createHash('sha256').update(renderState(state)).digest('hex')}`;
 }

@@ -204,4 +204,37 @@ export class ArtifactStore {
     const { rowCount } = await query(this.pool, 'SELECT 1 FROM groups WHERE name = $1', [group]);
     return rowCount === 1;
   }
+
+  /**
+   * Forgets tombstones older than the retention (they no longer appear in states), with the
+   * untagged children of a forgotten index that no other index lists.
+   */
+  async purgeExpiredTombstones(tombstoneRetentionHours: number): Promise<number> {
+    const { rows } = await query<{ n: string }>(
+      this.pool,
+      `WITH expired AS (
+         SELECT group_name, repository, digest FROM artifacts
+          WHERE deleted AND deleted_at < now() - make_interval(hours => $1)
+       ), gone_links AS (
+         DELETE FROM index_children c USING expired e
+          WHERE c.group_name = e.group_name AND c.repository = e.repository AND c.index_digest = e.digest
+          RETURNING c.group_name, c.repository, c.child_digest
+       ), gone AS (
+         DELETE FROM artifacts a USING expired e
+          WHERE a.group_name = e.group_name AND a.repository = e.repository AND a.digest = e.digest
+          RETURNING 1
+       ), orphans AS (
+         DELETE FROM artifacts a USING gone_links l
+          WHERE a.group_name = l.group_name AND a.repository = l.repository AND a.digest = l.child_digest
+            AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.group_name = a.group_name AND t.repository = a.repository AND t.digest = a.digest)
+            AND NOT EXISTS (SELECT 1 FROM index_children o WHERE o.group_name = a.group_name AND o.repository = a.repository
+                              AND o.child_digest = a.digest
+                              AND NOT (o.group_name, o.repository, o.index_digest) IN (SELECT * FROM expired))
+          RETURNING 1
+       )
+       SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM orphans) AS n`,
+      [tombstoneRetentionHours],
+    );
+    return Number(rows[0]?.n ?? 0);
+  }
 }

@@ -3,6 +3,7 @@ import pg from 'pg';
 import { ADMIN_URL, createTestDatabase } from '../support/db.js';
 import { satellite } from '../support/run.js';
 import { randomBytes } from 'node:crypto';
+import { MIGRATIONS } from '../../core/db/migrations.js';
 
 describe('the satellite command', () => {
   it('when several replicas migrate a new database at once, then all succeed and the schema is applied once', async () => {
@@ -12,7 +13,7 @@ describe('the satellite command', () => {
     try {
       const runs = await Promise.all([1, 2, 3].map(() => satellite(['migrate'], { DATABASE_URL: url.toString() })));
       const outputs = runs.map((r) => r.stdout.trim()).sort();
-      expect(outputs).to.deep.equal(['applied migrations 1', 'database is up to date', 'database is up to date']);
+      expect(outputs).to.deep.equal([`applied migrations ${MIGRATIONS.map((m) => m.version).join(', ')}`, 'database is up to date', 'database is up to date']);
     } finally {
       const admin = new pg.Client({ connectionString: ADMIN_URL });
       await admin.connect();
@@ -46,11 +47,11 @@ describe('the satellite command', () => {
     );
   });
 
-  it('when a group has recorded nothing, then list --json prints an empty state for it', async () => {
+  it('when a group has recorded nothing, then list --json prints an empty first version of its state', async () => {
     const db = await createTestDatabase();
     try {
       const { stdout } = await satellite(['list', 'empty-group', '--json'], { DATABASE_URL: db.url, IMAGE_REGISTRY: 'https://harbor.example.com' });
-      expect(stdout).to.equal('{"group":"empty-group","registry":"https://harbor.example.com","artifacts":[]}\n');
+      expect(stdout).to.equal('{"group":"empty-group","registry":"https://harbor.example.com","version":1,"artifacts":[]}\n');
     } finally {
       await db.drop();
     }

@@ -1,0 +1,223 @@
+import { createHash } from 'node:crypto';
+
+// A client of the OCI distribution API, for publishing states and reading them back.
+// Auth as Harbor's registry does it: a 401 carries a challenge; Basic gets the credentials
+// directly, Bearer sends them to the token service named in the challenge for a token
+// scoped to the repository, then the request is retried once with that token.
+
+export interface RegistryCredentials {
+  username: string;
+  password: string;
+}
+
+export class RegistryRequestError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    /** The OCI error code of the answer's body, when it had one. */
+    readonly code: string | undefined,
+    /** Whether the same request may succeed later (5xx, 429, timeouts, broken connections). */
+    readonly retryable: boolean,
+  ) {
+    super(message);
+    this.name = 'RegistryRequestError';
+  }
+}
+
+export interface ManifestInfo {
+  digest: string;
+  mediaType: string;
+  size: number;
+}
+
+export interface FetchedManifest extends ManifestInfo {
+  bytes: Buffer;
+}
+
+const MANIFEST_ACCEPT = [
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+].join(', ');
+
+const sha256 = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+function parseChallenge(header: string): { scheme: string; params: Record<string, string> } {
+  const space = header.indexOf(' ');
+  const scheme = (space < 0 ? header : header.slice(0, space)).toLowerCase();
+  const params: Record<string, string> = {};
+  const re = /([a-zA-Z_]+)="([^"]*)"/g;
+  for (let m = re.exec(header); m; m = re.exec(header)) params[m[1]!.toLowerCase()] = m[2]!;
+  return { scheme, params };
+}
+
+/** Timeouts, refused and reset connections: worth another try. */
+function networkError(err: unknown, what: string): RegistryRequestError {
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  const detail = cause?.code ?? cause?.message ?? (err as Error).message;
+  return new RegistryRequestError(`${what}: ${detail}`, 0, undefined, true);
+}
+
+export class RegistryClient {
+  /** Authorization header per scope, reused until a 401 says otherwise. */
+  private readonly authorizations = new Map<string, string>();
+
+  constructor(
+    readonly baseUrl: string,
+    private readonly credentials?: RegistryCredentials,
+    private readonly timeoutMs = 30_000,
+  ) {}
+
+  /** "host:port" as it appears in image references. */
+  get host(): string {
+    return new URL(this.baseUrl).host;
+  }
+
+  private basic(): string | undefined {
+    if (!this.credentials) return undefined;
+    return `Basic ${Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString('base64')}`;
+  }
+
+  private async token(params: Record<string, string>, scope: string): Promise<string> {
+    const url = new URL(params.realm!);
+    if (params.service) url.searchParams.set('service', params.service);
+    url.searchParams.set('scope', params.scope ?? scope);
+    const basic = this.basic();
+    let res: Response;
+    try {
+      res = await fetch(url, { headers: basic ? { Authorization: basic } : {}, signal: AbortSignal.timeout(this.timeoutMs) });
+    } catch (err) {
+      throw networkError(err, `token service ${url.origin}`);
+    }
+    if (!res.ok) {
+      throw new RegistryRequestError(`token service answered ${res.status}`, res.status, undefined, res.status >= 500 || res.status === 429);
+    }
+    const body = (await res.json()) as { token?: string; access_token?: string };
+    const token = body.token ?? body.access_token;
+    if (!token) throw new RegistryRequestError('token service answered without a token', res.status, undefined, false);
+    return `Bearer ${token}`;
+  }
+
+  /** One request with auth; `repository` scopes a Bearer token. Throws on a non-2xx answer unless `allow` lists it. */
+  async request(method: string, path: string, opts: { repository: string; headers?: Record<string, string>; body?: Buffer; allow?: number[] }): Promise<Response> {
+    const scope = `repository:${opts.repository}:pull,push`;
+    const url = path.startsWith('http') ? path : `${this.baseUrl}${path}`;
+    const send = async (authorization: string | undefined): Promise<Response> => {
+      try {
+        return await fetch(url, {
+          method,
+          headers: { ...(authorization ? { Authorization: authorization } : {}), ...(opts.headers ?? {}) },
+          body: opts.body,
+          redirect: 'follow',
+          signal: AbortSignal.timeout(this.timeoutMs),
+        });
+      } catch (err) {
+        throw networkError(err, `${method} ${path}`);
+      }
+    };
+    let res = await send(this.authorizations.get(scope));
+    if (res.status === 401) {
+      const challenge = res.headers.get('www-authenticate');
+      await res.body?.cancel();
+      if (challenge && this.credentials) {
+        const { scheme, params } = parseChallenge(challenge);
+        const authorization = scheme === 'bearer' && params.realm ? await this.token(params, scope) : this.basic()!;
+        this.authorizations.set(scope, authorization);
+        res = await send(authorization);
+      }
+    }
+    if (res.ok || opts.allow?.includes(res.status)) return res;
+    const text = await res.text().catch(() => '');
+    let code: string | undefined;
+    let message = text.slice(0, 300);
+    try {
+      const first = (JSON.parse(text) as { errors?: { code?: string; message?: string }[] }).errors?.[0];
+      code = first?.code;
+      message = first?.message ?? message;
+    } catch {
+      // not an OCI error body
+    }
+    const retryable = res.status >= 500 || res.status === 429 || res.status === 408;
+    throw new RegistryRequestError(`${method} ${path} answered ${res.status}${code ? ` ${code}` : ''}: ${message}`, res.status, code, retryable);
+  }
+
+  async headManifest(repository: string, reference: string): Promise<ManifestInfo | undefined> {
+    const res = await this.request('HEAD', `/v2/${repository}/manifests/${reference}`, { repository, headers: { Accept: MANIFEST_ACCEPT }, allow: [404] });
+    if (res.status === 404) return undefined;
+    return {
+      digest: res.headers.get('docker-content-digest') ?? '',
+      mediaType: res.headers.get('content-type') ?? '',
+      size: Number(res.headers.get('content-length') ?? 0),
+    };
+  }
+
+  /** The manifest's exact bytes; its digest is computed, not trusted from a header. */
+  async getManifest(repository: string, reference: string): Promise<FetchedManifest | undefined> {
+    const res = await this.request('GET', `/v2/${repository}/manifests/${reference}`, { repository, headers: { Accept: MANIFEST_ACCEPT }, allow: [404] });
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return undefined;
+    }
+    const bytes = Buffer.from(await res.arrayBuffer());
+    const digest = sha256(bytes);
+    if (reference.startsWith('sha256:') && digest !== reference) {
+      throw new RegistryRequestError(`manifest ${reference} arrived with digest ${digest}`, res.status, 'DIGEST_INVALID', true);
+    }
+    return { bytes, digest, mediaType: res.headers.get('content-type') ?? '', size: bytes.length };
+  }
+
+  async putManifest(repository: string, reference: string, bytes: Buffer, mediaType: string): Promise<string> {
+    const res = await this.request('PUT', `/v2/${repository}/manifests/${reference}`, { repository, headers: { 'Content-Type': mediaType }, body: bytes });
+    await res.body?.cancel();
+    const digest = sha256(bytes);
+    const echoed = res.headers.get('docker-content-digest');
+    if (echoed && echoed !== digest) {
+      throw new RegistryRequestError(`registry stored ${echoed} for a manifest whose digest is ${digest}`, res.status, 'DIGEST_INVALID', false);
+    }
+    return digest;
+  }
+
+  async deleteManifest(repository: string, digest: string): Promise<boolean> {
+    const res = await this.request('DELETE', `/v2/${repository}/manifests/${digest}`, { repository, allow: [404] });
+    await res.body?.cancel();
+    return res.status !== 404;
+  }
+
+  async blobExists(repository: string, digest: string): Promise<boolean> {
+    const res = await this.request('HEAD', `/v2/${repository}/blobs/${digest}`, { repository, allow: [404] });
+    return res.status !== 404;
+  }
+
+  /** Pushes a blob unless the registry has it (HEAD first): POST for a session, PUT ?digest=. */
+  async pushBlob(repository: string, bytes: Buffer): Promise<string> {
+    const digest = sha256(bytes);
+    if (await this.blobExists(repository, digest)) return digest;
+    const start = await this.request('POST', `/v2/${repository}/blobs/uploads/`, { repository, headers: { 'Content-Length': '0' } });
+    await start.body?.cancel();
+    const location = start.headers.get('location');
+    if (!location) throw new RegistryRequestError('upload session has no Location', start.status, undefined, true);
+    const url = new URL(location, this.baseUrl);
+    url.searchParams.set('digest', digest);
+    const put = await this.request('PUT', url.toString(), { repository, headers: { 'Content-Type': 'application/octet-stream' }, body: bytes });
+    await put.body?.cancel();
+    return digest;
+  }
+
+  async getBlob(repository: string, digest: string): Promise<Buffer> {
+    const res = await this.request('GET', `/v2/${repository}/blobs/${digest}`, { repository });
+    const bytes = Buffer.from(await res.arrayBuffer());
+    if (sha256(bytes) !== digest) throw new RegistryRequestError(`blob ${digest} arrived corrupted`, res.status, 'DIGEST_INVALID', true);
+    return bytes;
+  }
+
+  async listTags(repository: string): Promise<string[]> {
+    const res = await this.request('GET', `/v2/${repository}/tags/list`, { repository, allow: [404] });
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return [];
+    }
+    const body = (await res.json()) as { tags?: string[] | null };
+    return body.tags ?? [];
+  }
+}

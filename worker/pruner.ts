@@ -1,0 +1,41 @@
+import type { Config } from '../core/config.js';
+import { signatureTag } from '../core/cosign/signature-image.js';
+import type { Logger } from '../core/logger.js';
+import type { RegistryClient } from '../core/registry/registry-client.js';
+import type { ArtifactStore } from '../core/store/artifact-store.js';
+import type { StateStore } from '../core/store/state-store.js';
+
+/**
+ * Housekeeping: removes from the registry the published versions of each group beyond the
+ * newest STATE_KEEP_VERSIONS (the manifest, which takes its version tag with it, and its
+ * signature), and forgets tombstones past their retention.
+ */
+export class Pruner {
+  constructor(
+    private readonly artifacts: ArtifactStore,
+    private readonly states: StateStore,
+    private readonly client: RegistryClient,
+    private readonly config: Pick<Config, 'stateKeepVersions' | 'tombstoneRetentionHours'>,
+    private readonly log: Logger,
+  ) {}
+
+  async pruneAll(): Promise<{ versions: number; tombstones: number }> {
+    let versions = 0;
+    for (const group of await this.states.groups()) {
+      for (const old of await this.states.prunable(group, this.config.stateKeepVersions)) {
+        if (old.manifestDigest) {
+          // The version first, its signature after: a half-done prune leaves an orphan
+          // signature, never a version reachable without one.
+          const sig = await this.client.headManifest(old.repository, signatureTag(old.manifestDigest));
+          await this.client.deleteManifest(old.repository, old.manifestDigest);
+          if (sig?.digest) await this.client.deleteManifest(old.repository, sig.digest);
+        }
+        await this.states.markPruned(group, old.version);
+        versions++;
+      }
+    }
+    const tombstones = await this.artifacts.purgeExpiredTombstones(this.config.tombstoneRetentionHours);
+    if (versions + tombstones > 0) this.log.info({ versions, tombstones }, 'pruned');
+    return { versions, tombstones };
+  }
+}

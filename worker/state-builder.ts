@@ -1,0 +1,84 @@
+import type { Logger } from '../core/logger.js';
+import type { RegistryClient } from '../core/registry/registry-client.js';
+import { buildState, contentDigest, renderState } from '../core/state/render.js';
+import type { ArtifactStore } from '../core/store/artifact-store.js';
+import type { StateStore, StateVersion } from '../core/store/state-store.js';
+import type { Pusher } from './pusher.js';
+import type { Signer } from './signer.js';
+import { packageState, stateRepository, versionTag, type PackagedState, type StateLayout } from './state-artifact.js';
+
+export interface BuildResult {
+  group: string;
+  result: 'published' | 'unchanged' | 'repaired';
+  version: number;
+  digest: string;
+  artifacts: number;
+}
+
+export interface StateBuilderOptions {
+  imageRegistry: string;
+  stateProject: string;
+  layout: StateLayout;
+  tombstoneRetentionHours: number;
+}
+
+/**
+ * Turns a group's records into its signed state in the registry. Every step is idempotent
+ * by digest, so a retry after any failure converges on the same single version:
+ *
+ *   render → allocate a version (or find the content already published) → package →
+ *   push by digest → sign → immutable version tag → `latest` → mark published.
+ *
+ * `latest` moves last, so a satellite never sees an unsigned or half-pushed state.
+ */
+export class StateBuilder {
+  constructor(
+    private readonly artifacts: ArtifactStore,
+    private readonly states: StateStore,
+    private readonly client: RegistryClient,
+    private readonly pusher: Pusher,
+    private readonly signer: Signer,
+    private readonly options: StateBuilderOptions,
+    private readonly log: Logger,
+  ) {}
+
+  async build(group: string): Promise<BuildResult> {
+    const rows = await this.artifacts.listGroup(group, this.options.tombstoneRetentionHours);
+    const state = buildState(group, this.options.imageRegistry, rows);
+    const repository = stateRepository(this.options.stateProject, group);
+    const allocation = await this.states.allocate(group, contentDigest(state), this.options.layout, repository, state.artifacts.length);
+    const version = allocation.kind === 'unchanged' ? allocation.current : allocation.version;
+    const json = Buffer.from(renderState(state, version.version));
+    const pkg = packageState(this.options.layout, json, version.createdAt);
+    const summary = { group, version: version.version, digest: pkg.digest, artifacts: state.artifacts.length };
+
+    if (allocation.kind === 'unchanged') {
+      // Nothing new to publish; only make sure `latest` still names it (a registry
+      // garbage-collected or restored from backup is put right on the next pass).
+      const latest = await this.client.headManifest(repository, 'latest');
+      if (latest?.digest === pkg.digest) return { ...summary, result: 'unchanged' };
+      this.log.warn({ group, found: latest?.digest ?? null, expected: pkg.digest }, 'latest does not name the published state; publishing it again');
+      await this.publish(repository, pkg, version, json);
+      return { ...summary, result: 'repaired' };
+    }
+    await this.publish(repository, pkg, version, json);
+    await this.states.markPublished(group, version.version, pkg.digest);
+    return { ...summary, result: 'published' };
+  }
+
+  private async publish(repository: string, pkg: PackagedState, version: StateVersion, json: Buffer): Promise<void> {
+    const tag = versionTag(version.version);
+    const source = { json, created: version.createdAt };
+    if (this.pusher.name === 'builtin') {
+      await this.pusher.push(repository, pkg, pkg.digest, source);
+      await this.signer.sign(repository, pkg.digest);
+      await this.client.putManifest(repository, tag, pkg.manifest, pkg.mediaType);
+    } else {
+      // A CLI pusher tags as it pushes: sign first (the digest is known before the push),
+      // so the version tag never names an unsigned manifest.
+      await this.signer.sign(repository, pkg.digest);
+      await this.pusher.push(repository, pkg, tag, source);
+    }
+    await this.client.putManifest(repository, 'latest', pkg.manifest, pkg.mediaType);
+  }
+}

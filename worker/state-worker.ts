@@ -1,0 +1,149 @@
+import { readFile } from 'node:fs/promises';
+import { UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Config } from '../core/config.js';
+import { KeyError, loadPrivateKey } from '../core/cosign/keys.js';
+import type { Pool } from '../core/db/pool.js';
+import { StoreUnavailableError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
+import { RegistryClient, RegistryRequestError } from '../core/registry/registry-client.js';
+import { ArtifactStore } from '../core/store/artifact-store.js';
+import { StateStore } from '../core/store/state-store.js';
+import { OutboxRelay } from './outbox-relay.js';
+import { Pruner } from './pruner.js';
+import { BuiltinPusher, OrasPusher, type Pusher } from './pusher.js';
+import { buildJobOptions, checkEvictionPolicy, producerConnection, stateQueue, STATE_QUEUE, workerConnection, type BuildJobData, type BuildJobPolicy, type JobName } from './queue.js';
+import { CosignCliSigner, KeySigner, type Signer } from './signer.js';
+import { StateBuilder } from './state-builder.js';
+
+export interface RunningWorker {
+  queue: Queue<BuildJobData, unknown, JobName>;
+  builder: StateBuilder;
+  stop(): Promise<void>;
+}
+
+export function stateRegistryClient(config: Config): RegistryClient {
+  const creds = config.stateRegistryUsername && config.stateRegistryPassword
+    ? { username: config.stateRegistryUsername, password: config.stateRegistryPassword }
+    : undefined;
+  return new RegistryClient(config.stateRegistry, creds);
+}
+
+export function buildPolicy(config: Config): BuildJobPolicy {
+  return { debounceMs: config.buildDebounceMs, attempts: config.buildAttempts, backoffMs: config.buildBackoffMs };
+}
+
+async function makeSigner(config: Config, client: RegistryClient, keyPath: string): Promise<Signer> {
+  const creds = config.stateRegistryUsername && config.stateRegistryPassword
+    ? { username: config.stateRegistryUsername, password: config.stateRegistryPassword } : undefined;
+  // The key is read (and its password checked) at start-up even for the CLI signer, so a
+  // bad key stops the worker at once instead of failing every build.
+  const key = loadPrivateKey(await readFile(keyPath, 'utf8'), config.cosignPassword);
+  return config.signer === 'cosign' ? new CosignCliSigner(client, keyPath, config.cosignPassword, creds) : new KeySigner(client, key);
+}
+
+export function makeBuilder(config: Config, pool: Pool, client: RegistryClient, signer: Signer, log: Logger): StateBuilder {
+  const creds = config.stateRegistryUsername && config.stateRegistryPassword
+    ? { username: config.stateRegistryUsername, password: config.stateRegistryPassword } : undefined;
+  const pusher: Pusher = config.statePusher === 'oras' ? new OrasPusher(client, creds) : new BuiltinPusher(client);
+  return new StateBuilder(new ArtifactStore(pool), new StateStore(pool), client, pusher, signer, {
+    imageRegistry: config.imageRegistry,
+    stateProject: config.stateProject,
+    layout: config.stateLayout,
+    tombstoneRetentionHours: config.tombstoneRetentionHours,
+  }, log);
+}
+
+/**
+ * What retrying cannot fix becomes UnrecoverableError (BullMQ then fails the job at once,
+ * with the reason); everything else is thrown as is and retried with backoff.
+ */
+function classify(err: unknown): unknown {
+  if (err instanceof RegistryRequestError && !err.retryable) {
+    return new UnrecoverableError(`registry refused the state: ${err.message}`);
+  }
+  if (err instanceof KeyError) return new UnrecoverableError(`signing key: ${err.message}`);
+  if (err instanceof RegistryRequestError || err instanceof StoreUnavailableError) return err;
+  if ((err as { code?: string }).code === 'ENOENT') return new UnrecoverableError(`command not found: ${(err as Error).message}`);
+  return err;
+}
+
+export async function startWorker(deps: { config: Config; pool: Pool; log: Logger; metrics: Metrics; keyPath: string }): Promise<RunningWorker> {
+  const { config, pool, metrics } = deps;
+  const log = deps.log.child({ component: 'worker' });
+  const client = stateRegistryClient(config);
+  const signer = await makeSigner(config, client, deps.keyPath);
+  const builder = makeBuilder(config, pool, client, signer, log);
+  const states = new StateStore(pool);
+  const pruner = new Pruner(new ArtifactStore(pool), states, client, config, log);
+  const policy = buildPolicy(config);
+
+  const producer: Redis = producerConnection(config.redisUrl, log);
+  const queue = stateQueue(producer, config.queuePrefix);
+  queue.on('error', (err) => log.debug({ err: err.message }, 'queue error'));
+  const consumer = workerConnection(config.redisUrl, log);
+  void checkEvictionPolicy(consumer, log);
+
+  const processor = async (job: Job<BuildJobData, unknown, JobName>) => {
+    const jobLog = log.child({ jobId: job.id, job: job.name, group: job.data?.group, attempt: job.attemptsMade + 1 });
+    try {
+      if (job.name === 'prune') return await pruner.pruneAll();
+      if (job.name === 'reconcile') {
+        const groups = await states.groups();
+        for (const group of groups) await queue.add('build', { group }, buildJobOptions(group, policy));
+        return { groups: groups.length };
+      }
+      const stop = metrics.publishSeconds.startTimer();
+      const result = await builder.build(job.data.group);
+      if (result.result !== 'unchanged') stop();
+      metrics.builds.inc({ result: result.result });
+      jobLog.info(result, result.result === 'unchanged' ? 'state unchanged' : 'state published');
+      return result;
+    } catch (err) {
+      const classified = classify(err);
+      const final = classified instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      metrics.builds.inc({ result: final ? 'failed' : 'retry' });
+      metrics.failures.inc({ where: job.name });
+      jobLog[final ? 'error' : 'warn']({ err: (err as Error).message, final }, 'job failed');
+      throw classified;
+    }
+  };
+
+  const worker = new Worker<BuildJobData, unknown, JobName>(STATE_QUEUE, processor, {
+    connection: consumer,
+    prefix: config.queuePrefix,
+    concurrency: config.workerConcurrency,
+    lockDuration: config.jobLockMs,
+    stalledInterval: Math.max(1000, Math.floor(config.jobLockMs / 2)),
+    maxStalledCount: 3,
+  });
+  worker.on('error', (err) => log.warn({ err: err.message }, 'worker error'));
+  worker.on('stalled', (jobId) => log.warn({ jobId }, 'job stalled: its worker died; it will run again'));
+
+  const relay = new OutboxRelay(pool, queue, policy, log);
+  relay.start();
+
+  // Repeatable housekeeping; upsert is idempotent across replicas and restarts.
+  const schedule = async () => {
+    await queue.upsertJobScheduler('prune', { every: config.pruneIntervalSeconds * 1000 }, { name: 'prune', data: { group: '' } });
+    await queue.upsertJobScheduler('reconcile', { every: config.reconcileIntervalSeconds * 1000 }, { name: 'reconcile', data: { group: '' } });
+  };
+  schedule().catch((err: Error) => log.warn({ err: err.message }, 'could not schedule housekeeping yet; retrying in the background'));
+  const scheduleRetry = setInterval(() => schedule().then(() => clearInterval(scheduleRetry), () => undefined), 10_000);
+
+  log.info({ concurrency: config.workerConcurrency, registry: config.stateRegistry, layout: config.stateLayout, signer: signer.name }, 'worker started');
+  return {
+    queue,
+    builder,
+    async stop() {
+      clearInterval(scheduleRetry);
+      await relay.stop();
+      // Lets running jobs finish (their locks are released), takes no new ones.
+      await worker.close();
+      await queue.close();
+      consumer.disconnect();
+      producer.disconnect();
+    },
+  };
+}
