@@ -1,0 +1,72 @@
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+// An HTTP proxy in front of a real registry that injects faults into chosen requests:
+// a 5xx answer, a reset connection, or a hang (the request never answers).
+
+export type Fault = 'error500' | 'reset' | 'hang';
+
+export interface FaultRule {
+  method: string;
+  path: RegExp;
+  fault: Fault;
+  /** How many matching requests get the fault; the rest pass through. */
+  times: number;
+}
+
+export interface FaultProxy {
+  url: string;
+  host: string;
+  rules: FaultRule[];
+  /** Every request seen, "METHOD path", in order. */
+  log: string[];
+  /** How many faults were injected. */
+  injected: () => number;
+  close(): Promise<void>;
+}
+
+export async function startFaultProxy(target: string): Promise<FaultProxy> {
+  const t = new URL(target);
+  const rules: FaultRule[] = [];
+  const log: string[] = [];
+  let injected = 0;
+  const hanging = new Set<ServerResponse>();
+  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const path = req.url ?? '/';
+    log.push(`${req.method} ${path}`);
+    const rule = rules.find((r) => r.times > 0 && r.method === req.method && r.path.test(path));
+    if (rule) {
+      rule.times--;
+      injected++;
+      req.resume();
+      if (rule.fault === 'error500') {
+        res.writeHead(500, { 'Content-Type': 'application/json' }).end('{"errors":[{"code":"UNKNOWN","message":"injected fault"}]}');
+      } else if (rule.fault === 'reset') {
+        req.socket.destroy();
+      } else {
+        hanging.add(res);
+      }
+      return;
+    }
+    const upstream = request({ host: t.hostname, port: t.port, method: req.method, path, headers: { ...req.headers, host: t.host } }, (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    host: `127.0.0.1:${port}`,
+    rules,
+    log,
+    injected: () => injected,
+    async close() {
+      for (const res of hanging) res.destroy();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}

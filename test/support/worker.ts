@@ -1,0 +1,54 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig, type Config } from '../../core/config.js';
+import { generateCosignKeyPair } from '../../core/cosign/keys.js';
+import type { Pool } from '../../core/db/pool.js';
+import { createLogger } from '../../core/logger.js';
+import { RegistryClient } from '../../core/registry/registry-client.js';
+import { ArtifactStore } from '../../core/store/artifact-store.js';
+import { computeDigest } from '../../core/oci/digest.js';
+import { parseManifest } from '../../core/oci/manifest.js';
+import { KeySigner } from '../../worker/signer.js';
+import { makeBuilder } from '../../worker/state-worker.js';
+import { loadPrivateKey } from '../../core/cosign/keys.js';
+import type { Image } from './oci.js';
+
+export const KEY_PASSWORD = 'key-password-for-tests';
+/** Cheap scrypt for tests: the format is the same, only the cost differs. */
+const TEST_COST = { N: 1024, r: 8, p: 1 };
+
+export interface TestKeys {
+  dir: string;
+  keyPath: string;
+  pubPath: string;
+  publicPem: string;
+  privatePem: string;
+}
+
+export async function testKeys(): Promise<TestKeys> {
+  const dir = await mkdtemp(join(tmpdir(), 'satellite-keys-'));
+  const { privatePem, publicPem } = generateCosignKeyPair(KEY_PASSWORD, TEST_COST);
+  const keyPath = join(dir, 'cosign.key');
+  const pubPath = join(dir, 'cosign.pub');
+  await writeFile(keyPath, privatePem);
+  await writeFile(pubPath, publicPem);
+  return { dir, keyPath, pubPath, publicPem, privatePem };
+}
+
+export function workerConfig(env: Record<string, string>): Config {
+  return loadConfig({ IMAGE_REGISTRY: 'https://harbor.example.com', COSIGN_PASSWORD: KEY_PASSWORD, LOG_LEVEL: 'silent', ...env });
+}
+
+export function testBuilder(config: Config, pool: Pool, keys: TestKeys) {
+  const client = new RegistryClient(config.stateRegistry);
+  const signer = new KeySigner(client, loadPrivateKey(keys.privatePem, KEY_PASSWORD));
+  return { client, builder: makeBuilder(config, pool, client, signer, createLogger('silent')) };
+}
+
+/** Records an image straight into the store, as the endpoint would. */
+export async function record(pool: Pool, group: string, repository: string, img: Image, tag: string | null): Promise<void> {
+  const m = parseManifest(img.manifest.bytes, img.manifest.mediaType);
+  if (m.digest !== computeDigest(img.manifest.bytes)) throw new Error('digest');
+  await new ArtifactStore(pool).recordManifest({ group, repository }, m, tag);
+}

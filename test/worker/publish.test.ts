@@ -1,0 +1,186 @@
+import { expect } from 'chai';
+import { createHash, createPublicKey, generateKeyPairSync, verify as nodeVerify } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { gunzipSync } from 'node:zlib';
+import { startDockerRegistry, type LocalRegistry } from '../../harbor-dev/docker-registry.js';
+import { signatureTag } from '../../core/cosign/signature-image.js';
+import { createTestDatabase, type TestDatabase } from '../support/db.js';
+import { image, index } from '../support/oci.js';
+import { satellite } from '../support/run.js';
+import { record, testBuilder, testKeys, workerConfig, type TestKeys } from '../support/worker.js';
+import { STATE_ARTIFACT_TYPE } from '../../worker/state-artifact.js';
+import { KeySigner } from '../../worker/signer.js';
+import { RegistryClient } from '../../core/registry/registry-client.js';
+import { previewState } from '../../core/state/preview.js';
+
+const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+describe('publishing a group state to a real registry', function () {
+  this.timeout(60_000);
+  let db: TestDatabase;
+  let registry: LocalRegistry;
+  let keys: TestKeys;
+
+  before(async () => {
+    registry = await startDockerRegistry();
+    keys = await testKeys();
+  });
+  beforeEach(async () => {
+    db = await createTestDatabase();
+  });
+  afterEach(async () => {
+    await db?.drop();
+  });
+  after(async () => {
+    await registry?.stop();
+    if (keys) await rm(keys.dir, { recursive: true, force: true });
+  });
+
+  const setup = (env: Record<string, string> = {}) => {
+    const config = workerConfig({ STATE_REGISTRY: registry.url, COSIGN_KEY: keys.keyPath, ...env });
+    return { config, ...testBuilder(config, db.pool, keys) };
+  };
+  const repo = (group: string) => `satellite/group-state/${group}/state`;
+
+  async function readState(client: RegistryClient, group: string, tag = 'latest') {
+    const m = (await client.getManifest(repo(group), tag))!;
+    const doc = JSON.parse(m.bytes.toString());
+    const json = await client.getBlob(repo(group), doc.layers[0].digest);
+    return { manifest: m, doc, json, state: JSON.parse(json.toString()) };
+  }
+
+  it('when a group is built, then the registry holds an oras-shaped artifact tagged v1 and latest listing what was recorded', async () => {
+    const { builder, client } = setup();
+    const img = image();
+    const idx = index([{ architecture: 'amd64', os: 'linux' }, { architecture: 'arm64', os: 'linux' }]);
+    await record(db.pool, 'edge-eu', 'library/alpine', img, '3.20');
+    for (const c of idx.children) await record(db.pool, 'edge-eu', 'library/nginx', c, null);
+    await record(db.pool, 'edge-eu', 'library/nginx', { manifest: idx.manifest, config: idx.manifest, layers: [] }, '1.27');
+
+    const result = await builder.build('edge-eu');
+    expect(result).to.include({ result: 'published', version: 1, artifacts: 2 });
+    expect((await client.listTags(repo('edge-eu'))).sort()).to.deep.equal([signatureTag(result.digest), 'latest', 'v1'].sort());
+
+    const { manifest, doc, state } = await readState(client, 'edge-eu');
+    expect(manifest.digest).to.equal(result.digest);
+    expect(doc.artifactType).to.equal(STATE_ARTIFACT_TYPE);
+    expect(doc.config).to.deep.equal({ mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(Buffer.from('{}')), size: 2, data: 'e30=' });
+    expect(doc.layers).to.have.length(1);
+    expect(doc.layers[0].annotations).to.deep.equal({ 'org.opencontainers.image.title': 'artifacts.json' });
+    expect(doc.annotations['org.opencontainers.image.created']).to.match(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    expect(state).to.include({ group: 'edge-eu', registry: 'https://harbor.example.com', version: 1 });
+    expect(state.artifacts.map((a: { repository: string; digest: string; tag: string[] }) => [a.repository, a.digest, a.tag])).to.deep.equal(
+      [['library/alpine', img.manifest.digest, ['3.20']], ['library/nginx', idx.manifest.digest, ['1.27']]].sort((a, b) => (a[0]! < b[0]! ? -1 : 1)));
+  });
+
+  it('when the signature is read back through the distribution API alone, then Node crypto confirms payload, DER signature and digest claim', async () => {
+    const { builder, client } = setup();
+    await record(db.pool, 'edge-us', 'library/alpine', image(), '3.20');
+    const { digest } = await builder.build('edge-us');
+    const sig = JSON.parse((await client.getManifest(repo('edge-us'), signatureTag(digest)))!.bytes.toString());
+    expect(sig.mediaType).to.equal('application/vnd.oci.image.manifest.v1+json');
+    expect(sig.config.mediaType).to.equal('application/vnd.oci.image.config.v1+json');
+    expect(sig.layers).to.have.length(1);
+    const layer = sig.layers[0];
+    expect(layer.mediaType).to.equal('application/vnd.dev.cosign.simplesigning.v1+json');
+    const payload = await client.getBlob(repo('edge-us'), layer.digest);
+    expect(payload.toString()).to.equal(JSON.stringify({
+      critical: { identity: { 'docker-reference': `${registry.host}/${repo('edge-us')}` }, image: { 'docker-manifest-digest': digest }, type: 'cosign container image signature' },
+      optional: null,
+    }));
+    const der = Buffer.from(layer.annotations['dev.cosignproject.cosign/signature'], 'base64');
+    expect(der[0], 'ASN.1 SEQUENCE').to.equal(0x30);
+    expect(nodeVerify('sha256', payload, createPublicKey(keys.publicPem), der)).to.equal(true);
+    expect(sha256((await client.getManifest(repo('edge-us'), 'latest'))!.bytes)).to.equal(digest);
+  });
+
+  it('when satellite verify checks the state, then it accepts it, and refuses another key, a tampered state and an unsigned one', async () => {
+    const { builder, client, config } = setup();
+    await record(db.pool, 'edge-ap', 'library/alpine', image(), '3.20');
+    const { digest } = await builder.build('edge-ap');
+    const ref = `${registry.host}/${repo('edge-ap')}:latest`;
+    const env = { STATE_REGISTRY: config.stateRegistry };
+    const ok = await satellite(['verify', ref, '--key', keys.pubPath, '--plain-http'], env);
+    expect(JSON.parse(ok.stdout)[0].critical.image['docker-manifest-digest']).to.equal(digest);
+
+    const other = await testKeys();
+    try {
+      await satellite(['verify', ref, '--key', other.pubPath, '--plain-http'], env).then(() => expect.fail('accepted another key'), (e: { code: number; stderr: string }) => {
+        expect(e.code).to.equal(1);
+        expect(e.stderr).to.include('does not verify with the given key');
+      });
+    } finally {
+      await rm(other.dir, { recursive: true, force: true });
+    }
+
+    // Tampered: the state's JSON changed under the same tag: the signature names the old digest.
+    const { doc, json } = await readState(client, 'edge-ap');
+    const forged = Buffer.from(json.toString().replace('"3.20"', '"6.66"'));
+    const forgedLayer = await client.pushBlob(repo('edge-ap'), forged);
+    const forgedManifest = Buffer.from(JSON.stringify({ ...doc, layers: [{ ...doc.layers[0], digest: forgedLayer, size: forged.length }] }));
+    await client.putManifest(repo('edge-ap'), 'tampered', forgedManifest, 'application/vnd.oci.image.manifest.v1+json');
+    await satellite(['verify', `${registry.host}/${repo('edge-ap')}:tampered`, '--key', keys.pubPath, '--plain-http'], env)
+      .then(() => expect.fail('accepted a tampered state'), (e: { code: number; stderr: string }) => expect(e.stderr).to.include('no signature is attached'));
+
+    // A signature whose payload claims the tampered digest but was made by another key.
+    const rogue = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+    await new KeySigner(client, rogue).sign(repo('edge-ap'), sha256(forgedManifest));
+    await satellite(['verify', `${registry.host}/${repo('edge-ap')}:tampered`, '--key', keys.pubPath, '--plain-http'], env)
+      .then(() => expect.fail('accepted a rogue signature'), (e: { code: number; stderr: string }) => expect(e.stderr).to.include('does not verify with the given key'));
+
+    // Unsigned: a manifest pushed with no .sig.
+    const bare = Buffer.from(JSON.stringify({ ...doc, annotations: { 'org.opencontainers.image.created': '2000-01-01T00:00:00Z' } }));
+    await client.putManifest(repo('edge-ap'), 'unsigned', bare, 'application/vnd.oci.image.manifest.v1+json');
+    await satellite(['verify', `${registry.host}/${repo('edge-ap')}:unsigned`, '--key', keys.pubPath, '--plain-http'], env)
+      .then(() => expect.fail('accepted an unsigned state'), (e: { code: number }) => expect(e.code).to.equal(1));
+  });
+
+  it('when nothing changed, then a second build publishes nothing; when something changed, then exactly v2 appears', async () => {
+    const { builder, client } = setup();
+    await record(db.pool, 'edge-x', 'library/alpine', image(), '3.20');
+    const first = await builder.build('edge-x');
+    const again = await builder.build('edge-x');
+    expect(again).to.include({ result: 'unchanged', version: 1, digest: first.digest });
+    expect(await client.listTags(repo('edge-x'))).to.have.length(3);
+    await record(db.pool, 'edge-x', 'library/busybox', image(), '1.36');
+    const second = await builder.build('edge-x');
+    expect(second).to.include({ result: 'published', version: 2 });
+    expect((await client.listTags(repo('edge-x'))).filter((t) => t.startsWith('v')).sort()).to.deep.equal(['v1', 'v2']);
+    expect((await client.headManifest(repo('edge-x'), 'latest'))!.digest).to.equal(second.digest);
+  });
+
+  it('when the same records are recorded in another order elsewhere, then the state JSON is byte-identical (deterministic)', async () => {
+    const { builder, client } = setup();
+    const img = image();
+    await record(db.pool, 'edge-d', 'library/alpine', img, 'b');
+    await record(db.pool, 'edge-d', 'library/alpine', img, 'a');
+    await builder.build('edge-d');
+    const { json: published, state } = await readState(client, 'edge-d');
+    expect(state.artifacts[0].tag).to.deep.equal(['a', 'b']);
+    const db2 = await createTestDatabase();
+    try {
+      await record(db2.pool, 'edge-d', 'library/alpine', img, 'a');
+      await record(db2.pool, 'edge-d', 'library/alpine', img, 'b');
+      expect(await previewState(db2.pool, 'edge-d', 'https://harbor.example.com', 168)).to.equal(published.toString());
+    } finally {
+      await db2.drop();
+    }
+  });
+
+  it('when STATE_LAYOUT=harbor-satellite, then the state is a Docker image whose tar.gz layer holds artifacts.json', async () => {
+    const { builder, client } = setup({ STATE_LAYOUT: 'harbor-satellite' });
+    await record(db.pool, 'edge-hs', 'library/alpine', image(), '3.20');
+    const { digest } = await builder.build('edge-hs');
+    const m = (await client.getManifest(repo('edge-hs'), 'latest'))!;
+    expect(m.digest).to.equal(digest);
+    const doc = JSON.parse(m.bytes.toString());
+    expect(doc.mediaType).to.equal('application/vnd.docker.distribution.manifest.v2+json');
+    expect(doc.layers[0].mediaType).to.equal('application/vnd.docker.image.rootfs.diff.tar.gzip');
+    const tarball = gunzipSync(await client.getBlob(repo('edge-hs'), doc.layers[0].digest));
+    expect(tarball.subarray(0, 14).toString()).to.equal('artifacts.json');
+    const size = parseInt(tarball.subarray(124, 135).toString(), 8);
+    const state = JSON.parse(tarball.subarray(512, 512 + size).toString());
+    expect(state.group).to.equal('edge-hs');
+    expect(state.artifacts[0].repository).to.equal('library/alpine');
+  });
+});
