@@ -28,8 +28,8 @@ export interface AppDeps {
   password: string;
   authFailureLimit: number;
   metrics?: Metrics;
-  /** The state queue, for its dashboard and depth; absent when Redis is not configured. */
-  queue?: Queue;
+  /** The state queue, for its dashboard and depth, once Redis is connected. */
+  queue?: () => Queue | undefined;
   admin?: { username: string; password: string };
 }
 

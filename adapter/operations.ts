@@ -6,9 +6,10 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Metrics } from '../core/metrics.js';
 
 /** GET /metrics in Prometheus text format; queue depth is read at scrape time. */
-export function metricsRoute(metrics: Metrics, queue: Queue | undefined): express.Router {
+export function metricsRoute(metrics: Metrics, queueOf: (() => Queue | undefined) | undefined): express.Router {
   const r = express.Router();
   r.get('/metrics', async (_req, res) => {
+    const queue = queueOf?.();
     if (queue) {
       try {
         const counts = await Promise.race([
@@ -39,10 +40,24 @@ export function countManifestWrites(metrics: Metrics) {
   };
 }
 
-/** bull-board, the queue dashboard, mounted at `basePath` (behind the admin credential). */
-export function queueDashboard(queue: Queue, basePath: string): express.Router {
-  const adapter = new ExpressAdapter();
-  adapter.setBasePath(basePath);
-  createBullBoard({ queues: [new BullMQAdapter(queue)], serverAdapter: adapter });
-  return adapter.getRouter() as express.Router;
+/**
+ * bull-board, the queue dashboard, mounted at `basePath` (behind the admin credential);
+ * built on the first request after Redis is connected, 503 before.
+ */
+export function queueDashboard(queueOf: () => Queue | undefined, basePath: string) {
+  let router: express.Router | undefined;
+  return (req: Request, res: Response, next: NextFunction): void => {
+    if (!router) {
+      const queue = queueOf();
+      if (!queue) {
+        res.status(503).json({ error: 'the queue is not connected yet (Redis unreachable)' });
+        return;
+      }
+      const adapter = new ExpressAdapter();
+      adapter.setBasePath(basePath);
+      createBullBoard({ queues: [new BullMQAdapter(queue)], serverAdapter: adapter });
+      router = adapter.getRouter() as express.Router;
+    }
+    router(req, res, next);
+  };
 }

@@ -61,6 +61,8 @@ export interface Config {
   pruneIntervalSeconds: number;
   /** How often every group is rebuilt if needed (safety net, tombstone expiry). @defaultValue 300 (s) */
   reconcileIntervalSeconds: number;
+  /** Timeout of one request to STATE_REGISTRY. @defaultValue 30000 (ms) */
+  registryTimeoutMs: number;
   /** Prefix of every Redis key of the queue. @defaultValue "satellite" */
   queuePrefix: string;
   /** Port of /metrics and /healthz for `satellite worker` alone. @defaultValue 9464 */
@@ -162,6 +164,7 @@ export function loadConfig(env: Env = process.env): Config {
     stateKeepVersions: int('STATE_KEEP_VERSIONS', 10, 1, 100_000),
     pruneIntervalSeconds: int('PRUNE_INTERVAL_SECONDS', 3600, 1, 7 * 86400),
     reconcileIntervalSeconds: int('RECONCILE_INTERVAL_SECONDS', 300, 1, 7 * 86400),
+    registryTimeoutMs: int('REGISTRY_TIMEOUT_MS', 30_000, 100, 600_000),
     queuePrefix: str('QUEUE_PREFIX', 'satellite'),
     metricsPort: int('METRICS_PORT', 9464, 0, 65535),
     adminUsername: str('ADMIN_USERNAME', endpointUsername),

@@ -47,6 +47,7 @@ export class OutboxRelay {
         this.failing = false;
       } catch (err) {
         if (!this.failing) this.log.warn({ err: (err as Error).message }, 'outbox relay cannot enqueue; changes wait in the outbox');
+        else this.log.debug({ err: (err as Error).message }, 'outbox relay still failing');
         this.failing = true;
       }
     };

@@ -20,18 +20,46 @@ export function workerConnection(url: string, log: Logger): Redis {
 }
 
 /**
- * A connection for producers (the outbox relay, metrics): fail fast while Redis is away,
- * so the relay's transaction rolls back and its outbox rows wait for the next attempt.
+ * A connection for producers (the outbox relay, metrics): a command fails after one
+ * reconnection attempt while Redis is away, so the relay's transaction rolls back and its
+ * outbox rows wait for the next pass instead of holding locks.
  */
 export function producerConnection(url: string, log: Logger): Redis {
-  const options: RedisOptions = { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000 };
+  const options: RedisOptions = { maxRetriesPerRequest: 1, connectTimeout: 2000 };
   const redis = new Redis(url, options);
   redis.on('error', (err) => log.debug({ err: err.message }, 'redis producer connection error'));
   return redis;
 }
 
-export function stateQueue(connection: Redis, prefix: string): Queue<BuildJobData, unknown, JobName> {
+export type StateQueue = Queue<BuildJobData, unknown, JobName>;
+
+export function stateQueue(connection: Redis, prefix: string): StateQueue {
   return new Queue<BuildJobData, unknown, JobName>(STATE_QUEUE, { connection, prefix, skipWaitingForReady: true });
+}
+
+/**
+ * A producer queue whose start-up handshake with Redis has completed. A Queue whose
+ * handshake fails (Redis away at that moment) stays broken, so the handshake is retried
+ * with a fresh connection until Redis answers. Once up, a queue rides out later outages.
+ */
+export async function connectQueue(url: string, prefix: string, log: Logger, signal?: AbortSignal): Promise<{ queue: StateQueue; connection: Redis }> {
+  for (let attempt = 1; ; attempt++) {
+    const connection = producerConnection(url, log);
+    const queue = stateQueue(connection, prefix);
+    queue.on('error', (err) => log.debug({ err: err.message }, 'queue error'));
+    try {
+      await queue.waitUntilReady();
+      await connection.ping();
+      if (attempt > 1) log.info({ attempt }, 'connected to redis');
+      return { queue, connection };
+    } catch (err) {
+      if (attempt === 1) log.warn({ err: (err as Error).message }, 'redis is not reachable; retrying');
+      await queue.close().catch(() => undefined);
+      connection.disconnect();
+      if (signal?.aborted) throw new Error('stopped while waiting for redis');
+      await new Promise((r) => setTimeout(r, Math.min(5000, 250 * attempt)));
+    }
+  }
 }
 
 export interface BuildJobPolicy {

@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
 import { UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Config } from '../core/config.js';
 import { KeyError, loadPrivateKey } from '../core/cosign/keys.js';
 import type { Pool } from '../core/db/pool.js';
@@ -13,7 +12,7 @@ import { StateStore } from '../core/store/state-store.js';
 import { OutboxRelay } from './outbox-relay.js';
 import { Pruner } from './pruner.js';
 import { BuiltinPusher, OrasPusher, type Pusher } from './pusher.js';
-import { buildJobOptions, checkEvictionPolicy, producerConnection, stateQueue, STATE_QUEUE, workerConnection, type BuildJobData, type BuildJobPolicy, type JobName } from './queue.js';
+import { buildJobOptions, checkEvictionPolicy, connectQueue, STATE_QUEUE, workerConnection, type BuildJobData, type BuildJobPolicy, type JobName } from './queue.js';
 import { CosignCliSigner, KeySigner, type Signer } from './signer.js';
 import { StateBuilder } from './state-builder.js';
 
@@ -27,7 +26,7 @@ export function stateRegistryClient(config: Config): RegistryClient {
   const creds = config.stateRegistryUsername && config.stateRegistryPassword
     ? { username: config.stateRegistryUsername, password: config.stateRegistryPassword }
     : undefined;
-  return new RegistryClient(config.stateRegistry, creds);
+  return new RegistryClient(config.stateRegistry, creds, config.registryTimeoutMs);
 }
 
 export function buildPolicy(config: Config): BuildJobPolicy {
@@ -79,9 +78,7 @@ export async function startWorker(deps: { config: Config; pool: Pool; log: Logge
   const pruner = new Pruner(new ArtifactStore(pool), states, client, config, log);
   const policy = buildPolicy(config);
 
-  const producer: Redis = producerConnection(config.redisUrl, log);
-  const queue = stateQueue(producer, config.queuePrefix);
-  queue.on('error', (err) => log.debug({ err: err.message }, 'queue error'));
+  const { queue, connection: producer } = await connectQueue(config.redisUrl, config.queuePrefix, log);
   const consumer = workerConnection(config.redisUrl, log);
   void checkEvictionPolicy(consumer, log);
 
@@ -98,7 +95,8 @@ export async function startWorker(deps: { config: Config; pool: Pool; log: Logge
       const result = await builder.build(job.data.group);
       if (result.result !== 'unchanged') stop();
       metrics.builds.inc({ result: result.result });
-      jobLog.info(result, result.result === 'unchanged' ? 'state unchanged' : 'state published');
+      const { group: _group, ...fields } = result;
+      jobLog.info(fields, result.result === 'unchanged' ? 'state unchanged' : 'state published');
       return result;
     } catch (err) {
       const classified = classify(err);
@@ -139,8 +137,15 @@ export async function startWorker(deps: { config: Config; pool: Pool; log: Logge
     async stop() {
       clearInterval(scheduleRetry);
       await relay.stop();
-      // Lets running jobs finish (their locks are released), takes no new ones.
-      await worker.close();
+      // Lets running jobs finish (their locks are released), takes no new ones. If Redis is
+      // away the graceful close cannot complete: give up after a lock period; the jobs left
+      // active are stalled jobs another worker recovers.
+      const graceful = worker.close();
+      const timedOut = await Promise.race([graceful.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), config.jobLockMs).unref())]);
+      if (timedOut) {
+        log.warn('worker did not drain in time; closing anyway');
+        await worker.close(true).catch(() => undefined);
+      }
       await queue.close();
       consumer.disconnect();
       producer.disconnect();

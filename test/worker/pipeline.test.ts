@@ -1,0 +1,148 @@
+import { expect } from 'chai';
+import { rm } from 'node:fs/promises';
+import { startDockerRegistry, type LocalRegistry } from '../../harbor-dev/docker-registry.js';
+import { createLogger } from '../../core/logger.js';
+import { Metrics } from '../../core/metrics.js';
+import { RegistryClient } from '../../core/registry/registry-client.js';
+import { startWorker, type RunningWorker } from '../../worker/state-worker.js';
+import { createTestDatabase, type TestDatabase } from '../support/db.js';
+import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { image, randomLayer } from '../support/oci.js';
+import { dropPrefix, ownRedis, REDIS_URL, testPrefix } from '../support/redis.js';
+import { record, testKeys, workerConfig, type TestKeys } from '../support/worker.js';
+
+const repo = (group: string) => `satellite/group-state/${group}/state`;
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('the state pipeline: outbox, queue, worker, registry', function () {
+  this.timeout(90_000);
+  let db: TestDatabase;
+  let registry: LocalRegistry;
+  let proxy: FaultProxy;
+  let keys: TestKeys;
+  let prefix: string;
+  let worker: RunningWorker | undefined;
+  let metrics: Metrics;
+
+  before(async () => {
+    registry = await startDockerRegistry();
+    keys = await testKeys();
+  });
+  beforeEach(async () => {
+    db = await createTestDatabase();
+    proxy = await startFaultProxy(registry.url);
+    prefix = testPrefix();
+    metrics = new Metrics();
+  });
+  afterEach(async () => {
+    await worker?.stop();
+    worker = undefined;
+    await proxy?.close();
+    await db?.drop();
+    await dropPrefix(prefix);
+  });
+  after(async () => {
+    await registry?.stop();
+    if (keys) await rm(keys.dir, { recursive: true, force: true });
+  });
+
+  const start = async (env: Record<string, string> = {}) => {
+    const config = workerConfig({
+      STATE_REGISTRY: proxy.url, COSIGN_KEY: keys.keyPath, REDIS_URL, QUEUE_PREFIX: prefix,
+      BUILD_DEBOUNCE_MS: '100', BUILD_BACKOFF_MS: '50', BUILD_ATTEMPTS: '8', ...env,
+    });
+    worker = await startWorker({ config, pool: db.pool, log: createLogger('silent'), metrics, keyPath: keys.keyPath });
+    return config;
+  };
+  const client = () => new RegistryClient(registry.url);
+  const versions = async (group: string) => (await client().listTags(repo(group))).filter((t) => /^v\d+$/.test(t)).sort();
+  const published = async (group: string) => (await db.pool.query<{ version: number }>(
+    "SELECT version FROM state_versions WHERE group_name = $1 AND status = 'published' ORDER BY version", [group])).rows.map((r) => r.version);
+
+  it('when a burst of 1,000 manifests lands in one group, then one or two builds publish it, not a thousand', async () => {
+    await start();
+    await Promise.all(Array.from({ length: 1000 }, (_, i) => record(db.pool, 'burst', `library/app${i % 50}`, image({ layers: [randomLayer(16)] }), `t${i}`)));
+    const n = await until('the burst published', async () => {
+      const v = await published('burst');
+      const latest = await client().getManifest(repo('burst'), 'latest');
+      if (!latest) return undefined;
+      const doc = JSON.parse(latest.bytes.toString());
+      const state = JSON.parse((await client().getBlob(repo('burst'), doc.layers[0].digest)).toString());
+      return state.artifacts.length === 1000 ? v.length : undefined;
+    });
+    expect(n).to.be.within(1, 2);
+    const builds = (await metrics.registry.getSingleMetricAsString('satellite_state_builds_total'));
+    expect(builds).to.not.include('result="failed"');
+  });
+
+  it('when the registry answers 500, resets the connection and hangs mid-publish, then retries end with exactly one new version', async () => {
+    proxy.rules.push(
+      { method: 'PUT', path: /\/manifests\/sha256:/, fault: 'error500', times: 1 },
+      { method: 'PUT', path: /\/manifests\/sha256-[0-9a-f]+\.sig$/, fault: 'reset', times: 1 },
+      { method: 'PUT', path: /\/manifests\/latest$/, fault: 'error500', times: 2 },
+    );
+    await start();
+    await record(db.pool, 'flaky', 'library/alpine', image(), '3.20');
+    await until('published despite faults', async () => ((await published('flaky')).length === 1 ? true : undefined));
+    expect(proxy.injected()).to.equal(4);
+    expect(await versions('flaky')).to.deep.equal(['v1']);
+    const latest = await client().headManifest(repo('flaky'), 'latest');
+    const v1 = await client().headManifest(repo('flaky'), 'v1');
+    expect(latest!.digest).to.equal(v1!.digest);
+    expect(await client().headManifest(repo('flaky'), `${latest!.digest.replace(':', '-')}.sig`)).to.not.equal(undefined);
+  });
+
+  it('when a publish hangs until its timeout, then the retry still converges on one version and latest never named an unsigned state', async () => {
+    proxy.rules.push({ method: 'PUT', path: /\/manifests\/v1$/, fault: 'hang', times: 1 });
+    // A short client timeout so the hang becomes a retryable failure quickly.
+    await start({ REGISTRY_TIMEOUT_MS: '1500' });
+    await record(db.pool, 'hang', 'library/alpine', image(), '3.20');
+    await until('published after the hang', async () => ((await published('hang')).length === 1 ? true : undefined));
+    // Every PUT of latest came after the signature of the same digest.
+    const order = proxy.log.filter((l) => l.startsWith('PUT') && /manifests\/(latest|sha256-.*\.sig)$/.test(l));
+    expect(order[0]).to.match(/\.sig$/);
+    expect(await versions('hang')).to.deep.equal(['v1']);
+  });
+
+  it('when Redis is down, then changes are still recorded, and when it returns every dirty group is built', async () => {
+    const redis = await ownRedis();
+    try {
+      await start({ REDIS_URL: redis.url });
+      await redis.stop();
+      for (const g of ['g1', 'g2', 'g3']) await record(db.pool, g, 'library/alpine', image(), '1');
+      await new Promise((r) => setTimeout(r, 700));
+      const waiting = await db.pool.query('SELECT count(*)::int AS n FROM outbox');
+      expect(waiting.rows[0].n, 'the outbox keeps the changes while Redis is away').to.equal(3);
+      await redis.start();
+      await worker!.queue.waitUntilReady();
+      for (const g of ['g1', 'g2', 'g3']) await until(`${g} published`, async () => ((await published(g)).length === 1 ? true : undefined), 30_000);
+    } finally {
+      await redis.start().catch(() => undefined); // so the worker can close cleanly
+      await worker?.stop();
+      worker = undefined;
+      await redis.stop();
+    }
+  });
+
+  it('when a build cannot succeed (registry refuses with 4xx), then it fails at once with a readable reason', async () => {
+    await start();
+    // A group name that makes an invalid repository for the registry: it answers 4xx.
+    await db.pool.query("INSERT INTO groups (name) VALUES ('Bad_Group') ON CONFLICT DO NOTHING");
+    await worker!.queue.add('build', { group: 'Bad_Group' }, { attempts: 8 });
+    const failed = await until('the job failed', async () => {
+      const jobs = await worker!.queue.getFailed();
+      return jobs.find((j) => j.data.group === 'Bad_Group');
+    });
+    expect(failed.attemptsMade).to.equal(1);
+    expect(failed.failedReason).to.match(/^registry refused the state: .*(400|404)/);
+  });
+});
