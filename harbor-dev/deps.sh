@@ -23,7 +23,7 @@ redis_answers() { command -v redis-cli >/dev/null && [ "$(redis-cli -h 127.0.0.1
 install_missing() {
   local missing=()
   command -v pg_ctlcluster >/dev/null || pg_answers || missing+=(postgresql)
-  command -v redis-server >/dev/null || redis_answers || missing+=(redis-server)
+  command -v redis-server >/dev/null || missing+=(redis-server)  # the tests also start their own
   command -v skopeo >/dev/null || missing+=(skopeo)
   command -v docker-registry >/dev/null || missing+=(docker-registry)
   if [ ${#missing[@]} -gt 0 ]; then

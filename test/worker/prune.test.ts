@@ -1,0 +1,62 @@
+import { expect } from 'chai';
+import { rm } from 'node:fs/promises';
+import { startDockerRegistry, type LocalRegistry } from '../../harbor-dev/docker-registry.js';
+import { signatureTag } from '../../core/cosign/signature-image.js';
+import { createLogger } from '../../core/logger.js';
+import { ArtifactStore } from '../../core/store/artifact-store.js';
+import { StateStore } from '../../core/store/state-store.js';
+import { Pruner } from '../../worker/pruner.js';
+import { createTestDatabase, type TestDatabase } from '../support/db.js';
+import { image, index } from '../support/oci.js';
+import { record, testBuilder, testKeys, workerConfig, type TestKeys } from '../support/worker.js';
+
+describe('housekeeping', function () {
+  this.timeout(60_000);
+  let db: TestDatabase;
+  let registry: LocalRegistry;
+  let keys: TestKeys;
+
+  before(async () => {
+    registry = await startDockerRegistry();
+    keys = await testKeys();
+  });
+  beforeEach(async () => {
+    db = await createTestDatabase();
+  });
+  afterEach(async () => db?.drop());
+  after(async () => {
+    await registry?.stop();
+    if (keys) await rm(keys.dir, { recursive: true, force: true });
+  });
+
+  it('when a group has more versions than STATE_KEEP_VERSIONS, then the oldest leave the registry with their signatures and latest stays', async () => {
+    const config = workerConfig({ STATE_REGISTRY: registry.url, COSIGN_KEY: keys.keyPath, STATE_KEEP_VERSIONS: '2' });
+    const { builder, client } = testBuilder(config, db.pool, keys);
+    const digests: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      await record(db.pool, 'edge-p', `library/app${i}`, image(), '1');
+      digests.push((await builder.build('edge-p')).digest);
+    }
+    const repo = 'satellite/group-state/edge-p/state';
+    const pruner = new Pruner(new ArtifactStore(db.pool), new StateStore(db.pool), client, config, createLogger('silent'));
+    expect(await pruner.pruneAll()).to.deep.include({ versions: 2 });
+    const tags = (await client.listTags(repo)).sort();
+    expect(tags).to.deep.equal(['latest', signatureTag(digests[2]!), signatureTag(digests[3]!), 'v3', 'v4'].sort());
+    expect((await client.headManifest(repo, 'latest'))!.digest).to.equal(digests[3]);
+    expect(await pruner.pruneAll(), 'a second pass finds nothing').to.deep.include({ versions: 0 });
+  });
+
+  it('when a tombstone outlives its retention, then it and its index children are forgotten', async () => {
+    const store = new ArtifactStore(db.pool);
+    const idx = index([{ architecture: 'amd64', os: 'linux' }]);
+    for (const c of idx.children) await record(db.pool, 'edge-t', 'library/nginx', c, null);
+    await record(db.pool, 'edge-t', 'library/nginx', { manifest: idx.manifest, config: idx.manifest, layers: [] }, '1');
+    await store.deleteManifest({ group: 'edge-t', repository: 'library/nginx' }, idx.manifest.digest);
+    expect((await store.listGroup('edge-t', 24)).map((r) => [r.digest, r.deleted])).to.deep.equal([[idx.manifest.digest, true]]);
+    await db.pool.query("UPDATE artifacts SET deleted_at = now() - interval '2 hours' WHERE deleted");
+    expect(await store.listGroup('edge-t', 1), 'past retention, no longer in states').to.deep.equal([]);
+    expect(await store.purgeExpiredTombstones(1)).to.equal(2);
+    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM artifacts WHERE group_name = 'edge-t'");
+    expect(rows[0].n).to.equal(0);
+  });
+});
