@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# `make run`: everything the service needs, started locally, then `satellite serve`.
+# Secrets generated here are kept in .dev/ (mode 600) and reused on the next run, so the
+# endpoint registered in Harbor and the public key handed to satellites stay valid.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+harbor-dev/deps.sh up
+mkdir -p .dev
+chmod 700 .dev
+
+answers() { node -e "fetch(process.argv[1]).then((r) => process.exit(r.status < 500 ? 0 : 1), () => process.exit(1))" "$1"; }
+secret() { node -e "process.stdout.write(require('crypto').randomBytes(18).toString('base64url'))"; }
+
+if [ -z "${ENDPOINT_PASSWORD:-}" ]; then
+  [ -s .dev/endpoint-password ] || { secret > .dev/endpoint-password; chmod 600 .dev/endpoint-password; }
+  ENDPOINT_PASSWORD=$(cat .dev/endpoint-password)
+fi
+export ENDPOINT_PASSWORD ENDPOINT_USERNAME="${ENDPOINT_USERNAME:-harbor}" PORT="${PORT:-8080}"
+
+if [ -z "${COSIGN_KEY:-}" ]; then
+  [ -s .dev/cosign-password ] || { secret > .dev/cosign-password; chmod 600 .dev/cosign-password; }
+  export COSIGN_PASSWORD; COSIGN_PASSWORD=$(cat .dev/cosign-password)
+  [ -s .dev/cosign.key ] || node dist/cli/main.js keys generate --dir .dev >/dev/null
+  export COSIGN_KEY="$PWD/.dev/cosign.key"
+fi
+
+# Without a Harbor to publish to, states go to a local docker-registry on 127.0.0.1:5000.
+if [ -z "${STATE_REGISTRY:-}" ]; then
+  export STATE_REGISTRY=http://127.0.0.1:5000
+  if ! answers "$STATE_REGISTRY/v2/"; then
+    mkdir -p .dev/registry
+    cat > .dev/registry.yml <<YML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $PWD/.dev/registry
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:5000
+YML
+    nohup docker-registry serve .dev/registry.yml > .dev/registry.log 2>&1 &
+    for _ in $(seq 1 50); do answers "$STATE_REGISTRY/v2/" && break; sleep 0.1; done
+    echo "harbor-dev: docker-registry for states on $STATE_REGISTRY (log: .dev/registry.log)" >&2
+  fi
+fi
+
+host=$(hostname -I 2>/dev/null | awk '{print $1}')
+cat <<MSG
+
+  Register this endpoint in Harbor (Administration > Registries > New Endpoint):
+    Provider:   Docker Registry
+    URL:        http://${host:-127.0.0.1}:$PORT
+    Access ID:  $ENDPOINT_USERNAME
+    Secret:     $ENDPOINT_PASSWORD
+
+  States are signed with $COSIGN_KEY and published to $STATE_REGISTRY.
+  Satellites and CI verify them with ${COSIGN_KEY%.key}.pub:
+    satellite verify ${STATE_REGISTRY#*://}/satellite/group-state/<group>/state:latest --key ${COSIGN_KEY%.key}.pub$( [ "${STATE_REGISTRY%%://*}" = http ] && echo " --plain-http")
+
+MSG
+exec node dist/cli/main.js serve
