@@ -1,7 +1,7 @@
 import { createPublicKey } from 'node:crypto';
 import { access, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Config } from '../core/config.js';
+import { stateRegistryCredentials, type Config } from '../core/config.js';
 import { generateCosignKeyPair, loadPrivateKey, loadPublicKey } from '../core/cosign/keys.js';
 import { verifyImageSignatures } from '../core/cosign/signature-image.js';
 import { createPool } from '../core/db/pool.js';
@@ -125,8 +125,7 @@ export function parseReference(ref: string, plainHttp: boolean): { baseUrl: stri
 export async function verify(config: Config, ref: string, keyPath: string, opts: { plainHttp: boolean; anyIdentity: boolean }): Promise<number> {
   const key = loadPublicKey(await readFile(keyPath, 'utf8'));
   const r = parseReference(ref, opts.plainHttp);
-  const creds = config.stateRegistryUsername && config.stateRegistryPassword
-    ? { username: config.stateRegistryUsername, password: config.stateRegistryPassword } : undefined;
+  const creds = stateRegistryCredentials(config);
   const client = new RegistryClient(r.baseUrl, creds);
   const manifest = await client.getManifest(r.repository, r.reference);
   if (!manifest) {

@@ -188,6 +188,13 @@ export function requireEndpointPassword(config: Config): string {
   return config.endpointPassword;
 }
 
+/** STATE_REGISTRY's credentials, when configured (they come as a pair). */
+export function stateRegistryCredentials(config: Config): { username: string; password: string } | undefined {
+  return config.stateRegistryUsername && config.stateRegistryPassword
+    ? { username: config.stateRegistryUsername, password: config.stateRegistryPassword }
+    : undefined;
+}
+
 /** The worker signs every state; it cannot start without the key. */
 export function requireSigningKey(config: Config): string {
   if (config.cosignKey === undefined) {

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
-import type { Config } from '../core/config.js';
+import { stateRegistryCredentials, type Config } from '../core/config.js';
 import { KeyError, loadPrivateKey } from '../core/cosign/keys.js';
 import type { Pool } from '../core/db/pool.js';
 import { StoreUnavailableError } from '../core/errors.js';
@@ -23,9 +23,7 @@ export interface RunningWorker {
 }
 
 export function stateRegistryClient(config: Config): RegistryClient {
-  const creds = config.stateRegistryUsername && config.stateRegistryPassword
-    ? { username: config.stateRegistryUsername, password: config.stateRegistryPassword }
-    : undefined;
+  const creds = stateRegistryCredentials(config);
   return new RegistryClient(config.stateRegistry, creds, config.registryTimeoutMs);
 }
 
@@ -34,8 +32,7 @@ export function buildPolicy(config: Config): BuildJobPolicy {
 }
 
 async function makeSigner(config: Config, client: RegistryClient, keyPath: string): Promise<Signer> {
-  const creds = config.stateRegistryUsername && config.stateRegistryPassword
-    ? { username: config.stateRegistryUsername, password: config.stateRegistryPassword } : undefined;
+  const creds = stateRegistryCredentials(config);
   // The key is read (and its password checked) at start-up even for the CLI signer, so a
   // bad key stops the worker at once instead of failing every build.
   const key = loadPrivateKey(await readFile(keyPath, 'utf8'), config.cosignPassword);
@@ -43,8 +40,7 @@ async function makeSigner(config: Config, client: RegistryClient, keyPath: strin
 }
 
 export function makeBuilder(config: Config, pool: Pool, client: RegistryClient, signer: Signer, log: Logger): StateBuilder {
-  const creds = config.stateRegistryUsername && config.stateRegistryPassword
-    ? { username: config.stateRegistryUsername, password: config.stateRegistryPassword } : undefined;
+  const creds = stateRegistryCredentials(config);
   const pusher: Pusher = config.statePusher === 'oras' ? new OrasPusher(client, creds) : new BuiltinPusher(client);
   return new StateBuilder(new ArtifactStore(pool), new StateStore(pool), client, pusher, signer, {
     imageRegistry: config.imageRegistry,

@@ -1,16 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
+export { freePort } from '../../harbor-dev/docker-registry.js';
 
 export interface Spawned {
   child: ChildProcess;
@@ -34,4 +23,15 @@ export async function spawnSatellite(args: string[], env: Record<string, string>
     setTimeout(() => reject(new Error(`satellite not ready after 20s:\n${out}`)), 20_000).unref();
   });
   return { child, output: () => out, exited };
+}
+
+/** Polls `fn` until it gives something other than undefined, or fails after `timeoutMs`. */
+export async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }

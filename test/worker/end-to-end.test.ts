@@ -8,7 +8,7 @@ import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { basic } from '../support/endpoint.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import { image, imageBlobs, index, indexBlobs, writeLayout } from '../support/oci.js';
-import { freePort, spawnSatellite, type Spawned } from '../support/process.js';
+import { freePort, spawnSatellite, until, type Spawned } from '../support/process.js';
 import { dropPrefix, REDIS_URL, testPrefix } from '../support/redis.js';
 import { satellite, skopeoCopy } from '../support/run.js';
 import { KEY_PASSWORD, testKeys, type TestKeys } from '../support/worker.js';
@@ -16,15 +16,6 @@ import { KEY_PASSWORD, testKeys, type TestKeys } from '../support/worker.js';
 const PASSWORD = 'end-to-end-secret-1';
 const repo = (group: string) => `satellite/group-state/${group}/state`;
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function latestState(client: RegistryClient, group: string, version: number) {
   const m = await client.getManifest(repo(group), 'latest');

@@ -8,20 +8,12 @@ import { startWorker, type RunningWorker } from '../../worker/state-worker.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { image, randomLayer } from '../support/oci.js';
+import { until } from '../support/process.js';
 import { dropPrefix, ownRedis, REDIS_URL, testPrefix } from '../support/redis.js';
 import { record, testKeys, workerConfig, type TestKeys } from '../support/worker.js';
 
 const repo = (group: string) => `satellite/group-state/${group}/state`;
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('the state pipeline: outbox, queue, worker, registry', function () {
   this.timeout(90_000);
