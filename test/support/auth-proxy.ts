@@ -1,0 +1,73 @@
+import { randomBytes } from 'node:crypto';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+// An auth front for a real registry, the way Harbor puts one before its registry: Bearer
+// (a 401 names a token service; the client trades its Basic credentials there for a
+// token scoped to the repository) or plain Basic. Requests that pass are forwarded.
+
+export interface AuthProxy {
+  url: string;
+  host: string;
+  /** Scopes the token service was asked for, in order. */
+  scopes: string[];
+  /** Tokens stop working after this many uses (forces a re-authentication). */
+  tokenUses: number;
+  close(): Promise<void>;
+}
+
+export async function startAuthProxy(target: string, mode: 'bearer' | 'basic', username: string, password: string): Promise<AuthProxy> {
+  const t = new URL(target);
+  const expected = `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
+  const tokens = new Map<string, number>();
+  const state: AuthProxy = { url: '', host: '', scopes: [], tokenUses: 1000, close: async () => undefined };
+  const server: Server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (mode === 'bearer' && url.pathname === '/service/token') {
+      if (req.headers.authorization !== expected) {
+        res.writeHead(401, { 'Content-Type': 'application/json' }).end('{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}');
+        return;
+      }
+      state.scopes.push(url.searchParams.get('scope') ?? '');
+      const token = randomBytes(16).toString('hex');
+      tokens.set(token, state.tokenUses);
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ token, expires_in: 1800 }));
+      return;
+    }
+    const auth = req.headers.authorization ?? '';
+    let ok = false;
+    if (mode === 'basic') ok = auth === expected;
+    else if (auth.startsWith('Bearer ')) {
+      const left = tokens.get(auth.slice(7)) ?? 0;
+      ok = left > 0;
+      if (ok) tokens.set(auth.slice(7), left - 1);
+    }
+    if (!ok) {
+      req.resume();
+      const repo = /^\/v2\/(.+?)\/(manifests|blobs|tags)\//.exec(url.pathname)?.[1];
+      const challenge = mode === 'basic'
+        ? 'Basic realm="harbor"'
+        : `Bearer realm="${state.url}/service/token",service="harbor-registry"${repo ? `,scope="repository:${repo}:pull,push"` : ''}`;
+      res.writeHead(401, { 'WWW-Authenticate': challenge, 'Content-Type': 'application/json' })
+        .end('{"errors":[{"code":"UNAUTHORIZED","message":"unauthorized"}]}');
+      return;
+    }
+    const headers = { ...req.headers, host: t.host };
+    delete headers.authorization;
+    const upstream = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers }, (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  state.url = `http://127.0.0.1:${port}`;
+  state.host = `127.0.0.1:${port}`;
+  state.close = async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  };
+  return state;
+}
