@@ -116,8 +116,25 @@ describe("Harbor's replication call sequence against the endpoint", () => {
         expect(res.status).to.equal(202);
         expect(res.headers.get('range')).to.equal(`0-${end}`);
         location = res.headers.get('location')!;
+        // After an interruption Harbor asks where the upload stands (GET, Range).
+        const status = await harbor(location, { headers: HARBOR_UA });
+        expect(status.status).to.equal(204);
+        expect(status.headers.get('range')).to.equal(`0-${end}`);
+        expect(status.headers.get('location')).to.equal(location);
       }
     }
+  });
+
+  it('when a chunk arrives out of order, then 416 with the offset the upload stands at', async () => {
+    const start = await harbor(`/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+    const location = start.headers.get('location')!;
+    await harbor(location, { method: 'PATCH', headers: { 'Content-Range': '0-9' }, body: Buffer.alloc(10) });
+    const skipped = await harbor(location, { method: 'PATCH', headers: { 'Content-Range': '20-29' }, body: Buffer.alloc(10) });
+    expect(skipped.status).to.equal(416);
+    expect((await json(skipped)).errors[0].code).to.equal('BLOB_UPLOAD_INVALID');
+    const cancel = await harbor(location, { method: 'DELETE' });
+    expect(cancel.status).to.equal(204);
+    expect((await harbor(location)).status).to.equal(404);
   });
 
   it('when Harbor replicates a cosign signature tag, then it is recorded as a SIGNATURE of the image it signs', async () => {

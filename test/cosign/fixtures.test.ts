@@ -112,3 +112,36 @@ describe('cosign key files', () => {
     }
   });
 });
+
+describe('satellite keys generate', () => {
+  it('when keys are generated, then cosign.key is an encrypted sigstore key (mode 600) that loads with COSIGN_PASSWORD and matches cosign.pub', async () => {
+    const { mkdtemp, rm, stat } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { satellite } = await import('../support/run.js');
+    const dir = await mkdtemp(join(tmpdir(), 'satellite-keygen-'));
+    try {
+      await satellite(['keys', 'generate', '--dir', dir], { COSIGN_PASSWORD: 'correct horse' });
+      const pem = readFileSync(join(dir, 'cosign.key'), 'utf8');
+      expect(pem).to.match(/^-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n/);
+      expect((await stat(join(dir, 'cosign.key'))).mode & 0o777).to.equal(0o600);
+      const key = loadPrivateKey(pem, 'correct horse');
+      expect(publicKeyPem(key)).to.equal(readFileSync(join(dir, 'cosign.pub'), 'utf8'));
+      expect(() => loadPrivateKey(pem, 'wrong')).to.throw(KeyError, /wrong password/);
+      // A second run does not overwrite the pair.
+      await satellite(['keys', 'generate', '--dir', dir], { COSIGN_PASSWORD: 'x' }).then(() => expect.fail('overwrote'), (e: { stderr: string }) => expect(e.stderr).to.include('exists'));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('when the key is a plain PKCS#8 PEM, then it loads without a password; a SEC1 PEM is refused clearly', async () => {
+    const { generateKeyPairSync } = await import('node:crypto');
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const pkcs8Pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    expect(loadPrivateKey(pkcs8Pem, '').asymmetricKeyType).to.equal('ec');
+    const sec1Pem = privateKey.export({ type: 'sec1', format: 'pem' }).toString();
+    expect(() => loadPrivateKey(sec1Pem, '')).to.throw(KeyError, /SEC1/);
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    expect(() => loadPrivateKey(rsa, '')).to.throw(KeyError, /P-256/);
+  });
+});

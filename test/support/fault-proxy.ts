@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 // An HTTP proxy in front of a real registry that injects faults into chosen requests:
 // a 5xx answer, a reset connection, or a hang (the request never answers).
 
-export type Fault = 'error500' | 'reset' | 'hang';
+export type Fault = 'error500' | 'reset' | 'hang' | 'slow';
 
 export interface FaultRule {
   method: string;
@@ -12,6 +12,8 @@ export interface FaultRule {
   fault: Fault;
   /** How many matching requests get the fault; the rest pass through. */
   times: number;
+  /** For 'slow': how long the request is held before it is forwarded. */
+  delayMs?: number;
 }
 
 export interface FaultProxy {
@@ -35,6 +37,13 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     const path = req.url ?? '/';
     log.push(`${req.method} ${path}`);
     const rule = rules.find((r) => r.times > 0 && r.method === req.method && r.path.test(path));
+    if (rule && rule.fault === 'slow') {
+      rule.times--;
+      injected++;
+      req.pause();
+      setTimeout(() => forward(req, res, path), rule.delayMs ?? 1000);
+      return;
+    }
     if (rule) {
       rule.times--;
       injected++;
@@ -48,13 +57,17 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       }
       return;
     }
+    forward(req, res, path);
+  });
+  function forward(req: IncomingMessage, res: ServerResponse, path: string): void {
     const upstream = request({ host: t.hostname, port: t.port, method: req.method, path, headers: { ...req.headers, host: t.host } }, (up) => {
       res.writeHead(up.statusCode ?? 502, up.headers);
       up.pipe(res);
     });
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
-  });
+    req.resume();
+  }
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as AddressInfo;
   return {

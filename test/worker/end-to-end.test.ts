@@ -141,4 +141,26 @@ describe('end to end: skopeo → endpoint → worker → signed state in docker-
       await proxy.close();
     }
   });
+
+  it('when the worker gets SIGTERM in the middle of a publish, then it finishes that publish and exits 0', async () => {
+    const proxy = await startFaultProxy(registry.url);
+    proxy.rules.push({ method: 'PUT', path: /\/manifests\/latest$/, fault: 'slow', times: 1, delayMs: 1500 });
+    try {
+      const worker = await spawnSatellite(['worker'], env({ STATE_REGISTRY: proxy.url }), 'worker started');
+      running.push(worker);
+      const { record } = await import('../support/worker.js');
+      const img = image();
+      await record(db.pool, 'edge-term', 'library/alpine', img, '1');
+      await until('the publish to reach latest', async () => (proxy.injected() === 1 ? true : undefined));
+      worker.child.kill('SIGTERM');
+      const { code } = await worker.exited;
+      expect(code).to.equal(0);
+      const { rows } = await db.pool.query("SELECT version, status FROM state_versions WHERE group_name = 'edge-term'");
+      expect(rows).to.deep.equal([{ version: 1, status: 'published' }]);
+      const state = await latestState(new RegistryClient(registry.url), 'edge-term', 1);
+      expect(state.artifacts[0].digest).to.equal(img.manifest.digest);
+    } finally {
+      await proxy.close();
+    }
+  });
 });

@@ -138,3 +138,27 @@ describe('the state pipeline: outbox, queue, worker, registry', function () {
     expect(failed.failedReason).to.match(/^registry refused the state: .*(400|404)/);
   });
 });
+
+describe('Redis eviction policy check', () => {
+  it('when Redis may evict keys, then the worker warns at start', async () => {
+    const { checkEvictionPolicy } = await import('../../worker/queue.js');
+    const { Redis } = await import('ioredis');
+    const { pino } = await import('pino');
+    const redis = await ownRedis();
+    const conn = new Redis(redis.url);
+    try {
+      await conn.config('SET', 'maxmemory-policy', 'allkeys-lru');
+      const lines: string[] = [];
+      const log = pino({ level: 'warn' }, { write: (l: string) => lines.push(l) });
+      await checkEvictionPolicy(conn, log);
+      expect(lines.join('')).to.include('not noeviction').and.include('allkeys-lru');
+      lines.length = 0;
+      await conn.config('SET', 'maxmemory-policy', 'noeviction');
+      await checkEvictionPolicy(conn, log);
+      expect(lines).to.deep.equal([]);
+    } finally {
+      conn.disconnect();
+      await redis.stop();
+    }
+  });
+});
