@@ -1,0 +1,108 @@
+import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
+import { createHarborClient, HarborApiError, HarborSetup } from '@harbor-api/client';
+import { deriveSpec, HARBOR_OPERATIONS, loadUpstream } from '../../openapi/tools/harbor-spec.js';
+import { SPEC_FILE, specText, TYPES_FILE, typesText, UPSTREAM } from '../../openapi/tools/generate.js';
+import { startHarborDouble, type HarborDouble } from '../support/harbor-double.js';
+
+const ADMIN = { username: 'admin', password: 'Harbor12345' };
+
+describe("the Harbor API client (@harbor-api/client) and Harbor's published spec", function () {
+  this.timeout(30_000);
+
+  it('when the spec is derived again from Harbor\'s swagger.yaml, then it equals the committed openapi/harbor-api.json', () => {
+    expect(specText()).to.equal(readFileSync(SPEC_FILE, 'utf8'));
+  });
+
+  it('when the types are generated again with openapi-typescript, then they equal the committed ones', async () => {
+    expect(await typesText(readFileSync(SPEC_FILE, 'utf8'))).to.equal(readFileSync(TYPES_FILE, 'utf8'));
+  });
+
+  it('when each operation of our spec is looked up upstream, then its method, path, parameters and body fields are Harbor\'s', () => {
+    const upstream = loadUpstream(UPSTREAM);
+    const ours = JSON.parse(readFileSync(SPEC_FILE, 'utf8')) as { paths: Record<string, Record<string, { operationId: string; parameters: { name: string; in: string }[] }>>; components: { schemas: Record<string, { properties?: Record<string, unknown> }> } };
+    const seen: string[] = [];
+    for (const [path, item] of Object.entries(ours.paths)) {
+      for (const [method, op] of Object.entries(item)) {
+        const up = upstream.paths[path]?.[method] as { operationId: string; parameters?: { $ref?: string; name?: string; in?: string }[] } | undefined;
+        expect(up, `${method} ${path}`).to.not.equal(undefined);
+        expect(up!.operationId).to.equal(op.operationId);
+        const upParams = (up!.parameters ?? []).map((p) => (p.$ref ? (upstream.parameters![p.$ref.split('/').pop()!] as { name: string; in: string }) : p) as { name: string; in: string });
+        for (const p of op.parameters) expect(upParams.some((u) => u.name === p.name && u.in === p.in), `${op.operationId} ${p.in} ${p.name}`).to.equal(true);
+        seen.push(op.operationId);
+      }
+    }
+    expect(seen.sort()).to.deep.equal([...HARBOR_OPERATIONS].sort());
+    for (const [name, schema] of Object.entries(ours.components.schemas)) {
+      const up = upstream.definitions[name] as { properties?: Record<string, unknown> } | undefined;
+      expect(up, name).to.not.equal(undefined);
+      for (const field of Object.keys(schema.properties ?? {})) expect(up!.properties, `${name}.${field}`).to.have.property(field);
+    }
+    expect(deriveSpec(upstream).components).to.deep.equal(ours.components);
+  });
+
+  describe('against a Harbor double that checks every request against the spec', () => {
+    let harbor: HarborDouble;
+    let setup: HarborSetup;
+    beforeEach(async () => {
+      harbor = await startHarborDouble(UPSTREAM, ADMIN);
+      setup = new HarborSetup(createHarborClient({ url: harbor.url, ...ADMIN }));
+    });
+    afterEach(async () => {
+      expect(harbor.violations, 'requests that break Harbor\'s spec').to.deep.equal([]);
+      await harbor.close();
+    });
+
+    it('when a group is set up, then the endpoint is a Docker Registry and the rule keeps the source path (No Flattening)', async () => {
+      const registryId = await setup.ensureRegistry({ name: 'satellite', url: 'http://satellite.example:8080', accessKey: 'harbor', accessSecret: 's3cret-s3cret' });
+      const policyId = await setup.ensureGroupPolicy({ group: 'edge-eu', registryId, filters: [{ type: 'name', value: 'library/**' }] });
+      expect(harbor.registries[0]).to.deep.include({ name: 'satellite', type: 'docker-registry', url: 'http://satellite.example:8080' });
+      expect(harbor.policies[0]).to.deep.include({
+        id: policyId, name: 'satellite-edge-eu', dest_namespace: 'edge-eu', dest_namespace_replace_count: 0,
+        replicate_deletion: true, enabled: true, trigger: { type: 'event_based' },
+      });
+      expect(await setup.startReplication(policyId)).to.be.a('number');
+      expect(await setup.latestExecution(policyId)).to.deep.include({ policy_id: policyId, trigger: 'manual' });
+    });
+
+    it('when setup runs again, then nothing is duplicated and a rule edited by hand to flatten is put back', async () => {
+      const registryId = await setup.ensureRegistry({ name: 'satellite', url: 'http://s:8080', accessKey: 'harbor', accessSecret: 'x-x-x-x-x-x-x' });
+      const policyId = await setup.ensureGroupPolicy({ group: 'edge-us', registryId, filters: [] });
+      harbor.policies[0]!.dest_namespace_replace_count = 1; // someone chose "Flatten 1 level" in the UI
+      expect(await setup.ensureRegistry({ name: 'satellite', url: 'http://s:8080', accessKey: 'harbor', accessSecret: 'x-x-x-x-x-x-x' })).to.equal(registryId);
+      expect(await setup.ensureGroupPolicy({ group: 'edge-us', registryId, filters: [] })).to.equal(policyId);
+      expect(harbor.registries).to.have.length(1);
+      expect(harbor.policies).to.have.length(1);
+      expect(harbor.policies[0]!.dest_namespace_replace_count).to.equal(0);
+      expect(harbor.calls).to.include('updateReplicationPolicy');
+    });
+
+    it('when the state project and a satellite robot are made, then the project is private and the robot may only pull from it', async () => {
+      expect(await setup.ensureProject('satellite')).to.equal('created');
+      expect(await setup.ensureProject('satellite')).to.equal('exists');
+      expect(harbor.projects[0]).to.deep.include({ project_name: 'satellite', metadata: { public: 'false' } });
+      const robot = await setup.createPullRobot('satellite', 'edge-eu-site-17');
+      expect(robot.name).to.equal('robot$satellite+edge-eu-site-17');
+      expect(harbor.robots[0]!.permissions).to.deep.equal([{ kind: 'project', namespace: 'satellite', access: [{ resource: 'repository', action: 'pull' }] }]);
+    });
+
+    it('when an artifact is looked up by digest in a nested repository, then the name is encoded as Harbor wants', async () => {
+      const digest = `sha256:${'a'.repeat(64)}`;
+      harbor.artifacts.set(`library/team/nginx@${digest}`, { digest, type: 'IMAGE' });
+      expect(await setup.findArtifact('library', 'team/nginx', digest)).to.deep.include({ digest, type: 'IMAGE' });
+      expect(await setup.findArtifact('library', 'team/nginx', `sha256:${'b'.repeat(64)}`)).to.equal(undefined);
+    });
+
+    it('when a request breaks the spec, then the double refuses it (so the checks above mean something)', async () => {
+      const client = createHarborClient({ url: harbor.url, ...ADMIN });
+      const bad = await client.POST('/replication/policies', { body: { name: 'x', dest_namespace_replace_count: '0' as unknown as number } });
+      expect(bad.response.status).to.equal(400);
+      expect(harbor.violations.splice(0)).to.have.length(1);
+      const typo = await client.POST('/projects', { body: { project_name: 'p', publik: true } as never });
+      expect(typo.response.status).to.equal(400);
+      expect(harbor.violations.splice(0)[0]).to.include('publik');
+      const anon = new HarborSetup(createHarborClient({ url: harbor.url, username: 'admin', password: 'wrong' }));
+      await anon.ensureProject('p').then(() => expect.fail('accepted'), (e: unknown) => expect((e as HarborApiError).status).to.equal(401));
+    });
+  });
+});
