@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from '../core/config.js';
 import { migrate } from '../core/db/migrate.js';
 import { keysGenerate, list, stateShow, verify } from './commands.js';
+import { harborRobot, harborSetup } from './harbor.js';
 import { runProcess } from './run-process.js';
 
 const USAGE = `usage: satellite <command> [options]
@@ -18,6 +19,9 @@ commands:
   keys generate [--dir D]      write cosign.key (encrypted with COSIGN_PASSWORD) and cosign.pub
   verify <ref> --key <pub>     check a published state's cosign signature; non-zero on failure
          [--plain-http] [--any-identity]
+  harbor setup <group>         register this endpoint in Harbor and the group's replication rule
+         [--filter <names>]... [--replicate]   (HARBOR_URL, HARBOR_PASSWORD, ENDPOINT_URL)
+  harbor robot <name>          a pull-only robot account for satellites on the state project
 
 configuration comes from environment variables; see README.md`;
 
@@ -33,6 +37,8 @@ async function main(argv: string[]): Promise<number> {
       'plain-http': { type: 'boolean', default: false },
       'any-identity': { type: 'boolean', default: false },
       force: { type: 'boolean', default: false },
+      filter: { type: 'string', multiple: true, default: [] },
+      replicate: { type: 'boolean', default: false },
     },
   });
   const [command, ...rest] = positionals;
@@ -69,6 +75,10 @@ async function main(argv: string[]): Promise<number> {
     case 'verify':
       if (rest.length !== 1 || !values.key) return usage('verify <ref> --key cosign.pub [--plain-http] [--any-identity]');
       return verify(config, rest[0]!, values.key, { plainHttp: values['plain-http']!, anyIdentity: values['any-identity']! });
+    case 'harbor':
+      if (rest[0] === 'setup' && rest.length === 2) return harborSetup(config, rest[1]!, values.filter!, values.replicate!);
+      if (rest[0] === 'robot' && rest.length === 2) return harborRobot(config, rest[1]!);
+      return usage('harbor setup <group> [--filter <names>]... [--replicate] | harbor robot <name>');
     default:
       process.stderr.write(`unknown command ${JSON.stringify(command)}\n\n${USAGE}\n`);
       return 2;

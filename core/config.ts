@@ -67,6 +67,13 @@ export interface Config {
   queuePrefix: string;
   /** Port of /metrics and /healthz for `satellite worker` alone. @defaultValue 9464 */
   metricsPort: number;
+  /** Harbor's URL, for `satellite harbor …` (the Harbor API). */
+  harborUrl: string | undefined;
+  /** A Harbor administrator (or a system robot with those permissions). @defaultValue "admin" */
+  harborUsername: string;
+  harborPassword: string | undefined;
+  /** The URL at which Harbor reaches this endpoint (what the registry endpoint is registered with). */
+  endpointUrl: string | undefined;
   /** Credential of the queue dashboard (/admin/queues). @defaultValue the endpoint's */
   adminUsername: string;
   adminPassword: string | undefined;
@@ -167,6 +174,10 @@ export function loadConfig(env: Env = process.env): Config {
     registryTimeoutMs: int('REGISTRY_TIMEOUT_MS', 30_000, 100, 600_000),
     queuePrefix: str('QUEUE_PREFIX', 'satellite'),
     metricsPort: int('METRICS_PORT', 9464, 0, 65535),
+    harborUrl: env.HARBOR_URL ? url('HARBOR_URL', '', ['http:', 'https:']).replace(/\/+$/, '') : undefined,
+    harborUsername: str('HARBOR_USERNAME', 'admin'),
+    harborPassword: env.HARBOR_PASSWORD || undefined,
+    endpointUrl: env.ENDPOINT_URL ? url('ENDPOINT_URL', '', ['http:', 'https:']).replace(/\/+$/, '') : undefined,
     adminUsername: str('ADMIN_USERNAME', endpointUsername),
     adminPassword: env.ADMIN_PASSWORD || endpointPassword,
   };

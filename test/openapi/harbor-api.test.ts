@@ -106,3 +106,38 @@ describe("the Harbor API client (@harbor-api/client) and Harbor's published spec
     });
   });
 });
+
+describe('satellite harbor setup / robot', function () {
+  this.timeout(30_000);
+  let harbor: HarborDouble;
+  beforeEach(async () => {
+    harbor = await startHarborDouble(UPSTREAM, ADMIN);
+  });
+  afterEach(async () => {
+    expect(harbor.violations).to.deep.equal([]);
+    await harbor.close();
+  });
+
+  it('when an operator runs harbor setup for a group, then Harbor gets the endpoint, a No-Flattening rule and the state project', async () => {
+    const { satellite } = await import('../support/run.js');
+    const env = { HARBOR_URL: harbor.url, HARBOR_PASSWORD: ADMIN.password, ENDPOINT_URL: 'http://satellite.example:8080', ENDPOINT_PASSWORD: 'endpoint-secret-123' };
+    const { stdout } = await satellite(['harbor', 'setup', 'edge-eu', '--filter', 'library/**', '--replicate'], env);
+    expect(stdout).to.include('No Flattening').and.include('replication started');
+    expect(harbor.registries[0]).to.deep.include({ url: 'http://satellite.example:8080', insecure: true, credential: { type: 'basic', access_key: 'harbor', access_secret: '*****' } });
+    expect(harbor.policies[0]).to.deep.include({ dest_namespace: 'edge-eu', dest_namespace_replace_count: 0, filters: [{ type: 'name', value: 'library/**' }] });
+    expect(harbor.projects[0]).to.deep.include({ project_name: 'satellite' });
+    const robot = await satellite(['harbor', 'robot', 'site-17'], env);
+    expect(robot.stdout).to.include('robot$satellite+site-17');
+  });
+
+  it('when Harbor credentials are missing, then the command names what to set', async () => {
+    const { satellite } = await import('../support/run.js');
+    await satellite(['harbor', 'setup', 'edge-eu'], { HARBOR_URL: '', HARBOR_PASSWORD: '', ENDPOINT_URL: 'http://s:8080', ENDPOINT_PASSWORD: 'endpoint-secret-123' }).then(
+      () => expect.fail('should refuse'),
+      (e: { code: number; stderr: string }) => {
+        expect(e.code).to.equal(78);
+        expect(e.stderr).to.include('HARBOR_URL').and.include('HARBOR_PASSWORD');
+      },
+    );
+  });
+});
