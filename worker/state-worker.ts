@@ -1,18 +1,18 @@
 import { readFile } from 'node:fs/promises';
-import { UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
+import { Worker, type Queue } from 'bullmq';
 import { stateRegistryCredentials, type Config } from '../core/config.js';
-import { KeyError, loadPrivateKey } from '../core/cosign/keys.js';
+import { loadPrivateKey } from '../core/cosign/keys.js';
 import type { Pool } from '../core/db/pool.js';
-import { StoreUnavailableError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
-import { RegistryClient, RegistryRequestError } from '../core/registry/registry-client.js';
+import { RegistryClient } from '../core/registry/registry-client.js';
 import { ArtifactStore } from '../core/store/artifact-store.js';
 import { StateStore } from '../core/store/state-store.js';
+import { createProcessor } from './job-processor.js';
 import { OutboxRelay } from './outbox-relay.js';
 import { Pruner } from './pruner.js';
 import { BuiltinPusher, OrasPusher, type Pusher } from './pusher.js';
-import { buildJobOptions, checkEvictionPolicy, connectQueue, STATE_QUEUE, workerConnection, type BuildJobData, type BuildJobPolicy, type JobName } from './queue.js';
+import { checkEvictionPolicy, connectQueue, STATE_QUEUE, workerConnection, type BuildJobData, type BuildJobPolicy, type JobName } from './queue.js';
 import { CosignCliSigner, KeySigner, type Signer } from './signer.js';
 import { StateBuilder } from './state-builder.js';
 
@@ -50,20 +50,6 @@ export function makeBuilder(config: Config, pool: Pool, client: RegistryClient, 
   }, log);
 }
 
-/**
- * What retrying cannot fix becomes UnrecoverableError (BullMQ then fails the job at once,
- * with the reason); everything else is thrown as is and retried with backoff.
- */
-function classify(err: unknown): unknown {
-  if (err instanceof RegistryRequestError && !err.retryable) {
-    return new UnrecoverableError(`registry refused the state: ${err.message}`);
-  }
-  if (err instanceof KeyError) return new UnrecoverableError(`signing key: ${err.message}`);
-  if (err instanceof RegistryRequestError || err instanceof StoreUnavailableError) return err;
-  if ((err as { code?: string }).code === 'ENOENT') return new UnrecoverableError(`command not found: ${(err as Error).message}`);
-  return err;
-}
-
 export async function startWorker(deps: { config: Config; pool: Pool; log: Logger; metrics: Metrics; keyPath: string }): Promise<RunningWorker> {
   const { config, pool, metrics } = deps;
   const log = deps.log.child({ component: 'worker' });
@@ -78,31 +64,7 @@ export async function startWorker(deps: { config: Config; pool: Pool; log: Logge
   const consumer = workerConnection(config.redisUrl, log);
   void checkEvictionPolicy(consumer, log);
 
-  const processor = async (job: Job<BuildJobData, unknown, JobName>) => {
-    const jobLog = log.child({ jobId: job.id, job: job.name, group: job.data?.group, attempt: job.attemptsMade + 1 });
-    try {
-      if (job.name === 'prune') return await pruner.pruneAll();
-      if (job.name === 'reconcile') {
-        const groups = await states.groups();
-        for (const group of groups) await queue.add('build', { group }, buildJobOptions(group, policy));
-        return { groups: groups.length };
-      }
-      const stop = metrics.publishSeconds.startTimer();
-      const result = await builder.build(job.data.group);
-      if (result.result !== 'unchanged') stop();
-      metrics.builds.inc({ result: result.result });
-      const { group: _group, ...fields } = result;
-      jobLog.info(fields, result.result === 'unchanged' ? 'state unchanged' : 'state published');
-      return result;
-    } catch (err) {
-      const classified = classify(err);
-      const final = classified instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-      metrics.builds.inc({ result: final ? 'failed' : 'retry' });
-      metrics.failures.inc({ where: job.name });
-      jobLog[final ? 'error' : 'warn']({ err: (err as Error).message, final }, 'job failed');
-      throw classified;
-    }
-  };
+  const processor = createProcessor({ builder, pruner, states, queue, policy, metrics, log });
 
   const worker = new Worker<BuildJobData, unknown, JobName>(STATE_QUEUE, processor, {
     connection: consumer,

@@ -1,0 +1,63 @@
+import { UnrecoverableError, type Job } from 'bullmq';
+import { KeyError } from '../core/cosign/keys.js';
+import { StoreUnavailableError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
+import { RegistryRequestError } from '../core/registry/registry-client.js';
+import type { StateStore } from '../core/store/state-store.js';
+import type { Pruner } from './pruner.js';
+import { buildJobOptions, type BuildJobData, type BuildJobPolicy, type JobName, type StateQueue } from './queue.js';
+import type { StateBuilder } from './state-builder.js';
+
+/**
+ * What retrying cannot fix becomes UnrecoverableError (BullMQ then fails the job at once,
+ * with the reason); everything else is thrown as is and retried with backoff.
+ */
+function classify(err: unknown): unknown {
+  if (err instanceof RegistryRequestError && !err.retryable) {
+    return new UnrecoverableError(`registry refused the state: ${err.message}`);
+  }
+  if (err instanceof KeyError) return new UnrecoverableError(`signing key: ${err.message}`);
+  if (err instanceof RegistryRequestError || err instanceof StoreUnavailableError) return err;
+  if ((err as { code?: string }).code === 'ENOENT') return new UnrecoverableError(`command not found: ${(err as Error).message}`);
+  return err;
+}
+
+export interface ProcessorDeps {
+  builder: StateBuilder;
+  pruner: Pruner;
+  states: StateStore;
+  queue: StateQueue;
+  policy: BuildJobPolicy;
+  metrics: Metrics;
+  log: Logger;
+}
+
+/** The state queue's jobs: `build` (one group), `prune` and `reconcile` (housekeeping). */
+export function createProcessor(d: ProcessorDeps) {
+  return async (job: Job<BuildJobData, unknown, JobName>) => {
+    const jobLog = d.log.child({ jobId: job.id, job: job.name, group: job.data?.group, attempt: job.attemptsMade + 1 });
+    try {
+      if (job.name === 'prune') return await d.pruner.pruneAll();
+      if (job.name === 'reconcile') {
+        const groups = await d.states.groups();
+        for (const group of groups) await d.queue.add('build', { group }, buildJobOptions(group, d.policy));
+        return { groups: groups.length };
+      }
+      const stop = d.metrics.publishSeconds.startTimer();
+      const result = await d.builder.build(job.data.group);
+      if (result.result !== 'unchanged') stop();
+      d.metrics.builds.inc({ result: result.result });
+      const { group: _group, ...fields } = result;
+      jobLog.info(fields, result.result === 'unchanged' ? 'state unchanged' : 'state published');
+      return result;
+    } catch (err) {
+      const classified = classify(err);
+      const final = classified instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      d.metrics.builds.inc({ result: final ? 'failed' : 'retry' });
+      d.metrics.failures.inc({ where: job.name });
+      jobLog[final ? 'error' : 'warn']({ err: (err as Error).message, final }, 'job failed');
+      throw classified;
+    }
+  };
+}
