@@ -4,22 +4,27 @@ import type { Logger } from '../core/logger.js';
 import type { RegistryClient } from '../core/registry/registry-client.js';
 import type { ArtifactStore } from '../core/store/artifact-store.js';
 import type { StateStore } from '../core/store/state-store.js';
+import type { UploadStore } from '../core/store/upload-store.js';
+
+/** A blob upload untouched this long is abandoned: its session (a hash state) is dropped. */
+export const ABANDONED_UPLOAD_HOURS = 24;
 
 /**
  * Housekeeping: removes from the registry the published versions of each group beyond the
  * newest STATE_KEEP_VERSIONS (the manifest, which takes its version tag with it, and its
- * signature), and forgets tombstones past their retention.
+ * signature), forgets tombstones past their retention, and drops abandoned upload sessions.
  */
 export class Pruner {
   constructor(
     private readonly artifacts: ArtifactStore,
     private readonly states: StateStore,
+    private readonly uploads: UploadStore,
     private readonly client: RegistryClient,
     private readonly config: Pick<Config, 'stateKeepVersions' | 'tombstoneRetentionHours'>,
     private readonly log: Logger,
   ) {}
 
-  async pruneAll(): Promise<{ versions: number; tombstones: number }> {
+  async pruneAll(): Promise<{ versions: number; tombstones: number; uploads: number }> {
     let versions = 0;
     for (const group of await this.states.groups()) {
       for (const old of await this.states.prunable(group, this.config.stateKeepVersions)) {
@@ -35,7 +40,8 @@ export class Pruner {
       }
     }
     const tombstones = await this.artifacts.purgeExpiredTombstones(this.config.tombstoneRetentionHours);
-    if (versions + tombstones > 0) this.log.info({ versions, tombstones }, 'pruned');
-    return { versions, tombstones };
+    const uploads = await this.uploads.expire(ABANDONED_UPLOAD_HOURS);
+    if (versions + tombstones + uploads > 0) this.log.info({ versions, tombstones, uploads }, 'pruned');
+    return { versions, tombstones, uploads };
   }
 }

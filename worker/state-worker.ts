@@ -8,6 +8,7 @@ import type { Metrics } from '../core/metrics.js';
 import { RegistryClient } from '../core/registry/registry-client.js';
 import { ArtifactStore } from '../core/store/artifact-store.js';
 import { StateStore } from '../core/store/state-store.js';
+import { UploadStore } from '../core/store/upload-store.js';
 import { createProcessor } from './job-processor.js';
 import { OutboxRelay } from './outbox-relay.js';
 import { Pruner } from './pruner.js';
@@ -57,7 +58,7 @@ export async function startWorker(deps: { config: Config; pool: Pool; log: Logge
   const signer = await makeSigner(config, client, deps.keyPath);
   const builder = makeBuilder(config, pool, client, signer, log);
   const states = new StateStore(pool);
-  const pruner = new Pruner(new ArtifactStore(pool), states, client, config, log);
+  const pruner = new Pruner(new ArtifactStore(pool), states, new UploadStore(pool), client, config, log);
   const policy = buildPolicy(config);
 
   const { queue, connection: producer } = await connectQueue(config.redisUrl, config.queuePrefix, log);

@@ -5,6 +5,7 @@ import { signatureTag } from '../../core/cosign/signature-image.js';
 import { createLogger } from '../../core/logger.js';
 import { ArtifactStore } from '../../core/store/artifact-store.js';
 import { StateStore } from '../../core/store/state-store.js';
+import { UploadStore } from '../../core/store/upload-store.js';
 import { Pruner } from '../../worker/pruner.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { image, index } from '../support/oci.js';
@@ -38,7 +39,7 @@ describe('housekeeping', function () {
       digests.push((await builder.build('edge-p')).digest);
     }
     const repo = 'satellite/group-state/edge-p/state';
-    const pruner = new Pruner(new ArtifactStore(db.pool), new StateStore(db.pool), client, config, createLogger('silent'));
+    const pruner = new Pruner(new ArtifactStore(db.pool), new StateStore(db.pool), new UploadStore(db.pool), client, config, createLogger('silent'));
     expect(await pruner.pruneAll()).to.deep.include({ versions: 2 });
     const tags = (await client.listTags(repo)).sort();
     expect(tags).to.deep.equal(['latest', signatureTag(digests[2]!), signatureTag(digests[3]!), 'v3', 'v4'].sort());
@@ -58,5 +59,18 @@ describe('housekeeping', function () {
     expect(await store.purgeExpiredTombstones(1)).to.equal(2);
     const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM artifacts WHERE group_name = 'edge-t'");
     expect(rows[0].n).to.equal(0);
+  });
+
+  it('when a blob upload was abandoned for a day, then its session is dropped; a recent one stays', async () => {
+    const config = workerConfig({ STATE_REGISTRY: registry.url, COSIGN_KEY: keys.keyPath });
+    const { client } = testBuilder(config, db.pool, keys);
+    const uploads = new UploadStore(db.pool);
+    await uploads.create('00000000-0000-4000-8000-000000000001', 'edge/library/a', Buffer.alloc(40));
+    await uploads.create('00000000-0000-4000-8000-000000000002', 'edge/library/a', Buffer.alloc(40));
+    await db.pool.query("UPDATE uploads SET updated_at = now() - interval '25 hours' WHERE id = '00000000-0000-4000-8000-000000000001'");
+    const pruner = new Pruner(new ArtifactStore(db.pool), new StateStore(db.pool), uploads, client, config, createLogger('silent'));
+    expect(await pruner.pruneAll()).to.deep.include({ uploads: 1 });
+    expect(await uploads.get('00000000-0000-4000-8000-000000000001', 'edge/library/a')).to.equal(undefined);
+    expect(await uploads.get('00000000-0000-4000-8000-000000000002', 'edge/library/a')).to.not.equal(undefined);
   });
 });
