@@ -8,12 +8,15 @@ import { createdStamp, STATE_ARTIFACT_TYPE, STATE_FILE, STATE_LAYER_TYPE, type P
 /** Puts a packaged state's blobs and manifest into the registry under `reference`. */
 export interface Pusher {
   readonly name: string;
+  /** True when pushing also tags (a CLI pushes to a tag); false when it pushes by digest. */
+  readonly tagsWhilePushing: boolean;
   push(repository: string, pkg: PackagedState, reference: string, state: { json: Buffer; created: Date }): Promise<void>;
 }
 
 /** The distribution API in TypeScript: blobs (HEAD before PUT), then the manifest. */
 export class BuiltinPusher implements Pusher {
   readonly name = 'builtin';
+  readonly tagsWhilePushing = false;
   constructor(private readonly client: RegistryClient) {}
 
   async push(repository: string, pkg: PackagedState, reference: string): Promise<void> {
@@ -29,6 +32,7 @@ export class BuiltinPusher implements Pusher {
  */
 export class OrasPusher implements Pusher {
   readonly name = 'oras';
+  readonly tagsWhilePushing = true;
   constructor(private readonly client: RegistryClient, private readonly credentials?: { username: string; password: string }) {}
 
   async push(repository: string, pkg: PackagedState, reference: string, state: { json: Buffer; created: Date }): Promise<void> {

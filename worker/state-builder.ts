@@ -69,15 +69,15 @@ export class StateBuilder {
   private async publish(repository: string, pkg: PackagedState, version: StateVersion, json: Buffer): Promise<void> {
     const tag = versionTag(version.version);
     const source = { json, created: version.createdAt };
-    if (this.pusher.name === 'builtin') {
+    if (this.pusher.tagsWhilePushing) {
+      // Sign first (the digest is known before the push), so the version tag never names
+      // an unsigned manifest.
+      await this.signer.sign(repository, pkg.digest);
+      await this.pusher.push(repository, pkg, tag, source);
+    } else {
       await this.pusher.push(repository, pkg, pkg.digest, source);
       await this.signer.sign(repository, pkg.digest);
       await this.client.putManifest(repository, tag, pkg.manifest, pkg.mediaType);
-    } else {
-      // A CLI pusher tags as it pushes: sign first (the digest is known before the push),
-      // so the version tag never names an unsigned manifest.
-      await this.signer.sign(repository, pkg.digest);
-      await this.pusher.push(repository, pkg, tag, source);
     }
     await this.client.putManifest(repository, 'latest', pkg.manifest, pkg.mediaType);
   }
