@@ -183,4 +183,38 @@ describe('publishing a group state to a real registry', function () {
     expect(state.group).to.equal('edge-hs');
     expect(state.artifacts[0].repository).to.equal('library/alpine');
   });
+
+  it('when the pusher tags as it pushes (as the oras CLI does), then the signature is in place before any tag names the state', async () => {
+    const { startFaultProxy } = await import('../support/fault-proxy.js');
+    const { BuiltinPusher } = await import('../../worker/pusher.js');
+    const { StateBuilder } = await import('../../worker/state-builder.js');
+    const { ArtifactStore } = await import('../../core/store/artifact-store.js');
+    const { StateStore } = await import('../../core/store/state-store.js');
+    const { createLogger } = await import('../../core/logger.js');
+    const { loadPrivateKey } = await import('../../core/cosign/keys.js');
+    const { KEY_PASSWORD } = await import('../support/worker.js');
+    const proxy = await startFaultProxy(registry.url);
+    try {
+      const config = workerConfig({ STATE_REGISTRY: proxy.url, COSIGN_KEY: keys.keyPath });
+      const client = new RegistryClient(proxy.url);
+      const builtin = new BuiltinPusher(client);
+      // Pushes straight to the version tag, like `oras push ref:v1`.
+      const tagging = { name: 'tagging', tagsWhilePushing: true, push: builtin.push.bind(builtin) };
+      const signer = new KeySigner(client, loadPrivateKey(keys.privatePem, KEY_PASSWORD));
+      const builder = new StateBuilder(new ArtifactStore(db.pool), new StateStore(db.pool), client, tagging, signer, {
+        imageRegistry: config.imageRegistry, stateProject: config.stateProject, layout: 'oci', tombstoneRetentionHours: 168,
+      }, createLogger('silent'));
+      await record(db.pool, 'edge-o', 'library/alpine', image(), '1');
+      const { digest } = await builder.build('edge-o');
+      const puts = proxy.log.filter((l) => l.startsWith('PUT') && l.includes('/manifests/'));
+      const sig = puts.findIndex((l) => l.endsWith(`${signatureTag(digest)}`));
+      const v1 = puts.findIndex((l) => l.endsWith('/manifests/v1'));
+      const latest = puts.findIndex((l) => l.endsWith('/manifests/latest'));
+      expect(sig).to.be.at.least(0);
+      expect(sig).to.be.below(v1);
+      expect(v1).to.be.below(latest);
+    } finally {
+      await proxy.close();
+    }
+  });
 });
