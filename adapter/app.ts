@@ -4,6 +4,7 @@ import type { Logger } from '../core/logger.js';
 import type { Pool } from '../core/db/pool.js';
 import { ArtifactStore } from '../core/store/artifact-store.js';
 import { UploadStore } from '../core/store/upload-store.js';
+import { CredentialStore } from '../core/store/credential-store.js';
 import { BasicAuthenticator, CHALLENGE } from './auth.js';
 import { BlobService } from './blob-service.js';
 import { blobHandlers } from './handlers/blobs.handler.js';
@@ -45,16 +46,13 @@ export function createApp(deps: AppDeps): express.Express {
   if (deps.queue && deps.admin) {
     const adminAuth = new BasicAuthenticator(deps.admin.username, deps.admin.password, new FailureThrottle(deps.authFailureLimit));
     app.use('/admin/queues', (req, res, next) => {
-      try {
-        adminAuth.check(req.headers.authorization, req.socket.remoteAddress ?? 'unknown');
-        next();
-      } catch (err) {
-        res.status((err as RegistryError).code === 'TOOMANYREQUESTS' ? 429 : 401).set(CHALLENGE).json({ error: (err as Error).message });
-      }
+      adminAuth.authenticate(req.headers.authorization, req.socket.remoteAddress ?? 'unknown').then(() => next(), (err: RegistryError) => {
+        res.status(err.code === 'TOOMANYREQUESTS' ? 429 : 401).set(CHALLENGE).json({ error: err.message });
+      });
     }, queueDashboard(deps.queue, '/admin/queues'));
   }
 
-  const auth = new BasicAuthenticator(deps.username, deps.password, new FailureThrottle(deps.authFailureLimit));
+  const auth = new BasicAuthenticator(deps.username, deps.password, new FailureThrottle(deps.authFailureLimit), new CredentialStore(deps.pool));
   const manifests = new ManifestService(new ArtifactStore(deps.pool));
   const blobs = new BlobService(new UploadStore(deps.pool));
 

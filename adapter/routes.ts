@@ -1,5 +1,6 @@
 import type { NextFunction, Request, Response } from 'express';
 import { RegistryError } from '../core/errors.js';
+import { checkScope } from './auth.js';
 
 // The /v2 route table, in one place (as distribution's routes.go). A repository name may
 // contain slashes, so routes are matched on the path's tail; names are validated by the
@@ -68,7 +69,9 @@ export function dispatcher(routes: Route[]) {
         res.set('Allow', Object.keys(route.methods).join(', '));
         throw new RegistryError('UNSUPPORTED', `${req.method} is not supported on this resource`);
       }
-      await handler(req, res, decode(m.groups ?? {}));
+      const params = decode(m.groups ?? {});
+      checkScope(req.principal, params.name);
+      await handler(req, res, params);
       return;
     }
     next();

@@ -5,6 +5,8 @@ import { stateRegistryCredentials, type Config } from '../core/config.js';
 import { generateCosignKeyPair, loadPrivateKey, loadPublicKey } from '../core/cosign/keys.js';
 import { verifyImageSignatures } from '../core/cosign/signature-image.js';
 import { createPool } from '../core/db/pool.js';
+import { migrate } from '../core/db/migrate.js';
+import { CredentialStore } from '../core/store/credential-store.js';
 import { RegistryClient } from '../core/registry/registry-client.js';
 import { previewState } from '../core/state/preview.js';
 import { buildState } from '../core/state/render.js';
@@ -146,4 +148,33 @@ export async function verify(config: Config, ref: string, keyPath: string, opts:
   err('  - The signatures were verified against the specified public key');
   out(JSON.stringify(result.verdicts.flatMap((v) => (v.ok ? [{ critical: { identity: { 'docker-reference': v.claims.dockerReference }, image: { 'docker-manifest-digest': v.claims.manifestDigest }, type: 'cosign container image signature' } }] : []))));
   return 0;
+}
+
+/** `satellite credentials create|revoke <group>`: an endpoint credential bound to one group. */
+export async function groupCredential(config: Config, action: 'create' | 'revoke', group: string): Promise<number> {
+  if (!/^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/.test(group)) {
+    err(`${JSON.stringify(group)} is not a valid group name`);
+    return 2;
+  }
+  await migrate(config.databaseUrl);
+  const pool = createPool(config.databaseUrl, 2);
+  try {
+    const store = new CredentialStore(pool);
+    if (action === 'revoke') {
+      if (!(await store.revoke(group))) {
+        err(`group ${group} has no credential of its own`);
+        return 1;
+      }
+      out(`credential of group ${group} revoked (replicas may accept it for up to 30 s more)`);
+      return 0;
+    }
+    const { username, secret } = await store.create(group);
+    out(`Register a Harbor endpoint for group ${group} with:`);
+    out(`  Access ID:     ${username}`);
+    out(`  Access Secret: ${secret}`);
+    out('It may write only repositories under ' + `${group}/; the secret is not shown again.`);
+    return 0;
+  } finally {
+    await pool.end();
+  }
 }

@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from '../core/config.js';
 import { migrate } from '../core/db/migrate.js';
-import { keysGenerate, list, stateShow, verify } from './commands.js';
+import { groupCredential, keysGenerate, list, stateShow, verify } from './commands.js';
 import { harborRobot, harborSetup } from './harbor.js';
 import { runProcess } from './run-process.js';
 
@@ -19,6 +19,8 @@ commands:
   keys generate [--dir D]      write cosign.key (encrypted with COSIGN_PASSWORD) and cosign.pub
   verify <ref> --key <pub>     check a published state's cosign signature; non-zero on failure
          [--plain-http] [--any-identity]
+  credentials create <group>   a credential that may write only <group> (shown once)
+  credentials revoke <group>   remove it
   harbor setup <group>         register this endpoint in Harbor and the group's replication rule
          [--filter <names>]... [--replicate]   (HARBOR_URL, HARBOR_PASSWORD, ENDPOINT_URL)
   harbor robot <name>          a pull-only robot account for satellites on the state project
@@ -75,6 +77,9 @@ async function main(argv: string[]): Promise<number> {
     case 'verify':
       if (rest.length !== 1 || !values.key) return usage('verify <ref> --key cosign.pub [--plain-http] [--any-identity]');
       return verify(config, rest[0]!, values.key, { plainHttp: values['plain-http']!, anyIdentity: values['any-identity']! });
+    case 'credentials':
+      if ((rest[0] === 'create' || rest[0] === 'revoke') && rest.length === 2) return groupCredential(config, rest[0], rest[1]!);
+      return usage('credentials create|revoke <group>');
     case 'harbor':
       if (rest[0] === 'setup' && rest.length === 2) return harborSetup(config, rest[1]!, values.filter!, values.replicate!);
       if (rest[0] === 'robot' && rest.length === 2) return harborRobot(config, rest[1]!);

@@ -120,4 +120,19 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    name: 'per-group endpoint credentials',
+    sql: `
+      -- A credential that may write one group only: Harbor registers one endpoint per group
+      -- with it, so a rule aimed at one group can never write another group's list.
+      -- The secret is kept as scrypt$N$r$p$salt$hash, never in clear.
+      CREATE TABLE group_credentials (
+        username     text PRIMARY KEY,
+        group_name   text NOT NULL UNIQUE,
+        secret_hash  text NOT NULL,
+        created_at   timestamptz NOT NULL DEFAULT now()
+      );
+    `,
+  },
 ];
