@@ -28,6 +28,8 @@ export interface AppDeps {
   username: string;
   password: string;
   authFailureLimit: number;
+  /** express "trust proxy": whose X-Forwarded-For names the client address. */
+  trustProxy?: string;
   metrics?: Metrics;
   /** The state queue, for its dashboard and depth, once Redis is connected. */
   queue?: () => Queue | undefined;
@@ -40,13 +42,14 @@ export function createApp(deps: AppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  if (deps.trustProxy !== undefined) app.set('trust proxy', /^\d+$/.test(deps.trustProxy) ? Number(deps.trustProxy) : deps.trustProxy);
   app.use(requestContext(deps.log));
   app.use(healthRoutes(deps.pool));
   if (deps.metrics) app.use(metricsRoute(deps.metrics, deps.queue));
   if (deps.queue && deps.admin) {
     const adminAuth = new BasicAuthenticator(deps.admin.username, deps.admin.password, new FailureThrottle(deps.authFailureLimit));
     app.use('/admin/queues', (req, res, next) => {
-      adminAuth.authenticate(req.headers.authorization, req.socket.remoteAddress ?? 'unknown').then(() => next(), (err: RegistryError) => {
+      adminAuth.authenticate(req.headers.authorization, req.ip ?? 'unknown').then(() => next(), (err: RegistryError) => {
         res.status(err.code === 'TOOMANYREQUESTS' ? 429 : 401).set(CHALLENGE).json({ error: err.message });
       });
     }, queueDashboard(deps.queue, '/admin/queues'));

@@ -77,7 +77,7 @@ export class BasicAuthenticator {
 
   middleware() {
     return async (req: Request, _res: Response, next: NextFunction): Promise<void> => {
-      req.principal = await this.authenticate(req.headers.authorization, req.socket.remoteAddress ?? 'unknown');
+      req.principal = await this.authenticate(req.headers.authorization, req.ip ?? 'unknown');
       next();
     };
   }

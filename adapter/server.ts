@@ -4,7 +4,7 @@ import { createPool, type Pool } from '../core/db/pool.js';
 import type { Logger } from '../core/logger.js';
 import { createApp, type AppDeps } from './app.js';
 
-export interface EndpointOptions extends Partial<Pick<AppDeps, 'metrics' | 'queue' | 'admin'>> {
+export interface EndpointOptions extends Partial<Pick<AppDeps, 'metrics' | 'queue' | 'admin' | 'trustProxy'>> {
   databaseUrl: string;
   /** A pool to share; when absent the endpoint makes (and on stop closes) its own. */
   pool?: Pool;
@@ -28,7 +28,7 @@ export async function startEndpoint(o: EndpointOptions): Promise<RunningEndpoint
   const pool = o.pool ?? createPool(o.databaseUrl, 20);
   const app = createApp({
     pool, log: o.log, username: o.username, password: o.password, authFailureLimit: o.authFailureLimit,
-    metrics: o.metrics, queue: o.queue, admin: o.admin,
+    metrics: o.metrics, queue: o.queue, admin: o.admin, trustProxy: o.trustProxy,
   });
   const server = await new Promise<Server>((resolve, reject) => {
     const s = app.listen(o.port, o.host, () => resolve(s));

@@ -63,7 +63,7 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
   if (password) {
     endpoint = await startEndpoint({
       databaseUrl: config.databaseUrl, pool, host: config.host, port: config.port,
-      username: config.endpointUsername, password, authFailureLimit: config.authFailureLimit, log,
+      username: config.endpointUsername, password, authFailureLimit: config.authFailureLimit, trustProxy: config.trustProxy, log,
       metrics, queue: queueOf, admin: config.adminPassword ? { username: config.adminUsername, password: config.adminPassword } : undefined,
     });
     log.info({ url: endpoint.url, username: config.endpointUsername, database: redact(config.databaseUrl) }, 'endpoint listening');

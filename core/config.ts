@@ -30,6 +30,12 @@ export interface Config {
   tombstoneRetentionHours: number;
   /** Failed logins from one address within a minute before it gets 429. @defaultValue 10 */
   authFailureLimit: number;
+  /**
+   * Which proxies in front of the endpoint to believe about the client address
+   * (X-Forwarded-For), in express's "trust proxy" form: "loopback", "10.0.0.0/8", a hop count.
+   * Unset: none, so every client behind one proxy shares its address. @defaultValue unset
+   */
+  trustProxy: string | undefined;
   /** Credentials for STATE_REGISTRY (a Harbor robot account with push to the state project). */
   stateRegistryUsername: string | undefined;
   stateRegistryPassword: string | undefined;
@@ -155,6 +161,7 @@ export function loadConfig(env: Env = process.env): Config {
     stateRegistry,
     tombstoneRetentionHours: int('TOMBSTONE_RETENTION_HOURS', 168, 0, 24 * 365 * 10),
     authFailureLimit: int('AUTH_FAILURE_LIMIT', 10, 1, 1_000_000),
+    trustProxy: env.TRUST_PROXY || undefined,
     stateRegistryUsername: env.STATE_REGISTRY_USERNAME || undefined,
     stateRegistryPassword: env.STATE_REGISTRY_PASSWORD || undefined,
     stateProject,

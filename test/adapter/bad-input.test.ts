@@ -183,4 +183,18 @@ describe('repeated failed logins', () => {
       await db2.drop();
     }
   });
+
+  it('when the endpoint sits behind a trusted proxy (TRUST_PROXY), then failures are counted per forwarded client, not per proxy', async () => {
+    const db3 = await createTestDatabase();
+    const e3 = await startTestEndpoint(db3.url, 2, 'loopback');
+    try {
+      const from = (ip: string, auth: string) => fetch(`${e3.url}/v2/`, { headers: { Authorization: auth, 'X-Forwarded-For': ip } });
+      for (let i = 0; i < 2; i++) expect((await from('203.0.113.7', basic('harbor', 'guess'))).status).to.equal(401);
+      expect((await from('203.0.113.7', basic())).status).to.equal(429);
+      expect((await from('198.51.100.4', basic())).status, 'another client behind the same proxy').to.equal(200);
+    } finally {
+      await e3.stop();
+      await db3.drop();
+    }
+  });
 });

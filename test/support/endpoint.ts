@@ -9,7 +9,7 @@ export function basic(user = USERNAME, password = PASSWORD): string {
 }
 
 /** The endpoint in this process on a free port, against the given database. */
-export async function startTestEndpoint(databaseUrl: string, authFailureLimit = 1000): Promise<RunningEndpoint> {
+export async function startTestEndpoint(databaseUrl: string, authFailureLimit = 1000, trustProxy?: string): Promise<RunningEndpoint> {
   return startEndpoint({
     databaseUrl,
     host: '127.0.0.1',
@@ -17,6 +17,7 @@ export async function startTestEndpoint(databaseUrl: string, authFailureLimit = 
     username: USERNAME,
     password: PASSWORD,
     authFailureLimit,
+    trustProxy,
     log: createLogger((process.env.TEST_LOG_LEVEL as 'silent') ?? 'silent'),
   });
 }
