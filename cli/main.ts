@@ -66,10 +66,12 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'list':
       if (rest.length !== 1) return usage('list <group> [--json]');
+      await migrate(config.databaseUrl);
       await list(config, rest[0]!, values.json);
       return 0;
     case 'state':
       if (rest[0] !== 'show' || rest.length !== 2) return usage('state show <group>');
+      await migrate(config.databaseUrl);
       return stateShow(config, rest[1]!, values.json);
     case 'keys':
       if (rest[0] !== 'generate' || rest.length !== 1) return usage('keys generate [--dir D] [--force]');
@@ -99,7 +101,11 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`satellite: ${err.message}\n`);
       process.exit(78); // EX_CONFIG
     }
-    process.stderr.write(`satellite: ${(err as Error)?.stack ?? String(err)}\n`);
+    // A message for the operator; the stack only when asked for (LOG_LEVEL=debug or trace).
+    const verbose = /^(debug|trace)$/.test(process.env.LOG_LEVEL ?? '');
+    const e = err as Error & { code?: string };
+    const hint = e?.code === 'ECONNREFUSED' ? ' (is the service at DATABASE_URL / REDIS_URL / the registry running?)' : '';
+    process.stderr.write(`satellite: ${verbose ? e?.stack : e?.message ?? String(err)}${hint}\n`);
     process.exit(1);
   },
 );
