@@ -65,7 +65,7 @@ export interface Config {
   stateKeepVersions: number;
   /** How often old versions and expired tombstones are pruned. @defaultValue 3600 (s) */
   pruneIntervalSeconds: number;
-  /** How often every group is rebuilt if needed (safety net, tombstone expiry). @defaultValue 300 (s) */
+  /** How often groups changed since their last build are rebuilt (safety net, tombstone expiry). @defaultValue 300 (s) */
   reconcileIntervalSeconds: number;
   /** Timeout of one request to STATE_REGISTRY. @defaultValue 30000 (ms) */
   registryTimeoutMs: number;

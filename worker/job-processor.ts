@@ -29,18 +29,23 @@ export interface ProcessorDeps {
   states: StateStore;
   queue: StateQueue;
   policy: BuildJobPolicy;
+  tombstoneRetentionHours: number;
   metrics: Metrics;
   log: Logger;
 }
 
-/** The state queue's jobs: `build` (one group), `prune` and `reconcile` (housekeeping). */
+/**
+ * The state queue's jobs: `build` (one group), `prune` and `reconcile` (housekeeping: a
+ * safety net that rebuilds the groups whose state may be stale, e.g. after Redis lost jobs,
+ * or when a tombstone's retention ends).
+ */
 export function createProcessor(d: ProcessorDeps) {
   return async (job: Job<BuildJobData, unknown, JobName>) => {
     const jobLog = d.log.child({ jobId: job.id, job: job.name, group: job.data?.group, attempt: job.attemptsMade + 1 });
     try {
       if (job.name === 'prune') return await d.pruner.pruneAll();
       if (job.name === 'reconcile') {
-        const groups = await d.states.groups();
+        const groups = await d.states.staleGroups(d.tombstoneRetentionHours);
         for (const group of groups) await d.queue.add('build', { group }, buildJobOptions(group, d.policy));
         return { groups: groups.length };
       }

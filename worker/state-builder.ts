@@ -43,6 +43,7 @@ export class StateBuilder {
   ) {}
 
   async build(group: string): Promise<BuildResult> {
+    await this.states.markChecked(group);
     const rows = await this.artifacts.listGroup(group, this.options.tombstoneRetentionHours);
     const state = buildState(group, this.options.imageRegistry, rows);
     const repository = stateRepository(this.options.stateProject, group);

@@ -65,7 +65,7 @@ export async function startWorker(deps: { config: Config; pool: Pool; log: Logge
   const consumer = workerConnection(config.redisUrl, log);
   void checkEvictionPolicy(consumer, log);
 
-  const processor = createProcessor({ builder, pruner, states, queue, policy, metrics, log });
+  const processor = createProcessor({ builder, pruner, states, queue, policy, tombstoneRetentionHours: config.tombstoneRetentionHours, metrics, log });
 
   const worker = new Worker<BuildJobData, unknown, JobName>(STATE_QUEUE, processor, {
     connection: consumer,

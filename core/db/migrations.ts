@@ -135,4 +135,15 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 4,
+    name: 'when each group was last rendered, for the reconcile pass',
+    sql: `
+      -- Set when a build reads the group; the reconcile pass rebuilds only groups changed
+      -- (or with a tombstone expired) since, instead of every group every time.
+      ALTER TABLE groups ADD COLUMN checked_at timestamptz;
+      CREATE INDEX change_log_group_at ON change_log (group_name, at);
+      CREATE INDEX artifacts_tombstones ON artifacts (group_name, deleted_at) WHERE deleted;
+    `,
+  },
 ];

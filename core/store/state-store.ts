@@ -90,6 +90,27 @@ export class StateStore {
     await query(this.pool, 'UPDATE state_versions SET pruned_at = now() WHERE group_name = $1 AND version = $2', [group, version]);
   }
 
+  /** Records that a build is reading the group now (before it reads). */
+  async markChecked(group: string): Promise<void> {
+    await query(this.pool, 'UPDATE groups SET checked_at = now() WHERE name = $1', [group]);
+  }
+
+  /**
+   * Groups whose published state may be out of date: never built, changed since their last
+   * build, or holding a tombstone whose retention ended since then.
+   */
+  async staleGroups(tombstoneRetentionHours: number): Promise<string[]> {
+    const { rows } = await query<{ name: string }>(this.pool,
+      `SELECT g.name FROM groups g
+        WHERE g.checked_at IS NULL
+           OR EXISTS (SELECT 1 FROM change_log c WHERE c.group_name = g.name AND c.at > g.checked_at)
+           OR EXISTS (SELECT 1 FROM artifacts a WHERE a.group_name = g.name AND a.deleted
+                        AND a.deleted_at + make_interval(hours => $1) > g.checked_at
+                        AND a.deleted_at + make_interval(hours => $1) <= now())
+        ORDER BY g.name`, [tombstoneRetentionHours]);
+    return rows.map((r) => r.name);
+  }
+
   async groups(): Promise<string[]> {
     const { rows } = await query<{ name: string }>(this.pool, 'SELECT name FROM groups ORDER BY name');
     return rows.map((r) => r.name);

@@ -74,3 +74,41 @@ describe('housekeeping', function () {
     expect(await uploads.get('00000000-0000-4000-8000-000000000002', 'edge/library/a')).to.not.equal(undefined);
   });
 });
+
+describe('the reconcile pass', function () {
+  this.timeout(60_000);
+  let db: TestDatabase;
+  let registry: LocalRegistry;
+  let keys: TestKeys;
+  before(async () => {
+    registry = await startDockerRegistry();
+    keys = await testKeys();
+    db = await createTestDatabase();
+  });
+  after(async () => {
+    await db?.drop();
+    await registry?.stop();
+    if (keys) await rm(keys.dir, { recursive: true, force: true });
+  });
+
+  it('when groups were built, then only those changed since, or whose tombstone expired since, are stale', async () => {
+    const config = workerConfig({ STATE_REGISTRY: registry.url, COSIGN_KEY: keys.keyPath, TOMBSTONE_RETENTION_HOURS: '1' });
+    const { builder } = testBuilder(config, db.pool, keys);
+    const states = new StateStore(db.pool);
+    const store = new ArtifactStore(db.pool);
+    const img = image();
+    for (const g of ['a', 'b', 'c']) await record(db.pool, g, 'library/app', g === 'c' ? img : image(), '1');
+    await store.deleteManifest({ group: 'c', repository: 'library/app' }, img.manifest.digest);
+    expect(await states.staleGroups(1), 'never built').to.deep.equal(['a', 'b', 'c']);
+    for (const g of ['a', 'b', 'c']) await builder.build(g);
+    expect(await states.staleGroups(1), 'all just built').to.deep.equal([]);
+    await record(db.pool, 'b', 'library/app', image(), '2');
+    expect(await states.staleGroups(1), 'b changed').to.deep.equal(['b']);
+    // c's tombstone reaches the end of its retention: c's state must drop it.
+    await db.pool.query("UPDATE artifacts SET deleted_at = now() - interval '1 hour 1 second' WHERE group_name = 'c'");
+    await db.pool.query("UPDATE groups SET checked_at = now() - interval '10 seconds' WHERE name = 'c'");
+    expect(await states.staleGroups(1)).to.deep.equal(['b', 'c']);
+    const rebuilt = await builder.build('c');
+    expect(rebuilt).to.include({ result: 'published', version: 2, artifacts: 0 });
+  });
+});
