@@ -46,10 +46,11 @@ async function peakRssMiB(pid: number): Promise<number> {
   return kb / 1024;
 }
 
-async function writeLayout(dir: string): Promise<string[]> {
+async function writeLayout(dir: string): Promise<{ refs: string[]; manifests: Blob[] }> {
   await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
   await writeFile(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   const refs: string[] = [];
+  const manifests: Blob[] = [];
   const entries: unknown[] = [];
   const put = (b: Blob) => writeFile(join(dir, 'blobs', 'sha256', b.digest.slice(7)), b.bytes);
   for (let i = 0; i < N; i++) {
@@ -57,10 +58,38 @@ async function writeLayout(dir: string): Promise<string[]> {
     for (const b of [img.manifest, img.config, ...img.layers]) await put(b);
     const ref = `img-${i}`;
     refs.push(ref);
+    manifests.push(img.manifest);
     entries.push(descriptor(img.manifest, { annotations: { 'org.opencontainers.image.ref.name': ref } }));
   }
   await writeFile(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: entries }));
-  return refs;
+  return { refs, manifests };
+}
+
+const RAW_ROUNDS = Number(process.env.BENCH_RAW_ROUNDS ?? 10);
+const RAW_CONCURRENCY = Number(process.env.BENCH_RAW_CONCURRENCY ?? 16);
+
+/**
+ * The server side alone: the manifests skopeo pushed, PUT again under new tags straight
+ * over HTTP (keep-alive, RAW_CONCURRENCY at a time); their blobs are already in place.
+ */
+async function rawPuts(base: string, authorization: string, manifests: Blob[]): Promise<{ seconds: number; p50: number; p99: number; count: number }> {
+  const jobs = Array.from({ length: RAW_ROUNDS }, (_, r) => manifests.map((m, i) => ({ m, path: `/v2/bench/library/app${i % 20}/manifests/raw${r}-${i}` }))).flat();
+  const latencies: number[] = [];
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(Array.from({ length: RAW_CONCURRENCY }, async () => {
+    while (next < jobs.length) {
+      const { m, path } = jobs[next++]!;
+      const t = performance.now();
+      const res = await fetch(base + path, { method: 'PUT', headers: { Authorization: authorization, 'Content-Type': m.mediaType }, body: m.bytes });
+      await res.arrayBuffer();
+      if (res.status !== 201) throw new Error(`PUT ${path} answered ${res.status}`);
+      latencies.push(performance.now() - t);
+    }
+  }));
+  const seconds = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  return { seconds, count: jobs.length, p50: latencies[Math.floor(latencies.length * 0.5)]!, p99: latencies[Math.floor(latencies.length * 0.99)]! };
 }
 
 async function pushAll(layout: string, refs: string[], host: string, creds: string): Promise<number> {
@@ -86,7 +115,7 @@ async function main(): Promise<void> {
   try {
     process.stdout.write(`building ${N} images of ${LAYERS} layers x ${LAYER_BYTES} bytes...\n`);
     const layout = join(work, 'layout');
-    const refs = await writeLayout(layout);
+    const { refs, manifests } = await writeLayout(layout);
     const viaEndpoint = await countingProxy(port);
     const viaRegistry = await countingProxy(Number(registry.host.split(':')[1]));
 
@@ -106,6 +135,14 @@ async function main(): Promise<void> {
     row('bytes received', mib(viaEndpoint.received()), mib(viaRegistry.received()));
     row('peak RSS', `${(await peakRssMiB(endpoint.child.pid!)).toFixed(1)} MiB`, `${(await peakRssMiB(registry.pid)).toFixed(1)} MiB`);
     row('layer bytes pushed by clients', mib(0), mib(N * LAYERS * LAYER_BYTES));
+
+    const ours = await rawPuts(`http://127.0.0.1:${port}`, `Basic ${Buffer.from(`harbor:${PASSWORD}`).toString('base64')}`, manifests);
+    const theirs = await rawPuts(registry.url, 'Basic ' + Buffer.from('any:any').toString('base64'), manifests);
+    process.stdout.write('\n');
+    row(`manifest PUTs over HTTP, x${RAW_CONCURRENCY}`, 'satellite endpoint', 'docker-registry 2.8');
+    row('PUTs per second', `${(ours.count / ours.seconds).toFixed(0)}`, `${(theirs.count / theirs.seconds).toFixed(0)}`);
+    row('latency p50 / p99', `${ours.p50.toFixed(1)} / ${ours.p99.toFixed(1)} ms`, `${theirs.p50.toFixed(1)} / ${theirs.p99.toFixed(1)} ms`);
+    row('peak RSS after', `${(await peakRssMiB(endpoint.child.pid!)).toFixed(1)} MiB`, `${(await peakRssMiB(registry.pid)).toFixed(1)} MiB`);
     await viaEndpoint.close();
     await viaRegistry.close();
   } finally {
