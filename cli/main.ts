@@ -27,6 +27,9 @@ commands:
 
 configuration comes from environment variables; see README.md`;
 
+/** Set once the configuration is read: whether a failure prints its stack. */
+let verbose = false;
+
 async function main(argv: string[]): Promise<number> {
   const { positionals, values } = parseArgs({
     args: argv,
@@ -53,6 +56,7 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   };
   const config: Config = loadConfig();
+  verbose = config.logLevel === 'debug' || config.logLevel === 'trace';
   switch (command) {
     case 'serve':
     case 'adapter':
@@ -102,7 +106,6 @@ main(process.argv.slice(2)).then(
       process.exit(78); // EX_CONFIG
     }
     // A message for the operator; the stack only when asked for (LOG_LEVEL=debug or trace).
-    const verbose = /^(debug|trace)$/.test(process.env.LOG_LEVEL ?? '');
     const e = err as Error & { code?: string };
     const hint = e?.code === 'ECONNREFUSED' ? ' (is the service at DATABASE_URL / REDIS_URL / the registry running?)' : '';
     process.stderr.write(`satellite: ${verbose ? e?.stack : e?.message ?? String(err)}${hint}\n`);

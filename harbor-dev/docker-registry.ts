@@ -27,7 +27,7 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startDockerRegistry(binary = process.env.DOCKER_REGISTRY_BIN ?? 'docker-registry'): Promise<LocalRegistry> {
+export async function startDockerRegistry(binary = 'docker-registry'): Promise<LocalRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'satellite-registry-'));
   const port = await freePort();
   const config = join(dir, 'config.yml');
