@@ -61,8 +61,11 @@ describe('the state pipeline: outbox, queue, worker, registry', function () {
     "SELECT version FROM state_versions WHERE group_name = $1 AND status = 'published' ORDER BY version", [group])).rows.map((r) => r.version);
 
   it('when a burst of 1,000 manifests lands in one group, then one or two builds publish it, not a thousand', async () => {
-    await start();
-    await Promise.all(Array.from({ length: 1000 }, (_, i) => record(db.pool, 'burst', `library/app${i % 50}`, image({ layers: [randomLayer(16)] }), `t${i}`)));
+    // A debounce window comfortably longer than recording the burst takes here (~0.5 s),
+    // so the relay's several passes over the outbox all fold into one waiting job.
+    await start({ BUILD_DEBOUNCE_MS: '3000' });
+    const images = Array.from({ length: 1000 }, () => image({ layers: [randomLayer(16)] }));
+    await Promise.all(images.map((img, i) => record(db.pool, 'burst', `library/app${i % 50}`, img, `t${i}`)));
     const n = await until('the burst published', async () => {
       const v = await published('burst');
       const latest = await client().getManifest(repo('burst'), 'latest');
