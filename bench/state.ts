@@ -14,6 +14,7 @@ import { RegistryClient } from '../core/registry/registry-client.js';
 import { buildState, renderState } from '../core/state/render.js';
 import { ArtifactStore } from '../core/store/artifact-store.js';
 import { packageState } from '../worker/state-artifact.js';
+import { loadSigningKey } from '../worker/signer.js';
 import { startWorker } from '../worker/state-worker.js';
 import { createTestDatabase, type TestDatabase } from '../test/support/db.js';
 import { basic } from '../test/support/endpoint.js';
@@ -141,7 +142,7 @@ async function main(): Promise<void> {
       for (let g = 0; g < DIRTY_GROUPS; g++) await record(db.pool, `g${g}`, 'library/app', image({ layers: [layer], architecture: `a${g}` }), '1');
       const config = workerConfig({ STATE_REGISTRY: registry.url, COSIGN_KEY: keys.keyPath, REDIS_URL, QUEUE_PREFIX: prefix, BUILD_DEBOUNCE_MS: '0', STATE_PROJECT: 'many' });
       const t0 = performance.now();
-      const worker = await startWorker({ config, pool: db.pool, log: createLogger('silent'), metrics: new Metrics(), keyPath: keys.keyPath });
+      const worker = await startWorker({ config, pool: db.pool, log: createLogger('silent'), metrics: new Metrics(), signingKey: await loadSigningKey(keys.keyPath, KEY_PASSWORD) });
       for (;;) {
         const { rows } = await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM state_versions WHERE status = 'published'");
         if (rows[0]!.n >= DIRTY_GROUPS) break;

@@ -1,8 +1,6 @@
 import express from 'express';
-import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { redact, requireEndpointPassword, requireSigningKey, type Config } from '../core/config.js';
-import { loadPrivateKey } from '../core/cosign/keys.js';
 import { migrate } from '../core/db/migrate.js';
 import { createPool } from '../core/db/pool.js';
 import { createLogger } from '../core/logger.js';
@@ -12,6 +10,7 @@ import { metricsRoute } from '../adapter/operations.js';
 import { requestContext } from '../adapter/request-context.js';
 import { startEndpoint, type RunningEndpoint } from '../adapter/server.js';
 import { connectQueue, type StateQueue } from '../worker/queue.js';
+import { loadSigningKey } from '../worker/signer.js';
 import { startWorker, type RunningWorker } from '../worker/state-worker.js';
 
 /**
@@ -23,8 +22,7 @@ import { startWorker, type RunningWorker } from '../worker/state-worker.js';
 export async function runProcess(config: Config, parts: { endpoint: boolean; worker: boolean }): Promise<void> {
   // Refuse a missing secret or an unreadable key before touching anything.
   const password = parts.endpoint ? requireEndpointPassword(config) : undefined;
-  const keyPath = parts.worker ? requireSigningKey(config) : undefined;
-  if (keyPath) loadPrivateKey(await readFile(keyPath, 'utf8'), config.cosignPassword);
+  const signingKey = parts.worker ? await loadSigningKey(requireSigningKey(config), config.cosignPassword) : undefined;
   const log = createLogger(config.logLevel);
   await migrate(config.databaseUrl, log);
   const pool = createPool(config.databaseUrl, 20);
@@ -76,8 +74,8 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
     opsServer = app.listen(config.metricsPort, config.host);
     log.info({ port: config.metricsPort }, 'worker metrics listening');
   }
-  if (keyPath) {
-    worker = await startWorker({ config, pool, log, metrics, keyPath });
+  if (signingKey) {
+    worker = await startWorker({ config, pool, log, metrics, signingKey });
   } else {
     connectQueue(config.redisUrl, config.queuePrefix, log, stopping.signal).then(
       ({ queue }) => (dashboardQueue = queue),

@@ -1,8 +1,20 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { execa } from 'execa';
 import { readSignatureLayers, signatureImage, signatureTag } from '../core/cosign/signature-image.js';
+import { loadPrivateKey } from '../core/cosign/keys.js';
 import { signPayload, simpleSigningPayload, verifySignatureLayer } from '../core/cosign/simple-signing.js';
 import type { RegistryClient } from '../core/registry/registry-client.js';
+
+/** The signing key, read and decrypted once; its path is kept for the cosign CLI. */
+export interface SigningKey {
+  path: string;
+  key: KeyObject;
+}
+
+export async function loadSigningKey(path: string, password: string): Promise<SigningKey> {
+  return { path, key: loadPrivateKey(await readFile(path, 'utf8'), password) };
+}
 
 /** Attaches a cosign signature to a manifest digest in a repository of the state registry. */
 export interface Signer {

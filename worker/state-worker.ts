@@ -1,7 +1,5 @@
-import { readFile } from 'node:fs/promises';
 import { Worker, type Queue } from 'bullmq';
 import { stateRegistryCredentials, type Config } from '../core/config.js';
-import { loadPrivateKey } from '../core/cosign/keys.js';
 import type { Pool } from '../core/db/pool.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
@@ -14,7 +12,7 @@ import { OutboxRelay } from './outbox-relay.js';
 import { Pruner } from './pruner.js';
 import { BuiltinPusher, OrasPusher, type Pusher } from './pusher.js';
 import { checkEvictionPolicy, connectQueue, STATE_QUEUE, workerConnection, type BuildJobData, type BuildJobPolicy, type JobName } from './queue.js';
-import { CosignCliSigner, KeySigner, type Signer } from './signer.js';
+import { CosignCliSigner, KeySigner, type Signer, type SigningKey } from './signer.js';
 import { StateBuilder } from './state-builder.js';
 
 export interface RunningWorker {
@@ -32,12 +30,11 @@ export function buildPolicy(config: Config): BuildJobPolicy {
   return { debounceMs: config.buildDebounceMs, attempts: config.buildAttempts, backoffMs: config.buildBackoffMs };
 }
 
-async function makeSigner(config: Config, client: RegistryClient, keyPath: string): Promise<Signer> {
+function makeSigner(config: Config, client: RegistryClient, signingKey: SigningKey): Signer {
   const creds = stateRegistryCredentials(config);
-  // The key is read (and its password checked) at start-up even for the CLI signer, so a
-  // bad key stops the worker at once instead of failing every build.
-  const key = loadPrivateKey(await readFile(keyPath, 'utf8'), config.cosignPassword);
-  return config.signer === 'cosign' ? new CosignCliSigner(client, keyPath, config.cosignPassword, creds) : new KeySigner(client, key);
+  return config.signer === 'cosign'
+    ? new CosignCliSigner(client, signingKey.path, config.cosignPassword, creds)
+    : new KeySigner(client, signingKey.key);
 }
 
 export function makeBuilder(config: Config, pool: Pool, client: RegistryClient, signer: Signer, log: Logger): StateBuilder {
@@ -51,11 +48,15 @@ export function makeBuilder(config: Config, pool: Pool, client: RegistryClient, 
   }, log);
 }
 
-export async function startWorker(deps: { config: Config; pool: Pool; log: Logger; metrics: Metrics; keyPath: string }): Promise<RunningWorker> {
+export async function startWorker(deps: { config: Config; pool: Pool; log: Logger; metrics: Metrics;
+  /** Loaded (and its password checked) by the caller at start-up, so a bad key stops the
+   * process at once instead of failing every build; also for the CLI signer. */
+  signingKey: SigningKey;
+}): Promise<RunningWorker> {
   const { config, pool, metrics } = deps;
   const log = deps.log.child({ component: 'worker' });
   const client = stateRegistryClient(config);
-  const signer = await makeSigner(config, client, deps.keyPath);
+  const signer = makeSigner(config, client, deps.signingKey);
   const builder = makeBuilder(config, pool, client, signer, log);
   const states = new StateStore(pool);
   const pruner = new Pruner(new ArtifactStore(pool), states, new UploadStore(pool), client, config, log);

@@ -3,7 +3,7 @@ import type { RunningEndpoint } from '../../adapter/server.js';
 import { ArtifactStore } from '../../core/store/artifact-store.js';
 import { buildState } from '../../core/state/render.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
-import { basic, client, json, startTestEndpoint } from '../support/endpoint.js';
+import { client, json, startTestEndpoint } from '../support/endpoint.js';
 import { cosignSignature, image, index, randomLayer, signatureTag, artifact } from '../support/oci.js';
 
 // Replays, request by request, what Harbor's native "Docker Registry" adapter sends during a
@@ -229,6 +229,5 @@ describe("Harbor's replication call sequence against the endpoint", () => {
     // Credentials are checked on every route, not only the ping.
     const anon = await fetch(`${endpoint.url}/v2/${repo}/manifests/3.20`, { method: 'HEAD' });
     expect(anon.status).to.equal(401);
-    expect(basic()).to.be.a('string');
   });
 });

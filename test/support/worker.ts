@@ -1,4 +1,5 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { startDockerRegistry, type LocalRegistry } from '../../harbor-dev/docker-registry.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, type Config } from '../../core/config.js';
@@ -51,4 +52,21 @@ export async function record(pool: Pool, group: string, repository: string, img:
   const m = parseManifest(img.manifest.bytes, img.manifest.mediaType);
   if (m.digest !== computeDigest(img.manifest.bytes)) throw new Error('digest');
   await new ArtifactStore(pool).recordManifest({ group, repository }, m, tag);
+}
+
+/**
+ * A docker-registry and a key pair for the tests of one describe block: started before
+ * them, stopped and removed after them.
+ */
+export function useRegistryAndKeys(): { readonly registry: LocalRegistry; readonly keys: TestKeys } {
+  const shared = {} as { registry: LocalRegistry; keys: TestKeys };
+  before(async () => {
+    shared.registry = await startDockerRegistry();
+    shared.keys = await testKeys();
+  });
+  after(async () => {
+    await shared.registry?.stop();
+    if (shared.keys) await rm(shared.keys.dir, { recursive: true, force: true });
+  });
+  return shared;
 }

@@ -4,13 +4,14 @@ import { startDockerRegistry, type LocalRegistry } from '../../harbor-dev/docker
 import { createLogger } from '../../core/logger.js';
 import { Metrics } from '../../core/metrics.js';
 import { RegistryClient } from '../../core/registry/registry-client.js';
+import { loadSigningKey } from '../../worker/signer.js';
 import { startWorker, type RunningWorker } from '../../worker/state-worker.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { image, randomLayer } from '../support/oci.js';
 import { until } from '../support/process.js';
 import { dropPrefix, ownRedis, REDIS_URL, testPrefix } from '../support/redis.js';
-import { record, testKeys, workerConfig, type TestKeys } from '../support/worker.js';
+import { KEY_PASSWORD, record, testKeys, workerConfig, type TestKeys } from '../support/worker.js';
 
 const repo = (group: string) => `satellite/group-state/${group}/state`;
 
@@ -52,7 +53,7 @@ describe('the state pipeline: outbox, queue, worker, registry', function () {
       STATE_REGISTRY: proxy.url, COSIGN_KEY: keys.keyPath, REDIS_URL, QUEUE_PREFIX: prefix,
       BUILD_DEBOUNCE_MS: '100', BUILD_BACKOFF_MS: '50', BUILD_ATTEMPTS: '8', ...env,
     });
-    worker = await startWorker({ config, pool: db.pool, log: createLogger('silent'), metrics, keyPath: keys.keyPath });
+    worker = await startWorker({ config, pool: db.pool, log: createLogger('silent'), metrics, signingKey: await loadSigningKey(keys.keyPath, KEY_PASSWORD) });
     return config;
   };
   const client = () => new RegistryClient(registry.url);

@@ -1,6 +1,4 @@
 import { expect } from 'chai';
-import { rm } from 'node:fs/promises';
-import { startDockerRegistry, type LocalRegistry } from '../../harbor-dev/docker-registry.js';
 import { signatureTag } from '../../core/cosign/signature-image.js';
 import { createLogger } from '../../core/logger.js';
 import { ArtifactStore } from '../../core/store/artifact-store.js';
@@ -9,30 +7,21 @@ import { UploadStore } from '../../core/store/upload-store.js';
 import { Pruner } from '../../worker/pruner.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { image, index } from '../support/oci.js';
-import { record, testBuilder, testKeys, workerConfig, type TestKeys } from '../support/worker.js';
+import { record, testBuilder, useRegistryAndKeys, workerConfig } from '../support/worker.js';
 
 describe('housekeeping', function () {
   this.timeout(60_000);
   let db: TestDatabase;
-  let registry: LocalRegistry;
-  let keys: TestKeys;
+  const shared = useRegistryAndKeys();
 
-  before(async () => {
-    registry = await startDockerRegistry();
-    keys = await testKeys();
-  });
   beforeEach(async () => {
     db = await createTestDatabase();
   });
   afterEach(async () => db?.drop());
-  after(async () => {
-    await registry?.stop();
-    if (keys) await rm(keys.dir, { recursive: true, force: true });
-  });
 
   it('when a group has more versions than STATE_KEEP_VERSIONS, then the oldest leave the registry with their signatures and latest stays', async () => {
-    const config = workerConfig({ STATE_REGISTRY: registry.url, COSIGN_KEY: keys.keyPath, STATE_KEEP_VERSIONS: '2' });
-    const { builder, client } = testBuilder(config, db.pool, keys);
+    const config = workerConfig({ STATE_REGISTRY: shared.registry.url, COSIGN_KEY: shared.keys.keyPath, STATE_KEEP_VERSIONS: '2' });
+    const { builder, client } = testBuilder(config, db.pool, shared.keys);
     const digests: string[] = [];
     for (let i = 0; i < 4; i++) {
       await record(db.pool, 'edge-p', `library/app${i}`, image(), '1');
@@ -62,8 +51,8 @@ describe('housekeeping', function () {
   });
 
   it('when a blob upload was abandoned for a day, then its session is dropped; a recent one stays', async () => {
-    const config = workerConfig({ STATE_REGISTRY: registry.url, COSIGN_KEY: keys.keyPath });
-    const { client } = testBuilder(config, db.pool, keys);
+    const config = workerConfig({ STATE_REGISTRY: shared.registry.url, COSIGN_KEY: shared.keys.keyPath });
+    const { client } = testBuilder(config, db.pool, shared.keys);
     const uploads = new UploadStore(db.pool);
     await uploads.create('00000000-0000-4000-8000-000000000001', 'edge/library/a', Buffer.alloc(40));
     await uploads.create('00000000-0000-4000-8000-000000000002', 'edge/library/a', Buffer.alloc(40));
@@ -78,22 +67,15 @@ describe('housekeeping', function () {
 describe('the reconcile pass', function () {
   this.timeout(60_000);
   let db: TestDatabase;
-  let registry: LocalRegistry;
-  let keys: TestKeys;
+  const shared = useRegistryAndKeys();
   before(async () => {
-    registry = await startDockerRegistry();
-    keys = await testKeys();
     db = await createTestDatabase();
   });
-  after(async () => {
-    await db?.drop();
-    await registry?.stop();
-    if (keys) await rm(keys.dir, { recursive: true, force: true });
-  });
+  after(async () => db?.drop());
 
   it('when groups were built, then only those changed since, or whose tombstone expired since, are stale', async () => {
-    const config = workerConfig({ STATE_REGISTRY: registry.url, COSIGN_KEY: keys.keyPath, TOMBSTONE_RETENTION_HOURS: '1' });
-    const { builder } = testBuilder(config, db.pool, keys);
+    const config = workerConfig({ STATE_REGISTRY: shared.registry.url, COSIGN_KEY: shared.keys.keyPath, TOMBSTONE_RETENTION_HOURS: '1' });
+    const { builder } = testBuilder(config, db.pool, shared.keys);
     const states = new StateStore(db.pool);
     const store = new ArtifactStore(db.pool);
     const img = image();

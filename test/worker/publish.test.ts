@@ -2,12 +2,11 @@ import { expect } from 'chai';
 import { createHash, createPublicKey, generateKeyPairSync, verify as nodeVerify } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { gunzipSync } from 'node:zlib';
-import { startDockerRegistry, type LocalRegistry } from '../../harbor-dev/docker-registry.js';
 import { signatureTag } from '../../core/cosign/signature-image.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { image, index } from '../support/oci.js';
 import { satellite } from '../support/run.js';
-import { record, testBuilder, testKeys, workerConfig, type TestKeys } from '../support/worker.js';
+import { record, testBuilder, testKeys, useRegistryAndKeys, workerConfig } from '../support/worker.js';
 import { STATE_ARTIFACT_TYPE } from '../../worker/state-artifact.js';
 import { KeySigner } from '../../worker/signer.js';
 import { RegistryClient } from '../../core/registry/registry-client.js';
@@ -18,27 +17,18 @@ const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('h
 describe('publishing a group state to a real registry', function () {
   this.timeout(60_000);
   let db: TestDatabase;
-  let registry: LocalRegistry;
-  let keys: TestKeys;
+  const shared = useRegistryAndKeys();
 
-  before(async () => {
-    registry = await startDockerRegistry();
-    keys = await testKeys();
-  });
   beforeEach(async () => {
     db = await createTestDatabase();
   });
   afterEach(async () => {
     await db?.drop();
   });
-  after(async () => {
-    await registry?.stop();
-    if (keys) await rm(keys.dir, { recursive: true, force: true });
-  });
 
   const setup = (env: Record<string, string> = {}) => {
-    const config = workerConfig({ STATE_REGISTRY: registry.url, COSIGN_KEY: keys.keyPath, ...env });
-    return { config, ...testBuilder(config, db.pool, keys) };
+    const config = workerConfig({ STATE_REGISTRY: shared.registry.url, COSIGN_KEY: shared.keys.keyPath, ...env });
+    return { config, ...testBuilder(config, db.pool, shared.keys) };
   };
   const repo = (group: string) => `satellite/group-state/${group}/state`;
 
@@ -85,12 +75,12 @@ describe('publishing a group state to a real registry', function () {
     expect(layer.mediaType).to.equal('application/vnd.dev.cosign.simplesigning.v1+json');
     const payload = await client.getBlob(repo('edge-us'), layer.digest);
     expect(payload.toString()).to.equal(JSON.stringify({
-      critical: { identity: { 'docker-reference': `${registry.host}/${repo('edge-us')}` }, image: { 'docker-manifest-digest': digest }, type: 'cosign container image signature' },
+      critical: { identity: { 'docker-reference': `${shared.registry.host}/${repo('edge-us')}` }, image: { 'docker-manifest-digest': digest }, type: 'cosign container image signature' },
       optional: null,
     }));
     const der = Buffer.from(layer.annotations['dev.cosignproject.cosign/signature'], 'base64');
     expect(der[0], 'ASN.1 SEQUENCE').to.equal(0x30);
-    expect(nodeVerify('sha256', payload, createPublicKey(keys.publicPem), der)).to.equal(true);
+    expect(nodeVerify('sha256', payload, createPublicKey(shared.keys.publicPem), der)).to.equal(true);
     expect(sha256((await client.getManifest(repo('edge-us'), 'latest'))!.bytes)).to.equal(digest);
   });
 
@@ -98,9 +88,9 @@ describe('publishing a group state to a real registry', function () {
     const { builder, client, config } = setup();
     await record(db.pool, 'edge-ap', 'library/alpine', image(), '3.20');
     const { digest } = await builder.build('edge-ap');
-    const ref = `${registry.host}/${repo('edge-ap')}:latest`;
+    const ref = `${shared.registry.host}/${repo('edge-ap')}:latest`;
     const env = { STATE_REGISTRY: config.stateRegistry };
-    const ok = await satellite(['verify', ref, '--key', keys.pubPath, '--plain-http'], env);
+    const ok = await satellite(['verify', ref, '--key', shared.keys.pubPath, '--plain-http'], env);
     expect(JSON.parse(ok.stdout)[0].critical.image['docker-manifest-digest']).to.equal(digest);
 
     const other = await testKeys();
@@ -119,19 +109,19 @@ describe('publishing a group state to a real registry', function () {
     const forgedLayer = await client.pushBlob(repo('edge-ap'), forged);
     const forgedManifest = Buffer.from(JSON.stringify({ ...doc, layers: [{ ...doc.layers[0], digest: forgedLayer, size: forged.length }] }));
     await client.putManifest(repo('edge-ap'), 'tampered', forgedManifest, 'application/vnd.oci.image.manifest.v1+json');
-    await satellite(['verify', `${registry.host}/${repo('edge-ap')}:tampered`, '--key', keys.pubPath, '--plain-http'], env)
+    await satellite(['verify', `${shared.registry.host}/${repo('edge-ap')}:tampered`, '--key', shared.keys.pubPath, '--plain-http'], env)
       .then(() => expect.fail('accepted a tampered state'), (e: { code: number; stderr: string }) => expect(e.stderr).to.include('no signature is attached'));
 
     // A signature whose payload claims the tampered digest but was made by another key.
     const rogue = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
     await new KeySigner(client, rogue).sign(repo('edge-ap'), sha256(forgedManifest));
-    await satellite(['verify', `${registry.host}/${repo('edge-ap')}:tampered`, '--key', keys.pubPath, '--plain-http'], env)
+    await satellite(['verify', `${shared.registry.host}/${repo('edge-ap')}:tampered`, '--key', shared.keys.pubPath, '--plain-http'], env)
       .then(() => expect.fail('accepted a rogue signature'), (e: { code: number; stderr: string }) => expect(e.stderr).to.include('does not verify with the given key'));
 
     // Unsigned: a manifest pushed with no .sig.
     const bare = Buffer.from(JSON.stringify({ ...doc, annotations: { 'org.opencontainers.image.created': '2000-01-01T00:00:00Z' } }));
     await client.putManifest(repo('edge-ap'), 'unsigned', bare, 'application/vnd.oci.image.manifest.v1+json');
-    await satellite(['verify', `${registry.host}/${repo('edge-ap')}:unsigned`, '--key', keys.pubPath, '--plain-http'], env)
+    await satellite(['verify', `${shared.registry.host}/${repo('edge-ap')}:unsigned`, '--key', shared.keys.pubPath, '--plain-http'], env)
       .then(() => expect.fail('accepted an unsigned state'), (e: { code: number }) => expect(e.code).to.equal(1));
   });
 
@@ -193,14 +183,14 @@ describe('publishing a group state to a real registry', function () {
     const { createLogger } = await import('../../core/logger.js');
     const { loadPrivateKey } = await import('../../core/cosign/keys.js');
     const { KEY_PASSWORD } = await import('../support/worker.js');
-    const proxy = await startFaultProxy(registry.url);
+    const proxy = await startFaultProxy(shared.registry.url);
     try {
-      const config = workerConfig({ STATE_REGISTRY: proxy.url, COSIGN_KEY: keys.keyPath });
+      const config = workerConfig({ STATE_REGISTRY: proxy.url, COSIGN_KEY: shared.keys.keyPath });
       const client = new RegistryClient(proxy.url);
       const builtin = new BuiltinPusher(client);
       // Pushes straight to the version tag, like `oras push ref:v1`.
       const tagging = { name: 'tagging', tagsWhilePushing: true, push: builtin.push.bind(builtin) };
-      const signer = new KeySigner(client, loadPrivateKey(keys.privatePem, KEY_PASSWORD));
+      const signer = new KeySigner(client, loadPrivateKey(shared.keys.privatePem, KEY_PASSWORD));
       const builder = new StateBuilder(new ArtifactStore(db.pool), new StateStore(db.pool), client, tagging, signer, {
         imageRegistry: config.imageRegistry, stateProject: config.stateProject, layout: 'oci', tombstoneRetentionHours: 168,
       }, createLogger('silent'));
