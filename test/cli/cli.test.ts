@@ -56,4 +56,30 @@ describe('the satellite command', () => {
       await db.drop();
     }
   });
+
+  it('when the worker starts with a missing key or a wrong key password, then it refuses at once and says why', async () => {
+    const { testKeys } = await import('../support/worker.js');
+    const { rm } = await import('node:fs/promises');
+    const db = await createTestDatabase();
+    const keys = await testKeys();
+    try {
+      await satellite(['worker'], { DATABASE_URL: db.url, COSIGN_KEY: '' }).then(
+        () => expect.fail('started without a key'),
+        (err: { code: number; stderr: string }) => {
+          expect(err.code).to.equal(78);
+          expect(err.stderr).to.include('COSIGN_KEY is not set');
+        },
+      );
+      await satellite(['worker'], { DATABASE_URL: db.url, COSIGN_KEY: keys.keyPath, COSIGN_PASSWORD: 'not-the-password' }).then(
+        () => expect.fail('started with a wrong password'),
+        (err: { code: number; stderr: string }) => {
+          expect(err.code).to.equal(1);
+          expect(err.stderr).to.include('wrong password');
+        },
+      );
+    } finally {
+      await db.drop();
+      await rm(keys.dir, { recursive: true, force: true });
+    }
+  });
 });
