@@ -32,7 +32,7 @@ run: build
 	@harbor-dev/run.sh
 
 test: deps build
-	npx mocha
+	npx mocha 'dist/test/**/*.test.js'
 
 bench: deps build
 	node dist/bench/ingest.js
