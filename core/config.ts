@@ -28,6 +28,8 @@ export interface Config {
   stateRegistry: string;
   /** How long a deleted artifact stays in states as a tombstone. @defaultValue 168 (hours) */
   tombstoneRetentionHours: number;
+  /** How long the change log keeps a change once it is published (the audit trail). @defaultValue 168 (hours) */
+  changeLogRetentionHours: number;
   /** Failed logins from one address within a minute before it gets 429. @defaultValue 10 */
   authFailureLimit: number;
   /**
@@ -160,6 +162,7 @@ export function loadConfig(env: Env = process.env): Config {
     imageRegistry,
     stateRegistry,
     tombstoneRetentionHours: int('TOMBSTONE_RETENTION_HOURS', 168, 0, 24 * 365 * 10),
+    changeLogRetentionHours: int('CHANGE_LOG_RETENTION_HOURS', 168, 0, 24 * 365 * 10),
     authFailureLimit: int('AUTH_FAILURE_LIMIT', 10, 1, 1_000_000),
     trustProxy: env.TRUST_PROXY || undefined,
     stateRegistryUsername: env.STATE_REGISTRY_USERNAME || undefined,

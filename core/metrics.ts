@@ -11,7 +11,7 @@ export class Metrics {
   });
   readonly builds = new Counter({
     name: 'satellite_state_builds_total',
-    help: 'State builds, by result (published, unchanged, repaired, retry, failed)',
+    help: 'State builds, by result (published, unchanged, repaired, superseded, retry, failed)',
     labelNames: ['result'] as const,
     registers: [this.registry],
   });

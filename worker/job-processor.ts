@@ -23,6 +23,13 @@ function classify(err: unknown): unknown {
   return err;
 }
 
+const MESSAGES = {
+  published: 'state published',
+  repaired: 'state published again',
+  unchanged: 'state unchanged',
+  superseded: 'state superseded by a newer build',
+} as const;
+
 export interface ProcessorDeps {
   builder: StateBuilder;
   pruner: Pruner;
@@ -51,10 +58,10 @@ export function createProcessor(d: ProcessorDeps) {
       }
       const stop = d.metrics.publishSeconds.startTimer();
       const result = await d.builder.build(job.data.group);
-      if (result.result !== 'unchanged') stop();
+      if (result.result === 'published' || result.result === 'repaired') stop();
       d.metrics.builds.inc({ result: result.result });
       const { group: _group, ...fields } = result;
-      jobLog.info(fields, result.result === 'unchanged' ? 'state unchanged' : 'state published');
+      jobLog.info(fields, MESSAGES[result.result]);
       return result;
     } catch (err) {
       const classified = classify(err);

@@ -12,7 +12,8 @@ export const ABANDONED_UPLOAD_HOURS = 24;
 /**
  * Housekeeping: removes from the registry the published versions of each group beyond the
  * newest STATE_KEEP_VERSIONS (the manifest, which takes its version tag with it, and its
- * signature), forgets tombstones past their retention, and drops abandoned upload sessions.
+ * signature) and the versions abandoned after being tagged, forgets tombstones past their
+ * retention and published changes past theirs, and drops abandoned upload sessions.
  */
 export class Pruner {
   constructor(
@@ -20,28 +21,40 @@ export class Pruner {
     private readonly states: StateStore,
     private readonly uploads: UploadStore,
     private readonly client: RegistryClient,
-    private readonly config: Pick<Config, 'stateKeepVersions' | 'tombstoneRetentionHours'>,
+    private readonly config: Pick<Config, 'stateKeepVersions' | 'tombstoneRetentionHours' | 'changeLogRetentionHours'>,
     private readonly log: Logger,
   ) {}
 
-  async pruneAll(): Promise<{ versions: number; tombstones: number; uploads: number }> {
+  async pruneAll(): Promise<{ versions: number; tombstones: number; uploads: number; changes: number }> {
     let versions = 0;
     for (const group of await this.states.groups()) {
       for (const old of await this.states.prunable(group, this.config.stateKeepVersions)) {
-        if (old.manifestDigest) {
-          // The version first, its signature after: a half-done prune leaves an orphan
-          // signature, never a version reachable without one.
-          const sig = await this.client.headManifest(old.repository, signatureTag(old.manifestDigest));
-          await this.client.deleteManifest(old.repository, old.manifestDigest);
-          if (sig?.digest) await this.client.deleteManifest(old.repository, sig.digest);
-        }
+        if (old.manifestDigest) await this.removeFromRegistry(old.repository, old.manifestDigest);
         await this.states.markPruned(group, old.version);
+        versions++;
+      }
+      // A version tagged v<N> whose build was superseded before `latest` moved: nothing
+      // should name it, so its manifest (and tag) and signature go.
+      for (const orphan of await this.states.abandoned(group)) {
+        await this.removeFromRegistry(orphan.repository, orphan.manifestDigest!);
+        await this.states.markPruned(group, orphan.version);
         versions++;
       }
     }
     const tombstones = await this.artifacts.purgeExpiredTombstones(this.config.tombstoneRetentionHours);
     const uploads = await this.uploads.expire(ABANDONED_UPLOAD_HOURS);
-    if (versions + tombstones + uploads > 0) this.log.info({ versions, tombstones, uploads }, 'pruned');
-    return { versions, tombstones, uploads };
+    const changes = await this.states.pruneChangeLog(this.config.changeLogRetentionHours);
+    if (versions + tombstones + uploads + changes > 0) this.log.info({ versions, tombstones, uploads, changes }, 'pruned');
+    return { versions, tombstones, uploads, changes };
+  }
+
+  /**
+   * The version first, its signature after: a half-done prune leaves an orphan signature,
+   * never a version reachable without one. Deleting by digest takes the version's tags along.
+   */
+  private async removeFromRegistry(repository: string, manifestDigest: string): Promise<void> {
+    const sig = await this.client.headManifest(repository, signatureTag(manifestDigest));
+    await this.client.deleteManifest(repository, manifestDigest);
+    if (sig?.digest) await this.client.deleteManifest(repository, sig.digest);
   }
 }

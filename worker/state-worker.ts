@@ -78,6 +78,12 @@ export async function startWorker(deps: { config: Config; pool: Pool; log: Logge
   });
   worker.on('error', (err) => log.warn({ err: err.message }, 'worker error'));
   worker.on('stalled', (jobId) => log.warn({ jobId }, 'job stalled: its worker died; it will run again'));
+  // A final failure (attempts used up, unrecoverable, or stalled too often, which BullMQ
+  // decides without running the processor) leaves the group stale: the reconcile pass
+  // builds it again until a state holds its changes.
+  worker.on('failed', (job, err) => {
+    if (job?.finishedOn) log.error({ jobId: job.id, job: job.name, group: job.data?.group, reason: err.message }, 'job failed for good; the reconcile pass will retry its group');
+  });
 
   const relay = new OutboxRelay(pool, queue, policy, log);
   relay.start();

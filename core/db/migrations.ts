@@ -146,4 +146,14 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX artifacts_tombstones ON artifacts (group_name, deleted_at) WHERE deleted;
     `,
   },
+  {
+    version: 5,
+    name: 'the last change each group has in its published state',
+    sql: `
+      -- The newest change_log id whose effect is in the group's published \`latest\`, set only
+      -- after a build succeeded (published, unchanged or repaired). A group with a newer
+      -- change is stale whatever happened to the jobs that should have built it.
+      ALTER TABLE groups ADD COLUMN built_change_id bigint NOT NULL DEFAULT 0;
+    `,
+  },
 ];

@@ -42,12 +42,21 @@ export interface GroupArtifactRow {
 export class ArtifactStore {
   constructor(private readonly pool: Pool) {}
 
-  /** Records a manifest (and moves `tag` to it) in one atomic statement. */
+  /**
+   * Records a manifest (and moves `tag` to it) in one atomic statement, with its change_log
+   * and outbox rows when it changes what the group holds.
+   */
   async recordManifest(ref: ArtifactRef, m: ParsedManifest, tag: string | null): Promise<void> {
     const children = m.children;
     await query(
       this.pool,
-      `WITH g AS (
+      `WITH changed AS (
+         -- Nothing changes when the manifest is already live and the tag (if any) already
+         -- names it: Harbor's re-sends then add no change_log row and no build.
+         SELECT NOT EXISTS (SELECT 1 FROM artifacts WHERE group_name = $1 AND repository = $2 AND digest = $3 AND NOT deleted)
+             OR ($15::text IS NOT NULL AND NOT EXISTS (
+                   SELECT 1 FROM tags WHERE group_name = $1 AND repository = $2 AND tag = $15 AND digest = $3)) AS yes
+       ), g AS (
          INSERT INTO groups (name) VALUES ($1) ON CONFLICT DO NOTHING
        ), a AS (
          INSERT INTO artifacts (group_name, repository, digest, media_type, kind, artifact_type, size, body,
@@ -66,9 +75,9 @@ export class ArtifactStore {
          SELECT $1, $2, $15, $3 WHERE $15::text IS NOT NULL
          ON CONFLICT (group_name, repository, tag) DO UPDATE SET digest = EXCLUDED.digest, updated_at = now()
        ), l AS (
-         INSERT INTO change_log (group_name, action, repository, digest, tag) VALUES ($1, 'put', $2, $3, $15)
+         INSERT INTO change_log (group_name, action, repository, digest, tag) SELECT $1, 'put', $2, $3, $15 FROM changed WHERE yes
        )
-       INSERT INTO outbox (group_name) VALUES ($1)`,
+       INSERT INTO outbox (group_name) SELECT $1 FROM changed WHERE yes`,
       [
         ref.group, ref.repository, m.digest, m.mediaType, m.kind, m.artifactType, m.bytes.length, m.bytes,
         m.subject, m.annotations === null ? null : JSON.stringify(m.annotations),

@@ -24,6 +24,12 @@ const fromRow = (r: Row): StateVersion => ({
   createdAt: r.created_at, publishedAt: r.published_at,
 });
 
+/** A point in a group's change history: its newest change id, and when it was read. */
+export interface BuildPoint {
+  at: Date;
+  changeId: number;
+}
+
 export type Allocation = { kind: 'unchanged'; current: StateVersion } | { kind: 'publish'; version: StateVersion };
 
 /** The versions a group's states were published under. All SQL about them lives here. */
@@ -90,25 +96,75 @@ export class StateStore {
     await query(this.pool, 'UPDATE state_versions SET pruned_at = now() WHERE group_name = $1 AND version = $2', [group, version]);
   }
 
-  /** Records that a build is reading the group now (before it reads). */
-  async markChecked(group: string): Promise<void> {
-    await query(this.pool, 'UPDATE groups SET checked_at = now() WHERE name = $1', [group]);
+  /**
+   * Where a build starts reading: the newest change of the group and the time. Read before
+   * the group is listed, so everything up to that change is in the listing (a change that
+   * commits in between is listed too, and only makes a later pass find nothing new).
+   */
+  async buildPoint(group: string): Promise<BuildPoint> {
+    const { rows } = await query<{ at: Date; change_id: string }>(this.pool,
+      'SELECT now() AS at, COALESCE((SELECT max(id) FROM change_log WHERE group_name = $1), 0) AS change_id', [group]);
+    return { at: rows[0]!.at, changeId: Number(rows[0]!.change_id) };
   }
 
   /**
-   * Groups whose published state may be out of date: never built, changed since their last
-   * build, or holding a tombstone whose retention ended since then.
+   * Records that `latest` now holds every change up to `point`. Called only after a build
+   * succeeded, so a build that fails for good leaves its group stale for the reconcile pass.
+   */
+  async markBuilt(group: string, point: BuildPoint): Promise<void> {
+    await query(this.pool,
+      `UPDATE groups SET built_change_id = GREATEST(built_change_id, $2),
+                         checked_at = GREATEST(COALESCE(checked_at, $3), $3)
+        WHERE name = $1`, [group, point.changeId, point.at]);
+  }
+
+  /** Whether `version` is still the newest version allocated for the group (none superseded it). */
+  async isCurrent(group: string, version: number): Promise<boolean> {
+    const last = await this.latest(group);
+    return last?.version === version;
+  }
+
+  /** Remembers the manifest a version is pushed as, before any tag can name it, so the pruner can find it. */
+  async setManifestDigest(group: string, version: number, manifestDigest: string): Promise<void> {
+    await query(this.pool,
+      'UPDATE state_versions SET manifest_digest = $3 WHERE group_name = $1 AND version = $2 AND manifest_digest IS DISTINCT FROM $3',
+      [group, version, manifestDigest]);
+  }
+
+  /** Versions abandoned after they may have been pushed (tagged v<N>, never `latest`), not yet removed. */
+  async abandoned(group: string): Promise<StateVersion[]> {
+    const { rows } = await query<Row>(this.pool,
+      `SELECT * FROM state_versions WHERE group_name = $1 AND status = 'abandoned' AND manifest_digest IS NOT NULL
+         AND pruned_at IS NULL ORDER BY version`, [group]);
+    return rows.map(fromRow);
+  }
+
+  /**
+   * Groups whose published state may be out of date: never built, holding a change that no
+   * successful build has published, or holding a tombstone whose retention ended since the
+   * last successful build.
    */
   async staleGroups(tombstoneRetentionHours: number): Promise<string[]> {
     const { rows } = await query<{ name: string }>(this.pool,
       `SELECT g.name FROM groups g
         WHERE g.checked_at IS NULL
-           OR EXISTS (SELECT 1 FROM change_log c WHERE c.group_name = g.name AND c.at > g.checked_at)
+           OR EXISTS (SELECT 1 FROM change_log c WHERE c.group_name = g.name AND c.id > g.built_change_id)
            OR EXISTS (SELECT 1 FROM artifacts a WHERE a.group_name = g.name AND a.deleted
                         AND a.deleted_at + make_interval(hours => $1) > g.checked_at
                         AND a.deleted_at + make_interval(hours => $1) <= now())
         ORDER BY g.name`, [tombstoneRetentionHours]);
     return rows.map((r) => r.name);
+  }
+
+  /**
+   * Forgets change_log rows older than `hours` whose change is already published: the audit
+   * trail stays bounded while every unpublished change stays visible to `staleGroups`.
+   */
+  async pruneChangeLog(hours: number): Promise<number> {
+    const { rowCount } = await query(this.pool,
+      `DELETE FROM change_log c USING groups g
+        WHERE c.group_name = g.name AND c.id <= g.built_change_id AND c.at < now() - make_interval(hours => $1)`, [hours]);
+    return rowCount ?? 0;
   }
 
   async groups(): Promise<string[]> {

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 export type Fault = 'error500' | 'reset' | 'hang' | 'slow';
 
 export interface FaultRule {
+  /** An HTTP method, or '*' for any. */
   method: string;
   path: RegExp;
   fault: Fault;
@@ -14,6 +15,8 @@ export interface FaultRule {
   times: number;
   /** For 'slow': how long the request is held before it is forwarded. */
   delayMs?: number;
+  /** The share of matching requests that get the fault (1 when absent), drawn from a seeded sequence so runs repeat. */
+  probability?: number;
 }
 
 export interface FaultProxy {
@@ -32,11 +35,17 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const rules: FaultRule[] = [];
   const log: string[] = [];
   let injected = 0;
+  // A small linear congruential generator: the same faults in the same order on every run.
+  let seed = 0x2545f491;
+  const draw = () => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed / 0x1_0000_0000;
+  };
   const hanging = new Set<ServerResponse>();
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const path = req.url ?? '/';
     log.push(`${req.method} ${path}`);
-    const rule = rules.find((r) => r.times > 0 && r.method === req.method && r.path.test(path));
+    const rule = rules.find((r) => r.times > 0 && (r.method === '*' || r.method === req.method) && r.path.test(path) && (r.probability === undefined || draw() < r.probability));
     if (rule && rule.fault === 'slow') {
       rule.times--;
       injected++;

@@ -70,3 +70,15 @@ export function useRegistryAndKeys(): { readonly registry: LocalRegistry; readon
   });
   return shared;
 }
+
+/**
+ * The state JSON `reference` names in `repository` (`latest` by default), read through the
+ * distribution API as a satellite would; undefined when there is none.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export async function readLatestState(client: RegistryClient, repository: string, reference = 'latest'): Promise<any> {
+  const m = await client.getManifest(repository, reference);
+  if (!m) return undefined;
+  const doc = JSON.parse(m.bytes.toString()) as { layers: { digest: string }[] };
+  return JSON.parse((await client.getBlob(repository, doc.layers[0]!.digest)).toString());
+}

@@ -11,7 +11,7 @@ import { image, imageBlobs, index, indexBlobs, writeLayout } from '../support/oc
 import { freePort, spawnSatellite, until, type Spawned } from '../support/process.js';
 import { dropPrefix, REDIS_URL, testPrefix } from '../support/redis.js';
 import { satellite, skopeoCopy } from '../support/run.js';
-import { KEY_PASSWORD, testKeys, type TestKeys } from '../support/worker.js';
+import { KEY_PASSWORD, readLatestState, testKeys, type TestKeys } from '../support/worker.js';
 
 const PASSWORD = 'end-to-end-secret-1';
 const repo = (group: string) => `satellite/group-state/${group}/state`;
@@ -137,6 +137,40 @@ describe('end to end: skopeo → endpoint → worker → signed state in docker-
       expect(tags).to.deep.equal(['v1']);
       const { rows } = await db.pool.query("SELECT version, status FROM state_versions WHERE group_name = 'edge-kill'");
       expect(rows).to.deep.equal([{ version: 1, status: 'published' }]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('when the worker is killed four times on the same job until BullMQ fails it as stalled, then a healthy worker still publishes every acknowledged change', async () => {
+    const proxy = await startFaultProxy(registry.url);
+    // Every PUT of latest hangs: whichever worker runs the job is stuck in it when killed.
+    proxy.rules.push({ method: 'PUT', path: /\/manifests\/latest$/, fault: 'hang', times: 1_000_000 });
+    try {
+      const workerEnv = env({ STATE_REGISTRY: proxy.url, JOB_LOCK_MS: '1000', RECONCILE_INTERVAL_SECONDS: '1' });
+      const { record } = await import('../support/worker.js');
+      const images = Array.from({ length: 300 }, () => image());
+      await Promise.all(images.map((img, i) => record(db.pool, 'edge-stall', `library/app${i % 20}`, img, `t${i}`)));
+      for (let kill = 1; kill <= 4; kill++) {
+        const w = await spawnSatellite(['worker'], workerEnv, 'worker started');
+        running.push(w);
+        await until(`publish attempt ${kill} to hang`, async () => (proxy.injected() >= kill ? true : undefined));
+        w.child.kill('SIGKILL');
+        await w.exited;
+      }
+      proxy.rules.length = 0;
+      const healthy = await spawnSatellite(['worker'], workerEnv, 'worker started');
+      running.push(healthy);
+      const client = new RegistryClient(registry.url);
+      const state = await until('every acknowledged change in a signed latest', async () => {
+        const s = await readLatestState(client, repo('edge-stall'));
+        return s?.artifacts.length === 300 ? s : undefined;
+      }, 60_000);
+      expect(healthy.output(), 'BullMQ gave up on the job').to.include('stalled more than allowable limit');
+      expect(state.artifacts.map((a: { digest: string }) => a.digest).sort()).to.deep.equal(images.map((i) => i.manifest.digest).sort());
+      // Signed under the name it was published at (through the proxy); verify exits 0 only if so.
+      const verified = await satellite(['verify', `${proxy.host}/${repo('edge-stall')}:latest`, '--key', keys.pubPath, '--plain-http'], { STATE_REGISTRY: proxy.url });
+      expect(verified.stdout).to.include('docker-manifest-digest');
     } finally {
       await proxy.close();
     }

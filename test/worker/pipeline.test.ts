@@ -11,7 +11,7 @@ import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { image, randomLayer } from '../support/oci.js';
 import { until } from '../support/process.js';
 import { dropPrefix, ownRedis, REDIS_URL, testPrefix } from '../support/redis.js';
-import { KEY_PASSWORD, record, testKeys, workerConfig, type TestKeys } from '../support/worker.js';
+import { KEY_PASSWORD, readLatestState, record, testKeys, workerConfig, type TestKeys } from '../support/worker.js';
 
 const repo = (group: string) => `satellite/group-state/${group}/state`;
 
@@ -127,6 +127,31 @@ describe('the state pipeline: outbox, queue, worker, registry', function () {
       worker = undefined;
       await redis.stop();
     }
+  });
+
+  it('when the registry fails a build until it runs out of attempts and then heals, then the reconcile pass still publishes every acknowledged change', async () => {
+    // 60 % of requests answer 500 and 20 % more are reset: no attempt can get through.
+    const failing = [
+      { method: '*', path: /^\/v2\/.+/, fault: 'error500' as const, times: 1_000_000, probability: 0.6 },
+      { method: '*', path: /^\/v2\/.+/, fault: 'reset' as const, times: 1_000_000, probability: 0.5 },
+    ];
+    proxy.rules.push(...failing);
+    await start({ BUILD_ATTEMPTS: '3', RECONCILE_INTERVAL_SECONDS: '1' });
+    const images = Array.from({ length: 300 }, () => image({ layers: [randomLayer(16)] }));
+    await Promise.all(images.map((img, i) => record(db.pool, 'healed', `library/app${i % 30}`, img, `t${i}`)));
+    const failed = await until('the build to fail for good', async () =>
+      (await worker!.queue.getFailed()).find((j) => j.data.group === 'healed'));
+    expect(failed.attemptsMade, 'it used every attempt').to.equal(3);
+    expect(await client().headManifest(repo('healed'), 'latest')).to.equal(undefined);
+    proxy.rules.length = 0;
+    const state = await until('every acknowledged change in a signed latest', async () => {
+      const s = await readLatestState(client(), repo('healed'));
+      return s?.artifacts.length === 300 ? s : undefined;
+    });
+    expect(state.artifacts.map((a: { digest: string }) => a.digest).sort()).to.deep.equal(images.map((i) => i.manifest.digest).sort());
+    const latest = await client().headManifest(repo('healed'), 'latest');
+    expect(await client().headManifest(repo('healed'), `${latest!.digest.replace(':', '-')}.sig`), 'latest is signed').to.not.equal(undefined);
+    expect((await worker!.queue.getFailed()).some((j) => j.id === failed.id), 'the failed job stays for operators to see').to.equal(true);
   });
 
   it('when a build cannot succeed (registry refuses with 4xx), then it fails at once with a readable reason', async () => {

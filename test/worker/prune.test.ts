@@ -6,6 +6,8 @@ import { StateStore } from '../../core/store/state-store.js';
 import { UploadStore } from '../../core/store/upload-store.js';
 import { Pruner } from '../../worker/pruner.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
+import { startFaultProxy } from '../support/fault-proxy.js';
+import { until } from '../support/process.js';
 import { image, index } from '../support/oci.js';
 import { record, testBuilder, useRegistryAndKeys, workerConfig } from '../support/worker.js';
 
@@ -34,6 +36,52 @@ describe('housekeeping', function () {
     expect(tags).to.deep.equal(['latest', signatureTag(digests[2]!), signatureTag(digests[3]!), 'v3', 'v4'].sort());
     expect((await client.headManifest(repo, 'latest'))!.digest).to.equal(digests[3]);
     expect(await pruner.pruneAll(), 'a second pass finds nothing').to.deep.include({ versions: 0 });
+  });
+
+  it('when a version was tagged but its latest never moved and newer content was published, then the pruner removes the orphan tag and its signature', async () => {
+    const proxy = await startFaultProxy(shared.registry.url);
+    try {
+      const config = workerConfig({ STATE_REGISTRY: proxy.url, COSIGN_KEY: shared.keys.keyPath });
+      const { builder, client } = testBuilder(config, db.pool, shared.keys);
+      proxy.rules.push({ method: 'PUT', path: /\/manifests\/latest$/, fault: 'error500', times: 1 });
+      await record(db.pool, 'edge-o', 'library/app', image(), '1');
+      let failure: unknown;
+      await builder.build('edge-o').catch((e: unknown) => (failure = e));
+      expect(failure, 'the first build fails at latest').to.be.instanceOf(Error);
+      const repo = 'satellite/group-state/edge-o/state';
+      const orphan = await client.headManifest(repo, 'v1');
+      expect(orphan, 'v1 was tagged').to.not.equal(undefined);
+      await record(db.pool, 'edge-o', 'library/app', image(), '2');
+      const v2 = await builder.build('edge-o');
+      expect(v2).to.include({ result: 'published', version: 2 });
+      const pruner = new Pruner(new ArtifactStore(db.pool), new StateStore(db.pool), new UploadStore(db.pool), client, config, createLogger('silent'));
+      expect(await pruner.pruneAll()).to.deep.include({ versions: 1 });
+      expect((await client.listTags(repo)).sort()).to.deep.equal(['latest', signatureTag(v2.digest), 'v2'].sort());
+      expect(await pruner.pruneAll(), 'a second pass finds nothing').to.deep.include({ versions: 0 });
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('when a slow build is overtaken by a newer one, then latest keeps the newer state and the slow one reports superseded', async () => {
+    const proxy = await startFaultProxy(shared.registry.url);
+    try {
+      const config = workerConfig({ STATE_REGISTRY: proxy.url, COSIGN_KEY: shared.keys.keyPath });
+      const slow = testBuilder(config, db.pool, shared.keys);
+      const fast = testBuilder(config, db.pool, shared.keys);
+      proxy.rules.push({ method: 'PUT', path: /\/manifests\/v1$/, fault: 'slow', times: 1, delayMs: 1500 });
+      await record(db.pool, 'edge-s', 'library/app', image(), '1');
+      const first = slow.builder.build('edge-s');
+      await until('the slow build to reach its version tag', async () => (proxy.injected() === 1 ? true : undefined));
+      await record(db.pool, 'edge-s', 'library/app', image(), '2');
+      const second = await fast.builder.build('edge-s');
+      expect(second).to.include({ result: 'published', version: 2 });
+      expect(await first).to.include({ result: 'superseded', version: 1 });
+      const latest = await fast.client.headManifest('satellite/group-state/edge-s/state', 'latest');
+      expect(latest!.digest).to.equal(second.digest);
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('when a tombstone outlives its retention, then it and its index children are forgotten', async () => {
