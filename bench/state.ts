@@ -5,6 +5,7 @@
 //     time skopeo (a stock client, no signing) takes to push the same state artifact;
 //  3. states published per second when 200 groups are dirty at once.
 import { mkdtemp, rm } from 'node:fs/promises';
+import { layerText, stateLayers } from '../core/state/format.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDockerRegistry } from '../harbor-dev/docker-registry.js';
@@ -71,8 +72,8 @@ async function latency(registryUrl: string, keys: Awaited<ReturnType<typeof test
         if (now && now !== before) {
           // Pullable: the manifest and the state blob come back.
           const m = (await client.getManifest(repo, 'latest'))!;
-          const doc = JSON.parse(m.bytes.toString());
-          const state = JSON.parse((await client.getBlob(repo, doc.layers[0].digest)).toString());
+          const full = stateLayers(JSON.parse(m.bytes.toString()) as object)!.full;
+          const state = JSON.parse(layerText(await client.getBlob(repo, full.digest), full.mediaType));
           const inBurst = state.artifacts.filter((a: { tag: string[] }) => a.tag.includes(`b${b}`)).length;
           if (inBurst === BURST_SIZE) {
             samples.push(performance.now() - last);

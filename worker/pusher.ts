@@ -3,14 +3,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { RegistryRequestError, type RegistryClient } from '../core/registry/registry-client.js';
-import { createdStamp, STATE_ARTIFACT_TYPE, STATE_FILE, STATE_LAYER_TYPE, type PackagedState } from './state-artifact.js';
+import { TITLE_ANNOTATION } from '../core/state/format.js';
+import type { PackagedState } from './state-artifact.js';
 
 /** Puts a packaged state's blobs and manifest into the registry under `reference`. */
 export interface Pusher {
   readonly name: string;
   /** True when pushing also tags (a CLI pushes to a tag); false when it pushes by digest. */
   readonly tagsWhilePushing: boolean;
-  push(repository: string, pkg: PackagedState, reference: string, state: { json: Buffer; created: Date }): Promise<void>;
+  push(repository: string, pkg: PackagedState, reference: string): Promise<void>;
 }
 
 /** The distribution API in TypeScript: blobs (HEAD before PUT), then the manifest. */
@@ -26,26 +27,42 @@ export class BuiltinPusher implements Pusher {
 }
 
 /**
- * `oras push` (STATE_PUSHER=oras, oras on PATH), for the "oci" layout. The created
- * annotation is pinned to the version's time, so oras produces the very manifest the
- * builtin path would; the digest is checked afterwards.
+ * `oras push` (STATE_PUSHER=oras, oras on PATH), for the "oci" layout: each layer of the
+ * package written as the file its title names and pushed with its media type, the other
+ * annotations (and the manifest's created time) given in an annotation file, so oras
+ * produces the very manifest the builtin path would; the digest is checked afterwards.
  */
 export class OrasPusher implements Pusher {
   readonly name = 'oras';
   readonly tagsWhilePushing = true;
   constructor(private readonly client: RegistryClient, private readonly credentials?: { username: string; password: string }) {}
 
-  async push(repository: string, pkg: PackagedState, reference: string, state: { json: Buffer; created: Date }): Promise<void> {
+  async push(repository: string, pkg: PackagedState, reference: string): Promise<void> {
+    const doc = JSON.parse(pkg.manifest.toString('utf8')) as {
+      artifactType: string;
+      layers: { mediaType: string; digest: string; annotations: Record<string, string> }[];
+      annotations: Record<string, string>;
+    };
     const dir = await mkdtemp(join(tmpdir(), 'satellite-oras-'));
     try {
-      await writeFile(join(dir, STATE_FILE), state.json);
+      const annotations: Record<string, Record<string, string>> = { $manifest: doc.annotations };
+      const files: string[] = [];
+      for (const layer of doc.layers) {
+        const { [TITLE_ANNOTATION]: title, ...rest } = layer.annotations;
+        const bytes = pkg.blobs.find((b) => b.digest === layer.digest)?.bytes;
+        if (!title || !bytes) throw new Error(`layer ${layer.digest} has no title or no bytes`);
+        await writeFile(join(dir, title), bytes);
+        annotations[title] = rest;
+        files.push(`${title}:${layer.mediaType}`);
+      }
+      await writeFile(join(dir, 'annotations.json'), JSON.stringify(annotations));
       const args = [
         'push', `${this.client.host}/${repository}:${reference}`,
-        '--artifact-type', STATE_ARTIFACT_TYPE,
-        '--annotation', `org.opencontainers.image.created=${createdStamp(state.created)}`,
+        '--artifact-type', doc.artifactType,
+        '--annotation-file', 'annotations.json',
         ...(this.client.baseUrl.startsWith('http://') ? ['--plain-http'] : []),
         ...(this.credentials ? ['--username', this.credentials.username, '--password-stdin'] : []),
-        `${STATE_FILE}:${STATE_LAYER_TYPE}`,
+        ...files,
       ];
       await execa('oras', args, { cwd: dir, input: this.credentials?.password ?? '' });
     } finally {

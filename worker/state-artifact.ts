@@ -1,16 +1,18 @@
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { tar } from '../core/oci/tar.js';
+import {
+  DELTA_BASE_ANNOTATION, DELTA_BASE_VERSION_ANNOTATION, DELTA_FILE, STATE_ARTIFACT_TYPE, STATE_DELTA_TYPE,
+  STATE_DIGEST_ANNOTATION, STATE_FILE, STATE_LAYER_TYPE, TITLE_ANNOTATION,
+} from '../core/state/format.js';
 
 // How a rendered state is packaged as an OCI artifact. Two layouts:
-// - "oci" (default): an OCI 1.1 artifact exactly as `oras push --artifact-type` makes it:
-//   empty config, the JSON as one layer titled artifacts.json, a created annotation.
+// - "oci" (default): an OCI 1.1 artifact exactly as `oras push --artifact-type` makes it
+//   from files: empty config, the state JSON gzip'd as artifacts.json.gz, and, when the
+//   previous version is known, the delta from it as a second layer (core/state/format.ts
+//   describes both), a created annotation.
 // - "harbor-satellite": what the open-source Harbor Satellite's ground control pushes with
 //   crane: a one-layer Docker image whose layer is a tar.gz holding artifacts.json.
-
-export const STATE_ARTIFACT_TYPE = 'application/vnd.satellite-for-harbor.state.v1+json';
-export const STATE_LAYER_TYPE = 'application/vnd.satellite-for-harbor.state.layer.v1+json';
-export const STATE_FILE = 'artifacts.json';
 
 export type StateLayout = 'oci' | 'harbor-satellite';
 
@@ -26,6 +28,13 @@ export interface PackagedState {
   blobs: BlobBytes[];
 }
 
+/** The difference from the previous version, for the second layer of the "oci" layout. */
+export interface PackagedDelta {
+  json: Buffer;
+  baseDigest: string;
+  baseVersion: number;
+}
+
 const sha256 = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const blob = (bytes: Buffer): BlobBytes => ({ digest: sha256(bytes), bytes });
 
@@ -34,29 +43,60 @@ export function createdStamp(at: Date): string {
   return at.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
+/** gzip as the state layers use it: level 6, no name, mtime 0 (node's defaults), so the same JSON gives the same bytes. */
+export function gzipState(json: Buffer): Buffer {
+  return gzipSync(json, { level: 6 });
+}
+
 /**
  * The oras-compatible artifact. Key order follows the OCI Go structs oras marshals
  * (schemaVersion, mediaType, artifactType, config, layers, annotations; descriptor: mediaType,
- * digest, size, annotations, data), so the bytes, and the digest, are the ones oras produces
- * for `oras push --artifact-type T --annotation org.opencontainers.image.created=C ref artifacts.json:L`.
+ * digest, size, annotations, data), and annotation keys are sorted as Go marshals maps, so the
+ * bytes, and the digest, are the ones oras produces for `oras push --artifact-type T
+ * --annotation-file A ref artifacts.json.gz:L [artifacts.delta.json.gz:D]` with the same files.
  */
-function ociArtifact(json: Buffer, created: Date): PackagedState {
+function ociArtifact(json: Buffer, created: Date, delta: PackagedDelta | undefined): PackagedState {
   const empty = blob(Buffer.from('{}'));
-  const layer = blob(json);
+  const full = blob(gzipState(json));
+  const layers: object[] = [{
+    mediaType: STATE_LAYER_TYPE, digest: full.digest, size: full.bytes.length,
+    annotations: ociLayerAnnotations(STATE_FILE, { [STATE_DIGEST_ANNOTATION]: sha256(json) }),
+  }];
+  const blobs = [empty, full];
+  if (delta) {
+    const d = blob(gzipState(delta.json));
+    layers.push({
+      mediaType: STATE_DELTA_TYPE, digest: d.digest, size: d.bytes.length,
+      annotations: ociLayerAnnotations(DELTA_FILE, {
+        [DELTA_BASE_ANNOTATION]: delta.baseDigest,
+        [DELTA_BASE_VERSION_ANNOTATION]: String(delta.baseVersion),
+      }),
+    });
+    blobs.push(d);
+  }
   const manifest = Buffer.from(JSON.stringify({
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.manifest.v1+json',
     artifactType: STATE_ARTIFACT_TYPE,
     config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: empty.digest, size: 2, data: 'e30=' },
-    layers: [{ mediaType: STATE_LAYER_TYPE, digest: layer.digest, size: json.length, annotations: { 'org.opencontainers.image.title': STATE_FILE } }],
+    layers,
     annotations: { 'org.opencontainers.image.created': createdStamp(created) },
   }));
-  return { manifest, mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(manifest), blobs: [empty, layer] };
+  return { manifest, mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(manifest), blobs };
 }
+
+/** A layer's annotations: its title and `extra`, keys in Go's (sorted) order. */
+export function ociLayerAnnotations(title: string, extra: Record<string, string>): Record<string, string> {
+  const all: Record<string, string> = { ...extra, [TITLE_ANNOTATION]: title };
+  return Object.fromEntries(Object.keys(all).sort().map((k) => [k, all[k]!]));
+}
+
+/** The file Harbor Satellite's satellites read from the layer. */
+export const HARBOR_SATELLITE_FILE = 'artifacts.json';
 
 /** crane's shape: Docker schema 2 image, one gzip'd tar layer, a config with its diff_id. */
 function harborSatelliteImage(json: Buffer, created: Date): PackagedState {
-  const raw = tar([{ name: STATE_FILE, content: json }]);
+  const raw = tar([{ name: HARBOR_SATELLITE_FILE, content: json }]);
   const layer = blob(gzipSync(raw)); // node writes mtime 0 and no name: deterministic
   const config = blob(Buffer.from(JSON.stringify({
     architecture: '',
@@ -74,8 +114,9 @@ function harborSatelliteImage(json: Buffer, created: Date): PackagedState {
   return { manifest, mediaType: 'application/vnd.docker.distribution.manifest.v2+json', digest: sha256(manifest), blobs: [config, layer] };
 }
 
-export function packageState(layout: StateLayout, json: Buffer, created: Date): PackagedState {
-  return layout === 'oci' ? ociArtifact(json, created) : harborSatelliteImage(json, created);
+/** The package of a version; `delta` is used by the "oci" layout only. */
+export function packageState(layout: StateLayout, json: Buffer, created: Date, delta?: PackagedDelta): PackagedState {
+  return layout === 'oci' ? ociArtifact(json, created, delta) : harborSatelliteImage(json, created);
 }
 
 /** Where a group's state lives: <project>/group-state/<group>/state. */

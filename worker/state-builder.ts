@@ -1,11 +1,14 @@
 import type { Logger } from '../core/logger.js';
 import type { RegistryClient } from '../core/registry/registry-client.js';
-import { buildState, contentDigest, renderState } from '../core/state/render.js';
+import { computeDigest } from '../core/oci/digest.js';
+import { diffStates, jsonDigest, renderDelta, type VersionedState } from '../core/state/delta.js';
+import { layerText, stateLayers } from '../core/state/format.js';
+import { buildState, contentDigest, renderState, type GroupState } from '../core/state/render.js';
 import type { ArtifactStore } from '../core/store/artifact-store.js';
-import type { StateStore, StateVersion } from '../core/store/state-store.js';
+import type { StateStore, StateVersion, StoredPackage } from '../core/store/state-store.js';
 import type { Pusher } from './pusher.js';
 import type { Signer } from './signer.js';
-import { packageState, stateRepository, versionTag, type PackagedState, type StateLayout } from './state-artifact.js';
+import { packageState, stateRepository, versionTag, type PackagedDelta, type PackagedState, type StateLayout } from './state-artifact.js';
 
 export interface BuildResult {
   group: string;
@@ -50,25 +53,37 @@ export class StateBuilder {
     const rows = await this.artifacts.listGroup(group, this.options.tombstoneRetentionHours);
     const state = buildState(group, this.options.imageRegistry, rows);
     const repository = stateRepository(this.options.stateProject, group);
-    const allocation = await this.states.allocate(group, contentDigest(state), this.options.layout, repository, state.artifacts.length);
-    const version = allocation.kind === 'unchanged' ? allocation.current : allocation.version;
-    const json = Buffer.from(renderState(state, version.version));
-    const pkg = packageState(this.options.layout, json, version.createdAt);
-    const summary = { group, version: version.version, digest: pkg.digest, artifacts: state.artifacts.length };
+    const allocate = (fresh: boolean) =>
+      this.states.allocate(group, contentDigest(state), this.options.layout, repository, state.artifacts.length, fresh);
+    let allocation = await allocate(false);
 
     if (allocation.kind === 'unchanged') {
+      const current = allocation.current;
+      const summary = { group, version: current.version, digest: current.manifestDigest!, artifacts: state.artifacts.length };
       // Nothing new to publish; only make sure `latest` still names it (a registry
-      // garbage-collected or restored from backup is put right on the next pass).
+      // garbage-collected or restored from backup is put right on the next pass), with the
+      // very bytes that version was published as.
       const latest = await this.client.headManifest(repository, 'latest');
-      if (latest?.digest !== pkg.digest) {
-        this.log.warn({ group, found: latest?.digest ?? null, expected: pkg.digest }, 'latest does not name the published state; publishing it again');
-        await this.publish(group, repository, pkg, version, json);
+      if (latest?.digest === current.manifestDigest) {
+        await this.states.markBuilt(group, point);
+        return { ...summary, result: 'unchanged' };
       }
-      await this.states.markBuilt(group, point);
-      return { ...summary, result: latest?.digest === pkg.digest ? 'unchanged' : 'repaired' };
+      this.log.warn({ group, found: latest?.digest ?? null, expected: current.manifestDigest }, 'latest does not name the published state; publishing it again');
+      const stored = await this.states.loadPackage(group, current.version);
+      if (stored && (await this.publish(group, repository, fromStored(stored), current))) {
+        await this.states.markBuilt(group, point);
+        return { ...summary, result: 'repaired' };
+      }
+      // Published before packages were kept: its bytes cannot be remade, so a new version
+      // carries the same content.
+      allocation = await allocate(true);
+      if (allocation.kind === 'unchanged') throw new Error('a fresh allocation cannot be unchanged');
     }
-    await this.states.setManifestDigest(group, version.version, pkg.digest);
-    if (!(await this.publish(group, repository, pkg, version, json))) {
+
+    const version = allocation.version;
+    const pkg = await this.packageFor(group, version, state);
+    const summary = { group, version: version.version, digest: pkg.digest, artifacts: state.artifacts.length };
+    if (!(await this.publish(group, repository, pkg, version))) {
       // A newer build allocated a newer version meanwhile: it publishes, this one stops
       // short of `latest` (its version tag is removed by the pruner).
       this.log.warn({ group, version: version.version }, 'a newer version superseded this build; latest left to it');
@@ -79,17 +94,44 @@ export class StateBuilder {
     return { ...summary, result: 'published' };
   }
 
+  /**
+   * The package of a version: the one kept from an earlier attempt (a retry pushes the same
+   * bytes), else a new one, with the delta from the newest published version when its
+   * package is known, kept before anything is pushed.
+   */
+  private async packageFor(group: string, version: StateVersion, state: GroupState): Promise<PackagedState> {
+    const stored = await this.states.loadPackage(group, version.version);
+    if (stored) return fromStored(stored);
+    const json = Buffer.from(renderState(state, version.version));
+    const pkg = packageState(this.options.layout, json, version.createdAt, await this.deltaFrom(group, { ...state, version: version.version }));
+    await this.states.savePackage(group, version.version, { digest: pkg.digest, manifest: pkg.manifest, blobs: pkg.blobs.map((b) => b.bytes) });
+    return pkg;
+  }
+
+  private async deltaFrom(group: string, next: VersionedState): Promise<PackagedDelta | undefined> {
+    if (this.options.layout !== 'oci') return undefined;
+    const base = await this.states.latestPublished(group);
+    const stored = base && base.layout === 'oci' ? await this.states.loadPackage(group, base.version) : undefined;
+    if (!base || !stored) return undefined;
+    const layers = stateLayers(JSON.parse(stored.manifest.toString('utf8')) as object);
+    const bytes = layers && stored.blobs.find((b) => computeDigest(b) === layers.full.digest);
+    if (!layers || !bytes) return undefined;
+    const text = layerText(bytes, layers.full.mediaType);
+    const baseState = JSON.parse(text) as VersionedState;
+    const delta = diffStates(baseState, jsonDigest(text), next);
+    return { json: Buffer.from(renderDelta(delta)), baseDigest: delta.base.digest, baseVersion: base.version };
+  }
+
   /** Pushes, signs and tags; false when a newer version superseded this one before `latest` moved. */
-  private async publish(group: string, repository: string, pkg: PackagedState, version: StateVersion, json: Buffer): Promise<boolean> {
+  private async publish(group: string, repository: string, pkg: PackagedState, version: StateVersion): Promise<boolean> {
     const tag = versionTag(version.version);
-    const source = { json, created: version.createdAt };
     if (this.pusher.tagsWhilePushing) {
       // Sign first (the digest is known before the push), so the version tag never names
       // an unsigned manifest.
       await this.signer.sign(repository, pkg.digest);
-      await this.pusher.push(repository, pkg, tag, source);
+      await this.pusher.push(repository, pkg, tag);
     } else {
-      await this.pusher.push(repository, pkg, pkg.digest, source);
+      await this.pusher.push(repository, pkg, pkg.digest);
       await this.signer.sign(repository, pkg.digest);
       await this.client.putManifest(repository, tag, pkg.manifest, pkg.mediaType);
     }
@@ -97,4 +139,10 @@ export class StateBuilder {
     await this.client.putManifest(repository, 'latest', pkg.manifest, pkg.mediaType);
     return true;
   }
+}
+
+/** A kept package as the pushers take it. */
+function fromStored(stored: StoredPackage): PackagedState {
+  const mediaType = (JSON.parse(stored.manifest.toString('utf8')) as { mediaType?: string }).mediaType ?? 'application/vnd.oci.image.manifest.v1+json';
+  return { manifest: stored.manifest, mediaType, digest: stored.digest, blobs: stored.blobs.map((bytes) => ({ digest: computeDigest(bytes), bytes })) };
 }

@@ -156,4 +156,14 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE groups ADD COLUMN built_change_id bigint NOT NULL DEFAULT 0;
     `,
   },
+  {
+    version: 6,
+    name: 'the package of the newest versions',
+    sql: `
+      -- The exact manifest and blobs a version was pushed as, kept for the newest published
+      -- version and pending ones: a retry or a repair pushes the very same bytes (its version
+      -- tag stays immutable), and the next version's delta is computed against it.
+      ALTER TABLE state_versions ADD COLUMN manifest bytea, ADD COLUMN blobs bytea[];
+    `,
+  },
 ];

@@ -18,11 +18,22 @@ type Row = {
   repository: string; artifact_count: number; manifest_digest: string | null; created_at: Date; published_at: Date | null;
 };
 
+/** Every column but the package's bytes, which only loadPackage reads. */
+const COLUMNS = `group_name, version, content_digest, status, layout, repository, artifact_count, manifest_digest,
+  created_at, published_at`;
+
 const fromRow = (r: Row): StateVersion => ({
   group: r.group_name, version: r.version, contentDigest: r.content_digest, status: r.status, layout: r.layout,
   repository: r.repository, artifactCount: r.artifact_count, manifestDigest: r.manifest_digest,
   createdAt: r.created_at, publishedAt: r.published_at,
 });
+
+/** The exact bytes of a version's package. */
+export interface StoredPackage {
+  digest: string;
+  manifest: Buffer;
+  blobs: Buffer[];
+}
 
 /** A point in a group's change history: its newest change id, and when it was read. */
 export interface BuildPoint {
@@ -38,13 +49,13 @@ export class StateStore {
 
   async latest(group: string): Promise<StateVersion | undefined> {
     const { rows } = await query<Row>(this.pool,
-      "SELECT * FROM state_versions WHERE group_name = $1 AND status <> 'abandoned' ORDER BY version DESC LIMIT 1", [group]);
+      `SELECT ${COLUMNS} FROM state_versions WHERE group_name = $1 AND status <> 'abandoned' ORDER BY version DESC LIMIT 1`, [group]);
     return rows[0] && fromRow(rows[0]);
   }
 
   async latestPublished(group: string): Promise<StateVersion | undefined> {
     const { rows } = await query<Row>(this.pool,
-      "SELECT * FROM state_versions WHERE group_name = $1 AND status = 'published' ORDER BY version DESC LIMIT 1", [group]);
+      `SELECT ${COLUMNS} FROM state_versions WHERE group_name = $1 AND status = 'published' ORDER BY version DESC LIMIT 1`, [group]);
     return rows[0] && fromRow(rows[0]);
   }
 
@@ -54,14 +65,16 @@ export class StateStore {
    * brings the same content; else a new version (a pending one for other content is
    * abandoned: its number is never reused, so version tags stay immutable).
    */
-  async allocate(group: string, contentDigest: string, layout: string, repository: string, artifactCount: number): Promise<Allocation> {
+  async allocate(group: string, contentDigest: string, layout: string, repository: string, artifactCount: number,
+    /** A new version even for published content (its package was lost and must be remade). */
+    fresh = false): Promise<Allocation> {
     return inTransaction(this.pool, async (c) => {
       await c.query("SELECT pg_advisory_xact_lock(hashtext('satellite-state:' || $1))", [group]);
       const { rows } = await c.query<Row>(
-        "SELECT * FROM state_versions WHERE group_name = $1 AND status <> 'abandoned' ORDER BY version DESC LIMIT 1", [group]);
+        `SELECT ${COLUMNS} FROM state_versions WHERE group_name = $1 AND status <> 'abandoned' ORDER BY version DESC LIMIT 1`, [group]);
       const last = rows[0] && fromRow(rows[0]);
       const same = last && last.contentDigest === contentDigest && last.layout === layout && last.repository === repository;
-      if (same && last.status === 'published') return { kind: 'unchanged', current: last };
+      if (same && last.status === 'published' && !fresh) return { kind: 'unchanged', current: last };
       if (same && last.status === 'pending') return { kind: 'publish', version: last };
       if (last?.status === 'pending') {
         await c.query("UPDATE state_versions SET status = 'abandoned' WHERE group_name = $1 AND version = $2", [group, last.version]);
@@ -69,22 +82,28 @@ export class StateStore {
       const { rows: inserted } = await c.query<Row>(
         `INSERT INTO state_versions (group_name, version, content_digest, status, layout, repository, artifact_count)
          SELECT $1, COALESCE(MAX(version), 0) + 1, $2, 'pending', $3, $4, $5 FROM state_versions WHERE group_name = $1
-         RETURNING *`,
+         RETURNING ${COLUMNS}`,
         [group, contentDigest, layout, repository, artifactCount]);
       return { kind: 'publish', version: fromRow(inserted[0]!) };
     });
   }
 
+  /** Marks a version published; older versions' packages are no longer needed and are dropped. */
   async markPublished(group: string, version: number, manifestDigest: string): Promise<void> {
     await query(this.pool,
-      "UPDATE state_versions SET status = 'published', manifest_digest = $3, published_at = now() WHERE group_name = $1 AND version = $2",
+      `WITH p AS (
+         UPDATE state_versions SET status = 'published', manifest_digest = $3, published_at = now()
+          WHERE group_name = $1 AND version = $2
+       )
+       UPDATE state_versions SET manifest = NULL, blobs = NULL
+        WHERE group_name = $1 AND version < $2 AND manifest IS NOT NULL`,
       [group, version, manifestDigest]);
   }
 
   /** Published versions beyond the newest `keep`, not yet pruned from the registry. */
   async prunable(group: string, keep: number): Promise<StateVersion[]> {
     const { rows } = await query<Row>(this.pool,
-      `SELECT * FROM state_versions WHERE group_name = $1 AND status = 'published' AND pruned_at IS NULL
+      `SELECT ${COLUMNS} FROM state_versions WHERE group_name = $1 AND status = 'published' AND pruned_at IS NULL
          AND version < (SELECT COALESCE(MIN(version), 0) FROM (
                SELECT version FROM state_versions WHERE group_name = $1 AND status = 'published'
                 ORDER BY version DESC LIMIT $2) newest)
@@ -93,7 +112,8 @@ export class StateStore {
   }
 
   async markPruned(group: string, version: number): Promise<void> {
-    await query(this.pool, 'UPDATE state_versions SET pruned_at = now() WHERE group_name = $1 AND version = $2', [group, version]);
+    await query(this.pool,
+      'UPDATE state_versions SET pruned_at = now(), manifest = NULL, blobs = NULL WHERE group_name = $1 AND version = $2', [group, version]);
   }
 
   /**
@@ -124,17 +144,28 @@ export class StateStore {
     return last?.version === version;
   }
 
-  /** Remembers the manifest a version is pushed as, before any tag can name it, so the pruner can find it. */
-  async setManifestDigest(group: string, version: number, manifestDigest: string): Promise<void> {
+  /**
+   * Keeps the exact bytes a version is pushed as, before any tag can name it: its manifest
+   * (whose digest the pruner uses) and blobs, for retries, repairs and the next delta.
+   */
+  async savePackage(group: string, version: number, pkg: StoredPackage): Promise<void> {
     await query(this.pool,
-      'UPDATE state_versions SET manifest_digest = $3 WHERE group_name = $1 AND version = $2 AND manifest_digest IS DISTINCT FROM $3',
-      [group, version, manifestDigest]);
+      'UPDATE state_versions SET manifest_digest = $3, manifest = $4, blobs = $5 WHERE group_name = $1 AND version = $2',
+      [group, version, pkg.digest, pkg.manifest, pkg.blobs]);
+  }
+
+  async loadPackage(group: string, version: number): Promise<StoredPackage | undefined> {
+    const { rows } = await query<{ manifest_digest: string; manifest: Buffer; blobs: Buffer[] }>(this.pool,
+      `SELECT manifest_digest, manifest, blobs FROM state_versions
+        WHERE group_name = $1 AND version = $2 AND manifest IS NOT NULL`, [group, version]);
+    const r = rows[0];
+    return r && { digest: r.manifest_digest, manifest: r.manifest, blobs: r.blobs };
   }
 
   /** Versions abandoned after they may have been pushed (tagged v<N>, never `latest`), not yet removed. */
   async abandoned(group: string): Promise<StateVersion[]> {
     const { rows } = await query<Row>(this.pool,
-      `SELECT * FROM state_versions WHERE group_name = $1 AND status = 'abandoned' AND manifest_digest IS NOT NULL
+      `SELECT ${COLUMNS} FROM state_versions WHERE group_name = $1 AND status = 'abandoned' AND manifest_digest IS NOT NULL
          AND pruned_at IS NULL ORDER BY version`, [group]);
     return rows.map(fromRow);
   }

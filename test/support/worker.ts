@@ -14,6 +14,7 @@ import { KeySigner } from '../../worker/signer.js';
 import { makeBuilder } from '../../worker/state-worker.js';
 import { loadPrivateKey } from '../../core/cosign/keys.js';
 import type { Image } from './oci.js';
+import { layerText, stateLayers } from '../../core/state/format.js';
 
 export const KEY_PASSWORD = 'key-password-for-tests';
 /** Cheap scrypt for tests: the format is the same, only the cost differs. */
@@ -79,6 +80,7 @@ export function useRegistryAndKeys(): { readonly registry: LocalRegistry; readon
 export async function readLatestState(client: RegistryClient, repository: string, reference = 'latest'): Promise<any> {
   const m = await client.getManifest(repository, reference);
   if (!m) return undefined;
-  const doc = JSON.parse(m.bytes.toString()) as { layers: { digest: string }[] };
-  return JSON.parse((await client.getBlob(repository, doc.layers[0]!.digest)).toString());
+  const full = stateLayers(JSON.parse(m.bytes.toString()) as object)?.full;
+  if (!full) throw new Error(`${repository}:${reference} is not a state`);
+  return JSON.parse(layerText(await client.getBlob(repository, full.digest), full.mediaType));
 }

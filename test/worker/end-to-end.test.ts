@@ -18,11 +18,8 @@ const repo = (group: string) => `satellite/group-state/${group}/state`;
 
 
 async function latestState(client: RegistryClient, group: string, version: number) {
-  const m = await client.getManifest(repo(group), 'latest');
-  if (!m) return undefined;
-  const doc = JSON.parse(m.bytes.toString());
-  const state = JSON.parse((await client.getBlob(repo(group), doc.layers[0].digest)).toString());
-  return state.version === version ? state : undefined;
+  const state = await readLatestState(client, repo(group));
+  return state?.version === version ? state : undefined;
 }
 
 describe('end to end: skopeo → endpoint → worker → signed state in docker-registry', function () {

@@ -7,10 +7,13 @@ import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { image, index } from '../support/oci.js';
 import { satellite } from '../support/run.js';
 import { record, testBuilder, testKeys, useRegistryAndKeys, workerConfig } from '../support/worker.js';
-import { STATE_ARTIFACT_TYPE } from '../../worker/state-artifact.js';
+import { STATE_ARTIFACT_TYPE, STATE_LAYER_TYPE, layerText, stateLayers } from '../../core/state/format.js';
+import { gzipState } from '../../worker/state-artifact.js';
 import { KeySigner } from '../../worker/signer.js';
 import { RegistryClient } from '../../core/registry/registry-client.js';
 import { previewState } from '../../core/state/preview.js';
+import { applyDelta } from '../../core/state/delta.js';
+import { ArtifactStore } from '../../core/store/artifact-store.js';
 
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -35,7 +38,8 @@ describe('publishing a group state to a real registry', function () {
   async function readState(client: RegistryClient, group: string, tag = 'latest') {
     const m = (await client.getManifest(repo(group), tag))!;
     const doc = JSON.parse(m.bytes.toString());
-    const json = await client.getBlob(repo(group), doc.layers[0].digest);
+    const full = stateLayers(doc)!.full;
+    const json = Buffer.from(layerText(await client.getBlob(repo(group), full.digest), full.mediaType));
     return { manifest: m, doc, json, state: JSON.parse(json.toString()) };
   }
 
@@ -51,12 +55,16 @@ describe('publishing a group state to a real registry', function () {
     expect(result).to.include({ result: 'published', version: 1, artifacts: 2 });
     expect((await client.listTags(repo('edge-eu'))).sort()).to.deep.equal([signatureTag(result.digest), 'latest', 'v1'].sort());
 
-    const { manifest, doc, state } = await readState(client, 'edge-eu');
+    const { manifest, doc, state, json } = await readState(client, 'edge-eu');
     expect(manifest.digest).to.equal(result.digest);
     expect(doc.artifactType).to.equal(STATE_ARTIFACT_TYPE);
     expect(doc.config).to.deep.equal({ mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(Buffer.from('{}')), size: 2, data: 'e30=' });
-    expect(doc.layers).to.have.length(1);
-    expect(doc.layers[0].annotations).to.deep.equal({ 'org.opencontainers.image.title': 'artifacts.json' });
+    expect(doc.layers, 'the first version has nothing to be a delta from').to.have.length(1);
+    expect(doc.layers[0].mediaType).to.equal(STATE_LAYER_TYPE);
+    expect(doc.layers[0].annotations).to.deep.equal({
+      'org.opencontainers.image.title': 'artifacts.json.gz',
+      'vnd.satellite-for-harbor.state.digest': sha256(json),
+    });
     expect(doc.annotations['org.opencontainers.image.created']).to.match(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
     expect(state).to.include({ group: 'edge-eu', registry: 'https://harbor.example.com', version: 1 });
     expect(state.artifacts.map((a: { repository: string; digest: string; tag: string[] }) => [a.repository, a.digest, a.tag])).to.deep.equal(
@@ -105,7 +113,7 @@ describe('publishing a group state to a real registry', function () {
 
     // Tampered: the state's JSON changed under the same tag: the signature names the old digest.
     const { doc, json } = await readState(client, 'edge-ap');
-    const forged = Buffer.from(json.toString().replace('"3.20"', '"6.66"'));
+    const forged = gzipState(Buffer.from(json.toString().replace('"3.20"', '"6.66"')));
     const forgedLayer = await client.pushBlob(repo('edge-ap'), forged);
     const forgedManifest = Buffer.from(JSON.stringify({ ...doc, layers: [{ ...doc.layers[0], digest: forgedLayer, size: forged.length }] }));
     await client.putManifest(repo('edge-ap'), 'tampered', forgedManifest, 'application/vnd.oci.image.manifest.v1+json');
@@ -137,6 +145,54 @@ describe('publishing a group state to a real registry', function () {
     expect(second).to.include({ result: 'published', version: 2 });
     expect((await client.listTags(repo('edge-x'))).filter((t) => t.startsWith('v')).sort()).to.deep.equal(['v1', 'v2']);
     expect((await client.headManifest(repo('edge-x'), 'latest'))!.digest).to.equal(second.digest);
+  });
+
+  it('when a version follows another, then its signed manifest carries a delta that rebuilds exactly the full state and grows with the change, not with the list', async () => {
+    const { builder, client } = setup();
+    const images = Array.from({ length: 400 }, () => image());
+    for (const [i, img] of images.entries()) await record(db.pool, 'edge-delta', `library/app${i % 40}`, img, `t${i}`);
+    await builder.build('edge-delta');
+    const v1 = await readState(client, 'edge-delta');
+    const added = image();
+    await record(db.pool, 'edge-delta', 'library/new', added, '1');
+    await new ArtifactStore(db.pool).deleteManifest({ group: 'edge-delta', repository: 'library/app0' }, images[0]!.manifest.digest);
+    await builder.build('edge-delta');
+    const v2 = await readState(client, 'edge-delta');
+    const layers = stateLayers(v2.doc)!;
+    expect(layers.delta, 'a delta layer').to.not.equal(undefined);
+    expect(layers.delta!.baseDigest).to.equal(sha256(v1.json));
+    expect(layers.delta!.baseVersion).to.equal(1);
+    const deltaBytes = await client.getBlob(repo('edge-delta'), layers.delta!.descriptor.digest);
+    const delta = JSON.parse(layerText(deltaBytes, layers.delta!.descriptor.mediaType));
+    expect(delta.upserted.map((a: { digest: string }) => a.digest).sort()).to.deep.equal([added.manifest.digest, images[0]!.manifest.digest].sort());
+    expect(delta.removed).to.deep.equal([]);
+    const rebuilt = applyDelta(v1.state, delta);
+    expect(rebuilt.json).to.equal(v2.json.toString());
+    expect(sha256(Buffer.from(rebuilt.json)), 'the digest the signed manifest names').to.equal(layers.stateDigest);
+    const fullBytes = await client.getBlob(repo('edge-delta'), layers.full.digest);
+    expect(deltaBytes.length * 10, `delta ${deltaBytes.length} B, full ${fullBytes.length} B`).to.be.below(fullBytes.length);
+  });
+
+  it('when the registry lost latest, then the next build puts back the very bytes the version was published as', async () => {
+    const { builder, client } = setup();
+    await record(db.pool, 'edge-r', 'library/alpine', image(), '1');
+    await builder.build('edge-r');
+    await record(db.pool, 'edge-r', 'library/alpine', image(), '2');
+    const v2 = await builder.build('edge-r');
+    const other = await readState(client, 'edge-r', 'v1');
+    await client.putManifest(repo('edge-r'), 'latest', other.manifest.bytes, 'application/vnd.oci.image.manifest.v1+json');
+    const again = await builder.build('edge-r');
+    expect(again).to.include({ result: 'repaired', version: 2, digest: v2.digest });
+    expect((await client.headManifest(repo('edge-r'), 'latest'))!.digest).to.equal(v2.digest);
+    expect((await client.headManifest(repo('edge-r'), 'v2'))!.digest, 'the version tag never moved').to.equal(v2.digest);
+    // A version published before packages were kept cannot be remade byte for byte: the same
+    // content comes back as a new version instead of re-pointing v2.
+    await db.pool.query("UPDATE state_versions SET manifest = NULL, blobs = NULL WHERE group_name = 'edge-r'");
+    await client.putManifest(repo('edge-r'), 'latest', other.manifest.bytes, 'application/vnd.oci.image.manifest.v1+json');
+    const fresh = await builder.build('edge-r');
+    expect(fresh).to.include({ result: 'published', version: 3 });
+    expect((await client.headManifest(repo('edge-r'), 'v2'))!.digest).to.equal(v2.digest);
+    expect((await readState(client, 'edge-r')).state.artifacts).to.deep.equal((await readState(client, 'edge-r', 'v2')).state.artifacts);
   });
 
   it('when the same records are recorded in another order elsewhere, then the state JSON is byte-identical (deterministic)', async () => {
