@@ -13,6 +13,10 @@ import { buildState } from '../core/state/render.js';
 import { ArtifactStore } from '../core/store/artifact-store.js';
 import { StateStore } from '../core/store/state-store.js';
 import { stateRegistryClient } from '../worker/state-worker.js';
+import { stateRepository } from '../worker/state-artifact.js';
+import { entryKey, type VersionedState } from '../core/state/delta.js';
+import { layerText, stateLayers } from '../core/state/format.js';
+import type { StateArtifact } from '../core/state/render.js';
 
 const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
 const err = (s: string) => process.stderr.write(s.endsWith('\n') ? s : `${s}\n`);
@@ -177,4 +181,41 @@ export async function groupCredential(config: Config, action: 'create' | 'revoke
   } finally {
     await pool.end();
   }
+}
+
+/** The state JSON of a published version of a group ("3", "v3", "latest" or a digest). */
+async function publishedState(client: RegistryClient, repository: string, ref: string): Promise<VersionedState> {
+  const reference = /^\d+$/.test(ref) ? `v${ref}` : ref;
+  const m = await client.getManifest(repository, reference);
+  if (!m) throw new Error(`${repository}:${reference} is not published`);
+  const layers = stateLayers(JSON.parse(m.bytes.toString('utf8')) as object);
+  if (!layers) throw new Error(`${repository}:${reference} is not a state`);
+  return JSON.parse(layerText(await client.getBlob(repository, layers.full.digest), layers.full.mediaType)) as VersionedState;
+}
+
+/** `satellite state diff <group> <vA> <vB>`: what was added, removed and retagged from A to B. */
+export async function stateDiff(config: Config, group: string, a: string, b: string, json: boolean): Promise<number> {
+  const client = stateRegistryClient(config);
+  const repository = stateRepository(config.stateProject, group);
+  const [from, to] = await Promise.all([publishedState(client, repository, a), publishedState(client, repository, b)]);
+  const live = (s: VersionedState) => new Map(s.artifacts.filter((x) => !x.deleted).map((x) => [entryKey(x), x]));
+  const before = live(from);
+  const after = live(to);
+  const added = [...after.values()].filter((x) => !before.has(entryKey(x)));
+  const removed = [...before.values()].filter((x) => !after.has(entryKey(x)));
+  const retagged = [...after.values()].flatMap((x) => {
+    const old = before.get(entryKey(x));
+    return old && old.tag.join(',') !== x.tag.join(',') ? [{ repository: x.repository, digest: x.digest, from: old.tag, to: x.tag }] : [];
+  });
+  const pick = (x: StateArtifact) => ({ repository: x.repository, digest: x.digest, tag: x.tag });
+  if (json) {
+    out(JSON.stringify({ group, from: from.version, to: to.version, added: added.map(pick), removed: removed.map(pick), retagged }));
+    return 0;
+  }
+  out(`group ${group}: version ${from.version} → ${to.version}`);
+  for (const x of added) out(`+ ${x.repository}@${x.digest} ${x.tag.join(',')}`);
+  for (const x of removed) out(`- ${x.repository}@${x.digest} ${x.tag.join(',')}`);
+  for (const x of retagged) out(`~ ${x.repository}@${x.digest} ${x.from.join(',') || '(untagged)'} → ${x.to.join(',') || '(untagged)'}`);
+  if (added.length + removed.length + retagged.length === 0) out('no difference in what satellites run');
+  return 0;
 }

@@ -2,9 +2,10 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from '../core/config.js';
 import { migrate } from '../core/db/migrate.js';
-import { groupCredential, keysGenerate, list, stateShow, verify } from './commands.js';
+import { groupCredential, keysGenerate, list, stateDiff, stateShow, verify } from './commands.js';
 import { harborRobot, harborSetup } from './harbor.js';
 import { runProcess } from './run-process.js';
+import { agentCli } from '../agent/cli.js';
 
 const USAGE = `usage: satellite <command> [options]
 
@@ -24,6 +25,8 @@ commands:
   harbor setup <group>         register this endpoint in Harbor and the group's replication rule
          [--filter <names>]... [--replicate]   (HARBOR_URL, HARBOR_PASSWORD, ENDPOINT_URL)
   harbor robot <name>          a pull-only robot account for satellites on the state project
+  agent …                      the edge agent (see satellite agent --help)
+  state diff <group> <vA> <vB> what was added, removed and retagged between two published versions
 
 configuration comes from environment variables; see README.md`;
 
@@ -31,6 +34,8 @@ configuration comes from environment variables; see README.md`;
 let verbose = false;
 
 async function main(argv: string[]): Promise<number> {
+  // The agent runs on devices with its own configuration file, not the service's environment.
+  if (argv[0] === 'agent') return agentCli(argv.slice(1));
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -74,7 +79,8 @@ async function main(argv: string[]): Promise<number> {
       await list(config, rest[0]!, values.json);
       return 0;
     case 'state':
-      if (rest[0] !== 'show' || rest.length !== 2) return usage('state show <group>');
+      if (rest[0] === 'diff' && rest.length === 4) return stateDiff(config, rest[1]!, rest[2]!, rest[3]!, values.json);
+      if (rest[0] !== 'show' || rest.length !== 2) return usage('state show <group> | state diff <group> <vA> <vB>');
       await migrate(config.databaseUrl);
       return stateShow(config, rest[1]!, values.json);
     case 'keys':

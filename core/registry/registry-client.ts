@@ -59,14 +59,29 @@ function networkError(err: unknown, what: string): RegistryRequestError {
   return new RegistryRequestError(`${what}: ${detail}`, 0, undefined, true);
 }
 
+/** Docker's token spec: a token without expires_in is good for 60 seconds. */
+const DEFAULT_TOKEN_SECONDS = 60;
+/** A token is renewed this long before it expires, so a request never carries a stale one. */
+const TOKEN_MARGIN_MS = 5_000;
+
+interface Authorization {
+  header: string;
+  /** When a Bearer token stops being good; undefined for Basic. */
+  expiresAt?: number;
+}
+
 export class RegistryClient {
-  /** Authorization header per scope, reused until a 401 says otherwise. */
-  private readonly authorizations = new Map<string, string>();
+  /** Authorization per scope, reused until it expires or a 401 says otherwise. */
+  private readonly authorizations = new Map<string, Authorization>();
+  /** The last Bearer challenge seen: lets an expired token be renewed without a 401 first. */
+  private bearer: Record<string, string> | undefined;
 
   constructor(
     readonly baseUrl: string,
     private readonly credentials?: RegistryCredentials,
     private readonly timeoutMs = 30_000,
+    /** What tokens are asked for: "pull,push" to publish, "pull" for a pull-only robot. */
+    private readonly actions: 'pull' | 'pull,push' = 'pull,push',
   ) {}
 
   /** "host:port" as it appears in image references. */
@@ -79,7 +94,7 @@ export class RegistryClient {
     return `Basic ${Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString('base64')}`;
   }
 
-  private async token(params: Record<string, string>, scope: string): Promise<string> {
+  private async token(params: Record<string, string>, scope: string): Promise<Authorization> {
     const url = new URL(params.realm!);
     if (params.service) url.searchParams.set('service', params.service);
     url.searchParams.set('scope', params.scope ?? scope);
@@ -93,38 +108,62 @@ export class RegistryClient {
     if (!res.ok) {
       throw new RegistryRequestError(`token service answered ${res.status}`, res.status, undefined, res.status >= 500 || res.status === 429);
     }
-    const body = (await res.json()) as { token?: string; access_token?: string };
+    const body = (await res.json()) as { token?: string; access_token?: string; expires_in?: number; issued_at?: string };
     const token = body.token ?? body.access_token;
     if (!token) throw new RegistryRequestError('token service answered without a token', res.status, undefined, false);
-    return `Bearer ${token}`;
+    const seconds = typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : DEFAULT_TOKEN_SECONDS;
+    const issued = body.issued_at ? Date.parse(body.issued_at) : NaN;
+    // The issuer's clock may differ from ours: count from now when issued_at is in the future or absent.
+    const from = Number.isFinite(issued) && issued <= Date.now() ? issued : Date.now();
+    return { header: `Bearer ${token}`, expiresAt: from + seconds * 1000 - TOKEN_MARGIN_MS };
+  }
+
+  /** The authorization to send for a scope: cached while good, renewed ahead of a 401 when it expired. */
+  private async authorizationFor(scope: string): Promise<string | undefined> {
+    const cached = this.authorizations.get(scope);
+    if (cached && (cached.expiresAt === undefined || cached.expiresAt > Date.now())) return cached.header;
+    this.authorizations.delete(scope);
+    if (cached && this.bearer && this.credentials) {
+      const renewed = await this.token(this.bearer, scope);
+      this.authorizations.set(scope, renewed);
+      return renewed.header;
+    }
+    return undefined;
   }
 
   /** One request with auth; `repository` scopes a Bearer token. Throws on a non-2xx answer unless `allow` lists it. */
-  async request(method: string, path: string, opts: { repository: string; headers?: Record<string, string>; body?: Buffer; allow?: number[] }): Promise<Response> {
-    const scope = `repository:${opts.repository}:pull,push`;
+  async request(method: string, path: string, opts: { repository: string; headers?: Record<string, string>; body?: Buffer; allow?: number[]; stream?: boolean }): Promise<Response> {
+    const scope = `repository:${opts.repository}:${this.actions}`;
     const url = path.startsWith('http') ? path : `${this.baseUrl}${path}`;
     const send = async (authorization: string | undefined): Promise<Response> => {
+      // A streamed answer is timed until its headers arrive; its body may take as long as it
+      // needs (the reader decides when it is stuck). Anything else is timed whole.
+      const headersDue = opts.stream ? new AbortController() : undefined;
+      const timer = headersDue && setTimeout(() => headersDue.abort(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
       try {
         return await fetch(url, {
           method,
           headers: { ...(authorization ? { Authorization: authorization } : {}), ...(opts.headers ?? {}) },
           body: opts.body,
           redirect: 'follow',
-          signal: AbortSignal.timeout(this.timeoutMs),
+          signal: headersDue ? headersDue.signal : AbortSignal.timeout(this.timeoutMs),
         });
       } catch (err) {
         throw networkError(err, `${method} ${path}`);
+      } finally {
+        clearTimeout(timer);
       }
     };
-    let res = await send(this.authorizations.get(scope));
+    let res = await send(await this.authorizationFor(scope));
     if (res.status === 401) {
       const challenge = res.headers.get('www-authenticate');
       await res.body?.cancel();
       if (challenge && this.credentials) {
         const { scheme, params } = parseChallenge(challenge);
-        const authorization = scheme === 'bearer' && params.realm ? await this.token(params, scope) : this.basic()!;
+        if (scheme === 'bearer' && params.realm) this.bearer = { realm: params.realm, ...(params.service ? { service: params.service } : {}) };
+        const authorization = scheme === 'bearer' && params.realm ? await this.token(params, scope) : { header: this.basic()! };
         this.authorizations.set(scope, authorization);
-        res = await send(authorization);
+        res = await send(authorization.header);
       }
     }
     if (res.ok || opts.allow?.includes(res.status)) return res;
@@ -202,6 +241,18 @@ export class RegistryClient {
     const put = await this.request('PUT', url.toString(), { repository, headers: { 'Content-Type': 'application/octet-stream' }, body: bytes });
     await put.body?.cancel();
     return digest;
+  }
+
+  /**
+   * A blob's bytes as a stream, from byte `offset` on (an HTTP Range request when > 0). The
+   * answer is 206 when the registry honoured the range, 200 when it sends the whole blob.
+   */
+  async openBlob(repository: string, digest: string, offset = 0): Promise<Response> {
+    return this.request('GET', `/v2/${repository}/blobs/${digest}`, {
+      repository,
+      headers: offset > 0 ? { Range: `bytes=${offset}-` } : {},
+      stream: true,
+    });
   }
 
   async getBlob(repository: string, digest: string): Promise<Buffer> {

@@ -1,0 +1,322 @@
+import { stat } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { RegistryClient, RegistryRequestError } from '../core/registry/registry-client.js';
+import type { VersionedState } from '../core/state/delta.js';
+import type { StateArtifact } from '../core/state/render.js';
+import { AgentStateFiles, imageKey, type AgentStateDoc, type GroupRecord, type ImageRecord, type Pin } from './agent-state.js';
+import type { AgentConfig, AgentGroup } from './config.js';
+import { ContentStore } from './content-store.js';
+import type { AgentMetrics } from './metrics.js';
+import { pullEntry, type PullContext } from './puller.js';
+import { ServedView } from './served-view.js';
+import { parseState, readState, StateRefusedError } from './state-reader.js';
+import { AGENT_VERSION } from './version.js';
+
+// The sync: per group, one HEAD of the state (or of the pinned version); only a new digest
+// fetches the manifest, verifies its signature, and reads the state (from the delta when
+// possible). Then every listed image is pulled by digest, the served view is swapped, and
+// what no state names any more is collected. Images that failed are retried on the next
+// pass, even when the state did not change.
+
+export type GroupOutcome = 'unchanged' | 'applied' | 'retried' | 'unreachable' | 'refused' | 'missing';
+
+export interface SyncSummary {
+  groups: Record<string, GroupOutcome>;
+  /** Images listed but not available (failed or still pending), all groups. */
+  failedImages: number;
+  bytes: number;
+}
+
+/** Blobs downloaded less than this long ago are kept by a collection that runs while images fail. */
+const KEEP_RECENT_MS = 60 * 60 * 1000;
+
+export class Agent {
+  readonly store: ContentStore;
+  readonly files: AgentStateFiles;
+  doc!: AgentStateDoc;
+  view = new ServedView();
+  /** Groups whose served content lost a blob (found corrupt on read): resync them. */
+  private readonly damaged = new Set<string>();
+  private readonly clients = new Map<string, RegistryClient>();
+  private states = new Map<string, VersionedState>();
+
+  constructor(readonly config: AgentConfig, readonly log: Logger, readonly metrics: AgentMetrics) {
+    this.store = new ContentStore(config.store, config.timeoutMs);
+    this.files = new AgentStateFiles(config.store);
+  }
+
+  /** Loads what was applied before, so it is served at once, with or without a network. */
+  async open(): Promise<void> {
+    await this.store.init();
+    await this.files.init();
+    this.doc = await this.files.load(AGENT_VERSION);
+    this.doc.startedAt = new Date().toISOString();
+    for (const g of this.config.groups) {
+      const json = await this.files.appliedJson(g.name);
+      if (json && this.doc.groups[g.name]?.applied) this.states.set(g.name, parseState(json));
+    }
+    this.rebuildView();
+  }
+
+  /** A client per registry origin; credentials go only to the configured registry's origin. */
+  client(url: string): RegistryClient {
+    const origin = new URL(url).origin;
+    let c = this.clients.get(origin);
+    if (!c) {
+      const own = origin === new URL(this.config.registry).origin;
+      c = new RegistryClient(origin, own ? this.config.credentials : undefined, this.config.timeoutMs, 'pull');
+      this.clients.set(origin, c);
+    }
+    return c;
+  }
+
+  /** Called by the server when a stored blob failed its digest check on read. */
+  blobCorrupt(digest: string): void {
+    this.log.error({ digest }, 'a stored blob no longer matches its digest; removed, it will be fetched again');
+    this.metrics.failures.inc({ where: 'store' });
+    for (const [name, rec] of Object.entries(this.doc.groups)) {
+      if (Object.values(rec.images).some((i) => i.manifests?.includes(digest) || i.blobs?.includes(digest))) this.damaged.add(name);
+    }
+  }
+
+  async syncOnce(only?: string): Promise<SyncSummary> {
+    const summary: SyncSummary = { groups: {}, failedImages: 0, bytes: 0 };
+    const pins = await this.files.pins();
+    for (const g of this.config.groups) {
+      if (only !== undefined && g.name !== only) continue;
+      const stop = this.metrics.syncSeconds.startTimer();
+      summary.groups[g.name] = await this.syncGroup(g, pins[g.name], summary);
+      stop();
+    }
+    for (const rec of Object.values(this.doc.groups)) {
+      summary.failedImages += Object.values(rec.images).filter((i) => i.status === 'failed' || i.status === 'pending').length;
+    }
+    await this.collect(summary.failedImages === 0);
+    await this.files.save(this.doc);
+    return summary;
+  }
+
+  private record(group: string): GroupRecord {
+    return (this.doc.groups[group] ??= { highestVersion: 0, images: {} });
+  }
+
+  private async syncGroup(g: AgentGroup, pin: Pin | undefined, summary: SyncSummary): Promise<GroupOutcome> {
+    const rec = this.record(g.name);
+    const stateClient = this.client(this.config.registry);
+    const reference = pin?.digest ?? (pin?.version !== undefined ? `v${pin.version}` : 'latest');
+    const now = new Date().toISOString();
+    rec.checkedAt = now;
+    let head: { digest: string } | undefined;
+    try {
+      head = await stateClient.headManifest(g.state, reference);
+    } catch (err) {
+      rec.staleSince ??= now;
+      rec.error = `registry unreachable: ${(err as Error).message}`;
+      this.metrics.polls.inc({ group: g.name, result: 'unreachable' });
+      this.metrics.failures.inc({ where: 'poll' });
+      this.log.warn({ group: g.name, err: (err as Error).message, staleSince: rec.staleSince }, 'cannot reach the registry; serving what was applied');
+      return 'unreachable';
+    }
+    rec.lastSuccessAt = now;
+    delete rec.staleSince;
+    if (!head) {
+      rec.error = `no state at ${g.state}:${reference}`;
+      this.metrics.polls.inc({ group: g.name, result: 'missing' });
+      return 'missing';
+    }
+
+    const held = this.states.get(g.name);
+    if (head.digest === rec.applied?.digest && held) {
+      const incomplete = this.damaged.has(g.name) || Object.values(rec.images).some((i) => i.status === 'failed' || i.status === 'pending');
+      if (!incomplete) {
+        delete rec.error;
+        this.metrics.polls.inc({ group: g.name, result: 'unchanged' });
+        return 'unchanged';
+      }
+      this.metrics.polls.inc({ group: g.name, result: 'retried' });
+      await this.apply(g, held, rec, summary);
+      return 'retried';
+    }
+
+    try {
+      const heldJson = rec.applied && held ? await this.files.appliedJson(g.name) : undefined;
+      const read = await readState(stateClient, g, head.digest, heldJson && rec.applied ? { stateDigest: rec.applied.stateDigest, json: heldJson } : undefined, this.log);
+      summary.bytes += read.bytes;
+      this.metrics.bytesPulled.inc({ what: 'state' }, read.bytes);
+      this.checkAcceptable(g, rec, read.state, read.stateDigest, pin);
+      this.log.info({ group: g.name, version: read.state.version, digest: read.digest, via: read.via, bytes: read.bytes }, 'new state verified');
+      await this.files.saveAppliedJson(g.name, read.json);
+      this.states.set(g.name, read.state);
+      rec.applied = { version: read.state.version, digest: read.digest, stateDigest: read.stateDigest, appliedAt: new Date().toISOString() };
+      if (!pin) rec.highestVersion = Math.max(rec.highestVersion, read.state.version);
+      this.metrics.polls.inc({ group: g.name, result: 'changed' });
+      await this.apply(g, read.state, rec, summary);
+      return 'applied';
+    } catch (err) {
+      if (err instanceof StateRefusedError) {
+        rec.error = `state refused (${err.reason}): ${err.message}`;
+        this.metrics.polls.inc({ group: g.name, result: 'refused' });
+        this.metrics.failures.inc({ where: 'state' });
+        this.log.error({ group: g.name, reason: err.reason, err: err.message }, 'state refused; nothing applied');
+        return 'refused';
+      }
+      if (err instanceof RegistryRequestError) {
+        rec.staleSince ??= now;
+        rec.error = `cannot read the state: ${err.message}`;
+        this.metrics.failures.inc({ where: 'poll' });
+        this.log.warn({ group: g.name, err: err.message }, 'cannot read the state; serving what was applied');
+        return 'unreachable';
+      }
+      throw err;
+    }
+  }
+
+  /** Refuses a state for another group, and (unless pinned) one older than what was applied. */
+  private checkAcceptable(g: AgentGroup, rec: GroupRecord, state: VersionedState, stateDigest: string, pin: Pin | undefined): void {
+    if (state.group !== g.name) {
+      throw new StateRefusedError('wrong-group', `the state is for group ${JSON.stringify(state.group)}, not ${JSON.stringify(g.name)}`);
+    }
+    if (pin) {
+      if (pin.version !== undefined && state.version !== pin.version) {
+        throw new StateRefusedError('replay', `the state tagged v${pin.version} says it is version ${state.version}`);
+      }
+      return;
+    }
+    if (state.version < rec.highestVersion) {
+      throw new StateRefusedError('replay', `version ${state.version} is older than version ${rec.highestVersion} already applied (a replayed state?); pin it to go back on purpose`);
+    }
+    if (rec.applied && state.version === rec.applied.version && stateDigest !== rec.applied.stateDigest) {
+      throw new StateRefusedError('replay', `another state claims version ${state.version}, which is already applied`);
+    }
+  }
+
+  /** Pulls every listed image (those complete already are left alone), then swaps the served view. */
+  private async apply(g: AgentGroup, state: VersionedState, rec: GroupRecord, summary: SyncSummary): Promise<void> {
+    const live = state.artifacts.filter((a) => !a.deleted);
+    const signatures = new Map<string, StateArtifact[]>();
+    for (const a of live) if (a.subject) signatures.set(a.subject, [...(signatures.get(a.subject) ?? []), a]);
+    const blobSlots = limiter(this.config.concurrency * 2);
+    const ctx: PullContext = {
+      client: this.client(state.registry),
+      store: this.store,
+      platforms: this.config.platforms,
+      attestations: this.config.attestations,
+      limit: blobSlots,
+      onBytes: (n) => {
+        summary.bytes += n;
+        this.metrics.bytesPulled.inc({ what: 'image' }, n);
+      },
+      signatures,
+      ...(g.imageKey ? { imageKey: g.imageKey } : {}),
+    };
+    const damaged = this.damaged.delete(g.name);
+    const images: Record<string, ImageRecord> = {};
+    await forEachLimit(live, this.config.concurrency, async (a) => {
+      const key = imageKey(a.repository, a.digest);
+      const before = rec.images[key];
+      if (!damaged && before && (before.status === 'present' || before.status === 'skipped') && (await this.complete(before))) {
+        images[key] = before;
+        return;
+      }
+      const at = new Date().toISOString();
+      try {
+        const out = await pullEntry(ctx, a);
+        images[key] = { repository: a.repository, digest: a.digest, status: out.status, ...(out.reason ? { reason: out.reason } : {}), manifests: out.manifests, blobs: out.blobs, at };
+      } catch (err) {
+        this.metrics.failures.inc({ where: 'image' });
+        this.log.warn({ group: g.name, repository: a.repository, digest: a.digest, err: (err as Error).message }, 'image not made available');
+        images[key] = { repository: a.repository, digest: a.digest, status: 'failed', reason: describe(err), at };
+      }
+    });
+    rec.images = images;
+    const failed = Object.values(images).filter((i) => i.status === 'failed');
+    if (failed.length) rec.error = `${failed.length} of ${live.length} images failed`;
+    else delete rec.error;
+    for (const status of ['present', 'failed', 'skipped', 'pending'] as const) {
+      this.metrics.images.set({ group: g.name, status }, Object.values(images).filter((i) => i.status === status).length);
+    }
+    this.metrics.appliedVersion.set({ group: g.name }, state.version);
+    this.rebuildView();
+    await this.files.save(this.doc);
+  }
+
+  /** Whether every digest an image needs is still in the store. */
+  private async complete(rec: ImageRecord): Promise<boolean> {
+    for (const d of [...(rec.manifests ?? []), ...(rec.blobs ?? [])]) if (!(await this.store.has(d))) return false;
+    return true;
+  }
+
+  rebuildView(): void {
+    const groups = this.config.groups.flatMap((g) => {
+      const state = this.states.get(g.name);
+      const rec = this.doc.groups[g.name];
+      return state && rec ? [{ state, images: rec.images }] : [];
+    });
+    this.view = ServedView.build(groups);
+  }
+
+  /**
+   * Removes what no applied state needs. While some images fail, blobs fetched within the
+   * last hour are kept (they may belong to an image still being retried).
+   */
+  private async collect(everythingComplete: boolean): Promise<number> {
+    const keep = new Set(this.view.referenced);
+    for (const d of this.store.downloading()) keep.add(d);
+    let removed = 0;
+    for (const d of await this.store.list()) {
+      if (keep.has(d)) continue;
+      if (!everythingComplete) {
+        const mtime = await stat(this.store.path(d)).then((s) => s.mtimeMs, () => 0);
+        if (Date.now() - mtime < KEEP_RECENT_MS) continue;
+      }
+      await this.store.remove(d);
+      removed++;
+    }
+    if (removed) this.log.info({ removed }, 'collected blobs no state needs');
+    return removed;
+  }
+
+  /** The intended registry hosts of the applied states: what the runtime mirror files name. */
+  registryHosts(): string[] {
+    const hosts = new Set<string>();
+    for (const s of this.states.values()) {
+      try {
+        hosts.add(new URL(s.registry).host);
+      } catch {
+        // a state whose registry is not a URL names no mirror
+      }
+    }
+    return [...hosts].sort();
+  }
+}
+
+function describe(err: unknown): string {
+  const e = err as Error & { code?: string };
+  if (e.code === 'ENOSPC') return 'disk full: the store has no room for this image';
+  return e.message ?? String(err);
+}
+
+/** A concurrency limiter: at most `n` calls of `fn` run at once. */
+export function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  return async <T>(fn: () => Promise<T>): Promise<T> => {
+    if (active < n) active++;
+    else await new Promise<void>((r) => waiting.push(r)); // the slot is handed over, still counted
+    try {
+      return await fn();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else active--;
+    }
+  };
+}
+
+async function forEachLimit<T>(items: readonly T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(n, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  });
+  await Promise.all(workers);
+}

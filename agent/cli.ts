@@ -1,0 +1,180 @@
+import { parseArgs } from 'node:util';
+import { isDigest } from '../core/oci/digest.js';
+import { AgentStateFiles } from './agent-state.js';
+import { AgentConfigError, configPath, loadAgentConfig, type AgentConfig } from './config.js';
+import { configFromRegistration, register, RegistrationError, writeConfig } from './register.js';
+import { agentLogger, runningAgent, startAgent } from './run.js';
+import { groupStatus, statusTable } from './status.js';
+import { AGENT_VERSION } from './version.js';
+
+export const AGENT_USAGE = `usage: satellite agent [command] [options]
+
+commands:
+  run [--once]                 sync every group's signed state and serve its images locally
+                               (the default command); --once: one sync, then exit
+  status [--json]              what is applied, per group: version, digest, when checked and
+                               applied, images present / pending / failed, with reasons
+  pin <group> <version|digest> apply an earlier signed state of a group and hold it
+  unpin <group>                follow the group's latest state again
+  register --url <service> --token <token> [--out agent.yaml] [--store D] [--listen H:P]
+                               [--platform os/arch]...   trade a one-time token for this
+                               device's credential and write its configuration
+
+options:
+  --config <file>              the YAML configuration (or SATELLITE_AGENT_CONFIG)
+
+exit status of run --once: 0 every group applied with all its images; 1 a state was refused
+or images failed; 3 the registry could not be reached; 2 a configuration or usage error.`;
+
+const out = (s: string) => process.stdout.write(`${s}\n`);
+const err = (s: string) => process.stderr.write(`${s}\n`);
+
+/** Runs an agent command; resolves with the exit code, or never for a long-running `run`. */
+export async function agentCli(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string' },
+        once: { type: 'boolean', default: false },
+        json: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+        url: { type: 'string' },
+        token: { type: 'string' },
+        out: { type: 'string', default: 'agent.yaml' },
+        store: { type: 'string' },
+        listen: { type: 'string' },
+        platform: { type: 'string', multiple: true, default: [] },
+        version: { type: 'boolean', default: false },
+      },
+    });
+  } catch (e) {
+    err(`satellite agent: ${(e as Error).message}\n\n${AGENT_USAGE}`);
+    return 2;
+  }
+  const { positionals, values } = parsed;
+  if (values.help) {
+    out(AGENT_USAGE);
+    return 0;
+  }
+  if (values.version) {
+    out(AGENT_VERSION);
+    return 0;
+  }
+  const [command = 'run', ...rest] = positionals;
+  const load = (): AgentConfig => loadAgentConfig(configPath(values.config));
+  try {
+    switch (command) {
+      case 'run':
+        return await run(load(), values.once!);
+      case 'status':
+        return await status(load(), values.json!);
+      case 'pin':
+      case 'unpin':
+        return await pin(load(), command, rest);
+      case 'register':
+        return await doRegister(values);
+      default:
+        err(`satellite agent: unknown command ${JSON.stringify(command)}\n\n${AGENT_USAGE}`);
+        return 2;
+    }
+  } catch (e) {
+    if (e instanceof AgentConfigError) {
+      err(`satellite agent: ${e.message}`);
+      return 2;
+    }
+    if (e instanceof RegistrationError) {
+      err(`satellite agent: ${e.message}`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
+async function run(config: AgentConfig, once: boolean): Promise<number> {
+  const log = agentLogger(config);
+  const agent = await startAgent(config, log, { once });
+  if (once) {
+    try {
+      const summary = await agent.firstSync;
+      const outcomes = Object.values(summary.groups);
+      if (outcomes.some((o) => o === 'refused' || o === 'missing') || summary.failedImages > 0) return 1;
+      if (outcomes.some((o) => o === 'unreachable')) return 3;
+      return 0;
+    } finally {
+      await agent.stop();
+    }
+  }
+  agent.firstSync.catch(() => undefined);
+  const stop = (signal: string) => {
+    log.info({ signal }, 'stopping');
+    void agent.stop().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  return new Promise<number>(() => undefined);
+}
+
+async function status(config: AgentConfig, json: boolean): Promise<number> {
+  const files = new AgentStateFiles(config.store);
+  const doc = await files.load(AGENT_VERSION);
+  const pins = await files.pins();
+  const groups = config.groups.map((g) => groupStatus(g.name, doc.groups[g.name], pins[g.name] !== undefined));
+  if (json) out(JSON.stringify({ agentVersion: doc.agentVersion, startedAt: doc.startedAt ?? null, runtime: doc.runtime ?? {}, groups }, null, 2));
+  else out(statusTable(doc, groups));
+  return groups.every((g) => g.version !== null && !g.error && !g.staleSince) ? 0 : 1;
+}
+
+async function pin(config: AgentConfig, command: 'pin' | 'unpin', rest: string[]): Promise<number> {
+  const [group, ref] = rest;
+  if (!group || (command === 'pin' ? rest.length !== 2 : rest.length !== 1)) {
+    err(command === 'pin' ? 'usage: satellite agent pin <group> <version|digest>' : 'usage: satellite agent unpin <group>');
+    return 2;
+  }
+  if (!config.groups.some((g) => g.name === group)) {
+    err(`satellite agent: group ${JSON.stringify(group)} is not in the configuration`);
+    return 2;
+  }
+  const files = new AgentStateFiles(config.store);
+  await files.init();
+  const pins = await files.pins();
+  if (command === 'pin') {
+    const version = /^v?(\d+)$/.exec(ref!)?.[1];
+    if (version === undefined && !isDigest(ref!)) {
+      err(`satellite agent: ${JSON.stringify(ref)} is neither a version (3 or v3) nor a digest`);
+      return 2;
+    }
+    pins[group] = version !== undefined ? { version: Number(version) } : { digest: ref! };
+  } else {
+    delete pins[group];
+  }
+  await files.savePins(pins);
+  const pid = await runningAgent(config.store);
+  if (pid !== undefined) {
+    process.kill(pid, 'SIGHUP');
+    out(`${command === 'pin' ? `group ${group} pinned to ${ref}` : `group ${group} unpinned`}; the running agent (pid ${pid}) syncs now`);
+    return 0;
+  }
+  const agent = await startAgent(config, agentLogger(config), { once: true, only: group });
+  try {
+    const summary = await agent.firstSync;
+    const outcome = summary.groups[group];
+    out(`${command === 'pin' ? `group ${group} pinned to ${ref}` : `group ${group} unpinned`}: ${outcome}`);
+    return outcome === 'applied' || outcome === 'unchanged' || outcome === 'retried' ? 0 : 1;
+  } finally {
+    await agent.stop();
+  }
+}
+
+async function doRegister(values: { url?: string; token?: string; out?: string; store?: string; listen?: string; platform?: string[] }): Promise<number> {
+  if (!values.url || !values.token) {
+    err('usage: satellite agent register --url <service> --token <token> [--out agent.yaml]');
+    return 2;
+  }
+  const r = await register(values.url, values.token);
+  await writeConfig(values.out!, configFromRegistration(r, { store: values.store, listen: values.listen, platforms: values.platform }));
+  out(`registered as ${r.name}: groups ${r.groups.map((g) => g.name).join(', ')}; configuration written to ${values.out}`);
+  return 0;
+}

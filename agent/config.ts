@@ -1,0 +1,281 @@
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import type { KeyObject } from 'node:crypto';
+import { parse as parseYaml } from 'yaml';
+import { loadPublicKey } from '../core/cosign/keys.js';
+import { isRepositoryName } from '../core/oci/names.js';
+import { compileSchema } from './schema.js';
+import { hostPlatform, parsePlatform, type Platform } from './platform.js';
+
+// The agent's configuration: a small YAML file (--config) and/or environment variables
+// (SATELLITE_AGENT_*, which override the file's scalar keys). This module is the agent's
+// only reader of process.env. Every problem is reported with the field it is in.
+
+export interface AgentGroup {
+  name: string;
+  /** The state's repository in the registry, e.g. satellite/group-state/edge-eu/state. */
+  state: string;
+  publicKey: KeyObject;
+  /** "host/repository" a state's signature must name; by default the registry's host and `state`. */
+  identity: string;
+  /** When set, every image the group lists must carry a cosign signature by this key. */
+  imageKey?: KeyObject;
+}
+
+export interface AgentConfig {
+  /** Harbor's registry URL (states are read there; images too when a state names it). */
+  registry: string;
+  credentials?: { username: string; password: string };
+  groups: AgentGroup[];
+  platforms: Platform[];
+  /** Pull an index's attestation manifests (platform unknown/unknown) too. */
+  attestations: boolean;
+  store: string;
+  listen: { host: string; port: number };
+  intervalMs: number;
+  /** Images pulled at once; blobs at once is twice that. */
+  concurrency: number;
+  timeoutMs: number;
+  mirrors: {
+    /** containerd's hosts directory (certs.d); unset: not written. */
+    containerd?: string;
+    /** The registries.conf.d drop-in for CRI-O and podman; unset: not written. */
+    registriesConf?: string;
+    /** What CRI-O/podman may pull from the mirror: "digest-only" (default), "tag-only" or "all". */
+    pullFromMirror: 'digest-only' | 'tag-only' | 'all';
+    /** containerd's config.toml, checked (never written) for the CRI config_path. */
+    containerdConfig: string;
+  };
+  report?: { url: string };
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+export class AgentConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid agent configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'AgentConfigError';
+  }
+}
+
+const DURATION = '^\\s*\\d+(\\.\\d+)?\\s*(ms|s|m|h)?\\s*$';
+
+/** The file's shape; additionalProperties false so a misspelt key is named, not ignored. */
+const SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    registry: { type: 'string', minLength: 1 },
+    username: { type: 'string', minLength: 1 },
+    password: { type: 'string' },
+    passwordFile: { type: 'string', minLength: 1 },
+    groups: {
+      type: 'array',
+      minItems: 1,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'state', 'publicKey'],
+        properties: {
+          name: { type: 'string', minLength: 1 },
+          state: { type: 'string', minLength: 1 },
+          publicKey: { type: 'string', minLength: 1 },
+          identity: { type: 'string', minLength: 1 },
+          verifyImages: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['publicKey'],
+            properties: { publicKey: { type: 'string', minLength: 1 } },
+          },
+        },
+      },
+    },
+    platforms: { type: 'array', minItems: 1, items: { type: 'string' } },
+    attestations: { type: 'boolean' },
+    store: { type: 'string', minLength: 1 },
+    listen: { type: 'string', minLength: 1 },
+    interval: { type: ['string', 'number'] },
+    concurrency: { type: 'integer', minimum: 1, maximum: 64 },
+    timeout: { type: ['string', 'number'] },
+    mirrors: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        containerd: { type: 'string', minLength: 1 },
+        registriesConf: { type: 'string', minLength: 1 },
+        pullFromMirror: { enum: ['digest-only', 'tag-only', 'all'] },
+        containerdConfig: { type: 'string', minLength: 1 },
+      },
+    },
+    report: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['url'],
+      properties: { url: { type: 'string', minLength: 1 } },
+    },
+    logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+  },
+} as const;
+
+const validateFile = compileSchema(SCHEMA);
+
+type Env = Record<string, string | undefined>;
+type FileShape = Record<string, unknown>;
+
+/** "30s", "5m", "250ms", "1h" or a number of seconds, in milliseconds. */
+export function parseDuration(value: unknown): number | undefined {
+  if (typeof value === 'number') return value > 0 ? value * 1000 : undefined;
+  if (typeof value !== 'string' || !new RegExp(DURATION).test(value)) return undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(value)!;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  const ms = Number(m[1]) * unit;
+  return ms > 0 ? ms : undefined;
+}
+
+/** Environment variables that override a key of the file. */
+const ENV_KEYS: Record<string, string> = {
+  SATELLITE_AGENT_REGISTRY: 'registry',
+  SATELLITE_AGENT_USERNAME: 'username',
+  SATELLITE_AGENT_PASSWORD: 'password',
+  SATELLITE_AGENT_PASSWORD_FILE: 'passwordFile',
+  SATELLITE_AGENT_STORE: 'store',
+  SATELLITE_AGENT_LISTEN: 'listen',
+  SATELLITE_AGENT_INTERVAL: 'interval',
+  SATELLITE_AGENT_LOG_LEVEL: 'logLevel',
+};
+
+/** The configuration file named by --config or SATELLITE_AGENT_CONFIG, if any. */
+export function configPath(flag: string | undefined, env: Env = process.env): string | undefined {
+  return flag ?? env.SATELLITE_AGENT_CONFIG ?? undefined;
+}
+
+export function loadAgentConfig(path: string | undefined, env: Env = process.env): AgentConfig {
+  let file: FileShape = {};
+  if (path !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new AgentConfigError([`cannot read ${path}: ${(err as Error).message}`]);
+    }
+    try {
+      file = (parseYaml(text) ?? {}) as FileShape;
+    } catch (err) {
+      throw new AgentConfigError([`${path} is not valid YAML: ${(err as Error).message}`]);
+    }
+    if (typeof file !== 'object' || Array.isArray(file)) throw new AgentConfigError([`${path} must hold a mapping of keys`]);
+  }
+  for (const [name, key] of Object.entries(ENV_KEYS)) if (env[name] !== undefined && env[name] !== '') file[key] = env[name];
+  if (env.SATELLITE_AGENT_PLATFORMS) file.platforms = env.SATELLITE_AGENT_PLATFORMS.split(',').map((s) => s.trim());
+
+  const schemaProblems = validateFile(file);
+  if (schemaProblems.length) throw new AgentConfigError(schemaProblems);
+  return resolveConfig(file, path === undefined ? process.cwd() : dirname(resolve(path)), env);
+}
+
+function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
+  const problems: string[] = [];
+  const at = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+
+  const registry = requiredUrl(file.registry, 'registry', problems);
+  let credentials: AgentConfig['credentials'];
+  const username = file.username as string | undefined;
+  let password = file.password as string | undefined;
+  if (file.passwordFile !== undefined) {
+    if (password !== undefined) problems.push('password and passwordFile: give one of them');
+    try {
+      password = readFileSync(at(file.passwordFile as string), 'utf8').replace(/\r?\n$/, '');
+    } catch (err) {
+      problems.push(`passwordFile: cannot read ${file.passwordFile as string}: ${(err as Error).message}`);
+    }
+  }
+  if (username !== undefined && password !== undefined) credentials = { username, password };
+  else if (username !== undefined || password !== undefined) problems.push('username and password (or passwordFile) go together: give both or neither');
+
+  const key = (pemOrPath: string, where: string): KeyObject | undefined => {
+    try {
+      const pem = pemOrPath.includes('-----BEGIN') ? pemOrPath : readFileSync(at(pemOrPath), 'utf8');
+      return loadPublicKey(pem);
+    } catch (err) {
+      problems.push(`${where}: ${(err as Error).message}`);
+      return undefined;
+    }
+  };
+  const registryHost = registry ? new URL(registry).host : '';
+  const seen = new Set<string>();
+  const groups: AgentGroup[] = [];
+  const fileGroups = (file.groups ?? []) as { name: string; state: string; publicKey: string; identity?: string; verifyImages?: { publicKey: string } }[];
+  if (fileGroups.length === 0) problems.push('groups: list at least one group ({name, state, publicKey})');
+  fileGroups.forEach((g, i) => {
+    const where = `groups[${i}]`;
+    if (seen.has(g.name)) problems.push(`${where}.name: group ${g.name} is listed twice`);
+    seen.add(g.name);
+    if (!isRepositoryName(g.state)) problems.push(`${where}.state: ${JSON.stringify(g.state)} is not a repository name`);
+    const publicKey = key(g.publicKey, `${where}.publicKey`);
+    const imageKey = g.verifyImages ? key(g.verifyImages.publicKey, `${where}.verifyImages.publicKey`) : undefined;
+    if (publicKey) groups.push({ name: g.name, state: g.state, publicKey, identity: g.identity ?? `${registryHost}/${g.state}`, ...(imageKey ? { imageKey } : {}) });
+  });
+
+  const platforms: Platform[] = [];
+  for (const [i, text] of ((file.platforms as string[] | undefined) ?? []).entries()) {
+    const p = parsePlatform(text);
+    if (p) platforms.push(p);
+    else problems.push(`platforms[${i}]: ${JSON.stringify(text)} is not os/architecture[/variant]`);
+  }
+  if (file.platforms === undefined) platforms.push(hostPlatform());
+
+  const listen = parseListen((file.listen as string | undefined) ?? '127.0.0.1:8585');
+  if (!listen) problems.push(`listen: ${JSON.stringify(file.listen)} is not host:port`);
+  const intervalMs = file.interval === undefined ? 30_000 : parseDuration(file.interval);
+  if (intervalMs === undefined) problems.push(`interval: ${JSON.stringify(file.interval)} is not a duration such as 30s or 5m`);
+  const timeoutMs = file.timeout === undefined ? 30_000 : parseDuration(file.timeout);
+  if (timeoutMs === undefined) problems.push(`timeout: ${JSON.stringify(file.timeout)} is not a duration such as 30s`);
+  const report = file.report as { url: string } | undefined;
+  if (report) requiredUrl(report.url, 'report.url', problems);
+  const mirrors = (file.mirrors ?? {}) as Record<string, string>;
+
+  if (problems.length) throw new AgentConfigError(problems);
+  return {
+    registry: registry!,
+    ...(credentials ? { credentials } : {}),
+    groups,
+    platforms,
+    attestations: (file.attestations as boolean | undefined) ?? false,
+    store: at((file.store as string | undefined) ?? '/var/lib/satellite-agent'),
+    listen: listen!,
+    intervalMs: intervalMs!,
+    concurrency: (file.concurrency as number | undefined) ?? 4,
+    timeoutMs: timeoutMs!,
+    mirrors: {
+      ...(mirrors.containerd ? { containerd: at(mirrors.containerd) } : {}),
+      ...(mirrors.registriesConf ? { registriesConf: at(mirrors.registriesConf) } : {}),
+      pullFromMirror: (mirrors.pullFromMirror as AgentConfig['mirrors']['pullFromMirror'] | undefined) ?? 'digest-only',
+      containerdConfig: at(mirrors.containerdConfig ?? env.SATELLITE_AGENT_CONTAINERD_CONFIG ?? '/etc/containerd/config.toml'),
+    },
+    ...(report ? { report: { url: report.url.replace(/\/+$/, '') } } : {}),
+    logLevel: (file.logLevel as AgentConfig['logLevel'] | undefined) ?? 'info',
+  };
+}
+
+function requiredUrl(value: unknown, field: string, problems: string[]): string | undefined {
+  if (typeof value !== 'string' || value === '') {
+    problems.push(`${field}: required (e.g. https://harbor.example.com)`);
+    return undefined;
+  }
+  try {
+    const u = new URL(value);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
+    return value.replace(/\/+$/, '');
+  } catch {
+    problems.push(`${field}: ${JSON.stringify(value)} is not an http(s) URL`);
+    return undefined;
+  }
+}
+
+/** "host:port", "[v6]:port" or ":port" (all addresses). */
+export function parseListen(text: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text.trim());
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}

@@ -1,0 +1,46 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The agent's Prometheus metrics, served at /metrics on its listener. */
+export class AgentMetrics {
+  readonly registry = new Registry();
+  readonly polls = new Counter({
+    name: 'satellite_agent_polls_total',
+    help: 'Polls of a group state, by result (unchanged, changed, retried, unreachable, refused, missing)',
+    labelNames: ['group', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly bytesPulled = new Counter({
+    name: 'satellite_agent_bytes_pulled_total',
+    help: 'Bytes received from registries: states, manifests and blobs',
+    labelNames: ['what'] as const,
+    registers: [this.registry],
+  });
+  readonly syncSeconds = new Histogram({
+    name: 'satellite_agent_sync_seconds',
+    help: 'Time of one sync of one group (poll, state, images)',
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+    registers: [this.registry],
+  });
+  readonly failures = new Counter({
+    name: 'satellite_agent_failures_total',
+    help: 'Failures, by where they happened (poll, state, image, report, mirror)',
+    labelNames: ['where'] as const,
+    registers: [this.registry],
+  });
+  readonly images = new Gauge({
+    name: 'satellite_agent_images',
+    help: 'Images listed by the applied states, by group and status',
+    labelNames: ['group', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly appliedVersion = new Gauge({
+    name: 'satellite_agent_applied_version',
+    help: 'The state version applied, by group',
+    labelNames: ['group'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'satellite_agent_' });
+  }
+}

@@ -1,0 +1,92 @@
+import { mkdir, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
+import { writeAtomic } from './agent-state.js';
+import type { AgentConfig } from './config.js';
+
+// The runtime side: mirror entries that send the device's pulls from Harbor's registry host
+// to the agent's local server.
+//   containerd: <certs.d>/<host>/hosts.toml (docs/hosts.md): the local server as a host
+//               with the pull and resolve capabilities; containerd reads these only when its
+//               CRI plugin's registry config_path names the directory, which is checked, not
+//               written (the operator's config.toml is theirs).
+//   CRI-O, podman, skopeo: a registries.conf.d drop-in (containers-registries.conf(5)): the
+//               registry with the local server as a [[registry.mirror]].
+// Files are replaced atomically and only when their content changes.
+
+/** "http://127.0.0.1:8585" → what the runtime connects to. */
+export interface MirrorTarget {
+  url: string;
+  /** host:port, as registries.conf names a location. */
+  location: string;
+  insecure: boolean;
+}
+
+export function hostsToml(registryHost: string, mirror: MirrorTarget): string {
+  return `# Written by satellite agent: pulls of ${registryHost} go to the local satellite first.\n${stringifyToml({
+    server: `https://${registryHost}`,
+    host: { [mirror.url]: { capabilities: ['pull', 'resolve'] } },
+  })}\n`;
+}
+
+export function registriesConf(registryHosts: readonly string[], mirror: MirrorTarget, pullFromMirror: AgentConfig['mirrors']['pullFromMirror']): string {
+  return `# Written by satellite agent: pulls of these registries go to the local satellite first.\n${stringifyToml({
+    registry: registryHosts.map((host) => ({
+      prefix: host,
+      location: host,
+      mirror: [{ location: mirror.location, insecure: mirror.insecure, 'pull-from-mirror': pullFromMirror }],
+    })),
+  })}\n`;
+}
+
+async function replaceIfChanged(path: string, content: string): Promise<boolean> {
+  const current = await readFile(path, 'utf8').catch(() => undefined);
+  if (current === content) return false;
+  await mkdir(dirname(path), { recursive: true });
+  await writeAtomic(path, content);
+  return true;
+}
+
+/** Writes the configured mirror files for `registryHosts`; returns the paths that changed. */
+export async function writeMirrorFiles(config: AgentConfig, registryHosts: readonly string[], mirror: MirrorTarget): Promise<string[]> {
+  const changed: string[] = [];
+  if (registryHosts.length === 0) return changed;
+  if (config.mirrors.containerd) {
+    for (const host of registryHosts) {
+      const path = join(config.mirrors.containerd, host, 'hosts.toml');
+      if (await replaceIfChanged(path, hostsToml(host, mirror))) changed.push(path);
+    }
+  }
+  if (config.mirrors.registriesConf) {
+    const path = config.mirrors.registriesConf;
+    if (await replaceIfChanged(path, registriesConf(registryHosts, mirror, config.mirrors.pullFromMirror))) changed.push(path);
+  }
+  return changed;
+}
+
+/**
+ * Whether containerd will read the hosts directory: its CRI registry config_path must name
+ * it (plugin io.containerd.grpc.v1.cri on 1.x, io.containerd.cri.v1.images on 2.x).
+ * Returns undefined when it does, else what to tell the operator.
+ */
+export async function checkContainerdConfig(configPath: string, certsDir: string): Promise<string | undefined> {
+  let text: string;
+  try {
+    text = await readFile(configPath, 'utf8');
+  } catch {
+    return `containerd's ${configPath} was not found; if containerd runs here, set config_path = "${certsDir}" under the CRI plugin's registry section so it reads the mirror entries`;
+  }
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseToml(text) as Record<string, unknown>;
+  } catch (err) {
+    return `containerd's ${configPath} is not valid TOML (${(err as Error).message})`;
+  }
+  const plugins = (doc.plugins ?? {}) as Record<string, { registry?: { config_path?: unknown } }>;
+  const v1 = plugins['io.containerd.grpc.v1.cri']?.registry?.config_path;
+  const v2 = plugins['io.containerd.cri.v1.images']?.registry?.config_path;
+  const paths = [v1, v2].filter((p): p is string => typeof p === 'string').flatMap((p) => p.split(':'));
+  if (paths.includes(certsDir)) return undefined;
+  const section = doc.version === 3 ? '[plugins."io.containerd.cri.v1.images".registry]' : '[plugins."io.containerd.grpc.v1.cri".registry]';
+  return `containerd (${configPath}) does not read ${certsDir}: add config_path = "${certsDir}" under ${section} and restart containerd`;
+}

@@ -1,0 +1,157 @@
+import type { KeyObject } from 'node:crypto';
+import { readSignatureLayers } from '../core/cosign/signature-image.js';
+import { verifySignatureLayer, repositoryOf } from '../core/cosign/simple-signing.js';
+import type { Descriptor } from '../core/oci/manifest.js';
+import { INDEX_TYPES, MediaType } from '../core/oci/media-types.js';
+import type { RegistryClient } from '../core/registry/registry-client.js';
+import type { StateArtifact } from '../core/state/render.js';
+import type { ContentStore } from './content-store.js';
+import { formatPlatform, isAttestation, matches, type Platform } from './platform.js';
+
+// Pulls one entry of a state into the content store, by digest only: the manifest first,
+// for an index only the children of the device's platforms, for an image its config before
+// any layer (so an image for another platform costs one small blob), then the layers.
+// Every byte is checked against its digest before it is kept.
+
+/** What an entry holds in the store: the manifests it serves and the other blobs they name. */
+export interface PullOutcome {
+  status: 'present' | 'skipped';
+  reason?: string;
+  manifests: string[];
+  blobs: string[];
+}
+
+/** An image that must not be made available (it is reported, and retried next sync). */
+export class PullRefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PullRefusedError';
+  }
+}
+
+export interface PullContext {
+  client: RegistryClient;
+  store: ContentStore;
+  platforms: readonly Platform[];
+  attestations: boolean;
+  /** Bounds blob downloads across every image being pulled. */
+  limit: <T>(fn: () => Promise<T>) => Promise<T>;
+  /** Counts bytes that came over the network. */
+  onBytes: (n: number) => void;
+  /** Every signature entry of the state, by the digest it signs (for image verification). */
+  signatures: ReadonlyMap<string, StateArtifact[]>;
+  imageKey?: KeyObject;
+}
+
+interface ManifestDoc {
+  mediaType?: string;
+  config?: Descriptor;
+  layers?: Descriptor[];
+  manifests?: (Descriptor & { platform?: Platform })[];
+}
+
+const IMAGE_CONFIGS = new Set<string>([MediaType.OciImageConfig, MediaType.DockerImageConfig]);
+
+export async function pullEntry(ctx: PullContext, entry: StateArtifact): Promise<PullOutcome> {
+  const repo = entry.repository;
+  const { doc } = await manifest(ctx, repo, entry.digest);
+  let outcome: PullOutcome;
+  if (INDEX_TYPES.has(doc.mediaType ?? entry.mediaType)) {
+    // The signed index is kept byte for byte; only the children this device runs are pulled.
+    const wanted = (doc.manifests ?? []).filter((m) => matches(ctx.platforms, m.platform) || (ctx.attestations && isAttestation(m.platform)));
+    if (wanted.length === 0) {
+      const offered = (doc.manifests ?? []).map((m) => formatPlatform(m.platform ?? {})).join(', ');
+      return { status: 'skipped', reason: `no manifest for ${ctx.platforms.map(formatPlatform).join(', ')} (the index offers ${offered || 'none'})`, manifests: [entry.digest], blobs: [] };
+    }
+    outcome = { status: 'present', manifests: [entry.digest], blobs: [] };
+    for (const child of wanted) {
+      const pulled = await pullImage(ctx, repo, child.digest, child.platform ?? null);
+      outcome.manifests.push(...pulled.manifests);
+      outcome.blobs.push(...pulled.blobs);
+    }
+  } else {
+    outcome = await pullImage(ctx, repo, entry.digest, (entry as { platform?: Platform }).platform ?? null, doc);
+  }
+  if (ctx.imageKey && entry.type !== 'SIGNATURE' && outcome.status === 'present') await verifyImage(ctx, entry);
+  return outcome;
+}
+
+/** A manifest by digest: from the store when held (checked on read), else fetched and kept. */
+async function manifest(ctx: PullContext, repository: string, digest: string): Promise<{ bytes: Buffer; doc: ManifestDoc }> {
+  let bytes: Buffer | undefined;
+  if (await ctx.store.has(digest)) bytes = await ctx.store.read(digest).catch(() => undefined);
+  if (!bytes) {
+    const fetched = await ctx.client.getManifest(repository, digest);
+    if (!fetched) throw new PullRefusedError(`${repository}@${digest} is not in the registry`);
+    if (fetched.digest !== digest) throw new PullRefusedError(`${repository}@${digest} arrived as ${fetched.digest}`);
+    ctx.onBytes(fetched.bytes.length);
+    await ctx.store.write(digest, fetched.bytes);
+    bytes = fetched.bytes;
+  }
+  try {
+    return { bytes, doc: JSON.parse(bytes.toString('utf8')) as ManifestDoc };
+  } catch {
+    throw new PullRefusedError(`${repository}@${digest} is not a JSON manifest`);
+  }
+}
+
+async function pullImage(ctx: PullContext, repo: string, digest: string, platform: Platform | null, known?: ManifestDoc): Promise<PullOutcome> {
+  const doc = known ?? (await manifest(ctx, repo, digest)).doc;
+  if (!doc.config || !Array.isArray(doc.layers)) throw new PullRefusedError(`${repo}@${digest} is not an image manifest`);
+  const blobs = [doc.config.digest];
+  await blob(ctx, repo, doc.config);
+  // An image without a platform in the state (the endpoint never sees config blobs) is
+  // decided by its config, which is fetched before any layer.
+  if (IMAGE_CONFIGS.has(doc.config.mediaType)) {
+    const actual = platform ?? (await configPlatform(ctx, doc.config.digest));
+    if (!isAttestation(actual) && !matches(ctx.platforms, actual)) {
+      return { status: 'skipped', reason: `built for ${formatPlatform(actual ?? {})}, not ${ctx.platforms.map(formatPlatform).join(', ')}`, manifests: [digest], blobs };
+    }
+  }
+  await Promise.all(doc.layers.map((l) => blob(ctx, repo, l)));
+  blobs.push(...doc.layers.map((l) => l.digest));
+  return { status: 'present', manifests: [digest], blobs };
+}
+
+async function configPlatform(ctx: PullContext, digest: string): Promise<Platform | null> {
+  try {
+    const c = JSON.parse((await ctx.store.read(digest)).toString('utf8')) as { os?: string; architecture?: string; variant?: string };
+    if (typeof c.os !== 'string' || typeof c.architecture !== 'string') return null;
+    return { os: c.os, architecture: c.architecture, ...(c.variant ? { variant: c.variant } : {}) };
+  } catch {
+    return null;
+  }
+}
+
+async function blob(ctx: PullContext, repo: string, d: Descriptor): Promise<void> {
+  if (await ctx.store.has(d.digest, d.size)) return;
+  await ctx.limit(async () => {
+    const { downloaded } = await ctx.store.ingest(d.digest, d.size, (offset) => ctx.client.openBlob(repo, d.digest, offset));
+    ctx.onBytes(downloaded);
+  });
+}
+
+/**
+ * `cosign verify --key` for one image, from the signatures the state lists for it: at least
+ * one signature layer must verify with the group's image key and claim this digest, and name
+ * this repository (any registry host: the image may have been signed under Harbor's external
+ * name).
+ */
+async function verifyImage(ctx: PullContext, entry: StateArtifact): Promise<void> {
+  const sigs = (ctx.signatures.get(entry.digest) ?? []).filter((s) => s.repository === entry.repository && !s.deleted);
+  if (sigs.length === 0) throw new PullRefusedError(`${entry.repository}@${entry.digest} has no cosign signature in the state`);
+  // cosign's .sig tag holds every signature of the digest as layers: one read covers them.
+  const reasons: string[] = [];
+  const layers = await readSignatureLayers(ctx.client, entry.repository, entry.digest);
+  for (const l of layers) {
+    const verdict = verifySignatureLayer({ key: ctx.imageKey!, payload: l.payload, payloadDigest: l.digest, signatureB64: l.signatureB64, manifestDigest: entry.digest });
+    if (!verdict.ok) {
+      reasons.push(verdict.reason);
+      continue;
+    }
+    const named = repositoryOf(verdict.claims.dockerReference);
+    if (named === entry.repository || named.endsWith(`/${entry.repository}`)) return;
+    reasons.push(`signature names ${verdict.claims.dockerReference}`);
+  }
+  throw new PullRefusedError(`${entry.repository}@${entry.digest} has no valid signature by the group's image key: ${[...new Set(reasons)].join('; ') || 'none found'}`);
+}

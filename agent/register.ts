@@ -1,0 +1,70 @@
+import { stringify } from 'yaml';
+import { writeAtomic } from './agent-state.js';
+
+// `satellite agent register --url <service> --token <one-time token>`: trades the token for
+// the satellite's credential, groups and key (POST /api/v1/satellites/register) and writes
+// the agent's configuration file with them (mode 600: it holds the credential).
+
+export interface Registration {
+  name: string;
+  registry: string;
+  username: string;
+  password: string;
+  publicKey: string;
+  groups: { name: string; state: string }[];
+  statusUrl?: string;
+}
+
+export class RegistrationError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RegistrationError';
+  }
+}
+
+export async function register(serviceUrl: string, token: string): Promise<Registration> {
+  const url = `${serviceUrl.replace(/\/+$/, '')}/api/v1/satellites/register`;
+  let res: Response;
+  try {
+    res = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ token }), signal: AbortSignal.timeout(30_000) });
+  } catch (err) {
+    throw new RegistrationError(`cannot reach ${url}: ${(err as Error).message}`);
+  }
+  const text = await res.text();
+  if (!res.ok) {
+    let message = text.slice(0, 300);
+    try {
+      const body = JSON.parse(text) as { error?: { message?: string }; message?: string };
+      message = body.error?.message ?? body.message ?? message;
+    } catch {
+      // not JSON
+    }
+    throw new RegistrationError(`registration refused (${res.status}): ${message}`);
+  }
+  const r = JSON.parse(text) as Registration;
+  for (const k of ['registry', 'username', 'password', 'publicKey'] as const) {
+    if (typeof r[k] !== 'string' || !r[k]) throw new RegistrationError(`the registration answer has no ${k}`);
+  }
+  if (!Array.isArray(r.groups) || r.groups.length === 0) throw new RegistrationError('the registration answer names no group');
+  return r;
+}
+
+/** The agent configuration a registration gives, with the device's own settings. */
+export function configFromRegistration(r: Registration, local: { store?: string; listen?: string; platforms?: string[] }): string {
+  const doc: Record<string, unknown> = {
+    registry: r.registry,
+    username: r.username,
+    password: r.password,
+    groups: r.groups.map((g) => ({ name: g.name, state: g.state, publicKey: r.publicKey })),
+    ...(r.statusUrl ? { report: { url: r.statusUrl } } : {}),
+    ...(local.platforms?.length ? { platforms: local.platforms } : {}),
+    store: local.store ?? '/var/lib/satellite-agent',
+    listen: local.listen ?? '127.0.0.1:8585',
+    interval: '30s',
+  };
+  return `# satellite agent configuration for ${r.name}, written by \`satellite agent register\`\n${stringify(doc)}`;
+}
+
+export async function writeConfig(path: string, text: string): Promise<void> {
+  await writeAtomic(path, text, 0o600);
+}

@@ -1,0 +1,159 @@
+import type { Server } from 'node:http';
+import { open, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { Agent, type SyncSummary } from './agent.js';
+import type { AgentConfig } from './config.js';
+import { AgentMetrics } from './metrics.js';
+import { checkContainerdConfig, writeMirrorFiles } from './mirrors.js';
+import { sendReport } from './report.js';
+import { agentApp, listen } from './server.js';
+
+// Running the agent: one process per store (a lock file), the local server first (what was
+// applied before is served at once, online or not), then the sync loop: a jittered interval,
+// exponential backoff while the registry is unreachable, SIGHUP for a sync now, SIGTERM to stop.
+
+const MAX_BACKOFF_MS = 10 * 60 * 1000;
+
+export function agentLogger(config: AgentConfig): Logger {
+  return pino({ name: 'satellite-agent', level: config.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
+}
+
+/** Takes the store's lock; throws when another live agent holds it. */
+export async function lockStore(store: string): Promise<() => Promise<void>> {
+  const path = join(store, 'agent.lock');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const f = await open(path, 'wx');
+      await f.writeFile(String(process.pid));
+      await f.close();
+      return () => rm(path, { force: true });
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EEXIST') throw err;
+      const pid = Number(await readFile(path, 'utf8').catch(() => ''));
+      if (pid && pid !== process.pid && alive(pid)) throw new Error(`another agent (pid ${pid}) uses the store ${store}`);
+      await rm(path, { force: true }); // left by an agent that died
+    }
+  }
+  throw new Error(`cannot lock the store ${store}`);
+}
+
+/** The pid of the agent running on a store, if one is. */
+export async function runningAgent(store: string): Promise<number | undefined> {
+  const pid = Number(await readFile(join(store, 'agent.lock'), 'utf8').catch(() => ''));
+  return pid && alive(pid) ? pid : undefined;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as { code?: string }).code === 'EPERM';
+  }
+}
+
+export interface RunningAgent {
+  agent: Agent;
+  url: string;
+  server: Server;
+  /** Resolves with the first sync's summary. */
+  firstSync: Promise<SyncSummary>;
+  stop(): Promise<void>;
+}
+
+export async function startAgent(config: AgentConfig, log: Logger = agentLogger(config), opts: { once?: boolean; only?: string } = {}): Promise<RunningAgent> {
+  const metrics = new AgentMetrics();
+  const agent = new Agent(config, log, metrics);
+  await agent.store.init();
+  const unlock = await lockStore(config.store);
+  try {
+    await agent.open();
+  } catch (err) {
+    await unlock();
+    throw err;
+  }
+  const { server, url } = opts.once ? { server: undefined as unknown as Server, url: '' } : await listen(agentApp(agent), config.listen.host, config.listen.port);
+  if (!opts.once) log.info({ url, groups: config.groups.map((g) => g.name), platforms: config.platforms }, 'serving the local store');
+
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  let running: Promise<SyncSummary> | undefined;
+  let failures = 0;
+  const mirror = { url, location: url.replace(/^https?:\/\//, ''), insecure: url.startsWith('http://') };
+
+  const pass = async (): Promise<SyncSummary> => {
+    const summary = await agent.syncOnce(opts.only);
+    if (!opts.once) await afterSync(agent, config, mirror, log);
+    if (config.report) await sendReport(agent, config, log);
+    return summary;
+  };
+  const schedule = (summary: SyncSummary | undefined) => {
+    if (stopped || opts.once) return;
+    const outcomes = Object.values(summary?.groups ?? {});
+    const unreachable = outcomes.length > 0 && outcomes.every((o) => o === 'unreachable');
+    failures = unreachable ? failures + 1 : 0;
+    const base = unreachable ? Math.min(config.intervalMs * 2 ** failures, MAX_BACKOFF_MS) : config.intervalMs;
+    const delay = base * (0.9 + Math.random() * 0.2); // ±10 %: a fleet does not poll in step
+    timer = setTimeout(() => void tick(), delay);
+  };
+  const tick = async () => {
+    if (running) return running;
+    clearTimeout(timer);
+    running = pass();
+    try {
+      const s = await running;
+      schedule(s);
+      return s;
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'sync failed');
+      metrics.failures.inc({ where: 'sync' });
+      schedule(undefined);
+      throw err;
+    } finally {
+      running = undefined;
+    }
+  };
+  const onHup = () => {
+    log.info('SIGHUP: syncing now');
+    void tick().catch(() => undefined);
+  };
+  if (!opts.once) process.on('SIGHUP', onHup);
+
+  const firstSync = tick();
+  return {
+    agent,
+    url,
+    server,
+    firstSync,
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      process.off('SIGHUP', onHup);
+      await running?.catch(() => undefined);
+      if (server) {
+        server.closeAllConnections();
+        await new Promise((r) => server.close(r));
+      }
+      await unlock();
+    },
+  };
+}
+
+/** After each pass: the runtime mirror files, and containerd's config check for the status. */
+async function afterSync(agent: Agent, config: AgentConfig, mirror: { url: string; location: string; insecure: boolean }, log: Logger): Promise<void> {
+  try {
+    const changed = await writeMirrorFiles(config, agent.registryHosts(), mirror);
+    for (const path of changed) log.info({ path }, 'mirror configuration written');
+  } catch (err) {
+    agent.metrics.failures.inc({ where: 'mirror' });
+    log.error({ err: (err as Error).message }, 'cannot write the mirror configuration');
+  }
+  if (config.mirrors.containerd) {
+    const problem = await checkContainerdConfig(config.mirrors.containerdConfig, config.mirrors.containerd);
+    const before = agent.doc.runtime?.containerd;
+    agent.doc.runtime = { containerd: problem ?? 'reads the mirror entries' };
+    if (problem && problem !== before) log.warn({ hint: problem }, 'containerd will not use the local mirror');
+    await agent.files.save(agent.doc);
+  }
+}

@@ -1,0 +1,161 @@
+import express, { type Request, type Response } from 'express';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { isDigest } from '../core/oci/digest.js';
+import { isRepositoryName } from '../core/oci/names.js';
+import { MediaType } from '../core/oci/media-types.js';
+import type { Agent } from './agent.js';
+
+// The pull side of the OCI distribution API, read-only, from the agent's store: what the
+// device's runtime (containerd, CRI-O, podman) reaches through its mirror configuration.
+// GET/HEAD manifests by tag or digest, GET/HEAD blobs with a single byte Range, tags/list.
+// Anything that writes answers 405 UNSUPPORTED.
+
+const API_VERSION = { 'Docker-Distribution-API-Version': 'registry/2.0' };
+
+function oci(res: Response, status: number, code: string, message: string, detail?: unknown): void {
+  res.status(status).set(API_VERSION).type('application/json');
+  if (res.req.method === 'HEAD') res.end();
+  else res.send(JSON.stringify({ errors: [{ code, message, ...(detail === undefined ? {} : { detail }) }] }));
+}
+
+const ROUTES: { pattern: RegExp; kind: 'manifest' | 'blob' | 'tags' }[] = [
+  { pattern: /^\/v2\/(?<name>.+)\/manifests\/(?<ref>[^/]+)$/, kind: 'manifest' },
+  { pattern: /^\/v2\/(?<name>.+)\/blobs\/(?<ref>[^/]+)$/, kind: 'blob' },
+  { pattern: /^\/v2\/(?<name>.+)\/tags\/list$/, kind: 'tags' },
+];
+
+/** A single "bytes=a-b", "bytes=a-" or "bytes=-n" range within `size`; null when unsatisfiable. */
+export function parseRange(header: string | undefined, size: number): { start: number; end: number } | null | undefined {
+  if (!header) return undefined;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return null;
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    const n = Number(m[2]);
+    if (n === 0) return null;
+    start = Math.max(0, size - n);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  return start <= end && start < size ? { start, end } : null;
+}
+
+export function agentApp(agent: Agent): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(agent.metrics.registry.contentType).send(await agent.metrics.registry.metrics());
+  });
+  app.get('/status', (_req, res) => {
+    res.json(agent.doc);
+  });
+  app.all('/v2', (req, res) => res.redirect(308, '/v2/'));
+  app.all('/v2/', (req, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return oci(res, 405, 'UNSUPPORTED', 'this registry is read-only');
+    res.status(200).set(API_VERSION).json({});
+  });
+  app.use('/v2/', async (req, res, next) => {
+    const path = req.originalUrl.split('?')[0]!;
+    const route = ROUTES.map((r) => ({ r, m: r.pattern.exec(path) })).find((x) => x.m);
+    if (!route) return next();
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.set('Allow', 'GET, HEAD');
+      return oci(res, 405, 'UNSUPPORTED', 'this registry is read-only');
+    }
+    let name: string;
+    let ref: string;
+    try {
+      name = decodeURIComponent(route.m!.groups!.name!);
+      ref = decodeURIComponent(route.m!.groups!.ref ?? '');
+    } catch {
+      return oci(res, 400, 'NAME_INVALID', 'malformed path');
+    }
+    if (!isRepositoryName(name)) return oci(res, 400, 'NAME_INVALID', `invalid repository name ${JSON.stringify(name)}`);
+    try {
+      if (route.r.kind === 'manifest') await manifest(agent, req, res, name, ref);
+      else if (route.r.kind === 'blob') await blob(agent, req, res, name, ref);
+      else tags(agent, req, res, name);
+    } catch (err) {
+      req.socket.destroy();
+      agent.log.error({ err: (err as Error).message, path }, 'serving failed');
+    }
+  });
+  app.use((req, res) => oci(res, 404, 'NOT_FOUND', `no route for ${req.method} ${req.path}`));
+  return app;
+}
+
+async function manifest(agent: Agent, req: Request, res: Response, name: string, ref: string): Promise<void> {
+  const digest = agent.view.manifest(name, ref);
+  if (!digest) return oci(res, 404, 'MANIFEST_UNKNOWN', `manifest ${ref} is not served for ${name}`, { name, reference: ref });
+  let bytes: Buffer;
+  try {
+    bytes = await agent.store.read(digest);
+  } catch {
+    agent.blobCorrupt(digest);
+    return oci(res, 404, 'MANIFEST_UNKNOWN', `manifest ${ref} is being fetched again`, { name, reference: ref });
+  }
+  let mediaType: string = MediaType.OciManifest;
+  try {
+    const doc = JSON.parse(bytes.toString('utf8')) as { mediaType?: string; manifests?: unknown };
+    mediaType = doc.mediaType ?? (Array.isArray(doc.manifests) ? MediaType.OciIndex : MediaType.OciManifest);
+  } catch {
+    // served as stored
+  }
+  res.status(200).set({ ...API_VERSION, 'Content-Type': mediaType, 'Docker-Content-Digest': digest, 'Content-Length': String(bytes.length), ETag: `"${digest}"` });
+  if (req.method === 'HEAD') res.end();
+  else res.end(bytes);
+}
+
+async function blob(agent: Agent, req: Request, res: Response, name: string, digest: string): Promise<void> {
+  if (!isDigest(digest)) return oci(res, 400, 'DIGEST_INVALID', `invalid digest ${JSON.stringify(digest)}`);
+  const size = agent.view.hasBlob(name, digest) ? await agent.store.size(digest) : undefined;
+  if (size === undefined) return oci(res, 404, 'BLOB_UNKNOWN', `blob ${digest} is not served for ${name}`, { digest });
+  const range = parseRange(req.headers.range, size);
+  const headers = { ...API_VERSION, 'Docker-Content-Digest': digest, 'Content-Type': 'application/octet-stream', 'Accept-Ranges': 'bytes', ETag: `"${digest}"` };
+  if (range === null) {
+    res.status(416).set({ ...headers, 'Content-Range': `bytes */${size}` });
+    return oci(res, 416, 'BLOB_UNKNOWN', `range ${req.headers.range} is not satisfiable for ${size} bytes`);
+  }
+  if (range) {
+    res.status(206).set({ ...headers, 'Content-Range': `bytes ${range.start}-${range.end}/${size}`, 'Content-Length': String(range.end - range.start + 1) });
+  } else {
+    res.status(200).set({ ...headers, 'Content-Length': String(size) });
+  }
+  if (req.method === 'HEAD') return void res.end();
+  const stream = agent.store.stream(digest, range ?? undefined, () => agent.blobCorrupt(digest));
+  // The headers are sent: cutting the connection short of Content-Length is how the client
+  // learns the transfer failed.
+  stream.on('error', () => res.destroy());
+  stream.pipe(res);
+}
+
+function tags(agent: Agent, req: Request, res: Response, name: string): void {
+  const all = agent.view.tagList(name);
+  if (!all) return oci(res, 404, 'NAME_UNKNOWN', `repository ${name} is not served`, { name });
+  const n = typeof req.query.n === 'string' && /^\d+$/.test(req.query.n) ? Number(req.query.n) : all.length;
+  const last = typeof req.query.last === 'string' ? req.query.last : undefined;
+  const after = last === undefined ? all : all.filter((t) => t > last);
+  const page = after.slice(0, n);
+  if (after.length > page.length && page.length > 0) {
+    res.set('Link', `</v2/${name}/tags/list?n=${n}&last=${encodeURIComponent(page[page.length - 1]!)}>; rel="next"`);
+  }
+  res.status(200).set(API_VERSION).json({ name, tags: page });
+}
+
+export async function listen(app: express.Express, host: string, port: number): Promise<{ server: Server; url: string }> {
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = app.listen(port, host, () => resolve(s));
+    s.once('error', reject);
+  });
+  const address = server.address() as AddressInfo;
+  const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+  return { server, url: `http://${h}:${address.port}` };
+}

@@ -1,0 +1,57 @@
+import type { AgentStateDoc, GroupRecord } from './agent-state.js';
+
+// `satellite agent status`: what the running (or last) agent applied, read from its store.
+
+export interface GroupStatus {
+  name: string;
+  version: number | null;
+  digest: string | null;
+  pinned: boolean;
+  checkedAt: string | null;
+  appliedAt: string | null;
+  staleSince: string | null;
+  error: string | null;
+  images: { present: number; pending: number; failed: number; skipped: number };
+  failures: { repository: string; digest: string; reason: string }[];
+  skipped: { repository: string; digest: string; reason: string }[];
+}
+
+export function groupStatus(name: string, rec: GroupRecord | undefined, pinned: boolean): GroupStatus {
+  const images = Object.values(rec?.images ?? {});
+  const by = (s: string) => images.filter((i) => i.status === s);
+  const list = (s: string) => by(s).map((i) => ({ repository: i.repository, digest: i.digest, reason: i.reason ?? '' }));
+  return {
+    name,
+    version: rec?.applied?.version ?? null,
+    digest: rec?.applied?.digest ?? null,
+    pinned,
+    checkedAt: rec?.checkedAt ?? null,
+    appliedAt: rec?.applied?.appliedAt ?? null,
+    staleSince: rec?.staleSince ?? null,
+    error: rec?.error ?? null,
+    images: { present: by('present').length, pending: by('pending').length, failed: by('failed').length, skipped: by('skipped').length },
+    failures: list('failed'),
+    skipped: list('skipped'),
+  };
+}
+
+export function statusTable(doc: AgentStateDoc, groups: GroupStatus[]): string {
+  const rows = [['GROUP', 'VERSION', 'DIGEST', 'CHECKED', 'APPLIED', 'IMAGES', 'STATE']];
+  for (const g of groups) {
+    const state = g.staleSince ? `stale since ${g.staleSince}` : g.error ? `error: ${g.error}` : 'ok';
+    rows.push([
+      g.name,
+      g.version === null ? '-' : `v${g.version}${g.pinned ? ' (pinned)' : ''}`,
+      g.digest ? g.digest.slice(0, 19) : '-',
+      g.checkedAt ?? '-',
+      g.appliedAt ?? '-',
+      `${g.images.present} present, ${g.images.pending} pending, ${g.images.failed} failed${g.images.skipped ? `, ${g.images.skipped} other platform` : ''}`,
+      state,
+    ]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const lines = rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
+  for (const g of groups) for (const f of g.failures) lines.push(`  ${g.name}: ${f.repository}@${f.digest}: ${f.reason}`);
+  lines.push(`agent ${doc.agentVersion}${doc.startedAt ? `, started ${doc.startedAt}` : ''}${doc.runtime?.containerd ? `; containerd: ${doc.runtime.containerd}` : ''}`);
+  return lines.join('\n');
+}

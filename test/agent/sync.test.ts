@@ -1,0 +1,114 @@
+import { expect } from 'chai';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ArtifactStore } from '../../core/store/artifact-store.js';
+import { useAgentWorld, pushImage, pushIndex } from '../support/agent.js';
+import { image, index } from '../support/oci.js';
+
+const get = (base: string, path: string, init?: RequestInit) => fetch(`${base}${path}`, init);
+
+describe('the edge agent: sync, pull by digest, serve', function () {
+  this.timeout(60_000);
+  const world = useAgentWorld();
+
+  it('when a group lists an image and a multi-arch index, then the agent serves exactly those bytes, with only the device\'s platform of the index', async () => {
+    const client = world.client();
+    const alpine = image();
+    const nginx = index([{ architecture: 'amd64', os: 'linux' }, { architecture: 'arm64', os: 'linux' }]);
+    await pushImage(client, 'library/alpine', alpine, '3.20');
+    await pushIndex(client, 'library/nginx', nginx, '1.27');
+    await world.record('edge', 'library/alpine', alpine, '3.20');
+    for (const c of nginx.children) await world.record('edge', 'library/nginx', c, null);
+    await world.record('edge', 'library/nginx', { manifest: nginx.manifest, config: nginx.manifest, layers: [] }, '1.27');
+    const published = await world.publish('edge');
+
+    const agent = await world.start(await world.config({ platforms: ['linux/arm64'] }));
+    expect(await agent.firstSync).to.deep.include({ groups: { edge: 'applied' }, failedImages: 0 });
+
+    const byTag = await get(agent.url, '/v2/library/nginx/manifests/1.27');
+    expect(byTag.status).to.equal(200);
+    expect(Buffer.from(await byTag.arrayBuffer()).equals(nginx.manifest.bytes), 'the signed index, byte for byte').to.equal(true);
+    expect(byTag.headers.get('docker-content-digest')).to.equal(nginx.manifest.digest);
+    expect(byTag.headers.get('content-type')).to.equal('application/vnd.oci.image.index.v1+json');
+    const arm = nginx.children[1]!;
+    const amd = nginx.children[0]!;
+    expect((await get(agent.url, `/v2/library/nginx/manifests/${arm.manifest.digest}`)).status).to.equal(200);
+    expect((await get(agent.url, `/v2/library/nginx/manifests/${amd.manifest.digest}`)).status, 'not this device\'s platform').to.equal(404);
+    for (const l of arm.layers) {
+      const res = await get(agent.url, `/v2/library/nginx/blobs/${l.digest}`);
+      expect(Buffer.from(await res.arrayBuffer()).equals(l.bytes)).to.equal(true);
+    }
+    const stored = await readdir(join(agent.agent.config.store, 'blobs', 'sha256'));
+    for (const l of amd.layers) expect(stored, 'no byte of the other platform was pulled').to.not.include(l.digest.slice(7));
+
+    // alpine is amd64 only: its config says so, and it is decided before any layer.
+    expect((await get(agent.url, '/v2/library/alpine/manifests/3.20')).status).to.equal(404);
+    for (const l of alpine.layers) expect(stored).to.not.include(l.digest.slice(7));
+    const status = agent.agent.doc.groups.edge!;
+    expect(status.applied).to.include({ version: published.version, digest: published.digest });
+    expect(Object.values(status.images).map((i) => [i.repository, i.status])).to.have.deep.members([['library/alpine', 'skipped'], ['library/nginx', 'present']]);
+  });
+
+  it('when blobs are asked with Range, then the agent answers 206 with the bytes asked, and tags are listed as the state lists them', async () => {
+    const client = world.client();
+    const img = image();
+    await pushImage(client, 'library/app', img);
+    await world.record('edge', 'library/app', img, '2.0');
+    await world.record('edge', 'library/app', img, 'stable');
+    await world.publish('edge');
+    const agent = await world.start(await world.config());
+    await agent.firstSync;
+    const layer = img.layers[0]!;
+    const part = await get(agent.url, `/v2/library/app/blobs/${layer.digest}`, { headers: { Range: 'bytes=10-99' } });
+    expect(part.status).to.equal(206);
+    expect(part.headers.get('content-range')).to.equal(`bytes 10-99/${layer.size}`);
+    expect(Buffer.from(await part.arrayBuffer()).equals(layer.bytes.subarray(10, 100))).to.equal(true);
+    const head = await get(agent.url, `/v2/library/app/blobs/${layer.digest}`, { method: 'HEAD' });
+    expect(head.headers.get('content-length')).to.equal(String(layer.size));
+    expect((await get(agent.url, `/v2/library/app/blobs/${layer.digest}`, { headers: { Range: `bytes=${layer.size}-` } })).status).to.equal(416);
+    const tags = await (await get(agent.url, '/v2/library/app/tags/list')).json();
+    expect(tags).to.deep.equal({ name: 'library/app', tags: ['2.0', 'stable'] });
+    expect((await get(agent.url, '/v2/library/app/manifests/2.0', { method: 'PUT', body: '{}' })).status, 'read-only').to.equal(405);
+  });
+
+  it('when an image is deleted in Harbor, then the next state\'s tombstone removes it from what is served and its blobs from the store', async () => {
+    const client = world.client();
+    const keep = image();
+    const gone = image();
+    await pushImage(client, 'library/keep', keep);
+    await pushImage(client, 'library/gone', gone);
+    await world.record('edge', 'library/keep', keep, '1');
+    await world.record('edge', 'library/gone', gone, '1');
+    await world.publish('edge');
+    const agent = await world.start(await world.config());
+    await agent.firstSync;
+    expect((await get(agent.url, '/v2/library/gone/manifests/1')).status).to.equal(200);
+
+    await new ArtifactStore(world.db.pool).deleteManifest({ group: 'edge', repository: 'library/gone' }, gone.manifest.digest);
+    await world.publish('edge');
+    expect(await agent.agent.syncOnce()).to.deep.include({ groups: { edge: 'applied' } });
+    expect((await get(agent.url, '/v2/library/gone/manifests/1')).status).to.equal(404);
+    expect((await get(agent.url, `/v2/library/gone/blobs/${gone.layers[0]!.digest}`)).status).to.equal(404);
+    const stored = await readdir(join(agent.agent.config.store, 'blobs', 'sha256'));
+    for (const b of [gone.manifest, gone.config, ...gone.layers]) expect(stored, 'collected').to.not.include(b.digest.slice(7));
+    for (const b of [keep.manifest, keep.config, ...keep.layers]) expect(stored, 'kept').to.include(b.digest.slice(7));
+    expect((await get(agent.url, '/v2/library/keep/manifests/1')).status).to.equal(200);
+  });
+
+  it('when images share layers, then each shared layer is downloaded once', async () => {
+    const client = world.client();
+    const { randomLayer } = await import('../support/oci.js');
+    const base = randomLayer(64 * 1024);
+    const images = Array.from({ length: 6 }, () => image({ layers: [base, randomLayer(1024)] }));
+    for (const [i, img] of images.entries()) {
+      await pushImage(client, `library/app${i}`, img);
+      await world.record('edge', `library/app${i}`, img, '1');
+    }
+    await world.publish('edge');
+    const agent = await world.start(await world.config());
+    const summary = await agent.firstSync;
+    const unique = [base, ...images.flatMap((i) => [i.manifest, i.config, i.layers[1]!])].reduce((n, b) => n + b.size, 0);
+    expect(summary.failedImages).to.equal(0);
+    expect(summary.bytes - unique, 'only the state itself beyond the unique blobs').to.be.below(10 * 1024);
+  });
+});

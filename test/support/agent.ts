@@ -1,0 +1,113 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { pino } from 'pino';
+import { loadAgentConfig, type AgentConfig } from '../../agent/config.js';
+import { startAgent, type RunningAgent } from '../../agent/run.js';
+import type { RegistryClient } from '../../core/registry/registry-client.js';
+import { createTestDatabase, type TestDatabase } from './db.js';
+import type { Image, Index } from './oci.js';
+import { record, testBuilder, useRegistryAndKeys, workerConfig } from './worker.js';
+
+// A small Harbor for the agent's tests: a real docker-registry holds the images (as Harbor's
+// registry does) and the states the real worker builds, signs and publishes from the records
+// of a real Postgres database; the agent reads both from it.
+
+/** Pushes an image's blobs and manifest into a real registry, by digest and (optionally) by tag. */
+export async function pushImage(client: RegistryClient, repository: string, img: Image, tag?: string): Promise<void> {
+  for (const b of [img.config, ...img.layers]) await client.pushBlob(repository, b.bytes);
+  await client.putManifest(repository, img.manifest.digest, img.manifest.bytes, img.manifest.mediaType);
+  if (tag) await client.putManifest(repository, tag, img.manifest.bytes, img.manifest.mediaType);
+}
+
+export async function pushIndex(client: RegistryClient, repository: string, idx: Index, tag?: string): Promise<void> {
+  for (const c of idx.children) await pushImage(client, repository, c);
+  await client.putManifest(repository, idx.manifest.digest, idx.manifest.bytes, idx.manifest.mediaType);
+  if (tag) await client.putManifest(repository, tag, idx.manifest.bytes, idx.manifest.mediaType);
+}
+
+export interface AgentWorld {
+  readonly db: TestDatabase;
+  readonly registryUrl: string;
+  readonly registryHost: string;
+  readonly publicPem: string;
+  /** What the worker uses: record what Harbor replicated, then build a group's state. */
+  publish(group: string): Promise<{ version: number; digest: string; result: string }>;
+  record(group: string, repository: string, img: Image, tag: string | null): Promise<void>;
+  client(): RegistryClient;
+  /** An agent configuration (YAML written to a temp dir, loaded as the agent would). */
+  config(overrides?: Record<string, unknown>, group?: Record<string, unknown>): Promise<AgentConfig>;
+  configFile(overrides?: Record<string, unknown>, group?: Record<string, unknown>): Promise<string>;
+  start(config: AgentConfig): Promise<RunningAgent>;
+  /** A temp dir removed after the tests. */
+  dir(): Promise<string>;
+}
+
+/** Registry, keys and database for a describe block; a fresh database per test. */
+export function useAgentWorld(): AgentWorld {
+  const shared = useRegistryAndKeys();
+  const dirs: string[] = [];
+  const running: RunningAgent[] = [];
+  let db: TestDatabase;
+  beforeEach(async () => {
+    db = await createTestDatabase();
+  });
+  afterEach(async () => {
+    for (const a of running.splice(0)) await a.stop();
+    await db?.drop();
+    for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+  });
+  const builder = () => testBuilder(workerConfig({ STATE_REGISTRY: shared.registry.url, IMAGE_REGISTRY: shared.registry.url, COSIGN_KEY: shared.keys.keyPath }), db.pool, shared.keys);
+  const dir = async () => {
+    const d = await mkdtemp(join(tmpdir(), 'satellite-agent-'));
+    dirs.push(d);
+    return d;
+  };
+  const configFile = async (overrides: Record<string, unknown> = {}, group: Record<string, unknown> = {}) => {
+    const d = await dir();
+    const doc = {
+      registry: shared.registry.url,
+      groups: [{ name: 'edge', state: 'satellite/group-state/edge/state', publicKey: shared.keys.publicPem, ...group }],
+      platforms: ['linux/amd64'],
+      store: join(d, 'store'),
+      listen: '127.0.0.1:0',
+      interval: '1h',
+      logLevel: 'silent',
+      ...overrides,
+    };
+    const path = join(d, 'agent.yaml');
+    await writeFile(path, stringify(doc));
+    return path;
+  };
+  return {
+    get db() {
+      return db;
+    },
+    get registryUrl() {
+      return shared.registry.url;
+    },
+    get registryHost() {
+      return shared.registry.host;
+    },
+    get publicPem() {
+      return shared.keys.publicPem;
+    },
+    async publish(group) {
+      const r = await builder().builder.build(group);
+      return { version: r.version, digest: r.digest, result: r.result };
+    },
+    record: (group, repository, img, tag) => record(db.pool, group, repository, img, tag),
+    client: () => builder().client,
+    configFile,
+    async config(overrides, group) {
+      return loadAgentConfig(await configFile(overrides, group), {});
+    },
+    async start(config) {
+      const a = await startAgent(config, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }));
+      running.push(a);
+      return a;
+    },
+    dir,
+  };
+}
