@@ -170,10 +170,13 @@ export class ContentStore {
       await file.sync();
     } catch (err) {
       await reader.cancel().catch(() => undefined);
+      await file.close().catch(() => undefined);
+      // A full disk: the partial download would keep it full for everything else (the
+      // agent's own state included); it is dropped, and fetched again once there is room.
+      if ((err as { code?: string }).code === 'ENOSPC') await rm(partial, { force: true });
       throw err;
-    } finally {
-      await file.close();
     }
+    await file.close();
     return received;
   }
 

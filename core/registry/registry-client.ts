@@ -97,7 +97,7 @@ export class RegistryClient {
   private async token(params: Record<string, string>, scope: string): Promise<Authorization> {
     const url = new URL(params.realm!);
     if (params.service) url.searchParams.set('service', params.service);
-    url.searchParams.set('scope', params.scope ?? scope);
+    url.searchParams.set('scope', scope); // what this client needs, not what the challenge suggests
     const basic = this.basic();
     let res: Response;
     try {

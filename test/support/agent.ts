@@ -8,7 +8,9 @@ import { startAgent, type RunningAgent } from '../../agent/run.js';
 import type { RegistryClient } from '../../core/registry/registry-client.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
 import type { Image, Index } from './oci.js';
-import { record, testBuilder, useRegistryAndKeys, workerConfig } from './worker.js';
+import { KEY_PASSWORD, record, testBuilder, useRegistryAndKeys, workerConfig } from './worker.js';
+import { KeySigner } from '../../worker/signer.js';
+import { loadPrivateKey } from '../../core/cosign/keys.js';
 
 // A small Harbor for the agent's tests: a real docker-registry holds the images (as Harbor's
 // registry does) and the states the real worker builds, signs and publishes from the records
@@ -33,9 +35,11 @@ export interface AgentWorld {
   readonly registryHost: string;
   readonly publicPem: string;
   /** What the worker uses: record what Harbor replicated, then build a group's state. */
-  publish(group: string): Promise<{ version: number; digest: string; result: string }>;
+  publish(group: string, imageRegistry?: string): Promise<{ version: number; digest: string; result: string }>;
   record(group: string, repository: string, img: Image, tag: string | null): Promise<void>;
   client(): RegistryClient;
+  /** Signs a manifest digest with the group's key, as the worker would. */
+  sign(repository: string, digest: string): Promise<void>;
   /** An agent configuration (YAML written to a temp dir, loaded as the agent would). */
   config(overrides?: Record<string, unknown>, group?: Record<string, unknown>): Promise<AgentConfig>;
   configFile(overrides?: Record<string, unknown>, group?: Record<string, unknown>): Promise<string>;
@@ -58,7 +62,8 @@ export function useAgentWorld(): AgentWorld {
     await db?.drop();
     for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
   });
-  const builder = () => testBuilder(workerConfig({ STATE_REGISTRY: shared.registry.url, IMAGE_REGISTRY: shared.registry.url, COSIGN_KEY: shared.keys.keyPath }), db.pool, shared.keys);
+  const builder = (imageRegistry = shared.registry.url) =>
+    testBuilder(workerConfig({ STATE_REGISTRY: shared.registry.url, IMAGE_REGISTRY: imageRegistry, COSIGN_KEY: shared.keys.keyPath }), db.pool, shared.keys);
   const dir = async () => {
     const d = await mkdtemp(join(tmpdir(), 'satellite-agent-'));
     dirs.push(d);
@@ -93,12 +98,16 @@ export function useAgentWorld(): AgentWorld {
     get publicPem() {
       return shared.keys.publicPem;
     },
-    async publish(group) {
-      const r = await builder().builder.build(group);
+    async publish(group, imageRegistry) {
+      const r = await builder(imageRegistry).builder.build(group);
       return { version: r.version, digest: r.digest, result: r.result };
     },
     record: (group, repository, img, tag) => record(db.pool, group, repository, img, tag),
     client: () => builder().client,
+    async sign(repository, digest) {
+      const client = builder().client;
+      await new KeySigner(client, loadPrivateKey(shared.keys.privatePem, KEY_PASSWORD)).sign(repository, digest);
+    },
     configFile,
     async config(overrides, group) {
       return loadAgentConfig(await configFile(overrides, group), {});

@@ -13,6 +13,10 @@ export interface AuthProxy {
   scopes: string[];
   /** Tokens stop working after this many uses (forces a re-authentication). */
   tokenUses: number;
+  /** The expires_in (seconds) the token service announces; tokens stop working after it. */
+  expiresIn: number;
+  /** Answers 401 given, in order ("METHOD path"). */
+  refused: string[];
   close(): Promise<void>;
 }
 
@@ -20,7 +24,8 @@ export async function startAuthProxy(target: string, mode: 'bearer' | 'basic', u
   const t = new URL(target);
   const expected = `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
   const tokens = new Map<string, number>();
-  const state: AuthProxy = { url: '', host: '', scopes: [], tokenUses: 1000, close: async () => undefined };
+  const expiry = new Map<string, number>();
+  const state: AuthProxy = { url: '', host: '', scopes: [], tokenUses: 1000, expiresIn: 1800, refused: [], close: async () => undefined };
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     if (mode === 'bearer' && url.pathname === '/service/token') {
@@ -31,7 +36,8 @@ export async function startAuthProxy(target: string, mode: 'bearer' | 'basic', u
       state.scopes.push(url.searchParams.get('scope') ?? '');
       const token = randomBytes(16).toString('hex');
       tokens.set(token, state.tokenUses);
-      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ token, expires_in: 1800 }));
+      expiry.set(token, Date.now() + state.expiresIn * 1000);
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ token, expires_in: state.expiresIn }));
       return;
     }
     const auth = req.headers.authorization ?? '';
@@ -39,10 +45,11 @@ export async function startAuthProxy(target: string, mode: 'bearer' | 'basic', u
     if (mode === 'basic') ok = auth === expected;
     else if (auth.startsWith('Bearer ')) {
       const left = tokens.get(auth.slice(7)) ?? 0;
-      ok = left > 0;
+      ok = left > 0 && (expiry.get(auth.slice(7)) ?? 0) > Date.now();
       if (ok) tokens.set(auth.slice(7), left - 1);
     }
     if (!ok) {
+      state.refused.push(`${req.method} ${url.pathname}`);
       req.resume();
       const repo = /^\/v2\/(.+?)\/(manifests|blobs|tags)\//.exec(url.pathname)?.[1];
       const challenge = mode === 'basic'

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 // An HTTP proxy in front of a real registry that injects faults into chosen requests:
 // a 5xx answer, a reset connection, or a hang (the request never answers).
 
-export type Fault = 'error500' | 'reset' | 'hang' | 'slow';
+export type Fault = 'error500' | 'reset' | 'hang' | 'slow' | 'throttle';
 
 export interface FaultRule {
   /** An HTTP method, or '*' for any. */
@@ -15,6 +15,8 @@ export interface FaultRule {
   times: number;
   /** For 'slow': how long the request is held before it is forwarded. */
   delayMs?: number;
+  /** For 'throttle': the answer's body is relayed at this rate. */
+  bytesPerSecond?: number;
   /** The share of matching requests that get the fault (1 when absent), drawn from a seeded sequence so runs repeat. */
   probability?: number;
 }
@@ -25,6 +27,8 @@ export interface FaultProxy {
   rules: FaultRule[];
   /** Every request seen, "METHOD path", in order. */
   log: string[];
+  /** Every answer forwarded: its request, status and body bytes, in order of completion. */
+  answers: { request: string; status: number; bytes: number }[];
   /** How many faults were injected. */
   injected: () => number;
   close(): Promise<void>;
@@ -34,6 +38,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const t = new URL(target);
   const rules: FaultRule[] = [];
   const log: string[] = [];
+  const answers: FaultProxy['answers'] = [];
   let injected = 0;
   // A small linear congruential generator: the same faults in the same order on every run.
   let seed = 0x2545f491;
@@ -46,6 +51,12 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     const path = req.url ?? '/';
     log.push(`${req.method} ${path}`);
     const rule = rules.find((r) => r.times > 0 && (r.method === '*' || r.method === req.method) && r.path.test(path) && (r.probability === undefined || draw() < r.probability));
+    if (rule && rule.fault === 'throttle') {
+      rule.times--;
+      injected++;
+      forward(req, res, path, rule.bytesPerSecond ?? 65536);
+      return;
+    }
     if (rule && rule.fault === 'slow') {
       rule.times--;
       injected++;
@@ -68,10 +79,45 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     }
     forward(req, res, path);
   });
-  function forward(req: IncomingMessage, res: ServerResponse, path: string): void {
+  function forward(req: IncomingMessage, res: ServerResponse, path: string, bytesPerSecond?: number): void {
     const upstream = request({ host: t.hostname, port: t.port, method: req.method, path, headers: { ...req.headers, host: t.host } }, (up) => {
       res.writeHead(up.statusCode ?? 502, up.headers);
-      up.pipe(res);
+      let bytes = 0;
+      let recorded = false;
+      const done = () => {
+        if (!recorded) answers.push({ request: `${req.method} ${path}`, status: up.statusCode ?? 0, bytes });
+        recorded = true;
+      };
+      if (bytesPerSecond === undefined) {
+        up.on('data', (chunk: Buffer) => (bytes += chunk.length));
+        up.on('end', done);
+        up.pipe(res);
+        return;
+      }
+      // Relays in 1/20 s slices of the rate; counts only what reached the client.
+      const slice = Math.max(1, Math.floor(bytesPerSecond / 20));
+      up.on('data', (chunk: Buffer) => {
+        up.pause();
+        const parts: Buffer[] = [];
+        for (let i = 0; i < chunk.length; i += slice) parts.push(chunk.subarray(i, i + slice));
+        const next = () => {
+          const part = parts.shift();
+          if (!part) return up.resume();
+          if (res.destroyed) return;
+          res.write(part);
+          bytes += part.length;
+          setTimeout(next, 50);
+        };
+        next();
+      });
+      up.on('end', () => {
+        done();
+        res.end();
+      });
+      res.on('close', () => {
+        if (!res.writableFinished) done();
+        up.destroy();
+      });
     });
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
@@ -84,6 +130,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     host: `127.0.0.1:${port}`,
     rules,
     log,
+    answers,
     injected: () => injected,
     async close() {
       for (const res of hanging) res.destroy();

@@ -1,0 +1,183 @@
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { readdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { useAgentWorld, pushImage } from '../support/agent.js';
+import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { image, layer, randomLayer } from '../support/oci.js';
+import { until } from '../support/process.js';
+
+const BUNDLE = 'dist/satellite-agent.cjs';
+
+/** Runs the agent bundle; resolves with its exit code and output. */
+function runBundle(args: string[], opts: { shell?: string } = {}): Promise<{ code: number | null; out: string }> {
+  const child = opts.shell
+    ? spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', opts.shell], { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(process.execPath, [BUNDLE, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, out })));
+}
+
+describe('the edge agent: failures it lives through', function () {
+  this.timeout(90_000);
+  const world = useAgentWorld();
+  let proxy: FaultProxy;
+  beforeEach(async () => {
+    proxy = await startFaultProxy(world.registryUrl);
+  });
+  afterEach(async () => proxy?.close());
+
+  it('when the agent is killed in the middle of a blob, then the next run resumes it with a Range request instead of starting over', async () => {
+    const big = layer([{ name: 'big.bin', content: randomBytes(3 * 1024 * 1024) }]);
+    const img = image({ layers: [big] });
+    await pushImage(world.client(), 'library/big', img);
+    await world.record('edge', 'library/big', img, '1');
+    await world.publish('edge', proxy.url);
+    proxy.rules.push({ method: 'GET', path: new RegExp(`/blobs/${big.digest}$`), fault: 'throttle', times: 1, bytesPerSecond: 512 * 1024 });
+    const file = await world.configFile();
+    const store = (await import('yaml')).parse(await (await import('node:fs/promises')).readFile(file, 'utf8')).store as string;
+    const child = spawn(process.execPath, [BUNDLE, '--once', '--config', file], { stdio: 'ignore' });
+    const partial = join(store, 'ingest', `sha256-${big.digest.slice(7)}.partial`);
+    const before = await until('a third of the blob on disk', async () => {
+      const s = await stat(partial).catch(() => undefined);
+      return s && s.size > big.size / 3 ? s.size : undefined;
+    });
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    const kept = (await stat(partial)).size;
+    expect(kept).to.be.at.least(before);
+
+    proxy.answers.length = 0;
+    const second = await runBundle(['--once', '--config', file]);
+    expect(second.code, second.out).to.equal(0);
+    const refetched = proxy.answers.filter((a) => a.request.endsWith(big.digest)).reduce((n, a) => n + a.bytes, 0);
+    expect(refetched, `re-downloaded ${refetched} of ${big.size} bytes`).to.equal(big.size - kept);
+    const stored = await (await import('node:fs/promises')).readFile(join(store, 'blobs', 'sha256', big.digest.slice(7)));
+    expect(stored.equals(big.bytes)).to.equal(true);
+  });
+
+  it('when the image registry fails during a sync, then the failed images are reported, the others served, and they are retried until present', async () => {
+    const ok = image();
+    const broken = image();
+    await pushImage(world.client(), 'library/ok', ok);
+    await pushImage(world.client(), 'library/broken', broken);
+    await world.record('edge', 'library/ok', ok, '1');
+    await world.record('edge', 'library/broken', broken, '1');
+    await world.publish('edge', proxy.url);
+    proxy.rules.push({ method: 'GET', path: new RegExp(`/library/broken/`), fault: 'error500', times: 1_000 });
+    const agent = await world.start(await world.config());
+    const first = await agent.firstSync;
+    expect(first.failedImages).to.equal(1);
+    const rec = agent.agent.doc.groups.edge!;
+    const failed = Object.values(rec.images).find((i) => i.repository === 'library/broken')!;
+    expect(failed).to.include({ status: 'failed' });
+    expect(failed.reason).to.match(/500/);
+    expect((await fetch(`${agent.url}/v2/library/ok/manifests/1`)).status).to.equal(200);
+    expect((await fetch(`${agent.url}/v2/library/broken/manifests/1`)).status).to.equal(404);
+
+    proxy.rules.length = 0;
+    expect(await agent.agent.syncOnce(), 'same state, retried').to.deep.include({ groups: { edge: 'retried' }, failedImages: 0 });
+    expect((await fetch(`${agent.url}/v2/library/broken/manifests/1`)).status).to.equal(200);
+  });
+
+  it('when a stored blob is corrupted on disk, then serving it fails, it is removed, and the next sync fetches it again', async () => {
+    const img = image({ layers: [randomLayer(200_000)] });
+    await pushImage(world.client(), 'library/app', img);
+    await world.record('edge', 'library/app', img, '1');
+    await world.publish('edge');
+    const agent = await world.start(await world.config());
+    await agent.firstSync;
+    const l = img.layers[0]!;
+    const path = agent.agent.store.path(l.digest);
+    const rotten = Buffer.from(l.bytes);
+    rotten[rotten.length - 10] = rotten[rotten.length - 10]! ^ 0xff;
+    await writeFile(path, rotten);
+
+    const res = await fetch(`${agent.url}/v2/library/app/blobs/${l.digest}`);
+    expect(res.status).to.equal(200);
+    let whole = false;
+    await res.arrayBuffer().then(() => (whole = true), () => undefined);
+    expect(whole, 'the corrupt blob is never delivered whole').to.equal(false);
+    await until('the corrupt blob removed', async () => ((await agent.agent.store.size(l.digest)) === undefined ? true : undefined));
+    expect(await agent.agent.syncOnce()).to.deep.include({ groups: { edge: 'retried' }, failedImages: 0 });
+    const again = await fetch(`${agent.url}/v2/library/app/blobs/${l.digest}`);
+    expect(Buffer.from(await again.arrayBuffer()).equals(l.bytes)).to.equal(true);
+  });
+
+  it('when the disk is full, then the image that does not fit fails with that reason and the one that fits is served', async () => {
+    const small = image();
+    const large = image({ layers: [layer([{ name: 'l.bin', content: randomBytes(3 * 1024 * 1024) }])] });
+    await pushImage(world.client(), 'library/small', small);
+    await pushImage(world.client(), 'library/large', large);
+    await world.record('edge', 'library/small', small, '1');
+    await world.record('edge', 'library/large', large, '1');
+    await world.publish('edge');
+    const file = await world.configFile({ concurrency: 1 });
+    const store = (await import('yaml')).parse(await (await import('node:fs/promises')).readFile(file, 'utf8')).store as string;
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(store, { recursive: true });
+    // A 2 MiB file system for the store, in a mount namespace of the test's own.
+    const run = await runBundle([], {
+      shell: `mount -t tmpfs -o size=2m tmpfs '${store}' && ${process.execPath} ${BUNDLE} --once --config '${file}'; echo "exit=$?"; ${process.execPath} ${BUNDLE} status --json --config '${file}'`,
+    });
+    expect(run.out).to.include('exit=1');
+    const status = JSON.parse(run.out.slice(run.out.indexOf('{')));
+    const group = status.groups[0];
+    expect(group.images).to.include({ present: 1, failed: 1 });
+    expect(group.failures[0]).to.include({ repository: 'library/large' });
+    expect(group.failures[0].reason).to.match(/disk full/);
+  });
+
+  it('when the agent restarts with the registry unreachable, then everything applied before is served and the status says since when it is stale', async () => {
+    const img = image();
+    await pushImage(world.client(), 'library/app', img);
+    await world.record('edge', 'library/app', img, '1');
+    await world.publish('edge');
+    const file = await world.configFile({ registry: proxy.url }, { identity: `${world.registryHost}/satellite/group-state/edge/state` });
+    const config = (await import('../../agent/config.js')).loadAgentConfig(file, {});
+    const first = await world.start(config);
+    await first.firstSync;
+    await first.stop();
+    await proxy.close(); // Harbor is gone
+
+    const again = await world.start(config);
+    expect((await again.firstSync).groups.edge).to.equal('unreachable');
+    const res = await fetch(`${again.url}/v2/library/app/manifests/1`);
+    expect(res.status).to.equal(200);
+    expect(Buffer.from(await res.arrayBuffer()).equals(img.manifest.bytes)).to.equal(true);
+    const status = await runBundle(['status', '--config', file]);
+    expect(status.code).to.equal(1);
+    expect(status.out).to.match(/edge\s+v1\s+sha256:.*stale since \d{4}-/);
+  });
+
+  it('when the configuration is wrong, then the agent exits 2 naming each wrong field', async () => {
+    const file = await world.configFile({ platforms: ['linux'], interval: 'often', listen: 'nowhere', colour: 'blue' }, { publicKey: 'no-such-file.pem' });
+    const run = await runBundle(['--once', '--config', file]);
+    expect(run.code).to.equal(2);
+    expect(run.out).to.include('colour: unknown key');
+    const semantic = await world.configFile({ platforms: ['linux'], interval: 'often', listen: 'nowhere' }, { publicKey: 'no-such-file.pem' });
+    const run2 = await runBundle(['--once', '--config', semantic]);
+    expect(run2.code).to.equal(2);
+    for (const field of ['groups[0].publicKey', 'platforms[0]', 'listen', 'interval']) expect(run2.out).to.include(`${field}:`);
+  });
+
+  it('when the bundle is copied alone to a device, then it runs with Node and nothing beside it', async () => {
+    const img = image();
+    await pushImage(world.client(), 'library/app', img);
+    await world.record('edge', 'library/app', img, '1');
+    await world.publish('edge');
+    const dir = await world.dir();
+    const { copyFile } = await import('node:fs/promises');
+    await copyFile(BUNDLE, join(dir, 'satellite-agent'));
+    expect(await readdir(dir)).to.deep.equal(['satellite-agent']);
+    const file = await world.configFile();
+    const child = spawn(process.execPath, [join(dir, 'satellite-agent'), '--once', '--config', file], { cwd: dir, env: { PATH: process.env.PATH }, stdio: 'pipe' });
+    let out = '';
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise((r) => child.on('exit', r));
+    expect(code, out).to.equal(0);
+  });
+});

@@ -1,0 +1,124 @@
+import { expect } from 'chai';
+import { generateKeyPairSync } from 'node:crypto';
+import { signatureTag } from '../../core/cosign/signature-image.js';
+import { KeySigner } from '../../worker/signer.js';
+import { gzipState } from '../../worker/state-artifact.js';
+import { layerText, stateLayers } from '../../core/state/format.js';
+import { useAgentWorld, pushImage } from '../support/agent.js';
+import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { image } from '../support/oci.js';
+import type { RunningAgent } from '../../agent/run.js';
+
+const STATE = 'satellite/group-state/edge/state';
+const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+
+describe('the edge agent: trust before use, and polls that cost nothing', function () {
+  this.timeout(60_000);
+  const world = useAgentWorld();
+  let proxy: FaultProxy;
+  beforeEach(async () => {
+    proxy = await startFaultProxy(world.registryUrl);
+  });
+  afterEach(async () => proxy?.close());
+
+  /** An agent reading through the byte-counting proxy; signatures name the registry itself. */
+  const startAgent = async (extra: Record<string, unknown> = {}) =>
+    world.start(await world.config({ registry: proxy.url, ...extra }, { identity: `${world.registryHost}/${STATE}` }));
+
+  const publishOne = async (tag: string) => {
+    const img = image();
+    await pushImage(world.client(), 'library/app', img);
+    await world.record('edge', 'library/app', img, tag);
+    return { img, ...(await world.publish('edge')) };
+  };
+
+  const served = async (agent: RunningAgent, tag: string) => (await fetch(`${agent.url}/v2/library/app/manifests/${tag}`)).status;
+
+  /** Puts a manifest (with the layers it names already in the registry) at `latest`. */
+  const putLatest = async (manifest: Buffer) => world.client().putManifest(STATE, 'latest', manifest, MANIFEST);
+
+  it('when nothing changed, then a poll is one HEAD and downloads no body byte', async () => {
+    await publishOne('1');
+    const agent = await startAgent();
+    await agent.firstSync;
+    proxy.answers.length = 0;
+    proxy.log.length = 0;
+    expect(await agent.agent.syncOnce()).to.deep.include({ groups: { edge: 'unchanged' }, bytes: 0 });
+    expect(proxy.log).to.deep.equal([`HEAD /v2/${STATE}/manifests/latest`]);
+    expect(proxy.answers.reduce((n, a) => n + a.bytes, 0)).to.equal(0);
+  });
+
+  it('when a new version has a delta from the applied one, then the agent reads the delta, not the whole state', async () => {
+    for (let i = 0; i < 200; i++) {
+      const img = image({ layers: [] as never[] });
+      await world.record('edge', `library/many${i % 20}`, img, `t${i}`);
+    }
+    await publishOne('1');
+    const agent = await startAgent({ platforms: ['linux/amd64'] });
+    await agent.firstSync;
+    await publishOne('2');
+    const latest = JSON.parse((await world.client().getManifest(STATE, 'latest'))!.bytes.toString());
+    const layers = stateLayers(latest)!;
+    proxy.log.length = 0;
+    expect((await agent.agent.syncOnce()).groups.edge).to.equal('applied');
+    expect(proxy.log, 'the delta was fetched').to.include(`GET /v2/${STATE}/blobs/${layers.delta!.descriptor.digest}`);
+    expect(proxy.log, 'the full layer was not').to.not.include(`GET /v2/${STATE}/blobs/${layers.full.digest}`);
+    expect(agent.agent.doc.groups.edge!.applied!.stateDigest).to.equal(layers.stateDigest);
+    expect(await served(agent, '2')).to.equal(200);
+  });
+
+  it('when latest is tampered with, unsigned, signed by another key, for another group, or an older version replayed, then each is refused and nothing is applied', async () => {
+    const v1 = await publishOne('1');
+    const v2 = await publishOne('2');
+    const agent = await startAgent();
+    expect((await agent.firstSync).groups.edge).to.equal('applied');
+    const client = world.client();
+    const good = (await client.getManifest(STATE, v2.digest))!.bytes;
+    const doc = JSON.parse(good.toString());
+    const applied = () => agent.agent.doc.groups.edge!.applied!;
+    const expectRefused = async (what: string, reason: RegExp) => {
+      expect((await agent.agent.syncOnce()).groups.edge, what).to.equal('refused');
+      expect(agent.agent.doc.groups.edge!.error, what).to.match(reason);
+      expect(applied(), `${what}: nothing applied`).to.include({ version: 2, digest: v2.digest });
+      expect(await served(agent, '2'), `${what}: still served`).to.equal(200);
+    };
+
+    // Tampered: the layer changed (a tag renamed); the signature names the old digest.
+    const json = layerText(await client.getBlob(STATE, doc.layers[0].digest), doc.layers[0].mediaType).replace('"2"', '"evil"');
+    const forged = gzipState(Buffer.from(json));
+    const forgedDigest = await client.pushBlob(STATE, forged);
+    const tampered = Buffer.from(JSON.stringify({ ...doc, layers: [{ ...doc.layers[0], digest: forgedDigest, size: forged.length }] }));
+    await putLatest(tampered);
+    await expectRefused('tampered', /unsigned.*no valid signature/);
+
+    // Unsigned, whose layer is not even JSON: refused for the signature, never parsed.
+    const junk = await client.pushBlob(STATE, Buffer.from('not json at all'));
+    const unsigned = Buffer.from(JSON.stringify({ ...doc, layers: [{ ...doc.layers[0], digest: junk, size: 15 }] }));
+    await putLatest(unsigned);
+    await expectRefused('unsigned', /unsigned/);
+
+    // Signed by another key.
+    const rogue = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+    await new KeySigner(client, rogue).sign(STATE, (await client.headManifest(STATE, 'latest'))!.digest);
+    await expectRefused('another key', /does not verify with the given key/);
+
+    // For another group: group other's state, copied to edge's repository and signed there
+    // with the right key, so only the group check can refuse it.
+    const img = image();
+    await world.record('other', 'library/app', img, '9');
+    const other = await world.publish('other');
+    const otherRepo = 'satellite/group-state/other/state';
+    const otherManifest = (await client.getManifest(otherRepo, other.digest))!.bytes;
+    const otherDoc = JSON.parse(otherManifest.toString());
+    for (const l of [otherDoc.config, ...otherDoc.layers]) await client.pushBlob(STATE, await client.getBlob(otherRepo, l.digest));
+    await putLatest(otherManifest);
+    await world.sign(STATE, other.digest);
+    await expectRefused('another group', /wrong-group.*for group "other"/);
+
+    // An older signed version replayed at latest.
+    await putLatest((await client.getManifest(STATE, v1.digest))!.bytes);
+    await expectRefused('replay', /replay.*version 1 is older than version 2/);
+    expect(await client.headManifest(STATE, signatureTag(v1.digest)), 'v1 is genuinely signed').to.not.equal(undefined);
+  });
+});
+
