@@ -57,8 +57,7 @@ export function agentApp(agent: Agent): express.Express {
   app.get('/status', (_req, res) => {
     res.json(agent.doc);
   });
-  app.all('/v2', (req, res) => res.redirect(308, '/v2/'));
-  app.all('/v2/', (req, res) => {
+  app.all('/v2/', (req, res) => { // also /v2: express routing is not strict about the slash
     if (req.method !== 'GET' && req.method !== 'HEAD') return oci(res, 405, 'UNSUPPORTED', 'this registry is read-only');
     res.status(200).set(API_VERSION).json({});
   });
