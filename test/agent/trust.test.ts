@@ -46,6 +46,11 @@ describe('the edge agent: trust before use, and polls that cost nothing', functi
     expect(await agent.agent.syncOnce()).to.deep.include({ groups: { edge: 'unchanged' }, bytes: 0 });
     expect(proxy.log).to.deep.equal([`HEAD /v2/${STATE}/manifests/latest`]);
     expect(proxy.answers.reduce((n, a) => n + a.bytes, 0)).to.equal(0);
+    const metrics = await (await fetch(`${agent.url}/metrics`)).text();
+    expect(metrics).to.match(/satellite_agent_polls_total\{group="edge",result="unchanged"\} 1/);
+    expect(metrics).to.match(/satellite_agent_polls_total\{group="edge",result="changed"\} 1/);
+    expect(metrics).to.match(/satellite_agent_bytes_pulled_total\{what="image"\} [1-9]/);
+    expect(metrics).to.match(/satellite_agent_images\{group="edge",status="present"\} 1/);
   });
 
   it('when a new version has a delta from the applied one, then the agent reads the delta, not the whole state', async () => {
