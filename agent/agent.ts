@@ -272,6 +272,8 @@ export class Agent {
       await this.store.remove(d);
       removed++;
     }
+    // Interrupted downloads are kept for a resume while some image is not complete.
+    if (everythingComplete) removed += await this.store.dropPartials(keep);
     if (removed) this.log.info({ removed }, 'collected blobs no state needs');
     return removed;
   }

@@ -241,6 +241,12 @@ export class ContentStore {
     let n = 0;
     const names = await readdir(join(this.root, 'ingest')).catch(() => [] as string[]);
     for (const name of names) {
+      if (name.endsWith('.tmp')) {
+        // A write() that a crash interrupted; one under way is seconds old at most.
+        const age = await stat(join(this.root, 'ingest', name)).then((s) => Date.now() - s.mtimeMs, () => 0);
+        if (age > 60_000) await rm(join(this.root, 'ingest', name), { force: true });
+        continue;
+      }
       const m = /^(sha256|sha512)-([a-f0-9]+)\.partial$/.exec(name);
       const digest = m ? `${m[1]}:${m[2]}` : undefined;
       if (digest && (keep.has(digest) || this.inFlight.has(digest))) continue;

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { readdir } from 'node:fs/promises';
+import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ArtifactStore } from '../../core/store/artifact-store.js';
 import { useAgentWorld, pushImage, pushIndex } from '../support/agent.js';
@@ -86,6 +86,9 @@ describe('the edge agent: sync, pull by digest, serve', function () {
 
     await new ArtifactStore(world.db.pool).deleteManifest({ group: 'edge', repository: 'library/gone' }, gone.manifest.digest);
     await world.publish('edge');
+    // An interrupted download of something no state wants any more.
+    const abandoned = join(agent.agent.config.store, 'ingest', `sha256-${'ab'.repeat(32)}.partial`);
+    await writeFile(abandoned, 'half a blob');
     expect(await agent.agent.syncOnce()).to.deep.include({ groups: { edge: 'applied' } });
     expect((await get(agent.url, '/v2/library/gone/manifests/1')).status).to.equal(404);
     expect((await get(agent.url, `/v2/library/gone/blobs/${gone.layers[0]!.digest}`)).status).to.equal(404);
@@ -93,6 +96,7 @@ describe('the edge agent: sync, pull by digest, serve', function () {
     for (const b of [gone.manifest, gone.config, ...gone.layers]) expect(stored, 'collected').to.not.include(b.digest.slice(7));
     for (const b of [keep.manifest, keep.config, ...keep.layers]) expect(stored, 'kept').to.include(b.digest.slice(7));
     expect((await get(agent.url, '/v2/library/keep/manifests/1')).status).to.equal(200);
+    expect(await readdir(join(agent.agent.config.store, 'ingest')), 'the abandoned partial download is dropped').to.deep.equal([]);
   });
 
   it('when images share layers, then each shared layer is downloaded once', async () => {
