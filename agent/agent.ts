@@ -278,17 +278,20 @@ export class Agent {
     return removed;
   }
 
-  /** The intended registry hosts of the applied states: what the runtime mirror files name. */
-  registryHosts(): string[] {
-    const hosts = new Set<string>();
+  /**
+   * The registries of the applied states, as origins (scheme and host): what the runtime
+   * mirror files name, and fall back to over the registry's own scheme.
+   */
+  registryOrigins(): string[] {
+    const origins = new Set<string>();
     for (const s of this.states.values()) {
       try {
-        hosts.add(new URL(s.registry).host);
+        origins.add(new URL(s.registry).origin);
       } catch {
         // a state whose registry is not a URL names no mirror
       }
     }
-    return [...hosts].sort();
+    return [...origins].sort();
   }
 }
 

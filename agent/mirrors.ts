@@ -22,18 +22,22 @@ export interface MirrorTarget {
   insecure: boolean;
 }
 
-export function hostsToml(registryHost: string, mirror: MirrorTarget): string {
-  return `# Written by satellite agent: pulls of ${registryHost} go to the local satellite first.\n${stringifyToml({
-    server: `https://${registryHost}`,
+/** `registry` is an origin such as https://harbor.example.com: pulls the mirror cannot serve go there. */
+export function hostsToml(registry: string, mirror: MirrorTarget): string {
+  const { host, origin } = new URL(registry);
+  return `# Written by satellite agent: pulls of ${host} go to the local satellite first.\n${stringifyToml({
+    server: origin,
     host: { [mirror.url]: { capabilities: ['pull', 'resolve'] } },
   })}\n`;
 }
 
-export function registriesConf(registryHosts: readonly string[], mirror: MirrorTarget, pullFromMirror: AgentConfig['mirrors']['pullFromMirror']): string {
+/** `registries` are origins; a plain-http one is marked insecure, as its own entry would be. */
+export function registriesConf(registries: readonly string[], mirror: MirrorTarget, pullFromMirror: AgentConfig['mirrors']['pullFromMirror']): string {
   return `# Written by satellite agent: pulls of these registries go to the local satellite first.\n${stringifyToml({
-    registry: registryHosts.map((host) => ({
+    registry: registries.map((registry) => new URL(registry)).map(({ host, protocol }) => ({
       prefix: host,
       location: host,
+      ...(protocol === 'http:' ? { insecure: true } : {}),
       mirror: [{ location: mirror.location, insecure: mirror.insecure, 'pull-from-mirror': pullFromMirror }],
     })),
   })}\n`;
@@ -47,19 +51,19 @@ async function replaceIfChanged(path: string, content: string): Promise<boolean>
   return true;
 }
 
-/** Writes the configured mirror files for `registryHosts`; returns the paths that changed. */
-export async function writeMirrorFiles(config: AgentConfig, registryHosts: readonly string[], mirror: MirrorTarget): Promise<string[]> {
+/** Writes the configured mirror files for `registries` (origins); returns the paths that changed. */
+export async function writeMirrorFiles(config: AgentConfig, registries: readonly string[], mirror: MirrorTarget): Promise<string[]> {
   const changed: string[] = [];
-  if (registryHosts.length === 0) return changed;
+  if (registries.length === 0) return changed;
   if (config.mirrors.containerd) {
-    for (const host of registryHosts) {
-      const path = join(config.mirrors.containerd, host, 'hosts.toml');
-      if (await replaceIfChanged(path, hostsToml(host, mirror))) changed.push(path);
+    for (const registry of registries) {
+      const path = join(config.mirrors.containerd, new URL(registry).host, 'hosts.toml');
+      if (await replaceIfChanged(path, hostsToml(registry, mirror))) changed.push(path);
     }
   }
   if (config.mirrors.registriesConf) {
     const path = config.mirrors.registriesConf;
-    if (await replaceIfChanged(path, registriesConf(registryHosts, mirror, config.mirrors.pullFromMirror))) changed.push(path);
+    if (await replaceIfChanged(path, registriesConf(registries, mirror, config.mirrors.pullFromMirror))) changed.push(path);
   }
   return changed;
 }

@@ -143,7 +143,7 @@ export async function startAgent(config: AgentConfig, log: Logger = agentLogger(
 /** After each pass: the runtime mirror files, and containerd's config check for the status. */
 async function afterSync(agent: Agent, config: AgentConfig, mirror: { url: string; location: string; insecure: boolean }, log: Logger): Promise<void> {
   try {
-    const changed = await writeMirrorFiles(config, agent.registryHosts(), mirror);
+    const changed = await writeMirrorFiles(config, agent.registryOrigins(), mirror);
     for (const path of changed) log.info({ path }, 'mirror configuration written');
   } catch (err) {
     agent.metrics.failures.inc({ where: 'mirror' });

@@ -120,12 +120,13 @@ describe('the agent\'s runtime mirror files, used by real clients', function () 
     it('when the agent has applied a state, then containerd\'s hosts.toml and the registries.conf.d drop-in send that registry\'s pulls to the local server', async () => {
       const e = await edge();
       const hosts = parseToml(await readFile(join(e.certs, e.origin, 'hosts.toml'), 'utf8')) as { server: string; host: Record<string, { capabilities: string[] }> };
-      expect(hosts.server).to.equal(`https://${e.origin}`);
+      expect(hosts.server, 'the registry itself, over its own scheme (plain http here)').to.equal(`http://${e.origin}`);
       expect(hosts.host).to.deep.equal({ [e.agent.url]: { capabilities: ['pull', 'resolve'] } });
       const conf = parseToml(await readFile(e.dropIn, 'utf8')) as { registry: Record<string, unknown>[] };
       expect(conf.registry).to.deep.equal([{
         prefix: e.origin,
         location: e.origin,
+        insecure: true,
         mirror: [{ location: e.agent.url.replace('http://', ''), insecure: true, 'pull-from-mirror': 'digest-only' }],
       }]);
     });
@@ -186,6 +187,29 @@ describe('the agent\'s runtime mirror files, used by real clients', function () 
       const tagged = await byTag(e.etc);
       expect(tagged.exitCode, tagged.stderr).to.equal(0);
       expect(Buffer.from(tagged.stdout).equals(e.img.manifest.bytes)).to.equal(true);
+    });
+  });
+
+  describe('falling back to the registry itself (plain http here)', () => {
+    requireBinaries(['skopeo', 'unshare', 'containerd', 'ctr']);
+
+    it('when the local server does not hold an image, then skopeo and containerd fetch it from the registry the state names, over that registry\'s own scheme', async () => {
+      const e = await edge({}, undefined, false);
+      const other = image();
+      await pushImage(world.client(), 'library/y', other);
+      const ref = `${e.origin}/library/y@${other.manifest.digest}`;
+      const copied = await withEtcContainers(e.etc, e.dir, ['skopeo', 'copy', '--retry-times', '0', `docker://${ref}`, `dir:${join(e.dir, 'y')}`]);
+      expect(copied.exitCode, copied.stderr).to.equal(0);
+      expect((await readFile(join(e.dir, 'y', 'manifest.json'))).equals(other.manifest.bytes)).to.equal(true);
+
+      const daemon = await startContainerd();
+      try {
+        const pulled = await execa('ctr', ['--address', daemon.address, 'images', 'pull', '--snapshotter', 'native', '--hosts-dir', e.certs, ref], { reject: false, timeout: 120_000 });
+        expect(pulled.exitCode, pulled.stderr).to.equal(0);
+      } finally {
+        await daemon.stop();
+      }
+      expect(proxy!.log.filter((l) => l.includes(other.manifest.digest)), 'both asked the registry itself').to.have.length.above(1);
     });
   });
 
