@@ -280,17 +280,24 @@ describe('the agent\'s runtime mirror files, used by real clients', function () 
       const dir = await world.dir();
       const certs = join(dir, 'certs.d');
       const path = join(dir, 'config.toml');
-      // containerd 1.6's own default configuration, as a device has it after installing it.
-      const defaults = (await which('containerd'))
-        ? (await execa('containerd', ['config', 'default'])).stdout
-        : 'version = 2\n\n[plugins]\n  [plugins."io.containerd.grpc.v1.cri"]\n    [plugins."io.containerd.grpc.v1.cri".registry]\n      config_path = ""\n';
-      expect(defaults).to.include('config_path = ""');
-      await writeFile(path, defaults);
-      expect(await checkContainerdConfig(path, certs)).to.equal(
+      // What Debian's containerd package installs as /etc/containerd/config.toml.
+      const debian = [
+        'version = 2', '', '[plugins]', '  [plugins."io.containerd.grpc.v1.cri"]', '    [plugins."io.containerd.grpc.v1.cri".cni]',
+        '      bin_dir = "/usr/lib/cni"', '      conf_dir = "/etc/cni/net.d"', '  [plugins."io.containerd.internal.v1.opt"]', '    path = "/var/lib/containerd/opt"', '',
+      ].join('\n');
+      await writeFile(path, debian);
+      const hint = await checkContainerdConfig(path, certs);
+      expect(hint).to.equal(
         `containerd (${path}) does not read ${certs}: add config_path = "${certs}" under [plugins."io.containerd.grpc.v1.cri".registry] and restart containerd`,
       );
-      await writeFile(path, defaults.replace('config_path = ""', `config_path = "${certs}"`));
+      // Done as the hint says, the configuration passes the check.
+      await writeFile(path, `${debian}\n  [plugins."io.containerd.grpc.v1.cri".registry]\n    config_path = "${certs}"\n`);
       expect(await checkContainerdConfig(path, certs)).to.equal(undefined);
+      if (await which('containerd')) {
+        const dump = await execa('containerd', ['--config', path, 'config', 'dump'], { reject: false });
+        expect(dump.exitCode, `containerd reads the fixed file: ${dump.stderr}`).to.equal(0);
+        expect(dump.stdout).to.include(`config_path = "${certs}"`);
+      }
       await writeFile(path, `version = 3\n[plugins."io.containerd.cri.v1.images".registry]\nconfig_path = "/etc/containerd/certs.d"\n`);
       expect(await checkContainerdConfig(path, certs), 'containerd 2.x names another plugin').to.include(`add config_path = "${certs}" under [plugins."io.containerd.cri.v1.images".registry]`);
     });
