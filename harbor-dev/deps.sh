@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts what the project needs locally, but only what does not already answer:
 # PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379. Installs missing Debian
-# packages first (postgresql, redis-server, and the test peers skopeo and docker-registry).
+# packages first (postgresql, redis-server, and the test peers skopeo, docker-registry,
+# containerd and podman).
 #
 #   harbor-dev/deps.sh up       install what is missing, start what does not answer
 #   harbor-dev/deps.sh status   say what answers
@@ -26,6 +27,8 @@ install_missing() {
   command -v redis-server >/dev/null || missing+=(redis-server)  # the tests also start their own
   command -v skopeo >/dev/null || missing+=(skopeo)
   command -v docker-registry >/dev/null || missing+=(docker-registry)
+  command -v containerd >/dev/null || missing+=(containerd)  # the agent's runtime tests
+  command -v podman >/dev/null || missing+=(podman)
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     $SUDO apt-get update -qq
