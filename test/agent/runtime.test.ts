@@ -26,6 +26,9 @@ import { until } from '../support/process.js';
 
 const which = async (bin: string) => (await execa('sh', ['-c', `command -v ${bin}`], { reject: false })).exitCode === 0;
 
+/** The Debian package of a binary, where the names differ. */
+const PACKAGE: Record<string, string> = { ctr: 'containerd', unshare: 'util-linux' };
+
 /** Skips the current test, saying why in its title, when a binary is not installed. */
 function requireBinaries(bins: string[]) {
   const missing: string[] = [];
@@ -34,7 +37,8 @@ function requireBinaries(bins: string[]) {
   });
   beforeEach(function () {
     if (missing.length === 0) return;
-    this.currentTest!.title += ` [skipped: ${missing.join(', ')} not installed here (Debian: apt-get install ${missing.join(' ')})]`;
+    const packages = [...new Set(missing.map((b) => PACKAGE[b] ?? b))];
+    this.currentTest!.title += ` [skipped: ${missing.join(', ')} not installed here (Debian: apt-get install ${packages.join(' ')})]`;
     this.skip();
   });
   return { get available() { return missing.length === 0; } };
