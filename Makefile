@@ -10,7 +10,7 @@ PORT ?= 8080
 help:
 	@echo "make run    start what is needed (Postgres, Redis, a local registry), then endpoint and worker on :$(PORT)"
 	@echo "make test   start what the tests need, then run them"
-	@echo "make bench  run the benchmarks (bench:ingest and bench:state)"
+	@echo "make bench  run the benchmarks (bench:ingest, bench:state and bench:agent)"
 
 $(NODE_MODULES): package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -37,6 +37,7 @@ test: deps build
 bench: deps build
 	node dist/bench/ingest.js
 	node dist/bench/state.js
+	node dist/bench/agent.js
 
 clean:
 	rm -rf dist
