@@ -366,6 +366,8 @@ async function main(): Promise<void> {
   }
 }
 
+// Output piped into `head` must not kill the run before it stops its registry and drops its database.
+process.stdout.on('error', () => undefined);
 main().then(() => process.exit(0), (err) => {
   process.stderr.write(`${(err as Error).stack ?? err}\n`);
   process.exit(1);
