@@ -92,5 +92,5 @@ export async function checkContainerdConfig(configPath: string, certsDir: string
   const paths = [v1, v2].filter((p): p is string => typeof p === 'string').flatMap((p) => p.split(':'));
   if (paths.includes(certsDir)) return undefined;
   const section = doc.version === 3 ? '[plugins."io.containerd.cri.v1.images".registry]' : '[plugins."io.containerd.grpc.v1.cri".registry]';
-  return `containerd (${configPath}) does not read ${certsDir}: add config_path = "${certsDir}" under ${section} and restart containerd`;
+  return `containerd (${configPath}) does not read ${certsDir}: set config_path = "${certsDir}" under ${section} (replacing any config_path there) and restart containerd`;
 }

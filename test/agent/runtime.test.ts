@@ -292,7 +292,7 @@ describe('the agent\'s runtime mirror files, used by real clients', function () 
       await writeFile(path, debian);
       const hint = await checkContainerdConfig(path, certs);
       expect(hint).to.equal(
-        `containerd (${path}) does not read ${certs}: add config_path = "${certs}" under [plugins."io.containerd.grpc.v1.cri".registry] and restart containerd`,
+        `containerd (${path}) does not read ${certs}: set config_path = "${certs}" under [plugins."io.containerd.grpc.v1.cri".registry] (replacing any config_path there) and restart containerd`,
       );
       // Done as the hint says, the configuration passes the check.
       await writeFile(path, `${debian}\n  [plugins."io.containerd.grpc.v1.cri".registry]\n    config_path = "${certs}"\n`);
@@ -303,7 +303,7 @@ describe('the agent\'s runtime mirror files, used by real clients', function () 
         expect(dump.stdout).to.include(`config_path = "${certs}"`);
       }
       await writeFile(path, `version = 3\n[plugins."io.containerd.cri.v1.images".registry]\nconfig_path = "/etc/containerd/certs.d"\n`);
-      expect(await checkContainerdConfig(path, certs), 'containerd 2.x names another plugin').to.include(`add config_path = "${certs}" under [plugins."io.containerd.cri.v1.images".registry]`);
+      expect(await checkContainerdConfig(path, certs), 'containerd 2.x names another plugin').to.include(`set config_path = "${certs}" under [plugins."io.containerd.cri.v1.images".registry]`);
     });
 
     it('when the agent runs beside a containerd that does not read its hosts directory, then its status says how to fix that', async () => {
@@ -317,7 +317,7 @@ describe('the agent\'s runtime mirror files, used by real clients', function () 
       await world.publish('edge');
       const agent = await world.start(await world.config({ mirrors: { containerd: certs, containerdConfig: path } }));
       await agent.firstSync;
-      expect(agent.agent.doc.runtime?.containerd).to.include(`add config_path = "${certs}"`);
+      expect(agent.agent.doc.runtime?.containerd).to.include(`set config_path = "${certs}"`);
     });
   });
 });
