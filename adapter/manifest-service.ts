@@ -1,5 +1,5 @@
-import { RegistryError } from '../core/errors.js';
-import { computeDigest, digestAlgorithm, isDigest } from '../core/oci/digest.js';
+import { InvalidDataError, RegistryError } from '../core/errors.js';
+import { digestAlgorithm, isDigest } from '../core/oci/digest.js';
 import { parseManifest, type ParsedManifest } from '../core/oci/manifest.js';
 import { isRepositoryName, isTag, splitGroupPath, type GroupPath } from '../core/oci/names.js';
 import type { ArtifactStore, ReferrerRow, StoredManifest } from '../core/store/artifact-store.js';
@@ -67,14 +67,19 @@ export class ManifestService {
   async put(name: string, reference: string, contentType: string | undefined, body: Buffer): Promise<ParsedManifest> {
     const path = groupPathForWrite(name);
     const ref = parseReference(reference);
-    const manifest = parseManifest(body, contentType);
-    if ('digest' in ref) {
-      const actual = computeDigest(body, digestAlgorithm(ref.digest));
-      if (actual !== ref.digest) {
-        throw new RegistryError('DIGEST_INVALID', 'the manifest does not match the digest in the URL', { expected: ref.digest, actual });
-      }
+    // Pushed by digest, the manifest is known by that digest, whatever its algorithm (sha512
+    // included); pushed by tag, by its canonical sha256.
+    const manifest = parseManifest(body, contentType, 'digest' in ref ? digestAlgorithm(ref.digest) : 'sha256');
+    if ('digest' in ref && manifest.digest !== ref.digest) {
+      throw new RegistryError('DIGEST_INVALID', 'the manifest does not match the digest in the URL', { expected: ref.digest, actual: manifest.digest });
     }
-    await this.store.recordManifest(path, manifest, 'tag' in ref ? ref.tag : null);
+    try {
+      await this.store.recordManifest(path, manifest, 'tag' in ref ? ref.tag : null);
+    } catch (err) {
+      // The validator above refuses what Postgres cannot store; this is the net behind it.
+      if (err instanceof InvalidDataError) throw new RegistryError('MANIFEST_INVALID', 'the manifest holds a value that cannot be stored', { reason: err.message });
+      throw err;
+    }
     return manifest;
   }
 

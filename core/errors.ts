@@ -40,3 +40,11 @@ export class StoreUnavailableError extends Error {
     this.name = 'StoreUnavailableError';
   }
 }
+
+/** Data the database refuses as a value (SQLSTATE class 22: bad encoding, NUL, out of range). */
+export class InvalidDataError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'InvalidDataError';
+  }
+}

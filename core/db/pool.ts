@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { StoreUnavailableError } from '../errors.js';
+import { InvalidDataError, StoreUnavailableError } from '../errors.js';
 
 export type Pool = pg.Pool;
 export type Client = pg.PoolClient;
@@ -22,6 +22,11 @@ export function translate(err: unknown): unknown {
   const e = err as { code?: string; message?: string };
   if (typeof e?.code === 'string' && (UNAVAILABLE_STATES.test(e.code) || UNAVAILABLE_ERRNO.has(e.code))) {
     return new StoreUnavailableError(`database unavailable: ${e.message ?? e.code}`, { cause: err });
+  }
+  // Class 22, data exception: a value the database cannot hold (e.g. 22P05 untranslatable
+  // character for U+0000 in jsonb, 22021 bad encoding). The caller's input, not an outage.
+  if (typeof e?.code === 'string' && e.code.startsWith('22')) {
+    return new InvalidDataError(`value refused by the database: ${e.message ?? e.code}`, { cause: err });
   }
   if (err instanceof Error && /timeout exceeded when trying to connect|Connection terminated/i.test(err.message)) {
     return new StoreUnavailableError(`database unavailable: ${err.message}`, { cause: err });

@@ -1,5 +1,5 @@
 import { RegistryError } from '../errors.js';
-import { computeDigest, isDigest } from './digest.js';
+import { computeDigest, isDigest, type DigestAlgorithm } from './digest.js';
 import {
   classify,
   INDEX_TYPES,
@@ -45,11 +45,38 @@ export interface ParsedManifest {
   subject: string | null;
   annotations: Record<string, string> | null;
   children: IndexChild[];
+  /** The blobs an image manifest names (config, then layers), with their sizes. */
+  blobs: { digest: string; size: number }[];
 }
 
 function invalid(message: string, detail?: unknown): RegistryError {
   return new RegistryError('MANIFEST_INVALID', message, detail);
 }
+
+// A lone UTF-16 surrogate: JSON.parse accepts "\ud800", but it is no Unicode character and
+// Postgres refuses it in jsonb (as it refuses U+0000 in text and jsonb).
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * Every key and string value of the document must be storable text: no U+0000, no lone
+ * surrogate. Checked over the whole document, not only the fields recorded today, so a
+ * field recorded tomorrow cannot bring the 500 back.
+ */
+function checkText(value: unknown, where: string): void {
+  const bad = (s: string) => s.includes('\u0000') || LONE_SURROGATE.test(s);
+  if (typeof value === 'string') {
+    if (bad(value)) throw invalid(`${where} holds a NUL character or a lone UTF-16 surrogate`);
+  } else if (Array.isArray(value)) {
+    value.forEach((v, i) => checkText(v, `${where}[${i}]`));
+  } else if (typeof value === 'object' && value !== null) {
+    for (const [k, v] of Object.entries(value)) {
+      if (bad(k)) throw invalid(`a key in ${where} holds a NUL character or a lone UTF-16 surrogate`);
+      checkText(v, `${where}.${k}`);
+    }
+  }
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -93,18 +120,21 @@ function platform(value: unknown, where: string): Platform | null {
  * the request's Content-Type, which must agree with the body's own mediaType when both
  * are present (OCI image-spec: mediaType "SHOULD be used" and must match).
  */
-export function parseManifest(bytes: Buffer, contentType: string | undefined): ParsedManifest {
+export function parseManifest(bytes: Buffer, contentType: string | undefined, algorithm: DigestAlgorithm = 'sha256'): ParsedManifest {
   if (bytes.length === 0) throw invalid('manifest body is empty');
   if (bytes.length > MAX_MANIFEST_BYTES) {
     throw new RegistryError('PAYLOAD_TOO_LARGE', `manifest is ${bytes.length} bytes; the limit is ${MAX_MANIFEST_BYTES}`);
   }
   let doc: unknown;
   try {
-    doc = JSON.parse(bytes.toString('utf8'));
+    // RFC 8259: JSON exchanged between systems is UTF-8; malformed bytes are refused rather
+    // than silently replaced (the stored fields would then differ from the stored body).
+    doc = JSON.parse(UTF8.decode(bytes));
   } catch (err) {
-    throw invalid('manifest is not valid JSON', { reason: (err as Error).message });
+    throw invalid('manifest is not valid UTF-8 JSON', { reason: (err as Error).message });
   }
   if (!isObject(doc)) throw invalid('manifest must be a JSON object');
+  checkText(doc, 'manifest');
   if (doc.schemaVersion !== 2) throw invalid('only schemaVersion 2 manifests are accepted', { schemaVersion: doc.schemaVersion });
 
   const header = contentType?.split(';')[0]?.trim().toLowerCase() || undefined;
@@ -124,7 +154,7 @@ export function parseManifest(bytes: Buffer, contentType: string | undefined): P
   if (artifactTypeField !== undefined && !isMediaType(artifactTypeField)) throw invalid('artifactType is not a media type');
   const subject = doc.subject === undefined ? null : descriptor(doc.subject, 'subject').digest;
   const annotations = stringMap(doc.annotations, 'annotations');
-  const digest = computeDigest(bytes);
+  const digest = computeDigest(bytes, algorithm);
 
   if (INDEX_TYPES.has(mediaType)) {
     if (!Array.isArray(doc.manifests)) throw invalid('an index must have a manifests array');
@@ -134,6 +164,7 @@ export function parseManifest(bytes: Buffer, contentType: string | undefined): P
     });
     return {
       bytes, digest, mediaType, subject, annotations, children,
+      blobs: [],
       kind: 'IMAGE',
       artifactType: (artifactTypeField as string | undefined) ?? null,
     };
@@ -150,6 +181,7 @@ export function parseManifest(bytes: Buffer, contentType: string | undefined): P
   return {
     bytes, digest, mediaType, subject, annotations, kind,
     children: [],
+    blobs: [config, ...layers].map((d) => ({ digest: d.digest, size: d.size })),
     artifactType: artifactType ?? config.mediaType,
   };
 }
