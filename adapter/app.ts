@@ -1,4 +1,3 @@
-import type { Queue } from 'bullmq';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Pool } from '../core/db/pool.js';
 import { RegistryError } from '../core/errors.js';
@@ -6,7 +5,7 @@ import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import { ArtifactStore } from '../core/store/artifact-store.js';
 import { CredentialStore } from '../core/store/credential-store.js';
-import { UploadStore } from '../core/store/upload-store.js';
+import { UploadStore, type UploadLimits } from '../core/store/upload-store.js';
 import { BasicAuthenticator, CHALLENGE } from './auth.js';
 import { BlobService } from './blob-service.js';
 import { blobHandlers } from './handlers/blobs.handler.js';
@@ -15,25 +14,28 @@ import { referrerHandlers } from './handlers/referrers.handler.js';
 import { tagHandlers } from './handlers/tags.handler.js';
 import { uploadHandlers } from './handlers/uploads.handler.js';
 import { healthRoutes } from './health.js';
+import type { LoginThrottle } from './login-throttle.js';
 import { ManifestService } from './manifest-service.js';
 import { writeError } from './oci-errors.js';
-import { countManifestWrites, metricsRoute, queueDashboard } from './operations.js';
+import { countManifestWrites } from './operations.js';
 import { requestContext } from './request-context.js';
 import { dispatcher, routeTable, type RouteHandlers } from './routes.js';
-import { FailureThrottle } from './throttle.js';
 
 export interface AppDeps {
   pool: Pool;
   log: Logger;
   username: string;
   password: string;
-  authFailureLimit: number;
+  /** Counts login attempts (per address, per username; in Redis when configured). */
+  throttle: LoginThrottle;
   /** express "trust proxy": whose X-Forwarded-For names the client address. */
   trustProxy?: string;
   metrics?: Metrics;
-  /** The state queue, for its dashboard and depth, once Redis is connected. */
-  queue?: () => Queue | undefined;
-  admin?: { username: string; password: string };
+  /** scrypt checks at once. @defaultValue 2 */
+  hashConcurrency?: number;
+  /** Where blob GETs are redirected: the Harbor registry holding the bytes. */
+  imageRegistry: string;
+  uploadLimits?: UploadLimits;
 }
 
 const API_VERSION = { 'Docker-Distribution-API-Version': 'registry/2.0' };
@@ -45,19 +47,14 @@ export function createApp(deps: AppDeps): express.Express {
   if (deps.trustProxy !== undefined) app.set('trust proxy', /^\d+$/.test(deps.trustProxy) ? Number(deps.trustProxy) : deps.trustProxy);
   app.use(requestContext(deps.log));
   app.use(healthRoutes(deps.pool));
-  if (deps.metrics) app.use(metricsRoute(deps.metrics, deps.queue));
-  if (deps.queue && deps.admin) {
-    const adminAuth = new BasicAuthenticator(deps.admin.username, deps.admin.password, new FailureThrottle(deps.authFailureLimit));
-    app.use('/admin/queues', (req, res, next) => {
-      adminAuth.authenticate(req.headers.authorization, req.ip ?? 'unknown').then(() => next(), (err: RegistryError) => {
-        res.status(err.code === 'TOOMANYREQUESTS' ? 429 : 401).set(CHALLENGE).json({ error: err.message });
-      });
-    }, queueDashboard(deps.queue, '/admin/queues'));
-  }
 
-  const auth = new BasicAuthenticator(deps.username, deps.password, new FailureThrottle(deps.authFailureLimit), new CredentialStore(deps.pool));
-  const manifests = new ManifestService(new ArtifactStore(deps.pool));
-  const blobs = new BlobService(new UploadStore(deps.pool));
+  const auth = new BasicAuthenticator({
+    username: deps.username, password: deps.password, throttle: deps.throttle,
+    credentials: new CredentialStore(deps.pool), hashConcurrency: deps.hashConcurrency, metrics: deps.metrics,
+  });
+  const artifacts = new ArtifactStore(deps.pool);
+  const manifests = new ManifestService(artifacts);
+  const blobs = new BlobService(new UploadStore(deps.pool, deps.uploadLimits), artifacts);
 
   const v2 = express.Router();
   v2.use((_req, res, next) => {
@@ -75,7 +72,7 @@ export function createApp(deps: AppDeps): express.Express {
   });
   v2.use(dispatcher(routeTable({
     manifests: manifestHandlers(manifests),
-    blobs: blobHandlers(),
+    blobs: blobHandlers(blobs, deps.imageRegistry),
     uploads: uploadHandlers(blobs),
     tags: tagHandlers(manifests),
     referrers: referrerHandlers(manifests),

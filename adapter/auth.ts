@@ -1,8 +1,10 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
+import pLimit from 'p-limit';
 import { RegistryError } from '../core/errors.js';
-import type { CredentialStore } from '../core/store/credential-store.js';
-import { FailureThrottle } from './throttle.js';
+import type { Metrics } from '../core/metrics.js';
+import { dummySecretHash, verifySecret, type CredentialStore } from '../core/store/credential-store.js';
+import type { LoginThrottle } from './login-throttle.js';
 
 export const REALM = 'Satellite for Harbor';
 
@@ -20,59 +22,130 @@ declare module 'express-serve-static-core' {
   }
 }
 
-function sha256(value: string): Buffer {
-  return createHash('sha256').update(value, 'utf8').digest();
+/** The key resources are counted under for a credential (e.g. open upload sessions). */
+export function credentialOwner(principal: Principal | undefined): string {
+  return principal?.group === undefined ? 'endpoint' : `group:${principal.group}`;
+}
+
+const sha256 = (value: string): Buffer => createHash('sha256').update(value, 'utf8').digest();
+
+function parseBasic(authorization: string): { username: string; password: string } {
+  const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(authorization);
+  const given = m ? Buffer.from(m[1]!, 'base64').toString('utf8') : '';
+  const colon = given.indexOf(':');
+  return colon < 0 ? { username: given, password: '' } : { username: given.slice(0, colon), password: given.slice(colon + 1) };
+}
+
+export interface AuthenticatorOptions {
+  /** The credential that may write every group (the endpoint's, or the admin's). */
+  username: string;
+  password: string;
+  throttle: LoginThrottle;
+  /** Per-group credentials (scrypt hashes in Postgres); absent for the admin credential. */
+  credentials?: CredentialStore;
+  /** scrypt derivations at once in this process; more wait, and past a queue get 429. @defaultValue 2 */
+  hashConcurrency?: number;
+  metrics?: Metrics;
 }
 
 /**
- * Checks HTTP Basic credentials (RFC 7617): the endpoint's own credential (only a SHA-256 of
- * "user:password" is kept in memory, compared in constant time), or a per-group credential
- * from the database (scrypt; a successful check is remembered for `cacheMs` so Harbor's
- * hundreds of requests per run cost one derivation). Wrong credentials from one address
- * beyond the limit get 429 until the window passes; a missing header is not a failure.
+ * Checks HTTP Basic credentials (RFC 7617): the configured credential (a SHA-256 of
+ * "user:password" compared in constant time), or a per-group credential (scrypt hash in
+ * Postgres). Every attempt is counted by the LoginThrottle before its secret is checked;
+ * every failed attempt costs the same work (one credential lookup and one scrypt, against
+ * a dummy hash when the username is unknown), so neither timing nor load tells a known
+ * username from an unknown one. scrypt runs at most `hashConcurrency` at a time.
+ *
+ * A group credential that verified once is remembered with the hash it verified against;
+ * each later request re-reads the stored hash (one indexed query) and accepts only while
+ * it is unchanged, so a revoked or replaced credential stops working at once on every
+ * replica, without paying scrypt again.
  */
 export class BasicAuthenticator {
   private readonly expected: Buffer;
-  private readonly verified = new Map<string, { group: string; until: number }>();
+  private readonly hmacKey: Buffer;
+  private readonly verified = new Map<string, { group: string; secretHash: string }>();
+  private readonly hashing: ReturnType<typeof pLimit>;
+  private readonly maxWaiting: number;
 
-  constructor(
-    username: string,
-    password: string,
-    private readonly throttle: FailureThrottle,
-    private readonly credentials?: CredentialStore,
-    private readonly cacheMs = 30_000,
-  ) {
-    this.expected = sha256(`${username}:${password}`);
+  constructor(private readonly o: AuthenticatorOptions) {
+    this.expected = sha256(`${o.username}:${o.password}`);
+    // Keys the throttle stores (usernames, trust tokens) are HMACs under a key only the
+    // replicas know, so Redis holds nothing that helps guess a secret offline.
+    this.hmacKey = sha256(`satellite-login-throttle\0${o.username}\0${o.password}`);
+    const concurrency = o.hashConcurrency ?? 2;
+    this.hashing = pLimit(concurrency);
+    this.maxWaiting = concurrency * 16;
+  }
+
+  private mac(kind: string, value: string): string {
+    return createHmac('sha256', this.hmacKey).update(`${kind}\0${value}`).digest('base64url').slice(0, 32);
   }
 
   async authenticate(authorization: string | undefined, address: string): Promise<Principal> {
-    const retryAfter = this.throttle.blockedFor(address);
-    if (retryAfter > 0) {
-      throw new RegistryError('TOOMANYREQUESTS', 'too many failed logins from this address; wait and retry', undefined, retryAfter);
-    }
     if (authorization === undefined) throw new RegistryError('UNAUTHORIZED', 'authentication required');
-    const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(authorization);
-    const given = m ? Buffer.from(m[1]!, 'base64').toString('utf8') : '';
-    const digest = sha256(given);
-    if (timingSafeEqual(digest, this.expected)) return {};
-    const group = await this.groupCredential(given, digest.toString('hex'));
-    if (group !== undefined) return { group };
-    this.throttle.fail(address);
-    throw new RegistryError('UNAUTHORIZED', 'invalid username or password');
+    const { username, password } = parseBasic(authorization);
+    const user = this.mac('user', username);
+    const token = this.mac('trust', `${address}\0${username}:${password}`);
+
+    if (await this.o.throttle.isTrusted(token)) {
+      const principal = await this.verifyKnown(username, password);
+      if (principal) return principal;
+      // It stopped working (revoked, rotated): an ordinary attempt from now on.
+      await this.o.throttle.distrust(token);
+    }
+    const wait = (await this.o.throttle.blockedFor(address, user)) || (await this.o.throttle.reserve(address, user));
+    if (wait > 0) {
+      this.o.metrics?.loginFailures.inc({ result: 'throttled' });
+      throw new RegistryError('TOOMANYREQUESTS', 'too many failed logins from this address or for this username; wait and retry', undefined, wait);
+    }
+    let principal: Principal | undefined;
+    try {
+      principal = (await this.verifyKnown(username, password)) ?? (await this.verifySecret(username, password));
+    } catch (err) {
+      await this.o.throttle.refund(address, user); // not checked: not the client's failure
+      throw err;
+    }
+    if (!principal) {
+      this.o.metrics?.loginFailures.inc({ result: 'denied' });
+      throw new RegistryError('UNAUTHORIZED', 'invalid username or password');
+    }
+    await this.o.throttle.refund(address, user);
+    await this.o.throttle.trust(token);
+    return principal;
   }
 
-  private async groupCredential(given: string, key: string): Promise<string | undefined> {
-    if (!this.credentials) return undefined;
-    const cached = this.verified.get(key);
-    if (cached && cached.until > Date.now()) return cached.group;
-    const colon = given.indexOf(':');
-    if (colon <= 0) return undefined;
-    const group = await this.credentials.authenticate(given.slice(0, colon), given.slice(colon + 1));
-    if (group !== undefined) {
-      if (this.verified.size > 1000) this.verified.clear();
-      this.verified.set(key, { group, until: Date.now() + this.cacheMs });
+  /** The configured credential, or a group credential verified before (no hashing). */
+  private async verifyKnown(username: string, password: string): Promise<Principal | undefined> {
+    if (timingSafeEqual(sha256(`${username}:${password}`), this.expected)) return {};
+    const key = sha256(`${username}:${password}`).toString('hex');
+    const known = this.verified.get(key);
+    if (!known || !this.o.credentials) return undefined;
+    const current = await this.o.credentials.find(username);
+    if (current?.secretHash === known.secretHash && current.group === known.group) return { group: known.group };
+    this.verified.delete(key);
+    return undefined;
+  }
+
+  /**
+   * One lookup and one scrypt, whether or not the username exists, at most `hashConcurrency`
+   * at a time; past a short queue the attempt is refused rather than left waiting.
+   */
+  private async verifySecret(username: string, password: string): Promise<Principal | undefined> {
+    const store = this.o.credentials;
+    if (!store) return undefined;
+    if (this.hashing.pendingCount >= this.maxWaiting) {
+      throw new RegistryError('TOOMANYREQUESTS', 'too many logins being checked at once; retry shortly', undefined, 1);
     }
-    return group;
+    return this.hashing(async () => {
+      const row = await store.find(username);
+      this.o.metrics?.secretHashes.inc();
+      const ok = await verifySecret(password, row?.secretHash ?? (await dummySecretHash()));
+      if (!ok || !row) return undefined;
+      if (this.verified.size > 1000) this.verified.clear();
+      this.verified.set(sha256(`${username}:${password}`).toString('hex'), { group: row.group, secretHash: row.secretHash });
+      return { group: row.group };
+    });
   }
 
   middleware() {
@@ -83,7 +156,10 @@ export class BasicAuthenticator {
   }
 }
 
-/** A credential bound to a group may touch only that group's repositories. */
+/**
+ * A credential bound to a group may touch only that group's repositories: the name's first
+ * path segment must be the group, whole (so "edge" never reaches "edge-eu/…").
+ */
 export function checkScope(principal: Principal | undefined, name: string | undefined): void {
   if (principal?.group === undefined || name === undefined) return;
   if (name.split('/')[0] !== principal.group) {

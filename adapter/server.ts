@@ -3,8 +3,9 @@ import type { AddressInfo } from 'node:net';
 import { createPool, type Pool } from '../core/db/pool.js';
 import type { Logger } from '../core/logger.js';
 import { createApp, type AppDeps } from './app.js';
+import { LoginThrottle, throttleConnection } from './login-throttle.js';
 
-export interface EndpointOptions extends Partial<Pick<AppDeps, 'metrics' | 'queue' | 'admin' | 'trustProxy'>> {
+export interface EndpointOptions extends Partial<Pick<AppDeps, 'metrics' | 'trustProxy' | 'hashConcurrency' | 'uploadLimits'>> {
   databaseUrl: string;
   /** A pool to share; when absent the endpoint makes (and on stop closes) its own. */
   pool?: Pool;
@@ -12,7 +13,14 @@ export interface EndpointOptions extends Partial<Pick<AppDeps, 'metrics' | 'queu
   port: number;
   username: string;
   password: string;
+  /** Failed logins per client address per minute. */
   authFailureLimit: number;
+  /** Failed logins per username per minute. @defaultValue 50 */
+  authUsernameFailureLimit?: number;
+  /** Redis holding the login throttle's counters, shared by replicas; absent: this process only. */
+  redis?: { url: string; prefix: string };
+  /** The Harbor registry blob GETs are redirected to. */
+  imageRegistry: string;
   log: Logger;
 }
 
@@ -26,9 +34,15 @@ export interface RunningEndpoint {
 
 export async function startEndpoint(o: EndpointOptions): Promise<RunningEndpoint> {
   const pool = o.pool ?? createPool(o.databaseUrl, 20);
+  const redis = o.redis ? throttleConnection(o.redis.url) : undefined;
+  const throttle = new LoginThrottle({
+    redis, prefix: o.redis?.prefix ?? 'local', addressLimit: o.authFailureLimit,
+    usernameLimit: o.authUsernameFailureLimit ?? 50, log: o.log,
+  });
+  await throttle.ready();
   const app = createApp({
-    pool, log: o.log, username: o.username, password: o.password, authFailureLimit: o.authFailureLimit,
-    metrics: o.metrics, queue: o.queue, admin: o.admin, trustProxy: o.trustProxy,
+    pool, log: o.log, username: o.username, password: o.password, throttle, imageRegistry: o.imageRegistry,
+    metrics: o.metrics, trustProxy: o.trustProxy, hashConcurrency: o.hashConcurrency, uploadLimits: o.uploadLimits,
   });
   const server = await new Promise<Server>((resolve, reject) => {
     const s = app.listen(o.port, o.host, () => resolve(s));
@@ -52,6 +66,7 @@ export async function startEndpoint(o: EndpointOptions): Promise<RunningEndpoint
         server.closeIdleConnections();
         await closed;
         clearInterval(sweep);
+        redis?.disconnect();
         if (!o.pool) await pool.end();
       })();
       return stopping;

@@ -1,13 +1,9 @@
-import express from 'express';
-import type { Server } from 'node:http';
 import { redact, requireEndpointPassword, requireSigningKey, type Config } from '../core/config.js';
 import { migrate } from '../core/db/migrate.js';
 import { createPool } from '../core/db/pool.js';
 import { createLogger } from '../core/logger.js';
 import { Metrics } from '../core/metrics.js';
-import { healthRoutes } from '../adapter/health.js';
-import { metricsRoute } from '../adapter/operations.js';
-import { requestContext } from '../adapter/request-context.js';
+import { startOpsServer, type RunningOps } from '../adapter/ops-server.js';
 import { startEndpoint, type RunningEndpoint } from '../adapter/server.js';
 import { connectQueue, type StateQueue } from '../worker/queue.js';
 import { loadSigningKey } from '../worker/signer.js';
@@ -31,7 +27,7 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
 
   let worker: RunningWorker | undefined;
   let endpoint: RunningEndpoint | undefined;
-  let opsServer: Server | undefined;
+  let ops: RunningOps | undefined;
   let dashboardQueue: StateQueue | undefined;
   const queueOf = () => worker?.queue ?? dashboardQueue;
 
@@ -42,7 +38,7 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
       await endpoint?.stop();
       await worker?.stop();
       await dashboardQueue?.close();
-      if (opsServer) await new Promise((r) => opsServer!.close(r));
+      await ops?.stop();
       await pool.end();
     })().then(
       () => {
@@ -61,19 +57,23 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
   if (password) {
     endpoint = await startEndpoint({
       databaseUrl: config.databaseUrl, pool, host: config.host, port: config.port,
-      username: config.endpointUsername, password, authFailureLimit: config.authFailureLimit, trustProxy: config.trustProxy, log,
-      metrics, queue: queueOf, admin: config.adminPassword ? { username: config.adminUsername, password: config.adminPassword } : undefined,
+      username: config.endpointUsername, password, authFailureLimit: config.authFailureLimit,
+      authUsernameFailureLimit: config.authUsernameFailureLimit, hashConcurrency: config.authHashConcurrency,
+      redis: { url: config.redisUrl, prefix: config.authThrottlePrefix }, trustProxy: config.trustProxy, log, metrics,
+      imageRegistry: config.imageRegistry,
+      uploadLimits: { maxOpenPerOwner: config.uploadSessionLimit, idleMinutes: config.uploadIdleMinutes },
     });
     log.info({ url: endpoint.url, username: config.endpointUsername, database: redact(config.databaseUrl) }, 'endpoint listening');
-  } else {
-    // The worker alone still answers health checks and Prometheus.
-    const app = express();
-    app.use(requestContext(log));
-    app.use(healthRoutes(pool));
-    app.use(metricsRoute(metrics, queueOf));
-    opsServer = app.listen(config.metricsPort, config.host);
-    log.info({ port: config.metricsPort }, 'worker metrics listening');
   }
+  // Health, Prometheus and the dashboard, on a listener of their own (loopback by default).
+  ops = await startOpsServer({
+    host: config.metricsHost, port: config.metricsPort, pool, metrics, queue: queueOf, log,
+    admin: config.adminPassword === undefined ? undefined : {
+      username: config.adminUsername, password: config.adminPassword, authFailureLimit: config.authFailureLimit,
+      redis: { url: config.redisUrl, prefix: config.authThrottlePrefix },
+    },
+  });
+  log.info({ url: ops.url, dashboard: config.adminPassword !== undefined }, 'operations listening');
   if (signingKey) {
     worker = await startWorker({ config, pool, log, metrics, signingKey });
   } else {

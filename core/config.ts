@@ -73,7 +73,7 @@ export interface Config {
   registryTimeoutMs: number;
   /** Prefix of every Redis key of the queue. @defaultValue "satellite" */
   queuePrefix: string;
-  /** Port of /metrics and /healthz for `satellite worker` alone. @defaultValue 9464 */
+  /** Port of the operations listener (/metrics, /healthz, /readyz, the dashboard), of every process. @defaultValue 9464 */
   metricsPort: number;
   /** Harbor's URL, for `satellite harbor …` (the Harbor API). */
   harborUrl: string | undefined;
@@ -82,9 +82,24 @@ export interface Config {
   harborPassword: string | undefined;
   /** The URL at which Harbor reaches this endpoint (what the registry endpoint is registered with). */
   endpointUrl: string | undefined;
-  /** Credential of the queue dashboard (/admin/queues). @defaultValue the endpoint's */
+  /**
+   * The admin credential (queue dashboard, admin API). Never falls back to the endpoint's:
+   * without ADMIN_PASSWORD the dashboard is off. @defaultValue "admin", no password
+   */
   adminUsername: string;
   adminPassword: string | undefined;
+  /** Address of the operations listener (/metrics, /healthz, /readyz, /admin/queues). @defaultValue "127.0.0.1" */
+  metricsHost: string;
+  /** Failed logins per username (from any address) per minute before it gets 429. @defaultValue 50 */
+  authUsernameFailureLimit: number;
+  /** scrypt checks of per-group secrets at once, per process. @defaultValue 2 */
+  authHashConcurrency: number;
+  /** Prefix of the Redis keys of the login throttle (shared by replicas). @defaultValue QUEUE_PREFIX + ":auth" */
+  authThrottlePrefix: string;
+  /** Blob upload sessions one credential may hold open. @defaultValue 100 */
+  uploadSessionLimit: number;
+  /** An upload session idle this long is gone. @defaultValue 10 (minutes) */
+  uploadIdleMinutes: number;
 }
 
 export class ConfigError extends Error {
@@ -188,9 +203,19 @@ export function loadConfig(env: Env = process.env): Config {
     harborUsername: str('HARBOR_USERNAME', 'admin'),
     harborPassword: env.HARBOR_PASSWORD || undefined,
     endpointUrl: env.ENDPOINT_URL ? url('ENDPOINT_URL', '', ['http:', 'https:']).replace(/\/+$/, '') : undefined,
-    adminUsername: str('ADMIN_USERNAME', endpointUsername),
-    adminPassword: env.ADMIN_PASSWORD || endpointPassword,
+    adminUsername: str('ADMIN_USERNAME', 'admin'),
+    adminPassword: env.ADMIN_PASSWORD || undefined,
+    metricsHost: str('METRICS_HOST', '127.0.0.1'),
+    authUsernameFailureLimit: int('AUTH_USERNAME_FAILURE_LIMIT', 50, 1, 1_000_000),
+    authHashConcurrency: int('AUTH_HASH_CONCURRENCY', 2, 1, 64),
+    authThrottlePrefix: str('AUTH_THROTTLE_PREFIX', `${str('QUEUE_PREFIX', 'satellite')}:auth`),
+    uploadSessionLimit: int('UPLOAD_SESSION_LIMIT', 100, 1, 1_000_000),
+    uploadIdleMinutes: int('UPLOAD_IDLE_MINUTES', 10, 1, 24 * 60),
   };
+  if (config.adminPassword !== undefined && config.adminPassword.length < 12) problems.push('ADMIN_PASSWORD must be at least 12 characters');
+  if (config.adminPassword !== undefined && config.adminPassword === endpointPassword) {
+    problems.push('ADMIN_PASSWORD must differ from ENDPOINT_PASSWORD: the endpoint credential never opens the dashboard');
+  }
   if ((config.stateRegistryUsername === undefined) !== (config.stateRegistryPassword === undefined)) {
     problems.push('STATE_REGISTRY_USERNAME and STATE_REGISTRY_PASSWORD go together: set both or neither');
   }

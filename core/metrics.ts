@@ -34,6 +34,18 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly secretHashes = new Counter({
+    name: 'satellite_auth_secret_hashes_total',
+    help: 'scrypt derivations run to check a presented secret (one per checked login that is not an already verified credential)',
+    registers: [this.registry],
+  });
+  readonly loginFailures = new Counter({
+    name: 'satellite_auth_failures_total',
+    help: 'Refused logins: denied (wrong credential) or throttled (429 before any check)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'satellite_' });
   }

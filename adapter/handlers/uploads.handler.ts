@@ -1,6 +1,7 @@
 import type { Request, Response } from 'express';
 import { RegistryError } from '../../core/errors.js';
-import { checkDigest, parseContentRange, type BlobService } from '../blob-service.js';
+import { checkScope, credentialOwner } from '../auth.js';
+import { checkAlgorithm, checkDigest, parseContentRange, type BlobService } from '../blob-service.js';
 import { checkName } from '../manifest-service.js';
 
 type Params = { name: string; id?: string };
@@ -40,7 +41,10 @@ export function uploadHandlers(blobs: BlobService) {
       if (mount !== undefined) {
         // Cross-repository mount: every blob is present, so the mount always succeeds.
         const from = queryString(req, 'from');
-        if (from !== undefined) checkName(from);
+        if (from !== undefined) {
+          checkName(from);
+          checkScope(req.principal, from);
+        }
         created(res, p.name, checkDigest(mount, 'mount'));
         return;
       }
@@ -50,7 +54,7 @@ export function uploadHandlers(blobs: BlobService) {
         created(res, p.name, digest);
         return;
       }
-      const id = await blobs.start(p.name);
+      const id = await blobs.start(p.name, credentialOwner(req.principal), checkAlgorithm(queryString(req, 'digest-algorithm')));
       progress(res, 202, p.name, id, 0);
     },
 

@@ -166,4 +166,33 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE state_versions ADD COLUMN manifest bytea, ADD COLUMN blobs bytea[];
     `,
   },
+  {
+    version: 40,
+    name: 'upload sessions: owner and digest algorithm; idle sessions found by age',
+    sql: `
+      -- Sessions are capped per credential (owner) and expire after minutes of idleness;
+      -- algorithm is the one chosen at POST (?digest-algorithm=, spec end-4c), and hash_state
+      -- is that algorithm's running state.
+      ALTER TABLE uploads ADD COLUMN owner text NOT NULL DEFAULT 'endpoint';
+      ALTER TABLE uploads ADD COLUMN algorithm text NOT NULL DEFAULT 'sha256' CHECK (algorithm IN ('sha256','sha512'));
+      CREATE INDEX uploads_owner ON uploads (owner, updated_at);
+      CREATE INDEX uploads_updated ON uploads (updated_at);
+    `,
+  },
+  {
+    version: 41,
+    name: 'blob sizes named by recorded manifests and finished uploads',
+    sql: `
+      -- What a blob HEAD answers as Content-Length. A digest names immutable content, so a
+      -- size once learnt stays true; rows are written once (ON CONFLICT DO NOTHING), so
+      -- re-sending the same manifests adds nothing.
+      CREATE TABLE blob_sizes (
+        group_name  text NOT NULL,
+        repository  text NOT NULL,
+        digest      text NOT NULL,
+        size        bigint NOT NULL CHECK (size >= 0),
+        PRIMARY KEY (group_name, repository, digest)
+      );
+    `,
+  },
 ];

@@ -74,6 +74,10 @@ export class ArtifactStore {
          INSERT INTO tags (group_name, repository, tag, digest)
          SELECT $1, $2, $15, $3 WHERE $15::text IS NOT NULL
          ON CONFLICT (group_name, repository, tag) DO UPDATE SET digest = EXCLUDED.digest, updated_at = now()
+       ), b AS (
+         INSERT INTO blob_sizes (group_name, repository, digest, size)
+         SELECT $1, $2, x.digest, x.size FROM unnest($16::text[], $17::bigint[]) AS x(digest, size)
+         ON CONFLICT DO NOTHING
        ), l AS (
          INSERT INTO change_log (group_name, action, repository, digest, tag) SELECT $1, 'put', $2, $3, $15 FROM changed WHERE yes
        )
@@ -84,8 +88,23 @@ export class ArtifactStore {
         children.map((c) => c.digest), children.map((c) => c.mediaType), children.map((c) => c.size),
         children.map((c) => (c.platform === null ? null : JSON.stringify(c.platform))),
         tag,
+        m.blobs.map((b) => b.digest), m.blobs.map((b) => b.size),
       ],
     );
+  }
+
+  /** The size of a blob a recorded manifest or a finished upload named; undefined when unknown. */
+  async blobSize(ref: ArtifactRef, digest: string): Promise<number | undefined> {
+    const { rows } = await query<{ size: string }>(this.pool,
+      'SELECT size FROM blob_sizes WHERE group_name = $1 AND repository = $2 AND digest = $3', [ref.group, ref.repository, digest]);
+    return rows[0] && Number(rows[0].size);
+  }
+
+  /** Remembers the size of a blob whose bytes arrived and matched their digest. */
+  async recordBlobSize(ref: ArtifactRef, digest: string, size: number): Promise<void> {
+    await query(this.pool,
+      'INSERT INTO blob_sizes (group_name, repository, digest, size) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
+      [ref.group, ref.repository, digest, size]);
   }
 
   /**

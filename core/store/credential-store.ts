@@ -25,6 +25,17 @@ export async function verifySecret(secret: string, stored: string): Promise<bool
   return actual.length === expected.length && timingSafeEqual(actual, expected);
 }
 
+let dummy: Promise<string> | undefined;
+
+/**
+ * A hash of a random secret with the same cost as real ones: an unknown username is checked
+ * against it, so it costs the same work (and time) as a known one with a wrong secret.
+ */
+export function dummySecretHash(): Promise<string> {
+  dummy ??= hashSecret(randomBytes(24).toString('base64url'));
+  return dummy;
+}
+
 export const groupUsername = (group: string) => `group-${group}`;
 
 export class CredentialStore {
@@ -46,11 +57,11 @@ export class CredentialStore {
     return rowCount === 1;
   }
 
-  /** The group a username/secret pair may write, or undefined when they do not match. */
-  async authenticate(username: string, secret: string): Promise<string | undefined> {
+  /** The stored credential of `username`, if any (the caller verifies the secret). */
+  async find(username: string): Promise<{ group: string; secretHash: string } | undefined> {
     const { rows } = await query<{ group_name: string; secret_hash: string }>(this.pool,
       'SELECT group_name, secret_hash FROM group_credentials WHERE username = $1', [username]);
     const row = rows[0];
-    return row && (await verifySecret(secret, row.secret_hash)) ? row.group_name : undefined;
+    return row && { group: row.group_name, secretHash: row.secret_hash };
   }
 }

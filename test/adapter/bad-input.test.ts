@@ -1,9 +1,10 @@
 import { expect } from 'chai';
+import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import type { RunningEndpoint } from '../../adapter/server.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { basic, client, json, startTestEndpoint } from '../support/endpoint.js';
-import { image, randomLayer, sha256 } from '../support/oci.js';
+import { image, index, randomLayer, sha256 } from '../support/oci.js';
 
 /** A request whose path reaches the server byte for byte (fetch would normalise "..").*/
 function rawRequest(base: string, method: string, path: string, headers: Record<string, string> = {}, body?: Buffer): Promise<{ status: number; body: string }> {
@@ -115,16 +116,114 @@ describe('bad input gets its spec error and changes nothing', () => {
     }
   });
 
-  it('when credentials are missing or wrong, then 401 UNAUTHORIZED with a challenge, on every route', async () => {
+  it('when credentials are missing or wrong, then 401 UNAUTHORIZED with a challenge, on every route and method', async () => {
     const anon = client(endpoint.url, null);
     const wrong = client(endpoint.url, basic('harbor', 'not-the-secret'));
+    const name = 'edge-eu/library/alpine';
+    const session = `/v2/${name}/blobs/uploads/00000000-0000-4000-8000-000000000000`;
+    const blob = `/v2/${name}/blobs/${good.config.digest}`;
+    // Every route of adapter/routes.ts with every method it serves, the API root, and a
+    // path no route matches: credentials are checked before anything else.
+    const routes: [string, string, Buffer?][] = [
+      ['GET', '/v2/'], ['HEAD', '/v2/'],
+      ['GET', `/v2/${name}/tags/list`],
+      ['GET', `/v2/${name}/manifests/3.20`], ['HEAD', `/v2/${name}/manifests/3.20`],
+      ['PUT', `/v2/${name}/manifests/evil`, good.manifest.bytes], ['DELETE', `/v2/${name}/manifests/${good.manifest.digest}`],
+      ['POST', `/v2/${name}/blobs/uploads/`], ['POST', `/v2/${name}/blobs/uploads/?digest=${good.config.digest}`, good.config.bytes],
+      ['POST', `/v2/${name}/blobs/uploads/?mount=${good.config.digest}&from=edge-eu/library/other`],
+      ['GET', session], ['PATCH', session, Buffer.from('x')], ['PUT', `${session}?digest=${good.config.digest}`], ['DELETE', session],
+      ['HEAD', blob], ['GET', blob], ['DELETE', blob],
+      ['GET', `/v2/${name}/referrers/${good.manifest.digest}`],
+      ['GET', '/v2/_catalog'], ['DELETE', `/v2/${name}/tags/list`],
+    ];
     for (const c of [anon, wrong]) {
-      const res = await c('/v2/edge-eu/library/alpine/manifests/evil', { method: 'PUT', headers: { 'Content-Type': OCI }, body: good.manifest.bytes });
-      await expectError(res, 401, 'UNAUTHORIZED');
-      expect(res.headers.get('www-authenticate')).to.match(/^Basic /);
-      await expectError(await c(`/v2/edge-eu/library/alpine/manifests/${good.manifest.digest}`, { method: 'DELETE' }), 401, 'UNAUTHORIZED');
-      await expectError(await c('/v2/edge-eu/library/alpine/blobs/uploads/', { method: 'POST' }), 401, 'UNAUTHORIZED');
+      for (const [method, path, body] of routes) {
+        const res = await c(path, { method, headers: body ? { 'Content-Type': OCI } : {}, body });
+        expect(res.status, `${method} ${path}`).to.equal(401);
+        expect(res.headers.get('www-authenticate'), `${method} ${path}`).to.match(/^Basic realm="/);
+        if (method !== 'HEAD') expect((await json(res)).errors[0].code, `${method} ${path}`).to.equal('UNAUTHORIZED');
+      }
     }
+  });
+
+  it('when a manifest holds a NUL character, a lone UTF-16 surrogate or bytes that are not UTF-8, anywhere, then MANIFEST_INVALID, never 500', async () => {
+    const text = good.manifest.bytes.toString();
+    const withField = (field: string) => text.replace(/}$/, `,${field}}`);
+    const idx = index([{ architecture: 'amd64', os: 'linux' }]).manifest.bytes.toString();
+    const cases: [string, string | Buffer, string?][] = [
+      ['NUL in an annotation value', withField('"annotations":{"a":"x\\u0000y"}')],
+      ['NUL in an annotation key', withField('"annotations":{"a\\u0000":"x"}')],
+      ['lone high surrogate in an annotation value', withField('"annotations":{"a":"\\ud800"}')],
+      ['lone low surrogate in a nested custom field', withField('"custom":{"deep":["ok","\\udc00"]}')],
+      ['NUL in a platform field', idx.replace('"os":"linux"', '"os":"linux\\u0000"'), 'application/vnd.oci.image.index.v1+json'],
+      ['lone surrogate in a platform variant', idx.replace('"os":"linux"', '"os":"linux","variant":"\\udbff"'), 'application/vnd.oci.image.index.v1+json'],
+      ['bytes that are not UTF-8', Buffer.concat([Buffer.from(withField('"annotations":{"a":"')), Buffer.from([0xff, 0xfe]), Buffer.from('"}}')]).subarray(0, -1)],
+    ];
+    for (const [what, body, type] of cases) {
+      const res = await put('edge-eu/library/alpine', 'nul', body, type);
+      expect(res.status, what).to.equal(400);
+      expect((await json(res)).errors[0].code, what).to.equal('MANIFEST_INVALID');
+    }
+  });
+
+  it('when index children, a subject or a Docker schema 2 manifest are not valid descriptors, then MANIFEST_INVALID', async () => {
+    const idxDoc = () => JSON.parse(index([{ architecture: 'amd64', os: 'linux' }]).manifest.bytes.toString());
+    const docker = () => {
+      const d = JSON.parse(good.manifest.bytes.toString());
+      d.mediaType = 'application/vnd.docker.distribution.manifest.v2+json';
+      d.config.mediaType = 'application/vnd.docker.container.image.v1+json';
+      return d;
+    };
+    const INDEX = 'application/vnd.oci.image.index.v1+json';
+    const DOCKER = 'application/vnd.docker.distribution.manifest.v2+json';
+    const cases: [string, unknown, string][] = [
+      ['index child digest', ((d) => ((d.manifests[0].digest = 'sha256:1234'), d))(idxDoc()), INDEX],
+      ['index child size', ((d) => ((d.manifests[0].size = -5), d))(idxDoc()), INDEX],
+      ['index child media type', ((d) => (delete d.manifests[0].mediaType, d))(idxDoc()), INDEX],
+      ['subject digest', ((d) => ((d.subject = { mediaType: OCI, digest: 'md5:abc', size: 3 }), d))(JSON.parse(good.manifest.bytes.toString())), OCI],
+      ['subject size', ((d) => ((d.subject = { mediaType: OCI, digest: good.manifest.digest, size: -1 }), d))(JSON.parse(good.manifest.bytes.toString())), OCI],
+      ['Docker layer size', ((d) => ((d.layers[0].size = -1), d))(docker()), DOCKER],
+      ['Docker layer digest', ((d) => ((d.layers[0].digest = 'sha256:zz'), d))(docker()), DOCKER],
+      ['Docker image without layers', ((d) => ((d.layers = []), d))(docker()), DOCKER],
+      ['Docker manifest list child media type', ((d) => ((d.mediaType = 'application/vnd.docker.distribution.manifest.list.v2+json'), (d.manifests[0].mediaType = 'not a type'), d))(idxDoc()), 'application/vnd.docker.distribution.manifest.list.v2+json'],
+    ];
+    for (const [what, doc, type] of cases) {
+      const res = await put('edge-eu/library/alpine', 'desc', JSON.stringify(doc), type);
+      expect(res.status, what).to.equal(400);
+      expect((await json(res)).errors[0].code, what).to.equal('MANIFEST_INVALID');
+    }
+  });
+
+  it('when a digest names an algorithm other than sha256 and sha512, then DIGEST_INVALID, never 5xx', async () => {
+    const sha384 = `sha384:${'a'.repeat(96)}`;
+    await expectError(await put('edge-eu/library/alpine', sha384, good.manifest.bytes), 400, 'DIGEST_INVALID');
+    await expectError(await api(`/v2/edge-eu/library/alpine/blobs/${sha384}`), 400, 'DIGEST_INVALID');
+    await expectError(await api(`/v2/edge-eu/library/alpine/blobs/uploads/?digest=blake3:${'b'.repeat(64)}`, { method: 'POST', body: 'x' }), 400, 'DIGEST_INVALID');
+    await expectError(await api('/v2/edge-eu/library/alpine/blobs/uploads/?digest-algorithm=md5', { method: 'POST' }), 400, 'DIGEST_INVALID');
+    const head = await api(`/v2/edge-eu/library/alpine/blobs/${sha384}`, { method: 'HEAD' });
+    expect(head.status).to.equal(400);
+  });
+
+  it('when the last chunk of an upload does not hash to the digest given, then DIGEST_INVALID and the session is gone', async () => {
+    const bytes = randomBytes(1000);
+    const start = await api('/v2/edge-eu/library/alpine/blobs/uploads/', { method: 'POST' });
+    const location = start.headers.get('location')!;
+    expect((await api(location, { method: 'PATCH', headers: { 'Content-Range': '0-499' }, body: bytes.subarray(0, 500) })).status).to.equal(202);
+    const wrongDigest = sha256(Buffer.concat([bytes.subarray(0, 999), Buffer.from('!')]));
+    await expectError(await api(`${location}?digest=${wrongDigest}`, { method: 'PUT', headers: { 'Content-Range': '500-999' }, body: bytes.subarray(500) }), 400, 'DIGEST_INVALID');
+    await expectError(await api(location), 404, 'BLOB_UPLOAD_UNKNOWN');
+  });
+
+  it('when a chunk carries fewer or more bytes than its Content-Range announces, then 416 and the upload stays where it was', async () => {
+    const start = await api('/v2/edge-eu/library/alpine/blobs/uploads/', { method: 'POST' });
+    const location = start.headers.get('location')!;
+    await expectError(await api(location, { method: 'PATCH', headers: { 'Content-Range': '0-99' }, body: Buffer.alloc(50) }), 416, 'BLOB_UPLOAD_INVALID');
+    await expectError(await api(location, { method: 'PATCH', headers: { 'Content-Range': '0-9' }, body: Buffer.alloc(20) }), 416, 'BLOB_UPLOAD_INVALID');
+    const status = await api(location);
+    expect(status.status).to.equal(204);
+    expect(status.headers.get('range')).to.equal('0-0');
+    const last = Buffer.alloc(30);
+    await expectError(await api(`${location}?digest=${sha256(last)}`, { method: 'PUT', headers: { 'Content-Range': '0-9' }, body: last }), 416, 'BLOB_UPLOAD_INVALID');
   });
 
   it('when a monolithic blob upload does not match its digest, then DIGEST_INVALID', async () => {

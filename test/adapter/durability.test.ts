@@ -18,7 +18,7 @@ describe('durability of acknowledged manifests', function () {
     await db?.drop();
   });
 
-  const env = (port: number) => ({ DATABASE_URL: db.url, PORT: String(port), HOST: '127.0.0.1', ENDPOINT_PASSWORD: PASSWORD });
+  const env = (port: number) => ({ DATABASE_URL: db.url, PORT: String(port), HOST: '127.0.0.1', ENDPOINT_PASSWORD: PASSWORD, METRICS_PORT: '0' });
   const auth = { Authorization: basic('harbor', PASSWORD) };
 
   it('when the endpoint is killed with SIGKILL during concurrent PUTs, then after restart every manifest that got a 201 is recorded', async () => {

@@ -50,14 +50,56 @@ describe('per-group endpoint credentials', function () {
     expect(rows[0].secret_hash).to.match(/^scrypt\$16384\$8\$1\$/).and.not.include(ap.secret);
   });
 
-  it('when a credential is revoked, then a fresh endpoint no longer accepts it', async () => {
+  it('when a credential is revoked, then every running replica refuses it at its next request', async () => {
     const x = await create('edge-x');
-    await satellite(['credentials', 'revoke', 'edge-x'], { DATABASE_URL: db.url });
-    const fresh = await startTestEndpoint(db.url);
+    const replica = await startTestEndpoint(db.url);
     try {
-      expect((await client(fresh.url, basic(x.username, x.secret))('/v2/')).status).to.equal(401);
+      const auth = basic(x.username, x.secret);
+      // Both replicas have verified (and remembered) the credential.
+      for (const e of [endpoint, replica]) expect((await client(e.url, auth)('/v2/')).status).to.equal(200);
+      await satellite(['credentials', 'revoke', 'edge-x'], { DATABASE_URL: db.url });
+      for (const e of [endpoint, replica]) {
+        expect((await client(e.url, auth)('/v2/')).status, e.url).to.equal(401);
+        expect((await put(auth, 'edge-x/library/alpine')).status).to.equal(401);
+      }
+      // A replaced secret: the old one stops at once, the new one works.
+      const y1 = await create('edge-y');
+      expect((await client(replica.url, basic(y1.username, y1.secret))('/v2/')).status).to.equal(200);
+      const y2 = await create('edge-y');
+      expect((await client(replica.url, basic(y1.username, y1.secret))('/v2/')).status).to.equal(401);
+      expect((await client(replica.url, basic(y2.username, y2.secret))('/v2/')).status).to.equal(200);
     } finally {
-      await fresh.stop();
+      await replica.stop();
     }
+  });
+
+  it('when a credential of group "edge" names "edge-eu" (or any other group) on any route, then 403 DENIED; its own group passes', async () => {
+    const edge = await create('edge');
+    const api = client(endpoint.url, basic(edge.username, edge.secret));
+    const img = image();
+    // A real upload session of edge-eu, opened with the endpoint credential.
+    const opened = await client(endpoint.url)('/v2/edge-eu/library/alpine/blobs/uploads/', { method: 'POST' });
+    const session = opened.headers.get('location')!;
+    const d = img.config.digest;
+    const denied: [string, string][] = [
+      ['GET', '/v2/edge-eu/library/alpine/tags/list'],
+      ['GET', '/v2/edge-eu/library/alpine/manifests/1'], ['HEAD', '/v2/edge-eu/library/alpine/manifests/1'],
+      ['PUT', '/v2/edge-eu/library/alpine/manifests/1'], ['DELETE', `/v2/edge-eu/library/alpine/manifests/${img.manifest.digest}`],
+      ['POST', '/v2/edge-eu/library/alpine/blobs/uploads/'], ['POST', `/v2/edge-eu/library/alpine/blobs/uploads/?digest=${d}`],
+      ['POST', `/v2/edge/library/alpine/blobs/uploads/?mount=${d}&from=edge-eu/library/alpine`],
+      ['GET', session], ['PATCH', session], ['PUT', `${session}?digest=${d}`], ['DELETE', session],
+      ['HEAD', `/v2/edge-eu/library/alpine/blobs/${d}`], ['GET', `/v2/edge-eu/library/alpine/blobs/${d}`], ['DELETE', `/v2/edge-eu/library/alpine/blobs/${d}`],
+      ['GET', `/v2/edge-eu/library/alpine/referrers/${img.manifest.digest}`],
+      ['GET', `/v2/edgex/library/alpine/manifests/1`], ['GET', `/v2/e/library/alpine/manifests/1`],
+    ];
+    for (const [method, path] of denied) {
+      const res = await api(path, { method, headers: { 'Content-Type': img.manifest.mediaType }, body: method === 'PUT' || method === 'PATCH' ? img.manifest.bytes : undefined });
+      expect(res.status, `${method} ${path}`).to.equal(403);
+      if (method !== 'HEAD') expect((await json(res)).errors[0].code, `${method} ${path}`).to.equal('DENIED');
+    }
+    expect((await client(endpoint.url)(session)).status, 'the other group\'s session is untouched').to.equal(204);
+    expect((await put(basic(edge.username, edge.secret), 'edge/library/alpine')).status).to.equal(201);
+    expect((await api(`/v2/edge/library/alpine/blobs/${d}`, { method: 'HEAD' })).status).to.equal(200);
+    expect((await api('/v2/edge/library/alpine/blobs/uploads/', { method: 'POST' })).status).to.equal(202);
   });
 });

@@ -1,5 +1,5 @@
 import { createLogger } from '../../core/logger.js';
-import { startEndpoint, type RunningEndpoint } from '../../adapter/server.js';
+import { startEndpoint, type EndpointOptions, type RunningEndpoint } from '../../adapter/server.js';
 
 export const USERNAME = 'harbor';
 export const PASSWORD = 'test-secret-0123456789';
@@ -8,8 +8,11 @@ export function basic(user = USERNAME, password = PASSWORD): string {
   return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 }
 
+/** Where the test endpoint redirects blob GETs. */
+export const IMAGE_REGISTRY = 'https://harbor.example.com';
+
 /** The endpoint in this process on a free port, against the given database. */
-export async function startTestEndpoint(databaseUrl: string, authFailureLimit = 1000, trustProxy?: string): Promise<RunningEndpoint> {
+export async function startTestEndpoint(databaseUrl: string, authFailureLimit = 1000, trustProxy?: string, extra: Partial<EndpointOptions> = {}): Promise<RunningEndpoint> {
   return startEndpoint({
     databaseUrl,
     host: '127.0.0.1',
@@ -17,8 +20,11 @@ export async function startTestEndpoint(databaseUrl: string, authFailureLimit = 
     username: USERNAME,
     password: PASSWORD,
     authFailureLimit,
+    authUsernameFailureLimit: 1000,
     trustProxy,
+    imageRegistry: IMAGE_REGISTRY,
     log: createLogger((process.env.TEST_LOG_LEVEL as 'silent') ?? 'silent'),
+    ...extra,
   });
 }
 

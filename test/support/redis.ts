@@ -58,7 +58,7 @@ export async function ownRedis(): Promise<OwnRedis> {
     port,
     start,
     async stop() {
-      if (child && child.exitCode === null) {
+      if (child && child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child!.once('exit', r));
         child.kill('SIGKILL');
         await exited;

@@ -62,7 +62,9 @@ describe('end to end: skopeo → endpoint → worker → signed state in docker-
 
   it('when skopeo pushes into `satellite serve`, then a signed state listing exactly what was pushed appears, and a DELETE adds a tombstone', async () => {
     const port = await freePort();
-    running.push(await spawnSatellite(['serve'], env({ PORT: String(port) }), 'worker started'));
+    const opsPort = await freePort();
+    const admin = { username: 'ops', password: 'admin-secret-e2e-1' };
+    running.push(await spawnSatellite(['serve'], env({ PORT: String(port), METRICS_PORT: String(opsPort), ADMIN_USERNAME: admin.username, ADMIN_PASSWORD: admin.password }), 'worker started'));
     const single = image();
     const multi = index([{ architecture: 'amd64', os: 'linux' }, { architecture: 'arm64', os: 'linux' }]);
     await writeLayout(join(work, 'alpine'), '3.20', single.manifest, imageBlobs(single));
@@ -92,13 +94,16 @@ describe('end to end: skopeo → endpoint → worker → signed state in docker-
     expect(alpine).to.include({ digest: single.manifest.digest, deleted: true });
     expect(alpine.tag).to.deep.equal(['3.20']);
 
-    // The metrics count what happened; the dashboard is behind the admin credential.
-    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    // The metrics count what happened, on the operations port only; the dashboard is
+    // behind the admin credential, which the endpoint's does not replace.
+    const metrics = await (await fetch(`http://127.0.0.1:${opsPort}/metrics`)).text();
     expect(metrics).to.match(/satellite_manifests_received_total\{action="put",outcome="recorded"\} [1-9]/);
     expect(metrics).to.match(/satellite_state_builds_total\{result="published"\} [1-9]/);
     expect(metrics).to.match(/satellite_queue_jobs\{state="failed"\} 0/);
-    expect((await fetch(`http://127.0.0.1:${port}/admin/queues`)).status).to.equal(401);
-    const board = await fetch(`http://127.0.0.1:${port}/admin/queues`, { headers: { Authorization: basic('harbor', PASSWORD) } });
+    expect((await fetch(`http://127.0.0.1:${port}/metrics`)).status).to.equal(404);
+    expect((await fetch(`http://127.0.0.1:${opsPort}/admin/queues`)).status).to.equal(401);
+    expect((await fetch(`http://127.0.0.1:${opsPort}/admin/queues`, { headers: { Authorization: basic('harbor', PASSWORD) } })).status).to.equal(401);
+    const board = await fetch(`http://127.0.0.1:${opsPort}/admin/queues`, { headers: { Authorization: basic(admin.username, admin.password) } });
     expect(board.status).to.equal(200);
     expect(await board.text()).to.include('<html');
 

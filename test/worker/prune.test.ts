@@ -102,8 +102,8 @@ describe('housekeeping', function () {
     const config = workerConfig({ STATE_REGISTRY: shared.registry.url, COSIGN_KEY: shared.keys.keyPath });
     const { client } = testBuilder(config, db.pool, shared.keys);
     const uploads = new UploadStore(db.pool);
-    await uploads.create('00000000-0000-4000-8000-000000000001', 'edge/library/a', Buffer.alloc(40));
-    await uploads.create('00000000-0000-4000-8000-000000000002', 'edge/library/a', Buffer.alloc(40));
+    await uploads.create('00000000-0000-4000-8000-000000000001', 'edge/library/a', 'endpoint', 'sha256', Buffer.alloc(40));
+    await uploads.create('00000000-0000-4000-8000-000000000002', 'edge/library/a', 'endpoint', 'sha256', Buffer.alloc(40));
     await db.pool.query("UPDATE uploads SET updated_at = now() - interval '25 hours' WHERE id = '00000000-0000-4000-8000-000000000001'");
     const pruner = new Pruner(new ArtifactStore(db.pool), new StateStore(db.pool), uploads, client, config, createLogger('silent'));
     expect(await pruner.pruneAll()).to.deep.include({ uploads: 1 });
