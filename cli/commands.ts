@@ -131,7 +131,10 @@ export function parseReference(ref: string, plainHttp: boolean): { baseUrl: stri
 export async function verify(config: Config, ref: string, keyPath: string, opts: { plainHttp: boolean; anyIdentity: boolean }): Promise<number> {
   const key = loadPublicKey(await readFile(keyPath, 'utf8'));
   const r = parseReference(ref, opts.plainHttp);
-  const creds = stateRegistryCredentials(config);
+  // The state registry's credential goes to the state registry only (same scheme, host and
+  // port), never to whatever host a reference names. fetch drops Authorization on a
+  // redirect to another origin.
+  const creds = new URL(r.baseUrl).origin === new URL(config.stateRegistry).origin ? stateRegistryCredentials(config) : undefined;
   const client = new RegistryClient(r.baseUrl, creds);
   const manifest = await client.getManifest(r.repository, r.reference);
   if (!manifest) {
