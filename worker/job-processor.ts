@@ -7,6 +7,7 @@ import { RegistryRequestError } from '../core/registry/registry-client.js';
 import type { StateStore } from '../core/store/state-store.js';
 import type { Pruner } from './pruner.js';
 import { buildJobOptions, type BuildJobData, type BuildJobPolicy, type JobName, type StateQueue } from './queue.js';
+import type { Redactor } from './redact.js';
 import type { StateBuilder } from './state-builder.js';
 
 /**
@@ -39,6 +40,8 @@ export interface ProcessorDeps {
   tombstoneRetentionHours: number;
   metrics: Metrics;
   log: Logger;
+  /** Hides configured secrets in an error before it is logged or stored as the job's failure. */
+  redactor?: Redactor;
 }
 
 /**
@@ -63,7 +66,8 @@ export function createProcessor(d: ProcessorDeps) {
       const { group: _group, ...fields } = result;
       jobLog.info(fields, MESSAGES[result.result]);
       return result;
-    } catch (err) {
+    } catch (caught) {
+      const err = d.redactor ? d.redactor.error(caught) : caught;
       const classified = classify(err);
       const final = classified instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       d.metrics.builds.inc({ result: final ? 'failed' : 'retry' });

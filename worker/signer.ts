@@ -1,10 +1,13 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { readSignatureLayers, signatureImage, signatureTag } from '../core/cosign/signature-image.js';
 import { loadPrivateKey } from '../core/cosign/keys.js';
 import { signPayload, simpleSigningPayload, verifySignatureLayer } from '../core/cosign/simple-signing.js';
 import type { RegistryClient } from '../core/registry/registry-client.js';
+import { Redactor } from './redact.js';
 
 /** The signing key, read and decrypted once; its path is kept for the cosign CLI. */
 export interface SigningKey {
@@ -57,17 +60,30 @@ export class KeySigner implements Signer {
  * Signs with the cosign CLI (SIGNER=cosign, cosign on PATH), key-based, without the
  * transparency log (edge sites cannot reach one). cosign v3 is told to keep the legacy
  * .sig format, which is what satellites and `cosign verify --key` here expect.
+ *
+ * No secret is on its command line (visible to every user in ps and /proc): the key's
+ * password goes in COSIGN_PASSWORD, the registry credential in a docker config file of its
+ * own (DOCKER_CONFIG, a private temporary directory removed afterwards), which cosign reads
+ * like docker does. A failure is reported with the secrets redacted. Idempotent like
+ * KeySigner: when a signature by this key for this digest is attached, cosign is not run
+ * again (it would add a second signature layer).
  */
 export class CosignCliSigner implements Signer {
   readonly name = 'cosign';
   private versionArgs: Promise<string[]> | undefined;
+  private readonly publicKey: KeyObject;
+  private readonly redactor: Redactor;
 
   constructor(
     private readonly client: RegistryClient,
     private readonly keyPath: string,
+    key: KeyObject,
     private readonly password: string,
     private readonly credentials?: { username: string; password: string },
-  ) {}
+  ) {
+    this.publicKey = createPublicKey(key);
+    this.redactor = new Redactor([password], credentials);
+  }
 
   private async extraArgs(): Promise<string[]> {
     this.versionArgs ??= execa('cosign', ['version'], { reject: false }).then((r) =>
@@ -76,12 +92,36 @@ export class CosignCliSigner implements Signer {
   }
 
   async sign(repository: string, digest: string): Promise<'signed' | 'already-signed'> {
-    const ref = `${this.client.host}/${repository}@${digest}`;
+    const identity = `${this.client.host}/${repository}`;
+    const existing = await readSignatureLayers(this.client, repository, digest);
+    if (existing.some((l) => verifySignatureLayer({
+      key: this.publicKey, payload: l.payload, payloadDigest: l.digest, signatureB64: l.signatureB64, manifestDigest: digest, repository: identity,
+    }).ok)) return 'already-signed';
+
+    const ref = `${identity}@${digest}`;
     const insecure = this.client.baseUrl.startsWith('http://') ? ['--allow-http-registry=true', '--allow-insecure-registry=true'] : [];
-    const creds = this.credentials ? ['--registry-username', this.credentials.username, '--registry-password', this.credentials.password] : [];
-    await execa('cosign', ['sign', '--key', this.keyPath, '--tlog-upload=false', '--yes', ...insecure, ...creds, ...(await this.extraArgs()), ref], {
-      env: { COSIGN_PASSWORD: this.password },
-    });
+    const dockerConfig = await mkdtemp(join(tmpdir(), 'satellite-cosign-'));
+    try {
+      const auths = this.credentials
+        ? { [this.client.host]: { auth: Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString('base64') } }
+        : {};
+      await writeFile(join(dockerConfig, 'config.json'), JSON.stringify({ auths }), { mode: 0o600 });
+      await execa('cosign', ['sign', '--key', this.keyPath, '--tlog-upload=false', '--yes', ...insecure, ...(await this.extraArgs()), ref], {
+        env: { COSIGN_PASSWORD: this.password, DOCKER_CONFIG: dockerConfig },
+      });
+    } catch (err) {
+      throw this.failure(err);
+    } finally {
+      await rm(dockerConfig, { recursive: true, force: true });
+    }
     return 'signed';
+  }
+
+  /** A new error saying what failed, with the tool's last words, secrets redacted; no argv. */
+  private failure(err: unknown): Error {
+    const e = err as { exitCode?: number; stderr?: unknown; code?: string; message?: string };
+    if (e.code === 'ENOENT') return Object.assign(new Error('cosign is not on PATH'), { code: 'ENOENT' });
+    const said = typeof e.stderr === 'string' ? e.stderr.trim().split('\n').slice(-3).join(' / ') : '';
+    return this.redactor.error(new Error(`cosign sign failed (exit ${e.exitCode ?? '?'}): ${said || e.message || 'no output'}`));
   }
 }

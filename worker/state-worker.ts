@@ -13,6 +13,7 @@ import { Pruner } from './pruner.js';
 import { BuiltinPusher, OrasPusher, type Pusher } from './pusher.js';
 import { checkEvictionPolicy, connectQueue, STATE_QUEUE, workerConnection, type BuildJobData, type BuildJobPolicy, type JobName } from './queue.js';
 import { CosignCliSigner, KeySigner, type Signer, type SigningKey } from './signer.js';
+import { Redactor } from './redact.js';
 import { StateBuilder } from './state-builder.js';
 
 export interface RunningWorker {
@@ -33,7 +34,7 @@ export function buildPolicy(config: Config): BuildJobPolicy {
 function makeSigner(config: Config, client: RegistryClient, signingKey: SigningKey): Signer {
   const creds = stateRegistryCredentials(config);
   return config.signer === 'cosign'
-    ? new CosignCliSigner(client, signingKey.path, config.cosignPassword, creds)
+    ? new CosignCliSigner(client, signingKey.path, signingKey.key, config.cosignPassword, creds)
     : new KeySigner(client, signingKey.key);
 }
 
@@ -66,7 +67,8 @@ export async function startWorker(deps: { config: Config; pool: Pool; log: Logge
   const consumer = workerConnection(config.redisUrl, log);
   void checkEvictionPolicy(consumer, log);
 
-  const processor = createProcessor({ builder, pruner, states, queue, policy, tombstoneRetentionHours: config.tombstoneRetentionHours, metrics, log });
+  const redactor = new Redactor([config.cosignPassword, config.endpointPassword, config.adminPassword], stateRegistryCredentials(config));
+  const processor = createProcessor({ builder, pruner, states, queue, policy, tombstoneRetentionHours: config.tombstoneRetentionHours, metrics, log, redactor });
 
   const worker = new Worker<BuildJobData, unknown, JobName>(STATE_QUEUE, processor, {
     connection: consumer,

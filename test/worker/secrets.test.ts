@@ -1,0 +1,102 @@
+import { expect } from 'chai';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { Metrics } from '../../core/metrics.js';
+import { loadPrivateKey } from '../../core/cosign/keys.js';
+import { readSignatureLayers } from '../../core/cosign/signature-image.js';
+import { RegistryClient } from '../../core/registry/registry-client.js';
+import { CosignCliSigner, KeySigner, loadSigningKey } from '../../worker/signer.js';
+import { startWorker, type RunningWorker } from '../../worker/state-worker.js';
+import { startAuthProxy, type AuthProxy } from '../support/auth-proxy.js';
+import { createTestDatabase, type TestDatabase } from '../support/db.js';
+import { image } from '../support/oci.js';
+import { until } from '../support/process.js';
+import { dropPrefix, REDIS_URL, testPrefix } from '../support/redis.js';
+import { KEY_PASSWORD, record, useRegistryAndKeys, workerConfig } from '../support/worker.js';
+
+const ROBOT = { username: 'robot$satellite', password: 'Registry-Secret-6d1f0c' };
+
+// No cosign binary installs on this machine, so this test puts a stand-in `cosign` first on
+// PATH. It checks what the worker does with a CLI, not what cosign does: the stand-in
+// records its own command line (as /proc shows it to every user) and the credential it
+// was handed, then fails the way a real tool may, echoing that credential.
+const FAKE_COSIGN = `#!/bin/sh
+if [ "$1" = version ]; then echo "GitVersion: v2.4.1"; exit 0; fi
+tr '\\0' ' ' < /proc/$$/cmdline > "$RECORD_DIR/cmdline"
+cat "$DOCKER_CONFIG/config.json" > "$RECORD_DIR/docker-config" 2>/dev/null
+echo "Error: signing: PUT https://x/v2/: unauthorized: auth $(cat "$DOCKER_CONFIG/config.json") pass=$COSIGN_PASSWORD" >&2
+exit 1
+`;
+
+describe('secrets stay out of command lines, logs and stored job failures', function () {
+  this.timeout(60_000);
+  const shared = useRegistryAndKeys();
+  let db: TestDatabase;
+  let proxy: AuthProxy;
+  let bin: string;
+  let worker: RunningWorker | undefined;
+  const prefix = testPrefix();
+  const path = process.env.PATH;
+
+  before(async () => {
+    db = await createTestDatabase();
+    proxy = await startAuthProxy(shared.registry.url, 'basic', ROBOT.username, ROBOT.password);
+    bin = await mkdtemp(join(tmpdir(), 'satellite-fake-cosign-'));
+    await writeFile(join(bin, 'cosign'), FAKE_COSIGN);
+    await chmod(join(bin, 'cosign'), 0o755);
+    process.env.PATH = `${bin}:${path}`;
+    process.env.RECORD_DIR = bin;
+  });
+  after(async () => {
+    process.env.PATH = path;
+    delete process.env.RECORD_DIR;
+    await worker?.stop();
+    await proxy?.close();
+    await db?.drop();
+    await dropPrefix(prefix);
+    await rm(bin, { recursive: true, force: true });
+  });
+
+  it('when a CLI signing fails, then neither /proc/<pid>/cmdline, the logs nor the failed job show the registry password', async () => {
+    const lines: string[] = [];
+    const log = pino({ level: 'debug' }, { write: (l: string) => lines.push(l) });
+    const config = workerConfig({
+      STATE_REGISTRY: proxy.url, STATE_REGISTRY_USERNAME: ROBOT.username, STATE_REGISTRY_PASSWORD: ROBOT.password,
+      COSIGN_KEY: shared.keys.keyPath, SIGNER: 'cosign', REDIS_URL, QUEUE_PREFIX: prefix, BUILD_DEBOUNCE_MS: '0', BUILD_ATTEMPTS: '1',
+    });
+    worker = await startWorker({ config, pool: db.pool, log, metrics: new Metrics(), signingKey: await loadSigningKey(shared.keys.keyPath, KEY_PASSWORD) });
+    await record(db.pool, 'edge-s', 'library/alpine', image(), '1');
+    const failed = await until('the build to fail', async () => (await worker!.queue.getFailed()).find((j) => j.data.group === 'edge-s'));
+
+    const basicForm = Buffer.from(`${ROBOT.username}:${ROBOT.password}`).toString('base64');
+    // The stand-in did get the credential, through its private docker config, not argv.
+    expect(await readFile(join(bin, 'docker-config'), 'utf8')).to.include(basicForm);
+    const cmdline = await readFile(join(bin, 'cmdline'), 'utf8');
+    expect(cmdline).to.include('sign');
+    const stored = [failed.failedReason, ...(failed.stacktrace ?? [])].join('\n');
+    expect(failed.failedReason).to.include('cosign sign failed');
+    for (const [where, text] of [['cmdline', cmdline], ['logs', lines.join('\n')], ['failed job', stored]] as const) {
+      for (const secret of [ROBOT.password, basicForm, KEY_PASSWORD]) expect(text, `${where} shows a secret`).to.not.include(secret);
+    }
+    expect(stored, 'the reason is still readable').to.include('[redacted]');
+  });
+
+  it('when a signature by this key is already attached, then the cosign CLI is not run again (no second signature layer)', async () => {
+    const client = new RegistryClient(proxy.url, ROBOT);
+    const key = loadPrivateKey(shared.keys.privatePem, KEY_PASSWORD);
+    const repo = 'satellite/group-state/edge-i/state';
+    const digest = await client.putManifest(repo, 'x', Buffer.from(JSON.stringify({
+      schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', artifactType: 'application/example',
+      config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: await client.pushBlob(repo, Buffer.from('{}')), size: 2 },
+      layers: [],
+    })), 'application/vnd.oci.image.manifest.v1+json');
+    await new KeySigner(client, key).sign(repo, digest);
+    await rm(join(bin, 'cmdline'), { force: true });
+    const cli = new CosignCliSigner(client, shared.keys.keyPath, key, KEY_PASSWORD, ROBOT);
+    expect(await cli.sign(repo, digest)).to.equal('already-signed');
+    await readFile(join(bin, 'cmdline')).then(() => expect.fail('cosign ran'), () => undefined);
+    expect(await readSignatureLayers(client, repo, digest)).to.have.length(1);
+  });
+});
