@@ -1,5 +1,5 @@
 import type { Logger } from '../core/logger.js';
-import type { RegistryClient } from '../core/registry/registry-client.js';
+import { RegistryRequestError, type RegistryClient } from '../core/registry/registry-client.js';
 import { computeDigest } from '../core/oci/digest.js';
 import { diffStates, jsonDigest, renderDelta, type VersionedState } from '../core/state/delta.js';
 import { layerText, stateLayers } from '../core/state/format.js';
@@ -70,7 +70,7 @@ export class StateBuilder {
       }
       this.log.warn({ group, found: latest?.digest ?? null, expected: current.manifestDigest }, 'latest does not name the published state; publishing it again');
       const stored = await this.states.loadPackage(group, current.version);
-      if (stored && (await this.publish(group, repository, fromStored(stored), current))) {
+      if (stored && (await this.publish(group, repository, fromStored(stored), current)) !== undefined) {
         await this.states.markBuilt(group, point);
         return { ...summary, result: 'repaired' };
       }
@@ -83,15 +83,16 @@ export class StateBuilder {
     const version = allocation.version;
     const pkg = await this.packageFor(group, version, state);
     const summary = { group, version: version.version, digest: pkg.digest, artifacts: state.artifacts.length };
-    if (!(await this.publish(group, repository, pkg, version))) {
+    const pushed = await this.publish(group, repository, pkg, version);
+    if (pushed === undefined) {
       // A newer build allocated a newer version meanwhile: it publishes, this one stops
       // short of `latest` (its version tag is removed by the pruner).
       this.log.warn({ group, version: version.version }, 'a newer version superseded this build; latest left to it');
       return { ...summary, result: 'superseded' };
     }
-    await this.states.markPublished(group, version.version, pkg.digest);
+    await this.states.markPublished(group, version.version, pushed.digest);
     await this.states.markBuilt(group, point);
-    return { ...summary, result: 'published' };
+    return { ...summary, digest: pushed.digest, result: 'published' };
   }
 
   /**
@@ -122,22 +123,42 @@ export class StateBuilder {
     return { json: Buffer.from(renderDelta(delta)), baseDigest: delta.base.digest, baseVersion: base.version };
   }
 
-  /** Pushes, signs and tags; false when a newer version superseded this one before `latest` moved. */
-  private async publish(group: string, repository: string, pkg: PackagedState, version: StateVersion): Promise<boolean> {
-    const tag = versionTag(version.version);
-    if (this.pusher.tagsWhilePushing) {
-      // Sign first (the digest is known before the push), so the version tag never names
-      // an unsigned manifest.
-      await this.signer.sign(repository, pkg.digest);
-      await this.pusher.push(repository, pkg, tag);
-    } else {
-      await this.pusher.push(repository, pkg, pkg.digest);
-      await this.signer.sign(repository, pkg.digest);
-      await this.client.putManifest(repository, tag, pkg.manifest, pkg.mediaType);
-    }
-    if (!(await this.states.isCurrent(group, version.version))) return false;
-    await this.client.putManifest(repository, 'latest', pkg.manifest, pkg.mediaType);
-    return true;
+  /**
+   * Pushes, signs, tags the version, and moves `latest` last; returns the package as it is
+   * in the registry, or undefined when a newer version superseded this one before `latest`
+   * moved. On every path the signature is in place before a version tag names the
+   * manifest, and the signer is idempotent, so a retry adds no second signature.
+   */
+  private async publish(group: string, repository: string, pkg: PackagedState, version: StateVersion): Promise<PackagedState | undefined> {
+    let pushed = pkg;
+    if (this.pusher.tagsWhilePushing) pushed = await this.pushThroughTag(group, repository, pkg, version);
+    else await this.pusher.push(repository, pkg, pkg.digest);
+    await this.signer.sign(repository, pushed.digest);
+    await this.client.putManifest(repository, versionTag(version.version), pushed.manifest, pushed.mediaType);
+    if (!(await this.states.isCurrent(group, version.version))) return undefined;
+    await this.client.putManifest(repository, 'latest', pushed.manifest, pushed.mediaType);
+    return pushed;
+  }
+
+  /**
+   * A pusher that can only push to a tag (the oras CLI) pushes to a staging tag of the
+   * version (`pending-<N>`, never the version tag), and the manifest it left there is what
+   * gets signed and tagged. When its digest differs from the rendered one (another oras
+   * lays the manifest out otherwise), that package is kept in place of the rendered one, so
+   * a retry or a repair uses the very same bytes: the job neither fails for good nor
+   * publishes a new digest each time. A package already in the registry is not pushed again.
+   */
+  private async pushThroughTag(group: string, repository: string, pkg: PackagedState, version: StateVersion): Promise<PackagedState> {
+    if (await this.client.headManifest(repository, pkg.digest)) return pkg;
+    const staging = `pending-${version.version}`;
+    await this.pusher.push(repository, pkg, staging);
+    const found = await this.client.getManifest(repository, staging);
+    if (!found) throw new RegistryRequestError(`${this.pusher.name} left nothing at ${staging}`, 0, undefined, true);
+    if (found.digest === pkg.digest) return pkg;
+    this.log.warn({ group, version: version.version, rendered: pkg.digest, pushed: found.digest }, 'the pusher produced another manifest than rendered; publishing the one it pushed');
+    const adopted: PackagedState = { ...pkg, manifest: found.bytes, digest: found.digest, mediaType: found.mediaType || pkg.mediaType };
+    await this.states.savePackage(group, version.version, { digest: adopted.digest, manifest: adopted.manifest, blobs: pkg.blobs.map((b) => b.bytes) });
+    return adopted;
   }
 }
 
