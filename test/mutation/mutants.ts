@@ -1,0 +1,178 @@
+// The breakages `npm run mutate` applies to the compiled code (dist/), each with the tests
+// that should turn red. Texts are matched exactly, once; when the code changes, update them.
+
+export interface Mutant {
+  name: string;
+  edits: { file: string; find: string; replace: string }[];
+  /** Test files under dist/test/. */
+  tests: string[];
+  /** Set when surviving is expected, with the reason (listed in the README). */
+  survivorBecause?: string;
+}
+
+const I8 = '        ';
+
+export const MUTANTS: Mutant[] = [
+  {
+    name: 'version tag pushed before the signature',
+    edits: [{
+      file: 'worker/state-builder.js',
+      find: `await this.signer.sign(repository, pushed.digest);\n${I8}await this.client.putManifest(repository, versionTag(version.version), pushed.manifest, pushed.mediaType);`,
+      replace: `await this.client.putManifest(repository, versionTag(version.version), pushed.manifest, pushed.mediaType);\n${I8}await this.signer.sign(repository, pushed.digest);`,
+    }],
+    tests: ['worker/publish-order.test.js'],
+  },
+  {
+    name: 'a tagging pusher (oras) pushes straight to the version tag',
+    edits: [{ file: 'worker/state-builder.js', find: 'const staging = `pending-${version.version}`;', replace: 'const staging = versionTag(version.version);' }],
+    tests: ['worker/publish-order.test.js'],
+  },
+  {
+    name: 'duplicate signature layers on retry',
+    edits: [{ file: 'worker/signer.js', find: `if (mine)\n${I8}    return 'already-signed';`, replace: '' }],
+    tests: ['worker/publish-order.test.js'],
+  },
+  {
+    name: "verifier's docker-reference identity check removed",
+    edits: [{ file: 'core/cosign/simple-signing.js', find: 'if (input.repository !== undefined && repositoryOf(claims.dockerReference) !== input.repository) {', replace: 'if (false) {' }],
+    tests: ['worker/verify-tamper.test.js'],
+  },
+  {
+    name: "verifier's digest claim check removed",
+    edits: [{ file: 'core/cosign/simple-signing.js', find: 'if (claims.manifestDigest !== input.manifestDigest) {', replace: 'if (false) {' }],
+    tests: ['worker/verify-tamper.test.js'],
+  },
+  {
+    name: '201 answered before the commit',
+    edits: [{
+      file: 'adapter/manifest-service.js',
+      find: "await this.store.recordManifest(path, manifest, 'tag' in ref ? ref.tag : null);",
+      replace: "void this.store.recordManifest(path, manifest, 'tag' in ref ? ref.tag : null).catch(() => undefined);",
+    }],
+    tests: ['adapter/commit-before-201.test.js'],
+  },
+  {
+    name: 'artifacts left unsorted in the state',
+    edits: [{ file: 'core/state/render.js', find: '.sort((x, y) => byCodeUnit(x.repository, y.repository) || byCodeUnit(x.digest, y.digest));', replace: ';' }],
+    tests: ['core/render-determinism.test.js'],
+  },
+  {
+    name: 'final digest check of a chunked upload removed',
+    edits: [{ file: 'adapter/blob-service.js', find: `checkLength(range, received, session.size);\n${I8}verify(hasher, claimed);`, replace: 'checkLength(range, received, session.size);' }],
+    tests: ['adapter/bad-input.test.js'],
+  },
+  {
+    name: 'Content-Range length check removed',
+    edits: [{ file: 'adapter/blob-service.js', find: `checkLength(range, received, session.size);\n${I8}const size = session.size + received;`, replace: 'const size = session.size + received;' }],
+    tests: ['adapter/bad-input.test.js'],
+  },
+  {
+    name: 'Content-Length missing on manifest HEAD',
+    edits: [{ file: 'adapter/handlers/manifests.handler.js', find: "'Content-Length': String(m.body.length),", replace: '' }],
+    tests: ['adapter/digests-and-blobs.test.js'],
+  },
+  {
+    name: 'credentials not checked on /v2',
+    edits: [{ file: 'adapter/app.js', find: 'v2.use(auth.middleware());', replace: '' }],
+    tests: ['adapter/bad-input.test.js'],
+  },
+  {
+    name: 'login attempts counted after the hash (not reserved before)',
+    edits: [
+      { file: 'adapter/auth.js', find: 'const wait = (await this.o.throttle.blockedFor(address, user)) || (await this.o.throttle.reserve(address, user));', replace: 'const wait = await this.o.throttle.blockedFor(address, user);' },
+      { file: 'adapter/auth.js', find: "throw new RegistryError('UNAUTHORIZED', 'invalid username or password');", replace: "await this.o.throttle.fail(address, user); throw new RegistryError('UNAUTHORIZED', 'invalid username or password');" },
+      { file: 'adapter/auth.js', find: 'await this.o.throttle.refund(address, user);\n        await this.o.throttle.trust(token);', replace: 'await this.o.throttle.trust(token);' },
+    ],
+    tests: ['adapter/login-throttle.test.js'],
+  },
+  {
+    name: 'unknown usernames skip the hash (timing oracle)',
+    edits: [{ file: 'adapter/auth.js', find: 'const row = await store.find(username);', replace: 'const row = await store.find(username); if (!row) return undefined;' }],
+    tests: ['adapter/login-throttle.test.js'],
+  },
+  {
+    name: 'no cap on concurrent hashing',
+    edits: [{ file: 'adapter/auth.js', find: 'if (this.hashing.pendingCount >= this.maxWaiting) {', replace: 'if (false) {' }],
+    tests: ['adapter/login-throttle.test.js'],
+  },
+  {
+    name: 'no in-memory fallback when Redis is down',
+    edits: [{ file: 'adapter/login-throttle.js', find: 'rejectIfRedisNotReady: true, insuranceLimiter: memory,', replace: 'rejectIfRedisNotReady: true,' }],
+    tests: ['adapter/login-throttle.test.js'],
+  },
+  {
+    name: 'group scope matched as a prefix, not a whole segment',
+    edits: [{ file: 'adapter/auth.js', find: "if (name.split('/')[0] !== principal.group) {", replace: 'if (!name.startsWith(principal.group)) {' }],
+    tests: ['adapter/group-credentials.test.js'],
+  },
+  {
+    name: 'a verified group credential stays valid after revocation (cache)',
+    edits: [{ file: 'adapter/auth.js', find: 'if (current?.secretHash === known.secretHash && current.group === known.group)', replace: 'if (true)' }],
+    tests: ['adapter/group-credentials.test.js'],
+  },
+  {
+    name: 'dashboard without CSRF check',
+    edits: [{ file: 'adapter/ops-server.js', find: '}, adminOnly(auth), sameOriginOnly(), queueDashboard(', replace: '}, adminOnly(auth), queueDashboard(' }],
+    tests: ['adapter/operations.test.js'],
+  },
+  {
+    name: 'admin credential falls back to the endpoint secret',
+    edits: [{ file: 'core/config.js', find: 'adminPassword: env.ADMIN_PASSWORD || undefined,', replace: 'adminPassword: env.ADMIN_PASSWORD || endpointPassword,' }],
+    tests: ['adapter/operations.test.js'],
+  },
+  {
+    name: 'satellite verify sends the credential to any host',
+    edits: [{ file: 'cli/commands.js', find: 'const creds = new URL(r.baseUrl).origin === new URL(config.stateRegistry).origin ? stateRegistryCredentials(config) : undefined;', replace: 'const creds = stateRegistryCredentials(config);' }],
+    tests: ['cli/verify-credentials.test.js'],
+  },
+  {
+    name: 'registry password on the cosign command line',
+    edits: [{ file: 'worker/signer.js', find: "'--tlog-upload=false', '--yes',", replace: "'--tlog-upload=false', '--yes', '--registry-password', this.credentials?.password ?? '-'," }],
+    tests: ['worker/secrets.test.js'],
+  },
+  {
+    name: 'CLI failures not redacted (neither in the signer nor in the job processor)',
+    edits: [
+      { file: 'worker/signer.js', find: 'return this.redactor.error(new Error(', replace: 'return (new Error(' },
+      { file: 'worker/job-processor.js', find: 'const err = d.redactor ? d.redactor.error(caught) : caught;', replace: 'const err = caught;' },
+    ],
+    tests: ['worker/secrets.test.js'],
+  },
+  {
+    name: 'CLI failures not redacted by the signer alone',
+    edits: [{ file: 'worker/signer.js', find: 'return this.redactor.error(new Error(', replace: 'return (new Error(' }],
+    tests: ['worker/secrets.test.js'],
+    survivorBecause: 'the job processor redacts every error it logs or stores as a second line of defence, so removing one layer alone changes nothing a user sees',
+  },
+  {
+    name: 'no cap on open upload sessions',
+    edits: [{ file: 'core/store/upload-store.js', find: 'if ((rows[0]?.n ?? 0) >= this.limits.maxOpenPerOwner)', replace: 'if (false)' }],
+    tests: ['adapter/upload-sessions.test.js'],
+  },
+  {
+    name: 'idle upload sessions stay usable',
+    edits: [{ file: 'core/store/upload-store.js', find: 'AND updated_at >= now() - make_interval(mins => $3)`', replace: 'AND $3::int IS NOT NULL`' }],
+    tests: ['adapter/upload-sessions.test.js'],
+  },
+  {
+    name: 'NUL and lone surrogates reach Postgres',
+    edits: [{ file: 'core/oci/manifest.js', find: "checkText(doc, 'manifest');", replace: '' }],
+    tests: ['adapter/bad-input.test.js'],
+  },
+  {
+    name: 'a manifest pushed by sha512 is digested with sha256',
+    edits: [{ file: 'adapter/manifest-service.js', find: "'digest' in ref ? digestAlgorithm(ref.digest) : 'sha256'", replace: "'sha256'" }],
+    tests: ['adapter/digests-and-blobs.test.js'],
+  },
+  {
+    name: 'blob GET answers 404 instead of redirecting',
+    edits: [{ file: 'adapter/handlers/blobs.handler.js', find: 'res.status(307).set({', replace: 'res.status(404).set({' }],
+    tests: ['adapter/digests-and-blobs.test.js'],
+  },
+  {
+    name: 'Postgres data errors not translated (the net behind the manifest check)',
+    edits: [{ file: 'core/db/pool.js', find: "if (typeof e?.code === 'string' && e.code.startsWith('22')) {", replace: 'if (false) {' }],
+    tests: ['adapter/bad-input.test.js'],
+    survivorBecause: 'the manifest validator refuses every value Postgres would reject before any SQL runs, so no HTTP request reaches this net',
+  },
+];

@@ -1,0 +1,87 @@
+// `npm run mutate`: breaks the compiled code on purpose, one named breakage at a time, runs
+// the tests that should notice, and reports each breakage as killed (some test went red)
+// or survived (every test stayed green). A breakage whose code no longer matches is
+// reported as stale, so the list is kept up to date with the code.
+//
+// Why not Stryker: it mutates at random and needs a test run per mutant over the whole
+// suite (hours here, with real Postgres, Redis and registries); these are the specific
+// breakages found by attacking the service, each aimed at the tests meant to catch it.
+//
+// The edits are applied to dist/ (after `npm run build`) and always put back, also after
+// Ctrl-C; a backup left by a killed run is restored at the next start.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { MUTANTS, type Mutant } from './mutants.js';
+
+const DIST = 'dist';
+const BACKUP = join(DIST, '.mutation-backup.json');
+
+function restoreBackup(): void {
+  if (!existsSync(BACKUP)) return;
+  const saved = JSON.parse(readFileSync(BACKUP, 'utf8')) as Record<string, string>;
+  for (const [file, text] of Object.entries(saved)) writeFileSync(file, text);
+  rmSync(BACKUP);
+}
+
+type Outcome = 'killed' | 'survived' | 'stale';
+
+function apply(m: Mutant): string | undefined {
+  const originals: Record<string, string> = {};
+  const texts: Record<string, string> = {};
+  for (const e of m.edits) {
+    const file = join(DIST, e.file);
+    texts[file] ??= readFileSync(file, 'utf8');
+    originals[file] ??= texts[file]!;
+    const count = texts[file]!.split(e.find).length - 1;
+    if (count !== 1) return `${e.file}: expected the text once, found it ${count} times: ${JSON.stringify(e.find.slice(0, 80))}`;
+    texts[file] = texts[file]!.replace(e.find, () => e.replace);
+  }
+  writeFileSync(BACKUP, JSON.stringify(originals));
+  for (const [file, text] of Object.entries(texts)) writeFileSync(file, text);
+  return undefined;
+}
+
+function run(m: Mutant): { outcome: Outcome; detail: string } {
+  const stale = apply(m);
+  if (stale) return { outcome: 'stale', detail: stale };
+  try {
+    const r = spawnSync(process.execPath, [
+      'node_modules/mocha/bin/mocha.js', '--no-config', '--timeout', '60000', '--exit', '--reporter', 'dot',
+      ...m.tests.map((t) => join(DIST, 'test', t)),
+    ], { encoding: 'utf8', env: { ...process.env, TEST_LOG_LEVEL: 'silent' }, timeout: 10 * 60_000 });
+    const failing = /(\d+) failing/.exec(r.stdout ?? '')?.[1];
+    return r.status === 0
+      ? { outcome: 'survived', detail: 'every test stayed green' }
+      : { outcome: 'killed', detail: failing ? `${failing} failing` : `exit ${r.status ?? r.signal}` };
+  } finally {
+    restoreBackup();
+  }
+}
+
+function main(): number {
+  restoreBackup();
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => {
+    restoreBackup();
+    process.exit(130);
+  });
+  const only = process.argv.slice(2);
+  const chosen = only.length ? MUTANTS.filter((m) => only.includes(m.name)) : MUTANTS;
+  const results: { m: Mutant; outcome: Outcome; detail: string }[] = [];
+  for (const m of chosen) {
+    process.stdout.write(`${m.name} … `);
+    const r = run(m);
+    process.stdout.write(`${r.outcome} (${r.detail})\n`);
+    results.push({ m, ...r });
+  }
+  const count = (o: Outcome) => results.filter((r) => r.outcome === o).length;
+  process.stdout.write(`\n${count('killed')} killed, ${count('survived')} survived, ${count('stale')} stale of ${results.length}\n`);
+  for (const r of results.filter((x) => x.outcome === 'survived')) {
+    process.stdout.write(`  survived: ${r.m.name}${r.m.survivorBecause ? ` (expected: ${r.m.survivorBecause})` : ' (NOT EXPECTED)'}\n`);
+  }
+  // Red when a breakage is stale, or survives without a documented reason.
+  const unexplained = results.filter((r) => r.outcome === 'stale' || (r.outcome === 'survived' && !r.m.survivorBecause));
+  return unexplained.length === 0 ? 0 : 1;
+}
+
+process.exitCode = main();
