@@ -6,9 +6,6 @@ import type { ArtifactStore } from '../core/store/artifact-store.js';
 import type { StateStore } from '../core/store/state-store.js';
 import type { UploadStore } from '../core/store/upload-store.js';
 
-/** A blob upload untouched this long is abandoned: its session (a hash state) is dropped. */
-export const ABANDONED_UPLOAD_HOURS = 24;
-
 /**
  * Housekeeping: removes from the registry the published versions of each group beyond the
  * newest STATE_KEEP_VERSIONS (the manifest, which takes its version tag with it, and its
@@ -42,7 +39,8 @@ export class Pruner {
       }
     }
     const tombstones = await this.artifacts.purgeExpiredTombstones(this.config.tombstoneRetentionHours);
-    const uploads = await this.uploads.expire(ABANDONED_UPLOAD_HOURS);
+    // Sessions idle past UPLOAD_IDLE_MINUTES (the endpoint already ignores them).
+    const uploads = await this.uploads.expireIdle();
     const changes = await this.states.pruneChangeLog(this.config.changeLogRetentionHours);
     if (versions + tombstones + uploads + changes > 0) this.log.info({ versions, tombstones, uploads, changes }, 'pruned');
     return { versions, tombstones, uploads, changes };

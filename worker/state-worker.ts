@@ -60,7 +60,7 @@ export async function startWorker(deps: { config: Config; pool: Pool; log: Logge
   const signer = makeSigner(config, client, deps.signingKey);
   const builder = makeBuilder(config, pool, client, signer, log);
   const states = new StateStore(pool);
-  const pruner = new Pruner(new ArtifactStore(pool), states, new UploadStore(pool), client, config, log);
+  const pruner = new Pruner(new ArtifactStore(pool), states, new UploadStore(pool, { maxOpenPerOwner: config.uploadSessionLimit, idleMinutes: config.uploadIdleMinutes }), client, config, log);
   const policy = buildPolicy(config);
 
   const { queue, connection: producer } = await connectQueue(config.redisUrl, config.queuePrefix, log);

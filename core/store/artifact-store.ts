@@ -64,6 +64,9 @@ export class ArtifactStore {
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (group_name, repository, digest) DO UPDATE
            SET last_seen = now(), deleted = false, deleted_at = NULL, deleted_tags = '{}'
+           -- An identical re-send writes nothing (no dead row per PUT): only a revival, or
+           -- last_seen once an hour.
+           WHERE artifacts.deleted OR artifacts.last_seen < now() - interval '1 hour'
        ), c AS (
          INSERT INTO index_children (group_name, repository, index_digest, position, child_digest, media_type, size, platform)
          SELECT $1, $2, $3, p.position - 1, p.digest, p.media_type, p.size, p.platform
@@ -74,6 +77,7 @@ export class ArtifactStore {
          INSERT INTO tags (group_name, repository, tag, digest)
          SELECT $1, $2, $15, $3 WHERE $15::text IS NOT NULL
          ON CONFLICT (group_name, repository, tag) DO UPDATE SET digest = EXCLUDED.digest, updated_at = now()
+           WHERE tags.digest <> EXCLUDED.digest
        ), b AS (
          INSERT INTO blob_sizes (group_name, repository, digest, size)
          SELECT $1, $2, x.digest, x.size FROM unnest($16::text[], $17::bigint[]) AS x(digest, size)

@@ -74,9 +74,4 @@ export class UploadStore {
     return rowCount ?? 0;
   }
 
-  /** Drops sessions nobody touched for `hours`: abandoned uploads. */
-  async expire(hours: number): Promise<number> {
-    const { rowCount } = await query(this.pool, "DELETE FROM uploads WHERE updated_at < now() - make_interval(hours => $1)", [hours]);
-    return rowCount ?? 0;
-  }
 }
