@@ -24,8 +24,8 @@ const ROBOT = { username: 'robot$satellite', password: 'Registry-Secret-6d1f0c' 
 // was handed, then fails the way a real tool may, echoing that credential.
 const FAKE_COSIGN = `#!/bin/sh
 if [ "$1" = version ]; then echo "GitVersion: v2.4.1"; exit 0; fi
-tr '\\0' ' ' < /proc/$$/cmdline > "$RECORD_DIR/cmdline"
-cat "$DOCKER_CONFIG/config.json" > "$RECORD_DIR/docker-config" 2>/dev/null
+tr '\\0' ' ' < /proc/$$/cmdline > "$RECORD_DIR/cmdline.$$" && mv "$RECORD_DIR/cmdline.$$" "$RECORD_DIR/cmdline"
+cat "$DOCKER_CONFIG/config.json" > "$RECORD_DIR/docker-config.$$" 2>/dev/null && mv "$RECORD_DIR/docker-config.$$" "$RECORD_DIR/docker-config"
 echo "Error: signing: PUT https://x/v2/: unauthorized: auth $(cat "$DOCKER_CONFIG/config.json") pass=$COSIGN_PASSWORD" >&2
 exit 1
 `;
