@@ -65,6 +65,8 @@ export class BasicAuthenticator {
   private readonly expected: Buffer;
   private readonly hmacKey: Buffer;
   private readonly verified = new Map<string, { group: string; secretHash: string }>();
+  /** Checks in flight of credentials not trusted yet, by trust token. */
+  private readonly firstContact = new Map<string, Promise<Principal>>();
   private readonly hashing: ReturnType<typeof pLimit>;
   private readonly maxWaiting: number;
 
@@ -85,15 +87,39 @@ export class BasicAuthenticator {
   async authenticate(authorization: string | undefined, address: string): Promise<Principal> {
     if (authorization === undefined) throw new RegistryError('UNAUTHORIZED', 'authentication required');
     const { username, password } = parseBasic(authorization);
-    const user = this.mac('user', username);
     const token = this.mac('trust', `${address}\0${username}:${password}`);
-
-    if (await this.o.throttle.isTrusted(token)) {
-      const principal = await this.verifyKnown(username, password);
-      if (principal) return principal;
-      // It stopped working (revoked, rotated): an ordinary attempt from now on.
-      await this.o.throttle.distrust(token);
+    const trusted = await this.trusted(token, username, password);
+    if (trusted) return trusted;
+    // A client's first burst (the same credential, many requests at once) is checked once:
+    // the others wait for that check and then find the credential trusted, instead of each
+    // taking a place in the throttle meant for guesses.
+    const first = this.firstContact.get(token);
+    if (first) {
+      await first.catch(() => undefined);
+      const now = await this.trusted(token, username, password);
+      if (now) return now;
     }
+    const attempt = this.counted(address, username, password, token);
+    if (!first) {
+      this.firstContact.set(token, attempt);
+      const clear = () => this.firstContact.delete(token);
+      void attempt.then(clear, clear);
+    }
+    return attempt;
+  }
+
+  /** The principal of a trusted credential that still verifies; else undefined (and no longer trusted). */
+  private async trusted(token: string, username: string, password: string): Promise<Principal | undefined> {
+    if (!(await this.o.throttle.isTrusted(token))) return undefined;
+    const principal = await this.verifyKnown(username, password);
+    // It stopped working (revoked, rotated): an ordinary attempt from now on.
+    if (!principal) await this.o.throttle.distrust(token);
+    return principal;
+  }
+
+  /** An attempt counted before its secret is checked, and refunded when it was right. */
+  private async counted(address: string, username: string, password: string, token: string): Promise<Principal> {
+    const user = this.mac('user', username);
     const wait = (await this.o.throttle.blockedFor(address, user)) || (await this.o.throttle.reserve(address, user));
     if (wait > 0) {
       this.o.metrics?.loginFailures.inc({ result: 'throttled' });
