@@ -7,7 +7,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** List projects */
+        get: operations["listProjects"];
         put?: never;
         /** Create a new project. */
         post: operations["createProject"];
@@ -15,6 +16,40 @@ export interface paths {
         options?: never;
         /** Check if the project name user provided already exists. */
         head: operations["headProject"];
+        patch?: never;
+        trace?: never;
+    };
+    "/repositories": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List all authorized repositories */
+        get: operations["listAllRepositories"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/projects/{project_name}/repositories/{repository_name}/artifacts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List artifacts */
+        get: operations["listArtifacts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
         patch?: never;
         trace?: never;
     };
@@ -35,7 +70,25 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/robots": {
+    "/projects/{project_name_or_id}/webhook/policies": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List project webhook policies. */
+        get: operations["ListWebhookPoliciesOfProject"];
+        put?: never;
+        /** Create project webhook policy. */
+        post: operations["CreateWebhookPolicyOfProject"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/projects/{project_name_or_id}/webhook/policies/{webhook_policy_id}": {
         parameters: {
             query?: never;
             header?: never;
@@ -43,6 +96,25 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
+        /** Update webhook policy of a project. */
+        put: operations["UpdateWebhookPolicyOfProject"];
+        post?: never;
+        /** Delete webhook policy of a project */
+        delete: operations["DeleteWebhookPolicyOfProject"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/robots": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get robot account */
+        get: operations["ListRobot"];
         put?: never;
         /** Create a robot account */
         post: operations["CreateRobot"];
@@ -50,6 +122,26 @@ export interface paths {
         options?: never;
         head?: never;
         patch?: never;
+        trace?: never;
+    };
+    "/robots/{robot_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get a robot account */
+        get: operations["GetRobotByID"];
+        /** Update a robot account */
+        put: operations["UpdateRobot"];
+        post?: never;
+        /** Delete a robot account */
+        delete: operations["DeleteRobot"];
+        options?: never;
+        head?: never;
+        /** Refresh the robot secret */
+        patch: operations["RefreshSec"];
         trace?: never;
     };
     "/replication/policies": {
@@ -77,11 +169,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** Get the specific replication policy */
+        get: operations["getReplicationPolicy"];
         /** Update the replication policy */
         put: operations["updateReplicationPolicy"];
         post?: never;
-        delete?: never;
+        /** Delete the specific replication policy */
+        delete: operations["deleteReplicationPolicy"];
         options?: never;
         head?: never;
         patch?: never;
@@ -99,6 +193,23 @@ export interface paths {
         put?: never;
         /** Start one replication execution */
         post: operations["startReplication"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/replication/executions/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get the specific replication execution */
+        get: operations["getReplicationExecution"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -369,6 +480,11 @@ export interface components {
             complete_percent?: number;
             scanner?: components["schemas"]["Scanner"];
         };
+        /**
+         * @description The type of webhook paylod format.
+         * @example CloudEvents
+         */
+        PayloadFormatType: string;
         Platform: {
             /** @description The architecture that the artifact applys to */
             architecture?: string;
@@ -380,6 +496,49 @@ export interface components {
             "'os.features'"?: string[];
             /** @description The variant of the CPU */
             variant?: string;
+        };
+        Project: {
+            /**
+             * Format: int32
+             * @description Project ID
+             */
+            project_id?: number;
+            /**
+             * Format: int32
+             * @description The owner ID of the project always means the creator of the project.
+             */
+            owner_id?: number;
+            /** @description The name of the project. */
+            name?: string;
+            /**
+             * Format: int64
+             * @description The ID of referenced registry when the project is a proxy cache project.
+             */
+            registry_id?: number;
+            /**
+             * Format: date-time
+             * @description The creation time of the project.
+             */
+            creation_time?: string;
+            /**
+             * Format: date-time
+             * @description The update time of the project.
+             */
+            update_time?: string;
+            /** @description A deletion mark of the project. */
+            deleted?: boolean;
+            /** @description The owner name of the project. */
+            owner_name?: string;
+            /** @description Correspond to the UI about whether the project's publicity is  updatable (for UI) */
+            togglable?: boolean;
+            /** @description The role ID with highest permission of the current user who triggered the API (for UI).  This attribute is deprecated and will be removed in future versions. */
+            current_user_role_id?: number;
+            /** @description The list of role ID of the current user who triggered the API (for UI) */
+            current_user_role_ids?: number[];
+            /** @description The number of the repositories under this project. */
+            repo_count?: number;
+            metadata?: components["schemas"]["ProjectMetadata"];
+            cve_allowlist?: components["schemas"]["CVEAllowlist"];
         };
         ProjectMetadata: {
             /** @description The public status of the project. The valid values are "true", "false". */
@@ -590,6 +749,86 @@ export interface components {
             /** @description The cron string for scheduled trigger */
             cron?: string;
         };
+        Repository: {
+            /**
+             * Format: int64
+             * @description The ID of the repository
+             */
+            id?: number;
+            /**
+             * Format: int64
+             * @description The ID of the project that the repository belongs to
+             */
+            project_id?: number;
+            /** @description The name of the repository */
+            name?: string;
+            /** @description The description of the repository */
+            description?: string;
+            /**
+             * Format: int64
+             * @description The count of the artifacts inside the repository
+             */
+            artifact_count?: number;
+            /**
+             * Format: int64
+             * @description The count that the artifact inside the repository pulled
+             */
+            pull_count?: number;
+            /**
+             * Format: date-time
+             * @description The creation time of the repository
+             */
+            creation_time?: string | null;
+            /**
+             * Format: date-time
+             * @description The update time of the repository
+             */
+            update_time?: string;
+        };
+        Robot: {
+            /**
+             * Format: int64
+             * @description The ID of the robot
+             */
+            id?: number;
+            /** @description The name of the robot */
+            name?: string;
+            /** @description The description of the robot */
+            description?: string;
+            /** @description The secret of the robot */
+            secret?: string;
+            /** @description The level of the robot, project or system */
+            level?: string;
+            /**
+             * Format: int64
+             * @description The duration of the robot in days, duration must be either -1(Never) or a positive integer
+             */
+            duration?: number | null;
+            /** @description The editable status of the robot */
+            editable?: boolean;
+            /** @description The disable status of the robot */
+            disable?: boolean;
+            /**
+             * Format: int64
+             * @description The expiration date of the robot
+             */
+            expires_at?: number;
+            permissions?: components["schemas"]["RobotPermission"][];
+            /** @description The type of the robot creator, like local(harbor_user) or robot. */
+            creator_type?: string;
+            /** @description The reference of the robot creator, like the id of harbor user. */
+            creator_ref?: number;
+            /**
+             * Format: date-time
+             * @description The creation time of the robot.
+             */
+            creation_time?: string;
+            /**
+             * Format: date-time
+             * @description The update time of the robot.
+             */
+            update_time?: string;
+        };
         /** @description The request for robot account creation. */
         RobotCreate: {
             /** @description The name of the robot */
@@ -637,6 +876,11 @@ export interface components {
             /** @description The namespace of the permission */
             namespace?: string;
             access?: components["schemas"]["Access"][];
+        };
+        /** @description The response for refresh/update robot account secret. */
+        RobotSec: {
+            /** @description The secret of the robot */
+            secret?: string;
         };
         /** @description The generate SBOM overview information */
         SBOMOverview: {
@@ -753,6 +997,48 @@ export interface components {
                 [key: string]: number;
             };
         };
+        /** @description The webhook policy object */
+        WebhookPolicy: {
+            /**
+             * Format: int64
+             * @description The webhook policy ID.
+             */
+            id?: number;
+            /** @description The name of webhook policy. */
+            name?: string;
+            /** @description The description of webhook policy. */
+            description?: string;
+            /** @description The project ID of webhook policy. */
+            project_id?: number;
+            targets?: components["schemas"]["WebhookTargetObject"][];
+            event_types?: string[];
+            /** @description The creator of the webhook policy. */
+            creator?: string;
+            /**
+             * Format: date-time
+             * @description The create time of the webhook policy.
+             */
+            creation_time?: string;
+            /**
+             * Format: date-time
+             * @description The update time of the webhook policy.
+             */
+            update_time?: string;
+            /** @description Whether the webhook policy is enabled or not. */
+            enabled?: boolean;
+        };
+        /** @description The webhook policy target object. */
+        WebhookTargetObject: {
+            /** @description The webhook target notify type. */
+            type?: string;
+            /** @description The webhook target address. */
+            address?: string;
+            /** @description The webhook auth header. */
+            auth_header?: string;
+            /** @description Whether or not to skip cert verify. */
+            skip_cert_verify?: boolean;
+            payload_format?: components["schemas"]["PayloadFormatType"];
+        };
     };
     responses: never;
     parameters: never;
@@ -762,6 +1048,72 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    listProjects: {
+        parameters: {
+            query?: {
+                /** @description Query string to query resources. Supported query patterns are "exact match(k=v)", "fuzzy match(k=~v)", "range(k=[min~max])", "list with union releationship(k={v1 v2 v3})" and "list with intersetion relationship(k=(v1 v2 v3))". The value of range and list can be string(enclosed by " or '), integer or time(in format "2020-04-09 02:36:00"). All of these query patterns should be put in the query string "q=xxx" and splitted by ",". e.g. q=k1=v1,k2=~v2,k3=[min~max] */
+                q?: string;
+                /** @description The page number */
+                page?: number;
+                /** @description The size of per page */
+                page_size?: number;
+                /** @description Sort the resource list in ascending or descending order. e.g. sort by field1 in ascending order and field2 in descending order with "sort=field1,-field2" */
+                sort?: string;
+                /** @description The name of project. */
+                name?: string;
+                /** @description The project is public or private. */
+                public?: boolean;
+                /** @description The name of project owner. */
+                owner?: string;
+                /** @description Bool value indicating whether return detailed information of the project */
+                with_detail?: boolean;
+            };
+            header?: {
+                /** @description An unique ID for the request */
+                "X-Request-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Return all matched projects. */
+            200: {
+                headers: {
+                    /** @description The total count of projects */
+                    "X-Total-Count"?: number;
+                    /** @description Link refers to the previous page and next page */
+                    Link?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Project"][];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Internal server error */
+            500: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+        };
+    };
     createProject: {
         parameters: {
             query?: never;
@@ -863,6 +1215,177 @@ export interface operations {
             };
             /** @description Bad request */
             400: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Internal server error */
+            500: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+        };
+    };
+    listAllRepositories: {
+        parameters: {
+            query?: {
+                /** @description Query string to query resources. Supported query patterns are "exact match(k=v)", "fuzzy match(k=~v)", "range(k=[min~max])", "list with union releationship(k={v1 v2 v3})" and "list with intersetion relationship(k=(v1 v2 v3))". The value of range and list can be string(enclosed by " or '), integer or time(in format "2020-04-09 02:36:00"). All of these query patterns should be put in the query string "q=xxx" and splitted by ",". e.g. q=k1=v1,k2=~v2,k3=[min~max] */
+                q?: string;
+                /** @description Sort the resource list in ascending or descending order. e.g. sort by field1 in ascending order and field2 in descending order with "sort=field1,-field2" */
+                sort?: string;
+                /** @description The page number */
+                page?: number;
+                /** @description The size of per page */
+                page_size?: number;
+            };
+            header?: {
+                /** @description An unique ID for the request */
+                "X-Request-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The total count of repositories */
+                    "X-Total-Count"?: number;
+                    /** @description Link refers to the previous page and next page */
+                    Link?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Repository"][];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Internal server error */
+            500: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+        };
+    };
+    listArtifacts: {
+        parameters: {
+            query?: {
+                /** @description Query string to query resources. Supported query patterns are "exact match(k=v)", "fuzzy match(k=~v)", "range(k=[min~max])", "list with union releationship(k={v1 v2 v3})" and "list with intersetion relationship(k=(v1 v2 v3))". The value of range and list can be string(enclosed by " or '), integer or time(in format "2020-04-09 02:36:00"). All of these query patterns should be put in the query string "q=xxx" and splitted by ",". e.g. q=k1=v1,k2=~v2,k3=[min~max] */
+                q?: string;
+                /** @description Sort the resource list in ascending or descending order. e.g. sort by field1 in ascending order and field2 in descending order with "sort=field1,-field2" */
+                sort?: string;
+                /** @description The page number */
+                page?: number;
+                /** @description The size of per page */
+                page_size?: number;
+                /** @description Specify whether the tags are included inside the returning artifacts */
+                with_tag?: boolean;
+                /** @description Specify whether the labels are included inside the returning artifacts */
+                with_label?: boolean;
+                /** @description Specify whether the scan overview is included inside the returning artifacts */
+                with_scan_overview?: boolean;
+                /** @description Specify whether the SBOM overview is included in returning artifacts, when this option is true, the SBOM overview will be included in the response */
+                with_sbom_overview?: boolean;
+                /** @description Specify whether the immutable status is included inside the tags of the returning artifacts. Only works when setting "with_immutable_status=true" */
+                with_immutable_status?: boolean;
+                /** @description Specify whether the accessories are included of the returning artifacts. Only works when setting "with_accessory=true" */
+                with_accessory?: boolean;
+            };
+            header?: {
+                /** @description An unique ID for the request */
+                "X-Request-Id"?: string;
+                /**
+                 * @description A comma-separated lists of MIME types for the scan report or scan summary. The first mime type will be used when the report found for it.
+                 *     Currently the mime type supports 'application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.0' and 'application/vnd.security.vulnerability.report; version=1.1'
+                 */
+                "X-Accept-Vulnerabilities"?: string;
+            };
+            path: {
+                /** @description The name of the project */
+                project_name: string;
+                /** @description The name of the repository. If it contains slash, encode it twice over with URL encoding. e.g. a/b -> a%2Fb -> a%252Fb */
+                repository_name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The total count of artifacts */
+                    "X-Total-Count"?: number;
+                    /** @description Link refers to the previous page and next page */
+                    Link?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Artifact"][];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
                 headers: {
                     /** @description The ID of the corresponding request for the response */
                     "X-Request-Id"?: string;
@@ -1005,6 +1528,412 @@ export interface operations {
             };
         };
     };
+    ListWebhookPoliciesOfProject: {
+        parameters: {
+            query?: {
+                /** @description Sort the resource list in ascending or descending order. e.g. sort by field1 in ascending order and field2 in descending order with "sort=field1,-field2" */
+                sort?: string;
+                /** @description Query string to query resources. Supported query patterns are "exact match(k=v)", "fuzzy match(k=~v)", "range(k=[min~max])", "list with union releationship(k={v1 v2 v3})" and "list with intersetion relationship(k=(v1 v2 v3))". The value of range and list can be string(enclosed by " or '), integer or time(in format "2020-04-09 02:36:00"). All of these query patterns should be put in the query string "q=xxx" and splitted by ",". e.g. q=k1=v1,k2=~v2,k3=[min~max] */
+                q?: string;
+                /** @description The page number */
+                page?: number;
+                /** @description The size of per page */
+                page_size?: number;
+            };
+            header?: {
+                /** @description An unique ID for the request */
+                "X-Request-Id"?: string;
+                /** @description The flag to indicate whether the parameter which supports both name and id in the path is the name of the resource. When the X-Is-Resource-Name is false and the parameter can be converted to an integer, the parameter will be as an id, otherwise, it will be as a name. */
+                "X-Is-Resource-Name"?: boolean;
+            };
+            path: {
+                /** @description The name or id of the project */
+                project_name_or_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The total count of webhook policies. */
+                    "X-Total-Count"?: number;
+                    /** @description Link refers to the previous page and next page */
+                    Link?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookPolicy"][];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Internal server error */
+            500: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+        };
+    };
+    CreateWebhookPolicyOfProject: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description An unique ID for the request */
+                "X-Request-Id"?: string;
+                /** @description The flag to indicate whether the parameter which supports both name and id in the path is the name of the resource. When the X-Is-Resource-Name is false and the parameter can be converted to an integer, the parameter will be as an id, otherwise, it will be as a name. */
+                "X-Is-Resource-Name"?: boolean;
+            };
+            path: {
+                /** @description The name or id of the project */
+                project_name_or_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookPolicy"];
+            };
+        };
+        responses: {
+            /** @description Project webhook policy create successfully. */
+            201: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    /** @description The location of the resource */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Internal server error */
+            500: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+        };
+    };
+    UpdateWebhookPolicyOfProject: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description An unique ID for the request */
+                "X-Request-Id"?: string;
+                /** @description The flag to indicate whether the parameter which supports both name and id in the path is the name of the resource. When the X-Is-Resource-Name is false and the parameter can be converted to an integer, the parameter will be as an id, otherwise, it will be as a name. */
+                "X-Is-Resource-Name"?: boolean;
+            };
+            path: {
+                /** @description The name or id of the project */
+                project_name_or_id: string;
+                /** @description The ID of the webhook policy */
+                webhook_policy_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookPolicy"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Internal server error */
+            500: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+        };
+    };
+    DeleteWebhookPolicyOfProject: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description An unique ID for the request */
+                "X-Request-Id"?: string;
+                /** @description The flag to indicate whether the parameter which supports both name and id in the path is the name of the resource. When the X-Is-Resource-Name is false and the parameter can be converted to an integer, the parameter will be as an id, otherwise, it will be as a name. */
+                "X-Is-Resource-Name"?: boolean;
+            };
+            path: {
+                /** @description The name or id of the project */
+                project_name_or_id: string;
+                /** @description The ID of the webhook policy */
+                webhook_policy_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Internal server error */
+            500: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+        };
+    };
+    ListRobot: {
+        parameters: {
+            query?: {
+                /** @description Query string to query resources. Supported query patterns are "exact match(k=v)", "fuzzy match(k=~v)", "range(k=[min~max])", "list with union releationship(k={v1 v2 v3})" and "list with intersetion relationship(k=(v1 v2 v3))". The value of range and list can be string(enclosed by " or '), integer or time(in format "2020-04-09 02:36:00"). All of these query patterns should be put in the query string "q=xxx" and splitted by ",". e.g. q=k1=v1,k2=~v2,k3=[min~max] */
+                q?: string;
+                /** @description Sort the resource list in ascending or descending order. e.g. sort by field1 in ascending order and field2 in descending order with "sort=field1,-field2" */
+                sort?: string;
+                /** @description The page number */
+                page?: number;
+                /** @description The size of per page */
+                page_size?: number;
+            };
+            header?: {
+                /** @description An unique ID for the request */
+                "X-Request-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The total count of robot accounts */
+                    "X-Total-Count"?: number;
+                    /** @description Link refers to the previous page and next page */
+                    Link?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Robot"][];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Internal server error */
+            500: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+        };
+    };
     CreateRobot: {
         parameters: {
             query?: never;
@@ -1032,6 +1961,338 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RobotCreated"];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Internal server error */
+            500: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+        };
+    };
+    GetRobotByID: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description An unique ID for the request */
+                "X-Request-Id"?: string;
+            };
+            path: {
+                /** @description Robot ID */
+                robot_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Return matched robot information. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Robot"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Internal server error */
+            500: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+        };
+    };
+    UpdateRobot: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description An unique ID for the request */
+                "X-Request-Id"?: string;
+            };
+            path: {
+                /** @description Robot ID */
+                robot_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Robot"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Internal server error */
+            500: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+        };
+    };
+    DeleteRobot: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description An unique ID for the request */
+                "X-Request-Id"?: string;
+            };
+            path: {
+                /** @description Robot ID */
+                robot_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Internal server error */
+            500: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+        };
+    };
+    RefreshSec: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description An unique ID for the request */
+                "X-Request-Id"?: string;
+            };
+            path: {
+                /** @description Robot ID */
+                robot_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RobotSec"];
+            };
+        };
+        responses: {
+            /** @description Return refreshed robot sec. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RobotSec"];
                 };
             };
             /** @description Bad request */
@@ -1246,6 +2507,65 @@ export interface operations {
             };
         };
     };
+    getReplicationPolicy: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description An unique ID for the request */
+                "X-Request-Id"?: string;
+            };
+            path: {
+                /** @description Policy ID */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReplicationPolicy"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Internal server error */
+            500: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+        };
+    };
     updateReplicationPolicy: {
         parameters: {
             query?: never;
@@ -1320,6 +2640,87 @@ export interface operations {
             };
             /** @description Conflict */
             409: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Internal server error */
+            500: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+        };
+    };
+    deleteReplicationPolicy: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description An unique ID for the request */
+                "X-Request-Id"?: string;
+            };
+            path: {
+                /** @description Replication policy ID */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Precondition failed */
+            412: {
                 headers: {
                     /** @description The ID of the corresponding request for the response */
                     "X-Request-Id"?: string;
@@ -1466,6 +2867,76 @@ export interface operations {
             };
             /** @description Forbidden */
             403: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Internal server error */
+            500: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+        };
+    };
+    getReplicationExecution: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description An unique ID for the request */
+                "X-Request-Id"?: string;
+            };
+            path: {
+                /** @description The ID of the execution. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReplicationExecution"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Not found */
+            404: {
                 headers: {
                     /** @description The ID of the corresponding request for the response */
                     "X-Request-Id"?: string;
