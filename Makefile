@@ -4,13 +4,15 @@ SHELL := /bin/bash
 
 NODE_MODULES := node_modules/.package-lock.json
 PORT ?= 8080
+HARBOR_DOUBLE_PORT ?= 8090
 
-.PHONY: help deps build run test bench typecheck clean
+.PHONY: help deps build run test bench typecheck clean harbor-double
 
 help:
 	@echo "make run    start what is needed (Postgres, Redis, a local registry), then endpoint and worker on :$(PORT)"
 	@echo "make test   start what the tests need, then run them"
 	@echo "make bench  run the benchmarks (bench:ingest, bench:state and bench:agent)"
+	@echo "make harbor-double  a stateful Harbor API double on :$(HARBOR_DOUBLE_PORT) (admin / Harbor12345)"
 
 $(NODE_MODULES): package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -33,6 +35,11 @@ run: build
 
 test: deps build
 	npx mocha 'dist/test/**/*.test.js'
+
+# The Harbor API double (harbor-dev/harbor-double.ts) on its own: every request checked
+# against Harbor's swagger.yaml, what is created listed afterwards. Ctrl-C stops it.
+harbor-double: build
+	node dist/harbor-dev/harbor-double-main.js --port $(HARBOR_DOUBLE_PORT)
 
 bench: deps build
 	node dist/bench/ingest.js

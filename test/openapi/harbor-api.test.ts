@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createHarborClient, HarborApiError, HarborSetup } from '@harbor-api/client';
 import { deriveSpec, HARBOR_OPERATIONS, loadUpstream } from '../../openapi/tools/harbor-spec.js';
 import { SPEC_FILE, specText, TYPES_FILE, typesText, UPSTREAM } from '../../openapi/tools/generate.js';
-import { startHarborDouble, type HarborDouble } from '../support/harbor-double.js';
+import { startHarborDouble, type HarborDouble } from '../../harbor-dev/harbor-double.js';
 
 const ADMIN = { username: 'admin', password: 'Harbor12345' };
 
@@ -88,7 +88,7 @@ describe("the Harbor API client (@harbor-api/client) and Harbor's published spec
 
     it('when an artifact is looked up by digest in a nested repository, then the name is encoded as Harbor wants', async () => {
       const digest = `sha256:${'a'.repeat(64)}`;
-      harbor.artifacts.set(`library/team/nginx@${digest}`, { digest, type: 'IMAGE' });
+      harbor.addArtifact({ repository: 'library/team/nginx', digest, type: 'IMAGE' });
       expect(await setup.findArtifact('library', 'team/nginx', digest)).to.deep.include({ digest, type: 'IMAGE' });
       expect(await setup.findArtifact('library', 'team/nginx', `sha256:${'b'.repeat(64)}`)).to.equal(undefined);
     });
