@@ -30,7 +30,7 @@ export async function list(config: Config, group: string, json: boolean): Promis
   const pool = createPool(config.databaseUrl, 2);
   try {
     if (json) {
-      out(await previewState(pool, group, config.imageRegistry, config.tombstoneRetentionHours));
+      out(await previewState(pool, group, config.imageRegistry, config.tombstoneRetentionHours, config.stateLayout));
       return;
     }
     const store = new ArtifactStore(pool);

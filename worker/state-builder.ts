@@ -1,6 +1,7 @@
 import type { Logger } from '../core/logger.js';
 import { RegistryRequestError, type RegistryClient } from '../core/registry/registry-client.js';
 import { computeDigest } from '../core/oci/digest.js';
+import { stateForLayout } from '../core/state/layout.js';
 import { diffStates, jsonDigest, renderDelta, type VersionedState } from '../core/state/delta.js';
 import { layerText, stateLayers } from '../core/state/format.js';
 import { buildState, contentDigest, renderState, type GroupState } from '../core/state/render.js';
@@ -51,7 +52,7 @@ export class StateBuilder {
   async build(group: string): Promise<BuildResult> {
     const point = await this.states.buildPoint(group);
     const rows = await this.artifacts.listGroup(group, this.options.tombstoneRetentionHours);
-    const state = buildState(group, this.options.imageRegistry, rows);
+    const state = stateForLayout(buildState(group, this.options.imageRegistry, rows), this.options.layout);
     const repository = stateRepository(this.options.stateProject, group);
     const allocate = (fresh: boolean) =>
       this.states.allocate(group, contentDigest(state), this.options.layout, repository, state.artifacts.length, fresh);

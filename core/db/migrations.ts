@@ -167,6 +167,88 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 20,
+    name: 'Harbor integration: managed groups, webhooks, satellites, registration tokens, Harbor jobs, artifact metadata',
+    sql: `
+      -- Groups run through the admin API: their replication rule in Harbor and its settings.
+      -- A deleted group keeps its row (deleted_at), so its last states still name it.
+      CREATE TABLE group_policies (
+        group_name   text PRIMARY KEY REFERENCES groups(name),
+        policy_id    bigint,
+        registry_id  bigint,
+        filters      jsonb NOT NULL DEFAULT '[]',
+        trigger      jsonb NOT NULL DEFAULT '{"type":"event_based"}',
+        projects     text[] NOT NULL DEFAULT '{}',
+        adopted      boolean NOT NULL DEFAULT false,
+        created_at   timestamptz NOT NULL DEFAULT now(),
+        updated_at   timestamptz NOT NULL DEFAULT now(),
+        deleted_at   timestamptz
+      );
+      CREATE UNIQUE INDEX group_policies_policy ON group_policies (policy_id) WHERE deleted_at IS NULL;
+
+      -- One webhook policy per source project, shared by the groups replicating from it.
+      -- Harbor sends its secret as the Authorization header; only its SHA-256 is kept.
+      CREATE TABLE webhook_policies (
+        project      text PRIMARY KEY,
+        harbor_id    bigint NOT NULL,
+        secret_hash  bytea NOT NULL UNIQUE,
+        created_at   timestamptz NOT NULL DEFAULT now()
+      );
+
+      -- Satellites and the Harbor robot each pulls with (only a SHA-256 of its secret is kept,
+      -- to authenticate its status reports); robot_projects is what Harbor was last told.
+      CREATE TABLE satellites (
+        name               text PRIMARY KEY,
+        robot_id           bigint,
+        robot_name         text UNIQUE,
+        robot_secret_hash  bytea,
+        robot_projects     text[] NOT NULL DEFAULT '{}',
+        created_at         timestamptz NOT NULL DEFAULT now(),
+        registered_at      timestamptz,
+        revoked_at         timestamptz,
+        last_seen          timestamptz,
+        report             jsonb,
+        reported_at        timestamptz
+      );
+      CREATE TABLE satellite_groups (
+        satellite   text NOT NULL REFERENCES satellites(name) ON DELETE CASCADE,
+        group_name  text NOT NULL REFERENCES groups(name),
+        PRIMARY KEY (satellite, group_name)
+      );
+      CREATE INDEX satellite_groups_group ON satellite_groups (group_name);
+
+      -- One-time registration tokens, kept as SHA-256 of the random token shown once.
+      CREATE TABLE registration_tokens (
+        token_hash  bytea PRIMARY KEY,
+        satellite   text NOT NULL REFERENCES satellites(name) ON DELETE CASCADE,
+        expires_at  timestamptz NOT NULL,
+        used_at     timestamptz,
+        revoked_at  timestamptz,
+        created_at  timestamptz NOT NULL DEFAULT now()
+      );
+
+      -- Jobs for the Harbor queue, written in the transaction of the change that needs them
+      -- (a webhook, a deleted group) and relayed by the worker: nothing is lost to Redis.
+      CREATE TABLE harbor_outbox (
+        id          bigserial PRIMARY KEY,
+        job         text NOT NULL,
+        data        jsonb NOT NULL,
+        created_at  timestamptz NOT NULL DEFAULT now()
+      );
+
+      -- What Harbor knows of an artifact and the endpoint cannot see: its labels, and the
+      -- platform of a single-platform image (from the config blob Harbor read).
+      CREATE TABLE harbor_artifacts (
+        repository  text NOT NULL,
+        digest      text NOT NULL,
+        labels      text[],
+        platform    jsonb,
+        checked_at  timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (repository, digest)
+      );
+    `,
+  },
+  {
     version: 40,
     name: 'upload sessions: owner and digest algorithm; idle sessions found by age',
     sql: `

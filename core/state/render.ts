@@ -6,9 +6,10 @@ import { cosignTagTarget } from '../oci/digest.js';
 
 // The state JSON of a group. The keys of the seed state file (group, registry, artifacts[]
 // with repository, tag, labels, type, digest, deleted) keep their names and meaning;
-// mediaType, size, platforms and subject are additions. Rendering is canonical: fixed key
-// order, arrays sorted by code unit, no whitespace, so the same records always give the
-// same bytes and the same digest.
+// mediaType, size, platforms, subject and platform are additions; labels, null until
+// reconciliation with Harbor reads them, become the names of the artifact's Harbor labels.
+// Rendering is canonical: fixed key order, arrays sorted by code unit, no whitespace, so the
+// same records always give the same bytes and the same digest.
 
 export interface StatePlatform {
   digest: string;
@@ -19,10 +20,18 @@ export interface StatePlatform {
   'os.version'?: string;
 }
 
+/** The platform of a single-platform image, as Harbor read it from the image's config. */
+export interface StateImagePlatform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
 export interface StateArtifact {
   repository: string;
   tag: string[];
-  labels: null;
+  /** Harbor's labels of the artifact (sorted names); null while unknown or none. */
+  labels: string[] | null;
   type: ArtifactKind;
   digest: string;
   deleted: boolean;
@@ -32,6 +41,8 @@ export interface StateArtifact {
   platforms?: StatePlatform[];
   /** For a signature or any referrer: the digest of the artifact it is about. */
   subject?: string;
+  /** For a single-platform image: its platform, when Harbor knows it. */
+  platform?: StateImagePlatform;
 }
 
 export interface GroupState {
@@ -54,13 +65,19 @@ function platformOf(child: { digest: string; mediaType: string; platform: Platfo
   return p;
 }
 
+function imagePlatform(p: Platform): StateImagePlatform {
+  const out: StateImagePlatform = { os: p.os, architecture: p.architecture };
+  if (p.variant) out.variant = p.variant;
+  return out;
+}
+
 export function buildState(group: string, registry: string, rows: readonly GroupArtifactRow[]): GroupState {
   const artifacts = rows
     .map((r): StateArtifact => {
       const a: StateArtifact = {
         repository: r.repository,
         tag: [...r.tags].sort(byCodeUnit),
-        labels: null,
+        labels: r.labels && r.labels.length > 0 ? [...r.labels].sort(byCodeUnit) : null,
         type: r.kind,
         digest: r.digest,
         deleted: r.deleted,
@@ -71,6 +88,7 @@ export function buildState(group: string, registry: string, rows: readonly Group
       // A referrer names its subject; a cosign signature pushed by tag names it in the tag.
       const subject = r.subject ?? r.tags.map((t) => cosignTagTarget(t)?.digest).find((d) => d !== undefined);
       if (subject) a.subject = subject;
+      if (r.platform && !a.platforms) a.platform = imagePlatform(r.platform);
       return a;
     })
     .sort((x, y) => byCodeUnit(x.repository, y.repository) || byCodeUnit(x.digest, y.digest));

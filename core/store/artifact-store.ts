@@ -37,6 +37,10 @@ export interface GroupArtifactRow {
   deleted: boolean;
   tags: string[];
   children: { digest: string; mediaType: string; platform: Platform | null }[] | null;
+  /** Harbor's labels of the artifact, when reconciliation has read them. */
+  labels?: string[] | null;
+  /** The platform Harbor read from a single-platform image's config, when known. */
+  platform?: Platform | null;
 }
 
 export class ArtifactStore {
@@ -206,6 +210,7 @@ export class ArtifactStore {
       repository: string; digest: string; media_type: string; kind: ArtifactKind; size: number;
       subject_digest: string | null; deleted: boolean; tags: string[];
       children: { digest: string; mediaType: string; platform: Platform | null }[] | null;
+      labels: string[] | null; platform: Platform | null;
     }>(
       this.pool,
       `SELECT a.repository, a.digest, a.media_type, a.kind, a.size, a.subject_digest, a.deleted,
@@ -216,8 +221,10 @@ export class ArtifactStore {
               (SELECT json_agg(json_build_object('digest', c.child_digest, 'mediaType', c.media_type, 'platform', c.platform)
                                ORDER BY c.position)
                  FROM index_children c
-                WHERE c.group_name = a.group_name AND c.repository = a.repository AND c.index_digest = a.digest) AS children
+                WHERE c.group_name = a.group_name AND c.repository = a.repository AND c.index_digest = a.digest) AS children,
+              h.labels, h.platform
          FROM artifacts a
+         LEFT JOIN harbor_artifacts h ON h.repository = a.repository AND h.digest = a.digest
         WHERE a.group_name = $1
           AND (NOT a.deleted OR a.deleted_at > now() - make_interval(hours => $2))
           AND (cardinality(a.deleted_tags) > 0
@@ -228,7 +235,7 @@ export class ArtifactStore {
     );
     return rows.map((r) => ({
       repository: r.repository, digest: r.digest, mediaType: r.media_type, kind: r.kind, size: r.size,
-      subject: r.subject_digest, deleted: r.deleted, tags: r.tags, children: r.children,
+      subject: r.subject_digest, deleted: r.deleted, tags: r.tags, children: r.children, labels: r.labels, platform: r.platform,
     }));
   }
 
