@@ -36,6 +36,8 @@ export interface AppDeps {
   /** Where blob GETs are redirected: the Harbor registry holding the bytes. */
   imageRegistry: string;
   uploadLimits?: UploadLimits;
+  /** The admin API and the routes satellites call (adapter/admin/router.ts), when served. */
+  apiRouter?: express.Router;
 }
 
 const API_VERSION = { 'Docker-Distribution-API-Version': 'registry/2.0' };
@@ -47,6 +49,8 @@ export function createApp(deps: AppDeps): express.Express {
   if (deps.trustProxy !== undefined) app.set('trust proxy', /^\d+$/.test(deps.trustProxy) ? Number(deps.trustProxy) : deps.trustProxy);
   app.use(requestContext(deps.log));
   app.use(healthRoutes(deps.pool));
+
+  if (deps.apiRouter) app.use(deps.apiRouter);
 
   const auth = new BasicAuthenticator({
     username: deps.username, password: deps.password, throttle: deps.throttle,

@@ -5,7 +5,7 @@ import type { Logger } from '../core/logger.js';
 import { createApp, type AppDeps } from './app.js';
 import { LoginThrottle, throttleConnection } from './login-throttle.js';
 
-export interface EndpointOptions extends Partial<Pick<AppDeps, 'metrics' | 'trustProxy' | 'hashConcurrency' | 'uploadLimits'>> {
+export interface EndpointOptions extends Partial<Pick<AppDeps, 'metrics' | 'trustProxy' | 'hashConcurrency' | 'uploadLimits' | 'apiRouter'>> {
   databaseUrl: string;
   /** A pool to share; when absent the endpoint makes (and on stop closes) its own. */
   pool?: Pool;
@@ -42,7 +42,7 @@ export async function startEndpoint(o: EndpointOptions): Promise<RunningEndpoint
   await throttle.ready();
   const app = createApp({
     pool, log: o.log, username: o.username, password: o.password, throttle, imageRegistry: o.imageRegistry,
-    metrics: o.metrics, trustProxy: o.trustProxy, hashConcurrency: o.hashConcurrency, uploadLimits: o.uploadLimits,
+    metrics: o.metrics, trustProxy: o.trustProxy, hashConcurrency: o.hashConcurrency, uploadLimits: o.uploadLimits, apiRouter: o.apiRouter,
   });
   const server = await new Promise<Server>((resolve, reject) => {
     const s = app.listen(o.port, o.host, () => resolve(s));

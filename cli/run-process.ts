@@ -1,10 +1,13 @@
-import { redact, requireEndpointPassword, requireSigningKey, type Config } from '../core/config.js';
+import { adminCredential, redact, requireEndpointPassword, requireSigningKey, type Config } from '../core/config.js';
 import { migrate } from '../core/db/migrate.js';
 import { createPool } from '../core/db/pool.js';
 import { createLogger } from '../core/logger.js';
 import { Metrics } from '../core/metrics.js';
 import { startOpsServer, type RunningOps } from '../adapter/ops-server.js';
 import { startEndpoint, type RunningEndpoint } from '../adapter/server.js';
+import { adminRouter } from '../adapter/admin/router.js';
+import { harborContext } from '../adapter/harbor/context.js';
+import { startHarborWorker, type RunningHarborWorker } from '../worker/harbor-jobs.js';
 import { connectQueue, type StateQueue } from '../worker/queue.js';
 import { loadSigningKey } from '../worker/signer.js';
 import { startWorker, type RunningWorker } from '../worker/state-worker.js';
@@ -26,6 +29,7 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
   const stopping = new AbortController();
 
   let worker: RunningWorker | undefined;
+  let harborWorker: RunningHarborWorker | undefined;
   let endpoint: RunningEndpoint | undefined;
   let ops: RunningOps | undefined;
   let dashboardQueue: StateQueue | undefined;
@@ -37,6 +41,7 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
     (async () => {
       await endpoint?.stop();
       await worker?.stop();
+      await harborWorker?.stop();
       await dashboardQueue?.close();
       await ops?.stop();
       await pool.end();
@@ -55,13 +60,17 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
   process.once('SIGINT', () => shutdown('SIGINT'));
 
   if (password) {
+    const apiRouter = adminRouter({
+      ctx: await harborContext(config, pool, log), admin: adminCredential(config), authFailureLimit: config.authFailureLimit,
+      registrationRateLimit: config.registrationRateLimit, tombstoneRetentionHours: config.tombstoneRetentionHours,
+    });
     endpoint = await startEndpoint({
       databaseUrl: config.databaseUrl, pool, host: config.host, port: config.port,
       username: config.endpointUsername, password, authFailureLimit: config.authFailureLimit,
       authUsernameFailureLimit: config.authUsernameFailureLimit, hashConcurrency: config.authHashConcurrency,
       redis: { url: config.redisUrl, prefix: config.authThrottlePrefix }, trustProxy: config.trustProxy, log, metrics,
       imageRegistry: config.imageRegistry,
-      uploadLimits: { maxOpenPerOwner: config.uploadSessionLimit, idleMinutes: config.uploadIdleMinutes },
+      uploadLimits: { maxOpenPerOwner: config.uploadSessionLimit, idleMinutes: config.uploadIdleMinutes }, apiRouter,
     });
     log.info({ url: endpoint.url, username: config.endpointUsername, database: redact(config.databaseUrl) }, 'endpoint listening');
   }
@@ -75,7 +84,8 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
   });
   log.info({ url: ops.url, dashboard: config.adminPassword !== undefined }, 'operations listening');
   if (signingKey) {
-    worker = await startWorker({ config, pool, log, metrics, signingKey });
+    harborWorker = await startHarborWorker({ config, pool, log });
+    worker = await startWorker({ config, pool, log, metrics, signingKey, afterPublish: harborWorker?.afterPublish });
   } else {
     connectQueue(config.redisUrl, config.queuePrefix, log, stopping.signal).then(
       ({ queue }) => (dashboardQueue = queue),

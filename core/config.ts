@@ -80,7 +80,10 @@ export interface Config {
   /** A Harbor administrator (or a system robot with those permissions). @defaultValue "admin" */
   harborUsername: string;
   harborPassword: string | undefined;
-  /** The URL at which Harbor reaches this endpoint (what the registry endpoint is registered with). */
+  /**
+   * The URL at which Harbor and satellites reach this service: what the registry endpoint is
+   * registered with, where Harbor's webhooks are sent, what satellites report to.
+   */
   endpointUrl: string | undefined;
   /**
    * The admin credential (queue dashboard, admin API). Never falls back to the endpoint's:
@@ -100,6 +103,22 @@ export interface Config {
   uploadSessionLimit: number;
   /** An upload session idle this long is gone. @defaultValue 10 (minutes) */
   uploadIdleMinutes: number;
+  /** How long a satellite's registration token is valid. @defaultValue 24 (hours) */
+  registrationTokenHours: number;
+  /** Registration attempts (token uses, either kind) per client address per minute. @defaultValue 10 */
+  registrationRateLimit: number;
+  /** How often every managed group is reconciled with Harbor (and robots kept in step). @defaultValue 900 (s) */
+  harborReconcileIntervalSeconds: number;
+  /**
+   * The public key satellites verify states with (PEM path), handed out at registration.
+   * @defaultValue derived from COSIGN_KEY when that is set
+   */
+  cosignPublicKey: string | undefined;
+  /**
+   * STATE_LAYOUT=harbor-satellite: a JSON file with the config document published as the
+   * satellites' config state. @defaultValue a built-in one (30 s sync, local registry on :8585)
+   */
+  harborSatelliteConfig: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -211,6 +230,11 @@ export function loadConfig(env: Env = process.env): Config {
     authThrottlePrefix: str('AUTH_THROTTLE_PREFIX', `${str('QUEUE_PREFIX', 'satellite')}:auth`),
     uploadSessionLimit: int('UPLOAD_SESSION_LIMIT', 100, 1, 1_000_000),
     uploadIdleMinutes: int('UPLOAD_IDLE_MINUTES', 10, 1, 24 * 60),
+    registrationTokenHours: int('REGISTRATION_TOKEN_HOURS', 24, 1, 24 * 365),
+    registrationRateLimit: int('REGISTRATION_RATE_LIMIT', 10, 1, 1_000_000),
+    harborReconcileIntervalSeconds: int('HARBOR_RECONCILE_INTERVAL_SECONDS', 900, 10, 7 * 86400),
+    cosignPublicKey: env.COSIGN_PUBLIC_KEY || undefined,
+    harborSatelliteConfig: env.HARBOR_SATELLITE_CONFIG || undefined,
   };
   if (config.adminPassword !== undefined && config.adminPassword.length < 12) problems.push('ADMIN_PASSWORD must be at least 12 characters');
   if (config.adminPassword !== undefined && config.adminPassword === endpointPassword) {
@@ -232,6 +256,11 @@ export function requireEndpointPassword(config: Config): string {
     ]);
   }
   return config.endpointPassword;
+}
+
+/** The admin credential, when configured; the admin API and dashboard are not served without it. */
+export function adminCredential(config: Config): { username: string; password: string } | undefined {
+  return config.adminUsername && config.adminPassword ? { username: config.adminUsername, password: config.adminPassword } : undefined;
 }
 
 /** STATE_REGISTRY's credentials, when configured (they come as a pair). */

@@ -42,6 +42,8 @@ export interface ProcessorDeps {
   log: Logger;
   /** Hides configured secrets in an error before it is logged or stored as the job's failure. */
   redactor?: Redactor;
+  /** Told of every group whose new state was published (e.g. to keep robots in step); never fails the build. */
+  afterPublish?: (group: string) => Promise<void>;
 }
 
 /**
@@ -65,6 +67,9 @@ export function createProcessor(d: ProcessorDeps) {
       d.metrics.builds.inc({ result: result.result });
       const { group: _group, ...fields } = result;
       jobLog.info(fields, MESSAGES[result.result]);
+      if (result.result === 'published' && d.afterPublish) {
+        await d.afterPublish(job.data.group).catch((err: Error) => jobLog.warn({ err: err.message }, 'after-publish step failed'));
+      }
       return result;
     } catch (caught) {
       const err = d.redactor ? d.redactor.error(caught) : caught;

@@ -53,6 +53,8 @@ export async function startWorker(deps: { config: Config; pool: Pool; log: Logge
   /** Loaded (and its password checked) by the caller at start-up, so a bad key stops the
    * process at once instead of failing every build; also for the CLI signer. */
   signingKey: SigningKey;
+  /** Told of every group whose new state was published (the Harbor jobs keep robots in step). */
+  afterPublish?: (group: string) => Promise<void>;
 }): Promise<RunningWorker> {
   const { config, pool, metrics } = deps;
   const log = deps.log.child({ component: 'worker' });
@@ -68,7 +70,7 @@ export async function startWorker(deps: { config: Config; pool: Pool; log: Logge
   void checkEvictionPolicy(consumer, log);
 
   const redactor = new Redactor([config.cosignPassword, config.endpointPassword, config.adminPassword], stateRegistryCredentials(config));
-  const processor = createProcessor({ builder, pruner, states, queue, policy, tombstoneRetentionHours: config.tombstoneRetentionHours, metrics, log, redactor });
+  const processor = createProcessor({ builder, pruner, states, queue, policy, tombstoneRetentionHours: config.tombstoneRetentionHours, metrics, log, redactor, afterPublish: deps.afterPublish });
 
   const worker = new Worker<BuildJobData, unknown, JobName>(STATE_QUEUE, processor, {
     connection: consumer,

@@ -353,6 +353,15 @@ export class HarborSetup {
     return true;
   }
 
+  /** The id of the project's webhook policy called `name`, if there is one. */
+  async webhookPolicyId(project: string, name: string): Promise<number | undefined> {
+    const policies = await allPages('ListWebhookPoliciesOfProject', (page) =>
+      this.client.GET('/projects/{project_name_or_id}/webhook/policies', {
+        params: { path: { project_name_or_id: project }, header: { 'X-Is-Resource-Name': true }, query: { page, page_size: PAGE_SIZE } },
+      }));
+    return policies.find((p) => p.name === name)?.id;
+  }
+
   /** Creates or corrects the project's webhook policy called `input.name`; returns its id. */
   async ensureWebhookPolicy(project: string, input: WebhookPolicyInput): Promise<number> {
     const path = { project_name_or_id: project };

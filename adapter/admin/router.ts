@@ -1,0 +1,163 @@
+import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import * as OpenApiValidator from 'express-openapi-validator';
+import { RegistryError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import { BasicAuthenticator } from '../auth.js';
+import { LoginThrottle } from '../login-throttle.js';
+import type { HarborContext } from '../harbor/context.js';
+import { ApiError } from '../harbor/errors.js';
+import { GroupService } from '../harbor/group-service.js';
+import { HarborSatelliteCompat } from '../harbor/harbor-satellite.js';
+import { SatelliteService } from '../harbor/satellite-service.js';
+import { WebhookService } from '../harbor/webhook-service.js';
+import { HarborReconciler } from '../../worker/harbor-reconcile.js';
+import { adminErrorHandler, sendErrors } from './errors.js';
+import { groupHandlers, satelliteHandlers, webhookHandlers } from './handlers.js';
+import { adminApiDocument } from './openapi.js';
+
+// The admin API (/api/v1) and the two Harbor Satellite routes (/satellites/…), in one
+// table. Each route is authenticated first (admin, a satellite's robot, a webhook secret, or
+// a one-time token in the body, rate limited), then its request is checked against the
+// OpenAPI document, then its thin handler calls one service.
+
+export interface AdminApiOptions {
+  ctx: HarborContext;
+  /** ADMIN_USERNAME / ADMIN_PASSWORD; without it the admin API is not served (503). */
+  admin: { username: string; password: string } | undefined;
+  authFailureLimit: number;
+  /** Registration attempts per client address per minute. */
+  registrationRateLimit: number;
+  tombstoneRetentionHours: number;
+  /** Check every answer against the document too (tests). */
+  validateResponses?: boolean;
+}
+
+type Auth = 'public' | 'admin' | 'robot' | 'webhook' | 'token';
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    /** The satellite a robot credential belongs to, or the project a webhook secret is for. */
+    caller?: string;
+  }
+}
+
+export function adminRouter(o: AdminApiOptions): express.Router {
+  const r = express.Router();
+  const doc = adminApiDocument();
+  const log: Logger = o.ctx.log;
+  r.get('/api/v1/openapi.json', (_req, res) => {
+    res.json(doc);
+  });
+  if (!o.admin) {
+    log.warn('ADMIN_USERNAME / ADMIN_PASSWORD not set: the admin API (/api/v1) is not served');
+    r.use('/api/v1', (_req, res) => {
+      sendErrors(res, 503, [{ code: 'UNAVAILABLE', message: 'the admin API is disabled: set ADMIN_USERNAME and ADMIN_PASSWORD (never the endpoint\'s secret)' }]);
+    });
+    return r;
+  }
+
+  const groups = new GroupService(o.ctx);
+  const satellites = new SatelliteService(o.ctx);
+  const webhooks = new WebhookService(o.ctx);
+  const compat = o.ctx.settings.layout === 'harbor-satellite' ? new HarborSatelliteCompat(o.ctx, satellites) : undefined;
+  const reconcile = (group: string) => {
+    if (!o.ctx.harbor) throw new ApiError('UNAVAILABLE', 'Harbor is not configured: set HARBOR_URL and HARBOR_PASSWORD');
+    return new HarborReconciler(o.ctx.pool, o.ctx.harbor, log, o.tombstoneRetentionHours).reconcileGroup(group);
+  };
+
+  // In this process's memory (per replica): the admin API is for a few operators and the
+  // devices' registrations, not for Harbor's traffic.
+  const throttle = (name: string, addressLimit: number, usernameLimit = addressLimit) => new LoginThrottle({ prefix: `local:${name}`, addressLimit, usernameLimit, log });
+  const adminAuth = new BasicAuthenticator({ username: o.admin.username, password: o.admin.password, throttle: throttle('api-admin', o.authFailureLimit) });
+  const robotLogins = throttle('api-robot', o.authFailureLimit);
+  const registrations = throttle('api-registration', o.registrationRateLimit, Number.MAX_SAFE_INTEGER);
+  const address = (req: Request) => req.ip ?? 'unknown';
+  const basicUser = (req: Request) => Buffer.from(/^Basic\s+(\S+)/i.exec(req.headers.authorization ?? '')?.[1] ?? '', 'base64').toString().split(':')[0] ?? '';
+
+  const authenticate: Record<Auth, RequestHandler> = {
+    public: (_req, _res, next) => next(),
+    admin: async (req, _res, next) => {
+      try {
+        await adminAuth.authenticate(req.headers.authorization, address(req));
+      } catch (err) {
+        const e = err as RegistryError;
+        throw new ApiError(e.code === 'TOOMANYREQUESTS' ? 'TOO_MANY_REQUESTS' : 'UNAUTHORIZED', e.message);
+      }
+      next();
+    },
+    // Counted before the secret is checked, given back when it was right.
+    robot: async (req, _res, next) => {
+      const user = basicUser(req);
+      if ((await robotLogins.reserve(address(req), user)) > 0) throw new ApiError('TOO_MANY_REQUESTS', 'too many failed logins from this address; wait and retry');
+      req.caller = await satellites.authenticateRobot(req.headers.authorization);
+      await robotLogins.refund(address(req), user);
+      next();
+    },
+    webhook: async (req, _res, next) => {
+      req.caller = await webhooks.authenticate(req.headers.authorization);
+      next();
+    },
+    // Every use of a one-time token counts, used or not: guessing is bounded per address.
+    token: async (req, _res, next) => {
+      if ((await registrations.reserve(address(req), 'registration')) > 0) throw new ApiError('TOO_MANY_REQUESTS', 'too many registration attempts from this address; wait a minute');
+      next();
+    },
+  };
+
+  const g = groupHandlers(groups, reconcile);
+  const s = satelliteHandlers(satellites, compat);
+  const w = webhookHandlers(webhooks);
+  type Method = 'get' | 'post' | 'patch' | 'delete';
+  const routes: [Method, string, Auth, RequestHandler][] = [
+    ['get', '/api/v1/groups', 'admin', g.list],
+    ['post', '/api/v1/groups', 'admin', g.create],
+    ['post', '/api/v1/groups/adopt', 'admin', g.adopt],
+    ['get', '/api/v1/groups/:name', 'admin', g.get],
+    ['patch', '/api/v1/groups/:name', 'admin', g.update],
+    ['delete', '/api/v1/groups/:name', 'admin', g.remove],
+    ['post', '/api/v1/groups/:name/replicate', 'admin', g.replicate],
+    ['post', '/api/v1/groups/:name/reconcile', 'admin', g.reconcile],
+    ['get', '/api/v1/satellites', 'admin', s.list],
+    ['post', '/api/v1/satellites', 'admin', s.create],
+    ['post', '/api/v1/satellites/register', 'token', s.register],
+    ['get', '/api/v1/satellites/:name', 'admin', s.get],
+    ['patch', '/api/v1/satellites/:name', 'admin', s.update],
+    ['delete', '/api/v1/satellites/:name', 'admin', s.revoke],
+    ['post', '/api/v1/satellites/:name/token', 'admin', s.token],
+    ['post', '/api/v1/satellites/:name/rotate', 'admin', s.rotate],
+    ['post', '/api/v1/satellites/:name/status', 'robot', s.status],
+    ['post', '/api/v1/webhooks/harbor', 'webhook', w.receive],
+    ...(compat ? [
+      ['get', '/satellites/ztr/:token', 'token', s.zeroTouch],
+      ['post', '/satellites/sync', 'robot', s.sync],
+    ] as [Method, string, Auth, RequestHandler][] : []),
+  ];
+  /** Routes the document lists, for the test that compares them. */
+  (r as express.Router & { table?: typeof routes }).table = routes;
+
+  // Authentication comes first, so nothing about the input is answered to a stranger; a
+  // path no route has is the administrator's business only.
+  const authenticated = (handler: RequestHandler): RequestHandler => (req, res, next) =>
+    // The handler's promise is returned, so express 5 passes its rejection on as an error.
+    handler(req, res, (err?: unknown) => {
+      if (err === undefined) res.locals.authenticated = true;
+      next(err);
+    });
+  for (const [method, path, auth] of routes) r[method](path, authenticated(authenticate[auth]));
+  const mine = ['/api/v1', ...(compat ? ['/satellites'] : [])];
+  r.use(mine, (req, res, next) => (res.locals.authenticated ? next() : authenticate.admin(req, res, next)));
+  r.use(mine, express.json({ limit: '1mb' }));
+  r.use(mine, OpenApiValidator.middleware({
+    apiSpec: doc as never,
+    validateRequests: { allowUnknownQueryParameters: false },
+    validateResponses: o.validateResponses ?? false,
+    validateSecurity: false,
+    ignoreUndocumented: false,
+    ignorePaths: (path: string) => !path.startsWith('/api/v1/') && !(compat && path.startsWith('/satellites/')),
+  }));
+  for (const [method, path, , handler] of routes) r[method](path, handler);
+  const onError = adminErrorHandler();
+  r.use(mine, (err: unknown, req: Request, res: Response, next: NextFunction) => onError(err, req, res, next));
+  return r;
+}
+

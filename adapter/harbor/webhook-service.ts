@@ -1,0 +1,136 @@
+import { GroupStore } from '../../core/store/group-store.js';
+import { HarborStore } from '../../core/store/harbor-store.js';
+import { WebhookStore } from '../../core/store/webhook-store.js';
+import { requireEndpointUrl, requireHarbor, type HarborContext } from './context.js';
+import { ApiError, viaHarbor } from './errors.js';
+import { newSecret, sha256 } from './tokens.js';
+
+// Harbor's webhook notifications (goharbor/harbor src/pkg/notifier/model/event.go):
+//   {"type","occur_at","operator","event_data":{...}}
+// REPLICATION carries event_data.replication with execution_id (the execution of a rule) and
+// is sent to the webhooks of the source project; DELETE_ARTIFACT carries
+// event_data.repository.repo_full_name and event_data.resources[].digest. Harbor sends the
+// policy target's auth_header verbatim as the Authorization header.
+
+export const WEBHOOK_POLICY_NAME = 'satellite-for-harbor';
+export const WEBHOOK_EVENTS = ['REPLICATION', 'DELETE_ARTIFACT'];
+export const WEBHOOK_PATH = '/api/v1/webhooks/harbor';
+
+export interface HarborNotification {
+  type: string;
+  occur_at?: number;
+  operator?: string;
+  event_data?: {
+    replication?: { execution_id?: number; dest_resource?: { namespace?: string }; src_resource?: { namespace?: string } };
+    repository?: { repo_full_name?: string; namespace?: string };
+    resources?: { digest?: string; tag?: string }[];
+  };
+}
+
+export interface NotificationOutcome {
+  event: string;
+  /** Groups whose build was queued (REPLICATION) or whose reconcile was (DELETE_ARTIFACT). */
+  groups: string[];
+}
+
+export class WebhookService {
+  private readonly webhooks: WebhookStore;
+  private readonly groups: GroupStore;
+  private readonly jobs: HarborStore;
+
+  constructor(private readonly ctx: HarborContext) {
+    this.webhooks = new WebhookStore(ctx.pool);
+    this.groups = new GroupStore(ctx.pool);
+    this.jobs = new HarborStore(ctx.pool);
+  }
+
+  /**
+   * Makes sure each project has our webhook policy. A project we already configured keeps
+   * its secret; one without (or whose policy was removed in Harbor) gets a new random
+   * secret, sent to Harbor as the policy's auth header and kept here only hashed.
+   */
+  async ensureProjects(projects: readonly string[]): Promise<void> {
+    const harbor = requireHarbor(this.ctx);
+    const address = `${requireEndpointUrl(this.ctx)}${WEBHOOK_PATH}`;
+    for (const project of projects) {
+      const known = await this.webhooks.get(project);
+      const inHarbor = await viaHarbor(() => harbor.webhookPolicyId(project, WEBHOOK_POLICY_NAME));
+      if (known && inHarbor === known.harborId) continue;
+      const secret = newSecret('whs');
+      const id = await viaHarbor(() => harbor.ensureWebhookPolicy(project, {
+        name: WEBHOOK_POLICY_NAME, address, authHeader: secret, eventTypes: WEBHOOK_EVENTS,
+      }));
+      await this.webhooks.save(project, id, sha256(secret));
+      this.ctx.log.info({ project, policy: id }, 'webhook policy configured');
+    }
+  }
+
+  /** Removes our policy from projects no managed group replicates from any more. */
+  async releaseProjects(projects: readonly string[], stillUsed: ReadonlySet<string>): Promise<void> {
+    const harbor = requireHarbor(this.ctx);
+    for (const project of projects.filter((p) => !stillUsed.has(p))) {
+      const known = await this.webhooks.get(project);
+      if (!known) continue;
+      await viaHarbor(() => harbor.deleteWebhookPolicy(project, known.harborId));
+      await this.webhooks.remove(project);
+    }
+  }
+
+  /** The project a notification's Authorization belongs to; 401 when it is no policy's. */
+  async authenticate(authorization: string | undefined): Promise<string> {
+    const project = authorization ? await this.webhooks.projectOf(sha256(authorization)) : undefined;
+    if (!project) throw new ApiError('UNAUTHORIZED', 'the Authorization header is not the secret of any webhook policy this service configured');
+    return project;
+  }
+
+  /**
+   * Acts on a notification from `project`'s policy, durably (the outbox tables) before the
+   * answer: a replication by a group's rule queues that group's build at once; a deleted
+   * artifact queues a reconcile of the groups listing it. Other events are ignored.
+   */
+  async receive(project: string, n: HarborNotification): Promise<NotificationOutcome> {
+    if (n.type === 'REPLICATION') {
+      const groups = await this.replicatedGroups(project, n);
+      await this.groups.markDirty(groups);
+      return { event: n.type, groups };
+    }
+    if (n.type === 'DELETE_ARTIFACT') {
+      const repository = n.event_data?.repository?.repo_full_name;
+      const digests = (n.event_data?.resources ?? []).flatMap((r) => (r.digest ? [r.digest] : []));
+      if (!repository || repository.split('/')[0] !== project) {
+        throw new ApiError('BAD_REQUEST', `event_data.repository.repo_full_name must name a repository of project ${project}`, 'event_data.repository.repo_full_name');
+      }
+      const groups = new Set<string>();
+      for (const digest of digests) {
+        const listing = await this.groups.listing(repository, digest);
+        if (listing.length === 0) continue;
+        listing.forEach((g) => groups.add(g));
+        await this.jobs.enqueue('reconcile-deleted', { repository, digest });
+      }
+      return { event: n.type, groups: [...groups].sort() };
+    }
+    return { event: n.type, groups: [] };
+  }
+
+  /**
+   * The groups a replication notification is about. Harbor names the execution, not the
+   * rule: the execution's rule is looked up; if Harbor cannot be asked right now, every
+   * group replicating from the project is built (a build of an unchanged group publishes
+   * nothing, so building too many costs little and loses nothing).
+   */
+  private async replicatedGroups(project: string, n: HarborNotification): Promise<string[]> {
+    const executionId = n.event_data?.replication?.execution_id;
+    if (this.ctx.harbor && typeof executionId === 'number') {
+      try {
+        const execution = await this.ctx.harbor.getExecution(executionId);
+        if (execution?.policy_id !== undefined) {
+          const group = await this.groups.byPolicyId(execution.policy_id);
+          return group ? [group.name] : [];
+        }
+      } catch (err) {
+        this.ctx.log.warn({ err: (err as Error).message, executionId }, 'cannot look up the replication execution; building every group of the project');
+      }
+    }
+    return (await this.groups.byProject(project)).map((g) => g.name);
+  }
+}
