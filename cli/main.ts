@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from '../core/config.js';
 import { migrate } from '../core/db/migrate.js';
 import { groupCredential, keysGenerate, list, stateDiff, stateShow, verify } from './commands.js';
+import { groupsCommand, satellitesCommand } from './admin.js';
 import { harborRobot, harborSetup } from './harbor.js';
 import { runProcess } from './run-process.js';
 import { agentCli } from '../agent/cli.js';
@@ -28,6 +29,23 @@ commands:
   agent …                      the edge agent (see satellite agent --help)
   state diff <group> <vA> <vB> what was added, removed and retagged between two published versions
 
+groups (run in Harbor through its API; HARBOR_URL, HARBOR_PASSWORD, ENDPOINT_URL):
+  groups list | show <group>   rule, last execution, published state, satellites
+  groups create <group> --filter 'library/**' [--tag '1.*'] [--label L]... [--trigger
+         event_based|manual|scheduled [--cron '0 0 * * * *']] [--replicate]
+  groups update <group> [--filter …] [--tag …] [--label …] [--trigger …]
+  groups delete <group>        remove its rule; every image it lists becomes a tombstone
+  groups replicate <group>     a manual run of its rule now
+  groups adopt <rule> [--fix]  take over a rule made by hand (--fix sets No Flattening)
+  groups reconcile <group>     compare with what the rule selects in Harbor now
+satellites:
+  satellites list | show <name>             fleet view: drift from the latest state, last seen
+  satellites create <name> --group <g>...   a one-time registration token [--expires-in-hours N]
+  satellites token <name>                   a new registration token
+  satellites set-groups <name> --group <g>...
+  satellites rotate <name>                  a new robot secret
+  satellites revoke <name>                  delete its robot in Harbor, refuse its tokens
+
 configuration comes from environment variables; see README.md`;
 
 /** Set once the configuration is read: whether a failure prints its stack. */
@@ -49,6 +67,13 @@ async function main(argv: string[]): Promise<number> {
       force: { type: 'boolean', default: false },
       filter: { type: 'string', multiple: true, default: [] },
       replicate: { type: 'boolean', default: false },
+      tag: { type: 'string' },
+      label: { type: 'string', multiple: true, default: [] },
+      trigger: { type: 'string' },
+      cron: { type: 'string' },
+      fix: { type: 'boolean', default: false },
+      group: { type: 'string', multiple: true, default: [] },
+      'expires-in-hours': { type: 'string' },
     },
   });
   const [command, ...rest] = positionals;
@@ -96,6 +121,17 @@ async function main(argv: string[]): Promise<number> {
       if (rest[0] === 'setup' && rest.length === 2) return harborSetup(config, rest[1]!, values.filter!, values.replicate!);
       if (rest[0] === 'robot' && rest.length === 2) return harborRobot(config, rest[1]!);
       return usage('harbor setup <group> [--filter <names>]... [--replicate] | harbor robot <name>');
+    case 'groups':
+    case 'satellites': {
+      const admin = {
+        json: values.json!, filter: values.filter!, tag: values.tag, label: values.label!, trigger: values.trigger, cron: values.cron,
+        replicate: values.replicate!, fix: values.fix!, group: values.group!, expiresInHours: values['expires-in-hours'],
+      };
+      const needsName = rest[0] !== 'list';
+      if (rest.length !== (needsName ? 2 : 1)) return usage(`${command} ${command === 'groups' ? 'list|show|create|update|delete|replicate|adopt|reconcile' : 'list|show|create|token|set-groups|rotate|revoke'} [<name>] (see satellite help)`);
+      const code = command === 'groups' ? await groupsCommand(config, rest, admin) : await satellitesCommand(config, rest, admin);
+      return code === -2 ? usage(`${command} ${rest[0]}: no such subcommand (see satellite help)`) : code;
+    }
     default:
       process.stderr.write(`unknown command ${JSON.stringify(command)}\n\n${USAGE}\n`);
       return 2;

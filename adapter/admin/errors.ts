@@ -30,7 +30,7 @@ export function sendErrors(res: Response, status: number, errors: ErrorItem[], h
 
 /** "/body/filters/0/type" → "filters[0].type"; "/params/name" → "name"; "/query/x" → "x". */
 export function fieldOf(path: string | undefined): string | undefined {
-  if (!path) return undefined;
+  if (!path || !/^\.?\/?(body|params|query|headers|path)\b/.test(path)) return undefined;
   const parts = path.replace(/^\.?\/?(body|params|query|headers|path)\/?/, '').split(/[/.]/).filter(Boolean);
   if (parts.length === 0) return path.includes('body') ? 'body' : undefined;
   return parts.reduce((acc, p) => (/^\d+$/.test(p) ? `${acc}[${p}]` : acc ? `${acc}.${p}` : p), '');
@@ -67,9 +67,14 @@ export function adminErrorHandler() {
       sendErrors(res, 413, [{ code: 'BAD_REQUEST', message: 'body: too large', field: 'body' }]);
       return;
     }
+    if (e?.status === 404 || e?.status === 405) {
+      const what = e.status === 404 ? 'no such route' : 'method not allowed on this route';
+      sendErrors(res, e.status, [{ code: e.status === 404 ? 'NOT_FOUND' : 'METHOD_NOT_ALLOWED', message: `${what}: ${req.method} ${req.originalUrl.split('?')[0]}` }], e.headers ?? {});
+      return;
+    }
     if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) {
       // express-openapi-validator: the request does not match the document.
-      const code = e.status === 404 ? 'NOT_FOUND' : e.status === 405 ? 'METHOD_NOT_ALLOWED' : e.status === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'BAD_REQUEST';
+      const code = e.status === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'BAD_REQUEST';
       const items = (e.errors?.length ? e.errors : [{ message: e.message ?? 'bad request' }]).map((x) => {
         const field = fieldOf((x as { path?: string }).path);
         return { code, message: field ? `${field}: ${x.message}` : String(x.message), ...(field ? { field } : {}) };

@@ -71,7 +71,7 @@ const schemas = {
     },
   },
   Execution: {
-    type: 'object', additionalProperties: false,
+    type: 'object', additionalProperties: false, nullable: true,
     required: ['id', 'status', 'trigger', 'startTime', 'endTime', 'total', 'succeed', 'failed'],
     properties: {
       id: { type: 'integer' }, status: { type: 'string' }, trigger: { type: 'string' },
@@ -94,7 +94,7 @@ const schemas = {
         type: 'object', nullable: true, additionalProperties: false, required: ['version', 'digest', 'publishedAt'],
         properties: { version: { type: 'integer' }, digest: { type: 'string', nullable: true }, publishedAt: { type: 'string', nullable: true } },
       },
-      lastExecution: { allOf: [ref('Execution')], nullable: true },
+      lastExecution: ref('Execution'),
       harborError: { type: 'string' },
       createdAt: { type: 'string', format: 'date-time' },
       updatedAt: { type: 'string', format: 'date-time' },
