@@ -537,9 +537,13 @@ export async function startHarborDouble(upstreamPath: string, admin: { username:
   });
   await new Promise<void>((r) => server.listen(listen.port ?? 0, listen.host ?? '127.0.0.1', r));
   d.url = `http://${listen.host ?? '127.0.0.1'}:${(server.address() as AddressInfo).port}`;
+  let closed: Promise<unknown> | undefined;
   d.close = async () => {
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
+    closed ??= new Promise((r) => {
+      server.closeAllConnections();
+      server.close(r);
+    });
+    await closed;
   };
   return d;
 }
