@@ -14,8 +14,15 @@ const body = (schema: unknown) => ({ required: true, content: json(schema) });
 const nameParam = (what: string, pattern: string) => ({ name: 'name', in: 'path', required: true, description: `the ${what}'s name`, schema: { type: 'string', pattern, maxLength: 63 } });
 
 const ADMIN = [{ adminBasic: [] }];
-const COMMON = { 400: error('bad input; `field` names what is wrong'), 401: error('no or wrong credential') };
-const HARBOR = { 502: error('Harbor failed or could not be reached'), 503: error('Harbor or a key is not configured') };
+const COMMON = {
+  400: error('bad input; `field` names what is wrong'), 401: error('no or wrong credential'),
+  429: error('too many failed logins from this address'), 503: error('the database or Harbor cannot be reached, or is not configured'),
+};
+// Harbor's own refusals are passed on with their status and message.
+const HARBOR = {
+  404: error('not found, or Harbor\'s own 404 passed on'), 409: error('conflict, or Harbor\'s own 409 passed on'),
+  412: error('Harbor\'s own 412 passed on'), 502: error('Harbor failed or could not be reached'), 503: error('Harbor or a key is not configured'),
+};
 
 const schemas = {
   Error: {
@@ -282,13 +289,13 @@ export function adminApiDocument(): Record<string, unknown> {
         get: { operationId: 'listGroups', summary: 'Groups with their rule, last execution, state and satellites', security: ADMIN, responses: { 200: ok('groups', { type: 'array', items: ref('Group') }), ...COMMON } },
         post: {
           operationId: 'createGroup', summary: 'Create a group in Harbor (endpoint, state project, rule, webhooks); idempotent', security: ADMIN, requestBody: body(ref('GroupCreate')),
-          responses: { 200: ok('it existed as asked', ref('GroupCreated')), 201: ok('created', ref('GroupCreated')), ...COMMON, 409: error('exists with other settings, or Harbor conflict'), ...HARBOR },
+          responses: { ...HARBOR, 200: ok('it existed as asked', ref('GroupCreated')), 201: ok('created', ref('GroupCreated')), ...COMMON, 409: error('exists with other settings, or Harbor conflict') },
         },
       },
       '/api/v1/groups/adopt': {
         post: {
           operationId: 'adoptGroup', summary: 'Take over a hand-made replication rule (refused if it flattens, unless fix)', security: ADMIN, requestBody: body(ref('GroupAdopt')),
-          responses: { 200: ok('adopted', ref('Adopted')), ...COMMON, 404: error('no such rule'), 409: error('FLATTENING: the rule flattens the path'), ...HARBOR },
+          responses: { ...HARBOR, 200: ok('adopted', ref('Adopted')), ...COMMON, 404: error('no such rule'), 409: error('FLATTENING: the rule flattens the path') },
         },
       },
       '/api/v1/groups/{name}': {
@@ -296,25 +303,25 @@ export function adminApiDocument(): Record<string, unknown> {
         get: { operationId: 'getGroup', security: ADMIN, responses: { 200: ok('the group', ref('Group')), ...COMMON, 404: error('no such group') } },
         patch: {
           operationId: 'updateGroup', summary: 'Change filters or trigger', security: ADMIN, requestBody: body(ref('GroupPatch')),
-          responses: { 200: ok('the group', ref('Group')), ...COMMON, 404: error('no such group'), ...HARBOR },
+          responses: { ...HARBOR, 200: ok('the group', ref('Group')), ...COMMON, 404: error('no such group') },
         },
         delete: {
           operationId: 'deleteGroup', summary: 'Remove the rule; tombstone the whole list', security: ADMIN,
-          responses: { 200: ok('deleted', { type: 'object', required: ['tombstoned'], additionalProperties: false, properties: { tombstoned: { type: 'integer' } } }), ...COMMON, 404: error('no such group'), ...HARBOR },
+          responses: { ...HARBOR, 200: ok('deleted', { type: 'object', required: ['tombstoned'], additionalProperties: false, properties: { tombstoned: { type: 'integer' } } }), ...COMMON, 404: error('no such group') },
         },
       },
       '/api/v1/groups/{name}/replicate': {
         parameters: [nameParam('group', NAME)],
         post: {
           operationId: 'replicateGroup', summary: 'A manual execution of the rule now', security: ADMIN,
-          responses: { 202: ok('started', { type: 'object', required: ['executionId'], additionalProperties: false, properties: { executionId: { type: 'integer' } } }), ...COMMON, 404: error('no such group'), ...HARBOR },
+          responses: { ...HARBOR, 202: ok('started', { type: 'object', required: ['executionId'], additionalProperties: false, properties: { executionId: { type: 'integer' } } }), ...COMMON, 404: error('no such group') },
         },
       },
       '/api/v1/groups/{name}/reconcile': {
         parameters: [nameParam('group', NAME)],
         post: {
           operationId: 'reconcileGroup', summary: 'Compare the list with what the rule selects in Harbor now; tombstone the rest, fill labels and platforms', security: ADMIN,
-          responses: { 200: ok('reconciled', ref('Reconciled')), ...COMMON, 404: error('no such group'), ...HARBOR },
+          responses: { ...HARBOR, 200: ok('reconciled', ref('Reconciled')), ...COMMON, 404: error('no such group') },
         },
       },
       '/api/v1/satellites': {
@@ -327,7 +334,7 @@ export function adminApiDocument(): Record<string, unknown> {
       '/api/v1/satellites/register': {
         post: {
           operationId: 'registerSatellite', summary: 'Use a registration token (once): the robot credential and what the agent needs', security: [], requestBody: body(ref('RegisterRequest')),
-          responses: { 200: ok('registered; the password is shown once', ref('Registration')), 400: COMMON[400], 401: error('unknown, used, expired or revoked token'), 429: error('too many attempts'), ...HARBOR },
+          responses: { ...HARBOR, 200: ok('registered; the password is shown once', ref('Registration')), 400: COMMON[400], 401: error('unknown, used, expired or revoked token'), 429: error('too many attempts') },
         },
       },
       '/api/v1/satellites/{name}': {
@@ -335,11 +342,11 @@ export function adminApiDocument(): Record<string, unknown> {
         get: { operationId: 'getSatellite', security: ADMIN, responses: { 200: ok('the satellite', ref('Satellite')), ...COMMON, 404: error('no such satellite') } },
         patch: {
           operationId: 'updateSatellite', summary: 'Change its groups; its robot follows', security: ADMIN, requestBody: body(ref('SatellitePatch')),
-          responses: { 200: ok('the satellite', ref('Satellite')), ...COMMON, 404: error('no such satellite'), ...HARBOR },
+          responses: { ...HARBOR, 200: ok('the satellite', ref('Satellite')), ...COMMON, 404: error('no such satellite') },
         },
         delete: {
           operationId: 'revokeSatellite', summary: 'Revoke: robot deleted in Harbor, tokens refused', security: ADMIN,
-          responses: { 204: { description: 'revoked' }, ...COMMON, 404: error('no such satellite'), ...HARBOR },
+          responses: { ...HARBOR, 204: { description: 'revoked' }, ...COMMON, 404: error('no such satellite') },
         },
       },
       '/api/v1/satellites/{name}/token': {
@@ -354,7 +361,7 @@ export function adminApiDocument(): Record<string, unknown> {
         parameters: [nameParam('satellite', SATELLITE)],
         post: {
           operationId: 'rotateSatellite', summary: 'A new robot secret (the old one stops working)', security: ADMIN,
-          responses: { 200: ok('the new credential, shown once', ref('Registration')), ...COMMON, 404: error('no such satellite'), 409: error('not registered'), ...HARBOR },
+          responses: { ...HARBOR, 200: ok('the new credential, shown once', ref('Registration')), ...COMMON, 404: error('no such satellite'), 409: error('not registered') },
         },
       },
       '/api/v1/satellites/{name}/status': {
@@ -374,7 +381,7 @@ export function adminApiDocument(): Record<string, unknown> {
         get: {
           operationId: 'zeroTouchRegistration', summary: 'Harbor Satellite zero-touch registration (STATE_LAYOUT=harbor-satellite)', security: [],
           parameters: [{ name: 'token', in: 'path', required: true, schema: { type: 'string', minLength: 1, maxLength: 256 } }],
-          responses: { 200: ok('registered', ref('ZeroTouchAnswer')), 401: error('unknown, used, expired or revoked token'), 429: error('too many attempts'), ...HARBOR },
+          responses: { ...HARBOR, 200: ok('registered', ref('ZeroTouchAnswer')), 401: error('unknown, used, expired or revoked token'), 429: error('too many attempts') },
         },
       },
       '/satellites/sync': {

@@ -172,7 +172,10 @@ export class SatelliteService {
   /** Changes a satellite's groups; a registered one's robot follows at once. */
   async setGroups(name: string, groups: readonly string[]): Promise<SatelliteView> {
     const checked = await this.checkGroups(groups);
-    const done = await this.store.withLock(name, (_s, c) => this.store.setGroups(name, checked, c));
+    const done = await this.store.withLock(name, async (_s, c) => {
+      await this.store.setGroups(name, checked, c);
+      return true;
+    });
     if (done === undefined) throw notFound(`satellite ${name}`);
     await this.robots.sync(name);
     const s = await this.store.get(name);
