@@ -56,8 +56,11 @@ const labelsOf = (a: HarborArtifact): string[] | null => {
   return names.length ? names : null;
 };
 
+// Compared field by field: a platform read back from jsonb has its keys in jsonb's order.
+const samePlatform = (a: Platform | null, b: Platform | null) =>
+  a === b || (a !== null && b !== null && a.os === b.os && a.architecture === b.architecture && (a.variant ?? '') === (b.variant ?? ''));
 const sameMeta = (e: LiveEntry, labels: string[] | null, platform: Platform | null) =>
-  JSON.stringify(e.labels) === JSON.stringify(labels) && JSON.stringify(e.platform) === JSON.stringify(platform);
+  JSON.stringify(e.labels ?? null) === JSON.stringify(labels) && samePlatform(e.platform, platform);
 
 export class HarborReconciler {
   private readonly artifacts: ArtifactStore;

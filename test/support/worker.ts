@@ -49,7 +49,7 @@ export function testBuilder(config: Config, pool: Pool, keys: TestKeys) {
 }
 
 /** Records an image straight into the store, as the endpoint would. */
-export async function record(pool: Pool, group: string, repository: string, img: Image, tag: string | null): Promise<void> {
+export async function record(pool: Pool, group: string, repository: string, img: Pick<Image, 'manifest'> & Partial<Image>, tag: string | null): Promise<void> {
   const m = parseManifest(img.manifest.bytes, img.manifest.mediaType);
   if (m.digest !== computeDigest(img.manifest.bytes)) throw new Error('digest');
   await new ArtifactStore(pool).recordManifest({ group, repository }, m, tag);
