@@ -1,0 +1,136 @@
+import { expect } from 'chai';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RegistryClient } from '../../core/registry/registry-client.js';
+import { startHarborDouble, type HarborDouble } from '../../harbor-dev/harbor-double.js';
+import { basicAuth, HARBOR_ADMIN, UPSTREAM } from '../support/admin.js';
+import { createTestDatabase, type TestDatabase } from '../support/db.js';
+import { image, imageBlobs, writeLayout } from '../support/oci.js';
+import { freePort, spawnSatellite, until, type Spawned } from '../support/process.js';
+import { dropPrefix, REDIS_URL, testPrefix } from '../support/redis.js';
+import { satellite, skopeoCopy } from '../support/run.js';
+import { KEY_PASSWORD, useRegistryAndKeys } from '../support/worker.js';
+
+// The whole path with Harbor's API played by the double: `groups create` through the admin
+// API of a running `satellite serve`, Harbor's replication replayed into the endpoint with
+// skopeo (to the destination the rule names, with the endpoint's credential), the signed
+// state in a real registry, `satellites register`, and the robot's pull rights as Harbor's
+// token service grants them, kept in step when the group gains an image from a new project.
+// (When the edge agent exists, its `satellite agent --once` with the returned credential
+// takes the place of the last check.)
+
+const ENDPOINT_PASSWORD = 'e2e-endpoint-secret-1';
+const ADMIN_PASSWORD = 'e2e-admin-secret-12';
+
+describe('end to end with the Harbor double: groups create → replication → signed state → register → pull rights', function () {
+  this.timeout(120_000);
+  const shared = useRegistryAndKeys();
+  let db: TestDatabase;
+  let harbor: HarborDouble;
+  let prefix: string;
+  let work: string;
+  const running: Spawned[] = [];
+  beforeEach(async () => {
+    db = await createTestDatabase();
+    harbor = await startHarborDouble(UPSTREAM, HARBOR_ADMIN);
+    prefix = testPrefix();
+    work = await mkdtemp(join(tmpdir(), 'satellite-harbor-e2e-'));
+  });
+  afterEach(async () => {
+    for (const p of running.splice(0)) {
+      p.child.kill('SIGKILL');
+      await p.exited;
+    }
+    expect(harbor.violations, 'requests that break Harbor\'s spec').to.deep.equal([]);
+    await harbor.close();
+    await db.drop();
+    await dropPrefix(prefix);
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('when a group is created, replicated and a satellite registers, then its robot may pull exactly the state project and the images\' projects, and gains a new one', async () => {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    running.push(await spawnSatellite(['serve'], {
+      DATABASE_URL: db.url, REDIS_URL, QUEUE_PREFIX: prefix, HOST: '127.0.0.1', PORT: String(port), METRICS_PORT: '0',
+      ENDPOINT_PASSWORD, ENDPOINT_URL: url, ADMIN_USERNAME: 'operator', ADMIN_PASSWORD,
+      HARBOR_URL: harbor.url, HARBOR_USERNAME: HARBOR_ADMIN.username, HARBOR_PASSWORD: HARBOR_ADMIN.password,
+      STATE_REGISTRY: shared.registry.url, IMAGE_REGISTRY: 'https://harbor.example.com', COSIGN_KEY: shared.keys.keyPath, COSIGN_PASSWORD: KEY_PASSWORD,
+      BUILD_DEBOUNCE_MS: '100', BUILD_BACKOFF_MS: '100',
+    }, 'worker started'));
+    const admin = basicAuth('operator', ADMIN_PASSWORD);
+    const api = async (path: string, method = 'GET', body?: unknown, auth: string | null = admin) => {
+      const res = await fetch(url + path, {
+        method, headers: { ...(auth ? { Authorization: auth } : {}), ...(body ? { 'Content-Type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined,
+      });
+      return { status: res.status, body: await res.json().catch(() => undefined) as any };
+    };
+
+    // In Harbor: the images the group should run, and one it should not.
+    const alpine = image();
+    const curl = image();
+    harbor.addArtifact({ repository: 'library/alpine', digest: alpine.manifest.digest, tags: ['3.20'] });
+    harbor.addArtifact({ repository: 'tools/curl', digest: curl.manifest.digest, tags: ['8'] });
+    harbor.addArtifact({ repository: 'secret/db', digest: `sha256:${'5'.repeat(64)}`, tags: ['1'] });
+
+    // 1. groups create (with a first manual replication)
+    const created = await api('/api/v1/groups', 'POST', { name: 'edge-eu', filters: [{ type: 'name', value: '{library,tools}/**' }], replicate: true });
+    expect(created.status, JSON.stringify(created.body)).to.equal(201);
+    const policy = harbor.policies[0]!;
+    const registry = harbor.registries.find((r) => r.id === (policy.dest_registry as { id: number }).id)!;
+    expect(registry.url).to.equal(url);
+    expect(policy).to.deep.include({ dest_namespace: 'edge-eu', dest_namespace_replace_count: 0 });
+
+    // 2. Harbor replicates library/alpine as its rule says: <dest_namespace>/<source repository>, with the endpoint's credential.
+    const push = async (img: typeof alpine, repository: string, tag: string) => {
+      const dir = join(work, repository.replace('/', '-'));
+      await writeLayout(dir, tag, img.manifest, imageBlobs(img));
+      await skopeoCopy(`oci:${dir}:${tag}`, `docker://127.0.0.1:${port}/${policy.dest_namespace}/${repository}:${tag}`,
+        `${(registry.credential as { access_key: string }).access_key}:${ENDPOINT_PASSWORD}`);
+    };
+    await push(alpine, 'library/alpine', '3.20');
+    await harbor.notifyReplication(created.body.executionId, 'library');
+    expect(harbor.deliveries.at(-1)).to.deep.include({ event: 'REPLICATION', status: 200 });
+
+    // 3. The signed state.
+    const client = new RegistryClient(shared.registry.url);
+    const stateRepo = 'satellite/group-state/edge-eu/state';
+    const state = await until('the signed state', async () => {
+      const m = await client.getManifest(stateRepo, 'latest');
+      if (!m) return undefined;
+      const s = JSON.parse((await client.getBlob(stateRepo, JSON.parse(m.bytes.toString()).layers[0].digest)).toString());
+      return s.artifacts.length === 1 ? s : undefined;
+    });
+    expect(state.artifacts[0]).to.include({ repository: 'library/alpine', digest: alpine.manifest.digest });
+    const verified = await satellite(['verify', `${shared.registry.host}/${stateRepo}:latest`, '--key', shared.keys.pubPath, '--plain-http'], { STATE_REGISTRY: shared.registry.url });
+    expect(verified.stdout).to.include('docker-manifest-digest');
+
+    // 4. satellites register
+    const issued = await api('/api/v1/satellites', 'POST', { name: 'store-042', groups: ['edge-eu'] });
+    expect(issued.status).to.equal(201);
+    const reg = await api('/api/v1/satellites/register', 'POST', { token: issued.body.token }, null);
+    expect(reg.status).to.equal(200);
+    expect(reg.body.groups).to.deep.equal([{ name: 'edge-eu', state: stateRepo }]);
+    expect(reg.body.publicKey).to.equal(shared.keys.publicPem);
+    expect(await client.headManifest(reg.body.groups[0].state, 'latest'), 'the state named in the registration exists').to.not.equal(undefined);
+
+    // 5. The robot's pull rights, as Harbor's token service grants them.
+    const may = async (repository: string) => {
+      const res = await fetch(`${harbor.url}/service/token?service=harbor-registry&scope=repository:${repository}:pull`, { headers: { Authorization: basicAuth(reg.body.username, reg.body.password) } });
+      const claims = JSON.parse(Buffer.from(((await res.json()) as { token: string }).token.split('.')[1]!, 'base64url').toString());
+      return (claims.access[0]?.actions ?? []).includes('pull') as boolean;
+    };
+    expect(await may('library/alpine')).to.equal(true);
+    expect(await may(`${stateRepo}`)).to.equal(true);
+    expect(await may('tools/curl'), 'nothing the group lists comes from tools yet').to.equal(false);
+    expect(await may('secret/db')).to.equal(false);
+
+    // 6. The group gains an image from a new project: after the next publish, the robot follows.
+    await push(curl, 'tools/curl', '8');
+    await until('the robot to gain tools', async () => ((await may('tools/curl')) ? true : undefined), 30_000);
+    expect(await may('secret/db')).to.equal(false);
+    const fleet = await api('/api/v1/satellites/store-042');
+    expect(fleet.body.robot.projects).to.deep.equal(['library', 'satellite', 'tools']);
+  });
+});
