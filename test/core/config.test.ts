@@ -24,4 +24,14 @@ describe('configuration', () => {
     expect(loadConfig({ STATE_REGISTRY: 'https://harbor.example.com/' }).imageRegistry).to.equal('https://harbor.example.com');
     expect(loadConfig({ STATE_REGISTRY: 'https://a.example', IMAGE_REGISTRY: 'https://b.example' }).imageRegistry).to.equal('https://b.example');
   });
+
+  it('when only the endpoint secret is set, then there is no admin credential: it never falls back to the endpoint\'s', async () => {
+    const { adminCredential } = await import('../../core/config.js');
+    expect(adminCredential(loadConfig({ ENDPOINT_PASSWORD: 'endpoint-secret-123' }))).to.equal(undefined);
+    expect(adminCredential(loadConfig({ ADMIN_USERNAME: 'operator', ADMIN_PASSWORD: 'admin-secret-123' }))).to.deep.equal({ username: 'operator', password: 'admin-secret-123' });
+    for (const [env, problem] of [[{ ADMIN_USERNAME: 'o', ADMIN_PASSWORD: 'short' }, 'at least 12'],
+      [{ REGISTRATION_TOKEN_HOURS: '0' }, 'REGISTRATION_TOKEN_HOURS'], [{ HARBOR_RECONCILE_INTERVAL_SECONDS: 'often' }, 'HARBOR_RECONCILE_INTERVAL_SECONDS']] as const) {
+      expect(() => loadConfig(env as Record<string, string>)).to.throw(ConfigError, problem);
+    }
+  });
 });
