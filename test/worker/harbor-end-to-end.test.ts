@@ -10,7 +10,7 @@ import { image, imageBlobs, writeLayout } from '../support/oci.js';
 import { freePort, spawnSatellite, until, type Spawned } from '../support/process.js';
 import { dropPrefix, REDIS_URL, testPrefix } from '../support/redis.js';
 import { satellite, skopeoCopy } from '../support/run.js';
-import { KEY_PASSWORD, useRegistryAndKeys } from '../support/worker.js';
+import { KEY_PASSWORD, readLatestState, useRegistryAndKeys } from '../support/worker.js';
 
 // The whole path with Harbor's API played by the double: `groups create` through the admin
 // API of a running `satellite serve`, Harbor's replication replayed into the endpoint with
@@ -97,10 +97,8 @@ describe('end to end with the Harbor double: groups create → replication → s
     const client = new RegistryClient(shared.registry.url);
     const stateRepo = 'satellite/group-state/edge-eu/state';
     const state = await until('the signed state', async () => {
-      const m = await client.getManifest(stateRepo, 'latest');
-      if (!m) return undefined;
-      const s = JSON.parse((await client.getBlob(stateRepo, JSON.parse(m.bytes.toString()).layers[0].digest)).toString());
-      return s.artifacts.length === 1 ? s : undefined;
+      const s = await readLatestState(client, stateRepo);
+      return s?.artifacts.length === 1 ? s : undefined;
     });
     expect(state.artifacts[0]).to.include({ repository: 'library/alpine', digest: alpine.manifest.digest });
     const verified = await satellite(['verify', `${shared.registry.host}/${stateRepo}:latest`, '--key', shared.keys.pubPath, '--plain-http'], { STATE_REGISTRY: shared.registry.url });
