@@ -71,6 +71,8 @@ export interface HarborDouble {
   mayPull(robotFullName: string, project: string): boolean;
   /** What the last webhook deliveries answered, in order. */
   deliveries: { address: string; event: string; status: number }[];
+  /** Makes the next `times` calls of an operation fail with Harbor's error answer of `status`. */
+  failNext(operationId: string, status: number, times?: number): void;
   close(): Promise<void>;
 }
 
@@ -129,6 +131,7 @@ export async function startHarborDouble(upstreamPath: string, admin: { username:
   const expectedAuth = `Basic ${Buffer.from(`${admin.username}:${admin.password}`).toString('base64')}`;
   let nextId = 1;
   const now = () => new Date().toISOString();
+  const faults = new Map<string, { status: number; times: number }>();
   const d: HarborDouble = {
     url: '', violations: [], calls: [], registries: [], policies: [], executions: [], projects: [], robots: [], webhooks: [], artifacts: [], deliveries: [],
     addArtifact(a) {
@@ -172,6 +175,9 @@ export async function startHarborDouble(upstreamPath: string, admin: { username:
       });
     },
     robotFullName: (name) => `${ROBOT_PREFIX}${name}`,
+    failNext(operationId, status, times = 1) {
+      faults.set(operationId, { status, times });
+    },
     mayPull(robotFullName, project) {
       return actionsFor(d.robots.find((r) => `${ROBOT_PREFIX}${r.name}` === robotFullName), project).includes('pull');
     },
@@ -514,6 +520,12 @@ export async function startHarborDouble(upstreamPath: string, admin: { username:
     if (req.headers.authorization !== expectedAuth) return send(401, { errors: [{ code: 'UNAUTHORIZED', message: 'unauthorized' }] });
     const problems = checkRequest(doc, o, { path: params, query: url.searchParams, headers: req.headers, body });
     if (problems.length) return violation(problems.join('; '));
+    const fault = faults.get(o.id);
+    if (fault && fault.times > 0) {
+      fault.times--;
+      const code = fault.status === 403 ? 'FORBIDDEN' : fault.status >= 500 ? 'UNKNOWN' : 'BAD_REQUEST';
+      return send(fault.status, { errors: [{ code, message: fault.status >= 500 ? 'internal server error' : 'injected by the test' }] });
+    }
     try {
       const [status, payload, headers] = handleOperation(o.id, url, params, (body ? JSON.parse(body) : {}) as Json, req.headers);
       send(status, payload, headers);

@@ -72,6 +72,15 @@ describe('reconciliation of a group with what its rule selects in Harbor', funct
     expect((await h.db.pool.query('SELECT 1 FROM outbox')).rowCount).to.equal(0);
   });
 
+  it('when Harbor fails while listing a repository, then the reconcile fails and changes nothing', async () => {
+    const before = await h.db.dump();
+    for (const status of [403, 500]) {
+      h.harbor.failNext('listArtifacts', status);
+      await reconciler.reconcileGroup('edge-eu').then(() => expect.fail('reconciled on half a listing'), (err: { status?: number }) => expect(err.status).to.equal(status));
+      expect(await h.db.dump()).to.equal(before);
+    }
+  });
+
   it('when Harbor cannot be reached, then the reconcile fails and changes nothing', async () => {
     const before = await h.db.dump();
     await h.harbor.close();
