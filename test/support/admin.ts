@@ -46,7 +46,8 @@ export async function startAdminHarness(env: Record<string, string> = {}, opts: 
     tombstoneRetentionHours: config.tombstoneRetentionHours, validateResponses: true,
   });
   const endpoint = await startEndpoint({
-    databaseUrl: db.url, pool: db.pool, host: '127.0.0.1', port, username: USERNAME, password: PASSWORD, authFailureLimit: 1000, log, apiRouter,
+    databaseUrl: db.url, pool: db.pool, host: '127.0.0.1', port, username: USERNAME, password: PASSWORD, authFailureLimit: 1000,
+    authUsernameFailureLimit: 1000, imageRegistry: config.imageRegistry, log, apiRouter,
   });
   return {
     db, harbor, endpoint, config, ctx, url,
