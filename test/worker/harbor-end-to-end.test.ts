@@ -1,10 +1,11 @@
 import { expect } from 'chai';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RegistryClient } from '../../core/registry/registry-client.js';
 import { startHarborDouble, type HarborDouble } from '../../harbor-dev/harbor-double.js';
 import { basicAuth, HARBOR_ADMIN, UPSTREAM } from '../support/admin.js';
+import { startHarborRegistry } from '../support/harbor-registry.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { image, imageBlobs, writeLayout } from '../support/oci.js';
 import { freePort, spawnSatellite, until, type Spawned } from '../support/process.js';
@@ -17,8 +18,8 @@ import { KEY_PASSWORD, readLatestState, useRegistryAndKeys } from '../support/wo
 // skopeo (to the destination the rule names, with the endpoint's credential), the signed
 // state in a real registry, `satellites register`, and the robot's pull rights as Harbor's
 // token service grants them, kept in step when the group gains an image from a new project.
-// (When the edge agent exists, its `satellite agent --once` with the returned credential
-// takes the place of the last check.)
+// A second case goes on to the device: `satellite agent register` with the one-time token,
+// then `satellite agent --once` pulling through Harbor's registry auth with the robot.
 
 const ENDPOINT_PASSWORD = 'e2e-endpoint-secret-1';
 const ADMIN_PASSWORD = 'e2e-admin-secret-12';
@@ -130,5 +131,69 @@ describe('end to end with the Harbor double: groups create → replication → s
     expect(await may('secret/db')).to.equal(false);
     const fleet = await api('/api/v1/satellites/store-042');
     expect(fleet.body.robot.projects).to.deep.equal(['library', 'satellite', 'tools']);
+  });
+
+  it('when a satellite registers with its token, then satellite agent register writes its configuration and satellite agent --once pulls the group\'s images with the robot, a new project\'s once the robot follows', async () => {
+    // Harbor's registry: the images live there, states are published there, and every pull
+    // needs a token from Harbor's token service granting it.
+    const front = await startHarborRegistry(shared.registry.url, `${harbor.url}/service/token`);
+    try {
+      const port = await freePort();
+      const url = `http://127.0.0.1:${port}`;
+      running.push(await spawnSatellite(['serve'], {
+        DATABASE_URL: db.url, REDIS_URL, QUEUE_PREFIX: prefix, HOST: '127.0.0.1', PORT: String(port), METRICS_PORT: '0',
+        ENDPOINT_PASSWORD, ENDPOINT_URL: url, ADMIN_USERNAME: 'operator', ADMIN_PASSWORD,
+        HARBOR_URL: harbor.url, HARBOR_USERNAME: HARBOR_ADMIN.username, HARBOR_PASSWORD: HARBOR_ADMIN.password,
+        STATE_REGISTRY: front.url, STATE_REGISTRY_USERNAME: HARBOR_ADMIN.username, STATE_REGISTRY_PASSWORD: HARBOR_ADMIN.password,
+        COSIGN_KEY: shared.keys.keyPath, COSIGN_PASSWORD: KEY_PASSWORD, BUILD_DEBOUNCE_MS: '100', BUILD_BACKOFF_MS: '100',
+      }, 'worker started'));
+      const admin = basicAuth('operator', ADMIN_PASSWORD);
+      const api = async (path: string, body: unknown) => {
+        const res = await fetch(url + path, { method: 'POST', headers: { Authorization: admin, 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+        return { status: res.status, body: await res.json().catch(() => undefined) as any };
+      };
+      const alpine = image();
+      const curl = image();
+      harbor.addArtifact({ repository: 'library/alpine', digest: alpine.manifest.digest, tags: ['3.20'] });
+      harbor.addArtifact({ repository: 'tools/curl', digest: curl.manifest.digest, tags: ['8'] });
+      const created = await api('/api/v1/groups', { name: 'edge-eu', filters: [{ type: 'name', value: '{library,tools}/**' }] });
+      expect(created.status, JSON.stringify(created.body)).to.equal(201);
+      const policy = harbor.policies[0]!;
+      const registry = harbor.registries.find((r) => r.id === (policy.dest_registry as { id: number }).id)!;
+      const replicate = async (img: typeof alpine, repository: string, tag: string) => {
+        const dir = join(work, repository.replace('/', '-'));
+        await writeLayout(dir, tag, img.manifest, imageBlobs(img));
+        await skopeoCopy(`oci:${dir}:${tag}`, `docker://${shared.registry.host}/${repository}:${tag}`, 'x:y'); // pushed to Harbor
+        await skopeoCopy(`oci:${dir}:${tag}`, `docker://127.0.0.1:${port}/${policy.dest_namespace}/${repository}:${tag}`,
+          `${(registry.credential as { access_key: string }).access_key}:${ENDPOINT_PASSWORD}`); // replicated to us
+      };
+      await replicate(alpine, 'library/alpine', '3.20');
+
+      const issued = await api('/api/v1/satellites', { name: 'store-042', groups: ['edge-eu'] });
+      expect(issued.status).to.equal(201);
+      const config = join(work, 'agent.yaml');
+      const registered = await satellite(['agent', 'register', '--url', url, '--token', issued.body.token, '--out', config,
+        '--store', join(work, 'store'), '--listen', '127.0.0.1:0', '--platform', 'linux/amd64'], {});
+      expect(registered.stdout).to.include('registered as store-042');
+      expect((await stat(config)).mode & 0o777, 'the file holds a credential').to.equal(0o600);
+      const again = await satellite(['agent', 'register', '--url', url, '--token', issued.body.token, '--out', join(work, 'again.yaml')], {})
+        .then(() => 'accepted', (e: { stderr: string }) => e.stderr);
+      expect(again, 'the token works once').to.match(/registration refused \(401\)/);
+
+      const runOnce = async () => satellite(['agent', '--once', '--config', config], { SATELLITE_AGENT_LOG_LEVEL: 'warn' }).then(() => 0, (e: { code: number }) => e.code);
+      const statusOf = async () => JSON.parse((await satellite(['agent', 'status', '--json', '--config', config], {}).catch((e: { stdout: string }) => e)).stdout);
+      await until('the agent to apply the signed state with alpine', async () => ((await runOnce()) === 0 ? true : undefined), 30_000);
+      expect((await statusOf()).groups[0]).to.deep.include({ name: 'edge-eu', images: { present: 1, pending: 0, failed: 0, skipped: 0 } });
+
+      // The group gains an image from a new project: the agent pulls it once the robot may.
+      await replicate(curl, 'tools/curl', '8');
+      await until('the agent to pull tools/curl with the robot', async () => {
+        if ((await runOnce()) !== 0) return undefined;
+        const g = (await statusOf()).groups[0];
+        return g.images.present === 2 ? true : undefined;
+      }, 60_000);
+    } finally {
+      await front.close();
+    }
   });
 });
