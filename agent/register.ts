@@ -1,19 +1,10 @@
 import { stringify } from 'yaml';
 import { writeAtomic } from './agent-state.js';
+import type { Registration } from '../core/satellite-protocol.js';
 
 // `satellite agent register --url <service> --token <one-time token>`: trades the token for
 // the satellite's credential, groups and key (POST /api/v1/satellites/register) and writes
 // the agent's configuration file with them (mode 600: it holds the credential).
-
-export interface Registration {
-  name: string;
-  registry: string;
-  username: string;
-  password: string;
-  publicKey: string;
-  groups: { name: string; state: string }[];
-  statusUrl?: string;
-}
 
 export class RegistrationError extends Error {
   constructor(message: string) {

@@ -2,24 +2,11 @@ import type { Logger } from 'pino';
 import type { Agent } from './agent.js';
 import type { AgentConfig } from './config.js';
 import type { AgentStateDoc } from './agent-state.js';
+import type { StatusReport } from '../core/satellite-protocol.js';
 
 // The fleet view's input: after each sync the agent tells the Satellite service what it runs,
 // with its own (robot) credential. Best effort: a report that fails is logged and retried
 // with the next sync; it never holds a sync back.
-
-export interface StatusReport {
-  agentVersion: string;
-  syncedAt: string;
-  groups: {
-    name: string;
-    version: number | null;
-    digest: string | null;
-    appliedAt: string | null;
-    checkedAt: string | null;
-    images: { present: number; pending: number; failed: number };
-    failures: { repository: string; digest: string; reason: string }[];
-  }[];
-}
 
 export function statusReport(doc: AgentStateDoc, groups: readonly string[]): StatusReport {
   return {

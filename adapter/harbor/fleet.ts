@@ -2,20 +2,9 @@
 // from what it last reported. Pure: the satellite service gives it the report and the
 // latest published versions.
 
-/** The status report of our agent (POST /api/v1/satellites/{name}/status). */
-export interface StatusReport {
-  agentVersion: string;
-  syncedAt: string;
-  groups: {
-    name: string;
-    version: number | null;
-    digest: string | null;
-    appliedAt?: string | null;
-    checkedAt?: string | null;
-    images: { present: number; pending: number; failed: number };
-    failures?: { repository: string; digest: string; reason: string }[];
-  }[];
-}
+import type { StatusReport } from '../../core/satellite-protocol.js';
+
+export type { StatusReport };
 
 /** A Harbor Satellite heartbeat (POST /satellites/sync), stored as reported. */
 export interface HarborSatelliteHeartbeat {

@@ -3,6 +3,7 @@ import { SatelliteExistsError, SatelliteStore, type SatelliteRecord } from '../.
 import { groupStateRepository, type HarborContext } from './context.js';
 import { ApiError, badRequest, notFound } from './errors.js';
 import { HarborSatelliteStates } from './harbor-satellite.js';
+import type { Registration } from '../../core/satellite-protocol.js';
 import { groupDrift, satelliteStatus, type GroupDrift, type HarborSatelliteHeartbeat, type SatelliteStatus, type StatusReport } from './fleet.js';
 import { RobotService } from './robots.js';
 import { matches, newSecret, sha256 } from './tokens.js';
@@ -14,16 +15,7 @@ import { matches, newSecret, sha256 } from './tokens.js';
 /** Harbor's robot name grammar, which a satellite's name becomes part of. */
 export const SATELLITE_NAME = /^[a-z0-9]+(?:[._-][a-z0-9]+)*$/;
 
-/** What `satellite agent register` turns into the agent's config file. */
-export interface Registration {
-  name: string;
-  registry: string;
-  username: string;
-  password: string;
-  publicKey: string;
-  groups: { name: string; state: string }[];
-  statusUrl: string | null;
-}
+export type { Registration };
 
 export interface IssuedToken {
   name: string;
