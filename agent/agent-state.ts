@@ -25,6 +25,8 @@ export interface ImageRecord {
   blobs?: string[];
   /** When it was last tried. */
   at: string;
+  /** With a registry target: the tags it was pushed with there (undefined: not pushed yet). */
+  pushedTags?: string[];
 }
 
 export interface AppliedState {

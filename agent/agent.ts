@@ -8,6 +8,7 @@ import type { AgentConfig, AgentGroup } from './config.js';
 import { ContentStore } from './content-store.js';
 import type { AgentMetrics } from './metrics.js';
 import { pullEntry, type PullContext } from './puller.js';
+import { pushImage, removeImage } from './push-target.js';
 import { ServedView } from './served-view.js';
 import { parseState, readState, StateRefusedError } from './state-reader.js';
 import { AGENT_VERSION } from './version.js';
@@ -58,14 +59,18 @@ export class Agent {
     this.rebuildView();
   }
 
-  /** A client per registry origin; credentials go only to the configured registry's origin. */
-  client(url: string): RegistryClient {
+  /**
+   * A client per registry origin and purpose. Credentials go only to the registry they were
+   * configured for: the pull credential to `registry`'s origin, the target's to the target.
+   */
+  client(url: string, credentials?: { username: string; password: string }, actions: 'pull' | 'pull,push' = 'pull'): RegistryClient {
     const origin = new URL(url).origin;
-    let c = this.clients.get(origin);
+    const key = `${actions} ${origin}`;
+    let c = this.clients.get(key);
     if (!c) {
-      const own = origin === new URL(this.config.registry).origin;
-      c = new RegistryClient(origin, own ? this.config.credentials : undefined, this.config.timeoutMs, 'pull');
-      this.clients.set(origin, c);
+      const own = origin === new URL(this.config.registry).origin ? this.config.credentials : undefined;
+      c = new RegistryClient(origin, actions === 'pull' ? own : credentials, this.config.timeoutMs, actions);
+      this.clients.set(key, c);
     }
     return c;
   }
@@ -201,6 +206,7 @@ export class Agent {
       store: this.store,
       platforms: this.config.platforms,
       attestations: this.config.attestations,
+      allPlatforms: this.config.pushTo !== undefined,
       limit: blobSlots,
       onBytes: (n) => {
         summary.bytes += n;
@@ -228,6 +234,7 @@ export class Agent {
         images[key] = { repository: a.repository, digest: a.digest, status: 'failed', reason: describe(err), at };
       }
     });
+    if (this.config.pushTo) await this.pushToTarget(g, live, rec.images, images);
     rec.images = images;
     const failed = Object.values(images).filter((i) => i.status === 'failed');
     if (failed.length) rec.error = `${failed.length} of ${live.length} images failed`;
@@ -238,6 +245,32 @@ export class Agent {
     this.metrics.appliedVersion.set({ group: g.name }, state.version);
     this.rebuildView();
     await this.files.save(this.doc);
+  }
+
+  /**
+   * Fills the registry target: what is present and not yet there (or whose tags changed) is
+   * pushed; what was pushed and is no longer listed is deleted there. A push that fails is
+   * an image failure, retried on the next pass.
+   */
+  private async pushToTarget(g: AgentGroup, live: readonly StateArtifact[], before: Record<string, ImageRecord>, images: Record<string, ImageRecord>): Promise<void> {
+    const target = this.client(this.config.pushTo!.registry, this.config.pushTo!.credentials, 'pull,push');
+    for (const a of live) {
+      const rec = images[imageKey(a.repository, a.digest)];
+      if (rec?.status !== 'present' || (rec.pushedTags && rec.pushedTags.join(',') === a.tag.join(','))) continue;
+      try {
+        await pushImage(target, this.store, a, rec);
+        rec.pushedTags = [...a.tag];
+      } catch (err) {
+        this.metrics.failures.inc({ where: 'push' });
+        this.log.warn({ group: g.name, repository: a.repository, digest: a.digest, err: (err as Error).message }, 'cannot push the image to the target registry');
+        images[imageKey(a.repository, a.digest)] = { ...rec, status: 'failed', reason: `push to ${this.config.pushTo!.registry}: ${describe(err)}` };
+      }
+    }
+    for (const [key, old] of Object.entries(before)) {
+      if (images[key] || old.pushedTags === undefined) continue;
+      await removeImage(target, old.repository, old.digest).catch((err: Error) =>
+        this.log.warn({ group: g.name, repository: old.repository, digest: old.digest, err: err.message }, 'cannot remove the image from the target registry'));
+    }
   }
 
   /** Whether every digest an image needs is still in the store. */

@@ -47,6 +47,8 @@ export interface AgentConfig {
     containerdConfig: string;
   };
   report?: { url: string };
+  /** The alternative target: a registry at the site the agent fills (every platform of an index). */
+  pushTo?: { registry: string; credentials?: { username: string; password: string } };
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
@@ -111,6 +113,12 @@ const SCHEMA = {
       additionalProperties: false,
       required: ['url'],
       properties: { url: { type: 'string', minLength: 1 } },
+    },
+    pushTo: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['registry'],
+      properties: { registry: { type: 'string', minLength: 1 }, username: { type: 'string', minLength: 1 }, password: { type: 'string' } },
     },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
   },
@@ -232,6 +240,9 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
   const report = file.report as { url: string } | undefined;
   if (report) requiredUrl(report.url, 'report.url', problems);
   const mirrors = (file.mirrors ?? {}) as Record<string, string>;
+  const push = file.pushTo as { registry: string; username?: string; password?: string } | undefined;
+  const pushRegistry = push ? requiredUrl(push.registry, 'pushTo.registry', problems) : undefined;
+  if (push && (push.username === undefined) !== (push.password === undefined)) problems.push('pushTo.username and pushTo.password go together');
 
   if (problems.length) throw new AgentConfigError(problems);
   return {
@@ -252,6 +263,7 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
       containerdConfig: at(mirrors.containerdConfig ?? env.SATELLITE_AGENT_CONTAINERD_CONFIG ?? '/etc/containerd/config.toml'),
     },
     ...(report ? { report: { url: report.url.replace(/\/+$/, '') } } : {}),
+    ...(push && pushRegistry ? { pushTo: { registry: pushRegistry, ...(push.username !== undefined ? { credentials: { username: push.username, password: push.password! } } : {}) } } : {}),
     logLevel: (file.logLevel as AgentConfig['logLevel'] | undefined) ?? 'info',
   };
 }

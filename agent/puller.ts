@@ -34,6 +34,8 @@ export interface PullContext {
   store: ContentStore;
   platforms: readonly Platform[];
   attestations: boolean;
+  /** Every platform (for a registry target, which refuses an index whose children it lacks). */
+  allPlatforms: boolean;
   /** Bounds blob downloads across every image being pulled. */
   limit: <T>(fn: () => Promise<T>) => Promise<T>;
   /** Counts bytes that came over the network. */
@@ -58,7 +60,7 @@ export async function pullEntry(ctx: PullContext, entry: StateArtifact): Promise
   let outcome: PullOutcome;
   if (INDEX_TYPES.has(doc.mediaType ?? entry.mediaType)) {
     // The signed index is kept byte for byte; only the children this device runs are pulled.
-    const wanted = (doc.manifests ?? []).filter((m) => matches(ctx.platforms, m.platform) || (ctx.attestations && isAttestation(m.platform)));
+    const wanted = (doc.manifests ?? []).filter((m) => ctx.allPlatforms || matches(ctx.platforms, m.platform) || (ctx.attestations && isAttestation(m.platform)));
     if (wanted.length === 0) {
       const offered = (doc.manifests ?? []).map((m) => formatPlatform(m.platform ?? {})).join(', ');
       return { status: 'skipped', reason: `no manifest for ${ctx.platforms.map(formatPlatform).join(', ')} (the index offers ${offered || 'none'})`, manifests: [entry.digest], blobs: [] };
@@ -102,7 +104,7 @@ async function pullImage(ctx: PullContext, repo: string, digest: string, platfor
   await blob(ctx, repo, doc.config);
   // An image without a platform in the state (the endpoint never sees config blobs) is
   // decided by its config, which is fetched before any layer.
-  if (IMAGE_CONFIGS.has(doc.config.mediaType)) {
+  if (IMAGE_CONFIGS.has(doc.config.mediaType) && !ctx.allPlatforms) {
     const actual = platform ?? (await configPlatform(ctx, doc.config.digest));
     if (!isAttestation(actual) && !matches(ctx.platforms, actual)) {
       return { status: 'skipped', reason: `built for ${formatPlatform(actual ?? {})}, not ${ctx.platforms.map(formatPlatform).join(', ')}`, manifests: [digest], blobs };

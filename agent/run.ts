@@ -15,6 +15,16 @@ import { agentApp, listen } from './server.js';
 
 const MAX_BACKOFF_MS = 10 * 60 * 1000;
 
+/**
+ * When to poll next: the interval, doubled for each pass in a row that could not reach the
+ * registry (up to 10 minutes, never below the interval), and spread ±10 % so a fleet
+ * restarted together does not poll in step.
+ */
+export function nextDelay(intervalMs: number, unreachablePasses: number, random = Math.random()): number {
+  const base = unreachablePasses > 0 ? Math.max(intervalMs, Math.min(intervalMs * 2 ** unreachablePasses, MAX_BACKOFF_MS)) : intervalMs;
+  return base * (0.9 + random * 0.2);
+}
+
 export function agentLogger(config: AgentConfig): Logger {
   return pino({ name: 'satellite-agent', level: config.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
 }
@@ -91,11 +101,8 @@ export async function startAgent(config: AgentConfig, log: Logger = agentLogger(
   const schedule = (summary: SyncSummary | undefined) => {
     if (stopped || opts.once) return;
     const outcomes = Object.values(summary?.groups ?? {});
-    const unreachable = outcomes.length > 0 && outcomes.every((o) => o === 'unreachable');
-    failures = unreachable ? failures + 1 : 0;
-    const base = unreachable ? Math.min(config.intervalMs * 2 ** failures, MAX_BACKOFF_MS) : config.intervalMs;
-    const delay = base * (0.9 + Math.random() * 0.2); // ±10 %: a fleet does not poll in step
-    timer = setTimeout(() => void tick(), delay);
+    failures = outcomes.length > 0 && outcomes.every((o) => o === 'unreachable') ? failures + 1 : 0;
+    timer = setTimeout(() => void tick(), nextDelay(config.intervalMs, failures));
   };
   const tick = async () => {
     if (running) return running;

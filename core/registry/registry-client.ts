@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 
 // A client of the OCI distribution API, for publishing states and reading them back.
 // Auth as Harbor's registry does it: a 401 carries a challenge; Basic gets the credentials
@@ -132,7 +133,14 @@ export class RegistryClient {
   }
 
   /** One request with auth; `repository` scopes a Bearer token. Throws on a non-2xx answer unless `allow` lists it. */
-  async request(method: string, path: string, opts: { repository: string; headers?: Record<string, string>; body?: Buffer; allow?: number[]; stream?: boolean }): Promise<Response> {
+  async request(method: string, path: string, opts: {
+    repository: string;
+    headers?: Record<string, string>;
+    /** Bytes, or a function opening a stream of them (called again if the request is re-sent after a 401). */
+    body?: Buffer | (() => Readable);
+    allow?: number[];
+    stream?: boolean;
+  }): Promise<Response> {
     const scope = `repository:${opts.repository}:${this.actions}`;
     const url = path.startsWith('http') ? path : `${this.baseUrl}${path}`;
     const send = async (authorization: string | undefined): Promise<Response> => {
@@ -144,7 +152,9 @@ export class RegistryClient {
         return await fetch(url, {
           method,
           headers: { ...(authorization ? { Authorization: authorization } : {}), ...(opts.headers ?? {}) },
-          body: opts.body,
+          ...(typeof opts.body === 'function'
+            ? { body: Readable.toWeb(opts.body()) as ReadableStream, duplex: 'half' as const }
+            : { body: opts.body }),
           redirect: 'follow',
           signal: headersDue ? headersDue.signal : AbortSignal.timeout(this.timeoutMs),
         });
@@ -241,6 +251,21 @@ export class RegistryClient {
     const put = await this.request('PUT', url.toString(), { repository, headers: { 'Content-Type': 'application/octet-stream' }, body: bytes });
     await put.body?.cancel();
     return digest;
+  }
+
+  /** Pushes a blob streamed from `open` (a file, say) unless the registry has it: POST, then PUT ?digest= with the bytes. */
+  async pushBlobFrom(repository: string, digest: string, size: number, open: () => Readable): Promise<void> {
+    if (await this.blobExists(repository, digest)) return;
+    const start = await this.request('POST', `/v2/${repository}/blobs/uploads/`, { repository, headers: { 'Content-Length': '0' } });
+    await start.body?.cancel();
+    const location = start.headers.get('location');
+    if (!location) throw new RegistryRequestError('upload session has no Location', start.status, undefined, true);
+    const url = new URL(location, this.baseUrl);
+    url.searchParams.set('digest', digest);
+    const put = await this.request('PUT', url.toString(), {
+      repository, headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(size) }, body: open,
+    });
+    await put.body?.cancel();
   }
 
   /**

@@ -49,6 +49,24 @@ describe('the edge agent: sync, pull by digest, serve', function () {
     expect(Object.values(status.images).map((i) => [i.repository, i.status])).to.have.deep.members([['library/alpine', 'skipped'], ['library/nginx', 'present']]);
   });
 
+  it('when an index carries attestation manifests (unknown/unknown), then they are skipped unless the device asks for them', async () => {
+    const client = world.client();
+    const built = index([{ architecture: 'amd64', os: 'linux' }, { architecture: 'unknown', os: 'unknown' }]);
+    await pushIndex(client, 'library/built', built, '1');
+    for (const c of built.children) await world.record('edge', 'library/built', c, null);
+    await world.record('edge', 'library/built', { manifest: built.manifest, config: built.manifest, layers: [] }, '1');
+    await world.publish('edge');
+    const attestation = built.children[1]!.manifest.digest;
+    const plain = await world.start(await world.config());
+    await plain.firstSync;
+    expect((await get(plain.url, `/v2/library/built/manifests/${built.children[0]!.manifest.digest}`)).status).to.equal(200);
+    expect((await get(plain.url, `/v2/library/built/manifests/${attestation}`)).status, 'skipped by default').to.equal(404);
+    await plain.stop();
+    const asking = await world.start(await world.config({ attestations: true }));
+    await asking.firstSync;
+    expect((await get(asking.url, `/v2/library/built/manifests/${attestation}`)).status, 'pulled when asked').to.equal(200);
+  });
+
   it('when blobs are asked with Range, then the agent answers 206 with the bytes asked, and tags are listed as the state lists them', async () => {
     const client = world.client();
     const img = image();
