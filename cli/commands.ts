@@ -30,7 +30,7 @@ export async function list(config: Config, group: string, json: boolean): Promis
   const pool = createPool(config.databaseUrl, 2);
   try {
     if (json) {
-      out(await previewState(pool, group, config.imageRegistry, config.tombstoneRetentionHours, config.stateLayout));
+      out(await previewState(pool, group, config.imageRegistry, config.tombstoneRetentionHours, config.stateLayout, config.supersededManifests));
       return;
     }
     const store = new ArtifactStore(pool);
@@ -38,7 +38,7 @@ export async function list(config: Config, group: string, json: boolean): Promis
       err(`group ${group} has recorded nothing yet`);
       return;
     }
-    const state = buildState(group, config.imageRegistry, await store.listGroup(group, config.tombstoneRetentionHours));
+    const state = buildState(group, config.imageRegistry, await store.listGroup(group, config.tombstoneRetentionHours, config.supersededManifests));
     table([
       ['REPOSITORY', 'TAGS', 'TYPE', 'DIGEST', ''],
       ...state.artifacts.map((a) => [

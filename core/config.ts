@@ -28,6 +28,13 @@ export interface Config {
   stateRegistry: string;
   /** How long a deleted artifact stays in states as a tombstone. @defaultValue 168 (hours) */
   tombstoneRetentionHours: number;
+  /**
+   * What states do with a manifest a tag moved away from, once nothing names it any more (no
+   * tag, no index, no signature): "tombstone" lists it as deleted for TOMBSTONE_RETENTION_HOURS,
+   * then leaves it out, so satellites free the disk it took; "keep" lists it untagged for as
+   * long as it is recorded, for satellites that pin images by digest. @defaultValue "tombstone"
+   */
+  supersededManifests: 'tombstone' | 'keep';
   /** How long the change log keeps a change once it is published (the audit trail). @defaultValue 168 (hours) */
   changeLogRetentionHours: number;
   /** Failed logins from one address within a minute before it gets 429. @defaultValue 10 */
@@ -196,6 +203,7 @@ export function loadConfig(env: Env = process.env): Config {
     imageRegistry,
     stateRegistry,
     tombstoneRetentionHours: int('TOMBSTONE_RETENTION_HOURS', 168, 0, 24 * 365 * 10),
+    supersededManifests: oneOf('SUPERSEDED_MANIFESTS', 'tombstone', ['tombstone', 'keep'] as const),
     changeLogRetentionHours: int('CHANGE_LOG_RETENTION_HOURS', 168, 0, 24 * 365 * 10),
     authFailureLimit: int('AUTH_FAILURE_LIMIT', 10, 1, 1_000_000),
     trustProxy: env.TRUST_PROXY || undefined,

@@ -4,8 +4,8 @@ import { computeDigest } from '../core/oci/digest.js';
 import { stateForLayout } from '../core/state/layout.js';
 import { diffStates, jsonDigest, renderDelta, type VersionedState } from '../core/state/delta.js';
 import { layerText, stateLayers } from '../core/state/format.js';
-import { buildState, contentDigest, renderState, type GroupState } from '../core/state/render.js';
-import type { ArtifactStore } from '../core/store/artifact-store.js';
+import { buildState, renderArtifacts, renderedContentDigest, stateDocument, type GroupState, type RenderedState } from '../core/state/render.js';
+import type { ArtifactStore, SupersededPolicy } from '../core/store/artifact-store.js';
 import type { StateStore, StateVersion, StoredPackage } from '../core/store/state-store.js';
 import type { Pusher } from './pusher.js';
 import type { Signer } from './signer.js';
@@ -24,6 +24,8 @@ export interface StateBuilderOptions {
   stateProject: string;
   layout: StateLayout;
   tombstoneRetentionHours: number;
+  /** SUPERSEDED_MANIFESTS. @defaultValue "tombstone" */
+  supersededManifests?: SupersededPolicy;
 }
 
 /**
@@ -51,16 +53,19 @@ export class StateBuilder {
 
   async build(group: string): Promise<BuildResult> {
     const point = await this.states.buildPoint(group);
-    const rows = await this.artifacts.listGroup(group, this.options.tombstoneRetentionHours);
+    const rows = await this.artifacts.listGroup(group, this.options.tombstoneRetentionHours, this.options.supersededManifests);
     const state = stateForLayout(buildState(group, this.options.imageRegistry, rows), this.options.layout);
+    // Serialised once: the content digest and the published document share the artifacts' JSON.
+    const rendered = renderArtifacts(state);
+    const digest = renderedContentDigest(rendered);
     const repository = stateRepository(this.options.stateProject, group);
     const allocate = (fresh: boolean) =>
-      this.states.allocate(group, contentDigest(state), this.options.layout, repository, state.artifacts.length, fresh);
+      this.states.allocate(group, digest, this.options.layout, repository, rendered.count, fresh);
     let allocation = await allocate(false);
 
     if (allocation.kind === 'unchanged') {
       const current = allocation.current;
-      const summary = { group, version: current.version, digest: current.manifestDigest!, artifacts: state.artifacts.length };
+      const summary = { group, version: current.version, digest: current.manifestDigest!, artifacts: rendered.count };
       // Nothing new to publish; only make sure `latest` still names it (a registry
       // garbage-collected or restored from backup is put right on the next pass), with the
       // very bytes that version was published as.
@@ -82,8 +87,8 @@ export class StateBuilder {
     }
 
     const version = allocation.version;
-    const pkg = await this.packageFor(group, version, state);
-    const summary = { group, version: version.version, digest: pkg.digest, artifacts: state.artifacts.length };
+    const pkg = await this.packageFor(group, version, state, rendered);
+    const summary = { group, version: version.version, digest: pkg.digest, artifacts: rendered.count };
     const pushed = await this.publish(group, repository, pkg, version);
     if (pushed === undefined) {
       // A newer build allocated a newer version meanwhile: it publishes, this one stops
@@ -101,10 +106,10 @@ export class StateBuilder {
    * bytes), else a new one, with the delta from the newest published version when its
    * package is known, kept before anything is pushed.
    */
-  private async packageFor(group: string, version: StateVersion, state: GroupState): Promise<PackagedState> {
+  private async packageFor(group: string, version: StateVersion, state: GroupState, rendered: RenderedState): Promise<PackagedState> {
     const stored = await this.states.loadPackage(group, version.version);
     if (stored) return fromStored(stored);
-    const json = Buffer.from(renderState(state, version.version));
+    const json = stateDocument(rendered, version.version);
     const pkg = packageState(this.options.layout, json, version.createdAt, await this.deltaFrom(group, { ...state, version: version.version }));
     await this.states.savePackage(group, version.version, { digest: pkg.digest, manifest: pkg.manifest, blobs: pkg.blobs.map((b) => b.bytes) });
     return pkg;

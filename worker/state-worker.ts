@@ -46,6 +46,7 @@ export function makeBuilder(config: Config, pool: Pool, client: RegistryClient, 
     stateProject: config.stateProject,
     layout: config.stateLayout,
     tombstoneRetentionHours: config.tombstoneRetentionHours,
+    supersededManifests: config.supersededManifests,
   }, log);
 }
 

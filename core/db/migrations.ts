@@ -277,4 +277,48 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 60,
+    name: 'manifests a moved tag left behind, and where each tag pointed before',
+    sql: `
+      -- A manifest a PUT moved a tag away from, and when (clock time, taken once the move
+      -- holds the tag's row). States stop listing it once nothing names it any more: no tag
+      -- (tagged again after the move counts), no index, no signature (SUPERSEDED_MANIFESTS).
+      -- Written with an upsert, so a move that races with the PUT of the manifest it leaves
+      -- behind still records it.
+      CREATE TABLE superseded_manifests (
+        group_name     text NOT NULL,
+        repository     text NOT NULL,
+        digest         text NOT NULL,
+        superseded_at  timestamptz NOT NULL,
+        PRIMARY KEY (group_name, repository, digest),
+        FOREIGN KEY (group_name, repository, digest) REFERENCES artifacts (group_name, repository, digest) ON DELETE CASCADE
+      );
+      CREATE INDEX superseded_manifests_at ON superseded_manifests (group_name, superseded_at);
+      -- When a PUT last tagged the manifest (clock time): a tag move older than that is void.
+      ALTER TABLE artifacts ADD COLUMN tagged_at timestamptz;
+      -- The digest the tag named before its last move: the tag upsert reads it from the row
+      -- it locks, so concurrent moves of one tag each learn the manifest they leave behind.
+      ALTER TABLE tags ADD COLUMN previous_digest text;
+      -- The same, kept in the audit trail.
+      ALTER TABLE change_log ADD COLUMN previous_digest text;
+    `,
+  },
+  {
+    version: 61,
+    name: 'manifests left behind by tag moves before version 60',
+    sql: `
+      -- Untagged manifests whose change log still says which tag they had, a tag that names
+      -- another digest now: they were superseded before that was recorded.
+      INSERT INTO superseded_manifests (group_name, repository, digest, superseded_at)
+      SELECT a.group_name, a.repository, a.digest, now() FROM artifacts a
+       WHERE NOT a.deleted
+         AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.group_name = a.group_name AND t.repository = a.repository AND t.digest = a.digest)
+         AND EXISTS (SELECT 1 FROM change_log c
+                       JOIN tags t ON t.group_name = c.group_name AND t.repository = c.repository AND t.tag = c.tag
+                      WHERE c.group_name = a.group_name AND c.repository = a.repository AND c.digest = a.digest
+                        AND c.action = 'put' AND t.digest <> a.digest)
+      ON CONFLICT DO NOTHING;
+    `,
+  },
 ];

@@ -1,4 +1,4 @@
-import { query, type Pool } from '../db/pool.js';
+import { query, queryArrays, type Pool } from '../db/pool.js';
 import type { ArtifactKind } from '../oci/media-types.js';
 import type { ParsedManifest, Platform } from '../oci/manifest.js';
 
@@ -43,6 +43,9 @@ export interface GroupArtifactRow {
   platform?: Platform | null;
 }
 
+/** What a state does with a superseded manifest (SUPERSEDED_MANIFESTS). */
+export type SupersededPolicy = 'tombstone' | 'keep';
+
 export class ArtifactStore {
   constructor(private readonly pool: Pool) {}
 
@@ -64,13 +67,15 @@ export class ArtifactStore {
          INSERT INTO groups (name) VALUES ($1) ON CONFLICT DO NOTHING
        ), a AS (
          INSERT INTO artifacts (group_name, repository, digest, media_type, kind, artifact_type, size, body,
-                                subject_digest, annotations)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                subject_digest, annotations, tagged_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $15::text IS NOT NULL THEN clock_timestamp() END)
          ON CONFLICT (group_name, repository, digest) DO UPDATE
-           SET last_seen = now(), deleted = false, deleted_at = NULL, deleted_tags = '{}'
-           -- An identical re-send writes nothing (no dead row per PUT): only a revival, or
-           -- last_seen once an hour.
+           SET last_seen = now(), deleted = false, deleted_at = NULL, deleted_tags = '{}',
+               tagged_at = COALESCE(EXCLUDED.tagged_at, artifacts.tagged_at)
+           -- An identical re-send writes nothing (no dead row per PUT): only a revival, a
+           -- tag new to this manifest (tagged_at), or last_seen once an hour.
            WHERE artifacts.deleted OR artifacts.last_seen < now() - interval '1 hour'
+              OR ($15::text IS NOT NULL AND (SELECT yes FROM changed))
        ), c AS (
          INSERT INTO index_children (group_name, repository, index_digest, position, child_digest, media_type, size, platform)
          SELECT $1, $2, $3, p.position - 1, p.digest, p.media_type, p.size, p.platform
@@ -78,16 +83,28 @@ export class ArtifactStore {
                 AS p(digest, media_type, size, platform, position)
          ON CONFLICT DO NOTHING
        ), t AS (
+         -- previous_digest comes from the row the upsert locked (the newest committed one),
+         -- so two PUTs moving the same tag at once each learn what they moved it from.
          INSERT INTO tags (group_name, repository, tag, digest)
          SELECT $1, $2, $15, $3 WHERE $15::text IS NOT NULL
-         ON CONFLICT (group_name, repository, tag) DO UPDATE SET digest = EXCLUDED.digest, updated_at = now()
+         ON CONFLICT (group_name, repository, tag) DO UPDATE
+           SET digest = EXCLUDED.digest, updated_at = now(), previous_digest = tags.digest
            WHERE tags.digest <> EXCLUDED.digest
+         RETURNING CASE WHEN previous_digest <> digest THEN previous_digest END AS moved_from
        ), b AS (
          INSERT INTO blob_sizes (group_name, repository, digest, size)
          SELECT $1, $2, x.digest, x.size FROM unnest($16::text[], $17::bigint[]) AS x(digest, size)
          ON CONFLICT DO NOTHING
+       ), s AS (
+         -- The manifest the tag moved away from is superseded once nothing else names it
+         -- (decided when states are listed). An upsert: its row may be newer than this
+         -- statement's snapshot.
+         INSERT INTO superseded_manifests (group_name, repository, digest, superseded_at)
+         SELECT $1, $2, moved_from, clock_timestamp() FROM t WHERE moved_from IS NOT NULL
+         ON CONFLICT (group_name, repository, digest) DO UPDATE SET superseded_at = EXCLUDED.superseded_at
        ), l AS (
-         INSERT INTO change_log (group_name, action, repository, digest, tag) SELECT $1, 'put', $2, $3, $15 FROM changed WHERE yes
+         INSERT INTO change_log (group_name, action, repository, digest, tag, previous_digest)
+         SELECT $1, 'put', $2, $3, $15, (SELECT moved_from FROM t) FROM changed WHERE yes
        )
        INSERT INTO outbox (group_name) SELECT $1 FROM changed WHERE yes`,
       [
@@ -201,41 +218,58 @@ export class ArtifactStore {
   }
 
   /**
-   * Everything a group's state lists: live artifacts, and tombstones younger than the
-   * retention. An untagged manifest that an index of the same repository lists is part of
-   * that index, not an entry of its own (Harbor pushes an index's children first, by digest).
+   * Everything a group's state lists, sorted by repository then digest (code-unit order):
+   * live artifacts, and tombstones younger than the retention. An untagged manifest that an
+   * index of the same repository lists is part of that index, not an entry of its own
+   * (Harbor pushes an index's children first, by digest). A manifest a tag moved away from
+   * and that nothing names any more (no tag, no index, no signature) is superseded: with
+   * `superseded` "tombstone" it is listed as deleted for the retention, then left out.
+   *
+   * One pass over each table (hash joins on pre-aggregated tags and children), not a
+   * subquery per artifact: the cost grows with the group's size, a few microseconds a row.
    */
-  async listGroup(group: string, tombstoneRetentionHours: number): Promise<GroupArtifactRow[]> {
-    const { rows } = await query<{
-      repository: string; digest: string; media_type: string; kind: ArtifactKind; size: number;
-      subject_digest: string | null; deleted: boolean; tags: string[];
-      children: { digest: string; mediaType: string; platform: Platform | null }[] | null;
-      labels: string[] | null; platform: Platform | null;
-    }>(
+  async listGroup(group: string, tombstoneRetentionHours: number, superseded: SupersededPolicy = 'tombstone'): Promise<GroupArtifactRow[]> {
+    const rows = await queryArrays<[string, string, string, ArtifactKind, number, string | null, boolean, string | null, GroupArtifactRow['children'], string[] | null, Platform | null]>(
       this.pool,
-      `SELECT a.repository, a.digest, a.media_type, a.kind, a.size, a.subject_digest, a.deleted,
-              CASE WHEN a.deleted THEN a.deleted_tags
-                   ELSE COALESCE((SELECT array_agg(t.tag) FROM tags t
-                                   WHERE t.group_name = a.group_name AND t.repository = a.repository AND t.digest = a.digest), '{}')
-              END AS tags,
-              (SELECT json_agg(json_build_object('digest', c.child_digest, 'mediaType', c.media_type, 'platform', c.platform)
-                               ORDER BY c.position)
-                 FROM index_children c
-                WHERE c.group_name = a.group_name AND c.repository = a.repository AND c.index_digest = a.digest) AS children,
-              h.labels, h.platform
-         FROM artifacts a
-         LEFT JOIN harbor_artifacts h ON h.repository = a.repository AND h.digest = a.digest
-        WHERE a.group_name = $1
-          AND (NOT a.deleted OR a.deleted_at > now() - make_interval(hours => $2))
-          AND (cardinality(a.deleted_tags) > 0
-               OR EXISTS (SELECT 1 FROM tags t WHERE t.group_name = a.group_name AND t.repository = a.repository AND t.digest = a.digest)
-               OR NOT EXISTS (SELECT 1 FROM index_children c
-                               WHERE c.group_name = a.group_name AND c.repository = a.repository AND c.child_digest = a.digest))`,
-      [group, tombstoneRetentionHours],
+      `WITH t AS (
+         SELECT repository, digest, string_agg(tag, ' ') AS tags FROM tags WHERE group_name = $1 GROUP BY repository, digest
+       ), ch AS (
+         SELECT repository, index_digest,
+                json_agg(json_build_object('digest', child_digest, 'mediaType', media_type, 'platform', platform) ORDER BY position) AS children
+           FROM index_children WHERE group_name = $1 GROUP BY repository, index_digest
+       ), kids AS (
+         SELECT DISTINCT repository, child_digest FROM index_children WHERE group_name = $1
+       ), listed AS (
+         SELECT a.repository, a.digest, a.media_type, a.kind, a.size, a.subject_digest, a.deleted,
+                CASE WHEN a.deleted THEN NULLIF(array_to_string(a.deleted_tags, ' '), '') ELSE t.tags END AS tags,
+                ch.children, h.labels, h.platform, sm.superseded_at,
+                -- Superseded: untagged since a tag moved away from it, and neither an index
+                -- nor a signature (a subject, or cosign's sha256-<hex>.sig tag) names it.
+                (NOT a.deleted AND sm.superseded_at IS NOT NULL AND (a.tagged_at IS NULL OR sm.superseded_at > a.tagged_at)
+                 AND t.tags IS NULL AND $3
+                 AND NOT EXISTS (SELECT 1 FROM artifacts s WHERE s.group_name = $1 AND s.repository = a.repository
+                                    AND s.subject_digest = a.digest AND s.kind = 'SIGNATURE' AND NOT s.deleted)
+                 AND NOT EXISTS (SELECT 1 FROM tags st WHERE st.group_name = $1 AND st.repository = a.repository
+                                    AND st.tag = replace(a.digest, ':', '-') || '.sig')) AS superseded
+           FROM artifacts a
+           LEFT JOIN t ON t.repository = a.repository AND t.digest = a.digest
+           LEFT JOIN ch ON ch.repository = a.repository AND ch.index_digest = a.digest
+           LEFT JOIN kids k ON k.repository = a.repository AND k.child_digest = a.digest
+           LEFT JOIN harbor_artifacts h ON h.repository = a.repository AND h.digest = a.digest
+           LEFT JOIN superseded_manifests sm ON sm.group_name = $1 AND sm.repository = a.repository AND sm.digest = a.digest
+          WHERE a.group_name = $1
+            AND (NOT a.deleted OR a.deleted_at > now() - make_interval(hours => $2))
+            AND (cardinality(a.deleted_tags) > 0 OR t.tags IS NOT NULL OR k.child_digest IS NULL)
+       )
+       SELECT repository, digest, media_type, kind, size, subject_digest, deleted OR superseded, tags, children, labels, platform
+         FROM listed
+        WHERE NOT superseded OR superseded_at > now() - make_interval(hours => $2)
+        ORDER BY repository COLLATE "C", digest COLLATE "C"`,
+      [group, tombstoneRetentionHours, superseded === 'tombstone'],
     );
     return rows.map((r) => ({
-      repository: r.repository, digest: r.digest, mediaType: r.media_type, kind: r.kind, size: r.size,
-      subject: r.subject_digest, deleted: r.deleted, tags: r.tags, children: r.children, labels: r.labels, platform: r.platform,
+      repository: r[0], digest: r[1], mediaType: r[2], kind: r[3], size: r[4],
+      subject: r[5], deleted: r[6], tags: r[7] === null ? [] : r[7].split(' '), children: r[8], labels: r[9], platform: r[10],
     }));
   }
 

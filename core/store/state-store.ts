@@ -172,8 +172,8 @@ export class StateStore {
 
   /**
    * Groups whose published state may be out of date: never built, holding a change that no
-   * successful build has published, or holding a tombstone whose retention ended since the
-   * last successful build.
+   * successful build has published, or holding a tombstone (or a superseded manifest) whose
+   * retention ended since the last successful build.
    */
   async staleGroups(tombstoneRetentionHours: number): Promise<string[]> {
     const { rows } = await query<{ name: string }>(this.pool,
@@ -183,6 +183,9 @@ export class StateStore {
            OR EXISTS (SELECT 1 FROM artifacts a WHERE a.group_name = g.name AND a.deleted
                         AND a.deleted_at + make_interval(hours => $1) > g.checked_at
                         AND a.deleted_at + make_interval(hours => $1) <= now())
+           OR EXISTS (SELECT 1 FROM superseded_manifests s WHERE s.group_name = g.name
+                        AND s.superseded_at + make_interval(hours => $1) > g.checked_at
+                        AND s.superseded_at + make_interval(hours => $1) <= now())
         ORDER BY g.name`, [tombstoneRetentionHours]);
     return rows.map((r) => r.name);
   }
