@@ -66,8 +66,22 @@ export interface Config {
   buildAttempts: number;
   /** First retry delay; doubles each attempt. @defaultValue 1000 (ms) */
   buildBackoffMs: number;
-  /** A change waits this long for more before its group is built. @defaultValue 500 (ms) */
+  /**
+   * The longest a change waits for more before its group is built (a burst that never
+   * pauses is published at least this often). @defaultValue 500 (ms)
+   */
   buildDebounceMs: number;
+  /**
+   * A group is built once no change came for this long: the end of a burst closes the
+   * debounce early. Set it to BUILD_DEBOUNCE_MS for a fixed window. @defaultValue 100 (ms)
+   */
+  buildQuietMs: number;
+  /**
+   * How often the outbox relay looks at the outbox when no notification woke it: the safety
+   * net for a notification lost with its connection, and the pace when LISTEN is not
+   * available (e.g. PgBouncer in transaction mode). @defaultValue 1000 (ms)
+   */
+  outboxPollMs: number;
   /** A job whose worker stops renewing its lock for this long is taken over. @defaultValue 30000 (ms) */
   jobLockMs: number;
   /** Published versions kept in the registry per group. @defaultValue 10 */
@@ -219,6 +233,8 @@ export function loadConfig(env: Env = process.env): Config {
     buildAttempts: int('BUILD_ATTEMPTS', 10, 1, 1000),
     buildBackoffMs: int('BUILD_BACKOFF_MS', 1000, 1, 3_600_000),
     buildDebounceMs: int('BUILD_DEBOUNCE_MS', 500, 0, 600_000),
+    buildQuietMs: int('BUILD_QUIET_MS', 100, 0, 600_000),
+    outboxPollMs: int('OUTBOX_POLL_MS', 1000, 10, 3_600_000),
     jobLockMs: int('JOB_LOCK_MS', 30_000, 1000, 3_600_000),
     stateKeepVersions: int('STATE_KEEP_VERSIONS', 10, 1, 100_000),
     pruneIntervalSeconds: int('PRUNE_INTERVAL_SECONDS', 3600, 1, 7 * 86400),

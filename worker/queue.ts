@@ -63,7 +63,6 @@ export async function connectQueue(url: string, prefix: string, log: Logger, sig
 }
 
 export interface BuildJobPolicy {
-  debounceMs: number;
   attempts: number;
   backoffMs: number;
 }
@@ -71,12 +70,13 @@ export interface BuildJobPolicy {
 /**
  * One build per group at a time: while a group's build waits, further changes fold into
  * it (it reads the database when it runs); while one runs, one more is kept to run after
- * it. So a burst of a thousand manifests gives one or two builds, and no change is missed.
+ * it. The outbox relay enqueues a group once its burst of changes has settled, so a burst
+ * of a thousand manifests gives one or two builds, and no change is missed.
  */
-export function buildJobOptions(group: string, policy: BuildJobPolicy): JobsOptions {
+export function buildJobOptions(group: string, policy: BuildJobPolicy, delayMs = 0): JobsOptions {
   return {
     deduplication: { id: `build:${group}`, keepLastIfActive: true },
-    delay: policy.debounceMs,
+    delay: delayMs,
     attempts: policy.attempts,
     backoff: { type: 'exponential', delay: policy.backoffMs },
     removeOnComplete: { count: 1000 },

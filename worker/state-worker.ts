@@ -5,6 +5,7 @@ import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import { RegistryClient } from '../core/registry/registry-client.js';
 import { ArtifactStore } from '../core/store/artifact-store.js';
+import { OutboxStore } from '../core/store/outbox-store.js';
 import { StateStore } from '../core/store/state-store.js';
 import { UploadStore } from '../core/store/upload-store.js';
 import { createProcessor } from './job-processor.js';
@@ -28,7 +29,7 @@ export function stateRegistryClient(config: Config): RegistryClient {
 }
 
 export function buildPolicy(config: Config): BuildJobPolicy {
-  return { debounceMs: config.buildDebounceMs, attempts: config.buildAttempts, backoffMs: config.buildBackoffMs };
+  return { attempts: config.buildAttempts, backoffMs: config.buildBackoffMs };
 }
 
 function makeSigner(config: Config, client: RegistryClient, signingKey: SigningKey): Signer {
@@ -90,7 +91,9 @@ export async function startWorker(deps: { config: Config; pool: Pool; log: Logge
     if (job?.finishedOn) log.error({ jobId: job.id, job: job.name, group: job.data?.group, reason: err.message }, 'job failed for good; the reconcile pass will retry its group');
   });
 
-  const relay = new OutboxRelay(pool, queue, policy, log);
+  const relay = new OutboxRelay(new OutboxStore(pool), queue, policy, log, {
+    listen: pool, quietMs: config.buildQuietMs, maxWaitMs: config.buildDebounceMs, pollMs: config.outboxPollMs,
+  });
   relay.start();
 
   // Repeatable housekeeping; upsert is idempotent across replicas and restarts.

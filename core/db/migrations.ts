@@ -321,4 +321,22 @@ export const MIGRATIONS: readonly Migration[] = [
       ON CONFLICT DO NOTHING;
     `,
   },
+  {
+    version: 62,
+    name: 'wake the outbox relay when a change commits',
+    sql: `
+      -- Every outbox row notifies channel satellite_outbox with its group once its
+      -- transaction commits (Postgres folds identical notifications of one transaction), so
+      -- the relay wakes at once instead of polling. The outbox stays the durable record: a
+      -- notification lost with a connection only delays the relay to its next poll.
+      CREATE FUNCTION satellite_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        PERFORM pg_notify('satellite_outbox', NEW.group_name);
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER outbox_notify AFTER INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION satellite_outbox_notify();
+      -- The relay looks for the groups whose changes have settled, by group and time.
+      CREATE INDEX outbox_group ON outbox (group_name, created_at);
+    `,
+  },
 ];

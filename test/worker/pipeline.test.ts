@@ -64,7 +64,7 @@ describe('the state pipeline: outbox, queue, worker, registry', function () {
   it('when a burst of 1,000 manifests lands in one group, then one or two builds publish it, not a thousand', async () => {
     // A debounce window comfortably longer than recording the burst takes here (~0.5 s),
     // so the relay's several passes over the outbox all fold into one waiting job.
-    await start({ BUILD_DEBOUNCE_MS: '3000' });
+    await start({ BUILD_DEBOUNCE_MS: '3000', BUILD_QUIET_MS: '3000' });
     const images = Array.from({ length: 1000 }, () => image({ layers: [randomLayer(16)] }));
     await Promise.all(images.map((img, i) => record(db.pool, 'burst', `library/app${i % 50}`, img, `t${i}`)));
     const n = await until('the burst published', async () => {
