@@ -1,0 +1,135 @@
+// Endpoint benchmark (issue 11 item 5): image pushes per second into `satellite adapter` and
+// into Debian's docker-registry, in one run, at several concurrencies, with each server's
+// CPU per image and peak RSS; the endpoint logs at `info` (the default).
+//
+// One "image push" is what a registry client does: HEAD each blob, upload the missing ones
+// (POST + PUT ?digest=), PUT the manifest. The endpoint answers every blob HEAD "present",
+// so it gets HEADs and the manifest; docker-registry gets the layer bytes too. Each round
+// pushes the same images to repositories new to both servers.
+//
+//   npm run bench:endpoint              1,000 images of 3 x 64 KiB layers, concurrency 8, 32, 128, 200
+//   BENCH_IMAGES=500 BENCH_CONCURRENCY=32,200 npm run bench:endpoint
+import { readFile } from 'node:fs/promises';
+import { startDockerRegistry } from '../harbor-dev/docker-registry.js';
+import { createTestDatabase } from '../test/support/db.js';
+import { image, randomLayer, type Image } from '../test/support/oci.js';
+import { freePort, spawnSatellite } from '../test/support/process.js';
+
+const N = Number(process.env.BENCH_IMAGES ?? 1000);
+const LAYERS = Number(process.env.BENCH_LAYERS ?? 3);
+const LAYER_BYTES = Number(process.env.BENCH_LAYER_BYTES ?? 64 * 1024);
+const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '8,32,128,200').split(',').map(Number);
+const PASSWORD = 'bench-endpoint-secret-0123';
+
+const out = (s = '') => process.stdout.write(`${s}\n`);
+
+/** utime + stime of a process, in ms (Linux clock ticks are 1/100 s). */
+async function cpuMs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+async function rssMiB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN) / 1024;
+}
+
+interface Target {
+  name: string;
+  base: string;
+  pid: number;
+  authorization: string;
+}
+
+interface Round {
+  seconds: number;
+  cpuPerImageMs: number;
+  peakRssMiB: number;
+}
+
+async function pushImage(t: Target, repo: string, img: Image, tag: string): Promise<void> {
+  const headers = { Authorization: t.authorization };
+  for (const b of [img.config, ...img.layers]) {
+    const head = await fetch(`${t.base}/v2/${repo}/blobs/${b.digest}`, { method: 'HEAD', headers });
+    if (head.status === 200) continue;
+    if (head.status !== 404) throw new Error(`${t.name}: blob HEAD answered ${head.status}`);
+    const start = await fetch(`${t.base}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers });
+    await start.arrayBuffer();
+    const location = new URL(start.headers.get('location')!, t.base);
+    location.searchParams.set('digest', b.digest);
+    const put = await fetch(location, { method: 'PUT', headers: { ...headers, 'Content-Type': 'application/octet-stream' }, body: b.bytes });
+    await put.arrayBuffer();
+    if (put.status !== 201) throw new Error(`${t.name}: blob PUT answered ${put.status}`);
+  }
+  const res = await fetch(`${t.base}/v2/${repo}/manifests/${tag}`, {
+    method: 'PUT', headers: { ...headers, 'Content-Type': img.manifest.mediaType }, body: img.manifest.bytes,
+  });
+  await res.arrayBuffer();
+  if (res.status !== 201) throw new Error(`${t.name}: manifest PUT answered ${res.status}`);
+}
+
+async function round(t: Target, images: Image[], concurrency: number, namespace: string): Promise<Round> {
+  let peak = await rssMiB(t.pid);
+  const sampler = setInterval(() => void rssMiB(t.pid).then((r) => (peak = Math.max(peak, r)), () => undefined), 20);
+  const cpu0 = await cpuMs(t.pid);
+  const started = performance.now();
+  let next = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < images.length) {
+      const i = next++;
+      await pushImage(t, `${namespace}/library/app${i % 50}`, images[i]!, `t${i}`);
+    }
+  }));
+  const seconds = (performance.now() - started) / 1000;
+  clearInterval(sampler);
+  peak = Math.max(peak, await rssMiB(t.pid));
+  const cpu = (await cpuMs(t.pid)) - cpu0;
+  return { seconds, cpuPerImageMs: cpu / images.length, peakRssMiB: peak };
+}
+
+async function main(): Promise<void> {
+  const db = await createTestDatabase();
+  const registry = await startDockerRegistry();
+  const port = await freePort();
+  const endpoint = await spawnSatellite(['adapter'], {
+    DATABASE_URL: db.url, PORT: String(port), HOST: '127.0.0.1', ENDPOINT_PASSWORD: PASSWORD, LOG_LEVEL: 'info', METRICS_PORT: '0',
+  }, 'endpoint listening');
+  // The endpoint's log lines are counted, not kept.
+  let logLines = 0;
+  endpoint.child.stdout!.on('data', (d: Buffer) => (logLines += d.toString().split('\n').length - 1));
+  try {
+    out(`building ${N} images of ${LAYERS} layers x ${LAYER_BYTES} bytes...`);
+    const images = Array.from({ length: N }, () => image({ layers: Array.from({ length: LAYERS }, () => randomLayer(LAYER_BYTES)) }));
+    const ours: Target = { name: 'satellite', base: `http://127.0.0.1:${port}`, pid: endpoint.child.pid!, authorization: `Basic ${Buffer.from(`harbor:${PASSWORD}`).toString('base64')}` };
+    const theirs: Target = { name: 'docker-registry', base: registry.url, pid: registry.pid, authorization: `Basic ${Buffer.from('any:any').toString('base64')}` };
+    // Warm both (connections, JIT, first repository).
+    await round(ours, images.slice(0, 20), 4, 'warm');
+    await round(theirs, images.slice(0, 20), 4, 'warm');
+
+    out();
+    out(`image pushes, ${N} images (HEAD each blob, upload the missing, PUT the manifest); endpoint at LOG_LEVEL=info`);
+    out(`${'concurrency'.padEnd(12)}${'satellite img/s'.padStart(16)}${'registry img/s'.padStart(16)}${'ratio'.padStart(7)}${'CPU/img ours'.padStart(14)}${'theirs'.padStart(9)}${'peak RSS ours'.padStart(15)}${'theirs'.padStart(10)}`);
+    for (const c of CONCURRENCY) {
+      const linesBefore = logLines;
+      const a = await round(ours, images, c, `c${c}`);
+      const logged = logLines - linesBefore;
+      const b = await round(theirs, images, c, `c${c}`);
+      const ia = N / a.seconds;
+      const ib = N / b.seconds;
+      out(`${String(c).padEnd(12)}${ia.toFixed(0).padStart(16)}${ib.toFixed(0).padStart(16)}${(ia / ib).toFixed(2).padStart(7)}`
+        + `${`${a.cpuPerImageMs.toFixed(2)} ms`.padStart(14)}${`${b.cpuPerImageMs.toFixed(2)} ms`.padStart(9)}`
+        + `${`${a.peakRssMiB.toFixed(0)} MiB`.padStart(15)}${`${b.peakRssMiB.toFixed(0)} MiB`.padStart(10)}   (${(logged / N).toFixed(2)} log lines per image)`);
+    }
+  } finally {
+    endpoint.child.kill('SIGTERM');
+    await endpoint.exited;
+    await registry.stop();
+    await db.drop();
+  }
+}
+
+main().then(() => process.exit(0), (err) => {
+  process.stderr.write(`${(err as Error).stack ?? err}\n`);
+  process.exit(1);
+});
