@@ -1,48 +1,50 @@
-// State pipeline benchmark, printed in one run:
-//  1. latency from the last manifest PUT of a burst to the signed `latest` being pullable
-//     (p50/p95 over BENCH_BURSTS bursts, through `satellite serve` and docker-registry);
-//  2. build + sign + publish time for groups of 100, 1,000 and 10,000 artifacts, beside the
-//     time skopeo (a stock client, no signing) takes to push the same state artifact;
-//  3. states published per second when 200 groups are dirty at once.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { layerText, stateLayers } from '../core/state/format.js';
+// State pipeline benchmark (issue 11 items 1-3), each figure beside its floor measured in
+// the same run:
+//  1. latency from the last manifest PUT of a burst to the signed `latest` being pullable,
+//     with the default settings, through `satellite serve` and docker-registry (p50/p95
+//     over BENCH_BURSTS bursts), and how many versions the bursts made;
+//  2. one group of BENCH_SIZES artifacts: build + sign + publish of its first version and
+//     of the next one after one change (with its delta layer), each in a worker process of
+//     its own (its peak RSS reported), beside skopeo pushing the very same artifact
+//     (unsigned) from an OCI layout;
+//  3. BENCH_GROUPS dirty groups published by one `satellite worker` with the default
+//     settings, beside the same artifacts pushed unsigned over plain HTTP (HEAD each blob,
+//     upload the missing, PUT the manifest), 4 at a time and as many at a time as the
+//     worker builds.
+// BENCH_ONLY=latency,size,groups picks sections.
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startDockerRegistry } from '../harbor-dev/docker-registry.js';
-import { createLogger } from '../core/logger.js';
-import { Metrics } from '../core/metrics.js';
+import { promisify } from 'node:util';
+import { startDockerRegistry, type LocalRegistry } from '../harbor-dev/docker-registry.js';
+import { loadConfig } from '../core/config.js';
+import type { Pool } from '../core/db/pool.js';
 import { RegistryClient } from '../core/registry/registry-client.js';
-import { buildState, renderState } from '../core/state/render.js';
-import { ArtifactStore } from '../core/store/artifact-store.js';
-import { packageState } from '../worker/state-artifact.js';
-import { loadSigningKey } from '../worker/signer.js';
-import { startWorker } from '../worker/state-worker.js';
-import { createTestDatabase, type TestDatabase } from '../test/support/db.js';
+import { layerText, stateLayers } from '../core/state/format.js';
+import { StateStore } from '../core/store/state-store.js';
+import { createTestDatabase } from '../test/support/db.js';
 import { basic } from '../test/support/endpoint.js';
-import { blob, image, randomLayer, writeLayout, type Blob } from '../test/support/oci.js';
+import { blob, image, randomLayer, writeLayout } from '../test/support/oci.js';
 import { freePort, spawnSatellite } from '../test/support/process.js';
 import { dropPrefix, REDIS_URL, testPrefix } from '../test/support/redis.js';
 import { skopeoCopy } from '../test/support/run.js';
-import { KEY_PASSWORD, record, testBuilder, testKeys, workerConfig } from '../test/support/worker.js';
+import { KEY_PASSWORD, record, testKeys, type TestKeys } from '../test/support/worker.js';
+import { seedGroup } from './seed.js';
 
 const BURSTS = Number(process.env.BENCH_BURSTS ?? 20);
 const BURST_SIZE = Number(process.env.BENCH_BURST_SIZE ?? 20);
-const SIZES = (process.env.BENCH_SIZES ?? '100,1000,10000').split(',').map(Number);
-const DIRTY_GROUPS = Number(process.env.BENCH_GROUPS ?? 200);
+const SIZES = (process.env.BENCH_SIZES ?? '1000,10000,100000').split(',').map(Number);
+const DIRTY_GROUPS = Number(process.env.BENCH_GROUPS ?? 1000);
+const GROUP_SIZE = Number(process.env.BENCH_GROUP_SIZE ?? 20);
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'latency,size,groups').split(','));
 
 const out = (s = '') => process.stdout.write(`${s}\n`);
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)]!;
 const ms = (n: number) => `${n.toFixed(0)} ms`;
+const run = promisify(execFile);
 
-async function seed(db: TestDatabase, group: string, n: number): Promise<void> {
-  // Distinct small images; one shared layer keeps seeding quick.
-  const layer = randomLayer(64);
-  await Promise.all(Array.from({ length: 8 }, async (_, w) => {
-    for (let i = w; i < n; i += 8) await record(db.pool, group, `library/app${i % 100}`, image({ layers: [layer], architecture: `arch${i}` }), `v${i}`);
-  }));
-}
-
-async function latency(registryUrl: string, keys: Awaited<ReturnType<typeof testKeys>>): Promise<number[]> {
+async function latency(registryUrl: string, keys: TestKeys): Promise<void> {
   const db = await createTestDatabase();
   const prefix = testPrefix();
   const port = await freePort();
@@ -85,13 +87,124 @@ async function latency(registryUrl: string, keys: Awaited<ReturnType<typeof test
         await new Promise((r) => setTimeout(r, 5));
       }
     }
+    const { rows } = await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM state_versions WHERE group_name = 'bench' AND status = 'published'");
+    out(`1. last PUT of a burst (${BURST_SIZE} PUTs back to back) → signed latest pullable, ${BURSTS} bursts, default settings`);
+    out(`   p50 ${ms(pct(samples, 50))}   p95 ${ms(pct(samples, 95))}   min ${ms(Math.min(...samples))}   max ${ms(Math.max(...samples))}`
+      + `   versions published: ${rows[0]!.n} for ${BURSTS} bursts (one per burst is the floor)`);
   } finally {
     serve.child.kill('SIGTERM');
     await serve.exited;
     await db.drop();
     await dropPrefix(prefix);
   }
-  return samples;
+}
+
+/** Builds `group` once in a process of its own; its time and peak RSS. */
+async function buildOnce(settings: object): Promise<{ ms: number; peakRssMiB: number; result: { result: string; version: number; artifacts: number } }> {
+  const { stdout } = await run(process.execPath, ['dist/bench/build-once.js'], { env: { ...process.env, BENCH_BUILD: JSON.stringify(settings) }, maxBuffer: 1 << 20 });
+  return JSON.parse(stdout.trim().split('\n').pop()!);
+}
+
+/** skopeo pushing the package `version` was published as (kept in Postgres), unsigned, to a new repository. */
+async function skopeoFloor(pool: Pool, registry: LocalRegistry, work: string, group: string, version: number, target: string): Promise<{ ms: number; bytes: number }> {
+  const { rows } = await pool.query<{ manifest: Buffer; blobs: Buffer[] }>(
+    'SELECT manifest, blobs FROM state_versions WHERE group_name = $1 AND version = $2', [group, version]);
+  const pkg = rows[0]!;
+  const dir = join(work, `${group}-${version}`);
+  await writeLayout(dir, 'state', blob('application/vnd.oci.image.manifest.v1+json', pkg.manifest), pkg.blobs.map((b) => blob('application/octet-stream', b)));
+  const t = performance.now();
+  await skopeoCopy(`oci:${dir}:state`, `docker://${registry.host}/${target}:latest`, 'any:any');
+  return { ms: performance.now() - t, bytes: pkg.blobs.reduce((n, b) => n + b.length, 0) };
+}
+
+async function sizes(registry: LocalRegistry, keys: TestKeys, work: string): Promise<void> {
+  out('2. one group: build + sign + publish (ours, a worker process of its own) beside skopeo pushing the same artifact unsigned');
+  out(`   ${'artifacts'.padEnd(10)}${'version'.padEnd(22)}${'ours'.padStart(10)}${'skopeo'.padStart(10)}${'ratio'.padStart(7)}${'layers'.padStart(12)}${'worker peak RSS'.padStart(17)}`);
+  for (const n of SIZES) {
+    const db = await createTestDatabase();
+    try {
+      await seedGroup(db.pool, 'big', n);
+      await db.pool.query('ANALYZE');
+      const settings = { databaseUrl: db.url, group: 'big', stateRegistry: registry.url, stateProject: `size${n}`, keyPath: keys.keyPath, keyPassword: KEY_PASSWORD };
+      const first = await buildOnce(settings);
+      if (first.result.artifacts !== n) throw new Error(`built ${first.result.artifacts} of ${n}`);
+      const floor1 = await skopeoFloor(db.pool, registry, work, 'big', first.result.version, `peer/size${n}/first`);
+      await record(db.pool, 'big', 'library/app0', image({ layers: [randomLayer(64)] }), 'one-more');
+      const next = await buildOnce(settings);
+      const floor2 = await skopeoFloor(db.pool, registry, work, 'big', next.result.version, `peer/size${n}/next`);
+      for (const [label, r, f] of [['v1 (full)', first, floor1], ['v2 (1 change, delta)', next, floor2]] as const) {
+        out(`   ${String(n).padEnd(10)}${label.padEnd(22)}${ms(r.ms).padStart(10)}${ms(f.ms).padStart(10)}${(r.ms / f.ms).toFixed(2).padStart(7)}`
+          + `${`${(f.bytes / 1024).toFixed(0)} KiB`.padStart(12)}${`${r.peakRssMiB.toFixed(0)} MiB`.padStart(17)}`);
+      }
+    } finally {
+      await db.drop();
+    }
+  }
+}
+
+async function cpuMs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** The published packages, pushed unsigned over HTTP `concurrency` at a time, as a plain client would. */
+async function plainPushes(pool: Pool, registryUrl: string, namespace: string, concurrency: number): Promise<number> {
+  const { rows } = await pool.query<{ group_name: string; manifest: Buffer; blobs: Buffer[] }>(
+    "SELECT group_name, manifest, blobs FROM state_versions WHERE status = 'published' AND manifest IS NOT NULL");
+  const client = new RegistryClient(registryUrl);
+  let next = 0;
+  const t = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < rows.length) {
+      const r = rows[next++]!;
+      const repo = `${namespace}/${r.group_name}/state`;
+      for (const b of r.blobs) await client.pushBlob(repo, b);
+      await client.putManifest(repo, 'latest', r.manifest, 'application/vnd.oci.image.manifest.v1+json');
+    }
+  }));
+  return performance.now() - t;
+}
+
+async function groups(registry: LocalRegistry, keys: TestKeys): Promise<void> {
+  const db = await createTestDatabase();
+  const prefix = testPrefix();
+  const env = {
+    DATABASE_URL: db.url, REDIS_URL, QUEUE_PREFIX: prefix, METRICS_PORT: '0', STATE_REGISTRY: registry.url, STATE_PROJECT: 'many',
+    IMAGE_REGISTRY: 'https://harbor.example.com', COSIGN_KEY: keys.keyPath, COSIGN_PASSWORD: KEY_PASSWORD, LOG_LEVEL: 'info',
+  };
+  const concurrency = loadConfig(env).workerConcurrency;
+  try {
+    for (let g = 0; g < DIRTY_GROUPS; g++) await seedGroup(db.pool, `g${g}`, GROUP_SIZE, 5);
+    await db.pool.query('ANALYZE');
+    const t0 = performance.now();
+    const worker = await spawnSatellite(['worker'], env, 'worker started');
+    const states = new StateStore(db.pool);
+    let seconds: number;
+    let cpu: number;
+    try {
+      for (;;) {
+        const { rows } = await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM state_versions WHERE status = 'published'");
+        if (rows[0]!.n >= DIRTY_GROUPS) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      seconds = (performance.now() - t0) / 1000;
+      cpu = await cpuMs(worker.child.pid!);
+    } finally {
+      worker.child.kill('SIGTERM');
+      await worker.exited;
+    }
+    if ((await states.staleGroups(168)).length > 0) throw new Error('groups left stale');
+    const floor4 = (await plainPushes(db.pool, registry.url, 'plain4', 4)) / 1000;
+    const floorN = (await plainPushes(db.pool, registry.url, `plain${concurrency}`, concurrency)) / 1000;
+    out(`3. ${DIRTY_GROUPS} dirty groups of ${GROUP_SIZE} artifacts, one \`satellite worker\` (WORKER_CONCURRENCY=${concurrency}, default settings)`);
+    out(`   ours: all published, signed, in ${seconds.toFixed(2)} s (${(DIRTY_GROUPS / seconds).toFixed(0)} states/s; worker CPU ${(cpu / 1000).toFixed(1)} s, includes its start)`);
+    out(`   floor: the same artifacts pushed unsigned over HTTP, 4 at a time: ${floor4.toFixed(2)} s (ratio ${(seconds / floor4).toFixed(2)});`
+      + ` ${concurrency} at a time: ${floorN.toFixed(2)} s (ratio ${(seconds / floorN).toFixed(2)})`);
+  } finally {
+    await db.drop();
+    await dropPrefix(prefix);
+  }
 }
 
 async function main(): Promise<void> {
@@ -99,63 +212,15 @@ async function main(): Promise<void> {
   const keys = await testKeys();
   const work = await mkdtemp(join(tmpdir(), 'satellite-bench-state-'));
   try {
-    out(`1. last PUT of a burst (${BURST_SIZE} manifests) → signed latest pullable, ${BURSTS} bursts, BUILD_DEBOUNCE_MS=500 (default)`);
-    const lat = await latency(registry.url, keys);
-    out(`   p50 ${ms(pct(lat, 50))}   p95 ${ms(pct(lat, 95))}   min ${ms(Math.min(...lat))}   max ${ms(Math.max(...lat))}`);
-    out();
-
-    out('2. one group: build + sign + publish (ours) beside the same artifact pushed by skopeo (no signing)');
-    out(`   ${'artifacts'.padEnd(10)}${'render CPU'.padStart(12)}${'state JSON'.padStart(12)}${'ours: total'.padStart(14)}${'skopeo push'.padStart(14)}`);
-    for (const n of SIZES) {
-      const db = await createTestDatabase();
-      try {
-        await seed(db, 'big', n);
-        const config = workerConfig({ STATE_REGISTRY: registry.url, COSIGN_KEY: keys.keyPath, STATE_PROJECT: `size${n}` });
-        const { builder } = testBuilder(config, db.pool, keys);
-        const cpu0 = process.cpuUsage();
-        const rows = await new ArtifactStore(db.pool).listGroup('big', 168);
-        const json = Buffer.from(renderState(buildState('big', config.imageRegistry, rows), 1));
-        const cpu = process.cpuUsage(cpu0);
-        const t0 = performance.now();
-        const result = await builder.build('big');
-        const total = performance.now() - t0;
-        if (result.artifacts !== n) throw new Error(`built ${result.artifacts} of ${n}`);
-        // The peer: skopeo pushing the same package from an OCI layout.
-        const pkg = packageState('oci', json, new Date());
-        const top: Blob = { ...blob('application/vnd.oci.image.manifest.v1+json', pkg.manifest) };
-        const blobs = pkg.blobs.map((b) => blob('application/octet-stream', b.bytes));
-        await writeLayout(join(work, `s${n}`), 'state', top, blobs);
-        const t1 = performance.now();
-        await skopeoCopy(`oci:${join(work, `s${n}`)}:state`, `docker://${registry.host}/peer/size${n}/state:latest`, 'any:any');
-        const peer = performance.now() - t1;
-        out(`   ${String(n).padEnd(10)}${ms((cpu.user + cpu.system) / 1000).padStart(12)}${`${(json.length / 1024).toFixed(0)} KiB`.padStart(12)}${ms(total).padStart(14)}${ms(peer).padStart(14)}`);
-      } finally {
-        await db.drop();
-      }
+    if (ONLY.has('latency')) {
+      await latency(registry.url, keys);
+      out();
     }
-    out();
-
-    out(`3. ${DIRTY_GROUPS} dirty groups at once, one worker process (WORKER_CONCURRENCY=4)`);
-    const db = await createTestDatabase();
-    const prefix = testPrefix();
-    try {
-      const layer = randomLayer(64);
-      for (let g = 0; g < DIRTY_GROUPS; g++) await record(db.pool, `g${g}`, 'library/app', image({ layers: [layer], architecture: `a${g}` }), '1');
-      const config = workerConfig({ STATE_REGISTRY: registry.url, COSIGN_KEY: keys.keyPath, REDIS_URL, QUEUE_PREFIX: prefix, BUILD_DEBOUNCE_MS: '0', STATE_PROJECT: 'many' });
-      const t0 = performance.now();
-      const worker = await startWorker({ config, pool: db.pool, log: createLogger('silent'), metrics: new Metrics(), signingKey: await loadSigningKey(keys.keyPath, KEY_PASSWORD) });
-      for (;;) {
-        const { rows } = await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM state_versions WHERE status = 'published'");
-        if (rows[0]!.n >= DIRTY_GROUPS) break;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      const seconds = (performance.now() - t0) / 1000;
-      await worker.stop();
-      out(`   ${DIRTY_GROUPS} states signed and published in ${seconds.toFixed(2)} s: ${(DIRTY_GROUPS / seconds).toFixed(1)} states/s`);
-    } finally {
-      await db.drop();
-      await dropPrefix(prefix);
+    if (ONLY.has('size')) {
+      await sizes(registry, keys, work);
+      out();
     }
+    if (ONLY.has('groups')) await groups(registry, keys);
   } finally {
     await registry.stop();
     await rm(keys.dir, { recursive: true, force: true });

@@ -28,6 +28,12 @@ export interface PackagedState {
   blobs: BlobBytes[];
 }
 
+/** A full layer already compressed: its gzip bytes and the uncompressed document's digest. */
+export interface CompressedState {
+  gzip: Buffer;
+  digest: string;
+}
+
 /** The difference from the previous version, for the second layer of the "oci" layout. */
 export interface PackagedDelta {
   json: Buffer;
@@ -55,12 +61,12 @@ export function gzipState(json: Buffer): Buffer {
  * bytes, and the digest, are the ones oras produces for `oras push --artifact-type T
  * --annotation-file A ref artifacts.json.gz:L [artifacts.delta.json.gz:D]` with the same files.
  */
-function ociArtifact(json: Buffer, created: Date, delta: PackagedDelta | undefined): PackagedState {
+function ociArtifact(json: Buffer | CompressedState, created: Date, delta: PackagedDelta | undefined): PackagedState {
   const empty = blob(Buffer.from('{}'));
-  const full = blob(gzipState(json));
+  const full = blob(Buffer.isBuffer(json) ? gzipState(json) : json.gzip);
   const layers: object[] = [{
     mediaType: STATE_LAYER_TYPE, digest: full.digest, size: full.bytes.length,
-    annotations: ociLayerAnnotations(STATE_FILE, { [STATE_DIGEST_ANNOTATION]: sha256(json) }),
+    annotations: ociLayerAnnotations(STATE_FILE, { [STATE_DIGEST_ANNOTATION]: Buffer.isBuffer(json) ? sha256(json) : json.digest }),
   }];
   const blobs = [empty, full];
   if (delta) {
@@ -115,8 +121,10 @@ function harborSatelliteImage(json: Buffer, created: Date): PackagedState {
 }
 
 /** The package of a version; `delta` is used by the "oci" layout only. */
-export function packageState(layout: StateLayout, json: Buffer, created: Date, delta?: PackagedDelta): PackagedState {
-  return layout === 'oci' ? ociArtifact(json, created, delta) : harborSatelliteImage(json, created);
+export function packageState(layout: StateLayout, json: Buffer | CompressedState, created: Date, delta?: PackagedDelta): PackagedState {
+  if (layout === 'oci') return ociArtifact(json, created, delta);
+  if (!Buffer.isBuffer(json)) throw new Error('the harbor-satellite layout packages the JSON itself');
+  return harborSatelliteImage(json, created);
 }
 
 /** Where a group's state lives: <project>/group-state/<group>/state. */

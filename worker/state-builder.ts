@@ -1,15 +1,14 @@
 import type { Logger } from '../core/logger.js';
 import { RegistryRequestError, type RegistryClient } from '../core/registry/registry-client.js';
 import { computeDigest } from '../core/oci/digest.js';
-import { stateForLayout } from '../core/state/layout.js';
 import { diffStates, jsonDigest, renderDelta, type VersionedState } from '../core/state/delta.js';
 import { layerText, stateLayers } from '../core/state/format.js';
-import { buildState, renderArtifacts, renderedContentDigest, stateDocument, type GroupState, type RenderedState } from '../core/state/render.js';
 import type { ArtifactStore, SupersededPolicy } from '../core/store/artifact-store.js';
-import type { StateStore, StateVersion, StoredPackage } from '../core/store/state-store.js';
+import type { BuildPoint, StateStore, StateVersion, StoredPackage } from '../core/store/state-store.js';
 import type { Pusher } from './pusher.js';
 import type { Signer } from './signer.js';
 import { packageState, stateRepository, versionTag, type PackagedDelta, type PackagedState, type StateLayout } from './state-artifact.js';
+import { StateCache, StateContent } from './state-content.js';
 
 export interface BuildResult {
   group: string;
@@ -26,6 +25,8 @@ export interface StateBuilderOptions {
   tombstoneRetentionHours: number;
   /** SUPERSEDED_MANIFESTS. @defaultValue "tombstone" */
   supersededManifests?: SupersededPolicy;
+  /** Group contents kept between builds (STATE_CACHE_MB); none when absent. */
+  cache?: StateCache;
 }
 
 /**
@@ -52,31 +53,44 @@ export class StateBuilder {
   ) {}
 
   async build(group: string): Promise<BuildResult> {
-    const point = await this.states.buildPoint(group);
-    const rows = await this.artifacts.listGroup(group, this.options.tombstoneRetentionHours, this.options.supersededManifests);
-    const state = stateForLayout(buildState(group, this.options.imageRegistry, rows), this.options.layout);
-    // Serialised once: the content digest and the published document share the artifacts' JSON.
-    const rendered = renderArtifacts(state);
-    const digest = renderedContentDigest(rendered);
+    const registry = this.options.imageRegistry;
+    const kept = this.options.cache?.take(group, registry, Date.now());
+    // One snapshot: the point the build starts from and what the group holds then (only
+    // what changed since, when the content of an earlier build is kept).
+    const snapshot = await this.artifacts.snapshot(group, this.options.tombstoneRetentionHours, this.options.supersededManifests ?? 'tombstone', kept?.xmin);
+    const content = kept ?? new StateContent(group, registry, this.options.layout);
+    if (snapshot.keys) content.apply(snapshot);
+    else content.loadFull(snapshot);
+    try {
+      return await this.buildContent(group, content, { at: snapshot.at, changeId: snapshot.changeId });
+    } finally {
+      // Whatever happened to the publish, the content is the group's as of the snapshot.
+      this.options.cache?.put(content);
+    }
+  }
+
+  private async buildContent(group: string, content: StateContent, point: BuildPoint): Promise<BuildResult> {
     const repository = stateRepository(this.options.stateProject, group);
     const allocate = (fresh: boolean) =>
-      this.states.allocate(group, digest, this.options.layout, repository, rendered.count, fresh);
+      this.states.allocate(group, content.contentDigest(), this.options.layout, repository, content.count, fresh);
     let allocation = await allocate(false);
 
     if (allocation.kind === 'unchanged') {
       const current = allocation.current;
-      const summary = { group, version: current.version, digest: current.manifestDigest!, artifacts: rendered.count };
+      const summary = { group, version: current.version, digest: current.manifestDigest!, artifacts: content.count };
       // Nothing new to publish; only make sure `latest` still names it (a registry
       // garbage-collected or restored from backup is put right on the next pass), with the
       // very bytes that version was published as.
       const latest = await this.client.headManifest(repository, 'latest');
       if (latest?.digest === current.manifestDigest) {
+        await this.notePublished(group, content, current.version);
         await this.states.markBuilt(group, point);
         return { ...summary, result: 'unchanged' };
       }
       this.log.warn({ group, found: latest?.digest ?? null, expected: current.manifestDigest }, 'latest does not name the published state; publishing it again');
       const stored = await this.states.loadPackage(group, current.version);
       if (stored && (await this.publish(group, repository, fromStored(stored), current)) !== undefined) {
+        await this.notePublished(group, content, current.version);
         await this.states.markBuilt(group, point);
         return { ...summary, result: 'repaired' };
       }
@@ -87,8 +101,8 @@ export class StateBuilder {
     }
 
     const version = allocation.version;
-    const pkg = await this.packageFor(group, version, state, rendered);
-    const summary = { group, version: version.version, digest: pkg.digest, artifacts: rendered.count };
+    const pkg = await this.packageFor(group, version, content);
+    const summary = { group, version: version.version, digest: pkg.digest, artifacts: content.count };
     const pushed = await this.publish(group, repository, pkg, version);
     if (pushed === undefined) {
       // A newer build allocated a newer version meanwhile: it publishes, this one stops
@@ -98,7 +112,17 @@ export class StateBuilder {
     }
     await this.states.markPublished(group, version.version, pushed.digest);
     await this.states.markBuilt(group, point);
+    const digest = fullLayerDigest(pkg.manifest);
+    if (digest) content.markPublished(version.version, digest);
     return { ...summary, digest: pushed.digest, result: 'published' };
+  }
+
+  /** The content equals that of `version` (published): deltas to come can start from it. */
+  private async notePublished(group: string, content: StateContent, version: number): Promise<void> {
+    if (content.published?.version === version || this.options.layout !== 'oci') return;
+    const manifest = await this.states.loadManifest(group, version);
+    const digest = manifest && fullLayerDigest(manifest);
+    if (digest) content.markPublished(version, digest);
   }
 
   /**
@@ -106,26 +130,40 @@ export class StateBuilder {
    * bytes), else a new one, with the delta from the newest published version when its
    * package is known, kept before anything is pushed.
    */
-  private async packageFor(group: string, version: StateVersion, state: GroupState, rendered: RenderedState): Promise<PackagedState> {
+  private async packageFor(group: string, version: StateVersion, content: StateContent): Promise<PackagedState> {
     const stored = await this.states.loadPackage(group, version.version);
     if (stored) return fromStored(stored);
-    const json = stateDocument(rendered, version.version);
-    const pkg = packageState(this.options.layout, json, version.createdAt, await this.deltaFrom(group, { ...state, version: version.version }));
+    const pkg = this.options.layout === 'oci'
+      ? packageState('oci', await content.fullLayer(version.version), version.createdAt, await this.deltaFrom(group, content, version.version))
+      : packageState(this.options.layout, content.document(version.version), version.createdAt);
     await this.states.savePackage(group, version.version, { digest: pkg.digest, manifest: pkg.manifest, blobs: pkg.blobs.map((b) => b.bytes) });
     return pkg;
   }
 
-  private async deltaFrom(group: string, next: VersionedState): Promise<PackagedDelta | undefined> {
-    if (this.options.layout !== 'oci') return undefined;
+  /**
+   * The delta from the newest published version: from the changes this worker saw since it
+   * published that version itself, else from that version's kept package (its text, or,
+   * for a text laid out otherwise, its parsed state).
+   */
+  private async deltaFrom(group: string, content: StateContent, version: number): Promise<PackagedDelta | undefined> {
     const base = await this.states.latestPublished(group);
-    const stored = base && base.layout === 'oci' ? await this.states.loadPackage(group, base.version) : undefined;
-    if (!base || !stored) return undefined;
+    if (!base || base.layout !== 'oci') return undefined;
+    const manifest = await this.states.loadManifest(group, base.version);
+    const baseDigest = manifest && fullLayerDigest(manifest);
+    const known = baseDigest ? content.deltaFrom({ version: base.version, digest: baseDigest }, version) : undefined;
+    if (known !== undefined) return { json: Buffer.from(known), baseDigest: baseDigest!, baseVersion: base.version };
+    const stored = await this.states.loadPackage(group, base.version);
+    if (!stored) return undefined;
     const layers = stateLayers(JSON.parse(stored.manifest.toString('utf8')) as object);
     const bytes = layers && stored.blobs.find((b) => computeDigest(b) === layers.full.digest);
     if (!layers || !bytes) return undefined;
     const text = layerText(bytes, layers.full.mediaType);
+    const digest = jsonDigest(text);
+    const fromText = content.deltaFromText(text, { version: base.version, digest }, version);
+    if (fromText !== undefined) return { json: Buffer.from(fromText), baseDigest: digest, baseVersion: base.version };
     const baseState = JSON.parse(text) as VersionedState;
-    const delta = diffStates(baseState, jsonDigest(text), next);
+    const next = JSON.parse(content.document(version).toString('utf8')) as VersionedState;
+    const delta = diffStates(baseState, digest, next);
     return { json: Buffer.from(renderDelta(delta)), baseDigest: delta.base.digest, baseVersion: base.version };
   }
 
@@ -166,6 +204,11 @@ export class StateBuilder {
     await this.states.savePackage(group, version.version, { digest: adopted.digest, manifest: adopted.manifest, blobs: pkg.blobs.map((b) => b.bytes) });
     return adopted;
   }
+}
+
+/** The uncompressed digest a state manifest names for its full layer. */
+function fullLayerDigest(manifest: Buffer): string | undefined {
+  return stateLayers(JSON.parse(manifest.toString('utf8')) as object)?.stateDigest;
 }
 
 /** A kept package as the pushers take it. */

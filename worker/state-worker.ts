@@ -16,6 +16,7 @@ import { checkEvictionPolicy, connectQueue, STATE_QUEUE, workerConnection, type 
 import { CosignCliSigner, KeySigner, type Signer, type SigningKey } from './signer.js';
 import { Redactor } from './redact.js';
 import { StateBuilder } from './state-builder.js';
+import { StateCache } from './state-content.js';
 
 export interface RunningWorker {
   queue: Queue<BuildJobData, unknown, JobName>;
@@ -48,6 +49,12 @@ export function makeBuilder(config: Config, pool: Pool, client: RegistryClient, 
     layout: config.stateLayout,
     tombstoneRetentionHours: config.tombstoneRetentionHours,
     supersededManifests: config.supersededManifests,
+    cache: new StateCache({
+      maxBytes: config.stateCacheMb * 1024 * 1024,
+      // Builds read the change log since the kept content's snapshot: keep content only for
+      // a fraction of the log's retention (published changes older than it are pruned).
+      maxAgeMs: Math.min(10 * 60_000, (config.changeLogRetentionHours * 3_600_000) / 4),
+    }),
   }, log);
 }
 

@@ -339,4 +339,16 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX outbox_group ON outbox (group_name, created_at);
     `,
   },
+  {
+    version: 63,
+    name: 'the transaction of each change, for builds that read only what changed',
+    sql: `
+      -- A build remembers the oldest transaction still running when it read the group
+      -- (pg_snapshot_xmin); the next build reads the changes of that transaction and later
+      -- ones, which covers every change the first could not see, whatever order they
+      -- committed in (ids come from a sequence, so a smaller id can commit later).
+      ALTER TABLE change_log ADD COLUMN xid xid8 NOT NULL DEFAULT pg_current_xact_id();
+      CREATE INDEX change_log_group_xid ON change_log (group_name, xid);
+    `,
+  },
 ];

@@ -38,7 +38,9 @@ export function translate(err: unknown): unknown {
 }
 
 /** Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. */
-export async function inTransaction<T>(pool: Pool, fn: (client: Client) => Promise<T>): Promise<T> {
+export async function inTransaction<T>(pool: Pool, fn: (client: Client) => Promise<T>,
+  /** Transaction modes, e.g. "ISOLATION LEVEL REPEATABLE READ READ ONLY": one snapshot for every query of fn. */
+  mode = ''): Promise<T> {
   let client: Client;
   try {
     client = await pool.connect();
@@ -46,7 +48,7 @@ export async function inTransaction<T>(pool: Pool, fn: (client: Client) => Promi
     throw translate(err);
   }
   try {
-    await client.query('BEGIN');
+    await client.query(mode ? `BEGIN ${mode}` : 'BEGIN');
     const result = await fn(client);
     await client.query('COMMIT');
     return result;

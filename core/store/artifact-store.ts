@@ -1,4 +1,4 @@
-import { query, queryArrays, type Pool } from '../db/pool.js';
+import { inTransaction, query, queryArrays, type Pool } from '../db/pool.js';
 import type { ArtifactKind } from '../oci/media-types.js';
 import type { ParsedManifest, Platform } from '../oci/manifest.js';
 
@@ -45,6 +45,101 @@ export interface GroupArtifactRow {
 
 /** What a state does with a superseded manifest (SUPERSEDED_MANIFESTS). */
 export type SupersededPolicy = 'tombstone' | 'keep';
+
+/** A group as one snapshot saw it (ArtifactStore.snapshot). */
+export interface GroupSnapshot {
+  /** pg_snapshot_xmin of the read (xid8 as text): changes of this transaction or later may be unseen. */
+  xmin: string;
+  /** The database's time of the read. */
+  at: Date;
+  /** The newest change of the group the read saw (or a newer one). */
+  changeId: number;
+  rows: ListedRow[];
+  /** When read since an earlier snapshot: the entries re-read (rows holds those still listed). */
+  keys?: { repository: string; digest: string }[];
+}
+
+/** A listed artifact, and when it leaves the list by itself (a tombstone's retention ends). */
+export interface ListedRow extends GroupArtifactRow {
+  expiresAt: Date | null;
+}
+
+type ListingRow = [string, string, string, ArtifactKind, number, string | null, boolean, string | null, GroupArtifactRow['children'],
+  string[] | null, Platform | null, Date | null];
+
+const fromListing = (r: ListingRow): ListedRow => ({
+  repository: r[0], digest: r[1], mediaType: r[2], kind: r[3], size: r[4],
+  subject: r[5], deleted: r[6], tags: r[7] === null ? [] : r[7].split(' '), children: r[8], labels: r[9], platform: r[10], expiresAt: r[11],
+});
+
+// cosign's attachment tags, sha256-<hex>.sig|.att|.sbom, and the digest they name.
+const COSIGN_TAG = `'^(sha256|sha512)-([a-f0-9]+)\\.(sig|att|sbom)$'`;
+const cosignTarget = (tag: string) => `regexp_replace(${tag}, ${COSIGN_TAG}, '\\1:\\2')`;
+
+/**
+ * The group listing: one pass over each table (hash joins on pre-aggregated tags and
+ * children), not a subquery per artifact. $1 group, $2 retention in hours, $3 whether
+ * superseded manifests become tombstones. Keyed ($4 the xmin of an earlier snapshot): only
+ * the entries changes since then may have touched, each with its listing row (or nulls).
+ */
+function listingSql(keyed: boolean): string {
+  const on = (alias: string, digest: string) => (keyed ? `AND (${alias}.repository, ${alias}.${digest}) IN (SELECT repository, digest FROM touched)` : '');
+  const touched = keyed ? `changes AS (
+         SELECT repository, digest, tag, previous_digest FROM change_log WHERE group_name = $1 AND xid >= $4::xid8
+       ), direct AS (
+         SELECT repository, digest FROM changes
+         UNION SELECT repository, previous_digest FROM changes WHERE previous_digest IS NOT NULL
+         UNION SELECT repository, ${cosignTarget('tag')} FROM changes WHERE tag ~ ${COSIGN_TAG}
+       ), touched AS (
+         SELECT repository, digest FROM direct
+         UNION SELECT c.repository, c.child_digest FROM index_children c JOIN direct d USING (repository)
+                WHERE c.group_name = $1 AND c.index_digest = d.digest
+         UNION SELECT a.repository, a.subject_digest FROM artifacts a JOIN direct d USING (repository)
+                WHERE a.group_name = $1 AND a.digest = d.digest AND a.subject_digest IS NOT NULL
+         UNION SELECT a.repository, ${cosignTarget('x.tag')} FROM artifacts a JOIN direct d USING (repository), unnest(a.deleted_tags) AS x(tag)
+                WHERE a.group_name = $1 AND a.digest = d.digest AND x.tag ~ ${COSIGN_TAG}
+       ), ` : '';
+  return `WITH ${touched}t AS (
+         SELECT repository, digest, string_agg(tag, ' ') AS tags FROM tags x WHERE group_name = $1 ${on('x', 'digest')} GROUP BY repository, digest
+       ), ch AS (
+         SELECT repository, index_digest,
+                json_agg(json_build_object('digest', child_digest, 'mediaType', media_type, 'platform', platform) ORDER BY position) AS children
+           FROM index_children x WHERE group_name = $1 ${on('x', 'index_digest')} GROUP BY repository, index_digest
+       ), kids AS (
+         SELECT DISTINCT repository, child_digest FROM index_children x WHERE group_name = $1 ${on('x', 'child_digest')}
+       ), listed AS (
+         SELECT a.repository, a.digest, a.media_type, a.kind, a.size, a.subject_digest, a.deleted, a.deleted_at,
+                CASE WHEN a.deleted THEN NULLIF(array_to_string(a.deleted_tags, ' '), '') ELSE t.tags END AS tags,
+                ch.children, h.labels, h.platform, sm.superseded_at,
+                -- Superseded: untagged since a tag moved away from it, and neither an index
+                -- nor a signature (a subject, or cosign's sha256-<hex>.sig tag) names it.
+                (NOT a.deleted AND sm.superseded_at IS NOT NULL AND (a.tagged_at IS NULL OR sm.superseded_at > a.tagged_at)
+                 AND t.tags IS NULL AND $3
+                 AND NOT EXISTS (SELECT 1 FROM artifacts s WHERE s.group_name = $1 AND s.repository = a.repository
+                                    AND s.subject_digest = a.digest AND s.kind = 'SIGNATURE' AND NOT s.deleted)
+                 AND NOT EXISTS (SELECT 1 FROM tags st WHERE st.group_name = $1 AND st.repository = a.repository
+                                    AND st.tag = replace(a.digest, ':', '-') || '.sig')) AS superseded
+           FROM artifacts a
+           LEFT JOIN t ON t.repository = a.repository AND t.digest = a.digest
+           LEFT JOIN ch ON ch.repository = a.repository AND ch.index_digest = a.digest
+           LEFT JOIN kids k ON k.repository = a.repository AND k.child_digest = a.digest
+           LEFT JOIN harbor_artifacts h ON h.repository = a.repository AND h.digest = a.digest
+           LEFT JOIN superseded_manifests sm ON sm.group_name = $1 AND sm.repository = a.repository AND sm.digest = a.digest
+          WHERE a.group_name = $1 ${on('a', 'digest')}
+            AND (NOT a.deleted OR a.deleted_at > now() - make_interval(hours => $2))
+            AND (cardinality(a.deleted_tags) > 0 OR t.tags IS NOT NULL OR k.child_digest IS NULL)
+       ), visible AS (
+         SELECT repository, digest, media_type, kind, size, subject_digest, deleted OR superseded AS deleted, tags, children, labels, platform,
+                CASE WHEN deleted THEN deleted_at + make_interval(hours => $2)
+                     WHEN superseded THEN superseded_at + make_interval(hours => $2) END AS expires_at
+           FROM listed
+          WHERE NOT superseded OR superseded_at > now() - make_interval(hours => $2)
+       )
+       ${keyed
+    ? `SELECT k.repository, k.digest, v.repository, v.digest, v.media_type, v.kind, v.size, v.subject_digest, v.deleted, v.tags, v.children, v.labels, v.platform, v.expires_at
+         FROM touched k LEFT JOIN visible v USING (repository, digest)`
+    : `SELECT * FROM visible ORDER BY repository COLLATE "C", digest COLLATE "C"`}`;
+}
 
 export class ArtifactStore {
   constructor(private readonly pool: Pool) {}
@@ -102,11 +197,15 @@ export class ArtifactStore {
          INSERT INTO superseded_manifests (group_name, repository, digest, superseded_at)
          SELECT $1, $2, moved_from, clock_timestamp() FROM t WHERE moved_from IS NOT NULL
          ON CONFLICT (group_name, repository, digest) DO UPDATE SET superseded_at = EXCLUDED.superseded_at
+       ), d AS (
+         -- A change: what the snapshot saw says so, or the tag upsert moved the tag (a PUT
+         -- racing another PUT of the same tag can see no change yet move it back).
+         SELECT yes OR EXISTS (SELECT 1 FROM t) AS yes FROM changed
        ), l AS (
          INSERT INTO change_log (group_name, action, repository, digest, tag, previous_digest)
-         SELECT $1, 'put', $2, $3, $15, (SELECT moved_from FROM t) FROM changed WHERE yes
+         SELECT $1, 'put', $2, $3, $15, (SELECT moved_from FROM t) FROM d WHERE yes
        )
-       INSERT INTO outbox (group_name) SELECT $1 FROM changed WHERE yes`,
+       INSERT INTO outbox (group_name) SELECT $1 FROM d WHERE yes`,
       [
         ref.group, ref.repository, m.digest, m.mediaType, m.kind, m.artifactType, m.bytes.length, m.bytes,
         m.subject, m.annotations === null ? null : JSON.stringify(m.annotations),
@@ -224,53 +323,40 @@ export class ArtifactStore {
    * (Harbor pushes an index's children first, by digest). A manifest a tag moved away from
    * and that nothing names any more (no tag, no index, no signature) is superseded: with
    * `superseded` "tombstone" it is listed as deleted for the retention, then left out.
-   *
-   * One pass over each table (hash joins on pre-aggregated tags and children), not a
-   * subquery per artifact: the cost grows with the group's size, a few microseconds a row.
    */
   async listGroup(group: string, tombstoneRetentionHours: number, superseded: SupersededPolicy = 'tombstone'): Promise<GroupArtifactRow[]> {
-    const rows = await queryArrays<[string, string, string, ArtifactKind, number, string | null, boolean, string | null, GroupArtifactRow['children'], string[] | null, Platform | null]>(
-      this.pool,
-      `WITH t AS (
-         SELECT repository, digest, string_agg(tag, ' ') AS tags FROM tags WHERE group_name = $1 GROUP BY repository, digest
-       ), ch AS (
-         SELECT repository, index_digest,
-                json_agg(json_build_object('digest', child_digest, 'mediaType', media_type, 'platform', platform) ORDER BY position) AS children
-           FROM index_children WHERE group_name = $1 GROUP BY repository, index_digest
-       ), kids AS (
-         SELECT DISTINCT repository, child_digest FROM index_children WHERE group_name = $1
-       ), listed AS (
-         SELECT a.repository, a.digest, a.media_type, a.kind, a.size, a.subject_digest, a.deleted,
-                CASE WHEN a.deleted THEN NULLIF(array_to_string(a.deleted_tags, ' '), '') ELSE t.tags END AS tags,
-                ch.children, h.labels, h.platform, sm.superseded_at,
-                -- Superseded: untagged since a tag moved away from it, and neither an index
-                -- nor a signature (a subject, or cosign's sha256-<hex>.sig tag) names it.
-                (NOT a.deleted AND sm.superseded_at IS NOT NULL AND (a.tagged_at IS NULL OR sm.superseded_at > a.tagged_at)
-                 AND t.tags IS NULL AND $3
-                 AND NOT EXISTS (SELECT 1 FROM artifacts s WHERE s.group_name = $1 AND s.repository = a.repository
-                                    AND s.subject_digest = a.digest AND s.kind = 'SIGNATURE' AND NOT s.deleted)
-                 AND NOT EXISTS (SELECT 1 FROM tags st WHERE st.group_name = $1 AND st.repository = a.repository
-                                    AND st.tag = replace(a.digest, ':', '-') || '.sig')) AS superseded
-           FROM artifacts a
-           LEFT JOIN t ON t.repository = a.repository AND t.digest = a.digest
-           LEFT JOIN ch ON ch.repository = a.repository AND ch.index_digest = a.digest
-           LEFT JOIN kids k ON k.repository = a.repository AND k.child_digest = a.digest
-           LEFT JOIN harbor_artifacts h ON h.repository = a.repository AND h.digest = a.digest
-           LEFT JOIN superseded_manifests sm ON sm.group_name = $1 AND sm.repository = a.repository AND sm.digest = a.digest
-          WHERE a.group_name = $1
-            AND (NOT a.deleted OR a.deleted_at > now() - make_interval(hours => $2))
-            AND (cardinality(a.deleted_tags) > 0 OR t.tags IS NOT NULL OR k.child_digest IS NULL)
-       )
-       SELECT repository, digest, media_type, kind, size, subject_digest, deleted OR superseded, tags, children, labels, platform
-         FROM listed
-        WHERE NOT superseded OR superseded_at > now() - make_interval(hours => $2)
-        ORDER BY repository COLLATE "C", digest COLLATE "C"`,
-      [group, tombstoneRetentionHours, superseded === 'tombstone'],
-    );
-    return rows.map((r) => ({
-      repository: r[0], digest: r[1], mediaType: r[2], kind: r[3], size: r[4],
-      subject: r[5], deleted: r[6], tags: r[7] === null ? [] : r[7].split(' '), children: r[8], labels: r[9], platform: r[10],
-    }));
+    const rows = await queryArrays<ListingRow>(this.pool, listingSql(false), [group, tombstoneRetentionHours, superseded === 'tombstone']);
+    return rows.map(fromListing);
+  }
+
+  /**
+   * The group as one snapshot sees it, for a build: the point it was read at (newest change,
+   * time, and the oldest transaction still running then, `xmin`) and its listing. With
+   * `since` (the xmin of an earlier snapshot) only the entries that changes since may have
+   * touched are read, each with its listing row or none (no longer listed): the caller
+   * holds the rest. An entry depends on its own record and tags, on the manifest a tag moved
+   * from, on the index it is a child of, and on the signatures naming it; every write that
+   * changes any of them logs a change naming those (the put's previous_digest, the index's
+   * digest, the signature's digest or its cosign tag), so that set is found from the log.
+   */
+  async snapshot(group: string, tombstoneRetentionHours: number, superseded: SupersededPolicy, since?: string): Promise<GroupSnapshot> {
+    return inTransaction(this.pool, async (c) => {
+      const { rows } = await c.query<{ xmin: string; at: Date; change_id: string }>(
+        `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin, now() AS at,
+                COALESCE((SELECT max(id) FROM change_log WHERE group_name = $1), 0) AS change_id`, [group]);
+      const point = { xmin: rows[0]!.xmin, at: rows[0]!.at, changeId: Number(rows[0]!.change_id) };
+      const params = [group, tombstoneRetentionHours, superseded === 'tombstone'];
+      if (since === undefined) {
+        const listed = await queryArrays<ListingRow>(c, listingSql(false), params);
+        return { ...point, rows: listed.map(fromListing) };
+      }
+      const touched = await queryArrays<[string, string, ...ListingRow]>(c, listingSql(true), [...params, since]);
+      return {
+        ...point,
+        keys: touched.map((r) => ({ repository: r[0], digest: r[1] })),
+        rows: touched.filter((r) => r[2] !== null).map((r) => fromListing(r.slice(2) as ListingRow)),
+      };
+    }, 'ISOLATION LEVEL REPEATABLE READ READ ONLY');
   }
 
   async groupExists(group: string): Promise<boolean> {

@@ -154,6 +154,13 @@ export class StateStore {
       [group, version, pkg.digest, pkg.manifest, pkg.blobs]);
   }
 
+  /** The manifest a version was pushed as, without its blobs. */
+  async loadManifest(group: string, version: number): Promise<Buffer | undefined> {
+    const { rows } = await query<{ manifest: Buffer }>(this.pool,
+      'SELECT manifest FROM state_versions WHERE group_name = $1 AND version = $2 AND manifest IS NOT NULL', [group, version]);
+    return rows[0]?.manifest;
+  }
+
   async loadPackage(group: string, version: number): Promise<StoredPackage | undefined> {
     const { rows } = await query<{ manifest_digest: string; manifest: Buffer; blobs: Buffer[] }>(this.pool,
       `SELECT manifest_digest, manifest, blobs FROM state_versions

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { createPool } from '../../core/db/pool.js';
 import { ArtifactStore } from '../../core/store/artifact-store.js';
 import { StateStore } from '../../core/store/state-store.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
@@ -35,6 +36,30 @@ describe('the change log and the outbox', () => {
     await record(db.pool, 'edge', 'library/app', img, null);
     expect(await count('change_log'), 'revived by digest').to.equal(4);
     expect(await count('outbox')).to.equal(4);
+  });
+
+  it('when a PUT moves a tag back while another PUT of that tag commits, then both are changes and both queue a build', async () => {
+    const d = image();
+    const e = image();
+    await record(db.pool, 'edge', 'library/app', d, '1.0');
+    // A PUT of e:1.0 whose transaction is still open when a PUT of d:1.0 starts: the second
+    // one's snapshot says 1.0 already names d, yet it moves 1.0 back from e once e commits.
+    const slow = createPool(db.url, 1);
+    try {
+      await slow.query('BEGIN');
+      await record(slow, 'edge', 'library/app', e, '1.0');
+      const back = record(db.pool, 'edge', 'library/app', d, '1.0');
+      await new Promise((r) => setTimeout(r, 200)); // it waits for e's lock on the tag
+      await slow.query('COMMIT');
+      await back;
+    } finally {
+      await slow.end();
+    }
+    const { rows } = await db.pool.query<{ digest: string; previous_digest: string | null }>('SELECT digest, previous_digest FROM change_log ORDER BY id');
+    expect(rows.map((r) => [r.digest, r.previous_digest])).to.deep.equal([
+      [d.manifest.digest, null], [e.manifest.digest, d.manifest.digest], [d.manifest.digest, e.manifest.digest],
+    ]);
+    expect(await count('outbox')).to.equal(3);
   });
 
   it('when published changes are older than the retention, then they are pruned, and unpublished ones stay and keep their group stale', async () => {

@@ -1,0 +1,195 @@
+import { expect } from 'chai';
+import { createHash, randomInt } from 'node:crypto';
+import { gunzipSync } from 'node:zlib';
+import { createPool } from '../../core/db/pool.js';
+import { diffStates, renderDelta, type VersionedState } from '../../core/state/delta.js';
+import { buildState, contentDigest } from '../../core/state/render.js';
+import { ArtifactStore } from '../../core/store/artifact-store.js';
+import { StateContent } from '../../worker/state-content.js';
+import { createTestDatabase, type TestDatabase } from '../support/db.js';
+import { artifact, cosignSignature, image, index, randomLayer, signatureTag, type Image } from '../support/oci.js';
+import { record } from '../support/worker.js';
+
+// Issue 11 item 1: a build after a change reads and compresses only what changed. Whatever
+// happened in between, the state it gives must be byte for byte the one a build reading the
+// whole group gives, and its delta the one delta.ts computes.
+
+const REGISTRY = 'https://harbor.example.com';
+const sha256 = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const pick = <T>(xs: readonly T[]): T => xs[randomInt(xs.length)]!;
+
+describe('a state kept between builds', function () {
+  this.timeout(120_000);
+  let db: TestDatabase;
+  let store: ArtifactStore;
+  beforeEach(async () => {
+    db = await createTestDatabase();
+    store = new ArtifactStore(db.pool);
+  });
+  afterEach(async () => db?.drop());
+
+  const cold = async (group: string): Promise<StateContent> => {
+    const c = new StateContent(group, REGISTRY);
+    c.loadFull(await store.snapshot(group, 24, 'tombstone'));
+    return c;
+  };
+  const refresh = async (warm: StateContent) => {
+    warm.apply(await store.snapshot(warm.group, 24, 'tombstone', warm.xmin));
+  };
+  /** The warm content is what a full read gives: entries, digests, and the full layer's bytes. */
+  const expectSame = async (warm: StateContent, step: string) => {
+    const full = await cold(warm.group);
+    expect(warm.jsons, step).to.deep.equal(full.jsons);
+    const reference = contentDigest(buildState(warm.group, REGISTRY, await store.listGroup(warm.group, 24)));
+    expect(warm.contentDigest(), `${step}: content digest as render.ts computes it`).to.equal(reference);
+    const [a, b] = [await warm.fullLayer(7), await full.fullLayer(7)];
+    expect(a.gzip.equals(b.gzip), `${step}: the same full layer bytes`).to.equal(true);
+    const doc = full.document(7);
+    expect(gunzipSync(a.gzip).equals(doc), `${step}: the layer unzips to the document`).to.equal(true);
+    expect(a.digest).to.equal(sha256(doc));
+  };
+
+  it('when manifests are put, tagged, moved, signed, indexed, untagged and deleted at random, then every build from the kept state equals a full read, and so does its delta', async () => {
+    const group = 'edge';
+    const repos = ['library/a', 'library/b', 'team/c'];
+    const tags = ['1', '2', 'latest', 'stable'];
+    const live: { repo: string; img: Image }[] = [];
+    const warm = new StateContent(group, REGISTRY);
+    warm.loadFull(await store.snapshot(group, 24, 'tombstone'));
+    let published: { version: number; text: string; digest: string } | undefined;
+    let version = 0;
+    for (let step = 0; step < 160; step++) {
+      const roll = randomInt(100);
+      const repo = pick(repos);
+      let what = '';
+      if (roll < 35 || live.length === 0) {
+        const img = image({ layers: [randomLayer(8)] });
+        const tag = randomInt(4) === 0 ? null : pick(tags);
+        await record(db.pool, group, repo, img, tag);
+        live.push({ repo, img });
+        what = `put ${repo}:${tag ?? '(digest)'}`;
+      } else if (roll < 45) {
+        const idx = index([{ architecture: 'amd64', os: 'linux' }, { architecture: 'arm64', os: 'linux', variant: 'v8' }]);
+        for (const child of idx.children) await record(db.pool, group, repo, child, null);
+        await record(db.pool, group, repo, { manifest: idx.manifest, config: idx.manifest, layers: [] }, pick(tags));
+        live.push({ repo, img: { manifest: idx.manifest, config: idx.manifest, layers: [] } });
+        what = 'put index';
+      } else if (roll < 55) {
+        const target = pick(live);
+        await record(db.pool, group, target.repo, cosignSignature(target.img.manifest, `harbor/${target.repo}`), signatureTag(target.img.manifest.digest));
+        what = 'cosign signature';
+      } else if (roll < 62) {
+        const target = pick(live);
+        const bundle = artifact('application/vnd.dev.sigstore.bundle.v0.3+json', Buffer.from(`{"n":${step}}`), 'application/vnd.dev.sigstore.bundle.v0.3+json', target.img.manifest);
+        await record(db.pool, group, target.repo, bundle, null);
+        live.push({ repo: target.repo, img: bundle });
+        what = 'signature referrer';
+      } else if (roll < 72) {
+        const target = pick(live);
+        await store.deleteManifest({ group, repository: target.repo }, target.img.manifest.digest);
+        what = 'delete';
+      } else if (roll < 80) {
+        const { rows } = await db.pool.query<{ repository: string; tag: string }>('SELECT repository, tag FROM tags WHERE group_name = $1', [group]);
+        if (rows.length > 0) {
+          const t = pick(rows);
+          await store.untag({ group, repository: t.repository }, t.tag);
+        }
+        what = 'untag';
+      } else if (roll < 88) {
+        const target = pick(live);
+        await record(db.pool, group, target.repo, target.img, pick(tags)); // re-tag, maybe revive
+        what = 're-tag';
+      } else {
+        what = 'nothing';
+      }
+      if (randomInt(3) === 0) continue; // several changes per build, sometimes
+      await refresh(warm);
+      await expectSame(warm, `step ${step} (${what})`);
+      if (randomInt(4) === 0) {
+        // Publish: the next delta is computed from what changed since.
+        version++;
+        const next = warm.document(version).toString();
+        if (published) {
+          const expected = renderDelta(diffStates(JSON.parse(published.text) as VersionedState, published.digest, JSON.parse(next) as VersionedState));
+          const base = { version: published.version, digest: published.digest };
+          expect(warm.deltaFrom(base, version), `step ${step}: delta from the kept changes`).to.equal(expected);
+          expect(warm.deltaFromText(published.text, base, version), `step ${step}: delta from the base's text`).to.equal(expected);
+        }
+        const layer = await warm.fullLayer(version);
+        warm.markPublished(version, layer.digest);
+        published = { version, text: next, digest: layer.digest };
+      }
+    }
+  });
+
+  it('when what names a manifest changes in a later build than the manifest, then the kept state follows', async () => {
+    const group = 'named';
+    const repo = 'library/a';
+    const warm = await cold(group);
+    const step = async (what: string, change: () => Promise<unknown>) => {
+      await change();
+      await refresh(warm);
+      await expectSame(warm, what);
+    };
+    // Children pushed by digest are entries until their index arrives.
+    const idx = index([{ architecture: 'amd64', os: 'linux' }, { architecture: 'arm64', os: 'linux' }]);
+    await step('children by digest', async () => { for (const c of idx.children) await record(db.pool, group, repo, c, null); });
+    expect(warm.count).to.equal(2);
+    await step('their index', () => record(db.pool, group, repo, { manifest: idx.manifest, config: idx.manifest, layers: [] }, 'multi'));
+    expect(warm.count).to.equal(1);
+    // A superseded manifest is listed as long as a signature names it.
+    const x = image({ layers: [randomLayer(8)] });
+    const y = image({ layers: [randomLayer(8)] });
+    const sig = cosignSignature(x.manifest, `harbor/${repo}`);
+    const bundle = artifact('application/vnd.dev.sigstore.bundle.v0.3+json', Buffer.from('{}'), 'application/vnd.dev.sigstore.bundle.v0.3+json', x.manifest);
+    await step('x tagged', () => record(db.pool, group, repo, x, '1'));
+    await step('x signed by tag', () => record(db.pool, group, repo, sig, signatureTag(x.manifest.digest)));
+    await step('x signed by a referrer', () => record(db.pool, group, repo, bundle, null));
+    await step('its tag moved to y', () => record(db.pool, group, repo, y, '1'));
+    const live = () => warm.jsons.some((j) => j.includes(x.manifest.digest) && j.includes('"deleted":false') && !j.includes('"subject"'));
+    expect(live(), 'signed: still listed').to.equal(true);
+    await step('the referrer deleted', () => store.deleteManifest({ group, repository: repo }, bundle.manifest.digest));
+    expect(live(), 'the cosign signature still names it').to.equal(true);
+    await step('the cosign signature deleted', () => store.deleteManifest({ group, repository: repo }, sig.manifest.digest));
+    expect(live(), 'nothing names it: a tombstone').to.equal(false);
+    await step('signed by tag again', () => record(db.pool, group, repo, sig, signatureTag(x.manifest.digest)));
+    expect(live(), 'signed again').to.equal(true);
+    await step('the signature tag removed', () => store.untag({ group, repository: repo }, signatureTag(x.manifest.digest)));
+    expect(live()).to.equal(false);
+  });
+
+  it('when a change commits after a later one was read, then the next build still reads it', async () => {
+    const group = 'race';
+    await record(db.pool, group, 'library/a', image({ layers: [randomLayer(8)] }), '1');
+    const warm = await cold(group);
+    // A PUT whose transaction stays open: its change gets the smaller id and commits last.
+    const slow = createPool(db.url, 1);
+    try {
+      await slow.query('BEGIN');
+      await new ArtifactStore(slow).recordManifest({ group, repository: 'library/slow' }, (await import('../../core/oci/manifest.js')).parseManifest(
+        image({ layers: [randomLayer(8)] }).manifest.bytes, 'application/vnd.oci.image.manifest.v1+json'), 'late');
+      await record(db.pool, group, 'library/b', image({ layers: [randomLayer(8)] }), '1');
+      await refresh(warm); // sees the second change, not the first
+      expect(warm.count).to.equal(2);
+      await slow.query('COMMIT');
+    } finally {
+      await slow.end();
+    }
+    await refresh(warm);
+    await expectSame(warm, 'after the slow change committed');
+    expect(warm.count).to.equal(3);
+  });
+
+  it('when a tombstone reaches the end of its retention, then the kept state drops it without a change', () => {
+    const content = new StateContent('edge', REGISTRY);
+    const row = (digest: string, expiresAt: Date | null) => ({
+      repository: 'library/a', digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', kind: 'IMAGE' as const,
+      size: 1, subject: null, deleted: expiresAt !== null, tags: [], children: null, expiresAt,
+    });
+    const t0 = new Date('2030-01-01T00:00:00Z');
+    content.loadFull({ xmin: '1', at: t0, changeId: 1, rows: [row('sha256:aa', new Date(t0.getTime() + 1000)), row('sha256:bb', null)] });
+    expect(content.apply({ xmin: '1', at: new Date(t0.getTime() + 999), changeId: 1, rows: [], keys: [] }), 'not yet').to.equal(false);
+    expect(content.apply({ xmin: '1', at: new Date(t0.getTime() + 1000), changeId: 1, rows: [], keys: [] }), 'expired').to.equal(true);
+    expect(content.keys.map((k) => k.split('\u0000')[1])).to.deep.equal(['sha256:bb']);
+  });
+});

@@ -1,0 +1,372 @@
+import { createHash } from 'node:crypto';
+import { gzip as gzipCallback } from 'node:zlib';
+import { promisify } from 'node:util';
+import { artifactOf, buildState, renderArtifacts } from '../core/state/render.js';
+import type { GroupSnapshot, ListedRow } from '../core/store/artifact-store.js';
+
+// A group's state between builds, so a build of a 100,000-entry group after one change
+// costs the change, not the list. What a build needs of the state:
+//
+// - its entries' canonical JSON in order, kept per entry: a build re-reads only the entries
+//   changes since the last read may have touched (ArtifactStore.snapshot with `since`);
+// - the full layer, gzip'd as one gzip member per chunk of entries (RFC 1952 allows
+//   members back to back; every gunzip, zlib and Go's reader read them as one stream):
+//   chunk boundaries follow the entries' digests (a chunk ends after an entry whose digest
+//   ends in "00", about 256 entries, ~70 KB), so a change recompresses its chunk only and
+//   the same content always gives the same bytes, whichever build (cold or incremental)
+//   made them;
+// - the delta from the version last published from it: the entries changed since.
+//
+// A cold build (no content kept, or kept too long) lists the whole group and gives the
+// same bytes. Content is kept per worker process, least recently built out first.
+
+const gzip = promisify(gzipCallback);
+/** gzip as the state layers use it (worker/state-artifact.ts): level 6, no name, mtime 0. */
+const gzipMember = (text: string): Promise<Buffer> => gzip(Buffer.from(text), { level: 6 });
+
+/** Sort key of an entry: repository then digest, by code unit (\0 sorts first). */
+const keyOf = (r: { repository: string; digest: string }): string => `${r.repository}\u0000${r.digest}`;
+const byCodeUnit = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+/** A chunk of the full layer ends after an entry whose digest ends in "00". */
+const endsChunk = (key: string): boolean => key.endsWith('00');
+
+/** The beginning of a state document, up to its artifacts array (render.ts's stateDocument). */
+export function stateHead(group: string, registry: string, version?: number): string {
+  return `{"group":${JSON.stringify(group)},"registry":${JSON.stringify(registry)},${version === undefined ? '' : `"version":${version},`}"artifacts":`;
+}
+
+export interface FullLayer {
+  /** gzip members, back to back. */
+  gzip: Buffer;
+  /** sha256 of the uncompressed document. */
+  digest: string;
+}
+
+interface Chunk {
+  start: number;
+  end: number;
+  id: string;
+}
+
+/**
+ * The entries of a group's state as of one snapshot. Not thread-safe across builds of the
+ * same group; the queue runs one build per group at a time.
+ */
+export class StateContent {
+  keys: string[] = [];
+  jsons: string[] = [];
+  /** The build generation that last changed each entry (chunk identity). */
+  gens: number[] = [];
+  /** Entries that leave the list by themselves, with when (ms). */
+  expiries = new Map<string, number>();
+  generation = 0;
+  /** The snapshot this content is as of. */
+  xmin = '';
+  readAt = 0;
+  /** Compressed chunks of the last build, by chunk identity. */
+  members = new Map<string, Buffer>();
+  /** The version last published from this content and its full layer's digest. */
+  published: { version: number; digest: string } | undefined;
+  /** Entries changed since `published`: their JSON then (undefined: not listed then). */
+  sincePublished = new Map<string, string | undefined>();
+  private memoDigest: string | undefined;
+
+  constructor(readonly group: string, readonly registry: string,
+    /** harbor-satellite leaves tombstones and signatures out (core/state/layout.ts). */
+    readonly layout: 'oci' | 'harbor-satellite' = 'oci') {}
+
+  /** Whether the layout lists this entry. */
+  private lists(r: ListedRow): boolean {
+    return this.layout === 'oci' || (!r.deleted && r.kind !== 'SIGNATURE');
+  }
+
+  get count(): number {
+    return this.keys.length;
+  }
+
+  /** Approximate bytes held (for the cache's budget). */
+  get bytes(): number {
+    let n = 0;
+    for (const j of this.jsons) n += j.length + 64;
+    for (const m of this.members.values()) n += m.length;
+    return n;
+  }
+
+  /** Replaces everything with a full listing. */
+  loadFull(snapshot: GroupSnapshot): void {
+    const state = buildState(this.group, this.registry, snapshot.rows.filter((r) => this.lists(r)));
+    const array = renderArtifacts(state).artifacts;
+    const jsons = splitEntries(array, state.artifacts.length) ?? state.artifacts.map((a) => JSON.stringify(a));
+    const keys = state.artifacts.map(keyOf);
+    const before = this.published ? this.entryMap() : undefined;
+    this.generation++;
+    this.keys = keys;
+    this.jsons = jsons;
+    this.gens = keys.map(() => this.generation);
+    this.expiries = new Map();
+    for (const r of snapshot.rows) if (r.expiresAt) this.expiries.set(keyOf(r), r.expiresAt.getTime());
+    this.members = new Map();
+    this.xmin = snapshot.xmin;
+    this.readAt = snapshot.at.getTime();
+    this.memoDigest = undefined;
+    if (before) {
+      // Still able to tell what changed since the version last published from here.
+      const now = this.entryMap();
+      for (const [key, json] of now) if (before.get(key) !== json) this.noteChange(key, before.get(key));
+      for (const [key, json] of before) if (!now.has(key)) this.noteChange(key, json);
+    }
+  }
+
+  /** Applies a listing read since this content's snapshot; false when it changed nothing. */
+  apply(snapshot: GroupSnapshot): boolean {
+    const at = snapshot.at.getTime();
+    const updates = new Map<string, ListedRow | undefined>();
+    for (const k of snapshot.keys ?? []) updates.set(keyOf(k), undefined);
+    for (const r of snapshot.rows) updates.set(keyOf(r), r);
+    for (const [key, when] of this.expiries) if (when <= at && !updates.has(key)) updates.set(key, undefined);
+    this.xmin = snapshot.xmin;
+    this.readAt = at;
+    if (updates.size === 0) return false;
+
+    const index = new Map<string, number>();
+    const changed = new Map<string, string | undefined>();
+    for (const key of updates.keys()) {
+      const i = this.find(key);
+      const old = i >= 0 ? this.jsons[i] : undefined;
+      const row = updates.get(key);
+      const json = row && this.lists(row) ? JSON.stringify(artifactOf(row)) : undefined;
+      if (row?.expiresAt) this.expiries.set(key, row.expiresAt.getTime());
+      else this.expiries.delete(key);
+      if (json === old) continue;
+      changed.set(key, json);
+      if (i >= 0) index.set(key, i);
+      this.noteChange(key, old);
+    }
+    if (changed.size === 0) return false;
+    this.generation++;
+    this.memoDigest = undefined;
+    // One merge pass: the entries kept, the changed ones put in place.
+    const added = [...changed.entries()].filter(([k, j]) => j !== undefined && !index.has(k)).map(([k]) => k).sort(byCodeUnit);
+    const keys: string[] = [];
+    const jsons: string[] = [];
+    const gens: number[] = [];
+    let a = 0;
+    const push = (key: string, json: string, gen: number) => {
+      keys.push(key);
+      jsons.push(json);
+      gens.push(gen);
+    };
+    for (let i = 0; i < this.keys.length; i++) {
+      const key = this.keys[i]!;
+      while (a < added.length && added[a]! < key) push(added[a]!, changed.get(added[a++]!)!, this.generation);
+      if (!changed.has(key)) push(key, this.jsons[i]!, this.gens[i]!);
+      else if (changed.get(key) !== undefined) push(key, changed.get(key)!, this.generation);
+    }
+    while (a < added.length) push(added[a]!, changed.get(added[a++]!)!, this.generation);
+    this.keys = keys;
+    this.jsons = jsons;
+    this.gens = gens;
+    return true;
+  }
+
+  /** Identifies the content regardless of version (render.ts's contentDigest). */
+  contentDigest(): string {
+    this.memoDigest ??= this.hash(stateHead(this.group, this.registry));
+    return this.memoDigest;
+  }
+
+  /** The document of `version`, whole (for layouts that need the JSON itself). */
+  document(version: number): Buffer {
+    return Buffer.from(`${stateHead(this.group, this.registry, version)}[${this.jsons.join(',')}]}`);
+  }
+
+  /**
+   * The full layer of `version`: the head, each chunk and the tail as gzip members, the
+   * chunks unchanged since the last build taken as they were compressed then.
+   */
+  async fullLayer(version: number): Promise<FullLayer> {
+    const head = `${stateHead(this.group, this.registry, version)}[`;
+    const chunks = this.chunks();
+    const members = new Map<string, Buffer>();
+    const parts = await Promise.all(chunks.map(async (c) => {
+      const member = this.members.get(c.id) ?? await gzipMember(this.chunkText(c));
+      members.set(c.id, member);
+      return member;
+    }));
+    this.members = members;
+    const [first, last] = await Promise.all([gzipMember(head), gzipMember(']}')]);
+    return { gzip: Buffer.concat([first, ...parts, last]), digest: this.hash(head.slice(0, -1)) };
+  }
+
+  /** Remembers that `version` was published from this content, with its full layer's digest. */
+  markPublished(version: number, digest: string): void {
+    this.published = { version, digest };
+    this.sincePublished.clear();
+  }
+
+  /**
+   * The delta from the version last published from this content (core/state/delta.ts's
+   * renderDelta(diffStates(...)), byte for byte), or undefined when that version is not
+   * `base`.
+   */
+  deltaFrom(base: { version: number; digest: string }, version: number): string | undefined {
+    if (this.published?.version !== base.version || this.published.digest !== base.digest) return undefined;
+    const removed: string[] = [];
+    const upserted: string[] = [];
+    const removedKeys = [...this.sincePublished.entries()]
+      .filter(([key, before]) => before !== undefined && this.find(key) < 0)
+      .map(([key]) => {
+        const at = key.indexOf('\u0000');
+        return { repository: key.slice(0, at), digest: key.slice(at + 1) };
+      })
+      // delta.ts orders removals by "repository@digest".
+      .sort((x, y) => byCodeUnit(`${x.repository}@${x.digest}`, `${y.repository}@${y.digest}`));
+    for (const r of removedKeys) removed.push(JSON.stringify(r));
+    for (const key of [...this.sincePublished.keys()].sort(byCodeUnit)) {
+      const i = this.find(key);
+      if (i >= 0 && this.jsons[i] !== this.sincePublished.get(key)) upserted.push(this.jsons[i]!);
+    }
+    return renderDeltaText(this.group, this.registry, base, version, removed, upserted);
+  }
+
+  /**
+   * The delta from `base` given its document's text (its full layer, uncompressed), for when
+   * this content was not what `base` was published from: the same bytes as deltaFrom and
+   * delta.ts, from the texts of the entries (no object per entry); undefined when the text
+   * is not laid out as this renderer writes it.
+   */
+  deltaFromText(text: string, base: { version: number; digest: string }, version: number): string | undefined {
+    const start = text.indexOf('"artifacts":[');
+    if (start < 0 || !text.endsWith(']}')) return undefined;
+    const array = text.slice(start + '"artifacts":'.length, -1);
+    const entries = array === '[]' ? [] : splitEntries(array, undefined);
+    if (!entries) return undefined;
+    const before = new Map<string, string>();
+    for (const json of entries) {
+      const m = ENTRY_KEY.exec(json);
+      if (!m) return undefined;
+      before.set(keyOf({ repository: JSON.parse(m[1]!) as string, digest: JSON.parse(m[2]!) as string }), json);
+    }
+    const removed = [...before.keys()].filter((key) => this.find(key) < 0)
+      .map((key) => {
+        const at = key.indexOf('\u0000');
+        return { repository: key.slice(0, at), digest: key.slice(at + 1) };
+      })
+      .sort((x, y) => byCodeUnit(`${x.repository}@${x.digest}`, `${y.repository}@${y.digest}`))
+      .map((r) => JSON.stringify(r));
+    const upserted = this.jsons.filter((json, i) => before.get(this.keys[i]!) !== json);
+    return renderDeltaText(this.group, this.registry, base, version, removed, upserted);
+  }
+
+  private noteChange(key: string, before: string | undefined): void {
+    if (this.published && !this.sincePublished.has(key)) this.sincePublished.set(key, before);
+  }
+
+  private entryMap(): Map<string, string> {
+    const m = new Map<string, string>();
+    for (let i = 0; i < this.keys.length; i++) m.set(this.keys[i]!, this.jsons[i]!);
+    return m;
+  }
+
+  private find(key: string): number {
+    let lo = 0;
+    let hi = this.keys.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const k = this.keys[mid]!;
+      if (k === key) return mid;
+      if (k < key) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
+  }
+
+  private chunks(): Chunk[] {
+    const out: Chunk[] = [];
+    let start = 0;
+    let gen = 0;
+    for (let i = 0; i < this.keys.length; i++) {
+      gen = Math.max(gen, this.gens[i]!);
+      if (endsChunk(this.keys[i]!) || i === this.keys.length - 1) {
+        // The chunk's first key, size and newest generation identify its text (a chunk
+        // that gained, lost or changed an entry has a new generation or size); the first
+        // chunk has no leading comma.
+        out.push({ start, end: i + 1, id: `${this.keys[start]}\u0001${i + 1 - start}\u0001${gen}\u0001${start === 0}` });
+        start = i + 1;
+        gen = 0;
+      }
+    }
+    return out;
+  }
+
+  private chunkText(c: Chunk): string {
+    const text = this.jsons.slice(c.start, c.end).join(',');
+    return c.start === 0 ? text : `,${text}`;
+  }
+
+  /** sha256 of head + '[' + entries + ']}', fed chunk by chunk. */
+  private hash(head: string): string {
+    const h = createHash('sha256').update(head).update('[');
+    for (const c of this.chunks()) h.update(this.chunkText(c));
+    return `sha256:${h.update(']}').digest('hex')}`;
+  }
+}
+
+/** The repository and digest at the start of an entry's JSON, as the renderer writes it. */
+const ENTRY_KEY = /^\{"repository":("(?:[^"\\]|\\.)*"),"tag":\[[^\]]*\],"labels":null,"type":"[A-Z]+","digest":("[^"\\]*")/;
+
+/** delta.ts's renderDelta, from the JSON of the entries it lists. */
+function renderDeltaText(group: string, registry: string, base: { version: number; digest: string }, version: number, removed: string[], upserted: string[]): string {
+  return `{"base":${JSON.stringify({ version: base.version, digest: base.digest })},"group":${JSON.stringify(group)},`
+    + `"registry":${JSON.stringify(registry)},"version":${version},"removed":[${removed.join(',')}],"upserted":[${upserted.join(',')}]}`;
+}
+
+/**
+ * Splits the JSON of an entries array into each entry's JSON. Entries are objects that all
+ * begin with "repository", and `},{"repository":` can occur only between two of them (a
+ * quote inside a JSON string is escaped); undefined when the count, if given, does not come
+ * out right.
+ */
+function splitEntries(array: string, count: number | undefined): string[] | undefined {
+  if (count === 0) return array === '[]' ? [] : undefined;
+  if (!array.startsWith('[{"repository":') || !array.endsWith('}]')) return undefined;
+  const parts = array.slice(1, -1).split('},{"repository":');
+  if (count !== undefined && parts.length !== count) return undefined;
+  const last = parts.length - 1;
+  return parts.map((p, i) => (i === 0 ? '' : '{"repository":') + p + (i === last ? '' : '}'));
+}
+
+export interface StateCacheOptions {
+  /** Bytes of content kept across groups; 0 keeps none. */
+  maxBytes: number;
+  /** Content older than this is read again in full (it must stay well within the change log's retention). */
+  maxAgeMs: number;
+}
+
+/** Contents of the groups this worker built last, within a memory budget. */
+export class StateCache {
+  private readonly groups = new Map<string, StateContent>();
+
+  constructor(private readonly options: StateCacheOptions) {}
+
+  /** The content kept for `group`, if any and young enough, taken out of the cache while a build uses it. */
+  take(group: string, registry: string, now: number): StateContent | undefined {
+    const c = this.groups.get(group);
+    this.groups.delete(group);
+    if (!c || c.registry !== registry || now - c.readAt > this.options.maxAgeMs) return undefined;
+    return c;
+  }
+
+  /** Keeps `content` (most recently used), dropping the least recently used beyond the budget. */
+  put(content: StateContent): void {
+    if (this.options.maxBytes <= 0) return;
+    this.groups.set(content.group, content);
+    let total = 0;
+    for (const c of this.groups.values()) total += c.bytes;
+    for (const [group, c] of this.groups) {
+      if (total <= this.options.maxBytes) break;
+      this.groups.delete(group);
+      total -= c.bytes;
+    }
+  }
+}
