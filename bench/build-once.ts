@@ -1,12 +1,22 @@
-// One state build in a process of its own, so bench:state can report the worker's peak
-// memory for it (VmHWM): reads its settings from BENCH_BUILD (JSON), builds the group once
-// with the worker's own builder, prints {"ms", "result", "peakRssMiB"} on stdout.
+// State builds in a process of their own, so bench:state can report the worker's memory:
+// reads its settings from BENCH_BUILD (JSON) and, with the worker's own builder, builds
+// (BENCH_BUILD.phases "first,next"):
+//   first      the group's first version (nothing kept: the whole group read);
+//   next       the next version after one change, with what the first build kept;
+// or ("cold-next"), in a process of its own:
+//   cold-next  the version after one change, by a worker that kept nothing (just started):
+//              the whole group read, the delta from the last version's kept package.
+// Prints one JSON line per build: {"phase", "ms", "result", "peakRssMiB"} (peak RSS sampled
+// during that build), then {"phase":"process","peakRssMiB"} (VmHWM).
 import { readFile } from 'node:fs/promises';
-import { loadConfig } from '../core/config.js';
-import { createPool } from '../core/db/pool.js';
+import { loadConfig, type Config } from '../core/config.js';
+import { createPool, type Pool } from '../core/db/pool.js';
 import { createLogger } from '../core/logger.js';
+import { parseManifest } from '../core/oci/manifest.js';
 import { RegistryClient } from '../core/registry/registry-client.js';
-import { KeySigner, loadSigningKey } from '../worker/signer.js';
+import { ArtifactStore } from '../core/store/artifact-store.js';
+import { image, randomLayer } from '../test/support/oci.js';
+import { KeySigner, loadSigningKey, type SigningKey } from '../worker/signer.js';
 import { makeBuilder } from '../worker/state-worker.js';
 
 interface Settings {
@@ -16,6 +26,28 @@ interface Settings {
   stateProject: string;
   keyPath: string;
   keyPassword: string;
+  phases: string;
+}
+
+const builder = (config: Config, pool: Pool, key: SigningKey) => {
+  const client = new RegistryClient(config.stateRegistry);
+  return makeBuilder(config, pool, client, new KeySigner(client, key.key), createLogger('silent'));
+};
+
+async function change(pool: Pool, group: string): Promise<void> {
+  const img = image({ layers: [randomLayer(64)] });
+  await new ArtifactStore(pool).recordManifest({ group, repository: 'library/app0' }, parseManifest(img.manifest.bytes, img.manifest.mediaType), `one-more-${Date.now()}`);
+}
+
+async function timed(phase: string, fn: () => Promise<unknown>): Promise<void> {
+  let peak = process.memoryUsage().rss;
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 5);
+  const t0 = performance.now();
+  const result = await fn();
+  const ms = performance.now() - t0;
+  clearInterval(sampler);
+  peak = Math.max(peak, process.memoryUsage().rss);
+  process.stdout.write(`${JSON.stringify({ phase, ms, result, peakRssMiB: peak / 1024 / 1024 })}\n`);
 }
 
 async function main(): Promise<void> {
@@ -25,16 +57,19 @@ async function main(): Promise<void> {
     COSIGN_KEY: s.keyPath, COSIGN_PASSWORD: s.keyPassword, LOG_LEVEL: 'silent',
   });
   const pool = createPool(config.databaseUrl, 4);
-  const client = new RegistryClient(config.stateRegistry);
   const key = await loadSigningKey(s.keyPath, s.keyPassword);
-  const builder = makeBuilder(config, pool, client, new KeySigner(client, key.key), createLogger('silent'));
   try {
-    const t0 = performance.now();
-    const result = await builder.build(s.group);
-    const ms = performance.now() - t0;
+    const b = builder(config, pool, key);
+    if (s.phases === 'cold-next') {
+      await change(pool, s.group);
+      await timed('cold-next', () => b.build(s.group));
+    } else {
+      await timed('first', () => b.build(s.group));
+      await change(pool, s.group);
+      await timed('next', () => b.build(s.group));
+    }
     const status = await readFile('/proc/self/status', 'utf8');
-    const peakRssMiB = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? NaN) / 1024;
-    process.stdout.write(`${JSON.stringify({ ms, result, peakRssMiB })}\n`);
+    process.stdout.write(`${JSON.stringify({ phase: 'process', peakRssMiB: Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? NaN) / 1024 })}\n`);
   } finally {
     await pool.end();
   }

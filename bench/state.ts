@@ -29,7 +29,7 @@ import { blob, image, randomLayer, writeLayout } from '../test/support/oci.js';
 import { freePort, spawnSatellite } from '../test/support/process.js';
 import { dropPrefix, REDIS_URL, testPrefix } from '../test/support/redis.js';
 import { skopeoCopy } from '../test/support/run.js';
-import { KEY_PASSWORD, record, testKeys, type TestKeys } from '../test/support/worker.js';
+import { KEY_PASSWORD, testKeys, type TestKeys } from '../test/support/worker.js';
 import { seedGroup } from './seed.js';
 
 const BURSTS = Number(process.env.BENCH_BURSTS ?? 20);
@@ -99,42 +99,52 @@ async function latency(registryUrl: string, keys: TestKeys): Promise<void> {
   }
 }
 
-/** Builds `group` once in a process of its own; its time and peak RSS. */
-async function buildOnce(settings: object): Promise<{ ms: number; peakRssMiB: number; result: { result: string; version: number; artifacts: number } }> {
-  const { stdout } = await run(process.execPath, ['dist/bench/build-once.js'], { env: { ...process.env, BENCH_BUILD: JSON.stringify(settings) }, maxBuffer: 1 << 20 });
-  return JSON.parse(stdout.trim().split('\n').pop()!);
+interface Phase {
+  phase: string;
+  ms: number;
+  peakRssMiB: number;
+  result?: { result: string; version: number; artifacts: number };
 }
 
-/** skopeo pushing the package `version` was published as (kept in Postgres), unsigned, to a new repository. */
-async function skopeoFloor(pool: Pool, registry: LocalRegistry, work: string, group: string, version: number, target: string): Promise<{ ms: number; bytes: number }> {
-  const { rows } = await pool.query<{ manifest: Buffer; blobs: Buffer[] }>(
-    'SELECT manifest, blobs FROM state_versions WHERE group_name = $1 AND version = $2', [group, version]);
-  const pkg = rows[0]!;
-  const dir = join(work, `${group}-${version}`);
-  await writeLayout(dir, 'state', blob('application/vnd.oci.image.manifest.v1+json', pkg.manifest), pkg.blobs.map((b) => blob('application/octet-stream', b)));
+/** bench/build-once.ts: three builds of `group` in a process of its own. */
+async function buildSeries(settings: object): Promise<Phase[]> {
+  const { stdout } = await run(process.execPath, ['dist/bench/build-once.js'], { env: { ...process.env, BENCH_BUILD: JSON.stringify(settings) }, maxBuffer: 1 << 20 });
+  return stdout.trim().split('\n').map((l) => JSON.parse(l) as Phase);
+}
+
+/** skopeo pushing version `version` as published (read back from the registry), unsigned, to a new repository. */
+async function skopeoFloor(registry: LocalRegistry, work: string, repository: string, version: number, target: string): Promise<{ ms: number; bytes: number }> {
+  const client = new RegistryClient(registry.url);
+  const m = (await client.getManifest(repository, `v${version}`))!;
+  const doc = JSON.parse(m.bytes.toString()) as { config: { digest: string }; layers: { digest: string }[] };
+  const blobs = await Promise.all([doc.config, ...doc.layers].map((d) => client.getBlob(repository, d.digest)));
+  const dir = join(work, `${target.replaceAll('/', '-')}`);
+  await writeLayout(dir, 'state', blob('application/vnd.oci.image.manifest.v1+json', m.bytes), blobs.map((b) => blob('application/octet-stream', b)));
   const t = performance.now();
   await skopeoCopy(`oci:${dir}:state`, `docker://${registry.host}/${target}:latest`, 'any:any');
-  return { ms: performance.now() - t, bytes: pkg.blobs.reduce((n, b) => n + b.length, 0) };
+  return { ms: performance.now() - t, bytes: blobs.reduce((n, b) => n + b.length, 0) };
 }
 
 async function sizes(registry: LocalRegistry, keys: TestKeys, work: string): Promise<void> {
-  out('2. one group: build + sign + publish (ours, a worker process of its own) beside skopeo pushing the same artifact unsigned');
-  out(`   ${'artifacts'.padEnd(10)}${'version'.padEnd(22)}${'ours'.padStart(10)}${'skopeo'.padStart(10)}${'ratio'.padStart(7)}${'layers'.padStart(12)}${'worker peak RSS'.padStart(17)}`);
+  out('2. one group: build + sign + publish (ours, one worker process) beside skopeo pushing the same artifact unsigned');
+  out('   first: nothing kept, the whole group read; next: after 1 change, with what the first build kept; cold next: after 1 change, nothing kept');
+  out(`   ${'artifacts'.padEnd(10)}${'build'.padEnd(12)}${'ours'.padStart(10)}${'skopeo'.padStart(10)}${'ratio'.padStart(7)}${'layers'.padStart(12)}${'peak RSS'.padStart(11)}`);
   for (const n of SIZES) {
     const db = await createTestDatabase();
     try {
       await seedGroup(db.pool, 'big', n);
       await db.pool.query('ANALYZE');
       const settings = { databaseUrl: db.url, group: 'big', stateRegistry: registry.url, stateProject: `size${n}`, keyPath: keys.keyPath, keyPassword: KEY_PASSWORD };
-      const first = await buildOnce(settings);
-      if (first.result.artifacts !== n) throw new Error(`built ${first.result.artifacts} of ${n}`);
-      const floor1 = await skopeoFloor(db.pool, registry, work, 'big', first.result.version, `peer/size${n}/first`);
-      await record(db.pool, 'big', 'library/app0', image({ layers: [randomLayer(64)] }), 'one-more');
-      const next = await buildOnce(settings);
-      const floor2 = await skopeoFloor(db.pool, registry, work, 'big', next.result.version, `peer/size${n}/next`);
-      for (const [label, r, f] of [['v1 (full)', first, floor1], ['v2 (1 change, delta)', next, floor2]] as const) {
-        out(`   ${String(n).padEnd(10)}${label.padEnd(22)}${ms(r.ms).padStart(10)}${ms(f.ms).padStart(10)}${(r.ms / f.ms).toFixed(2).padStart(7)}`
-          + `${`${(f.bytes / 1024).toFixed(0)} KiB`.padStart(12)}${`${r.peakRssMiB.toFixed(0)} MiB`.padStart(17)}`);
+      const phases = [...await buildSeries({ ...settings, phases: 'first,next' }), ...await buildSeries({ ...settings, phases: 'cold-next' })];
+      for (const p of phases) {
+        if (!p.result) {
+          out(`   ${String(n).padEnd(10)}${'(process)'.padEnd(12)}${''.padStart(39)}${`${p.peakRssMiB.toFixed(0)} MiB`.padStart(11)}`);
+          continue;
+        }
+        if (p.result.result !== 'published' || p.result.artifacts < n) throw new Error(`${p.phase}: ${JSON.stringify(p.result)}`);
+        const floor = await skopeoFloor(registry, work, `size${n}/group-state/big/state`, p.result.version, `peer/size${n}/${p.phase}`);
+        out(`   ${String(n).padEnd(10)}${p.phase.padEnd(12)}${ms(p.ms).padStart(10)}${ms(floor.ms).padStart(10)}${(p.ms / floor.ms).toFixed(2).padStart(7)}`
+          + `${`${(floor.bytes / 1024).toFixed(0)} KiB`.padStart(12)}${`${p.peakRssMiB.toFixed(0)} MiB`.padStart(11)}`);
       }
     } finally {
       await db.drop();

@@ -25,7 +25,7 @@ export class BuiltinPusher implements Pusher {
   constructor(private readonly client: RegistryClient) {}
 
   async push(repository: string, pkg: PackagedState, reference: string): Promise<void> {
-    for (const b of pkg.blobs) await this.client.pushBlob(repository, b.bytes);
+    for (const b of pkg.blobs) await this.client.pushBlob(repository, b.bytes, { digest: b.digest, isNew: pkg.fresh && !b.shared });
     await this.client.putManifest(repository, reference, pkg.manifest, pkg.mediaType);
   }
 }

@@ -22,7 +22,11 @@ export async function loadSigningKey(path: string, password: string): Promise<Si
 /** Attaches a cosign signature to a manifest digest in a repository of the state registry. */
 export interface Signer {
   readonly name: string;
-  sign(repository: string, digest: string): Promise<'signed' | 'already-signed'>;
+  /**
+   * `fresh`: the manifest was made by this attempt (a new version's), so no signature can be
+   * attached to it yet: nothing is read first.
+   */
+  sign(repository: string, digest: string, opts?: { fresh?: boolean }): Promise<'signed' | 'already-signed'>;
 }
 
 /**
@@ -38,9 +42,9 @@ export class KeySigner implements Signer {
     this.publicKey = createPublicKey(key);
   }
 
-  async sign(repository: string, digest: string): Promise<'signed' | 'already-signed'> {
+  async sign(repository: string, digest: string, opts: { fresh?: boolean } = {}): Promise<'signed' | 'already-signed'> {
     const identity = `${this.client.host}/${repository}`;
-    const existing = await readSignatureLayers(this.client, repository, digest);
+    const existing = opts.fresh ? [] : await readSignatureLayers(this.client, repository, digest);
     const mine = existing.some((l) => verifySignatureLayer({
       key: this.publicKey, payload: l.payload, payloadDigest: l.digest, signatureB64: l.signatureB64, manifestDigest: digest, repository: identity,
     }).ok);
@@ -50,7 +54,7 @@ export class KeySigner implements Signer {
       ...existing.map((l) => ({ payload: l.payload, signatureB64: l.signatureB64 })),
       { payload, signatureB64: signPayload(this.key, payload) },
     ]);
-    for (const b of image.blobs) await this.client.pushBlob(repository, b);
+    for (const b of image.blobs) await this.client.pushBlob(repository, b, { isNew: opts.fresh });
     await this.client.putManifest(repository, signatureTag(digest), image.manifest, 'application/vnd.oci.image.manifest.v1+json');
     return 'signed';
   }
@@ -91,9 +95,9 @@ export class CosignCliSigner implements Signer {
     return this.versionArgs;
   }
 
-  async sign(repository: string, digest: string): Promise<'signed' | 'already-signed'> {
+  async sign(repository: string, digest: string, opts: { fresh?: boolean } = {}): Promise<'signed' | 'already-signed'> {
     const identity = `${this.client.host}/${repository}`;
-    const existing = await readSignatureLayers(this.client, repository, digest);
+    const existing = opts.fresh ? [] : await readSignatureLayers(this.client, repository, digest);
     if (existing.some((l) => verifySignatureLayer({
       key: this.publicKey, payload: l.payload, payloadDigest: l.digest, signatureB64: l.signatureB64, manifestDigest: digest, repository: identity,
     }).ok)) return 'already-signed';

@@ -19,6 +19,8 @@ export type StateLayout = 'oci' | 'harbor-satellite';
 export interface BlobBytes {
   digest: string;
   bytes: Buffer;
+  /** The same bytes in every version (the empty config): likely in the registry already. */
+  shared?: boolean;
 }
 
 export interface PackagedState {
@@ -26,6 +28,8 @@ export interface PackagedState {
   mediaType: string;
   digest: string;
   blobs: BlobBytes[];
+  /** Made by this attempt: its blobs but the shared ones cannot be in the registry yet. */
+  fresh?: boolean;
 }
 
 /** A full layer already compressed: its gzip bytes and the uncompressed document's digest. */
@@ -62,7 +66,7 @@ export function gzipState(json: Buffer): Buffer {
  * --annotation-file A ref artifacts.json.gz:L [artifacts.delta.json.gz:D]` with the same files.
  */
 function ociArtifact(json: Buffer | CompressedState, created: Date, delta: PackagedDelta | undefined): PackagedState {
-  const empty = blob(Buffer.from('{}'));
+  const empty: BlobBytes = { ...blob(Buffer.from('{}')), shared: true };
   const full = blob(Buffer.isBuffer(json) ? gzipState(json) : json.gzip);
   const layers: object[] = [{
     mediaType: STATE_LAYER_TYPE, digest: full.digest, size: full.bytes.length,

@@ -57,10 +57,11 @@ export class StateBuilder {
     const kept = this.options.cache?.take(group, registry, Date.now());
     // One snapshot: the point the build starts from and what the group holds then (only
     // what changed since, when the content of an earlier build is kept).
-    const snapshot = await this.artifacts.snapshot(group, this.options.tombstoneRetentionHours, this.options.supersededManifests ?? 'tombstone', kept?.xmin);
     const content = kept ?? new StateContent(group, registry, this.options.layout);
-    if (snapshot.keys) content.apply(snapshot);
-    else content.loadFull(snapshot);
+    const full = kept ? undefined : content.beginFull();
+    const snapshot = await this.artifacts.snapshot(group, this.options.tombstoneRetentionHours, this.options.supersededManifests ?? 'tombstone', kept?.xmin, full?.add);
+    if (full) full.finish(snapshot);
+    else content.apply(snapshot);
     try {
       return await this.buildContent(group, content, { at: snapshot.at, changeId: snapshot.changeId });
     } finally {
@@ -101,9 +102,9 @@ export class StateBuilder {
     }
 
     const version = allocation.version;
-    const pkg = await this.packageFor(group, version, content);
+    const { pkg, saved } = await this.packageFor(group, version, content);
     const summary = { group, version: version.version, digest: pkg.digest, artifacts: content.count };
-    const pushed = await this.publish(group, repository, pkg, version);
+    const pushed = await this.publish(group, repository, pkg, version, saved);
     if (pushed === undefined) {
       // A newer build allocated a newer version meanwhile: it publishes, this one stops
       // short of `latest` (its version tag is removed by the pruner).
@@ -130,14 +131,15 @@ export class StateBuilder {
    * bytes), else a new one, with the delta from the newest published version when its
    * package is known, kept before anything is pushed.
    */
-  private async packageFor(group: string, version: StateVersion, content: StateContent): Promise<PackagedState> {
+  private async packageFor(group: string, version: StateVersion, content: StateContent): Promise<{ pkg: PackagedState; saved: Promise<void> }> {
     const stored = await this.states.loadPackage(group, version.version);
-    if (stored) return fromStored(stored);
+    if (stored) return { pkg: fromStored(stored), saved: Promise.resolve() };
     const pkg = this.options.layout === 'oci'
       ? packageState('oci', await content.fullLayer(version.version), version.createdAt, await this.deltaFrom(group, content, version.version))
       : packageState(this.options.layout, content.document(version.version), version.createdAt);
-    await this.states.savePackage(group, version.version, { digest: pkg.digest, manifest: pkg.manifest, blobs: pkg.blobs.map((b) => b.bytes) });
-    return pkg;
+    // Kept while its blobs upload (publish waits for it before anything is signed or tagged).
+    const saved = this.states.savePackage(group, version.version, { digest: pkg.digest, manifest: pkg.manifest, blobs: pkg.blobs.map((b) => b.bytes) });
+    return { pkg: { ...pkg, fresh: true }, saved };
   }
 
   /**
@@ -173,11 +175,20 @@ export class StateBuilder {
    * moved. On every path the signature is in place before a version tag names the
    * manifest, and the signer is idempotent, so a retry adds no second signature.
    */
-  private async publish(group: string, repository: string, pkg: PackagedState, version: StateVersion): Promise<PackagedState | undefined> {
+  private async publish(group: string, repository: string, pkg: PackagedState, version: StateVersion,
+    /** The package being kept: needed before a tag can name it, not before its blobs upload by digest. */
+    saved: Promise<void> = Promise.resolve()): Promise<PackagedState | undefined> {
     let pushed = pkg;
-    if (this.pusher.tagsWhilePushing) pushed = await this.pushThroughTag(group, repository, pkg, version);
-    else await this.pusher.push(repository, pkg, pkg.digest);
-    await this.signer.sign(repository, pushed.digest);
+    if (this.pusher.tagsWhilePushing) {
+      await saved;
+      pushed = await this.pushThroughTag(group, repository, pkg, version);
+    } else {
+      // A build that dies after this push but before its package is kept leaves an untagged
+      // manifest, which a retry of the same content makes again byte for byte (same
+      // content, version and time); nothing ever names it otherwise.
+      await Promise.all([this.pusher.push(repository, pkg, pkg.digest), saved]);
+    }
+    await this.signer.sign(repository, pushed.digest, { fresh: pkg.fresh && pushed === pkg });
     await this.client.putManifest(repository, versionTag(version.version), pushed.manifest, pushed.mediaType);
     if (!(await this.states.isCurrent(group, version.version))) return undefined;
     await this.client.putManifest(repository, 'latest', pushed.manifest, pushed.mediaType);

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { gzip as gzipCallback } from 'node:zlib';
 import { promisify } from 'node:util';
-import { artifactOf, buildState, renderArtifacts } from '../core/state/render.js';
+import { artifactOf } from '../core/state/render.js';
 import type { GroupSnapshot, ListedRow } from '../core/store/artifact-store.js';
 
 // A group's state between builds, so a build of a 100,000-entry group after one change
@@ -22,7 +22,7 @@ import type { GroupSnapshot, ListedRow } from '../core/store/artifact-store.js';
 
 const gzip = promisify(gzipCallback);
 /** gzip as the state layers use it (worker/state-artifact.ts): level 6, no name, mtime 0. */
-const gzipMember = (text: string): Promise<Buffer> => gzip(Buffer.from(text), { level: 6 });
+const gzipMember = (bytes: Buffer): Promise<Buffer> => gzip(bytes, { level: 6 });
 
 /** Sort key of an entry: repository then digest, by code unit (\0 sorts first). */
 const keyOf = (r: { repository: string; digest: string }): string => `${r.repository}\u0000${r.digest}`;
@@ -48,6 +48,12 @@ interface Chunk {
   id: string;
 }
 
+/** A chunk's text as bytes, and once compressed, its gzip member. */
+interface ChunkBytes {
+  bytes: Buffer;
+  member?: Buffer;
+}
+
 /**
  * The entries of a group's state as of one snapshot. Not thread-safe across builds of the
  * same group; the queue runs one build per group at a time.
@@ -63,8 +69,9 @@ export class StateContent {
   /** The snapshot this content is as of. */
   xmin = '';
   readAt = 0;
-  /** Compressed chunks of the last build, by chunk identity. */
-  members = new Map<string, Buffer>();
+  /** The chunks of the last build, by identity. */
+  private chunkBytes = new Map<string, ChunkBytes>();
+  private memoChunks: Chunk[] | undefined;
   /** The version last published from this content and its full layer's digest. */
   published: { version: number; digest: string } | undefined;
   /** Entries changed since `published`: their JSON then (undefined: not listed then). */
@@ -88,33 +95,65 @@ export class StateContent {
   get bytes(): number {
     let n = 0;
     for (const j of this.jsons) n += j.length + 64;
-    for (const m of this.members.values()) n += m.length;
+    for (const c of this.chunkBytes.values()) n += c.bytes.length + (c.member?.length ?? 0);
     return n;
   }
 
   /** Replaces everything with a full listing. */
   loadFull(snapshot: GroupSnapshot): void {
-    const state = buildState(this.group, this.registry, snapshot.rows.filter((r) => this.lists(r)));
-    const array = renderArtifacts(state).artifacts;
-    const jsons = splitEntries(array, state.artifacts.length) ?? state.artifacts.map((a) => JSON.stringify(a));
-    const keys = state.artifacts.map(keyOf);
-    const before = this.published ? this.entryMap() : undefined;
-    this.generation++;
-    this.keys = keys;
-    this.jsons = jsons;
-    this.gens = keys.map(() => this.generation);
-    this.expiries = new Map();
-    for (const r of snapshot.rows) if (r.expiresAt) this.expiries.set(keyOf(r), r.expiresAt.getTime());
-    this.members = new Map();
-    this.xmin = snapshot.xmin;
-    this.readAt = snapshot.at.getTime();
-    this.memoDigest = undefined;
-    if (before) {
-      // Still able to tell what changed since the version last published from here.
-      const now = this.entryMap();
-      for (const [key, json] of now) if (before.get(key) !== json) this.noteChange(key, before.get(key));
-      for (const [key, json] of before) if (!now.has(key)) this.noteChange(key, json);
-    }
+    const load = this.beginFull();
+    load.add(snapshot.rows);
+    load.finish(snapshot);
+  }
+
+  /**
+   * Replaces everything with a full listing taken in batches (in the store's order): each
+   * batch is rendered as it comes (one JSON.stringify per batch, split per entry), so its
+   * rows and objects are garbage before the next arrives.
+   */
+  beginFull(): { add: (rows: readonly ListedRow[]) => void; finish: (snapshot: GroupSnapshot) => void } {
+    const keys: string[] = [];
+    const jsons: string[] = [];
+    const expiries = new Map<string, number>();
+    let sorted = true;
+    return {
+      add: (all) => {
+        const rows = this.layout === 'oci' ? all : all.filter((r) => this.lists(r));
+        if (rows.length === 0) return;
+        const artifacts = rows.map(artifactOf);
+        const split = splitEntries(JSON.stringify(artifacts), artifacts.length) ?? artifacts.map((a) => JSON.stringify(a));
+        for (let i = 0; i < rows.length; i++) {
+          const key = keyOf(rows[i]!);
+          if (keys.length > 0 && keys[keys.length - 1]! >= key) sorted = false;
+          keys.push(key);
+          jsons.push(split[i]!);
+          if (rows[i]!.expiresAt) expiries.set(key, rows[i]!.expiresAt!.getTime());
+        }
+      },
+      finish: (snapshot) => {
+        let order: number[] | undefined;
+        // Not in code-unit order (should not happen: the listing sorts with COLLATE "C"):
+        // put it right, so the bytes never depend on the database's collation.
+        if (!sorted) order = keys.map((_, i) => i).sort((x, y) => byCodeUnit(keys[x]!, keys[y]!));
+        const before = this.published ? this.entryMap() : undefined;
+        this.generation++;
+        this.keys = order ? order.map((i) => keys[i]!) : keys;
+        this.jsons = order ? order.map((i) => jsons[i]!) : jsons;
+        this.gens = keys.map(() => this.generation);
+        this.expiries = expiries;
+        this.chunkBytes = new Map();
+        this.memoChunks = undefined;
+        this.xmin = snapshot.xmin;
+        this.readAt = snapshot.at.getTime();
+        this.memoDigest = undefined;
+        if (before) {
+          // Still able to tell what changed since the version last published from here.
+          const now = this.entryMap();
+          for (const [key, json] of now) if (before.get(key) !== json) this.noteChange(key, before.get(key));
+          for (const [key, json] of before) if (!now.has(key)) this.noteChange(key, json);
+        }
+      },
+    };
   }
 
   /** Applies a listing read since this content's snapshot; false when it changed nothing. */
@@ -145,6 +184,7 @@ export class StateContent {
     if (changed.size === 0) return false;
     this.generation++;
     this.memoDigest = undefined;
+    this.memoChunks = undefined;
     // One merge pass: the entries kept, the changed ones put in place.
     const added = [...changed.entries()].filter(([k, j]) => j !== undefined && !index.has(k)).map(([k]) => k).sort(byCodeUnit);
     const keys: string[] = [];
@@ -186,15 +226,15 @@ export class StateContent {
    */
   async fullLayer(version: number): Promise<FullLayer> {
     const head = `${stateHead(this.group, this.registry, version)}[`;
-    const chunks = this.chunks();
-    const members = new Map<string, Buffer>();
-    const parts = await Promise.all(chunks.map(async (c) => {
-      const member = this.members.get(c.id) ?? await gzipMember(this.chunkText(c));
-      members.set(c.id, member);
-      return member;
+    const chunks = this.chunks().map((c) => this.bytesOf(c));
+    // Compressed on libuv's threads (off the event loop), a few at a time: each zlib stream
+    // holds a few hundred KB while it runs.
+    const todo = chunks.filter((c) => !c.member);
+    await Promise.all(Array.from({ length: Math.min(4, todo.length) }, async () => {
+      for (let c = todo.pop(); c; c = todo.pop()) c.member = await gzipMember(c.bytes);
     }));
-    this.members = members;
-    const [first, last] = await Promise.all([gzipMember(head), gzipMember(']}')]);
+    const parts = chunks.map((c) => c.member!);
+    const [first, last] = await Promise.all([gzipMember(Buffer.from(head)), gzipMember(Buffer.from(']}'))]);
     return { gzip: Buffer.concat([first, ...parts, last]), digest: this.hash(head.slice(0, -1)) };
   }
 
@@ -241,21 +281,29 @@ export class StateContent {
     const array = text.slice(start + '"artifacts":'.length, -1);
     const entries = array === '[]' ? [] : splitEntries(array, undefined);
     if (!entries) return undefined;
-    const before = new Map<string, string>();
+    // Both lists are in key order: one merge pass, no map of the base.
+    const removed: { repository: string; digest: string }[] = [];
+    const upserted: string[] = [];
+    let i = 0;
+    let last = '';
     for (const json of entries) {
       const m = ENTRY_KEY.exec(json);
       if (!m) return undefined;
-      before.set(keyOf({ repository: JSON.parse(m[1]!) as string, digest: JSON.parse(m[2]!) as string }), json);
+      const entry = { repository: JSON.parse(m[1]!) as string, digest: JSON.parse(m[2]!) as string };
+      const key = keyOf(entry);
+      if (key <= last) return undefined;
+      last = key;
+      while (i < this.keys.length && this.keys[i]! < key) upserted.push(this.jsons[i++]!);
+      if (i < this.keys.length && this.keys[i] === key) {
+        if (this.jsons[i] !== json) upserted.push(this.jsons[i]!);
+        i++;
+      } else {
+        removed.push(entry);
+      }
     }
-    const removed = [...before.keys()].filter((key) => this.find(key) < 0)
-      .map((key) => {
-        const at = key.indexOf('\u0000');
-        return { repository: key.slice(0, at), digest: key.slice(at + 1) };
-      })
-      .sort((x, y) => byCodeUnit(`${x.repository}@${x.digest}`, `${y.repository}@${y.digest}`))
-      .map((r) => JSON.stringify(r));
-    const upserted = this.jsons.filter((json, i) => before.get(this.keys[i]!) !== json);
-    return renderDeltaText(this.group, this.registry, base, version, removed, upserted);
+    while (i < this.keys.length) upserted.push(this.jsons[i++]!);
+    removed.sort((x, y) => byCodeUnit(`${x.repository}@${x.digest}`, `${y.repository}@${y.digest}`));
+    return renderDeltaText(this.group, this.registry, base, version, removed.map((r) => JSON.stringify(r)), upserted);
   }
 
   private noteChange(key: string, before: string | undefined): void {
@@ -281,7 +329,9 @@ export class StateContent {
     return -1;
   }
 
+  /** The chunks as of now; those unchanged since the last build keep their bytes (and member). */
   private chunks(): Chunk[] {
+    if (this.memoChunks) return this.memoChunks;
     const out: Chunk[] = [];
     let start = 0;
     let gen = 0;
@@ -296,18 +346,30 @@ export class StateContent {
         gen = 0;
       }
     }
+    const kept = new Map<string, ChunkBytes>();
+    for (const c of out) {
+      const known = this.chunkBytes.get(c.id);
+      if (known) kept.set(c.id, known);
+    }
+    this.chunkBytes = kept;
+    this.memoChunks = out;
     return out;
   }
 
-  private chunkText(c: Chunk): string {
-    const text = this.jsons.slice(c.start, c.end).join(',');
-    return c.start === 0 ? text : `,${text}`;
+  private bytesOf(c: Chunk): ChunkBytes {
+    let chunk = this.chunkBytes.get(c.id);
+    if (!chunk) {
+      const text = this.jsons.slice(c.start, c.end).join(',');
+      chunk = { bytes: Buffer.from(c.start === 0 ? text : `,${text}`) };
+      this.chunkBytes.set(c.id, chunk);
+    }
+    return chunk;
   }
 
   /** sha256 of head + '[' + entries + ']}', fed chunk by chunk. */
   private hash(head: string): string {
     const h = createHash('sha256').update(head).update('[');
-    for (const c of this.chunks()) h.update(this.chunkText(c));
+    for (const c of this.chunks()) h.update(this.bytesOf(c).bytes);
     return `sha256:${h.update(']}').digest('hex')}`;
   }
 }

@@ -351,4 +351,13 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX change_log_group_xid ON change_log (group_name, xid);
     `,
   },
+  {
+    version: 64,
+    name: 'kept packages are stored as they are',
+    sql: `
+      -- A package's layers are gzip'd already: storing them without a compression attempt
+      -- saves the CPU pglz would spend failing on several MB per build.
+      ALTER TABLE state_versions ALTER COLUMN blobs SET STORAGE EXTERNAL;
+    `,
+  },
 ];

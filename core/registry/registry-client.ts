@@ -238,10 +238,14 @@ export class RegistryClient {
     return res.status !== 404;
   }
 
-  /** Pushes a blob unless the registry has it (HEAD first): POST for a session, PUT ?digest=. */
-  async pushBlob(repository: string, bytes: Buffer): Promise<string> {
-    const digest = sha256(bytes);
-    if (await this.blobExists(repository, digest)) return digest;
+  /**
+   * Pushes a blob unless the registry has it (HEAD first): POST for a session, PUT ?digest=.
+   * `isNew`: the caller made these bytes for this push (a new version's layer), so the HEAD
+   * is skipped; were it wrong, the blob is only uploaded again. `digest`: already known.
+   */
+  async pushBlob(repository: string, bytes: Buffer, opts: { isNew?: boolean; digest?: string } = {}): Promise<string> {
+    const digest = opts.digest ?? sha256(bytes);
+    if (!opts.isNew && (await this.blobExists(repository, digest))) return digest;
     const start = await this.request('POST', `/v2/${repository}/blobs/uploads/`, { repository, headers: { 'Content-Length': '0' } });
     await start.body?.cancel();
     const location = start.headers.get('location');

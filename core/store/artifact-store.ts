@@ -339,13 +339,27 @@ export class ArtifactStore {
    * changes any of them logs a change naming those (the put's previous_digest, the index's
    * digest, the signature's digest or its cosign tag), so that set is found from the log.
    */
-  async snapshot(group: string, tombstoneRetentionHours: number, superseded: SupersededPolicy, since?: string): Promise<GroupSnapshot> {
+  async snapshot(group: string, tombstoneRetentionHours: number, superseded: SupersededPolicy, since?: string,
+    /**
+     * Takes a full listing in batches, in order, as it is read (through a cursor), instead of
+     * it being returned in `rows`: a 100,000-row listing then never sits in memory as rows.
+     */
+    onRows?: (rows: ListedRow[]) => void): Promise<GroupSnapshot> {
     return inTransaction(this.pool, async (c) => {
       const { rows } = await c.query<{ xmin: string; at: Date; change_id: string }>(
         `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin, now() AS at,
                 COALESCE((SELECT max(id) FROM change_log WHERE group_name = $1), 0) AS change_id`, [group]);
       const point = { xmin: rows[0]!.xmin, at: rows[0]!.at, changeId: Number(rows[0]!.change_id) };
       const params = [group, tombstoneRetentionHours, superseded === 'tombstone'];
+      if (since === undefined && onRows) {
+        await query(c, `DECLARE listing NO SCROLL CURSOR FOR ${listingSql(false)}`, params);
+        for (;;) {
+          const batch = await queryArrays<ListingRow>(c, 'FETCH 5000 FROM listing');
+          if (batch.length === 0) break;
+          onRows(batch.map(fromListing));
+        }
+        return { ...point, rows: [] };
+      }
       if (since === undefined) {
         const listed = await queryArrays<ListingRow>(c, listingSql(false), params);
         return { ...point, rows: listed.map(fromListing) };
