@@ -102,7 +102,7 @@ export class StateBuilder {
     }
 
     const version = allocation.version;
-    const { pkg, saved } = await this.packageFor(group, version, content);
+    const { pkg, saved } = await this.packageFor(group, version, content, allocation.reused);
     const summary = { group, version: version.version, digest: pkg.digest, artifacts: content.count };
     const pushed = await this.publish(group, repository, pkg, version, saved);
     if (pushed === undefined) {
@@ -111,8 +111,7 @@ export class StateBuilder {
       this.log.warn({ group, version: version.version }, 'a newer version superseded this build; latest left to it');
       return { ...summary, result: 'superseded' };
     }
-    await this.states.markPublished(group, version.version, pushed.digest);
-    await this.states.markBuilt(group, point);
+    await this.states.markPublishedAndBuilt(group, version.version, pushed.digest, point);
     const digest = fullLayerDigest(pkg.manifest);
     if (digest) content.markPublished(version.version, digest);
     return { ...summary, digest: pushed.digest, result: 'published' };
@@ -131,8 +130,9 @@ export class StateBuilder {
    * bytes), else a new one, with the delta from the newest published version when its
    * package is known, kept before anything is pushed.
    */
-  private async packageFor(group: string, version: StateVersion, content: StateContent): Promise<{ pkg: PackagedState; saved: Promise<void> }> {
-    const stored = await this.states.loadPackage(group, version.version);
+  private async packageFor(group: string, version: StateVersion, content: StateContent, reused: boolean): Promise<{ pkg: PackagedState; saved: Promise<void> }> {
+    // Only a version allocated by an earlier attempt can have a package kept.
+    const stored = reused ? await this.states.loadPackage(group, version.version) : undefined;
     if (stored) return { pkg: fromStored(stored), saved: Promise.resolve() };
     const pkg = this.options.layout === 'oci'
       ? packageState('oci', await content.fullLayer(version.version), version.createdAt, await this.deltaFrom(group, content, version.version))
@@ -148,10 +148,10 @@ export class StateBuilder {
    * for a text laid out otherwise, its parsed state).
    */
   private async deltaFrom(group: string, content: StateContent, version: number): Promise<PackagedDelta | undefined> {
-    const base = await this.states.latestPublished(group);
-    if (!base || base.layout !== 'oci') return undefined;
-    const manifest = await this.states.loadManifest(group, base.version);
-    const baseDigest = manifest && fullLayerDigest(manifest);
+    const found = await this.states.deltaBase(group);
+    if (!found || found.version.layout !== 'oci') return undefined;
+    const base = found.version;
+    const baseDigest = found.manifest ? fullLayerDigest(found.manifest) : undefined;
     const known = baseDigest ? content.deltaFrom({ version: base.version, digest: baseDigest }, version) : undefined;
     if (known !== undefined) return { json: Buffer.from(known), baseDigest: baseDigest!, baseVersion: base.version };
     const stored = await this.states.loadPackage(group, base.version);

@@ -360,4 +360,41 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE state_versions ALTER COLUMN blobs SET STORAGE EXTERNAL;
     `,
   },
+  {
+    version: 65,
+    name: 'allocate a state version in one round trip',
+    sql: `
+      -- StateStore.allocate as one call: a build made five round trips (BEGIN, lock, read,
+      -- insert, COMMIT) for it. Each statement of a plpgsql function reads after the lock is
+      -- held (a fresh snapshot per statement under READ COMMITTED). outcome: 'unchanged'
+      -- (the content is published), 'reused' (the pending version of the same content),
+      -- 'new'.
+      CREATE FUNCTION satellite_allocate(p_group text, p_content text, p_layout text, p_repository text, p_count integer, p_fresh boolean)
+        RETURNS TABLE (outcome text, group_name text, version integer, content_digest text, status text, layout text, repository text,
+                       artifact_count integer, manifest_digest text, created_at timestamptz, published_at timestamptz)
+        LANGUAGE plpgsql AS $$
+      DECLARE
+        last state_versions%ROWTYPE;
+        same boolean;
+      BEGIN
+        PERFORM pg_advisory_xact_lock(hashtext('satellite-state:' || p_group));
+        SELECT * INTO last FROM state_versions s WHERE s.group_name = p_group AND s.status <> 'abandoned' ORDER BY s.version DESC LIMIT 1;
+        same := FOUND AND last.content_digest = p_content AND last.layout = p_layout AND last.repository = p_repository;
+        IF same AND (last.status = 'pending' OR (last.status = 'published' AND NOT p_fresh)) THEN
+          RETURN QUERY SELECT CASE WHEN last.status = 'pending' THEN 'reused' ELSE 'unchanged' END, last.group_name, last.version,
+            last.content_digest, last.status, last.layout, last.repository, last.artifact_count, last.manifest_digest, last.created_at, last.published_at;
+          RETURN;
+        END IF;
+        IF FOUND AND last.status = 'pending' THEN
+          UPDATE state_versions s SET status = 'abandoned' WHERE s.group_name = p_group AND s.version = last.version;
+        END IF;
+        RETURN QUERY
+          INSERT INTO state_versions AS s (group_name, version, content_digest, status, layout, repository, artifact_count)
+          SELECT p_group, COALESCE(MAX(x.version), 0) + 1, p_content, 'pending', p_layout, p_repository, p_count
+            FROM state_versions x WHERE x.group_name = p_group
+          RETURNING 'new'::text, s.group_name, s.version, s.content_digest, s.status, s.layout, s.repository, s.artifact_count,
+                    s.manifest_digest, s.created_at, s.published_at;
+      END $$;
+    `,
+  },
 ];

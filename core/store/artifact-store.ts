@@ -82,7 +82,15 @@ const cosignTarget = (tag: string) => `regexp_replace(${tag}, ${COSIGN_TAG}, '\\
  * superseded manifests become tombstones. Keyed ($4 the xmin of an earlier snapshot): only
  * the entries changes since then may have touched, each with its listing row (or nulls).
  */
-function listingSql(keyed: boolean): string {
+/** Rows a statement reads before a listing goes through a cursor (memory stays per batch). */
+const BATCH = 5000;
+
+/** Where a build starts: the oldest transaction still running, the time, the group's newest change. */
+const POINT = `pg_snapshot_xmin(pg_current_snapshot())::text AS xmin, now() AS at,
+  COALESCE((SELECT max(id) FROM change_log WHERE group_name = $1), 0)::text AS change_id`;
+
+function listingSql(mode: 'plain' | 'all' | 'keyed'): string {
+  const keyed = mode === 'keyed';
   const on = (alias: string, digest: string) => (keyed ? `AND (${alias}.repository, ${alias}.${digest}) IN (SELECT repository, digest FROM touched)` : '');
   const touched = keyed ? `changes AS (
          SELECT repository, digest, tag, previous_digest FROM change_log WHERE group_name = $1 AND xid >= $4::xid8
@@ -135,10 +143,18 @@ function listingSql(keyed: boolean): string {
            FROM listed
           WHERE NOT superseded OR superseded_at > now() - make_interval(hours => $2)
        )
-       ${keyed
-    ? `SELECT k.repository, k.digest, v.repository, v.digest, v.media_type, v.kind, v.size, v.subject_digest, v.deleted, v.tags, v.children, v.labels, v.platform, v.expires_at
-         FROM touched k LEFT JOIN visible v USING (repository, digest)`
-    : `SELECT * FROM visible ORDER BY repository COLLATE "C", digest COLLATE "C"`}`;
+       ${{
+    // The point comes first in every row (one row of it alone when nothing is listed).
+    keyed: `, point AS (SELECT ${POINT})
+       SELECT p.*, k.repository, k.digest, v.repository, v.digest, v.media_type, v.kind, v.size, v.subject_digest, v.deleted, v.tags, v.children, v.labels, v.platform, v.expires_at
+         FROM point p LEFT JOIN (touched k LEFT JOIN visible v USING (repository, digest)) ON true`,
+    // A group of more than $4 records gets the point alone (a one-time filter: the listing
+    // is not run), and is then read through a cursor.
+    all: `, point AS (SELECT ${POINT}), page AS (
+         SELECT * FROM visible WHERE (SELECT count(*) FROM artifacts WHERE group_name = $1) <= $4)
+       SELECT p.*, v.* FROM point p LEFT JOIN page v ON true ORDER BY v.repository COLLATE "C", v.digest COLLATE "C"`,
+    plain: 'SELECT * FROM visible ORDER BY repository COLLATE "C", digest COLLATE "C"',
+  }[mode]}`;
 }
 
 export class ArtifactStore {
@@ -325,7 +341,7 @@ export class ArtifactStore {
    * `superseded` "tombstone" it is listed as deleted for the retention, then left out.
    */
   async listGroup(group: string, tombstoneRetentionHours: number, superseded: SupersededPolicy = 'tombstone'): Promise<GroupArtifactRow[]> {
-    const rows = await queryArrays<ListingRow>(this.pool, listingSql(false), [group, tombstoneRetentionHours, superseded === 'tombstone']);
+    const rows = await queryArrays<ListingRow>(this.pool, listingSql('plain'), [group, tombstoneRetentionHours, superseded === 'tombstone']);
     return rows.map(fromListing);
   }
 
@@ -345,32 +361,42 @@ export class ArtifactStore {
      * it being returned in `rows`: a 100,000-row listing then never sits in memory as rows.
      */
     onRows?: (rows: ListedRow[]) => void): Promise<GroupSnapshot> {
-    return inTransaction(this.pool, async (c) => {
-      const { rows } = await c.query<{ xmin: string; at: Date; change_id: string }>(
-        `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin, now() AS at,
-                COALESCE((SELECT max(id) FROM change_log WHERE group_name = $1), 0) AS change_id`, [group]);
-      const point = { xmin: rows[0]!.xmin, at: rows[0]!.at, changeId: Number(rows[0]!.change_id) };
-      const params = [group, tombstoneRetentionHours, superseded === 'tombstone'];
-      if (since === undefined && onRows) {
-        await query(c, `DECLARE listing NO SCROLL CURSOR FOR ${listingSql(false)}`, params);
-        for (;;) {
-          const batch = await queryArrays<ListingRow>(c, 'FETCH 5000 FROM listing');
-          if (batch.length === 0) break;
-          onRows(batch.map(fromListing));
-        }
-        return { ...point, rows: [] };
-      }
-      if (since === undefined) {
-        const listed = await queryArrays<ListingRow>(c, listingSql(false), params);
-        return { ...point, rows: listed.map(fromListing) };
-      }
-      const touched = await queryArrays<[string, string, ...ListingRow]>(c, listingSql(true), [...params, since]);
+    const params = [group, tombstoneRetentionHours, superseded === 'tombstone'];
+    const pointOf = (r: unknown[]) => ({ xmin: r[0] as string, at: r[1] as Date, changeId: Number(r[2]) });
+    if (since !== undefined) {
+      // One statement, one snapshot: the point and the entries touched since.
+      const rows = await queryArrays<[string, Date, string, string | null, string | null, ...ListingRow]>(this.pool, listingSql('keyed'), [...params, since]);
+      const touched = rows.filter((r) => r[3] !== null);
       return {
-        ...point,
-        keys: touched.map((r) => ({ repository: r[0], digest: r[1] })),
-        rows: touched.filter((r) => r[2] !== null).map((r) => fromListing(r.slice(2) as ListingRow)),
+        ...pointOf(rows[0]!),
+        keys: touched.map((r) => ({ repository: r[3]!, digest: r[4]! })),
+        rows: touched.filter((r) => r[5] !== null).map((r) => fromListing(r.slice(5) as ListingRow)),
       };
+    }
+    // A group of up to BATCH records in one statement; a larger one through a cursor.
+    const first = await queryArrays<[string, Date, string, ...ListingRow]>(this.pool, listingSql('all'), [...params, BATCH]);
+    if (first.length > 1 || first[0]![3] !== null || (await this.recordCount(group)) <= BATCH) {
+      const listed = first.filter((r) => r[3] !== null).map((r) => fromListing(r.slice(3) as ListingRow));
+      if (onRows) onRows(listed);
+      return { ...pointOf(first[0]!), rows: onRows ? [] : listed };
+    }
+    return inTransaction(this.pool, async (c) => {
+      const { rows } = await c.query({ text: `SELECT ${POINT}`, values: [group], rowMode: 'array' });
+      const all: ListedRow[] = [];
+      await query(c, `DECLARE listing NO SCROLL CURSOR FOR ${listingSql('plain')}`, params);
+      for (;;) {
+        const batch = await queryArrays<ListingRow>(c, `FETCH ${BATCH} FROM listing`);
+        if (batch.length === 0) break;
+        if (onRows) onRows(batch.map(fromListing));
+        else all.push(...batch.map(fromListing));
+      }
+      return { ...pointOf(rows[0] as unknown[]), rows: all };
     }, 'ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  }
+
+  private async recordCount(group: string): Promise<number> {
+    const { rows } = await query<{ n: number }>(this.pool, 'SELECT count(*)::int AS n FROM artifacts WHERE group_name = $1', [group]);
+    return rows[0]!.n;
   }
 
   async groupExists(group: string): Promise<boolean> {

@@ -1,4 +1,4 @@
-import { inTransaction, query, type Pool } from '../db/pool.js';
+import { query, type Pool } from '../db/pool.js';
 
 export interface StateVersion {
   group: string;
@@ -41,7 +41,12 @@ export interface BuildPoint {
   changeId: number;
 }
 
-export type Allocation = { kind: 'unchanged'; current: StateVersion } | { kind: 'publish'; version: StateVersion };
+export type Allocation = { kind: 'unchanged'; current: StateVersion } | {
+  kind: 'publish';
+  version: StateVersion;
+  /** A version allocated by an earlier attempt for the same content: its package may be kept. */
+  reused: boolean;
+};
 
 /** The versions a group's states were published under. All SQL about them lives here. */
 export class StateStore {
@@ -68,27 +73,39 @@ export class StateStore {
   async allocate(group: string, contentDigest: string, layout: string, repository: string, artifactCount: number,
     /** A new version even for published content (its package was lost and must be remade). */
     fresh = false): Promise<Allocation> {
-    return inTransaction(this.pool, async (c) => {
-      await c.query("SELECT pg_advisory_xact_lock(hashtext('satellite-state:' || $1))", [group]);
-      const { rows } = await c.query<Row>(
-        `SELECT ${COLUMNS} FROM state_versions WHERE group_name = $1 AND status <> 'abandoned' ORDER BY version DESC LIMIT 1`, [group]);
-      const last = rows[0] && fromRow(rows[0]);
-      const same = last && last.contentDigest === contentDigest && last.layout === layout && last.repository === repository;
-      if (same && last.status === 'published' && !fresh) return { kind: 'unchanged', current: last };
-      if (same && last.status === 'pending') return { kind: 'publish', version: last };
-      if (last?.status === 'pending') {
-        await c.query("UPDATE state_versions SET status = 'abandoned' WHERE group_name = $1 AND version = $2", [group, last.version]);
-      }
-      const { rows: inserted } = await c.query<Row>(
-        `INSERT INTO state_versions (group_name, version, content_digest, status, layout, repository, artifact_count)
-         SELECT $1, COALESCE(MAX(version), 0) + 1, $2, 'pending', $3, $4, $5 FROM state_versions WHERE group_name = $1
-         RETURNING ${COLUMNS}`,
-        [group, contentDigest, layout, repository, artifactCount]);
-      return { kind: 'publish', version: fromRow(inserted[0]!) };
-    });
+    // One round trip: the decision is made under the group's lock by satellite_allocate
+    // (migration 65), which returns the version it settled on.
+    const { rows } = await query<Row & { outcome: 'unchanged' | 'reused' | 'new' }>(this.pool,
+      'SELECT * FROM satellite_allocate($1, $2, $3, $4, $5, $6)', [group, contentDigest, layout, repository, artifactCount, fresh]);
+    const r = rows[0]!;
+    const version = fromRow(r);
+    return r.outcome === 'unchanged' ? { kind: 'unchanged', current: version } : { kind: 'publish', version, reused: r.outcome === 'reused' };
   }
 
   /** Marks a version published; older versions' packages are no longer needed and are dropped. */
+  /** markPublished and markBuilt in one statement: a build's last round trip. */
+  async markPublishedAndBuilt(group: string, version: number, manifestDigest: string, point: BuildPoint): Promise<void> {
+    await query(this.pool,
+      `WITH p AS (
+         UPDATE state_versions SET status = 'published', manifest_digest = $3, published_at = now()
+          WHERE group_name = $1 AND version = $2
+       ), o AS (
+         UPDATE state_versions SET manifest = NULL, blobs = NULL
+          WHERE group_name = $1 AND version < $2 AND manifest IS NOT NULL
+       )
+       UPDATE groups SET built_change_id = GREATEST(built_change_id, $4),
+                         checked_at = GREATEST(COALESCE(checked_at, $5), $5)
+        WHERE name = $1`,
+      [group, version, manifestDigest, point.changeId, point.at]);
+  }
+
+  /** The newest published version and the manifest it was pushed as (when still kept): a delta's base. */
+  async deltaBase(group: string): Promise<{ version: StateVersion; manifest: Buffer | null } | undefined> {
+    const { rows } = await query<Row & { manifest: Buffer | null }>(this.pool,
+      `SELECT ${COLUMNS}, manifest FROM state_versions WHERE group_name = $1 AND status = 'published' ORDER BY version DESC LIMIT 1`, [group]);
+    return rows[0] && { version: fromRow(rows[0]), manifest: rows[0].manifest };
+  }
+
   async markPublished(group: string, version: number, manifestDigest: string): Promise<void> {
     await query(this.pool,
       `WITH p AS (
