@@ -397,4 +397,20 @@ export const MIGRATIONS: readonly Migration[] = [
       END $$;
     `,
   },
+  {
+    version: 66,
+    name: 'the transaction of each change of what Harbor says of an artifact',
+    sql: `
+      -- Labels and platforms come from Harbor's reconciliation, not from a logged change: a
+      -- build that reads only what changed since its last snapshot finds them by transaction.
+      ALTER TABLE harbor_artifacts ADD COLUMN xid xid8 NOT NULL DEFAULT pg_current_xact_id();
+      CREATE INDEX harbor_artifacts_xid ON harbor_artifacts (xid);
+      CREATE FUNCTION satellite_harbor_artifacts_xid() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        NEW.xid := pg_current_xact_id();
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER harbor_artifacts_xid BEFORE UPDATE ON harbor_artifacts FOR EACH ROW EXECUTE FUNCTION satellite_harbor_artifacts_xid();
+    `,
+  },
 ];

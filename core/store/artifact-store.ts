@@ -96,6 +96,7 @@ function listingSql(mode: 'plain' | 'all' | 'keyed'): string {
          SELECT repository, digest, tag, previous_digest FROM change_log WHERE group_name = $1 AND xid >= $4::xid8
        ), direct AS (
          SELECT repository, digest FROM changes
+         UNION SELECT repository, digest FROM harbor_artifacts WHERE xid >= $4::xid8
          UNION SELECT repository, previous_digest FROM changes WHERE previous_digest IS NOT NULL
          UNION SELECT repository, ${cosignTarget('tag')} FROM changes WHERE tag ~ ${COSIGN_TAG}
        ), touched AS (
@@ -353,7 +354,9 @@ export class ArtifactStore {
    * holds the rest. An entry depends on its own record and tags, on the manifest a tag moved
    * from, on the index it is a child of, and on the signatures naming it; every write that
    * changes any of them logs a change naming those (the put's previous_digest, the index's
-   * digest, the signature's digest or its cosign tag), so that set is found from the log.
+   * digest, the signature's digest or its cosign tag), so that set is found from the log;
+   * what Harbor says of an artifact (labels, platform) is found by the transaction that
+   * wrote it.
    */
   async snapshot(group: string, tombstoneRetentionHours: number, superseded: SupersededPolicy, since?: string,
     /**

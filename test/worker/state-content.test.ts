@@ -5,6 +5,7 @@ import { createPool } from '../../core/db/pool.js';
 import { diffStates, renderDelta, type VersionedState } from '../../core/state/delta.js';
 import { buildState, contentDigest } from '../../core/state/render.js';
 import { ArtifactStore } from '../../core/store/artifact-store.js';
+import { HarborStore } from '../../core/store/harbor-store.js';
 import { StateContent } from '../../worker/state-content.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { artifact, cosignSignature, image, index, randomLayer, signatureTag, type Image } from '../support/oci.js';
@@ -156,6 +157,23 @@ describe('a state kept between builds', function () {
     expect(live(), 'signed again').to.equal(true);
     await step('the signature tag removed', () => store.untag({ group, repository: repo }, signatureTag(x.manifest.digest)));
     expect(live()).to.equal(false);
+  });
+
+  it('when reconciliation with Harbor sets or changes the labels or platform of an artifact, then the kept state follows', async () => {
+    const group = 'labelled';
+    const img = image({ layers: [randomLayer(8)] });
+    await record(db.pool, group, 'library/a', img, '1');
+    const warm = await cold(group);
+    const harbor = new HarborStore(db.pool);
+    const meta = (labels: string[] | null) => [{ repository: 'library/a', digest: img.manifest.digest, labels, platform: { os: 'linux', architecture: 'arm64' } }];
+    await harbor.apply(meta(['prod', 'edge']), [], [group]);
+    await refresh(warm);
+    await expectSame(warm, 'labels set');
+    expect(warm.jsons[0]).to.include('"labels":["edge","prod"]').and.include('"platform":{"os":"linux","architecture":"arm64"}');
+    await harbor.apply(meta(['prod']), [], [group]);
+    await refresh(warm);
+    await expectSame(warm, 'a label removed');
+    expect(warm.jsons[0]).to.include('"labels":["prod"]');
   });
 
   it('when a change commits after a later one was read, then the next build still reads it', async () => {
