@@ -63,7 +63,7 @@ export interface Config {
   /**
    * Memory a worker process gives to the states of the groups it built last, so the next
    * build of a group reads and compresses only what changed (0: every build reads its group
-   * in full). About 0.6 MB per 1,000 entries. @defaultValue 256 (MiB)
+   * in full). About 0.7 MB per 1,000 entries. @defaultValue 128 (MiB)
    */
   stateCacheMb: number;
   /** Builds run at once by one worker process. @defaultValue 4 */
@@ -236,7 +236,7 @@ export function loadConfig(env: Env = process.env): Config {
     cosignKey: env.COSIGN_KEY || undefined,
     cosignPassword: env.COSIGN_PASSWORD ?? '',
     workerConcurrency: int('WORKER_CONCURRENCY', 4, 1, 256),
-    stateCacheMb: int('STATE_CACHE_MB', 256, 0, 1_000_000),
+    stateCacheMb: int('STATE_CACHE_MB', 128, 0, 1_000_000),
     buildAttempts: int('BUILD_ATTEMPTS', 10, 1, 1000),
     buildBackoffMs: int('BUILD_BACKOFF_MS', 1000, 1, 3_600_000),
     buildDebounceMs: int('BUILD_DEBOUNCE_MS', 500, 0, 600_000),

@@ -6,7 +6,7 @@ import { diffStates, renderDelta, type VersionedState } from '../../core/state/d
 import { buildState, contentDigest } from '../../core/state/render.js';
 import { ArtifactStore } from '../../core/store/artifact-store.js';
 import { HarborStore } from '../../core/store/harbor-store.js';
-import { StateContent } from '../../worker/state-content.js';
+import { StateCache, StateContent } from '../../worker/state-content.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { artifact, cosignSignature, image, index, randomLayer, signatureTag, type Image } from '../support/oci.js';
 import { record } from '../support/worker.js';
@@ -196,6 +196,30 @@ describe('a state kept between builds', function () {
     await refresh(warm);
     await expectSame(warm, 'after the slow change committed');
     expect(warm.count).to.equal(3);
+  });
+
+  it('when kept states outgrow STATE_CACHE_MB or age, then the least recently built is read in full again', () => {
+    const t0 = new Date('2030-01-01T00:00:00Z');
+    const content = (group: string, entries: number) => {
+      const c = new StateContent(group, REGISTRY);
+      c.loadFull({ xmin: '1', at: t0, changeId: 1, rows: Array.from({ length: entries }, (_, i) => ({
+        repository: 'library/a', digest: `sha256:${String(i).padStart(64, '0')}`, mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        kind: 'IMAGE' as const, size: 1, subject: null, deleted: false, tags: [`t${i}`], children: null, expiresAt: null,
+      })) });
+      return c;
+    };
+    const a = content('a', 100);
+    const cache = new StateCache({ maxBytes: a.bytes * 2.5, maxAgeMs: 60_000 });
+    cache.put(a);
+    cache.put(content('b', 100));
+    cache.put(content('c', 100)); // over the budget: a, built least recently, goes
+    const now = t0.getTime() + 1000;
+    expect(cache.take('a', REGISTRY, now)).to.equal(undefined);
+    expect(cache.take('b', REGISTRY, now)?.group).to.equal('b');
+    expect(cache.take('c', REGISTRY, t0.getTime() + 61_000), 'too old: read in full').to.equal(undefined);
+    cache.put(content('huge', 1000));
+    expect(cache.take('huge', REGISTRY, now), 'alone beyond the budget: not kept').to.equal(undefined);
+    expect(new StateCache({ maxBytes: 0, maxAgeMs: 60_000 }).take('a', REGISTRY, now)).to.equal(undefined);
   });
 
   it('when a tombstone reaches the end of its retention, then the kept state drops it without a change', () => {
