@@ -44,6 +44,7 @@ harbor-double: build
 bench: deps build
 	node dist/bench/ingest.js
 	node dist/bench/state.js
+	node dist/bench/endpoint.js
 	node dist/bench/agent.js
 
 clean:
