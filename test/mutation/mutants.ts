@@ -17,8 +17,8 @@ export const MUTANTS: Mutant[] = [
     name: 'version tag pushed before the signature',
     edits: [{
       file: 'worker/state-builder.js',
-      find: `await this.signer.sign(repository, pushed.digest);\n${I8}await this.client.putManifest(repository, versionTag(version.version), pushed.manifest, pushed.mediaType);`,
-      replace: `await this.client.putManifest(repository, versionTag(version.version), pushed.manifest, pushed.mediaType);\n${I8}await this.signer.sign(repository, pushed.digest);`,
+      find: `await this.signer.sign(repository, pushed.digest, { fresh: pkg.fresh && pushed === pkg });\n${I8}await this.client.putManifest(repository, versionTag(version.version), pushed.manifest, pushed.mediaType);`,
+      replace: `await this.client.putManifest(repository, versionTag(version.version), pushed.manifest, pushed.mediaType);\n${I8}await this.signer.sign(repository, pushed.digest, { fresh: pkg.fresh && pushed === pkg });`,
     }],
     tests: ['worker/publish-order.test.js'],
   },
@@ -53,8 +53,15 @@ export const MUTANTS: Mutant[] = [
   },
   {
     name: 'artifacts left unsorted in the state',
-    edits: [{ file: 'core/state/render.js', find: '.sort((x, y) => byCodeUnit(x.repository, y.repository) || byCodeUnit(x.digest, y.digest));', replace: ';' }],
-    tests: ['core/render-determinism.test.js'],
+    // The listing sorts (ORDER BY ... COLLATE "C") and the renderers check the order and
+    // sort again when it is wrong: all three go.
+    edits: [
+      { file: 'core/state/render.js', find: 'if (inOrder(artifacts[i - 1], artifacts[i]) > 0)', replace: 'if (false)' },
+      { file: 'core/store/artifact-store.js', find: `plain: 'SELECT * FROM visible ORDER BY repository COLLATE "C", digest COLLATE "C"',`, replace: "plain: 'SELECT * FROM visible'," },
+      { file: 'core/store/artifact-store.js', find: 'SELECT p.*, v.* FROM point p LEFT JOIN page v ON true ORDER BY v.repository COLLATE "C", v.digest COLLATE "C"', replace: 'SELECT p.*, v.* FROM point p LEFT JOIN page v ON true' },
+      { file: 'worker/state-content.js', find: 'if (!sorted)', replace: 'if (false)' },
+    ],
+    tests: ['core/render-determinism.test.js', 'worker/publish.test.js'],
   },
   {
     name: 'final digest check of a chunked upload removed',
