@@ -117,6 +117,27 @@ describe('the edge agent: sync, pull by digest, serve', function () {
     expect(await readdir(join(agent.agent.config.store, 'ingest')), 'the abandoned partial download is dropped').to.deep.equal([]);
   });
 
+  it('when a tag moves to a new image, then the agent serves the new one and removes the digest the tag left behind', async () => {
+    const client = world.client();
+    const old = image();
+    const fresh = image();
+    await pushImage(client, 'library/app', old);
+    await pushImage(client, 'library/app', fresh);
+    await world.record('edge', 'library/app', old, 'stable');
+    await world.publish('edge');
+    const agent = await world.start(await world.config());
+    await agent.firstSync;
+    expect((await get(agent.url, '/v2/library/app/manifests/stable')).headers.get('docker-content-digest')).to.equal(old.manifest.digest);
+
+    await world.record('edge', 'library/app', fresh, 'stable'); // Harbor moved the tag
+    await world.publish('edge');
+    expect((await agent.agent.syncOnce()).groups.edge).to.equal('applied');
+    expect((await get(agent.url, '/v2/library/app/manifests/stable')).headers.get('docker-content-digest')).to.equal(fresh.manifest.digest);
+    expect((await get(agent.url, `/v2/library/app/manifests/${old.manifest.digest}`)).status, 'the superseded digest is not served').to.equal(404);
+    const stored = await readdir(join(agent.agent.config.store, 'blobs', 'sha256'));
+    for (const b of [old.manifest, old.config, ...old.layers]) expect(stored, 'the superseded image left the disk').to.not.include(b.digest.slice(7));
+  });
+
   it('when images share layers, then each shared layer is downloaded once', async () => {
     const client = world.client();
     const { randomLayer } = await import('../support/oci.js');
