@@ -1,3 +1,4 @@
+import DataLoader from 'dataloader';
 import { inTransaction, query, queryArrays, type Pool } from '../db/pool.js';
 import type { ArtifactKind } from '../oci/media-types.js';
 import type { ParsedManifest, Platform } from '../oci/manifest.js';
@@ -159,6 +160,9 @@ function listingSql(mode: 'plain' | 'all' | 'keyed'): string {
 }
 
 export class ArtifactStore {
+  private sizes: DataLoader<string, number | undefined> | undefined;
+  private readonly knownSizes = new Map<string, number>();
+
   constructor(private readonly pool: Pool) {}
 
   /**
@@ -234,11 +238,38 @@ export class ArtifactStore {
     );
   }
 
-  /** The size of a blob a recorded manifest or a finished upload named; undefined when unknown. */
+  /**
+   * The size of a blob a recorded manifest or a finished upload named; undefined when
+   * unknown. Harbor HEADs every blob of every image it replicates, so lookups arriving
+   * together are answered by one query (DataLoader, batched per turn of the event loop), and
+   * known sizes are remembered: a digest's size never changes.
+   */
   async blobSize(ref: ArtifactRef, digest: string): Promise<number | undefined> {
-    const { rows } = await query<{ size: string }>(this.pool,
-      'SELECT size FROM blob_sizes WHERE group_name = $1 AND repository = $2 AND digest = $3', [ref.group, ref.repository, digest]);
-    return rows[0] && Number(rows[0].size);
+    const key = `${ref.group} ${ref.repository} ${digest}`; // names and digests hold no space
+    const known = this.knownSizes.get(key);
+    if (known !== undefined) return known;
+    this.sizes ??= new DataLoader<string, number | undefined>((keys) => this.blobSizes(keys), {
+      cache: false,
+      maxBatchSize: 500,
+      batchScheduleFn: (run) => setImmediate(run),
+    });
+    const size = await this.sizes.load(key);
+    if (size !== undefined) {
+      if (this.knownSizes.size >= 100_000) this.knownSizes.clear();
+      this.knownSizes.set(key, size);
+    }
+    return size;
+  }
+
+  private async blobSizes(keys: readonly string[]): Promise<(number | undefined)[]> {
+    const parts = keys.map((k) => k.split(' ') as [string, string, string]);
+    const { rows } = await query<{ k: string; size: string }>(this.pool,
+      `SELECT b.group_name || ' ' || b.repository || ' ' || b.digest AS k, b.size
+         FROM unnest($1::text[], $2::text[], $3::text[]) AS q(g, r, d)
+         JOIN blob_sizes b ON b.group_name = q.g AND b.repository = q.r AND b.digest = q.d`,
+      [parts.map((p) => p[0]), parts.map((p) => p[1]), parts.map((p) => p[2])]);
+    const found = new Map(rows.map((r) => [r.k, Number(r.size)]));
+    return keys.map((k) => found.get(k));
   }
 
   /** Remembers the size of a blob whose bytes arrived and matched their digest. */

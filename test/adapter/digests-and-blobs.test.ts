@@ -94,6 +94,23 @@ describe('digests other than sha256, and blob HEAD and GET', () => {
     expect((await api(`/v2/edge-us/library/alpine/blobs/${layer.digest}`, { method: 'HEAD' })).headers.get('content-length')).to.equal('0');
   });
 
+  it('when many blob sizes are asked at once (one query answers them together), then each gets its own blob\'s size, known or not', async () => {
+    const { randomLayer } = await import('../support/oci.js');
+    const images = Array.from({ length: 12 }, (_, i) => image({ layers: [randomLayer(100 + i * 37), randomLayer(5000 + i)] }));
+    for (const [i, img] of images.entries()) {
+      await api(`/v2/edge-many/library/app${i % 3}/manifests/${i}`, { method: 'PUT', headers: { 'Content-Type': img.manifest.mediaType }, body: img.manifest.bytes });
+    }
+    const unknown = image().layers[0]!;
+    const asked = images.flatMap((img, i) => [img.config, ...img.layers].map((b) => ({ repository: `library/app${i % 3}`, b })));
+    asked.splice(7, 0, { repository: 'library/app0', b: unknown });
+    // Asked in the same turn of the event loop, as a burst of Harbor's HEADs is.
+    const store = new ArtifactStore(db.pool);
+    const sizes = await Promise.all(asked.map(({ repository, b }) => store.blobSize({ group: 'edge-many', repository }, b.digest)));
+    expect(sizes).to.deep.equal(asked.map(({ b }) => (b === unknown ? undefined : b.size)));
+    const head = await api(`/v2/edge-many/library/app1/blobs/${images[1]!.layers[1]!.digest}`, { method: 'HEAD' });
+    expect(head.headers.get('content-length')).to.equal(String(images[1]!.layers[1]!.size));
+  });
+
   it('when a blob is fetched with GET, then the answer is a 307 to the source repository in Harbor, never a 404', async () => {
     const digest = sha256(randomBytes(10));
     const res = await api(`/v2/${name}/blobs/${digest}`, { redirect: 'manual' });
