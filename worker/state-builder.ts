@@ -182,14 +182,16 @@ export class StateBuilder {
     if (this.pusher.tagsWhilePushing) {
       await saved;
       pushed = await this.pushThroughTag(group, repository, pkg, version);
+      await this.signer.sign(repository, pushed.digest, { fresh: false });
+      await this.client.putManifest(repository, versionTag(version.version), pushed.manifest, pushed.mediaType);
     } else {
-      // A build that dies after this push but before its package is kept leaves an untagged
-      // manifest, which a retry of the same content makes again byte for byte (same
-      // content, version and time); nothing ever names it otherwise.
-      await Promise.all([this.pusher.push(repository, pkg, pkg.digest), saved]);
+      // The digest is known before anything is pushed: the signature goes first (while the
+      // package is being kept), then the package straight to its version tag. That is one
+      // manifest PUT fewer than by digest and then by tag, and still no tag ever names an
+      // unsigned state.
+      await Promise.all([saved, this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh })]);
+      await this.pusher.push(repository, pkg, versionTag(version.version));
     }
-    await this.signer.sign(repository, pushed.digest, { fresh: pkg.fresh && pushed === pkg });
-    await this.client.putManifest(repository, versionTag(version.version), pushed.manifest, pushed.mediaType);
     if (!(await this.states.isCurrent(group, version.version))) return undefined;
     await this.client.putManifest(repository, 'latest', pushed.manifest, pushed.mediaType);
     return pushed;

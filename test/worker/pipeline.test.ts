@@ -79,7 +79,7 @@ describe('the state pipeline: outbox, queue, worker, registry', function () {
 
   it('when the registry answers 500, resets the connection and hangs mid-publish, then retries end with exactly one new version', async () => {
     proxy.rules.push(
-      { method: 'PUT', path: /\/manifests\/sha256:/, fault: 'error500', times: 1 },
+      { method: 'PUT', path: /\/manifests\/v1$/, fault: 'error500', times: 1 },
       { method: 'PUT', path: /\/manifests\/sha256-[0-9a-f]+\.sig$/, fault: 'reset', times: 1 },
       { method: 'PUT', path: /\/manifests\/latest$/, fault: 'error500', times: 2 },
     );
