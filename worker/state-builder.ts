@@ -192,6 +192,10 @@ export class StateBuilder {
       await Promise.all([saved, this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh })]);
       await this.pusher.push(repository, pkg, versionTag(version.version));
     }
+    if (this.options.layout === 'harbor-satellite') {
+      // As Harbor Satellite's ground control tags its group states: a unix time too.
+      await this.client.putManifest(repository, String(Math.floor(version.createdAt.getTime() / 1000)), pushed.manifest, pushed.mediaType);
+    }
     if (!(await this.states.isCurrent(group, version.version))) return undefined;
     await this.client.putManifest(repository, 'latest', pushed.manifest, pushed.mediaType);
     return pushed;

@@ -98,6 +98,8 @@ describe('Harbor Satellite satellites against us (STATE_LAYOUT=harbor-satellite)
     // Tagged as their ground control tags: a unix time and latest.
     const tags = await (await fetch(`${shared.registry.url}/v2/satellite/satellite-state/store-7/state/tags/list`)).json() as { tags: string[] };
     expect(tags.tags.sort()).to.satisfy((t: string[]) => t.includes('latest') && t.some((x) => /^\d{10}$/.test(x)));
+    const groupTags = await (await fetch(`${shared.registry.url}/v2/satellite/group-state/edge-eu/state/tags/list`)).json() as { tags: string[] };
+    expect(groupTags.tags, 'group states too').to.satisfy((t: string[]) => t.includes('latest') && t.some((x) => /^\d{10}$/.test(x)));
 
     // Single use.
     expect((await fetch(`${h.url}/satellites/ztr/${token}`)).status).to.equal(401);
