@@ -6,6 +6,8 @@ import { Metrics } from '../core/metrics.js';
 import { startOpsServer, type RunningOps } from '../adapter/ops-server.js';
 import { startEndpoint, type RunningEndpoint } from '../adapter/server.js';
 import { adminRouter } from '../adapter/admin/router.js';
+import { throttleConnection } from '../adapter/login-throttle.js';
+import type { Redis } from 'ioredis';
 import { harborContext } from '../adapter/harbor/context.js';
 import { startHarborWorker, type RunningHarborWorker } from '../worker/harbor-jobs.js';
 import { connectQueue, type StateQueue } from '../worker/queue.js';
@@ -31,6 +33,7 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
   let worker: RunningWorker | undefined;
   let harborWorker: RunningHarborWorker | undefined;
   let endpoint: RunningEndpoint | undefined;
+  let apiThrottleRedis: Redis | undefined;
   let ops: RunningOps | undefined;
   let dashboardQueue: StateQueue | undefined;
   const queueOf = () => worker?.queue ?? dashboardQueue;
@@ -40,6 +43,7 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
     stopping.abort();
     (async () => {
       await endpoint?.stop();
+      apiThrottleRedis?.disconnect();
       await worker?.stop();
       await harborWorker?.stop();
       await dashboardQueue?.close();
@@ -60,9 +64,11 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
   process.once('SIGINT', () => shutdown('SIGINT'));
 
   if (password) {
+    apiThrottleRedis = throttleConnection(config.redisUrl);
     const apiRouter = adminRouter({
       ctx: await harborContext(config, pool, log), admin: adminCredential(config), authFailureLimit: config.authFailureLimit,
       registrationRateLimit: config.registrationRateLimit, tombstoneRetentionHours: config.tombstoneRetentionHours,
+      throttleRedis: { redis: apiThrottleRedis, prefix: config.authThrottlePrefix },
     });
     endpoint = await startEndpoint({
       databaseUrl: config.databaseUrl, pool, host: config.host, port: config.port,

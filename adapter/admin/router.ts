@@ -1,3 +1,4 @@
+import type { Redis } from 'ioredis';
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import * as OpenApiValidator from 'express-openapi-validator';
 import { RegistryError } from '../../core/errors.js';
@@ -30,6 +31,8 @@ export interface AdminApiOptions {
   tombstoneRetentionHours: number;
   /** Check every answer against the document too (tests). */
   validateResponses?: boolean;
+  /** Where the login and registration counters are shared by every replica; absent: this process. */
+  throttleRedis?: { redis: Redis; prefix: string };
 }
 
 type Auth = 'public' | 'admin' | 'robot' | 'webhook' | 'token';
@@ -65,9 +68,12 @@ export function adminRouter(o: AdminApiOptions): express.Router {
     return new HarborReconciler(o.ctx.pool, o.ctx.harbor, log, o.tombstoneRetentionHours).reconcileGroup(group);
   };
 
-  // In this process's memory (per replica): the admin API is for a few operators and the
-  // devices' registrations, not for Harbor's traffic.
-  const throttle = (name: string, addressLimit: number, usernameLimit = addressLimit) => new LoginThrottle({ prefix: `local:${name}`, addressLimit, usernameLimit, log });
+  // Shared by every replica through Redis, as the endpoint's are (each falls back to this
+  // process while Redis is away), so spreading guesses or registrations over replicas gains nothing.
+  const shared = o.throttleRedis;
+  const throttle = (name: string, addressLimit: number, usernameLimit = addressLimit) => new LoginThrottle({
+    ...(shared ? { redis: shared.redis } : {}), prefix: `${shared?.prefix ?? 'local'}:${name}`, addressLimit, usernameLimit, log,
+  });
   const adminAuth = new BasicAuthenticator({ username: o.admin.username, password: o.admin.password, throttle: throttle('api-admin', o.authFailureLimit) });
   const robotLogins = throttle('api-robot', o.authFailureLimit);
   const registrations = throttle('api-registration', o.registrationRateLimit, Number.MAX_SAFE_INTEGER);

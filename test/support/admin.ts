@@ -28,7 +28,7 @@ export interface AdminHarness {
   close(): Promise<void>;
 }
 
-export async function startAdminHarness(env: Record<string, string> = {}, opts: { admin?: boolean } = {}): Promise<AdminHarness> {
+export async function startAdminHarness(env: Record<string, string> = {}, opts: { admin?: boolean; throttleRedis?: { redis: import('ioredis').Redis; prefix: string } } = {}): Promise<AdminHarness> {
   const db = await createTestDatabase();
   const harbor = await startHarborDouble(UPSTREAM, HARBOR_ADMIN);
   const port = await freePort();
@@ -44,6 +44,7 @@ export async function startAdminHarness(env: Record<string, string> = {}, opts: 
   const apiRouter = adminRouter({
     ctx, admin: opts.admin === false ? undefined : ADMIN, authFailureLimit: 1000, registrationRateLimit: Number(env.REGISTRATION_RATE_LIMIT ?? 1000),
     tombstoneRetentionHours: config.tombstoneRetentionHours, validateResponses: true,
+    ...(opts.throttleRedis ? { throttleRedis: opts.throttleRedis } : {}),
   });
   const endpoint = await startEndpoint({
     databaseUrl: db.url, pool: db.pool, host: '127.0.0.1', port, username: USERNAME, password: PASSWORD, authFailureLimit: 1000,
