@@ -345,29 +345,25 @@ export class RegistryClient {
   async pushBlob(repository: string, bytes: Buffer, opts: { isNew?: boolean; digest?: string } = {}): Promise<string> {
     const digest = opts.digest ?? sha256(bytes);
     if (!opts.isNew && (await this.blobExists(repository, digest))) return digest;
-    const start = await this.request('POST', `/v2/${repository}/blobs/uploads/`, { repository, headers: { 'Content-Length': '0' } });
-    await start.body?.cancel();
-    const location = start.headers.get('location');
-    if (!location) throw new RegistryRequestError('upload session has no Location', start.status, undefined, true);
-    const url = new URL(location, this.baseUrl);
-    url.searchParams.set('digest', digest);
-    const put = await this.request('PUT', url.toString(), { repository, headers: { 'Content-Type': 'application/octet-stream' }, body: bytes });
-    await put.body?.cancel();
+    await this.upload(repository, digest, { 'Content-Type': 'application/octet-stream' }, bytes);
     return digest;
   }
 
   /** Pushes a blob streamed from `open` (a file, say) unless the registry has it: POST, then PUT ?digest= with the bytes. */
   async pushBlobFrom(repository: string, digest: string, size: number, open: () => Readable): Promise<void> {
     if (await this.blobExists(repository, digest)) return;
+    await this.upload(repository, digest, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(size) }, open);
+  }
+
+  /** A monolithic upload: POST for a session, then PUT ?digest= with the bytes. */
+  private async upload(repository: string, digest: string, headers: Record<string, string>, body: Buffer | (() => Readable)): Promise<void> {
     const start = await this.request('POST', `/v2/${repository}/blobs/uploads/`, { repository, headers: { 'Content-Length': '0' } });
     await start.body?.cancel();
     const location = start.headers.get('location');
     if (!location) throw new RegistryRequestError('upload session has no Location', start.status, undefined, true);
     const url = new URL(location, this.baseUrl);
     url.searchParams.set('digest', digest);
-    const put = await this.request('PUT', url.toString(), {
-      repository, headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(size) }, body: open,
-    });
+    const put = await this.request('PUT', url.toString(), { repository, headers, body });
     await put.body?.cancel();
   }
 

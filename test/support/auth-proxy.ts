@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type Server } from 'node:http';
+import { forward, listenLocal } from './forward.js';
 
 // An auth front for a real registry, the way Harbor puts one before its registry: Bearer
 // (a 401 names a token service; the client trades its Basic credentials there for a
@@ -59,22 +59,11 @@ export async function startAuthProxy(target: string, mode: 'bearer' | 'basic', u
         .end('{"errors":[{"code":"UNAUTHORIZED","message":"unauthorized"}]}');
       return;
     }
-    const headers = { ...req.headers, host: t.host };
-    delete headers.authorization;
-    const upstream = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers }, (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers);
-      up.pipe(res);
-    });
-    upstream.on('error', () => res.destroy());
-    req.pipe(upstream);
+    forward(t, req, res);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  state.url = `http://127.0.0.1:${port}`;
-  state.host = `127.0.0.1:${port}`;
-  state.close = async () => {
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
-  };
+  const listening = await listenLocal(server);
+  state.url = listening.url;
+  state.host = listening.host;
+  state.close = listening.close;
   return state;
 }

@@ -1,5 +1,5 @@
-import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type Server } from 'node:http';
+import { forward, listenLocal } from './forward.js';
 
 // Harbor's registry as a client meets it: a real registry (docker-registry) behind Bearer
 // auth whose token service is the Harbor double's (/service/token). Every request needs a
@@ -50,22 +50,11 @@ export async function startHarborRegistry(target: string, tokenService: string):
         .end(req.method === 'HEAD' ? undefined : '{"errors":[{"code":"UNAUTHORIZED","message":"unauthorized to access repository"}]}');
       return;
     }
-    const headers = { ...req.headers, host: t.host };
-    delete headers.authorization;
-    const upstream = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers }, (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers);
-      up.pipe(res);
-    });
-    upstream.on('error', () => res.destroy());
-    req.pipe(upstream);
+    forward(t, req, res);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  state.url = `http://127.0.0.1:${port}`;
-  state.host = `127.0.0.1:${port}`;
-  state.close = async () => {
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
-  };
+  const listening = await listenLocal(server);
+  state.url = listening.url;
+  state.host = listening.host;
+  state.close = listening.close;
   return state;
 }
