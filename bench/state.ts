@@ -13,7 +13,7 @@
 //     worker builds.
 // BENCH_ONLY=latency,size,groups picks sections.
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -158,6 +158,21 @@ async function cpuMs(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
+/** CPU ms of every running process called `name` (Postgres: the postmaster and its backends). */
+async function cpuOfNamed(name: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
+      if (stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) === name) total += await cpuMs(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
+}
+
 /** The published packages, pushed unsigned over HTTP `concurrency` at a time, as a plain client would. */
 async function plainPushes(pool: Pool, registryUrl: string, namespace: string, concurrency: number): Promise<number> {
   const { rows } = await pool.query<{ group_name: string; manifest: Buffer; blobs: Buffer[] }>(
@@ -191,7 +206,7 @@ async function groups(registry: LocalRegistry, keys: TestKeys): Promise<void> {
     for (let g = 0; g < DIRTY_GROUPS; g++) await seedGroup(db.pool, `g${g}`, GROUP_SIZE, 5);
     await db.pool.query('ANALYZE');
     const worker = await spawnSatellite(['worker'], env, 'worker started');
-    const rounds: { label: string; seconds: number; cpu: number; floor: number }[] = [];
+    const rounds: { label: string; seconds: number; cpu: number; floor: number; registryCpu: number; postgresCpu: number; floorRegistryCpu: number }[] = [];
     try {
       // Round 1: every group's first version. Round 2: one change in every group (a delta each).
       for (const version of [1, 2]) {
@@ -200,14 +215,20 @@ async function groups(registry: LocalRegistry, keys: TestKeys): Promise<void> {
           for (let g = 0; g < DIRTY_GROUPS; g++) await record(db.pool, `g${g}`, 'library/app0', image({ layers: [layer], architecture: `x${g}` }), 'changed');
         }
         const cpu0 = await cpuMs(worker.child.pid!);
+        const reg0 = await cpuMs(registry.pid);
+        const pg0 = await cpuOfNamed('postgres');
         const t0 = performance.now();
         while ((await publishedVersions(version)) < DIRTY_GROUPS) await new Promise((r) => setTimeout(r, 20));
         const seconds = (performance.now() - t0) / 1000;
         const cpu = (await cpuMs(worker.child.pid!)) - cpu0;
+        const registryCpu = (await cpuMs(registry.pid)) - reg0;
+        const postgresCpu = (await cpuOfNamed('postgres')) - pg0;
         // The floor: the very artifacts just published, unsigned, 4 at a time (round 2 into the
         // repositories round 1 filled, as a registry client would find them).
+        const floorReg0 = await cpuMs(registry.pid);
         const floor = (await plainPushes(db.pool, registry.url, 'plain', 4)) / 1000;
-        rounds.push({ label: version === 1 ? 'first versions' : 'after 1 change each', seconds, cpu, floor });
+        const floorRegistryCpu = (await cpuMs(registry.pid)) - floorReg0;
+        rounds.push({ label: version === 1 ? 'first versions' : 'after 1 change each', seconds, cpu, floor, registryCpu, postgresCpu, floorRegistryCpu });
       }
     } finally {
       worker.child.kill('SIGTERM');
@@ -217,8 +238,10 @@ async function groups(registry: LocalRegistry, keys: TestKeys): Promise<void> {
     out(`3. ${DIRTY_GROUPS} dirty groups of ${GROUP_SIZE} artifacts, one \`satellite worker\` (WORKER_CONCURRENCY=${concurrency}${process.env.BENCH_WORKER_CONCURRENCY ? '' : ', the default'}),`);
     out('   beside the same artifacts pushed unsigned over HTTP, 4 at a time (HEAD each blob, upload the missing, PUT the manifest)');
     for (const r of rounds) {
-      out(`   ${r.label.padEnd(22)} ours ${r.seconds.toFixed(2)} s (${(DIRTY_GROUPS / r.seconds).toFixed(0)} states/s, worker CPU ${(r.cpu / 1000).toFixed(1)} s)`
+      out(`   ${r.label.padEnd(22)} ours ${r.seconds.toFixed(2)} s (${(DIRTY_GROUPS / r.seconds).toFixed(0)} states/s)`
         + `   floor ${r.floor.toFixed(2)} s   ratio ${(r.seconds / r.floor).toFixed(2)}`);
+      out(`   ${''.padEnd(22)} CPU: worker ${(r.cpu / 1000).toFixed(1)} s, Postgres ${(r.postgresCpu / 1000).toFixed(1)} s, registry ${(r.registryCpu / 1000).toFixed(1)} s`
+        + ` (${(r.registryCpu / DIRTY_GROUPS).toFixed(1)} ms per state; floor: ${(r.floorRegistryCpu / DIRTY_GROUPS).toFixed(1)} ms per push)`);
     }
   } finally {
     await db.drop();
