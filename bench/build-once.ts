@@ -5,7 +5,7 @@
 //   next       the next version after one change, with what the first build kept;
 // or ("cold-next"), in a process of its own:
 //   cold-next  the version after one change, by a worker that kept nothing (just started):
-//              the whole group read, the delta from the last version's kept package.
+//              the published version's kept package taken up, the changes since read.
 // Prints one JSON line per build: {"phase", "ms", "result", "peakRssMiB"} (peak RSS sampled
 // during that build), then {"phase":"process","peakRssMiB"} (VmHWM).
 import { readFile } from 'node:fs/promises';

@@ -103,7 +103,7 @@ interface Phase {
   phase: string;
   ms: number;
   peakRssMiB: number;
-  result?: { result: string; version: number; artifacts: number };
+  result?: { result: string; version: number; artifacts: number; read: string };
 }
 
 /** bench/build-once.ts: three builds of `group` in a process of its own. */
@@ -127,8 +127,9 @@ async function skopeoFloor(registry: LocalRegistry, work: string, repository: st
 
 async function sizes(registry: LocalRegistry, keys: TestKeys, work: string): Promise<void> {
   out('2. one group: build + sign + publish (ours, one worker process) beside skopeo pushing the same artifact unsigned');
-  out('   first: nothing kept, the whole group read; next: after 1 change, with what the first build kept; cold next: after 1 change, nothing kept');
-  out(`   ${'artifacts'.padEnd(10)}${'build'.padEnd(12)}${'ours'.padStart(10)}${'skopeo'.padStart(10)}${'ratio'.padStart(7)}${'layers'.padStart(12)}${'peak RSS'.padStart(11)}`);
+  out('   first: the group\'s first version (read whole); next: after 1 change, with what the first build kept in memory;');
+  out('   cold next: after 1 change, by a worker that kept nothing (just started, or another replica): it takes up the published version\'s package');
+  out(`   ${'artifacts'.padEnd(10)}${'build'.padEnd(12)}${'ours'.padStart(10)}${'skopeo'.padStart(10)}${'ratio'.padStart(7)}${'layers'.padStart(12)}${'peak RSS'.padStart(11)}   read`);
   for (const n of SIZES) {
     const db = await createTestDatabase();
     try {
@@ -144,7 +145,7 @@ async function sizes(registry: LocalRegistry, keys: TestKeys, work: string): Pro
         if (p.result.result !== 'published' || p.result.artifacts < n) throw new Error(`${p.phase}: ${JSON.stringify(p.result)}`);
         const floor = await skopeoFloor(registry, work, `size${n}/group-state/big/state`, p.result.version, `peer/size${n}/${p.phase}`);
         out(`   ${String(n).padEnd(10)}${p.phase.padEnd(12)}${ms(p.ms).padStart(10)}${ms(floor.ms).padStart(10)}${(p.ms / floor.ms).toFixed(2).padStart(7)}`
-          + `${`${(floor.bytes / 1024).toFixed(0)} KiB`.padStart(12)}${`${p.peakRssMiB.toFixed(0)} MiB`.padStart(11)}`);
+          + `${`${(floor.bytes / 1024).toFixed(0)} KiB`.padStart(12)}${`${p.peakRssMiB.toFixed(0)} MiB`.padStart(11)}   ${p.result.read}`);
       }
     } finally {
       await db.drop();

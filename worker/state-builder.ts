@@ -16,6 +16,12 @@ export interface BuildResult {
   version: number;
   digest: string;
   artifacts: number;
+  /**
+   * What the build read of the group (logged with its result): only what changed since the
+   * content this worker kept ("changes"), or since the snapshot of the published version
+   * whose package it took up ("changes since published"), or everything ("whole group").
+   */
+  read: 'changes' | 'changes since published' | 'whole group';
 }
 
 export interface StateBuilderOptions {
@@ -54,23 +60,50 @@ export class StateBuilder {
 
   async build(group: string): Promise<BuildResult> {
     const registry = this.options.imageRegistry;
-    const kept = this.options.cache?.take(group, registry, Date.now());
+    const cached = this.options.cache?.take(group, registry, Date.now());
+    const restored = cached ? undefined : await this.restore(group, registry);
+    const kept = cached ?? restored?.content;
     // One snapshot: the point the build starts from and what the group holds then (only
-    // what changed since, when the content of an earlier build is kept).
+    // what changed since, when the content of an earlier build is kept or restored).
     const content = kept ?? new StateContent(group, registry, this.options.layout);
     const full = kept ? undefined : content.beginFull();
-    const snapshot = await this.artifacts.snapshot(group, this.options.tombstoneRetentionHours, this.options.supersededManifests ?? 'tombstone', kept?.xmin, full?.add);
+    const snapshot = await this.artifacts.snapshot(group, this.options.tombstoneRetentionHours, this.options.supersededManifests ?? 'tombstone',
+      kept?.xmin, full?.add, restored?.reread);
     if (full) full.finish(snapshot);
     else content.apply(snapshot);
+    const read = cached ? 'changes' : restored ? 'changes since published' : 'whole group';
     try {
-      return await this.buildContent(group, content, { at: snapshot.at, changeId: snapshot.changeId });
+      return { ...await this.buildContent(group, content, { at: snapshot.at, changeId: snapshot.changeId, xmin: snapshot.xmin }), read };
     } finally {
       // Whatever happened to the publish, the content is the group's as of the snapshot.
       this.options.cache?.put(content);
     }
   }
 
-  private async buildContent(group: string, content: StateContent, point: BuildPoint): Promise<BuildResult> {
+  /**
+   * The content of the group's newest published version, out of its kept package, when this
+   * worker holds none (it started since, or another replica built the group last) and that
+   * version was read recently enough for the change log since to be complete; undefined
+   * when there is none, or its package is not laid out as this worker would write it.
+   */
+  private async restore(group: string, registry: string): Promise<{ content: StateContent; reread: { repository: string; digest: string }[] } | undefined> {
+    const cache = this.options.cache;
+    if (!cache || this.options.layout !== 'oci') return undefined;
+    const found = await this.states.restorable(group, cache.maxAgeMs);
+    if (!found) return undefined;
+    const layers = stateLayers(JSON.parse(found.package.manifest.toString('utf8')) as object);
+    const layer = layers?.stateDigest && found.package.blobs.find((b) => computeDigest(b) === layers.full.digest);
+    if (!layers?.stateDigest || !layer) return undefined;
+    const content = new StateContent(group, registry, this.options.layout);
+    const reread = content.restore(found.version, layer, layers.stateDigest, found.xmin, found.readAt);
+    if (!reread) {
+      this.log.warn({ group, version: found.version }, 'the kept package of the published state cannot be taken up; reading the group in full');
+      return undefined;
+    }
+    return { content, reread };
+  }
+
+  private async buildContent(group: string, content: StateContent, point: BuildPoint): Promise<Omit<BuildResult, 'read'>> {
     const repository = stateRepository(this.options.stateProject, group);
     const allocate = (fresh: boolean) =>
       this.states.allocate(group, content.contentDigest(), this.options.layout, repository, content.count, fresh);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { gzip as gzipCallback } from 'node:zlib';
+import { gzip as gzipCallback, inflateRawSync, type Inflate } from 'node:zlib';
 import { promisify } from 'node:util';
 import { artifactOf } from '../core/state/render.js';
 import type { GroupSnapshot, ListedRow } from '../core/store/artifact-store.js';
@@ -154,6 +154,65 @@ export class StateContent {
         }
       },
     };
+  }
+
+  /**
+   * Takes up the content `version` was published from, out of its full layer as fullLayer
+   * wrote it: each gzip member is inflated once and kept, compressed as it was, as the
+   * chunk it holds; the content is as of the snapshot that build read (`xmin`, `readAt`),
+   * so the caller then applies what changed since. Undefined, and nothing changed, when the
+   * layer is not laid out so for this group and registry (`digest` is its text's, as the
+   * manifest that names the layer says).
+   * Gives the entries listed as deleted: when they leave the list (their retention) is not
+   * in the layer, so the caller reads them again.
+   */
+  restore(version: number, layer: Buffer, digest: string, xmin: string, readAt: Date): { repository: string; digest: string }[] | undefined {
+    if (this.layout !== 'oci') return undefined;
+    // The layer's bytes are the published ones (the caller found them by digest) and gzip
+    // is deterministic, so their text is that version's: no need to hash it again.
+    const members = gzipMembers(layer);
+    if (!members || members.length < 2) return undefined;
+    if (members[0]!.text.toString('utf8') !== `${stateHead(this.group, this.registry, version)}[`
+      || members[members.length - 1]!.text.toString('utf8') !== ']}') return undefined;
+    const keys: string[] = [];
+    const jsons: string[] = [];
+    const deleted: { repository: string; digest: string }[] = [];
+    const chunks = members.slice(1, -1);
+    for (let c = 0; c < chunks.length; c++) {
+      const text = chunks[c]!.text.toString('utf8');
+      if (c > 0 !== text.startsWith(',') || !text.endsWith('}')) return undefined;
+      // Entries are split where splitEntries splits them, as slices of the chunk's text.
+      for (let start = c > 0 ? 1 : 0; start < text.length;) {
+        const next = text.indexOf(ENTRY_SEPARATOR, start);
+        const end = next < 0 ? text.length : next + 1;
+        const json = text.slice(start, end);
+        const entry = entryKey(json);
+        if (!entry) return undefined;
+        const key = keyOf(entry);
+        // In order, and chunked as chunks() chunks: a chunk ends exactly after an entry
+        // whose digest ends in "00", or with the list.
+        const last = next < 0;
+        if ((keys.length > 0 && keys[keys.length - 1]! >= key) || (endsChunk(key) !== last && !(last && c === chunks.length - 1))) return undefined;
+        keys.push(key);
+        jsons.push(json);
+        if (entry.deleted) deleted.push(entry);
+        start = next < 0 ? text.length : next + 2;
+      }
+    }
+    this.generation++;
+    this.keys = keys;
+    this.jsons = jsons;
+    this.gens = keys.map(() => this.generation);
+    this.expiries = new Map();
+    this.chunkBytes = new Map();
+    this.memoChunks = undefined;
+    this.memoDigest = undefined;
+    const ids = this.chunks();
+    for (let c = 0; c < ids.length; c++) this.chunkBytes.set(ids[c]!.id, { bytes: chunks[c]!.text, member: chunks[c]!.member });
+    this.xmin = xmin;
+    this.readAt = readAt.getTime();
+    this.markPublished(version, digest);
+    return deleted.map(({ repository, digest: d }) => ({ repository, digest: d }));
   }
 
   /** Applies a listing read since this content's snapshot; false when it changed nothing. */
@@ -374,6 +433,48 @@ export class StateContent {
   }
 }
 
+/**
+ * The gzip members of a layer as fullLayer writes them (no file name, no extra fields),
+ * each with its bytes and its inflated text; undefined when it is laid out otherwise. Hand
+ * written: zlib reads members back to back as one stream and says nothing of where each
+ * ends; inflating one raw deflate stream tells how many bytes it took, and its 8-byte
+ * trailer follows (the text is checked by digest as a whole, not by the trailers' CRCs).
+ */
+function gzipMembers(layer: Buffer): { member: Buffer; text: Buffer }[] | undefined {
+  const out: { member: Buffer; text: Buffer }[] = [];
+  for (let at = 0; at < layer.length;) {
+    if (layer.length - at < 18 || layer[at] !== 0x1f || layer[at + 1] !== 0x8b || layer[at + 2] !== 8 || layer[at + 3] !== 0) return undefined;
+    let inflated: { buffer: Buffer; engine: Inflate };
+    try {
+      inflated = inflateRawSync(layer.subarray(at + 10), { info: true } as object) as unknown as { buffer: Buffer; engine: Inflate };
+    } catch {
+      return undefined;
+    }
+    const end = at + 10 + inflated.engine.bytesWritten + 8;
+    // The trailer's ISIZE: the text's length (mod 2^32).
+    if (end > layer.length || layer.readUInt32LE(end - 4) !== inflated.buffer.length % 2 ** 32) return undefined;
+    out.push({ member: layer.subarray(at, end), text: inflated.buffer });
+    at = end;
+  }
+  return out;
+}
+
+/**
+ * An entry's repository, digest and whether it is deleted, from its JSON as artifactOf
+ * renders it: repository first (a name, never escaped), then tag, labels and type, none of
+ * which can hold `,"digest":"` outside a string, whose quotes are escaped.
+ */
+function entryKey(json: string): { repository: string; digest: string; deleted: boolean } | undefined {
+  const open = '{"repository":"';
+  const close = json.indexOf('","tag":[');
+  if (!json.startsWith(open) || close < 0) return undefined;
+  const repository = json.slice(open.length, close);
+  const at = json.indexOf(',"digest":"', close);
+  const end = at < 0 ? -1 : json.indexOf('"', at + 11);
+  if (end < 0 || repository.includes('\\')) return undefined;
+  return { repository, digest: json.slice(at + 11, end), deleted: json.startsWith('","deleted":true', end) };
+}
+
 /** The repository and digest at the start of an entry's JSON, as the renderer writes it. */
 const ENTRY_KEY = /^\{"repository":("(?:[^"\\]|\\.)*"),"tag":\[[^\]]*\],"labels":null,"type":"[A-Z]+","digest":("[^"\\]*")/;
 
@@ -382,6 +483,9 @@ function renderDeltaText(group: string, registry: string, base: { version: numbe
   return `{"base":${JSON.stringify({ version: base.version, digest: base.digest })},"group":${JSON.stringify(group)},`
     + `"registry":${JSON.stringify(registry)},"version":${version},"removed":[${removed.join(',')}],"upserted":[${upserted.join(',')}]}`;
 }
+
+/** What stands between two entries' JSON, and only there (see splitEntries). */
+const ENTRY_SEPARATOR = '},{"repository":';
 
 /**
  * Splits the JSON of an entries array into each entry's JSON. Entries are objects that all
@@ -392,7 +496,7 @@ function renderDeltaText(group: string, registry: string, base: { version: numbe
 function splitEntries(array: string, count: number | undefined): string[] | undefined {
   if (count === 0) return array === '[]' ? [] : undefined;
   if (!array.startsWith('[{"repository":') || !array.endsWith('}]')) return undefined;
-  const parts = array.slice(1, -1).split('},{"repository":');
+  const parts = array.slice(1, -1).split(ENTRY_SEPARATOR);
   if (count !== undefined && parts.length !== count) return undefined;
   const last = parts.length - 1;
   return parts.map((p, i) => (i === 0 ? '' : '{"repository":') + p + (i === last ? '' : '}'));
@@ -410,6 +514,11 @@ export class StateCache {
   private readonly groups = new Map<string, StateContent>();
 
   constructor(private readonly options: StateCacheOptions) {}
+
+  /** How old content may be and still be built on (a kept package's too). */
+  get maxAgeMs(): number {
+    return this.options.maxAgeMs;
+  }
 
   /** The content kept for `group`, if any and young enough, taken out of the cache while a build uses it. */
   take(group: string, registry: string, now: number): StateContent | undefined {

@@ -51,9 +51,10 @@ export function makeBuilder(config: Config, pool: Pool, client: RegistryClient, 
     supersededManifests: config.supersededManifests,
     cache: new StateCache({
       maxBytes: config.stateCacheMb * 1024 * 1024,
-      // Builds read the change log since the kept content's snapshot: keep content only for
-      // a fraction of the log's retention (published changes older than it are pruned).
-      maxAgeMs: Math.min(10 * 60_000, (config.changeLogRetentionHours * 3_600_000) / 4),
+      // Builds read the change log since the kept content's snapshot (in memory, or of the
+      // published version's package): only within a fraction of the log's retention
+      // (published changes older than it are pruned).
+      maxAgeMs: (config.changeLogRetentionHours * 3_600_000) / 4,
     }),
   }, log);
 }

@@ -413,4 +413,14 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE TRIGGER harbor_artifacts_xid BEFORE UPDATE ON harbor_artifacts FOR EACH ROW EXECUTE FUNCTION satellite_harbor_artifacts_xid();
     `,
   },
+  {
+    version: 67,
+    name: 'the snapshot a published state was read at',
+    sql: `
+      -- A worker that holds nothing of a group (just started, or the group was last built by
+      -- another replica) takes up the newest published version's kept package and reads only
+      -- the changes since the snapshot that version was read at, instead of the whole group.
+      ALTER TABLE state_versions ADD COLUMN read_xmin xid8, ADD COLUMN read_at timestamptz;
+    `,
+  },
 ];

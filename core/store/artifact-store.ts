@@ -100,6 +100,7 @@ function listingSql(mode: 'plain' | 'all' | 'keyed'): string {
          UNION SELECT repository, digest FROM harbor_artifacts WHERE xid >= $4::xid8
          UNION SELECT repository, previous_digest FROM changes WHERE previous_digest IS NOT NULL
          UNION SELECT repository, ${cosignTarget('tag')} FROM changes WHERE tag ~ ${COSIGN_TAG}
+         UNION SELECT * FROM unnest($5::text[], $6::text[])
        ), touched AS (
          SELECT repository, digest FROM direct
          UNION SELECT c.repository, c.child_digest FROM index_children c JOIN direct d USING (repository)
@@ -394,12 +395,15 @@ export class ArtifactStore {
      * Takes a full listing in batches, in order, as it is read (through a cursor), instead of
      * it being returned in `rows`: a 100,000-row listing then never sits in memory as rows.
      */
-    onRows?: (rows: ListedRow[]) => void): Promise<GroupSnapshot> {
+    onRows?: (rows: ListedRow[]) => void,
+    /** With `since`: entries to read again whatever the log says (their expiry is not known). */
+    also: readonly { repository: string; digest: string }[] = []): Promise<GroupSnapshot> {
     const params = [group, tombstoneRetentionHours, superseded === 'tombstone'];
     const pointOf = (r: unknown[]) => ({ xmin: r[0] as string, at: r[1] as Date, changeId: Number(r[2]) });
     if (since !== undefined) {
       // One statement, one snapshot: the point and the entries touched since.
-      const rows = await queryArrays<[string, Date, string, string | null, string | null, ...ListingRow]>(this.pool, listingSql('keyed'), [...params, since]);
+      const rows = await queryArrays<[string, Date, string, string | null, string | null, ...ListingRow]>(this.pool, listingSql('keyed'),
+        [...params, since, also.map((k) => k.repository), also.map((k) => k.digest)]);
       const touched = rows.filter((r) => r[3] !== null);
       return {
         ...pointOf(rows[0]!),

@@ -39,6 +39,16 @@ export interface StoredPackage {
 export interface BuildPoint {
   at: Date;
   changeId: number;
+  /** The snapshot's xmin (xid8 as text), when the build read the group in a snapshot. */
+  xmin?: string;
+}
+
+/** The newest published version of a group with its kept package, and the snapshot it was read at. */
+export interface RestorablePackage {
+  version: number;
+  package: StoredPackage;
+  xmin: string;
+  readAt: Date;
 }
 
 export type Allocation = { kind: 'unchanged'; current: StateVersion } | {
@@ -87,7 +97,8 @@ export class StateStore {
   async markPublishedAndBuilt(group: string, version: number, manifestDigest: string, point: BuildPoint): Promise<void> {
     await query(this.pool,
       `WITH p AS (
-         UPDATE state_versions SET status = 'published', manifest_digest = $3, published_at = now()
+         UPDATE state_versions SET status = 'published', manifest_digest = $3, published_at = now(),
+                                   read_xmin = $6::xid8, read_at = CASE WHEN $6::xid8 IS NOT NULL THEN $5::timestamptz END
           WHERE group_name = $1 AND version = $2
        ), o AS (
          UPDATE state_versions SET manifest = NULL, blobs = NULL
@@ -96,7 +107,23 @@ export class StateStore {
        UPDATE groups SET built_change_id = GREATEST(built_change_id, $4),
                          checked_at = GREATEST(COALESCE(checked_at, $5), $5)
         WHERE name = $1`,
-      [group, version, manifestDigest, point.changeId, point.at]);
+      [group, version, manifestDigest, point.changeId, point.at, point.xmin ?? null]);
+  }
+
+  /**
+   * The newest published version, when its package is still kept and the snapshot its
+   * content was read at is known and no older than `maxAgeMs` (the change log since then is
+   * still there): what a worker holding nothing of the group can start from.
+   */
+  async restorable(group: string, maxAgeMs: number): Promise<RestorablePackage | undefined> {
+    const { rows } = await query<{ version: number; read_xmin: string | null; read_at: Date; age_ms: number }>(this.pool,
+      `SELECT version, read_xmin::text, read_at, extract(epoch FROM now() - read_at)::float8 * 1000 AS age_ms FROM state_versions
+        WHERE group_name = $1 AND status = 'published' AND layout = 'oci'
+        ORDER BY version DESC LIMIT 1`, [group]);
+    const r = rows[0];
+    if (!r?.read_xmin || r.age_ms > maxAgeMs) return undefined;
+    const pkg = await this.loadPackage(group, r.version);
+    return pkg && { version: r.version, package: pkg, xmin: r.read_xmin, readAt: r.read_at };
   }
 
   /** The newest published version and the manifest it was pushed as (when still kept): a delta's base. */

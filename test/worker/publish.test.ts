@@ -14,6 +14,7 @@ import { RegistryClient } from '../../core/registry/registry-client.js';
 import { previewState } from '../../core/state/preview.js';
 import { applyDelta } from '../../core/state/delta.js';
 import { ArtifactStore } from '../../core/store/artifact-store.js';
+import { StateContent } from '../../worker/state-content.js';
 
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -261,6 +262,37 @@ describe('publishing a group state to a real registry', function () {
       expect(v1).to.be.below(latest);
     } finally {
       await proxy.close();
+    }
+  });
+  it('when a worker that kept nothing builds a group published before, then it reads only the changes since that version and publishes what a full read gives', async () => {
+    const group = 'taken-up';
+    for (let i = 0; i < 40; i++) await record(db.pool, group, `library/app${i % 3}`, image(), `t${i}`);
+    const first = setup();
+    expect(await first.builder.build(group)).to.include({ result: 'published', version: 1, read: 'whole group' });
+    const gone = image();
+    await record(db.pool, group, 'library/app0', gone, 'going');
+    expect(await first.builder.build(group)).to.include({ result: 'published', version: 2, read: 'changes' });
+    // Another worker (or this one, restarted): nothing kept, the published package taken up.
+    await new ArtifactStore(db.pool).deleteManifest({ group, repository: 'library/app0' }, gone.manifest.digest);
+    await record(db.pool, group, 'library/app1', image(), 'new');
+    const second = setup();
+    const built = await second.builder.build(group);
+    expect(built).to.include({ result: 'published', version: 3, read: 'changes since published' });
+    const { json, doc, state } = await readState(second.client, group);
+    const full = new StateContent(group, second.config.imageRegistry);
+    full.loadFull(await new ArtifactStore(db.pool).snapshot(group, second.config.tombstoneRetentionHours, 'tombstone'));
+    expect(json.equals(full.document(3)), 'the state a full read gives').to.equal(true);
+    expect(state.artifacts.find((a: { digest: string }) => a.digest === gone.manifest.digest)).to.include({ deleted: true });
+    // Its delta applies to version 2 and gives version 3.
+    const layers = stateLayers(doc)!;
+    const v2 = (await readState(second.client, group, 'v2')).state;
+    const delta = JSON.parse(layerText(await second.client.getBlob(repo(group), layers.delta!.descriptor.digest), layers.delta!.descriptor.mediaType));
+    expect(applyDelta(v2, delta).json).to.equal(json.toString());
+    // A worker that keeps nothing in memory (STATE_CACHE_MB=0) takes it up every time.
+    const keepsNothing = setup({ STATE_CACHE_MB: '0' });
+    for (const version of [4, 5]) {
+      await record(db.pool, group, 'library/app2', image(), `newer${version}`);
+      expect(await keepsNothing.builder.build(group)).to.include({ result: 'published', version, read: 'changes since published' });
     }
   });
 });

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { createHash, randomInt } from 'node:crypto';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { createPool } from '../../core/db/pool.js';
 import { diffStates, renderDelta, type VersionedState } from '../../core/state/delta.js';
 import { buildState, contentDigest } from '../../core/state/render.js';
@@ -10,6 +10,7 @@ import { StateCache, StateContent } from '../../worker/state-content.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { artifact, cosignSignature, image, index, randomLayer, signatureTag, type Image } from '../support/oci.js';
 import { record } from '../support/worker.js';
+import { seedGroup } from '../../bench/seed.js';
 
 // Issue 11 item 1: a build after a change reads and compresses only what changed. Whatever
 // happened in between, the state it gives must be byte for byte the one a build reading the
@@ -59,6 +60,9 @@ describe('a state kept between builds', function () {
     warm.loadFull(await store.snapshot(group, 24, 'tombstone'));
     let published: { version: number; text: string; digest: string } | undefined;
     let version = 0;
+    // What a worker that kept nothing builds on: the last published layer, taken up, then
+    // the changes since (first with the tombstones it lists read again).
+    let restored: { content: StateContent; reread?: { repository: string; digest: string }[] } | undefined;
     for (let step = 0; step < 160; step++) {
       const roll = randomInt(100);
       const repo = pick(repos);
@@ -106,6 +110,12 @@ describe('a state kept between builds', function () {
       if (randomInt(3) === 0) continue; // several changes per build, sometimes
       await refresh(warm);
       await expectSame(warm, `step ${step} (${what})`);
+      if (restored) {
+        const r = restored.content;
+        r.apply(await store.snapshot(group, 24, 'tombstone', r.xmin, undefined, restored.reread));
+        restored.reread = undefined;
+        await expectSame(r, `step ${step} (${what}), built on the published layer taken up`);
+      }
       if (randomInt(4) === 0) {
         // Publish: the next delta is computed from what changed since.
         version++;
@@ -116,9 +126,20 @@ describe('a state kept between builds', function () {
           expect(warm.deltaFrom(base, version), `step ${step}: delta from the kept changes`).to.equal(expected);
           expect(warm.deltaFromText(published.text, base, version), `step ${step}: delta from the base's text`).to.equal(expected);
         }
+        if (published && restored) {
+          const base = { version: published.version, digest: published.digest };
+          expect(restored.content.deltaFrom(base, version), `step ${step}: delta from the published layer taken up`).to.equal(warm.deltaFrom(base, version));
+        }
         const layer = await warm.fullLayer(version);
         warm.markPublished(version, layer.digest);
         published = { version, text: next, digest: layer.digest };
+        const content = new StateContent(group, REGISTRY);
+        const reread = content.restore(version, layer.gzip, layer.digest, warm.xmin, new Date(warm.readAt));
+        expect(reread, `step ${step}: the published layer can be taken up`).to.not.equal(undefined);
+        expect(content.jsons, `step ${step}: taken up as published`).to.deep.equal(warm.jsons);
+        expect(reread!.map((k) => `${k.repository}@${k.digest}`), 'the tombstones it lists are read again').to.deep.equal(
+          warm.jsons.filter((j) => j.includes('"deleted":true,')).map((j) => `${JSON.parse(j).repository}@${JSON.parse(j).digest}`));
+        restored = { content, reread };
       }
     }
   });
@@ -196,6 +217,57 @@ describe('a state kept between builds', function () {
     await refresh(warm);
     await expectSame(warm, 'after the slow change committed');
     expect(warm.count).to.equal(3);
+  });
+
+  it('when a worker takes up a published layer whose tombstone then reaches the end of its retention, then its next build drops it as a full read does', async () => {
+    const group = 'retained';
+    const gone = image({ layers: [randomLayer(8)] });
+    await record(db.pool, group, 'library/a', gone, '1');
+    await record(db.pool, group, 'library/a', image({ layers: [randomLayer(8)] }), '2');
+    await store.deleteManifest({ group, repository: 'library/a' }, gone.manifest.digest);
+    const warm = await cold(group);
+    const layer = await warm.fullLayer(1);
+    const content = new StateContent(group, REGISTRY);
+    const reread = content.restore(1, layer.gzip, layer.digest, warm.xmin, new Date(warm.readAt))!;
+    expect(reread.map((k) => k.digest)).to.deep.equal([gone.manifest.digest]);
+    // The retention (24 h here) ends: no change is logged for it.
+    await db.pool.query("UPDATE artifacts SET deleted_at = now() - interval '25 hours' WHERE digest = $1", [gone.manifest.digest]);
+    content.apply(await store.snapshot(group, 24, 'tombstone', content.xmin, undefined, reread));
+    await expectSame(content, 'the tombstone expired');
+    expect(content.count).to.equal(1);
+  });
+
+  it('when a layer is not one this worker wrote for the group, then it is not taken up and the content is left as it was', async () => {
+    const group = 'other';
+    for (let i = 0; i < 300; i++) await record(db.pool, group, `library/r${i % 7}`, image({ layers: [randomLayer(4)] }), `t${i}`);
+    const warm = await cold(group);
+    const layer = await warm.fullLayer(3);
+    const doc = warm.document(3);
+    const take = (bytes: Buffer, version = 3, digest = layer.digest, into = new StateContent(group, REGISTRY)) =>
+      into.restore(version, bytes, digest, warm.xmin, new Date(warm.readAt));
+    expect(take(layer.gzip), 'the layer as written').to.not.equal(undefined);
+    expect(take(gzipSync(doc)), 'one gzip stream, not chunked').to.equal(undefined);
+    expect(take(layer.gzip.subarray(0, layer.gzip.length - 5)), 'truncated').to.equal(undefined);
+    expect(take(layer.gzip, 4), 'another version').to.equal(undefined);
+    expect(take(layer.gzip, 3, layer.digest, new StateContent('edge', REGISTRY)), 'another group').to.equal(undefined);
+    expect(take(layer.gzip, 3, layer.digest, new StateContent(group, 'https://elsewhere.example.com')), 'another registry').to.equal(undefined);
+    const held = await cold(group);
+    const before = [...held.jsons];
+    expect(take(layer.gzip, 4, layer.digest, held)).to.equal(undefined);
+    expect(held.jsons, 'nothing changed').to.deep.equal(before);
+  });
+
+  it('when a worker takes up a published layer of many chunks, then its layer comes out as the same bytes, and after a change as those of a full read', async () => {
+    const group = 'chunked';
+    await seedGroup(db.pool, group, 3000); // digests fixed by the seed: 12 chunks
+    const warm = await cold(group);
+    const layer = await warm.fullLayer(1);
+    const taken = new StateContent(group, REGISTRY);
+    expect(taken.restore(1, layer.gzip, layer.digest, warm.xmin, new Date(warm.readAt))).to.deep.equal([]);
+    expect((await taken.fullLayer(1)).gzip.equals(layer.gzip), 'the same bytes again').to.equal(true);
+    await record(db.pool, group, 'library/app1', image({ layers: [randomLayer(8)] }), 'new');
+    taken.apply(await store.snapshot(group, 24, 'tombstone', taken.xmin));
+    await expectSame(taken, 'after a change');
   });
 
   it('when kept states outgrow STATE_CACHE_MB or age, then the least recently built is read in full again', () => {
