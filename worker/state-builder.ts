@@ -73,7 +73,7 @@ export class StateBuilder {
     else content.apply(snapshot);
     const read = cached ? 'changes' : restored ? 'changes since published' : 'whole group';
     try {
-      return { ...await this.buildContent(group, content, { at: snapshot.at, changeId: snapshot.changeId, xmin: snapshot.xmin }), read };
+      return { ...await this.buildContent(group, content, { at: snapshot.at, changeId: snapshot.changeId, xmin: snapshot.xmin, snapshot: snapshot.snapshot }), read };
     } finally {
       // Whatever happened to the publish, the content is the group's as of the snapshot.
       this.options.cache?.put(content);

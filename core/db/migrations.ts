@@ -423,4 +423,14 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE state_versions ADD COLUMN read_xmin xid8, ADD COLUMN read_at timestamptz;
     `,
   },
+  {
+    version: 68,
+    name: 'the snapshot the published state of each group was read at',
+    sql: `
+      -- Change ids are taken when a write starts, not when it commits: a change that commits
+      -- after a later one can sit below built_change_id without being in any published state.
+      -- The snapshot a successful build read tells exactly which changes it saw.
+      ALTER TABLE groups ADD COLUMN built_snapshot pg_snapshot;
+    `,
+  },
 ];

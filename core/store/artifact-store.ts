@@ -55,6 +55,8 @@ export interface GroupSnapshot {
   at: Date;
   /** The newest change of the group the read saw (or a newer one). */
   changeId: number;
+  /** The read's whole snapshot (pg_snapshot as text): exactly which transactions it saw. */
+  snapshot?: string;
   rows: ListedRow[];
   /** When read since an earlier snapshot: the entries re-read (rows holds those still listed). */
   keys?: { repository: string; digest: string }[];
@@ -88,7 +90,10 @@ const BATCH = 5000;
 
 /** Where a build starts: the oldest transaction still running, the time, the group's newest change. */
 const POINT = `pg_snapshot_xmin(pg_current_snapshot())::text AS xmin, now() AS at,
-  COALESCE((SELECT max(id) FROM change_log WHERE group_name = $1), 0)::text AS change_id`;
+  COALESCE((SELECT max(id) FROM change_log WHERE group_name = $1), 0)::text AS change_id,
+  pg_current_snapshot()::text AS snapshot`;
+/** How many columns of each listing row the point takes. */
+const P = 4;
 
 function listingSql(mode: 'plain' | 'all' | 'keyed'): string {
   const keyed = mode === 'keyed';
@@ -399,22 +404,22 @@ export class ArtifactStore {
     /** With `since`: entries to read again whatever the log says (their expiry is not known). */
     also: readonly { repository: string; digest: string }[] = []): Promise<GroupSnapshot> {
     const params = [group, tombstoneRetentionHours, superseded === 'tombstone'];
-    const pointOf = (r: unknown[]) => ({ xmin: r[0] as string, at: r[1] as Date, changeId: Number(r[2]) });
+    const pointOf = (r: unknown[]) => ({ xmin: r[0] as string, at: r[1] as Date, changeId: Number(r[2]), snapshot: r[3] as string });
     if (since !== undefined) {
       // One statement, one snapshot: the point and the entries touched since.
-      const rows = await queryArrays<[string, Date, string, string | null, string | null, ...ListingRow]>(this.pool, listingSql('keyed'),
+      const rows = await queryArrays<[string, Date, string, string, string | null, string | null, ...ListingRow]>(this.pool, listingSql('keyed'),
         [...params, since, also.map((k) => k.repository), also.map((k) => k.digest)]);
-      const touched = rows.filter((r) => r[3] !== null);
+      const touched = rows.filter((r) => r[P] !== null);
       return {
         ...pointOf(rows[0]!),
-        keys: touched.map((r) => ({ repository: r[3]!, digest: r[4]! })),
-        rows: touched.filter((r) => r[5] !== null).map((r) => fromListing(r.slice(5) as ListingRow)),
+        keys: touched.map((r) => ({ repository: r[P] as string, digest: r[P + 1] as string })),
+        rows: touched.filter((r) => r[P + 2] !== null).map((r) => fromListing(r.slice(P + 2) as ListingRow)),
       };
     }
     // A group of up to BATCH records in one statement; a larger one through a cursor.
-    const first = await queryArrays<[string, Date, string, ...ListingRow]>(this.pool, listingSql('all'), [...params, BATCH]);
-    if (first.length > 1 || first[0]![3] !== null || (await this.recordCount(group)) <= BATCH) {
-      const listed = first.filter((r) => r[3] !== null).map((r) => fromListing(r.slice(3) as ListingRow));
+    const first = await queryArrays<[string, Date, string, string, ...ListingRow]>(this.pool, listingSql('all'), [...params, BATCH]);
+    if (first.length > 1 || first[0]![P] !== null || (await this.recordCount(group)) <= BATCH) {
+      const listed = first.filter((r) => r[P] !== null).map((r) => fromListing(r.slice(P) as ListingRow));
       if (onRows) onRows(listed);
       return { ...pointOf(first[0]!), rows: onRows ? [] : listed };
     }

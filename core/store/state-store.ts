@@ -41,7 +41,20 @@ export interface BuildPoint {
   changeId: number;
   /** The snapshot's xmin (xid8 as text), when the build read the group in a snapshot. */
   xmin?: string;
+  /** The whole snapshot the group was read in (pg_snapshot as text): which changes it saw. */
+  snapshot?: string;
 }
+
+/**
+ * Sets what a successful build covered: its newest change id and, exactly, the snapshot it
+ * read (kept only when no later snapshot is already recorded). $1 group, then the
+ * parameters numbered from $n: change id, time, snapshot.
+ */
+const BUILT = (n: number) => `built_change_id = GREATEST(built_change_id, $${n}),
+                         checked_at = GREATEST(COALESCE(checked_at, $${n + 1}), $${n + 1}),
+                         built_snapshot = CASE WHEN $${n + 2}::pg_snapshot IS NULL THEN built_snapshot
+                                               WHEN built_snapshot IS NULL OR pg_snapshot_xmax($${n + 2}::pg_snapshot) >= pg_snapshot_xmax(built_snapshot)
+                                               THEN $${n + 2}::pg_snapshot ELSE built_snapshot END`;
 
 /** The newest published version of a group with its kept package, and the snapshot it was read at. */
 export interface RestorablePackage {
@@ -98,16 +111,15 @@ export class StateStore {
     await query(this.pool,
       `WITH p AS (
          UPDATE state_versions SET status = 'published', manifest_digest = $3, published_at = now(),
-                                   read_xmin = $6::xid8, read_at = CASE WHEN $6::xid8 IS NOT NULL THEN $5::timestamptz END
+                                   read_xmin = $7::xid8, read_at = CASE WHEN $7::xid8 IS NOT NULL THEN $5::timestamptz END
           WHERE group_name = $1 AND version = $2
        ), o AS (
          UPDATE state_versions SET manifest = NULL, blobs = NULL
           WHERE group_name = $1 AND version < $2 AND manifest IS NOT NULL
        )
-       UPDATE groups SET built_change_id = GREATEST(built_change_id, $4),
-                         checked_at = GREATEST(COALESCE(checked_at, $5), $5)
+       UPDATE groups SET ${BUILT(4)}
         WHERE name = $1`,
-      [group, version, manifestDigest, point.changeId, point.at, point.xmin ?? null]);
+      [group, version, manifestDigest, point.changeId, point.at, point.snapshot ?? null, point.xmin ?? null]);
   }
 
   /**
@@ -166,9 +178,10 @@ export class StateStore {
    * commits in between is listed too, and only makes a later pass find nothing new).
    */
   async buildPoint(group: string): Promise<BuildPoint> {
-    const { rows } = await query<{ at: Date; change_id: string }>(this.pool,
-      'SELECT now() AS at, COALESCE((SELECT max(id) FROM change_log WHERE group_name = $1), 0) AS change_id', [group]);
-    return { at: rows[0]!.at, changeId: Number(rows[0]!.change_id) };
+    const { rows } = await query<{ at: Date; change_id: string; snapshot: string }>(this.pool,
+      `SELECT now() AS at, COALESCE((SELECT max(id) FROM change_log WHERE group_name = $1), 0) AS change_id,
+              pg_current_snapshot()::text AS snapshot`, [group]);
+    return { at: rows[0]!.at, changeId: Number(rows[0]!.change_id), snapshot: rows[0]!.snapshot };
   }
 
   /**
@@ -177,9 +190,7 @@ export class StateStore {
    */
   async markBuilt(group: string, point: BuildPoint): Promise<void> {
     await query(this.pool,
-      `UPDATE groups SET built_change_id = GREATEST(built_change_id, $2),
-                         checked_at = GREATEST(COALESCE(checked_at, $3), $3)
-        WHERE name = $1`, [group, point.changeId, point.at]);
+      `UPDATE groups SET ${BUILT(2)} WHERE name = $1`, [group, point.changeId, point.at, point.snapshot ?? null]);
   }
 
   /** Whether `version` is still the newest version allocated for the group (none superseded it). */
@@ -237,6 +248,11 @@ export class StateStore {
       `SELECT g.name FROM groups g
         WHERE g.checked_at IS NULL
            OR EXISTS (SELECT 1 FROM change_log c WHERE c.group_name = g.name AND c.id > g.built_change_id)
+           -- A change that committed after the snapshot of the last successful build, though
+           -- its id is lower than a change that build saw (ids are taken before commit).
+           OR EXISTS (SELECT 1 FROM change_log c WHERE c.group_name = g.name
+                        AND c.xid >= pg_snapshot_xmin(g.built_snapshot)
+                        AND NOT pg_visible_in_snapshot(c.xid, g.built_snapshot))
            OR EXISTS (SELECT 1 FROM artifacts a WHERE a.group_name = g.name AND a.deleted
                         AND a.deleted_at + make_interval(hours => $1) > g.checked_at
                         AND a.deleted_at + make_interval(hours => $1) <= now())
@@ -254,7 +270,8 @@ export class StateStore {
   async pruneChangeLog(hours: number): Promise<number> {
     const { rowCount } = await query(this.pool,
       `DELETE FROM change_log c USING groups g
-        WHERE c.group_name = g.name AND c.id <= g.built_change_id AND c.at < now() - make_interval(hours => $1)`, [hours]);
+        WHERE c.group_name = g.name AND c.id <= g.built_change_id AND c.at < now() - make_interval(hours => $1)
+          AND (g.built_snapshot IS NULL OR pg_visible_in_snapshot(c.xid, g.built_snapshot))`, [hours]);
     return rowCount ?? 0;
   }
 

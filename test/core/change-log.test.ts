@@ -62,6 +62,34 @@ describe('the change log and the outbox', () => {
     expect(await count('outbox')).to.equal(3);
   });
 
+  it('when a change commits after a later change of its group was built, then the group stays stale and that change is kept until a build sees it', async () => {
+    const states = new StateStore(db.pool);
+    await record(db.pool, 'edge', 'library/app', image(), '1');
+    await states.markBuilt('edge', await states.buildPoint('edge'));
+    // A PUT whose change id is taken first but whose transaction commits last, after a build
+    // read the group (and saw a later change with a higher id).
+    const slow = createPool(db.url, 1);
+    try {
+      await slow.query('BEGIN');
+      await record(slow, 'edge', 'library/late', image(), '1');
+      await record(db.pool, 'edge', 'library/app', image(), '2');
+      const point = await states.buildPoint('edge');
+      await slow.query('COMMIT');
+      await states.markBuilt('edge', point);
+    } finally {
+      await slow.end();
+    }
+    const ids = (await db.pool.query<{ repository: string; id: string }>('SELECT repository, id FROM change_log ORDER BY id')).rows;
+    expect(ids.map((r) => r.repository), 'the late change has the lower id').to.deep.equal(['library/app', 'library/late', 'library/app']);
+    expect(await states.staleGroups(168), 'the built snapshot did not see the late change').to.deep.equal(['edge']);
+    await db.pool.query("UPDATE change_log SET at = now() - interval '3 hours'");
+    expect(await states.pruneChangeLog(2), 'only the changes the build saw').to.equal(2);
+    expect(await count('change_log')).to.equal(1);
+    await states.markBuilt('edge', await states.buildPoint('edge'));
+    expect(await states.staleGroups(168), 'a build that saw it').to.deep.equal([]);
+    expect(await states.pruneChangeLog(2)).to.equal(1);
+  });
+
   it('when published changes are older than the retention, then they are pruned, and unpublished ones stay and keep their group stale', async () => {
     const states = new StateStore(db.pool);
     await record(db.pool, 'built', 'library/app', image(), '1');

@@ -6,6 +6,7 @@ import { Metrics } from '../../core/metrics.js';
 import { RegistryClient } from '../../core/registry/registry-client.js';
 import { loadSigningKey } from '../../worker/signer.js';
 import { startWorker, type RunningWorker } from '../../worker/state-worker.js';
+import { connectQueue } from '../../worker/queue.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { image, randomLayer } from '../support/oci.js';
@@ -126,21 +127,34 @@ describe('the state pipeline: outbox, queue, worker, registry', function () {
     }
   });
 
-  it('when the registry fails a build until it runs out of attempts and then heals, then the reconcile pass still publishes every acknowledged change', async () => {
+  it('when the registry fails a build of a published group until it runs out of attempts and then heals, then the reconcile pass still publishes every acknowledged change', async () => {
+    await start({ BUILD_ATTEMPTS: '3', RECONCILE_INTERVAL_SECONDS: '1' });
+    const images = Array.from({ length: 300 }, () => image({ layers: [randomLayer(16)] }));
+    await Promise.all(images.slice(0, 10).map((img, i) => record(db.pool, 'healed', `library/app${i % 30}`, img, `t${i}`)));
+    await until('the group published once', async () => ((await readLatestState(client(), repo('healed')))?.artifacts.length === 10
+      && (await published('healed')).length === 1) || undefined);
+    const before = await client().headManifest(repo('healed'), 'latest');
     // 60 % of requests answer 500 and 20 % more are reset: no attempt can get through.
     const failing = [
       { method: '*', path: /^\/v2\/.+/, fault: 'error500' as const, times: 1_000_000, probability: 0.6 },
       { method: '*', path: /^\/v2\/.+/, fault: 'reset' as const, times: 1_000_000, probability: 0.5 },
     ];
     proxy.rules.push(...failing);
-    await start({ BUILD_ATTEMPTS: '3', RECONCILE_INTERVAL_SECONDS: '1' });
-    const images = Array.from({ length: 300 }, () => image({ layers: [randomLayer(16)] }));
-    await Promise.all(images.map((img, i) => record(db.pool, 'healed', `library/app${i % 30}`, img, `t${i}`)));
+    await Promise.all(images.slice(10).map((img, i) => record(db.pool, 'healed', `library/app${i % 30}`, img, `t${i + 10}`)));
     const failed = await until('the build to fail for good', async () =>
       (await worker!.queue.getFailed()).find((j) => j.data.group === 'healed'));
     expect(failed.attemptsMade, 'it used every attempt').to.equal(3);
-    expect(await client().headManifest(repo('healed'), 'latest')).to.equal(undefined);
+    expect((await client().headManifest(repo('healed'), 'latest'))?.digest, 'latest still names the first state').to.equal(before?.digest);
+    // Nothing of the group is left in Redis but the failed job: only the reconcile pass of
+    // a worker started now can find that the group's changes were never published.
+    await worker!.stop();
+    worker = undefined;
+    const { queue, connection } = await connectQueue(REDIS_URL, prefix, createLogger('silent'));
+    await queue.drain(true);
+    await queue.close();
+    connection.disconnect();
     proxy.rules.length = 0;
+    await start({ BUILD_ATTEMPTS: '3', RECONCILE_INTERVAL_SECONDS: '1' });
     const state = await until('every acknowledged change in a signed latest', async () => {
       const s = await readLatestState(client(), repo('healed'));
       return s?.artifacts.length === 300 ? s : undefined;

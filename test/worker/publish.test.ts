@@ -264,6 +264,30 @@ describe('publishing a group state to a real registry', function () {
       await proxy.close();
     }
   });
+  it('when a change commits only after a build read its group, then that build leaves the group stale for the reconcile pass', async () => {
+    const { builder, client } = setup();
+    const { StateStore } = await import('../../core/store/state-store.js');
+    const { createPool } = await import('../../core/db/pool.js');
+    await record(db.pool, 'late', 'library/app', image(), '1');
+    const late = image();
+    const slow = createPool(db.url, 1);
+    try {
+      // The late PUT takes its change id first; a later PUT commits and is built before it.
+      await slow.query('BEGIN');
+      await record(slow, 'late', 'library/late', late, '1');
+      await record(db.pool, 'late', 'library/app', image(), '2');
+      expect(await builder.build('late')).to.include({ result: 'published', version: 1 });
+      await slow.query('COMMIT');
+    } finally {
+      await slow.end();
+    }
+    const states = new StateStore(db.pool);
+    expect(await states.staleGroups(168), 'the published state lacks the late change').to.deep.equal(['late']);
+    expect(await builder.build('late')).to.include({ result: 'published', version: 2 });
+    expect((await readState(client, 'late')).state.artifacts.map((a: { digest: string }) => a.digest)).to.include(late.manifest.digest);
+    expect(await states.staleGroups(168)).to.deep.equal([]);
+  });
+
   it('when a worker that kept nothing builds a group published before, then it reads only the changes since that version and publishes what a full read gives', async () => {
     const group = 'taken-up';
     for (let i = 0; i < 40; i++) await record(db.pool, group, `library/app${i % 3}`, image(), `t${i}`);
