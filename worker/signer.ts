@@ -23,6 +23,11 @@ export async function loadSigningKey(path: string, password: string): Promise<Si
 export interface Signer {
   readonly name: string;
   /**
+   * True when the signer reads the manifest it signs from the registry (the cosign CLI
+   * resolves its reference there), so the manifest must be pushed, untagged, first.
+   */
+  readonly needsSubject: boolean;
+  /**
    * `fresh`: the manifest was made by this attempt (a new version's), so no signature can be
    * attached to it yet: nothing is read first.
    */
@@ -36,6 +41,7 @@ export interface Signer {
  */
 export class KeySigner implements Signer {
   readonly name = 'builtin';
+  readonly needsSubject = false;
   private readonly publicKey: KeyObject;
 
   constructor(private readonly client: RegistryClient, private readonly key: KeyObject) {
@@ -74,6 +80,7 @@ export class KeySigner implements Signer {
  */
 export class CosignCliSigner implements Signer {
   readonly name = 'cosign';
+  readonly needsSubject = true;
   private versionArgs: Promise<string[]> | undefined;
   private readonly publicKey: KeyObject;
   private readonly redactor: Redactor;

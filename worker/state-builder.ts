@@ -217,6 +217,12 @@ export class StateBuilder {
       pushed = await this.pushThroughTag(group, repository, pkg, version);
       await this.signer.sign(repository, pushed.digest, { fresh: false });
       await this.client.putManifest(repository, versionTag(version.version), pushed.manifest, pushed.mediaType);
+    } else if (this.signer.needsSubject) {
+      // The signer reads what it signs from the registry (cosign does): the package goes in
+      // by digest, untagged, and the version tag follows the signature.
+      await Promise.all([saved, this.pusher.push(repository, pkg, pkg.digest)]);
+      await this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh });
+      await this.client.putManifest(repository, versionTag(version.version), pkg.manifest, pkg.mediaType);
     } else {
       // The digest is known before anything is pushed: the signature goes first (while the
       // package is being kept), then the package straight to its version tag. That is one

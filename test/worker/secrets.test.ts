@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Metrics } from '../../core/metrics.js';
 import { loadPrivateKey } from '../../core/cosign/keys.js';
@@ -22,7 +23,10 @@ const ROBOT = { username: 'robot$satellite', password: 'Registry-Secret-6d1f0c' 
 // PATH. It checks what the worker does with a CLI, not what cosign does: the stand-in
 // records its own command line (as /proc shows it to every user) and the credential it
 // was handed, then fails the way a real tool may, echoing that credential.
+// With STANDIN=sign it hands over to a stand-in that signs as cosign does (cosign-standin.ts).
+const STANDIN = fileURLToPath(new URL('../support/cosign-standin.js', import.meta.url));
 const FAKE_COSIGN = `#!/bin/sh
+if [ "$STANDIN" = sign ]; then exec node ${STANDIN} "$@"; fi
 if [ "$1" = version ]; then echo "GitVersion: v2.4.1"; exit 0; fi
 tr '\\0' ' ' < /proc/$$/cmdline > "$RECORD_DIR/cmdline.$$" && mv "$RECORD_DIR/cmdline.$$" "$RECORD_DIR/cmdline"
 cat "$DOCKER_CONFIG/config.json" > "$RECORD_DIR/docker-config.$$" 2>/dev/null && mv "$RECORD_DIR/docker-config.$$" "$RECORD_DIR/docker-config"
@@ -81,6 +85,31 @@ describe('secrets stay out of command lines, logs and stored job failures', func
       for (const secret of [ROBOT.password, basicForm, KEY_PASSWORD]) expect(text, `${where} shows a secret`).to.not.include(secret);
     }
     expect(stored, 'the reason is still readable').to.include('[redacted]');
+  });
+
+  it('when SIGNER=cosign, then the state is in the registry before cosign signs it, no tag names it before the signature, and latest is signed', async () => {
+    await worker?.stop();
+    process.env.STANDIN = 'sign';
+    try {
+      const config = workerConfig({
+        STATE_REGISTRY: proxy.url, STATE_REGISTRY_USERNAME: ROBOT.username, STATE_REGISTRY_PASSWORD: ROBOT.password,
+        COSIGN_KEY: shared.keys.keyPath, SIGNER: 'cosign', REDIS_URL, QUEUE_PREFIX: `${prefix}c`, BUILD_DEBOUNCE_MS: '0', BUILD_ATTEMPTS: '1',
+      });
+      worker = await startWorker({ config, pool: db.pool, log: pino({ level: 'silent' }), metrics: new Metrics(), signingKey: await loadSigningKey(shared.keys.keyPath, KEY_PASSWORD) });
+      await record(db.pool, 'edge-c', 'library/alpine', image(), '1');
+      const client = new RegistryClient(proxy.url, ROBOT);
+      const repo = 'satellite/group-state/edge-c/state';
+      const latest = await until('latest', async () => client.headManifest(repo, 'latest'));
+      expect(JSON.parse(await readFile(join(bin, 'tags-at-sign'), 'utf8')), 'tags when cosign signed').to.deep.equal([]);
+      const layers = await readSignatureLayers(client, repo, latest.digest);
+      expect(layers, 'one signature').to.have.length(1);
+      expect((await client.listTags(repo)).sort()).to.deep.equal([`${latest.digest.replace(':', '-')}.sig`, 'latest', 'v1'].sort());
+    } finally {
+      delete process.env.STANDIN;
+      await worker?.stop();
+      worker = undefined;
+      await dropPrefix(`${prefix}c`);
+    }
   });
 
   it('when a signature by this key is already attached, then the cosign CLI is not run again (no second signature layer)', async () => {
