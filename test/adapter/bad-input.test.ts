@@ -166,6 +166,20 @@ describe('bad input gets its spec error and changes nothing', () => {
     }
   });
 
+  it('when a manifest nests arrays or objects thousands deep, then 400 MANIFEST_INVALID naming the limit, never 500', async () => {
+    const text = good.manifest.bytes.toString();
+    const deep = (open: string, close: string, n: number) => text.replace(/}$/, `,"custom":${open.repeat(n)}0${close.repeat(n)}}`);
+    const cases: [string, string][] = [
+      ['arrays 3,000 deep', deep('[', ']', 3000)],
+      ['objects 3,000 deep', deep('{"a":', '}', 3000)],
+      ['arrays 1,000,000 deep (under 4 MiB)', deep('[', ']', 1_000_000)],
+    ];
+    for (const [what, body] of cases) {
+      const message = await expectError(await put('edge-eu/library/alpine', 'deep', body), 400, 'MANIFEST_INVALID');
+      expect(message, what).to.match(/nests arrays and objects more than \d+ deep/);
+    }
+  });
+
   it('when index children, a subject or a Docker schema 2 manifest are not valid descriptors, then MANIFEST_INVALID', async () => {
     const idxDoc = () => JSON.parse(index([{ architecture: 'amd64', os: 'linux' }]).manifest.bytes.toString());
     const docker = () => {
