@@ -57,6 +57,11 @@ function invalid(message: string, detail?: unknown): RegistryError {
 // Postgres refuses it in jsonb (as it refuses U+0000 in text and jsonb).
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
+/** False for text Postgres refuses in text and jsonb: a NUL character or a lone surrogate. */
+export function isStorableText(s: string): boolean {
+  return !s.includes('\u0000') && !LONE_SURROGATE.test(s);
+}
+
 /**
  * How deep arrays and objects may nest. An OCI or Docker manifest nests four or five deep;
  * the bound keeps every later reader of the document (the worker, the agent, JSON.stringify,
@@ -72,7 +77,7 @@ export const MAX_JSON_DEPTH = 64;
  * than MAX_JSON_DEPTH.
  */
 function checkText(doc: unknown, root: string): void {
-  const bad = (s: string) => s.includes('\u0000') || LONE_SURROGATE.test(s);
+  const bad = (s: string) => !isStorableText(s);
   const pending: { value: unknown; where: string; depth: number }[] = [{ value: doc, where: root, depth: 0 }];
   for (let item = pending.pop(); item !== undefined; item = pending.pop()) {
     const { value, where, depth } = item;
