@@ -2,6 +2,7 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
 import pLimit from 'p-limit';
 import { RegistryError } from '../core/errors.js';
+import { isStorableText } from '../core/oci/manifest.js';
 import type { Metrics } from '../core/metrics.js';
 import { dummySecretHash, verifySecret, type CredentialStore } from '../core/store/credential-store.js';
 import type { LoginThrottle } from './login-throttle.js';
@@ -164,7 +165,9 @@ export class BasicAuthenticator {
       throw new RegistryError('TOOMANYREQUESTS', 'too many logins being checked at once; retry shortly', undefined, 1);
     }
     return this.hashing(async () => {
-      const row = await store.find(username);
+      // No username holds a NUL (nor can Postgres compare one): such a name is unknown, and
+      // costs the same scrypt as any other.
+      const row = isStorableText(username) ? await store.find(username) : undefined;
       this.o.metrics?.secretHashes.inc();
       const ok = await verifySecret(password, row?.secretHash ?? (await dummySecretHash()));
       if (!ok || !row) return undefined;

@@ -1,6 +1,6 @@
 import { InvalidDataError, RegistryError } from '../core/errors.js';
 import { digestAlgorithm, isDigest } from '../core/oci/digest.js';
-import { parseManifest, type ParsedManifest } from '../core/oci/manifest.js';
+import { isStorableText, parseManifest, type ParsedManifest } from '../core/oci/manifest.js';
 import { isRepositoryName, isTag, splitGroupPath, type GroupPath } from '../core/oci/names.js';
 import type { ArtifactStore, ReferrerRow, StoredManifest } from '../core/store/artifact-store.js';
 
@@ -99,6 +99,10 @@ export class ManifestService {
   }
 
   async tags(name: string, limit: number, last: string | undefined): Promise<string[]> {
+    // Any text is a position in the lexical order, but no tag holds a NUL (nor can Postgres).
+    if (last !== undefined && !isStorableText(last)) {
+      throw new RegistryError('TAG_INVALID', 'the last parameter holds a NUL character or a lone UTF-16 surrogate, which no tag can hold', { parameter: 'last' });
+    }
     const path = groupPathForRead(name);
     const tags = path && (await this.store.listTags(path, limit, last));
     if (!tags) throw new RegistryError('NAME_UNKNOWN', `repository ${name} is not known`, { name });
@@ -107,6 +111,9 @@ export class ManifestService {
 
   async referrers(name: string, digest: string, artifactType: string | undefined): Promise<ReferrerRow[]> {
     if (!isDigest(digest)) throw new RegistryError('DIGEST_INVALID', `invalid digest ${JSON.stringify(digest)}`);
+    if (artifactType !== undefined && !isStorableText(artifactType)) {
+      throw new RegistryError('PARAMETER_INVALID', 'the artifactType parameter holds a NUL character or a lone UTF-16 surrogate, which no media type can hold', { parameter: 'artifactType' });
+    }
     const path = groupPathForRead(name);
     return path ? this.store.referrers(path, digest, artifactType) : [];
   }

@@ -1,5 +1,5 @@
 import type { Response } from 'express';
-import { RegistryError, StoreUnavailableError, type RegistryErrorCode } from '../core/errors.js';
+import { InvalidDataError, RegistryError, StoreUnavailableError, type RegistryErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 
 // The one catalog of protocol errors: each domain code, the code written on the wire and
@@ -30,6 +30,9 @@ export const ERROR_CATALOG: Record<RegistryErrorCode | 'UNAVAILABLE' | 'UNKNOWN'
   RANGE_INVALID: { wire: 'BLOB_UPLOAD_INVALID', status: 416 },
   // A body over the limit: 413 Payload Too Large, reported as a size error.
   PAYLOAD_TOO_LARGE: { wire: 'SIZE_INVALID', status: 413 },
+  // A query parameter no record can match (NUL in artifactType=, say): the spec has no code
+  // for it, so the request is refused as an operation this registry does not support, 400.
+  PARAMETER_INVALID: { wire: 'UNSUPPORTED', status: 400 },
   UNAVAILABLE: { wire: 'UNAVAILABLE', status: 503 },
   UNKNOWN: { wire: 'UNKNOWN', status: 500 },
 };
@@ -60,6 +63,14 @@ export function writeError(res: Response, err: unknown, log: Logger, headers: Re
     if (err.detail !== undefined) e.detail = err.detail;
     const extra: Record<string, string> = err.retryAfterSeconds === undefined ? {} : { 'Retry-After': String(err.retryAfterSeconds) };
     send(res, entry.status, { errors: [e] }, { ...extra, ...headers });
+    return;
+  }
+  if (err instanceof InvalidDataError) {
+    // The net behind the validators: a value from the request that Postgres refused as data
+    // (SQLSTATE class 22). Every input is checked before any SQL, so this is not expected;
+    // it is still the client's value, never a 500.
+    log.warn({ err }, 'a request value was refused by the database');
+    send(res, 400, { errors: [{ code: ERROR_CATALOG.PARAMETER_INVALID.wire, message: 'a value in the request cannot be stored or compared (for example a NUL character)' }] }, headers);
     return;
   }
   if (err instanceof StoreUnavailableError) {

@@ -18,7 +18,9 @@ export type RegistryErrorCode =
   | 'UNSUPPORTED'
   | 'TOOMANYREQUESTS'
   | 'RANGE_INVALID'
-  | 'PAYLOAD_TOO_LARGE';
+  | 'PAYLOAD_TOO_LARGE'
+  /** A query parameter whose value no record can hold (e.g. a NUL character). */
+  | 'PARAMETER_INVALID';
 
 export class RegistryError extends Error {
   constructor(

@@ -57,21 +57,47 @@ function invalid(message: string, detail?: unknown): RegistryError {
 // Postgres refuses it in jsonb (as it refuses U+0000 in text and jsonb).
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
+/** False for text Postgres refuses in text and jsonb: a NUL character or a lone surrogate. */
+export function isStorableText(s: string): boolean {
+  return !s.includes('\u0000') && !LONE_SURROGATE.test(s);
+}
+
+/**
+ * How deep arrays and objects may nest. An OCI or Docker manifest nests four or five deep;
+ * the bound keeps every later reader of the document (the worker, the agent, JSON.stringify,
+ * which all recurse) far from the stack limit.
+ */
+export const MAX_JSON_DEPTH = 64;
+
 /**
  * Every key and string value of the document must be storable text: no U+0000, no lone
  * surrogate. Checked over the whole document, not only the fields recorded today, so a
- * field recorded tomorrow cannot bring the 500 back.
+ * field recorded tomorrow cannot bring the 500 back. The walk keeps its own stack (JSON.parse
+ * accepts nesting far deeper than a recursive walk survives) and refuses nesting deeper
+ * than MAX_JSON_DEPTH.
  */
-function checkText(value: unknown, where: string): void {
-  const bad = (s: string) => s.includes('\u0000') || LONE_SURROGATE.test(s);
-  if (typeof value === 'string') {
-    if (bad(value)) throw invalid(`${where} holds a NUL character or a lone UTF-16 surrogate`);
-  } else if (Array.isArray(value)) {
-    value.forEach((v, i) => checkText(v, `${where}[${i}]`));
-  } else if (typeof value === 'object' && value !== null) {
-    for (const [k, v] of Object.entries(value)) {
-      if (bad(k)) throw invalid(`a key in ${where} holds a NUL character or a lone UTF-16 surrogate`);
-      checkText(v, `${where}.${k}`);
+function checkText(doc: unknown, root: string): void {
+  const bad = (s: string) => !isStorableText(s);
+  const pending: { value: unknown; where: string; depth: number }[] = [{ value: doc, where: root, depth: 0 }];
+  for (let item = pending.pop(); item !== undefined; item = pending.pop()) {
+    const { value, where, depth } = item;
+    if (typeof value === 'string') {
+      if (bad(value)) throw invalid(`${where} holds a NUL character or a lone UTF-16 surrogate`);
+      continue;
+    }
+    if (typeof value !== 'object' || value === null) continue;
+    if (depth >= MAX_JSON_DEPTH) {
+      throw invalid(`${root} nests arrays and objects more than ${MAX_JSON_DEPTH} deep (at ${where})`, { maxDepth: MAX_JSON_DEPTH });
+    }
+    if (Array.isArray(value)) {
+      for (let i = value.length - 1; i >= 0; i--) pending.push({ value: value[i], where: `${where}[${i}]`, depth: depth + 1 });
+    } else {
+      const entries = Object.entries(value);
+      for (let i = entries.length - 1; i >= 0; i--) {
+        const [k, v] = entries[i]!;
+        if (bad(k)) throw invalid(`a key in ${where} holds a NUL character or a lone UTF-16 surrogate`);
+        pending.push({ value: v, where: `${where}.${k}`, depth: depth + 1 });
+      }
     }
   }
 }

@@ -166,6 +166,64 @@ describe('bad input gets its spec error and changes nothing', () => {
     }
   });
 
+  it('when a manifest nests arrays or objects thousands deep, then 400 MANIFEST_INVALID naming the limit, never 500', async () => {
+    const text = good.manifest.bytes.toString();
+    const deep = (open: string, close: string, n: number) => text.replace(/}$/, `,"custom":${open.repeat(n)}0${close.repeat(n)}}`);
+    const cases: [string, string][] = [
+      ['arrays 3,000 deep', deep('[', ']', 3000)],
+      ['objects 3,000 deep', deep('{"a":', '}', 3000)],
+      ['arrays 1,000,000 deep (under 4 MiB)', deep('[', ']', 1_000_000)],
+    ];
+    for (const [what, body] of cases) {
+      const message = await expectError(await put('edge-eu/library/alpine', 'deep', body), 400, 'MANIFEST_INVALID');
+      expect(message, what).to.match(/nests arrays and objects more than \d+ deep/);
+    }
+  });
+
+  it('when a query or path parameter holds what Postgres cannot take (NUL, bad UTF-8, a huge n), on any route that queries, then its spec error in the OCI format, never 5xx', async () => {
+    const name = 'edge-eu/library/alpine';
+    const digest = good.manifest.digest;
+    const session = '00000000-0000-4000-8000-000000000000';
+    const nul = (user: string) => `Basic ${Buffer.from(`${user}:x`).toString('base64')}`;
+    // [what, method, path, expected status, expected code (undefined: a success answer)]
+    const cases: [string, string, string, number, string | undefined, Record<string, string>?][] = [
+      ['tags last= NUL', 'GET', `/v2/${name}/tags/list?last=%00`, 400, 'TAG_INVALID'],
+      ['tags last= NUL inside a tag', 'GET', `/v2/${name}/tags/list?last=3.%0020`, 400, 'TAG_INVALID'],
+      ['tags last= bytes that are not UTF-8', 'GET', `/v2/${name}/tags/list?last=%ff%fe`, 200, undefined],
+      ['tags last= a lone surrogate, UTF-8 encoded', 'GET', `/v2/${name}/tags/list?last=%ed%a0%80`, 200, undefined],
+      ['tags n= NUL', 'GET', `/v2/${name}/tags/list?n=%00`, 200, undefined],
+      ['tags n= huge', 'GET', `/v2/${name}/tags/list?n=99999999999999999999999`, 200, undefined],
+      ['tags n= negative', 'GET', `/v2/${name}/tags/list?n=-5`, 200, undefined],
+      ['tags of a name with NUL', 'GET', '/v2/edge-eu/library/al%00pine/tags/list', 400, 'NAME_INVALID'],
+      ['referrers artifactType= NUL', 'GET', `/v2/${name}/referrers/${digest}?artifactType=%00`, 400, 'UNSUPPORTED'],
+      ['referrers artifactType= NUL in a media type', 'GET', `/v2/${name}/referrers/${digest}?artifactType=application/x%00y`, 400, 'UNSUPPORTED'],
+      ['referrers artifactType= bytes that are not UTF-8', 'GET', `/v2/${name}/referrers/${digest}?artifactType=%ff`, 200, undefined],
+      ['referrers by a digest with NUL', 'GET', `/v2/${name}/referrers/sha256:${'a'.repeat(63)}%00`, 400, 'DIGEST_INVALID'],
+      ['manifest by a tag with NUL', 'GET', `/v2/${name}/manifests/3.%0020`, 400, 'TAG_INVALID'],
+      ['manifest HEAD by a digest with NUL', 'HEAD', `/v2/${name}/manifests/sha256:%00`, 400, undefined],
+      ['manifest of a name with NUL', 'GET', '/v2/edge-eu/library/%00/manifests/3.20', 400, 'NAME_INVALID'],
+      ['manifest DELETE by a tag with NUL', 'DELETE', `/v2/${name}/manifests/x%00`, 400, 'TAG_INVALID'],
+      ['blob by a digest with NUL', 'GET', `/v2/${name}/blobs/sha256:%00`, 400, 'DIGEST_INVALID'],
+      ['blob of a name with NUL', 'HEAD', `/v2/edge-eu/%00/alpine/blobs/${good.config.digest}`, 400, undefined],
+      ['upload session id with NUL', 'GET', `/v2/${name}/blobs/uploads/${session.slice(0, -1)}%00`, 404, 'BLOB_UPLOAD_UNKNOWN'],
+      ['upload PUT ?digest= NUL', 'PUT', `/v2/${name}/blobs/uploads/${session}?digest=%00`, 400, 'DIGEST_INVALID'],
+      ['upload POST ?mount= NUL', 'POST', `/v2/${name}/blobs/uploads/?mount=%00&from=edge-eu/library/other`, 400, 'DIGEST_INVALID'],
+      ['upload POST ?from= NUL', 'POST', `/v2/${name}/blobs/uploads/?mount=${good.config.digest}&from=edge-eu/%00`, 400, 'NAME_INVALID'],
+      ['upload POST ?digest-algorithm= NUL', 'POST', `/v2/${name}/blobs/uploads/?digest-algorithm=%00`, 400, 'DIGEST_INVALID'],
+      ['a username with NUL (looked up as a group credential)', 'GET', '/v2/', 401, 'UNAUTHORIZED', { Authorization: nul('group-edge\u0000eu') }],
+    ];
+    const failures: string[] = [];
+    for (const [what, method, path, status, code, headers] of cases) {
+      const res = await rawRequest(endpoint.url, method, path, headers);
+      const got = method === 'HEAD' || res.body === '' ? undefined : JSON.parse(res.body);
+      const gotCode: string | undefined = got?.errors?.[0]?.code;
+      if (res.status !== status || (code !== undefined && gotCode !== code) || (code !== undefined && typeof got.errors[0].message !== 'string')) {
+        failures.push(`${what}: ${method} ${path} answered ${res.status} ${gotCode ?? res.body.slice(0, 80)}, expected ${status} ${code ?? ''}`);
+      }
+    }
+    expect(failures).to.deep.equal([]);
+  });
+
   it('when index children, a subject or a Docker schema 2 manifest are not valid descriptors, then MANIFEST_INVALID', async () => {
     const idxDoc = () => JSON.parse(index([{ architecture: 'amd64', os: 'linux' }]).manifest.bytes.toString());
     const docker = () => {

@@ -11,14 +11,26 @@ export interface Mutant {
 }
 
 const I8 = '        ';
+const I12 = '            ';
 
 export const MUTANTS: Mutant[] = [
   {
     name: 'version tag pushed before the signature',
+    // Since 4bf92bd the builtin pusher pushes the signed package straight to v<N>: the
+    // signature (awaited with the package being kept) goes first. Here the push goes first.
     edits: [{
       file: 'worker/state-builder.js',
-      find: `await this.signer.sign(repository, pushed.digest, { fresh: pkg.fresh && pushed === pkg });\n${I8}await this.client.putManifest(repository, versionTag(version.version), pushed.manifest, pushed.mediaType);`,
-      replace: `await this.client.putManifest(repository, versionTag(version.version), pushed.manifest, pushed.mediaType);\n${I8}await this.signer.sign(repository, pushed.digest, { fresh: pkg.fresh && pushed === pkg });`,
+      find: `await Promise.all([saved, this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh })]);\n${I12}await this.pusher.push(repository, pkg, versionTag(version.version));`,
+      replace: `await saved;\n${I12}await this.pusher.push(repository, pkg, versionTag(version.version));\n${I12}await this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh });`,
+    }],
+    tests: ['worker/publish-order.test.js'],
+  },
+  {
+    name: 'version tag pushed before the signature (a pusher that tags while pushing)',
+    edits: [{
+      file: 'worker/state-builder.js',
+      find: `await this.signer.sign(repository, pushed.digest, { fresh: false });\n${I12}await this.client.putManifest(repository, versionTag(version.version), pushed.manifest, pushed.mediaType);`,
+      replace: `await this.client.putManifest(repository, versionTag(version.version), pushed.manifest, pushed.mediaType);\n${I12}await this.signer.sign(repository, pushed.digest, { fresh: false });`,
     }],
     tests: ['worker/publish-order.test.js'],
   },
@@ -94,7 +106,7 @@ export const MUTANTS: Mutant[] = [
   },
   {
     name: 'unknown usernames skip the hash (timing oracle)',
-    edits: [{ file: 'adapter/auth.js', find: 'const row = await store.find(username);', replace: 'const row = await store.find(username); if (!row) return undefined;' }],
+    edits: [{ file: 'adapter/auth.js', find: 'const row = isStorableText(username) ? await store.find(username) : undefined;', replace: 'const row = isStorableText(username) ? await store.find(username) : undefined; if (!row) return undefined;' }],
     tests: ['adapter/login-throttle.test.js'],
   },
   {
@@ -177,9 +189,81 @@ export const MUTANTS: Mutant[] = [
     tests: ['adapter/digests-and-blobs.test.js'],
   },
   {
+    name: 'manifest JSON nesting not bounded',
+    edits: [{ file: 'core/oci/manifest.js', find: 'if (depth >= MAX_JSON_DEPTH) {', replace: 'if (false) {' }],
+    tests: ['adapter/bad-input.test.js'],
+  },
+  {
+    name: 'tags/list last= not checked (a NUL reaches Postgres)',
+    edits: [{ file: 'adapter/manifest-service.js', find: 'if (last !== undefined && !isStorableText(last)) {', replace: 'if (false) {' }],
+    tests: ['adapter/bad-input.test.js'],
+  },
+  {
+    name: 'referrers artifactType= not checked, and no net for Postgres data errors',
+    edits: [
+      { file: 'adapter/manifest-service.js', find: 'if (artifactType !== undefined && !isStorableText(artifactType)) {', replace: 'if (false) {' },
+      { file: 'adapter/oci-errors.js', find: 'if (err instanceof InvalidDataError) {', replace: 'if (false) {' },
+    ],
+    tests: ['adapter/bad-input.test.js'],
+  },
+  {
+    name: 'a username holding a NUL is looked up in Postgres',
+    edits: [{ file: 'adapter/auth.js', find: 'const row = isStorableText(username) ? await store.find(username) : undefined;', replace: 'const row = await store.find(username);' }],
+    tests: ['adapter/bad-input.test.js'],
+  },
+  {
+    name: 'Postgres data errors answered 500 (the net behind the request checks)',
+    edits: [{ file: 'adapter/oci-errors.js', find: 'if (err instanceof InvalidDataError) {', replace: 'if (false) {' }],
+    tests: ['adapter/bad-input.test.js'],
+    survivorBecause: 'every request value that reaches SQL is checked first (the manifest validator, last=, artifactType=, names, tags, digests, upload ids, usernames), so no HTTP request reaches this net',
+  },
+  {
     name: 'Postgres data errors not translated (the net behind the manifest check)',
     edits: [{ file: 'core/db/pool.js', find: "if (typeof e?.code === 'string' && e.code.startsWith('22')) {", replace: 'if (false) {' }],
     tests: ['adapter/bad-input.test.js'],
-    survivorBecause: 'the manifest validator refuses every value Postgres would reject before any SQL runs, so no HTTP request reaches this net',
+    survivorBecause: 'every request value that reaches SQL is checked first, so no HTTP request reaches this net',
+  },
+  {
+    name: 'an identical re-PUT writes a change_log row',
+    edits: [{ file: 'core/store/artifact-store.js', find: "SELECT $1, 'put', $2, $3, $15, (SELECT moved_from FROM t) FROM d WHERE yes", replace: "SELECT $1, 'put', $2, $3, $15, (SELECT moved_from FROM t) FROM d" }],
+    tests: ['adapter/table-growth.test.js'],
+  },
+  {
+    name: 'an identical re-PUT rewrites the artifact row',
+    edits: [{ file: 'core/store/artifact-store.js', find: "WHERE artifacts.deleted OR artifacts.last_seen < now() - interval '1 hour'", replace: 'WHERE true' }],
+    tests: ['adapter/table-growth.test.js'],
+  },
+  {
+    name: 'the worker never schedules the prune job',
+    edits: [{ file: 'worker/state-worker.js', find: "await queue.upsertJobScheduler('prune', { every: config.pruneIntervalSeconds * 1000 }, { name: 'prune', data: { group: '' } });", replace: '' }],
+    tests: ['adapter/table-growth.test.js'],
+  },
+  {
+    name: 'the prune job leaves the change log alone',
+    edits: [{ file: 'worker/pruner.js', find: 'const changes = await this.states.pruneChangeLog(this.config.changeLogRetentionHours);', replace: 'const changes = 0;' }],
+    tests: ['adapter/table-growth.test.js'],
+  },
+  {
+    name: 'the prune job leaves abandoned upload sessions',
+    edits: [{ file: 'worker/pruner.js', find: 'const uploads = await this.uploads.expireIdle();', replace: 'const uploads = 0;' }],
+    tests: ['adapter/table-growth.test.js'],
+  },
+  {
+    name: 'credentials not checked on the referrers route',
+    edits: [{
+      file: 'adapter/auth.js',
+      find: "req.principal = await this.authenticate(req.headers.authorization, req.ip ?? 'unknown');",
+      replace: "req.principal = req.path.includes('/referrers/') ? {} : await this.authenticate(req.headers.authorization, req.ip ?? 'unknown');",
+    }],
+    tests: ['adapter/bad-input.test.js'],
+  },
+  {
+    name: 'credentials not checked when an upload session is cancelled',
+    edits: [{
+      file: 'adapter/auth.js',
+      find: "req.principal = await this.authenticate(req.headers.authorization, req.ip ?? 'unknown');",
+      replace: "req.principal = req.method === 'DELETE' && req.path.includes('/blobs/uploads/') ? {} : await this.authenticate(req.headers.authorization, req.ip ?? 'unknown');",
+    }],
+    tests: ['adapter/bad-input.test.js'],
   },
 ];

@@ -1,7 +1,9 @@
 // `npm run mutate`: breaks the compiled code on purpose, one named breakage at a time, runs
 // the tests that should notice, and reports each breakage as killed (some test went red)
-// or survived (every test stayed green). A breakage whose code no longer matches is
-// reported as stale, so the list is kept up to date with the code.
+// or survived (every test stayed green). A breakage whose code no longer matches is stale:
+// every breakage is checked against the code before any test runs, and one stale breakage
+// stops the run at once with a non-zero exit, naming the file and the text not found, so
+// the list cannot quietly drift away from the code.
 //
 // Why not Stryker: it mutates at random and needs a test run per mutant over the whole
 // suite (hours here, with real Postgres, Redis and registries); these are the specific
@@ -26,17 +28,27 @@ function restoreBackup(): void {
 
 type Outcome = 'killed' | 'survived' | 'stale';
 
-function apply(m: Mutant): string | undefined {
+/** The mutated texts of the files `m` edits, or why its edits no longer apply. */
+function mutated(m: Mutant): { originals: Record<string, string>; texts: Record<string, string> } | string {
   const originals: Record<string, string> = {};
   const texts: Record<string, string> = {};
   for (const e of m.edits) {
     const file = join(DIST, e.file);
+    if (!existsSync(file)) return `${e.file}: no such file under ${DIST}/`;
     texts[file] ??= readFileSync(file, 'utf8');
     originals[file] ??= texts[file]!;
     const count = texts[file]!.split(e.find).length - 1;
-    if (count !== 1) return `${e.file}: expected the text once, found it ${count} times: ${JSON.stringify(e.find.slice(0, 80))}`;
+    if (count !== 1) return `${e.file}: expected the text once, found it ${count} times: ${JSON.stringify(e.find.slice(0, 120))}`;
     texts[file] = texts[file]!.replace(e.find, () => e.replace);
   }
+  for (const t of m.tests) if (!existsSync(join(DIST, 'test', t))) return `test ${t}: no such file under ${DIST}/test/`;
+  return { originals, texts };
+}
+
+function apply(m: Mutant): string | undefined {
+  const edited = mutated(m);
+  if (typeof edited === 'string') return edited;
+  const { originals, texts } = edited;
   writeFileSync(BACKUP, JSON.stringify(originals));
   for (const [file, text] of Object.entries(texts)) writeFileSync(file, text);
   return undefined;
@@ -67,6 +79,20 @@ function main(): number {
   });
   const only = process.argv.slice(2);
   const chosen = only.length ? MUTANTS.filter((m) => only.includes(m.name)) : MUTANTS;
+  const unknown = only.filter((n) => !MUTANTS.some((m) => m.name === n));
+  if (unknown.length) {
+    process.stderr.write(`no such mutant: ${unknown.map((n) => JSON.stringify(n)).join(', ')}\n`);
+    return 2;
+  }
+  // Every patch must still apply before any test runs: a stale one fails the run loudly.
+  const stale = chosen.flatMap((m) => {
+    const r = mutated(m);
+    return typeof r === 'string' ? [`  STALE: ${m.name}\n    ${r}`] : [];
+  });
+  if (stale.length) {
+    process.stderr.write(`npm run mutate: ${stale.length} of ${chosen.length} mutants no longer apply to the code; update test/mutation/mutants.ts:\n${stale.join('\n')}\n`);
+    return 1;
+  }
   const results: { m: Mutant; outcome: Outcome; detail: string }[] = [];
   for (const m of chosen) {
     process.stdout.write(`${m.name} … `);
