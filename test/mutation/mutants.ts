@@ -15,6 +15,30 @@ const I12 = '            ';
 
 export const MUTANTS: Mutant[] = [
   {
+    name: 'SIGNER=cosign: version tag put before cosign signs',
+    edits: [{
+      file: 'worker/state-builder.js',
+      find: `await this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh });\n${I12}await this.client.putManifest(repository, versionTag(version.version), pkg.manifest, pkg.mediaType);`,
+      replace: `await this.client.putManifest(repository, versionTag(version.version), pkg.manifest, pkg.mediaType);\n${I12}await this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh });`,
+    }],
+    tests: ['worker/secrets.test.js'],
+  },
+  {
+    name: 'SIGNER=cosign: signed before the state is in the registry',
+    edits: [{ file: 'worker/state-builder.js', find: 'else if (this.signer.needsSubject) {', replace: 'else if (false) {' }],
+    tests: ['worker/secrets.test.js'],
+  },
+  {
+    name: 'a change committed after the build read its group counts as built (ids compared, not the snapshot)',
+    edits: [{ file: 'core/store/state-store.js', find: 'AND NOT pg_visible_in_snapshot(c.xid, g.built_snapshot))', replace: 'AND false)' }],
+    tests: ['core/change-log.test.js'],
+  },
+  {
+    name: 'the build does not record the snapshot it read',
+    edits: [{ file: 'worker/state-builder.js', find: ', snapshot: snapshot.snapshot }', replace: ' }' }],
+    tests: ['worker/publish.test.js'],
+  },
+  {
     name: 'version tag pushed before the signature',
     // Since 4bf92bd the builtin pusher pushes the signed package straight to v<N>: the
     // signature (awaited with the package being kept) goes first. Here the push goes first.

@@ -77,7 +77,9 @@ function main(): number {
     restoreBackup();
     process.exit(130);
   });
-  const only = process.argv.slice(2);
+  // --check: only whether every patch still applies (cheap; the test suite runs it).
+  const checkOnly = process.argv.includes('--check');
+  const only = process.argv.slice(2).filter((a) => a !== '--check');
   const chosen = only.length ? MUTANTS.filter((m) => only.includes(m.name)) : MUTANTS;
   const unknown = only.filter((n) => !MUTANTS.some((m) => m.name === n));
   if (unknown.length) {
@@ -92,6 +94,10 @@ function main(): number {
   if (stale.length) {
     process.stderr.write(`npm run mutate: ${stale.length} of ${chosen.length} mutants no longer apply to the code; update test/mutation/mutants.ts:\n${stale.join('\n')}\n`);
     return 1;
+  }
+  if (checkOnly) {
+    process.stdout.write(`every one of ${chosen.length} mutants applies\n`);
+    return 0;
   }
   const results: { m: Mutant; outcome: Outcome; detail: string }[] = [];
   for (const m of chosen) {
