@@ -3,6 +3,7 @@ import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ArtifactStore } from '../../core/store/artifact-store.js';
 import { useAgentWorld, pushImage, pushIndex } from '../support/agent.js';
+import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { image, index } from '../support/oci.js';
 
 const get = (base: string, path: string, init?: RequestInit) => fetch(`${base}${path}`, init);
@@ -10,6 +11,13 @@ const get = (base: string, path: string, init?: RequestInit) => fetch(`${base}${
 describe('the edge agent: sync, pull by digest, serve', function () {
   this.timeout(60_000);
   const world = useAgentWorld();
+  let proxy: FaultProxy;
+  beforeEach(async () => {
+    proxy = await startFaultProxy(world.registryUrl); // the image registry the states name: its log is what the agent asked
+  });
+  afterEach(async () => proxy?.close());
+  /** Requests the agent made for a digest (any method, manifest or blob). */
+  const asked = (digest: string) => proxy.log.filter((l) => l.endsWith(`/${digest}`));
 
   it('when a group lists an image and a multi-arch index, then the agent serves exactly those bytes, with only the device\'s platform of the index', async () => {
     const client = world.client();
@@ -20,7 +28,7 @@ describe('the edge agent: sync, pull by digest, serve', function () {
     await world.record('edge', 'library/alpine', alpine, '3.20');
     for (const c of nginx.children) await world.record('edge', 'library/nginx', c, null);
     await world.record('edge', 'library/nginx', { manifest: nginx.manifest, config: nginx.manifest, layers: [] }, '1.27');
-    const published = await world.publish('edge');
+    const published = await world.publish('edge', proxy.url);
 
     const agent = await world.start(await world.config({ platforms: ['linux/arm64'] }));
     expect(await agent.firstSync).to.deep.include({ groups: { edge: 'applied' }, failedImages: 0 });
@@ -40,10 +48,14 @@ describe('the edge agent: sync, pull by digest, serve', function () {
     }
     const stored = await readdir(join(agent.agent.config.store, 'blobs', 'sha256'));
     for (const l of amd.layers) expect(stored, 'no byte of the other platform was pulled').to.not.include(l.digest.slice(7));
+    for (const b of [arm.manifest, arm.config, ...arm.layers]) expect(asked(b.digest), 'the device\'s child was fetched').to.deep.equal([`GET /v2/library/nginx/${b === arm.manifest ? 'manifests' : 'blobs'}/${b.digest}`]);
+    for (const b of [amd.manifest, amd.config, ...amd.layers]) expect(asked(b.digest), 'the other platform\'s child was never asked for').to.deep.equal([]);
 
     // alpine is amd64 only: its config says so, and it is decided before any layer.
     expect((await get(agent.url, '/v2/library/alpine/manifests/3.20')).status).to.equal(404);
     for (const l of alpine.layers) expect(stored).to.not.include(l.digest.slice(7));
+    expect(asked(alpine.config.digest), 'decided by its config').to.have.length(1);
+    for (const l of alpine.layers) expect(asked(l.digest), 'no layer of it asked for').to.deep.equal([]);
     const status = agent.agent.doc.groups.edge!;
     expect(status.applied).to.include({ version: published.version, digest: published.digest });
     expect(Object.values(status.images).map((i) => [i.repository, i.status])).to.have.deep.members([['library/alpine', 'skipped'], ['library/nginx', 'present']]);
@@ -55,16 +67,18 @@ describe('the edge agent: sync, pull by digest, serve', function () {
     await pushIndex(client, 'library/built', built, '1');
     for (const c of built.children) await world.record('edge', 'library/built', c, null);
     await world.record('edge', 'library/built', { manifest: built.manifest, config: built.manifest, layers: [] }, '1');
-    await world.publish('edge');
-    const attestation = built.children[1]!.manifest.digest;
+    await world.publish('edge', proxy.url);
+    const attestation = built.children[1]!;
     const plain = await world.start(await world.config());
     await plain.firstSync;
     expect((await get(plain.url, `/v2/library/built/manifests/${built.children[0]!.manifest.digest}`)).status).to.equal(200);
-    expect((await get(plain.url, `/v2/library/built/manifests/${attestation}`)).status, 'skipped by default').to.equal(404);
+    expect((await get(plain.url, `/v2/library/built/manifests/${attestation.manifest.digest}`)).status, 'skipped by default').to.equal(404);
+    for (const b of [attestation.manifest, attestation.config, ...attestation.layers]) expect(asked(b.digest), 'never asked for by default').to.deep.equal([]);
     await plain.stop();
     const asking = await world.start(await world.config({ attestations: true }));
     await asking.firstSync;
-    expect((await get(asking.url, `/v2/library/built/manifests/${attestation}`)).status, 'pulled when asked').to.equal(200);
+    expect((await get(asking.url, `/v2/library/built/manifests/${attestation.manifest.digest}`)).status, 'pulled when asked').to.equal(200);
+    for (const b of [attestation.manifest, attestation.config, ...attestation.layers]) expect(asked(b.digest), 'fetched when asked').to.have.length(1);
   });
 
   it('when blobs are asked with Range, then the agent answers 206 with the bytes asked, and tags are listed as the state lists them', async () => {
