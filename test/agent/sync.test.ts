@@ -168,4 +168,22 @@ describe('the edge agent: sync, pull by digest, serve', function () {
     expect(summary.failedImages).to.equal(0);
     expect(summary.bytes - unique, 'only the state itself beyond the unique blobs').to.be.below(10 * 1024);
   });
+
+  it('when many blobs are to be pulled, then no more than twice `concurrency` downloads are in flight at once', async () => {
+    const client = world.client();
+    const { randomLayer } = await import('../support/oci.js');
+    for (let i = 0; i < 6; i++) {
+      const img = image({ layers: Array.from({ length: 5 }, () => randomLayer(1024)) });
+      await pushImage(client, `library/app${i}`, img);
+      await world.record('edge', `library/app${i}`, img, '1');
+    }
+    await world.publish('edge', proxy.url);
+    // Every blob answer is held a while, so downloads overlap as much as the agent lets them.
+    proxy.rules.push({ method: 'GET', path: /\/blobs\//, fault: 'slow', times: 1_000, delayMs: 150 });
+    const blobs = proxy.inFlight('GET', /\/blobs\//);
+    const agent = await world.start(await world.config({ concurrency: 2 }));
+    expect(await agent.firstSync).to.deep.include({ failedImages: 0 });
+    expect(proxy.log.filter((l) => l.startsWith('GET ') && l.includes('/blobs/')), 'every config and layer').to.have.length(36);
+    expect(blobs.peak, 'bounded at 2 × concurrency, and the bound is used').to.equal(4);
+  });
 });
