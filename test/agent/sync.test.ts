@@ -186,4 +186,85 @@ describe('the edge agent: sync, pull by digest, serve', function () {
     expect(proxy.log.filter((l) => l.startsWith('GET ') && l.includes('/blobs/')), 'every config and layer').to.have.length(36);
     expect(blobs.peak, 'bounded at 2 × concurrency, and the bound is used').to.equal(4);
   });
+
+  it('when a sync collects what a tombstone and a moved tag left, then at no moment is a served manifest missing a blob, and the unreferenced blobs are gone at the end', async () => {
+    const client = world.client();
+    const { randomLayer } = await import('../support/oci.js');
+    const shared = randomLayer(4096);
+    const old = image({ layers: [shared, randomLayer(), randomLayer()] });
+    const fresh = image({ layers: [shared, randomLayer(100_000)] });
+    const gone = image();
+    await pushImage(client, 'library/app', old);
+    await pushImage(client, 'library/app', fresh);
+    await pushImage(client, 'library/gone', gone);
+    await world.record('edge', 'library/app', old, 'stable');
+    await world.record('edge', 'library/gone', gone, '1');
+    await world.publish('edge', proxy.url);
+    const agent = await world.start(await world.config());
+    expect(await agent.firstSync).to.deep.include({ failedImages: 0 });
+
+    await world.record('edge', 'library/app', fresh, 'stable'); // the tag moves
+    await new ArtifactStore(world.db.pool).deleteManifest({ group: 'edge', repository: 'library/gone' }, gone.manifest.digest); // a tombstone
+    await world.publish('edge', proxy.url);
+    proxy.rules.push({ method: 'GET', path: /\/blobs\//, fault: 'slow', times: 1_000, delayMs: 100 }); // a sync that takes a while
+
+    const manifests = [['library/app', old], ['library/app', fresh], ['library/gone', gone]] as const;
+    /** The manifests served right now that name `digest`. */
+    const servedNaming = async (digest: string) => {
+      const out: string[] = [];
+      for (const [repo, img] of manifests) {
+        for (const ref of [img.manifest.digest, repo === 'library/gone' ? '1' : 'stable']) {
+          const res = await get(agent.url, `/v2/${repo}/manifests/${ref}`);
+          if (res.status !== 200) continue;
+          const doc = JSON.parse(Buffer.from(await res.arrayBuffer()).toString()) as { config: { digest: string }; layers: { digest: string }[] };
+          if ([doc.config, ...doc.layers].some((d) => d.digest === digest)) out.push(`${repo}:${ref}`);
+        }
+      }
+      return out;
+    };
+    // Each removal from the store is checked at the moment it happens.
+    const store = agent.agent.store;
+    const remove = store.remove.bind(store);
+    const removed: string[] = [];
+    const violations: string[] = [];
+    store.remove = async (digest: string) => {
+      for (const m of await servedNaming(digest)) violations.push(`${digest} removed while ${m} was served`);
+      removed.push(digest);
+      await remove(digest);
+    };
+    // And a runtime pulls the whole time: a blob missing while its manifest is still served is a hole.
+    let syncing = true;
+    const pulls = (async () => {
+      let n = 0;
+      while (syncing) {
+        for (const [repo, img] of manifests) {
+          const m = await get(agent.url, `/v2/${repo}/manifests/${img.manifest.digest}`);
+          await m.arrayBuffer();
+          if (m.status !== 200) continue;
+          for (const b of [img.config, ...img.layers]) {
+            const res = await get(agent.url, `/v2/${repo}/blobs/${b.digest}`);
+            await res.arrayBuffer().catch(() => undefined);
+            if (res.status === 200) continue;
+            const still = await get(agent.url, `/v2/${repo}/manifests/${img.manifest.digest}`);
+            await still.arrayBuffer();
+            if (still.status === 200) violations.push(`${repo}@${img.manifest.digest} served without ${b.digest}`);
+          }
+        }
+        n++;
+      }
+      return n;
+    })();
+    const summary = await agent.agent.syncOnce();
+    syncing = false;
+    expect(await pulls, 'pulled during the sync').to.be.above(0);
+    expect(summary).to.deep.include({ groups: { edge: 'applied' }, failedImages: 0 });
+    expect(violations).to.deep.equal([]);
+
+    const unreferenced = [old.manifest, old.config, ...old.layers.slice(1), gone.manifest, gone.config, ...gone.layers].map((b) => b.digest);
+    expect(removed, 'what no state names was collected').to.include.members(unreferenced);
+    const stored = await readdir(join(agent.agent.config.store, 'blobs', 'sha256'));
+    for (const d of unreferenced) expect(stored, 'collected').to.not.include(d.slice(7));
+    for (const b of [fresh.manifest, fresh.config, ...fresh.layers]) expect(stored, 'kept, the shared layer too').to.include(b.digest.slice(7));
+    expect((await get(agent.url, '/v2/library/app/manifests/stable')).headers.get('docker-content-digest')).to.equal(fresh.manifest.digest);
+  });
 });
