@@ -9,6 +9,7 @@ import { loadAgentConfig } from '../../agent/config.js';
 import { KeySigner } from '../../worker/signer.js';
 import { useAgentWorld, pushImage } from '../support/agent.js';
 import { startAuthProxy } from '../support/auth-proxy.js';
+import { startFaultProxy } from '../support/fault-proxy.js';
 import { image } from '../support/oci.js';
 import { spawnSatellite, until, type Spawned } from '../support/process.js';
 import { satellite } from '../support/run.js';
@@ -146,6 +147,35 @@ describe('the edge agent: image signatures, pins, diffs, reports and tokens', fu
     const json = JSON.parse((await satellite(['state', 'diff', 'edge', 'v1', 'v2', '--json'], { STATE_REGISTRY: world.registryUrl, LOG_LEVEL: 'silent' })).stdout);
     expect(json.removed).to.deep.equal([{ repository: 'library/a', digest: a.manifest.digest, tag: ['1'] }]);
     expect(json.retagged).to.deep.equal([{ repository: 'library/c', digest: c.manifest.digest, from: ['x'], to: ['y'] }]);
+  });
+
+  it('when images are listed but not pulled yet, then status reports them pending while the sync runs, and present once it is done', async () => {
+    const proxy = await startFaultProxy(world.registryUrl);
+    try {
+      const quick = image();
+      const slow = image();
+      await pushImage(world.client(), 'library/quick', quick);
+      await pushImage(world.client(), 'library/slow', slow);
+      await world.record('edge', 'library/quick', quick, '1');
+      await world.record('edge', 'library/slow', slow, '1');
+      const published = await world.publish('edge', proxy.url);
+      proxy.rules.push({ method: 'GET', path: /\/library\/slow\/blobs\//, fault: 'slow', times: 1_000, delayMs: 1_500 });
+      const file = await world.configFile();
+      const agent = await world.start(loadAgentConfig(file, {}));
+      const status = async () => JSON.parse((await runBundle(['status', '--json', '--config', file])).out).groups[0];
+      const during = await until('the sync under way', async () => {
+        const g = await status();
+        return g.version !== null ? g : undefined;
+      });
+      expect(during).to.include({ version: published.version });
+      expect(during.images).to.deep.equal({ present: 0, pending: 2, failed: 0, skipped: 0 });
+      expect((await runBundle(['status', '--config', file])).out).to.include('0 present, 2 pending, 0 failed');
+      expect((await fetch(`${agent.url}/v2/library/slow/manifests/1`)).status, 'a pending image is not served').to.equal(404);
+      expect(await agent.firstSync).to.deep.include({ failedImages: 0 });
+      expect((await status()).images).to.deep.equal({ present: 2, pending: 0, failed: 0, skipped: 0 });
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('when a report URL is configured, then after a sync the agent posts what it runs with its credential', async () => {
