@@ -216,6 +216,21 @@ export class Agent {
       ...(g.imageKey ? { imageKey: g.imageKey } : {}),
     };
     const damaged = this.damaged.delete(g.name);
+    // Images listed and never pulled yet are 'pending' until their pull ends (one that failed
+    // before stays 'failed', with its reason, until the retry ends): `status` shows them
+    // while a long sync runs.
+    const started = new Date().toISOString();
+    let pending = 0;
+    for (const a of live) {
+      const key = imageKey(a.repository, a.digest);
+      if (rec.images[key] && rec.images[key].status !== 'pending') continue;
+      rec.images[key] = { repository: a.repository, digest: a.digest, status: 'pending', at: started };
+      pending++;
+    }
+    if (pending) {
+      this.metrics.images.set({ group: g.name, status: 'pending' }, pending);
+      await this.files.save(this.doc);
+    }
     const images: Record<string, ImageRecord> = {};
     await forEachLimit(live, this.config.concurrency, async (a) => {
       const key = imageKey(a.repository, a.digest);

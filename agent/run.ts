@@ -72,7 +72,7 @@ export interface RunningAgent {
   stop(): Promise<void>;
 }
 
-export async function startAgent(config: AgentConfig, log: Logger = agentLogger(config), opts: { once?: boolean; only?: string } = {}): Promise<RunningAgent> {
+export async function startAgent(config: AgentConfig, log: Logger = agentLogger(config), opts: { once?: boolean; only?: string; random?: () => number } = {}): Promise<RunningAgent> {
   const metrics = new AgentMetrics();
   const agent = new Agent(config, log, metrics);
   await agent.store.init();
@@ -102,7 +102,7 @@ export async function startAgent(config: AgentConfig, log: Logger = agentLogger(
     if (stopped || opts.once) return;
     const outcomes = Object.values(summary?.groups ?? {});
     failures = outcomes.length > 0 && outcomes.every((o) => o === 'unreachable') ? failures + 1 : 0;
-    timer = setTimeout(() => void tick(), nextDelay(config.intervalMs, failures));
+    timer = setTimeout(() => void tick(), nextDelay(config.intervalMs, failures, (opts.random ?? Math.random)()));
   };
   const tick = async () => {
     if (running) return running;

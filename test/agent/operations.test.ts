@@ -5,9 +5,11 @@ import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { parse } from 'yaml';
+import { loadAgentConfig } from '../../agent/config.js';
 import { KeySigner } from '../../worker/signer.js';
 import { useAgentWorld, pushImage } from '../support/agent.js';
 import { startAuthProxy } from '../support/auth-proxy.js';
+import { startFaultProxy } from '../support/fault-proxy.js';
 import { image } from '../support/oci.js';
 import { spawnSatellite, until, type Spawned } from '../support/process.js';
 import { satellite } from '../support/run.js';
@@ -95,6 +97,85 @@ describe('the edge agent: image signatures, pins, diffs, reports and tokens', fu
     const json = JSON.parse((await satellite(['state', 'diff', 'edge', 'v1', 'v2', '--json'], { STATE_REGISTRY: world.registryUrl })).stdout);
     expect(json.added.map((x: { digest: string }) => x.digest)).to.deep.equal([b.manifest.digest]);
     expect(json.removed).to.deep.equal([]);
+  });
+
+  it('when a group is pinned by digest to an older version, then it is applied though lower, held while newer versions are published, and released by unpin; state diff lists removals and retags', async () => {
+    const [a, b, c, d] = [image(), image(), image(), image()];
+    for (const [name, img] of [['a', a], ['b', b], ['c', c], ['d', d]] as const) await pushImage(world.client(), `library/${name}`, img);
+    const { ArtifactStore } = await import('../../core/store/artifact-store.js');
+    const artifacts = new ArtifactStore(world.db.pool);
+    await world.record('edge', 'library/a', a, '1');
+    await world.record('edge', 'library/c', c, 'x');
+    const v1 = await world.publish('edge');
+    await world.record('edge', 'library/b', b, '2');
+    await artifacts.deleteManifest({ group: 'edge', repository: 'library/a' }, a.manifest.digest); // removed
+    await artifacts.untag({ group: 'edge', repository: 'library/c' }, 'x');
+    await world.record('edge', 'library/c', c, 'y'); // retagged x → y
+    const v2 = await world.publish('edge');
+    const file = await world.configFile();
+    const status = async () => JSON.parse((await runBundle(['status', '--json', '--config', file])).out).groups[0];
+    expect((await runBundle(['--once', '--config', file])).code).to.equal(0);
+    expect(await status()).to.include({ version: v2.version, pinned: false });
+
+    const pinned = await runBundle(['pin', 'edge', v1.digest, '--config', file]);
+    expect(pinned.code, pinned.out).to.equal(0);
+    expect(pinned.out).to.include(`group edge pinned to ${v1.digest}: applied`);
+    expect(await status(), 'the older version, by digest').to.include({ version: v1.version, digest: v1.digest, pinned: true });
+
+    await world.record('edge', 'library/d', d, '3');
+    const v3 = await world.publish('edge');
+    expect(v3.version).to.be.above(v2.version);
+    const held = await runBundle(['--once', '--config', file]);
+    expect(held.code, held.out).to.equal(0);
+    expect(await status(), 'held while a newer version is published').to.include({ version: v1.version, digest: v1.digest, pinned: true });
+    const agent = await world.start(loadAgentConfig(file, {}));
+    expect((await agent.firstSync).groups.edge).to.equal('unchanged');
+    const served = async (repo: string, tag: string) => (await fetch(`${agent.url}/v2/library/${repo}/manifests/${tag}`)).status;
+    expect([await served('a', '1'), await served('c', 'x'), await served('d', '3'), await served('b', '2')], 'v1 is what is served').to.deep.equal([200, 200, 404, 404]);
+    await agent.stop();
+
+    const unpinned = await runBundle(['unpin', 'edge', '--config', file]);
+    expect(unpinned.code, unpinned.out).to.equal(0);
+    expect(await status()).to.include({ version: v3.version, digest: v3.digest, pinned: false });
+
+    const diff = await satellite(['state', 'diff', 'edge', '1', '2'], { STATE_REGISTRY: world.registryUrl, LOG_LEVEL: 'silent' });
+    expect(diff.stdout.split('\n').filter((l) => /^[-+~] /.test(l)).sort()).to.deep.equal([
+      `+ library/b@${b.manifest.digest} 2`,
+      `- library/a@${a.manifest.digest} 1`,
+      `~ library/c@${c.manifest.digest} x → y`,
+    ]);
+    const json = JSON.parse((await satellite(['state', 'diff', 'edge', 'v1', 'v2', '--json'], { STATE_REGISTRY: world.registryUrl, LOG_LEVEL: 'silent' })).stdout);
+    expect(json.removed).to.deep.equal([{ repository: 'library/a', digest: a.manifest.digest, tag: ['1'] }]);
+    expect(json.retagged).to.deep.equal([{ repository: 'library/c', digest: c.manifest.digest, from: ['x'], to: ['y'] }]);
+  });
+
+  it('when images are listed but not pulled yet, then status reports them pending while the sync runs, and present once it is done', async () => {
+    const proxy = await startFaultProxy(world.registryUrl);
+    try {
+      const quick = image();
+      const slow = image();
+      await pushImage(world.client(), 'library/quick', quick);
+      await pushImage(world.client(), 'library/slow', slow);
+      await world.record('edge', 'library/quick', quick, '1');
+      await world.record('edge', 'library/slow', slow, '1');
+      const published = await world.publish('edge', proxy.url);
+      proxy.rules.push({ method: 'GET', path: /\/library\/slow\/blobs\//, fault: 'slow', times: 1_000, delayMs: 1_500 });
+      const file = await world.configFile();
+      const agent = await world.start(loadAgentConfig(file, {}));
+      const status = async () => JSON.parse((await runBundle(['status', '--json', '--config', file])).out).groups[0];
+      const during = await until('the sync under way', async () => {
+        const g = await status();
+        return g.version !== null ? g : undefined;
+      });
+      expect(during).to.include({ version: published.version });
+      expect(during.images).to.deep.equal({ present: 0, pending: 2, failed: 0, skipped: 0 });
+      expect((await runBundle(['status', '--config', file])).out).to.include('0 present, 2 pending, 0 failed');
+      expect((await fetch(`${agent.url}/v2/library/slow/manifests/1`)).status, 'a pending image is not served').to.equal(404);
+      expect(await agent.firstSync).to.deep.include({ failedImages: 0 });
+      expect((await status()).images).to.deep.equal({ present: 2, pending: 0, failed: 0, skipped: 0 });
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('when a report URL is configured, then after a sync the agent posts what it runs with its credential', async () => {

@@ -107,6 +107,121 @@ describe('the edge agent: failures it lives through', function () {
     expect(Buffer.from(await again.arrayBuffer()).equals(l.bytes)).to.equal(true);
   });
 
+  it('when a blob arrives with one byte changed in flight (same length), then it never enters the store nor is served, the image is reported failed and the next sync fetches it whole', async () => {
+    const ok = image();
+    const img = image({ layers: [randomLayer(100_000)] });
+    await pushImage(world.client(), 'library/ok', ok);
+    await pushImage(world.client(), 'library/app', img);
+    await world.record('edge', 'library/ok', ok, '1');
+    await world.record('edge', 'library/app', img, '1');
+    await world.publish('edge', proxy.url);
+    const l = img.layers[0]!;
+    proxy.rules.push({ method: 'GET', path: new RegExp(`/blobs/${l.digest}$`), fault: 'corrupt', times: 1 });
+    const agent = await world.start(await world.config());
+    const first = await agent.firstSync;
+    expect(proxy.injected(), 'the bytes were corrupted in flight').to.equal(1);
+    const sent = proxy.answers.find((a) => a.request.endsWith(l.digest))!;
+    expect(sent.bytes, 'as many bytes as the blob has').to.equal(l.size);
+    expect(first.failedImages).to.equal(1);
+    const rec = Object.values(agent.agent.doc.groups.edge!.images).find((i) => i.repository === 'library/app')!;
+    expect(rec.status).to.equal('failed');
+    expect(rec.reason).to.include(`blob ${l.digest} arrived with digest sha256:`);
+    expect(await agent.agent.store.has(l.digest), 'the corrupt bytes never became a blob').to.equal(false);
+    expect(await readdir(join(agent.agent.config.store, 'ingest')), 'nor stay as a partial download').to.deep.equal([]);
+    expect((await fetch(`${agent.url}/v2/library/app/manifests/1`)).status).to.equal(404);
+    expect((await fetch(`${agent.url}/v2/library/app/blobs/${l.digest}`)).status).to.equal(404);
+    expect((await fetch(`${agent.url}/v2/library/ok/manifests/1`)).status, 'the other image is served').to.equal(200);
+
+    expect(await agent.agent.syncOnce()).to.deep.include({ groups: { edge: 'retried' }, failedImages: 0 });
+    const again = await fetch(`${agent.url}/v2/library/app/blobs/${l.digest}`);
+    expect(Buffer.from(await again.arrayBuffer()).equals(l.bytes)).to.equal(true);
+  });
+
+  it('when a stored manifest is corrupted on disk, then it is not served (404, never the wrong bytes), it is removed, and the next sync fetches it again', async () => {
+    const img = image();
+    await pushImage(world.client(), 'library/app', img);
+    await world.record('edge', 'library/app', img, '1');
+    await world.publish('edge');
+    const agent = await world.start(await world.config());
+    await agent.firstSync;
+    const m = img.manifest;
+    const rotten = Buffer.from(m.bytes);
+    const at = rotten.indexOf('"size":') + 7;
+    rotten[at] = rotten[at] === 0x31 ? 0x32 : 0x31; // a layer's size changed: still JSON, same length
+    await writeFile(agent.agent.store.path(m.digest), rotten);
+
+    for (const [method, ref] of [['HEAD', '1'], ['GET', '1'], ['GET', m.digest]] as const) {
+      const res = await fetch(`${agent.url}/v2/library/app/manifests/${ref}`, { method });
+      const body = Buffer.from(await res.arrayBuffer());
+      expect(res.status, `${method} ${ref}`).to.equal(404);
+      expect(body.equals(rotten), `${method} ${ref}: never the corrupt bytes`).to.equal(false);
+    }
+    expect(await agent.agent.store.has(m.digest), 'removed from the store').to.equal(false);
+    expect(await agent.agent.syncOnce()).to.deep.include({ groups: { edge: 'retried' }, failedImages: 0 });
+    const again = await fetch(`${agent.url}/v2/library/app/manifests/1`);
+    expect(again.status).to.equal(200);
+    expect(Buffer.from(await again.arrayBuffer()).equals(m.bytes)).to.equal(true);
+  });
+
+  it('when the image registry cuts the connection in the middle of a blob, then the other images are served, the cut one is reported and the next sync resumes it to completion', async () => {
+    const ok = image();
+    const cut = image({ layers: [randomLayer(300_000)] });
+    await pushImage(world.client(), 'library/ok', ok);
+    await pushImage(world.client(), 'library/cut', cut);
+    await world.record('edge', 'library/ok', ok, '1');
+    await world.record('edge', 'library/cut', cut, '1');
+    await world.publish('edge', proxy.url);
+    const l = cut.layers[0]!;
+    proxy.rules.push({ method: 'GET', path: new RegExp(`/blobs/${l.digest}$`), fault: 'drop', times: 1, afterBytes: 100_000 });
+    const agent = await world.start(await world.config());
+    const first = await agent.firstSync;
+    expect(proxy.injected(), 'the connection was cut').to.equal(1);
+    expect(first.failedImages).to.equal(1);
+    const rec = Object.values(agent.agent.doc.groups.edge!.images).find((i) => i.repository === 'library/cut')!;
+    expect(rec.status).to.equal('failed');
+    expect(rec.reason).to.be.a('string').and.not.equal('');
+    expect((await fetch(`${agent.url}/v2/library/cut/manifests/1`)).status).to.equal(404);
+    const served = await fetch(`${agent.url}/v2/library/ok/blobs/${ok.layers[0]!.digest}`);
+    expect(Buffer.from(await served.arrayBuffer()).equals(ok.layers[0]!.bytes), 'the other image is served').to.equal(true);
+
+    proxy.answers.length = 0;
+    expect(await agent.agent.syncOnce()).to.deep.include({ groups: { edge: 'retried' }, failedImages: 0 });
+    const refetched = proxy.answers.filter((a) => a.request.endsWith(l.digest)).reduce((n, a) => n + a.bytes, 0);
+    expect(refetched, 'only what was missing is fetched again').to.be.below(l.size).and.above(0);
+    const again = await fetch(`${agent.url}/v2/library/cut/blobs/${l.digest}`);
+    expect(Buffer.from(await again.arrayBuffer()).equals(l.bytes)).to.equal(true);
+  });
+
+  it('when the image registry refuses connections during a sync, then what was applied stays served, the new image is reported and it is pulled once the registry is back', async () => {
+    const ok = image();
+    await pushImage(world.client(), 'library/ok', ok);
+    await world.record('edge', 'library/ok', ok, '1');
+    await world.publish('edge', proxy.url);
+    const agent = await world.start(await world.config());
+    expect((await agent.firstSync).failedImages).to.equal(0);
+    const fresh = image();
+    await pushImage(world.client(), 'library/fresh', fresh);
+    await world.record('edge', 'library/fresh', fresh, '1');
+    await world.publish('edge', proxy.url);
+
+    await proxy.refuse(); // the image registry is down; the states' registry is not
+    const during = await agent.agent.syncOnce();
+    expect(during).to.deep.include({ groups: { edge: 'applied' }, failedImages: 1 });
+    const rec = Object.values(agent.agent.doc.groups.edge!.images).find((i) => i.repository === 'library/fresh')!;
+    expect(rec).to.include({ status: 'failed' });
+    expect(rec.reason).to.match(/ECONNREFUSED/);
+    expect((await fetch(`${agent.url}/v2/library/fresh/manifests/1`)).status).to.equal(404);
+    for (const b of [ok.manifest, ...ok.layers]) {
+      const kind = b === ok.manifest ? 'manifests' : 'blobs';
+      const res = await fetch(`${agent.url}/v2/library/ok/${kind}/${b.digest}`);
+      expect(Buffer.from(await res.arrayBuffer()).equals(b.bytes), 'what was applied is still served').to.equal(true);
+    }
+
+    await proxy.accept();
+    expect(await agent.agent.syncOnce()).to.deep.include({ groups: { edge: 'retried' }, failedImages: 0 });
+    expect((await fetch(`${agent.url}/v2/library/fresh/manifests/1`)).status).to.equal(200);
+  });
+
   it('when the disk is full, then the image that does not fit fails with that reason and the one that fits is served', async () => {
     const small = image();
     const large = image({ layers: [layer([{ name: 'l.bin', content: randomBytes(3 * 1024 * 1024) }])] });

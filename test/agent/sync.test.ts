@@ -3,6 +3,7 @@ import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ArtifactStore } from '../../core/store/artifact-store.js';
 import { useAgentWorld, pushImage, pushIndex } from '../support/agent.js';
+import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { image, index } from '../support/oci.js';
 
 const get = (base: string, path: string, init?: RequestInit) => fetch(`${base}${path}`, init);
@@ -10,6 +11,13 @@ const get = (base: string, path: string, init?: RequestInit) => fetch(`${base}${
 describe('the edge agent: sync, pull by digest, serve', function () {
   this.timeout(60_000);
   const world = useAgentWorld();
+  let proxy: FaultProxy;
+  beforeEach(async () => {
+    proxy = await startFaultProxy(world.registryUrl); // the image registry the states name: its log is what the agent asked
+  });
+  afterEach(async () => proxy?.close());
+  /** Requests the agent made for a digest (any method, manifest or blob). */
+  const asked = (digest: string) => proxy.log.filter((l) => l.endsWith(`/${digest}`));
 
   it('when a group lists an image and a multi-arch index, then the agent serves exactly those bytes, with only the device\'s platform of the index', async () => {
     const client = world.client();
@@ -20,7 +28,7 @@ describe('the edge agent: sync, pull by digest, serve', function () {
     await world.record('edge', 'library/alpine', alpine, '3.20');
     for (const c of nginx.children) await world.record('edge', 'library/nginx', c, null);
     await world.record('edge', 'library/nginx', { manifest: nginx.manifest, config: nginx.manifest, layers: [] }, '1.27');
-    const published = await world.publish('edge');
+    const published = await world.publish('edge', proxy.url);
 
     const agent = await world.start(await world.config({ platforms: ['linux/arm64'] }));
     expect(await agent.firstSync).to.deep.include({ groups: { edge: 'applied' }, failedImages: 0 });
@@ -40,10 +48,14 @@ describe('the edge agent: sync, pull by digest, serve', function () {
     }
     const stored = await readdir(join(agent.agent.config.store, 'blobs', 'sha256'));
     for (const l of amd.layers) expect(stored, 'no byte of the other platform was pulled').to.not.include(l.digest.slice(7));
+    for (const b of [arm.manifest, arm.config, ...arm.layers]) expect(asked(b.digest), 'the device\'s child was fetched').to.deep.equal([`GET /v2/library/nginx/${b === arm.manifest ? 'manifests' : 'blobs'}/${b.digest}`]);
+    for (const b of [amd.manifest, amd.config, ...amd.layers]) expect(asked(b.digest), 'the other platform\'s child was never asked for').to.deep.equal([]);
 
     // alpine is amd64 only: its config says so, and it is decided before any layer.
     expect((await get(agent.url, '/v2/library/alpine/manifests/3.20')).status).to.equal(404);
     for (const l of alpine.layers) expect(stored).to.not.include(l.digest.slice(7));
+    expect(asked(alpine.config.digest), 'decided by its config').to.have.length(1);
+    for (const l of alpine.layers) expect(asked(l.digest), 'no layer of it asked for').to.deep.equal([]);
     const status = agent.agent.doc.groups.edge!;
     expect(status.applied).to.include({ version: published.version, digest: published.digest });
     expect(Object.values(status.images).map((i) => [i.repository, i.status])).to.have.deep.members([['library/alpine', 'skipped'], ['library/nginx', 'present']]);
@@ -55,16 +67,18 @@ describe('the edge agent: sync, pull by digest, serve', function () {
     await pushIndex(client, 'library/built', built, '1');
     for (const c of built.children) await world.record('edge', 'library/built', c, null);
     await world.record('edge', 'library/built', { manifest: built.manifest, config: built.manifest, layers: [] }, '1');
-    await world.publish('edge');
-    const attestation = built.children[1]!.manifest.digest;
+    await world.publish('edge', proxy.url);
+    const attestation = built.children[1]!;
     const plain = await world.start(await world.config());
     await plain.firstSync;
     expect((await get(plain.url, `/v2/library/built/manifests/${built.children[0]!.manifest.digest}`)).status).to.equal(200);
-    expect((await get(plain.url, `/v2/library/built/manifests/${attestation}`)).status, 'skipped by default').to.equal(404);
+    expect((await get(plain.url, `/v2/library/built/manifests/${attestation.manifest.digest}`)).status, 'skipped by default').to.equal(404);
+    for (const b of [attestation.manifest, attestation.config, ...attestation.layers]) expect(asked(b.digest), 'never asked for by default').to.deep.equal([]);
     await plain.stop();
     const asking = await world.start(await world.config({ attestations: true }));
     await asking.firstSync;
-    expect((await get(asking.url, `/v2/library/built/manifests/${attestation}`)).status, 'pulled when asked').to.equal(200);
+    expect((await get(asking.url, `/v2/library/built/manifests/${attestation.manifest.digest}`)).status, 'pulled when asked').to.equal(200);
+    for (const b of [attestation.manifest, attestation.config, ...attestation.layers]) expect(asked(b.digest), 'fetched when asked').to.have.length(1);
   });
 
   it('when blobs are asked with Range, then the agent answers 206 with the bytes asked, and tags are listed as the state lists them', async () => {
@@ -153,5 +167,104 @@ describe('the edge agent: sync, pull by digest, serve', function () {
     const unique = [base, ...images.flatMap((i) => [i.manifest, i.config, i.layers[1]!])].reduce((n, b) => n + b.size, 0);
     expect(summary.failedImages).to.equal(0);
     expect(summary.bytes - unique, 'only the state itself beyond the unique blobs').to.be.below(10 * 1024);
+  });
+
+  it('when many blobs are to be pulled, then no more than twice `concurrency` downloads are in flight at once', async () => {
+    const client = world.client();
+    const { randomLayer } = await import('../support/oci.js');
+    for (let i = 0; i < 6; i++) {
+      const img = image({ layers: Array.from({ length: 5 }, () => randomLayer(1024)) });
+      await pushImage(client, `library/app${i}`, img);
+      await world.record('edge', `library/app${i}`, img, '1');
+    }
+    await world.publish('edge', proxy.url);
+    // Every blob answer is held a while, so downloads overlap as much as the agent lets them.
+    proxy.rules.push({ method: 'GET', path: /\/blobs\//, fault: 'slow', times: 1_000, delayMs: 150 });
+    const blobs = proxy.inFlight('GET', /\/blobs\//);
+    const agent = await world.start(await world.config({ concurrency: 2 }));
+    expect(await agent.firstSync).to.deep.include({ failedImages: 0 });
+    expect(proxy.log.filter((l) => l.startsWith('GET ') && l.includes('/blobs/')), 'every config and layer').to.have.length(36);
+    expect(blobs.peak, 'bounded at 2 × concurrency, and the bound is used').to.equal(4);
+  });
+
+  it('when a sync collects what a tombstone and a moved tag left, then at no moment is a served manifest missing a blob, and the unreferenced blobs are gone at the end', async () => {
+    const client = world.client();
+    const { randomLayer } = await import('../support/oci.js');
+    const shared = randomLayer(4096);
+    const old = image({ layers: [shared, randomLayer(), randomLayer()] });
+    const fresh = image({ layers: [shared, randomLayer(100_000)] });
+    const gone = image();
+    await pushImage(client, 'library/app', old);
+    await pushImage(client, 'library/app', fresh);
+    await pushImage(client, 'library/gone', gone);
+    await world.record('edge', 'library/app', old, 'stable');
+    await world.record('edge', 'library/gone', gone, '1');
+    await world.publish('edge', proxy.url);
+    const agent = await world.start(await world.config());
+    expect(await agent.firstSync).to.deep.include({ failedImages: 0 });
+
+    await world.record('edge', 'library/app', fresh, 'stable'); // the tag moves
+    await new ArtifactStore(world.db.pool).deleteManifest({ group: 'edge', repository: 'library/gone' }, gone.manifest.digest); // a tombstone
+    await world.publish('edge', proxy.url);
+    proxy.rules.push({ method: 'GET', path: /\/blobs\//, fault: 'slow', times: 1_000, delayMs: 100 }); // a sync that takes a while
+
+    const manifests = [['library/app', old], ['library/app', fresh], ['library/gone', gone]] as const;
+    /** The manifests served right now that name `digest`. */
+    const servedNaming = async (digest: string) => {
+      const out: string[] = [];
+      for (const [repo, img] of manifests) {
+        for (const ref of [img.manifest.digest, repo === 'library/gone' ? '1' : 'stable']) {
+          const res = await get(agent.url, `/v2/${repo}/manifests/${ref}`);
+          if (res.status !== 200) continue;
+          const doc = JSON.parse(Buffer.from(await res.arrayBuffer()).toString()) as { config: { digest: string }; layers: { digest: string }[] };
+          if ([doc.config, ...doc.layers].some((d) => d.digest === digest)) out.push(`${repo}:${ref}`);
+        }
+      }
+      return out;
+    };
+    // Each removal from the store is checked at the moment it happens.
+    const store = agent.agent.store;
+    const remove = store.remove.bind(store);
+    const removed: string[] = [];
+    const violations: string[] = [];
+    store.remove = async (digest: string) => {
+      for (const m of await servedNaming(digest)) violations.push(`${digest} removed while ${m} was served`);
+      removed.push(digest);
+      await remove(digest);
+    };
+    // And a runtime pulls the whole time: a blob missing while its manifest is still served is a hole.
+    let syncing = true;
+    const pulls = (async () => {
+      let n = 0;
+      while (syncing) {
+        for (const [repo, img] of manifests) {
+          const m = await get(agent.url, `/v2/${repo}/manifests/${img.manifest.digest}`);
+          await m.arrayBuffer();
+          if (m.status !== 200) continue;
+          for (const b of [img.config, ...img.layers]) {
+            const res = await get(agent.url, `/v2/${repo}/blobs/${b.digest}`);
+            await res.arrayBuffer().catch(() => undefined);
+            if (res.status === 200) continue;
+            const still = await get(agent.url, `/v2/${repo}/manifests/${img.manifest.digest}`);
+            await still.arrayBuffer();
+            if (still.status === 200) violations.push(`${repo}@${img.manifest.digest} served without ${b.digest}`);
+          }
+        }
+        n++;
+      }
+      return n;
+    })();
+    const summary = await agent.agent.syncOnce();
+    syncing = false;
+    expect(await pulls, 'pulled during the sync').to.be.above(0);
+    expect(summary).to.deep.include({ groups: { edge: 'applied' }, failedImages: 0 });
+    expect(violations).to.deep.equal([]);
+
+    const unreferenced = [old.manifest, old.config, ...old.layers.slice(1), gone.manifest, gone.config, ...gone.layers].map((b) => b.digest);
+    expect(removed, 'what no state names was collected').to.include.members(unreferenced);
+    const stored = await readdir(join(agent.agent.config.store, 'blobs', 'sha256'));
+    for (const d of unreferenced) expect(stored, 'collected').to.not.include(d.slice(7));
+    for (const b of [fresh.manifest, fresh.config, ...fresh.layers]) expect(stored, 'kept, the shared layer too').to.include(b.digest.slice(7));
+    expect((await get(agent.url, '/v2/library/app/manifests/stable')).headers.get('docker-content-digest')).to.equal(fresh.manifest.digest);
   });
 });

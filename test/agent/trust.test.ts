@@ -125,5 +125,29 @@ describe('the edge agent: trust before use, and polls that cost nothing', functi
     await expectRefused('replay', /replay.*version 1 is older than version 2/);
     expect(await client.headManifest(STATE, signatureTag(v1.digest)), 'v1 is genuinely signed').to.not.equal(undefined);
   });
-});
 
+  it('when a validly signed state of another group, at a higher version than applied, is put at latest, then the group check alone refuses it', async () => {
+    await publishOne('1');
+    const agent = await startAgent();
+    expect((await agent.firstSync).groups.edge).to.equal('applied');
+    const client = world.client();
+    const otherRepo = 'satellite/group-state/other/state';
+    let other = { version: 0, digest: '' };
+    for (const tag of ['a', 'b', 'c']) {
+      await world.record('other', 'library/app', image(), tag);
+      other = await world.publish('other');
+    }
+    expect(other.version, 'higher than the version edge applied: the replay check lets it through').to.be.above(1);
+    const otherManifest = (await client.getManifest(otherRepo, other.digest))!.bytes;
+    const otherDoc = JSON.parse(otherManifest.toString());
+    for (const l of [otherDoc.config, ...otherDoc.layers]) await client.pushBlob(STATE, await client.getBlob(otherRepo, l.digest));
+    await putLatest(otherManifest);
+    await world.sign(STATE, other.digest); // signed by the right key, for edge's repository
+
+    expect((await agent.agent.syncOnce()).groups.edge).to.equal('refused');
+    expect(agent.agent.doc.groups.edge!.error).to.match(/wrong-group.*for group "other", not "edge"/);
+    expect(agent.agent.doc.groups.edge!.applied).to.include({ version: 1 });
+    expect(await served(agent, '1'), 'edge\'s own state still served').to.equal(200);
+    expect(await served(agent, 'c'), 'nothing of the other group served').to.equal(404);
+  });
+});

@@ -43,7 +43,8 @@ export interface AgentWorld {
   /** An agent configuration (YAML written to a temp dir, loaded as the agent would). */
   config(overrides?: Record<string, unknown>, group?: Record<string, unknown>): Promise<AgentConfig>;
   configFile(overrides?: Record<string, unknown>, group?: Record<string, unknown>): Promise<string>;
-  start(config: AgentConfig): Promise<RunningAgent>;
+  /** Starts an agent in this process (`random`: the jitter's draws, Math.random by default). */
+  start(config: AgentConfig, opts?: { random?: () => number }): Promise<RunningAgent>;
   /** A temp dir removed after the tests. */
   dir(): Promise<string>;
 }
@@ -112,8 +113,8 @@ export function useAgentWorld(): AgentWorld {
     async config(overrides, group) {
       return loadAgentConfig(await configFile(overrides, group), {});
     },
-    async start(config) {
-      const a = await startAgent(config, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }));
+    async start(config, opts = {}) {
+      const a = await startAgent(config, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), opts);
       running.push(a);
       return a;
     },

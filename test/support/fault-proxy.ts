@@ -2,9 +2,12 @@ import { createServer, request, type IncomingMessage, type Server, type ServerRe
 import type { AddressInfo } from 'node:net';
 
 // An HTTP proxy in front of a real registry that injects faults into chosen requests:
-// a 5xx answer, a reset connection, or a hang (the request never answers).
+// a 5xx answer, a reset connection, a hang (the request never answers), a delay, a slow
+// body, a body with one byte flipped (same length), or a connection cut mid-body. It can
+// also stop listening altogether (connections refused) and start again on the same port,
+// and it counts how many matching requests are in flight at once.
 
-export type Fault = 'error500' | 'reset' | 'hang' | 'slow' | 'throttle';
+export type Fault = 'error500' | 'reset' | 'hang' | 'slow' | 'throttle' | 'corrupt' | 'drop';
 
 export interface FaultRule {
   /** An HTTP method, or '*' for any. */
@@ -19,6 +22,14 @@ export interface FaultRule {
   bytesPerSecond?: number;
   /** The share of matching requests that get the fault (1 when absent), drawn from a seeded sequence so runs repeat. */
   probability?: number;
+  /** For 'drop': body bytes relayed before the connection is cut (half the Content-Length when absent). */
+  afterBytes?: number;
+}
+
+/** Requests matching a path, counted while they are open (from arrival to the answer's end). */
+export interface InFlight {
+  readonly now: number;
+  readonly peak: number;
 }
 
 export interface FaultProxy {
@@ -29,8 +40,16 @@ export interface FaultProxy {
   log: string[];
   /** Every answer forwarded: its request, status and body bytes, in order of completion. */
   answers: { request: string; status: number; bytes: number }[];
+  /** Every request seen with when it arrived (Date.now()), in order. */
+  timeline: { request: string; at: number }[];
   /** How many faults were injected. */
   injected: () => number;
+  /** Starts counting the requests for `path` open at once. */
+  inFlight(method: string, path: RegExp): InFlight;
+  /** Stops listening: connections are refused until `accept()`. */
+  refuse(): Promise<void>;
+  /** Listens again, on the same port. */
+  accept(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -39,6 +58,8 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const rules: FaultRule[] = [];
   const log: string[] = [];
   const answers: FaultProxy['answers'] = [];
+  const timeline: FaultProxy['timeline'] = [];
+  const counters: { method: string; path: RegExp; now: number; peak: number }[] = [];
   let injected = 0;
   // A small linear congruential generator: the same faults in the same order on every run.
   let seed = 0x2545f491;
@@ -50,11 +71,23 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const path = req.url ?? '/';
     log.push(`${req.method} ${path}`);
+    timeline.push({ request: `${req.method} ${path}`, at: Date.now() });
+    for (const c of counters.filter((c) => (c.method === '*' || c.method === req.method) && c.path.test(path))) {
+      c.now++;
+      c.peak = Math.max(c.peak, c.now);
+      res.once('close', () => c.now--);
+    }
     const rule = rules.find((r) => r.times > 0 && (r.method === '*' || r.method === req.method) && r.path.test(path) && (r.probability === undefined || draw() < r.probability));
     if (rule && rule.fault === 'throttle') {
       rule.times--;
       injected++;
       forward(req, res, path, rule.bytesPerSecond ?? 65536);
+      return;
+    }
+    if (rule && (rule.fault === 'corrupt' || rule.fault === 'drop')) {
+      rule.times--;
+      injected++;
+      forward(req, res, path, undefined, rule);
       return;
     }
     if (rule && rule.fault === 'slow') {
@@ -79,7 +112,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     }
     forward(req, res, path);
   });
-  function forward(req: IncomingMessage, res: ServerResponse, path: string, bytesPerSecond?: number): void {
+  function forward(req: IncomingMessage, res: ServerResponse, path: string, bytesPerSecond?: number, damage?: FaultRule): void {
     const upstream = request({ host: t.hostname, port: t.port, method: req.method, path, headers: { ...req.headers, host: t.host } }, (up) => {
       res.writeHead(up.statusCode ?? 502, up.headers);
       let bytes = 0;
@@ -88,6 +121,36 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         if (!recorded) answers.push({ request: `${req.method} ${path}`, status: up.statusCode ?? 0, bytes });
         recorded = true;
       };
+      if (damage) {
+        // 'corrupt': one byte of the body flipped, the length unchanged. 'drop': the
+        // connection cut once `afterBytes` of the body went through.
+        const cutAt = damage.afterBytes ?? Math.floor(Number(up.headers['content-length'] ?? 0) / 2);
+        let flipped = false;
+        up.on('data', (chunk: Buffer) => {
+          if (res.destroyed) return;
+          if (damage.fault === 'corrupt' && !flipped && chunk.length > 0) {
+            const copy = Buffer.from(chunk);
+            copy[copy.length >> 1] = copy[copy.length >> 1]! ^ 0xff;
+            flipped = true;
+            chunk = copy;
+          }
+          if (damage.fault === 'drop' && bytes + chunk.length >= cutAt) {
+            res.write(chunk.subarray(0, cutAt - bytes));
+            bytes = cutAt;
+            done();
+            up.destroy();
+            res.destroy();
+            return;
+          }
+          res.write(chunk);
+          bytes += chunk.length;
+        });
+        up.on('end', () => {
+          done();
+          res.end();
+        });
+        return;
+      }
       if (bytesPerSecond === undefined) {
         up.on('data', (chunk: Buffer) => (bytes += chunk.length));
         up.on('end', done);
@@ -131,8 +194,29 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     rules,
     log,
     answers,
+    timeline,
     injected: () => injected,
+    inFlight(method, path) {
+      const c = { method, path, now: 0, peak: 0 };
+      counters.push(c);
+      return c;
+    },
+    async refuse() {
+      for (const res of hanging) res.destroy();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+    async accept() {
+      await new Promise<void>((r, reject) => {
+        server.once('error', reject);
+        server.listen(port, '127.0.0.1', () => {
+          server.off('error', reject);
+          r();
+        });
+      });
+    },
     async close() {
+      if (!server.listening) return;
       for (const res of hanging) res.destroy();
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
