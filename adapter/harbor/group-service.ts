@@ -183,7 +183,19 @@ export class GroupService {
   async delete(name: string): Promise<{ tombstoned: number }> {
     const g = await this.managed(name);
     const harbor = requireHarbor(this.ctx);
-    if (g.policyId !== null) await viaHarbor(() => harbor.deletePolicy(g.policyId!));
+    if (g.policyId !== null) {
+      try {
+        await viaHarbor(() => harbor.deletePolicy(g.policyId!));
+      } catch (err) {
+        // Harbor refuses to delete a rule while one of its executions runs (412): nothing is
+        // changed here either, and the administrator is told what to wait for.
+        if (err instanceof ApiError && err.harborStatus === 412) {
+          throw new ApiError('CONFLICT', `group ${name} is replicating now: Harbor refuses to delete its rule (policy ${g.policyId}) while an execution runs. ` +
+            `Wait for it to finish, or stop it in Harbor (Replications > ${g.adopted ? 'the rule' : `satellite-${name}`} > Stop), then delete the group again`);
+        }
+        throw err;
+      }
+    }
     const tombstoned = await this.store.deleteAndTombstone(name, (c) => this.jobs.enqueue('sync-robots', { group: name }, c));
     try {
       await this.webhooks.releaseProjects(g.projects, await this.store.projectsInUse(name));
