@@ -206,6 +206,27 @@ export class GroupService {
     return { tombstoned };
   }
 
+  /**
+   * Source projects can appear after a group was made (a rule for `team-*` projects reaches every
+   * new team's project): each group's projects are worked out again from Harbor's projects
+   * now, a new one gets the webhook policy, one no group reaches any more loses it. Answers
+   * the groups whose projects changed. Run by the repeatable reconcile.
+   */
+  async refreshProjects(): Promise<Record<string, string[]>> {
+    const harbor = requireHarbor(this.ctx);
+    const changed: Record<string, string[]> = {};
+    for (const g of await this.store.list()) {
+      const projects = await this.projectsOf(harbor, g.filters);
+      await this.webhooks.ensureProjects(projects);
+      if (sameJson(projects, g.projects)) continue;
+      await this.store.save({ ...g, projects });
+      await this.webhooks.releaseProjects(g.projects.filter((p) => !projects.includes(p)), await this.store.projectsInUse(g.name));
+      changed[g.name] = projects;
+      this.ctx.log.info({ group: g.name, projects }, 'source projects of the group changed in Harbor');
+    }
+    return changed;
+  }
+
   /** A manual execution of the group's rule now. */
   async replicate(name: string): Promise<{ executionId: number }> {
     const g = await this.managed(name);
