@@ -130,6 +130,22 @@ describe('Harbor Satellite satellites against us (STATE_LAYOUT=harbor-satellite)
     expect(view.lastSeen).to.be.a('string');
   });
 
+  it('when a registered satellite\'s groups change, then its satellite state is published again and it reads the new list of group states', async () => {
+    await start();
+    h.harbor.addArtifact({ repository: 'tools/curl', digest: `sha256:${'2'.repeat(64)}`, tags: ['8'] });
+    expect((await h.api('/api/v1/groups', { method: 'POST', body: { name: 'edge-us', filters: [{ type: 'name', value: 'tools/**' }] } })).status).to.equal(201);
+    const { token } = (await h.api('/api/v1/satellites', { method: 'POST', body: { name: 'store-5', groups: ['edge-eu'] } })).body;
+    const answer = await (await fetch(`${h.url}/satellites/ztr/${token}`)).json() as { state: string };
+    const groupRef = (g: string) => `${front.url}/satellite/group-state/${g}/state:latest`;
+    expect(((await readAsSatellite(answer.state)) as { states: string[] }).states).to.deep.equal([groupRef('edge-eu')]);
+    const moved = await h.api('/api/v1/satellites/store-5', { method: 'PATCH', body: { groups: ['edge-us', 'edge-eu'] } });
+    expect(moved.status, JSON.stringify(moved.body)).to.equal(200);
+    // The same reference it was given at registration now lists both groups.
+    expect(((await readAsSatellite(answer.state)) as { states: string[] }).states).to.deep.equal([groupRef('edge-eu'), groupRef('edge-us')]);
+    expect((await h.api('/api/v1/satellites/store-5', { method: 'PATCH', body: { groups: ['edge-us'] } })).status).to.equal(200);
+    expect(((await readAsSatellite(answer.state)) as { states: string[] }).states).to.deep.equal([groupRef('edge-us')]);
+  });
+
   it('when zero-touch tokens are tried too often from one address, then 429, even for a good token', async () => {
     await start({ REGISTRATION_RATE_LIMIT: '3' });
     const { token } = (await h.api('/api/v1/satellites', { method: 'POST', body: { name: 'store-9', groups: ['edge-eu'] } })).body;
