@@ -133,7 +133,7 @@ describe('end to end with the Harbor double: groups create → replication → s
     expect(fleet.body.robot.projects).to.deep.equal(['library', 'satellite', 'tools']);
   });
 
-  it('when a satellite registers with its token, then satellite agent register writes its configuration and satellite agent --once pulls the group\'s images with the robot, a new project\'s once the robot follows', async () => {
+  it('when a satellite registers with its token, then satellite agent register writes its configuration, satellite agent --once pulls the group\'s images with the robot (a new project\'s once the robot follows), and satellites list shows it up to date, then behind by 2 after 2 new versions', async () => {
     // Harbor's registry: the images live there, states are published there, and every pull
     // needs a token from Harbor's token service granting it.
     const front = await startHarborRegistry(shared.registry.url, `${harbor.url}/service/token`);
@@ -154,6 +154,7 @@ describe('end to end with the Harbor double: groups create → replication → s
       };
       const alpine = image();
       const curl = image();
+      const busybox = image();
       harbor.addArtifact({ repository: 'library/alpine', digest: alpine.manifest.digest, tags: ['3.20'] });
       harbor.addArtifact({ repository: 'tools/curl', digest: curl.manifest.digest, tags: ['8'] });
       const created = await api('/api/v1/groups', { name: 'edge-eu', filters: [{ type: 'name', value: '{library,tools}/**' }] });
@@ -185,13 +186,36 @@ describe('end to end with the Harbor double: groups create → replication → s
       await until('the agent to apply the signed state with alpine', async () => ((await runOnce()) === 0 ? true : undefined), 30_000);
       expect((await statusOf()).groups[0]).to.deep.include({ name: 'edge-eu', images: { present: 1, pending: 0, failed: 0, skipped: 0 } });
 
-      // The group gains an image from a new project: the agent pulls it once the robot may.
+      // The fleet view, from what the agent reported with its robot credential.
+      const fleet = async () => {
+        const list = JSON.parse((await satellite(['satellites', 'list', '--json'], { DATABASE_URL: db.url })).stdout) as { name: string; status: string; lastSeen: string | null; agentVersion: string | null; drift: { group: string; summary: string; behind: number | null }[] }[];
+        return list.find((x) => x.name === 'store-042')!;
+      };
+      const upToDate = await fleet();
+      expect(upToDate).to.deep.include({ status: 'up to date' });
+      expect(upToDate.drift.map((d) => [d.group, d.summary, d.behind])).to.deep.equal([['edge-eu', 'up to date', 0]]);
+      expect(upToDate.lastSeen).to.be.a('string');
+      expect(upToDate.agentVersion).to.be.a('string');
+
+      // Two new versions of the group while the device sleeps: behind by 2.
+      const latestVersion = async () => Number((await db.pool.query("SELECT max(version) AS v FROM state_versions WHERE group_name = 'edge-eu' AND status = 'published'")).rows[0].v);
+      const applied = await latestVersion();
       await replicate(curl, 'tools/curl', '8');
+      await until('a second version', async () => ((await latestVersion()) === applied + 1 ? true : undefined), 30_000);
+      harbor.addArtifact({ repository: 'library/busybox', digest: busybox.manifest.digest, tags: ['1.36'] });
+      await replicate(busybox, 'library/busybox', '1.36');
+      await until('a third version', async () => ((await latestVersion()) === applied + 2 ? true : undefined), 30_000);
+      const behind = await fleet();
+      expect(behind.status).to.equal('behind');
+      expect(behind.drift.map((d) => [d.group, d.summary, d.behind])).to.deep.equal([['edge-eu', 'behind by 2 versions', 2]]);
+
+      // The group gained an image from a new project: the agent pulls it once the robot may, and is up to date again.
       await until('the agent to pull tools/curl with the robot', async () => {
         if ((await runOnce()) !== 0) return undefined;
         const g = (await statusOf()).groups[0];
-        return g.images.present === 2 ? true : undefined;
+        return g.images.present === 3 ? true : undefined;
       }, 60_000);
+      expect((await fleet()).drift.map((d) => d.summary)).to.deep.equal(['up to date']);
     } finally {
       await front.close();
     }
