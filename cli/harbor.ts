@@ -1,6 +1,13 @@
 import { createHarborClient, HarborSetup } from '@harbor-api/client';
 import { ConfigError, requireEndpointPassword, type Config } from '../core/config.js';
 import { isRepositoryName } from '../core/oci/names.js';
+import { migrate } from '../core/db/migrate.js';
+import { createPool } from '../core/db/pool.js';
+import { createLogger } from '../core/logger.js';
+import { GroupStore } from '../core/store/group-store.js';
+import { harborContext } from '../adapter/harbor/context.js';
+import { RobotService } from '../adapter/harbor/robots.js';
+import { SATELLITE_NAME } from '../adapter/harbor/satellite-service.js';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 
@@ -40,11 +47,43 @@ export async function harborSetup(config: Config, group: string, filters: string
   return 0;
 }
 
-/** `satellite harbor robot <name>`: a robot account that may only pull from the state project. */
-export async function harborRobot(config: Config, name: string): Promise<number> {
-  const robot = await harbor(config).createPullRobot(config.stateProject, name);
-  out(`robot account for satellites (pull only, project ${config.stateProject}):`);
-  out(`  username: ${robot.name}`);
-  out(`  secret:   ${robot.secret}`);
-  return 0;
+/**
+ * `satellite harbor robot <name> --group <g>...`: a robot account for satellites of those
+ * groups, by the same rule as a registered satellite's (robots.ts): pull on the state project
+ * and on the project of every image the groups list now, nothing else. Unlike a registered
+ * satellite's, nothing keeps it in step afterwards: run it again, or use `satellites create`.
+ */
+export async function harborRobot(config: Config, name: string, groups: string[]): Promise<number> {
+  if (!SATELLITE_NAME.test(name) || name.length > 63) {
+    process.stderr.write(`${JSON.stringify(name)} is not a valid robot name (lower-case letters and digits, with ".", "_" or "-" between them)\n`);
+    return 2;
+  }
+  if (groups.length === 0) {
+    process.stderr.write('usage: satellite harbor robot <name> --group <group>...: the groups whose states and images it pulls\n');
+    return 2;
+  }
+  const setup = harbor(config);
+  await migrate(config.databaseUrl);
+  const pool = createPool(config.databaseUrl, 2);
+  try {
+    const store = new GroupStore(pool);
+    for (const g of groups) {
+      if (!(await store.isLive(g))) {
+        process.stderr.write(`no group ${g}: create it first (satellite groups create ${g} --filter …)\n`);
+        return 2;
+      }
+    }
+    const ctx = await harborContext(config, pool, createLogger('warn'));
+    const robots = new RobotService(ctx);
+    const projects = await robots.neededProjects(groups);
+    const robot = await setup.createRobot(name, `Satellites of ${[...new Set(groups)].sort().join(', ')}: pull their states and images (satellite harbor robot)`,
+      HarborSetup.projectPermissions(projects, robots.access()));
+    out(`robot account for satellites of ${[...new Set(groups)].sort().join(', ')} (pull only, projects ${projects.join(', ')}):`);
+    out(`  username: ${robot.name}`);
+    out(`  secret:   ${robot.secret}`);
+    out('it is not kept in step when the groups list images from new projects; satellites registered with `satellites create` are');
+    return 0;
+  } finally {
+    await pool.end();
+  }
 }

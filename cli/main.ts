@@ -25,7 +25,8 @@ commands:
   credentials revoke <group>   remove it
   harbor setup <group>         register this endpoint in Harbor and the group's replication rule
          [--filter <names>]... [--replicate]   (HARBOR_URL, HARBOR_PASSWORD, ENDPOINT_URL)
-  harbor robot <name>          a pull-only robot account for satellites on the state project
+  harbor robot <name> --group <g>...   a pull-only robot for satellites of those groups: the
+                               state project and the projects of the images they list
   agent …                      the edge agent (see satellite agent --help)
   state diff <group> <vA> <vB> what was added, removed and retagged between two published versions
 
@@ -119,8 +120,8 @@ async function main(argv: string[]): Promise<number> {
       return usage('credentials create|revoke <group>');
     case 'harbor':
       if (rest[0] === 'setup' && rest.length === 2) return harborSetup(config, rest[1]!, values.filter!, values.replicate!);
-      if (rest[0] === 'robot' && rest.length === 2) return harborRobot(config, rest[1]!);
-      return usage('harbor setup <group> [--filter <names>]... [--replicate] | harbor robot <name>');
+      if (rest[0] === 'robot' && rest.length === 2) return harborRobot(config, rest[1]!, values.group!);
+      return usage('harbor setup <group> [--filter <names>]... [--replicate] | harbor robot <name> --group <g>...');
     case 'groups':
     case 'satellites': {
       const admin = {

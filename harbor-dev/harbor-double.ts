@@ -53,6 +53,8 @@ export interface HarborDouble {
   /** operationIds, in order. */
   calls: string[];
   registries: Json[];
+  /** The secret each registry endpoint was last given (Harbor shows it only as "*****"). */
+  registrySecrets: Map<number, string>;
   policies: Json[];
   executions: Json[];
   projects: Json[];
@@ -133,7 +135,7 @@ export async function startHarborDouble(upstreamPath: string, admin: { username:
   const now = () => new Date().toISOString();
   const faults = new Map<string, { status: number; times: number }>();
   const d: HarborDouble = {
-    url: '', violations: [], calls: [], registries: [], policies: [], executions: [], projects: [], robots: [], webhooks: [], artifacts: [], deliveries: [],
+    url: '', violations: [], calls: [], registries: [], registrySecrets: new Map(), policies: [], executions: [], projects: [], robots: [], webhooks: [], artifacts: [], deliveries: [],
     addArtifact(a) {
       const project = a.repository.split('/')[0]!;
       ensureProject(project);
@@ -308,8 +310,23 @@ export async function startHarborDouble(upstreamPath: string, admin: { username:
       case 'createRegistry': {
         if (d.registries.some((r) => r.name === json.name)) throw new HarborError(409, 'CONFLICT', `registry ${json.name} already exists`);
         const newId = nextId++;
+        d.registrySecrets.set(newId, String((json.credential as Json | undefined)?.access_secret ?? ''));
         d.registries.push({ ...json, id: newId, status: 'healthy', credential: { ...(json.credential as Json), access_secret: '*****' }, creation_time: now() });
         return created('/registries', newId);
+      }
+      case 'updateRegistry': {
+        // Harbor's RegistryUpdate: flat fields, each optional; the secret is kept, never shown.
+        const r = d.registries.find((x) => x.id === Number(params.id));
+        if (!r) throw notFound(`registry ${params.id}`);
+        if (json.name !== undefined && json.name !== r.name && d.registries.some((x) => x.name === json.name)) throw new HarborError(409, 'CONFLICT', `registry ${json.name} already exists`);
+        for (const k of ['name', 'description', 'url', 'insecure'] as const) if (json[k] !== undefined) r[k] = json[k];
+        const credential = { ...(r.credential as Json) };
+        if (json.credential_type !== undefined) credential.type = json.credential_type;
+        if (json.access_key !== undefined) credential.access_key = json.access_key;
+        if (json.access_secret !== undefined) d.registrySecrets.set(Number(params.id), String(json.access_secret));
+        r.credential = { ...credential, access_secret: '*****' };
+        r.update_time = now();
+        return [200];
       }
       case 'listReplicationPolicies': {
         const p = page(url, d.policies.filter(q));
@@ -338,6 +355,10 @@ export async function startHarborDouble(upstreamPath: string, admin: { username:
       case 'deleteReplicationPolicy': {
         const i = d.policies.findIndex((p) => p.id === Number(params.id));
         if (i < 0) throw notFound(`policy ${params.id}`);
+        // As Harbor's handler: a rule with a running execution is not deleted.
+        if (d.executions.some((e) => e.policy_id === Number(params.id) && e.status === 'InProgress')) {
+          throw new HarborError(412, 'PRECONDITION', `the policy ${params.id} has running executions, can not be deleted`);
+        }
         d.policies.splice(i, 1);
         return [200];
       }

@@ -7,7 +7,7 @@ import { GroupStore } from '../core/store/group-store.js';
 import { HarborStore, type HarborJobData, type HarborJobName } from '../core/store/harbor-store.js';
 import { harborContext, type HarborContext } from '../adapter/harbor/context.js';
 import { RobotService } from '../adapter/harbor/robots.js';
-import { WebhookService } from '../adapter/harbor/webhook-service.js';
+import { GroupService } from '../adapter/harbor/group-service.js';
 import { HarborReconciler } from './harbor-reconcile.js';
 import { producerConnection, workerConnection } from './queue.js';
 
@@ -49,7 +49,7 @@ function classify(err: unknown): unknown {
 export function createHarborProcessor(ctx: HarborContext, queue: Queue<HarborJobData, unknown, HarborJobName>, tombstoneRetentionHours: number) {
   const reconciler = new HarborReconciler(ctx.pool, ctx.harbor!, ctx.log, tombstoneRetentionHours);
   const robots = new RobotService(ctx);
-  const webhooks = new WebhookService(ctx);
+  const groupService = new GroupService(ctx);
   const groups = new GroupStore(ctx.pool);
   return async (job: Job<HarborJobData, unknown, HarborJobName>) => {
     try {
@@ -65,8 +65,9 @@ export function createHarborProcessor(ctx: HarborContext, queue: Queue<HarborJob
         case 'reconcile-all': {
           const all = await groups.list();
           for (const g of all) await queue.add('reconcile', { group: g.name }, jobOptions(dedupeId('reconcile', { group: g.name })));
-          await webhooks.ensureProjects([...new Set(all.flatMap((g) => g.projects))]);
-          return { groups: all.length, robots: await robots.syncMany() };
+          // Projects made since (matching a rule's glob) get the webhook policy too.
+          const projects = await groupService.refreshProjects();
+          return { groups: all.length, projects, robots: await robots.syncMany() };
         }
         default:
           throw new UnrecoverableError(`unknown job ${job.name as string}`);

@@ -183,7 +183,19 @@ export class GroupService {
   async delete(name: string): Promise<{ tombstoned: number }> {
     const g = await this.managed(name);
     const harbor = requireHarbor(this.ctx);
-    if (g.policyId !== null) await viaHarbor(() => harbor.deletePolicy(g.policyId!));
+    if (g.policyId !== null) {
+      try {
+        await viaHarbor(() => harbor.deletePolicy(g.policyId!));
+      } catch (err) {
+        // Harbor refuses to delete a rule while one of its executions runs (412): nothing is
+        // changed here either, and the administrator is told what to wait for.
+        if (err instanceof ApiError && err.harborStatus === 412) {
+          throw new ApiError('CONFLICT', `group ${name} is replicating now: Harbor refuses to delete its rule (policy ${g.policyId}) while an execution runs. ` +
+            `Wait for it to finish, or stop it in Harbor (Replications > ${g.adopted ? 'the rule' : `satellite-${name}`} > Stop), then delete the group again`);
+        }
+        throw err;
+      }
+    }
     const tombstoned = await this.store.deleteAndTombstone(name, (c) => this.jobs.enqueue('sync-robots', { group: name }, c));
     try {
       await this.webhooks.releaseProjects(g.projects, await this.store.projectsInUse(name));
@@ -192,6 +204,27 @@ export class GroupService {
     }
     this.ctx.log.info({ group: name, tombstoned }, 'group deleted');
     return { tombstoned };
+  }
+
+  /**
+   * Source projects can appear after a group was made (a rule for `team-*` projects reaches every
+   * new team's project): each group's projects are worked out again from Harbor's projects
+   * now, a new one gets the webhook policy, one no group reaches any more loses it. Answers
+   * the groups whose projects changed. Run by the repeatable reconcile.
+   */
+  async refreshProjects(): Promise<Record<string, string[]>> {
+    const harbor = requireHarbor(this.ctx);
+    const changed: Record<string, string[]> = {};
+    for (const g of await this.store.list()) {
+      const projects = await this.projectsOf(harbor, g.filters);
+      await this.webhooks.ensureProjects(projects);
+      if (sameJson(projects, g.projects)) continue;
+      await this.store.save({ ...g, projects });
+      await this.webhooks.releaseProjects(g.projects.filter((p) => !projects.includes(p)), await this.store.projectsInUse(g.name));
+      changed[g.name] = projects;
+      this.ctx.log.info({ group: g.name, projects }, 'source projects of the group changed in Harbor');
+    }
+    return changed;
   }
 
   /** A manual execution of the group's rule now. */

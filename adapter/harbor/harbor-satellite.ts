@@ -56,9 +56,16 @@ export class HarborSatelliteStates {
     return `${this.ctx.settings.stateProject}/config-state/${CONFIG_NAME}/state`;
   }
 
-  /** A full reference as their satellites take it: the registry URL with its scheme, then repository:latest. */
+  /**
+   * A full reference as their satellites take it: the registry URL with its scheme, then
+   * repository:latest. The registry is IMAGE_REGISTRY, the one the satellite is given as
+   * auth.url and pulls its images from: it reads every state with that same Harbor robot
+   * credential, so the states must be named at that registry too. STATE_REGISTRY is where
+   * this service pushes them (the same Harbor, perhaps by an address only it reaches), as
+   * our own agent's registration names one registry for states and images.
+   */
   ref(repository: string): string {
-    return `${this.ctx.settings.stateRegistry}/${repository}:latest`;
+    return `${this.ctx.settings.imageRegistry}/${repository}:latest`;
   }
 
   /**

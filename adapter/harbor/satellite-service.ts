@@ -59,7 +59,8 @@ export class SatelliteService {
     if (groups.length === 0) throw badRequest(field, 'a satellite belongs to at least one group');
     const unique = [...new Set(groups)];
     for (const [i, g] of unique.entries()) {
-      if (!(await this.groups.exists(g))) throw badRequest(`${field}[${i}]`, `no group ${g}: create it first (POST /api/v1/groups)`);
+      // A deleted group keeps its row (its tombstones are still being served): not joinable.
+      if (!(await this.groups.isLive(g))) throw badRequest(`${field}[${i}]`, `no group ${g}: create it first (POST /api/v1/groups)`);
     }
     return unique.sort();
   }

@@ -166,6 +166,17 @@ export class GroupStore {
     return rowCount === 1;
   }
 
+  /**
+   * Whether a satellite may belong to the group: it exists and is not a managed group that
+   * was deleted (a deleted group keeps its row, and its tombstones, until they are pruned).
+   */
+  async isLive(group: string): Promise<boolean> {
+    const { rowCount } = await query(this.pool,
+      `SELECT 1 FROM groups g WHERE g.name = $1
+          AND NOT EXISTS (SELECT 1 FROM group_policies p WHERE p.group_name = g.name AND p.deleted_at IS NOT NULL)`, [group]);
+    return rowCount === 1;
+  }
+
   /** The Harbor projects of a group's live images (the first component of each repository). */
   async imageProjects(groups: readonly string[]): Promise<string[]> {
     const { rows } = await query<{ project: string }>(this.pool,

@@ -141,7 +141,18 @@ export class HarborSetup {
   async ensureRegistry(input: { name: string; url: string; accessKey: string; accessSecret: string; insecure?: boolean }): Promise<number> {
     const list = check('listRegistries', await this.client.GET('/registries', { params: { query: { q: `name=${input.name}` } } }));
     const found = (list ?? []).find((r) => r.name === input.name);
-    if (found?.id !== undefined) return found.id;
+    if (found?.id !== undefined) {
+      // Put back what we want. Harbor never shows the secret (it answers "*****"), so a stale
+      // one cannot be seen: the credential is sent again every time, with the URL, so an
+      // endpoint registered with an old address or secret is corrected, not kept.
+      check('updateRegistry', await this.client.PUT('/registries/{id}', {
+        params: { path: { id: found.id } },
+        body: {
+          url: input.url, insecure: input.insecure ?? false, credential_type: 'basic', access_key: input.accessKey, access_secret: input.accessSecret,
+        },
+      }));
+      return found.id;
+    }
     const created = await this.client.POST('/registries', {
       body: {
         name: input.name,

@@ -14,6 +14,7 @@ export const HARBOR_OPERATIONS = [
   'getPing',
   'listRegistries',
   'createRegistry',
+  'updateRegistry',
   'listReplicationPolicies',
   'createReplicationPolicy',
   'getReplicationPolicy',

@@ -117,6 +117,76 @@ describe('groups in Harbor through the admin API', function () {
     expect((await h.api('/api/v1/groups/edge-eu')).status).to.equal(404);
   });
 
+  describe('lifecycle: resuming, correcting, refusing', () => {
+    for (const step of ['createReplicationPolicy', 'CreateWebhookPolicyOfProject']) {
+      it(`when creating a group fails at ${step} once, then a retry completes it with nothing in Harbor twice`, async () => {
+        const body = { name: 'edge-eu', filters: [{ type: 'name', value: 'library/**' }] };
+        h.harbor.failNext(step, 500);
+        const failed = await create(body);
+        expect(failed.status).to.equal(502);
+        expect(failed.body.errors[0].message).to.include(step);
+        expect((await h.api('/api/v1/groups/edge-eu')).status, 'not recorded half-made').to.equal(404);
+        const retried = await create(body);
+        expect(retried.status, JSON.stringify(retried.body)).to.equal(201);
+        expect(h.harbor.registries).to.have.length(1);
+        expect(h.harbor.projects.filter((p) => p.name === 'satellite')).to.have.length(1);
+        expect(h.harbor.policies).to.have.length(1);
+        expect(h.harbor.policies[0]).to.deep.include({ name: 'satellite-edge-eu', dest_namespace: 'edge-eu', dest_namespace_replace_count: 0 });
+        expect(h.harbor.webhooks).to.have.length(1);
+        expect(retried.body.group).to.deep.include({ policyId: h.harbor.policies[0]!.id, projects: ['library'] });
+      });
+    }
+
+    it('when Harbor\'s endpoint for this service has a stale URL or secret, then the next group change puts back ENDPOINT_URL and ENDPOINT_PASSWORD', async () => {
+      await create({ name: 'edge-eu', filters: [{ type: 'name', value: 'library/**' }] });
+      const registry = h.harbor.registries[0]!;
+      expect(h.harbor.registrySecrets.get(registry.id as number)).to.equal(h.config.endpointPassword);
+      registry.url = 'http://old-address.example:8080';
+      registry.insecure = false;
+      h.harbor.registrySecrets.set(registry.id as number, 'a-secret-since-rotated');
+      expect((await create({ name: 'edge-us', filters: [{ type: 'name', value: 'tools/**' }] })).status).to.equal(201);
+      expect(h.harbor.registries).to.have.length(1);
+      expect(h.harbor.registries[0]).to.deep.include({ id: registry.id, url: h.url, insecure: true });
+      expect(h.harbor.registrySecrets.get(registry.id as number)).to.equal(h.config.endpointPassword);
+      expect(h.harbor.policies.map((p) => (p.dest_registry as { id: number }).id)).to.deep.equal([registry.id, registry.id]);
+    });
+
+    it('when a group is deleted while its rule replicates, then the refusal says to wait, and nothing is deleted or tombstoned', async () => {
+      const created = await create({ name: 'edge-eu', filters: [{ type: 'name', value: 'library/**' }], replicate: true });
+      await record(h.db.pool, 'edge-eu', 'library/nginx', image(), '1.27');
+      const before = await h.db.dump();
+      const res = await h.api('/api/v1/groups/edge-eu', { method: 'DELETE' });
+      expect(res.status).to.equal(409);
+      expect(res.body.errors).to.have.length(1);
+      expect(res.body.errors[0].code).to.equal('CONFLICT');
+      expect(res.body.errors[0].message).to.include('replicating now').and.include('Wait for it to finish').and.include(`policy ${created.body.group.policyId}`);
+      expect(h.harbor.policies).to.have.length(1);
+      expect(h.harbor.webhooks).to.have.length(1);
+      expect(await h.db.dump()).to.equal(before);
+      h.harbor.executions[0]!.status = 'Succeed';
+      expect((await h.api('/api/v1/groups/edge-eu', { method: 'DELETE' })).body).to.deep.equal({ tombstoned: 1 });
+    });
+
+    it('when a group was deleted, then satellites can no longer be put in it, until it is created again', async () => {
+      await create({ name: 'edge-eu', filters: [{ type: 'name', value: 'library/**' }] });
+      await create({ name: 'edge-us', filters: [{ type: 'name', value: 'tools/**' }] });
+      await record(h.db.pool, 'edge-eu', 'library/nginx', image(), '1.27');
+      expect((await h.api('/api/v1/satellites', { method: 'POST', body: { name: 'store-1', groups: ['edge-us'] } })).status).to.equal(201);
+      expect((await h.api('/api/v1/groups/edge-eu', { method: 'DELETE' })).status).to.equal(200);
+      const before = await h.db.dump();
+      const created = await h.api('/api/v1/satellites', { method: 'POST', body: { name: 'store-2', groups: ['edge-eu'] } });
+      expect(created.status).to.equal(400);
+      expect(created.body.errors[0]).to.include({ code: 'BAD_REQUEST', field: 'groups[0]' });
+      expect(created.body.errors[0].message).to.include('no group edge-eu');
+      const moved = await h.api('/api/v1/satellites/store-1', { method: 'PATCH', body: { groups: ['edge-us', 'edge-eu'] } });
+      expect(moved.status).to.equal(400);
+      expect(moved.body.errors[0]).to.include({ field: 'groups[1]' });
+      expect(await h.db.dump(), 'nothing changed').to.equal(before);
+      await create({ name: 'edge-eu', filters: [{ type: 'name', value: 'library/**' }] });
+      expect((await h.api('/api/v1/satellites', { method: 'POST', body: { name: 'store-2', groups: ['edge-eu'] } })).status).to.equal(201);
+    });
+  });
+
   describe('adopting a rule made by hand', () => {
     let harbor: HarborSetup;
     let registryId: number;
@@ -151,6 +221,22 @@ describe('groups in Harbor through the admin API', function () {
       expect(h.harbor.policies[0]!.dest_namespace_replace_count).to.equal(0);
       expect(res.body.group).to.deep.include({ name: 'edge-us', adopted: true, policyId: h.harbor.policies[0]!.id, projects: ['library'] });
       expect(h.harbor.webhooks).to.have.length(1);
+    });
+
+    it('when an adopted group\'s filters and trigger are changed, then its own rule changes in Harbor (no second rule) and the webhooks follow the sources', async () => {
+      await handMade(0);
+      const rule = h.harbor.policies[0]!;
+      expect((await h.api('/api/v1/groups/adopt', { method: 'POST', body: { policy: 'made-by-hand' } })).status).to.equal(200);
+      const res = await h.api('/api/v1/groups/edge-us', { method: 'PATCH', body: { filters: [{ type: 'name', value: 'tools/**' }], trigger: { type: 'manual' } } });
+      expect(res.status, JSON.stringify(res.body)).to.equal(200);
+      expect(res.body).to.deep.include({ name: 'edge-us', adopted: true, policyId: rule.id, projects: ['tools'], filters: [{ type: 'name', value: 'tools/**' }], trigger: { type: 'manual' } });
+      expect(h.harbor.policies, 'the hand-made rule is changed, not doubled').to.have.length(1);
+      expect(h.harbor.policies[0]).to.deep.include({
+        id: rule.id, name: 'made-by-hand', dest_namespace: 'edge-us', dest_namespace_replace_count: 0,
+        filters: [{ type: 'name', value: 'tools/**' }], trigger: { type: 'manual' },
+      });
+      const tools = h.harbor.projects.find((p) => p.name === 'tools')!.project_id;
+      expect(h.harbor.webhooks.map((w) => w.project_id), 'library no longer a source; tools is').to.deep.equal([tools]);
     });
 
     it('when the CLI adopts a rule that keeps the path, then it is recorded as is, with a table for people', async () => {

@@ -4,6 +4,8 @@ import { extract } from 'tar-stream';
 import { cosignSignature, image, signatureTag } from '../support/oci.js';
 import { KEY_PASSWORD, record, testBuilder, useRegistryAndKeys, workerConfig } from '../support/worker.js';
 import { basicAuth, startAdminHarness, type AdminHarness } from '../support/admin.js';
+import { createServer } from 'node:http';
+import { forward, listenLocal } from '../support/forward.js';
 
 // Harbor Satellite's satellites (container-registry/harbor-satellite), replayed: zero-touch
 // registration, then reading the satellite state, each group state and the config state as
@@ -46,6 +48,15 @@ describe('Harbor Satellite satellites against us (STATE_LAYOUT=harbor-satellite)
   this.timeout(60_000);
   const shared = useRegistryAndKeys();
   let h: AdminHarness;
+  // The same Harbor as satellites reach it (IMAGE_REGISTRY), at another address than the one
+  // this service publishes to (STATE_REGISTRY), as behind a public name and an internal one.
+  let front: Awaited<ReturnType<typeof listenLocal>>;
+  before(async () => {
+    front = await listenLocal(createServer((req, res) => forward(new URL(shared.registry.url), req, res)));
+  });
+  after(async () => {
+    await front?.close();
+  });
   afterEach(async () => {
     expect(h.harbor.violations).to.deep.equal([]);
     await h.close();
@@ -53,13 +64,13 @@ describe('Harbor Satellite satellites against us (STATE_LAYOUT=harbor-satellite)
 
   const start = async (extra: Record<string, string> = {}) => {
     h = await startAdminHarness({
-      STATE_LAYOUT: 'harbor-satellite', STATE_REGISTRY: shared.registry.url, COSIGN_KEY: shared.keys.keyPath, COSIGN_PASSWORD: KEY_PASSWORD, ...extra,
+      STATE_LAYOUT: 'harbor-satellite', STATE_REGISTRY: shared.registry.url, IMAGE_REGISTRY: front.url, COSIGN_KEY: shared.keys.keyPath, COSIGN_PASSWORD: KEY_PASSWORD, ...extra,
     });
     h.harbor.addArtifact({ repository: 'library/nginx', digest: `sha256:${'1'.repeat(64)}`, tags: ['1.27'] });
     expect((await h.api('/api/v1/groups', { method: 'POST', body: { name: 'edge-eu', filters: [{ type: 'name', value: 'library/**' }] } })).status).to.equal(201);
   };
 
-  it('when a satellite registers by zero-touch and reads what we publish as it does, then it finds its states, its config, and no tombstone or signature', async () => {
+  it('when a satellite registers by zero-touch and reads what we publish as it does, then it finds its states, its config, and no tombstone or signature, all at the registry its images are at', async () => {
     await start();
     const live = image();
     const removed = image();
@@ -68,16 +79,18 @@ describe('Harbor Satellite satellites against us (STATE_LAYOUT=harbor-satellite)
     await record(h.db.pool, 'edge-eu', 'library/redis', removed, '7');
     await h.db.pool.query("UPDATE artifacts SET deleted = true, deleted_at = now(), deleted_tags = '{7}' WHERE repository = 'library/redis'");
     await h.db.pool.query("DELETE FROM tags WHERE repository = 'library/redis'");
-    const config = workerConfig({ STATE_REGISTRY: shared.registry.url, STATE_LAYOUT: 'harbor-satellite', DATABASE_URL: h.db.url });
+    const config = workerConfig({ STATE_REGISTRY: shared.registry.url, IMAGE_REGISTRY: front.url, STATE_LAYOUT: 'harbor-satellite', DATABASE_URL: h.db.url });
     expect((await testBuilder(config, h.db.pool, shared.keys).builder.build('edge-eu')).result).to.equal('published');
     const { token } = (await h.api('/api/v1/satellites', { method: 'POST', body: { name: 'store-7', groups: ['edge-eu'] } })).body;
 
     const ztr = await fetch(`${h.url}/satellites/ztr/${token}`);
     expect(ztr.status).to.equal(200);
     const answer = await ztr.json() as { auth: { url: string; username: string; password: string }; state: string };
+    // One registry for everything, the one its images are at: the satellite pulls images from
+    // auth.url and reads every state reference with the same (Harbor robot) credential.
     expect(answer).to.deep.equal({
-      auth: { url: 'https://harbor.example.com', username: 'robot$satellite-store-7', password: answer.auth.password },
-      state: `${shared.registry.url}/satellite/satellite-state/store-7/state:latest`,
+      auth: { url: front.url, username: 'robot$satellite-store-7', password: answer.auth.password },
+      state: `${front.url}/satellite/satellite-state/store-7/state:latest`,
     });
     const access = [{ resource: 'repository', action: 'pull' }, { resource: 'repository', action: 'read' }, { resource: 'artifact', action: 'read' }];
     expect(h.harbor.robots[0]!.permissions).to.deep.equal([
@@ -86,11 +99,11 @@ describe('Harbor Satellite satellites against us (STATE_LAYOUT=harbor-satellite)
 
     const satelliteState = await readAsSatellite(answer.state) as { states: string[]; config: string };
     expect(satelliteState).to.deep.equal({
-      states: [`${shared.registry.url}/satellite/group-state/edge-eu/state:latest`],
-      config: `${shared.registry.url}/satellite/config-state/default/state:latest`,
+      states: [`${front.url}/satellite/group-state/edge-eu/state:latest`],
+      config: `${front.url}/satellite/config-state/default/state:latest`,
     });
     const group = await readAsSatellite(satelliteState.states[0]!) as { group: string; registry: string; artifacts: { repository: string; tag: string[]; deleted: boolean; type: string; digest: string }[] };
-    expect(group.registry).to.equal('https://harbor.example.com');
+    expect(group.registry).to.equal(answer.auth.url);
     expect(group.artifacts.map((a) => [a.repository, a.tag, a.type, a.deleted])).to.deep.equal([['library/nginx', ['1.27'], 'IMAGE', false]]);
     const cfg = await readAsSatellite(satelliteState.config) as { app_config: Record<string, unknown>; zot_config: Record<string, unknown> };
     expect(cfg.app_config).to.deep.include({ ground_control_url: h.url, state_replication_interval: '@every 00h00m30s' });
@@ -115,6 +128,22 @@ describe('Harbor Satellite satellites against us (STATE_LAYOUT=harbor-satellite)
     const view = (await h.api('/api/v1/satellites/store-7')).body;
     expect(view).to.deep.include({ status: 'reporting', imageCount: 1 });
     expect(view.lastSeen).to.be.a('string');
+  });
+
+  it('when a registered satellite\'s groups change, then its satellite state is published again and it reads the new list of group states', async () => {
+    await start();
+    h.harbor.addArtifact({ repository: 'tools/curl', digest: `sha256:${'2'.repeat(64)}`, tags: ['8'] });
+    expect((await h.api('/api/v1/groups', { method: 'POST', body: { name: 'edge-us', filters: [{ type: 'name', value: 'tools/**' }] } })).status).to.equal(201);
+    const { token } = (await h.api('/api/v1/satellites', { method: 'POST', body: { name: 'store-5', groups: ['edge-eu'] } })).body;
+    const answer = await (await fetch(`${h.url}/satellites/ztr/${token}`)).json() as { state: string };
+    const groupRef = (g: string) => `${front.url}/satellite/group-state/${g}/state:latest`;
+    expect(((await readAsSatellite(answer.state)) as { states: string[] }).states).to.deep.equal([groupRef('edge-eu')]);
+    const moved = await h.api('/api/v1/satellites/store-5', { method: 'PATCH', body: { groups: ['edge-us', 'edge-eu'] } });
+    expect(moved.status, JSON.stringify(moved.body)).to.equal(200);
+    // The same reference it was given at registration now lists both groups.
+    expect(((await readAsSatellite(answer.state)) as { states: string[] }).states).to.deep.equal([groupRef('edge-eu'), groupRef('edge-us')]);
+    expect((await h.api('/api/v1/satellites/store-5', { method: 'PATCH', body: { groups: ['edge-us'] } })).status).to.equal(200);
+    expect(((await readAsSatellite(answer.state)) as { states: string[] }).states).to.deep.equal([groupRef('edge-us')]);
   });
 
   it('when zero-touch tokens are tried too often from one address, then 429, even for a good token', async () => {

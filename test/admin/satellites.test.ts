@@ -187,6 +187,32 @@ describe('satellites: one-time registration, least-privilege robots, fleet view'
     expect(table.find((l) => l.startsWith('store-d'))).to.match(/store-d\s+not registered\s+edge-us\s+-\s+never/);
   });
 
+  it('when harbor robot makes a robot for a group\'s satellites, then it may pull the state project and the projects of the images the group lists, nothing else', async () => {
+    const env = { DATABASE_URL: h.db.url, HARBOR_URL: h.harbor.url, HARBOR_PASSWORD: HARBOR_ADMIN.password };
+    const { stdout } = await satellite(['harbor', 'robot', 'edge-eu-pull', '--group', 'edge-eu'], env);
+    const username = /username: (\S+)/.exec(stdout)?.[1];
+    const secret = /secret: +(\S+)/.exec(stdout)?.[1];
+    expect(username).to.equal('robot$edge-eu-pull');
+    expect(h.harbor.robots.find((r) => r.name === 'edge-eu-pull')!.secret).to.equal(secret);
+    expect(h.harbor.mayPull(username!, 'satellite'), 'its group state').to.equal(true);
+    expect(h.harbor.mayPull(username!, 'library'), 'the images edge-eu lists').to.equal(true);
+    expect(h.harbor.mayPull(username!, 'tools'), 'another group\'s images').to.equal(false);
+    expect(h.harbor.mayPull(username!, 'secret')).to.equal(false);
+    // Pull only: Harbor's token service grants it nothing more.
+    const token = await fetch(`${h.harbor.url}/service/token?service=harbor-registry&scope=repository:library/nginx:pull,push`, {
+      headers: { Authorization: basicAuth(username!, secret!) },
+    }).then((r) => r.json()) as { token: string };
+    expect(JSON.parse(Buffer.from(token.token.split('.')[1]!, 'base64url').toString()).access).to.deep.equal([{ type: 'repository', name: 'library/nginx', actions: ['pull'] }]);
+
+    const robots = h.harbor.robots.length;
+    for (const args of [['--group', 'no-such-group'], []]) {
+      const refused = await satellite(['harbor', 'robot', 'other-pull', ...args], env).then(() => undefined, (e: { code: number; stderr: string }) => e);
+      expect(refused?.code, args.join(' ')).to.equal(2);
+      expect(refused!.stderr).to.include(args.length ? 'no group no-such-group' : '--group');
+    }
+    expect(h.harbor.robots, 'nothing created for bad input').to.have.length(robots);
+  });
+
   it('when the CLI creates a satellite, then it prints the token once; registering with it works', async () => {
     const env = { DATABASE_URL: h.db.url, HARBOR_URL: h.harbor.url, HARBOR_PASSWORD: HARBOR_ADMIN.password, ENDPOINT_URL: h.url };
     const { stdout } = await satellite(['satellites', 'create', 'store-cli', '--group', 'edge-us', '--expires-in-hours', '2'], env);

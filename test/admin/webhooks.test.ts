@@ -58,6 +58,16 @@ describe("Harbor's webhook notifications", function () {
     expect(await queued()).to.deep.equal({ builds: ['edge-us'], jobs: [] });
   });
 
+  it('when Harbor cannot say which rule a replication was, then every group replicating from the project is built, so none is missed', async () => {
+    const edgeUs = h.harbor.policies.find((p) => p.dest_namespace === 'edge-us')!;
+    h.harbor.failNext('getReplicationExecution', 503);
+    const res = await notify(replication(edgeUs.id as number));
+    expect(res.status).to.equal(200);
+    expect(res.body).to.deep.equal({ event: 'REPLICATION', groups: ['edge-eu', 'edge-us'] });
+    expect(await queued()).to.deep.equal({ builds: ['edge-eu', 'edge-us'], jobs: [] });
+    expect(h.harbor.calls.filter((c) => c === 'getReplicationExecution'), 'Harbor was asked first').to.have.length(1);
+  });
+
   it('when Harbor deletes an artifact a group lists, then its own webhook delivery queues a reconcile of that artifact', async () => {
     await h.harbor.removeArtifact('library/nginx', nginx.manifest.digest);
     expect(h.harbor.deliveries).to.deep.equal([{ address: `${h.url}/api/v1/webhooks/harbor`, event: 'DELETE_ARTIFACT', status: 200 }]);

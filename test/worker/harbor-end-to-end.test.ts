@@ -24,14 +24,107 @@ import { KEY_PASSWORD, readLatestState, useRegistryAndKeys } from '../support/wo
 const ENDPOINT_PASSWORD = 'e2e-endpoint-secret-1';
 const ADMIN_PASSWORD = 'e2e-admin-secret-12';
 
+// With E2E_HARBOR_URL (and HARBOR_USERNAME / HARBOR_PASSWORD of an administrator), the first
+// case runs against that real Harbor instead of the double, as harbor-dev/e2e-real-harbor.sh
+// does: images are pushed into Harbor, Harbor itself replicates them to the endpoint (which
+// listens on E2E_ENDPOINT_HOST, an address Harbor reaches) and sends the webhooks, states are
+// published into Harbor, and Harbor's token service judges the robot. Not run in CI here.
+const REAL = process.env.E2E_HARBOR_URL
+  ? {
+    url: process.env.E2E_HARBOR_URL.replace(/\/+$/, ''), username: process.env.HARBOR_USERNAME || 'admin', password: process.env.HARBOR_PASSWORD ?? '',
+    endpointHost: process.env.E2E_ENDPOINT_HOST ?? '127.0.0.1', suffix: String(Date.now()),
+  }
+  : undefined;
+
+/** The Harbor a case runs against: the double, or a real one (REAL). */
+interface HarborUnderTest {
+  url: string;
+  username: string;
+  password: string;
+  /** Where states go and are read from, with its credential. */
+  stateRegistry: { url: string; credentials?: { username: string; password: string } };
+  /** Names that cannot clash with what a real Harbor already holds. */
+  project(name: string): string;
+  group: string;
+  /** The image is in Harbor (pushed, or seeded into the double). */
+  seed(repository: string, img: ReturnType<typeof image>, tag: string): Promise<void>;
+  /** Harbor replicates it to the endpoint (the double: replayed with skopeo, then its webhook). */
+  replicated(repository: string, img: ReturnType<typeof image>, tag: string, endpoint: { port: number; executionId?: number }): Promise<void>;
+  policy(group: string): Promise<{ dest_namespace?: string; dest_namespace_replace_count?: number; dest_registry?: { id?: number; url?: string } }>;
+  violations(): string[];
+  close(): Promise<void>;
+}
+
 describe('end to end with the Harbor double: groups create → replication → signed state → register → pull rights', function () {
-  this.timeout(120_000);
+  this.timeout(REAL ? 600_000 : 120_000);
   const shared = useRegistryAndKeys();
   let db: TestDatabase;
   let harbor: HarborDouble;
+  let target: HarborUnderTest | undefined;
   let prefix: string;
   let work: string;
   const running: Spawned[] = [];
+  const cleanups: (() => Promise<unknown>)[] = [];
+
+  const layoutOf = async (repository: string, img: ReturnType<typeof image>, tag: string) => {
+    const dir = join(work, repository.replace(/\//g, '-'));
+    await writeLayout(dir, tag, img.manifest, imageBlobs(img));
+    return `oci:${dir}:${tag}`;
+  };
+  const doubleTarget = (): HarborUnderTest => ({
+    url: harbor.url, ...HARBOR_ADMIN, stateRegistry: { url: shared.registry.url }, project: (name) => name, group: 'edge-eu',
+    async seed(repository, img, tag) {
+      harbor.addArtifact({ repository, digest: img.manifest.digest, tags: [tag] });
+    },
+    async replicated(repository, img, tag, endpoint) {
+      // As Harbor's replication does: <dest_namespace>/<source repository>, with the endpoint's credential.
+      const policy = harbor.policies[0]!;
+      const registry = harbor.registries.find((r) => r.id === (policy.dest_registry as { id: number }).id)!;
+      await skopeoCopy(await layoutOf(repository, img, tag), `docker://127.0.0.1:${endpoint.port}/${policy.dest_namespace}/${repository}:${tag}`,
+        `${(registry.credential as { access_key: string }).access_key}:${ENDPOINT_PASSWORD}`);
+      if (endpoint.executionId !== undefined) {
+        await harbor.notifyReplication(endpoint.executionId, repository.split('/')[0]!);
+        expect(harbor.deliveries.at(-1)).to.deep.include({ event: 'REPLICATION', status: 200 });
+      }
+    },
+    async policy() {
+      return harbor.policies[0]! as never;
+    },
+    violations: () => harbor.violations,
+    close: () => harbor.close(),
+  });
+  const realTarget = (r: NonNullable<typeof REAL>): HarborUnderTest => {
+    const auth = basicAuth(r.username, r.password);
+    const harborApi = async (path: string, method = 'GET', body?: unknown) => {
+      const res = await fetch(`${r.url}/api/v2.0${path}`, { method, headers: { Authorization: auth, ...(body ? { 'Content-Type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined });
+      if (!res.ok && res.status !== 409) throw new Error(`Harbor ${method} ${path}: ${res.status} ${await res.text()}`);
+      return res.status === 200 ? res.json() as Promise<any> : undefined;
+    };
+    return {
+      url: r.url, username: r.username, password: r.password,
+      stateRegistry: { url: r.url, credentials: { username: r.username, password: r.password } },
+      project: (name) => `e2e-${name}-${r.suffix}`, group: `e2e-${r.suffix}`,
+      async seed(repository, img, tag) {
+        const project = repository.split('/')[0]!;
+        await harborApi('/projects', 'POST', { project_name: project, metadata: { public: 'false' } });
+        cleanups.push(() => harborApi(`/projects/${project}/repositories/${encodeURIComponent(encodeURIComponent(repository.slice(project.length + 1)))}`, 'DELETE').catch(() => undefined));
+        await skopeoCopy(await layoutOf(repository, img, tag), `docker://${r.url.replace(/^https?:\/\//, '')}/${repository}:${tag}`, `${r.username}:${r.password}`,
+          r.url.startsWith('http://') ? [] : ['--dest-tls-verify=true']);
+      },
+      async replicated() {
+        // Harbor does it: the manual execution of `replicate: true`, then its event-based trigger.
+      },
+      async policy(group) {
+        const list = await harborApi(`/replication/policies?q=${encodeURIComponent(`name=satellite-${group}`)}`) as { id: number }[];
+        return harborApi(`/replication/policies/${list[0]!.id}`);
+      },
+      violations: () => [],
+      async close() {
+        for (const c of cleanups.splice(0).reverse()) await c();
+      },
+    };
+  };
+
   beforeEach(async () => {
     db = await createTestDatabase();
     harbor = await startHarborDouble(UPSTREAM, HARBOR_ADMIN);
@@ -44,6 +137,8 @@ describe('end to end with the Harbor double: groups create → replication → s
       await p.exited;
     }
     expect(harbor.violations, 'requests that break Harbor\'s spec').to.deep.equal([]);
+    await target?.close();
+    target = undefined;
     await harbor.close();
     await db.drop();
     await dropPrefix(prefix);
@@ -51,89 +146,96 @@ describe('end to end with the Harbor double: groups create → replication → s
   });
 
   it('when a group is created, replicated and a satellite registers, then its robot may pull exactly the state project and the images\' projects, and gains a new one', async () => {
+    const t = REAL ? realTarget(REAL) : doubleTarget();
+    target = t;
+    const [library, tools, secret] = [t.project('library'), t.project('tools'), t.project('secret')];
+    const group = t.group;
     const port = await freePort();
-    const url = `http://127.0.0.1:${port}`;
+    const url = `http://${REAL ? REAL.endpointHost : '127.0.0.1'}:${port}`;
+    const local = `http://127.0.0.1:${port}`;
     running.push(await spawnSatellite(['serve'], {
-      DATABASE_URL: db.url, REDIS_URL, QUEUE_PREFIX: prefix, HOST: '127.0.0.1', PORT: String(port), METRICS_PORT: '0',
+      DATABASE_URL: db.url, REDIS_URL, QUEUE_PREFIX: prefix, HOST: REAL ? '0.0.0.0' : '127.0.0.1', PORT: String(port), METRICS_PORT: '0',
       ENDPOINT_PASSWORD, ENDPOINT_URL: url, ADMIN_USERNAME: 'operator', ADMIN_PASSWORD,
-      HARBOR_URL: harbor.url, HARBOR_USERNAME: HARBOR_ADMIN.username, HARBOR_PASSWORD: HARBOR_ADMIN.password,
-      STATE_REGISTRY: shared.registry.url, IMAGE_REGISTRY: 'https://harbor.example.com', COSIGN_KEY: shared.keys.keyPath, COSIGN_PASSWORD: KEY_PASSWORD,
+      HARBOR_URL: t.url, HARBOR_USERNAME: t.username, HARBOR_PASSWORD: t.password,
+      STATE_REGISTRY: t.stateRegistry.url,
+      ...(t.stateRegistry.credentials ? { STATE_REGISTRY_USERNAME: t.stateRegistry.credentials.username, STATE_REGISTRY_PASSWORD: t.stateRegistry.credentials.password } : {}),
+      IMAGE_REGISTRY: REAL ? REAL.url : 'https://harbor.example.com', COSIGN_KEY: shared.keys.keyPath, COSIGN_PASSWORD: KEY_PASSWORD,
       BUILD_DEBOUNCE_MS: '100', BUILD_BACKOFF_MS: '100',
     }, 'worker started'));
     const admin = basicAuth('operator', ADMIN_PASSWORD);
     const api = async (path: string, method = 'GET', body?: unknown, auth: string | null = admin) => {
-      const res = await fetch(url + path, {
+      const res = await fetch(local + path, {
         method, headers: { ...(auth ? { Authorization: auth } : {}), ...(body ? { 'Content-Type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined,
       });
       return { status: res.status, body: await res.json().catch(() => undefined) as any };
     };
+    if (REAL) {
+      cleanups.push(() => api(`/api/v1/satellites/store-${REAL.suffix}`, 'DELETE'));
+      cleanups.push(() => api(`/api/v1/groups/${group}`, 'DELETE'));
+    }
+    const satelliteName = REAL ? `store-${REAL.suffix}` : 'store-042';
 
-    // In Harbor: the images the group should run, and one it should not.
+    // In Harbor: the image the group should run, and one it should not.
     const alpine = image();
     const curl = image();
-    harbor.addArtifact({ repository: 'library/alpine', digest: alpine.manifest.digest, tags: ['3.20'] });
-    harbor.addArtifact({ repository: 'tools/curl', digest: curl.manifest.digest, tags: ['8'] });
-    harbor.addArtifact({ repository: 'secret/db', digest: `sha256:${'5'.repeat(64)}`, tags: ['1'] });
+    await t.seed(`${library}/alpine`, alpine, '3.20');
+    await t.seed(`${secret}/db`, image(), '1');
 
     // 1. groups create (with a first manual replication)
-    const created = await api('/api/v1/groups', 'POST', { name: 'edge-eu', filters: [{ type: 'name', value: '{library,tools}/**' }], replicate: true });
+    const created = await api('/api/v1/groups', 'POST', { name: group, filters: [{ type: 'name', value: `{${library},${tools}}/**` }], replicate: true });
     expect(created.status, JSON.stringify(created.body)).to.equal(201);
-    const policy = harbor.policies[0]!;
-    const registry = harbor.registries.find((r) => r.id === (policy.dest_registry as { id: number }).id)!;
-    expect(registry.url).to.equal(url);
-    expect(policy).to.deep.include({ dest_namespace: 'edge-eu', dest_namespace_replace_count: 0 });
+    const policy = await t.policy(group);
+    expect(policy.dest_registry?.url).to.equal(url);
+    expect(policy).to.deep.include({ dest_namespace: group, dest_namespace_replace_count: 0 });
 
-    // 2. Harbor replicates library/alpine as its rule says: <dest_namespace>/<source repository>, with the endpoint's credential.
-    const push = async (img: typeof alpine, repository: string, tag: string) => {
-      const dir = join(work, repository.replace('/', '-'));
-      await writeLayout(dir, tag, img.manifest, imageBlobs(img));
-      await skopeoCopy(`oci:${dir}:${tag}`, `docker://127.0.0.1:${port}/${policy.dest_namespace}/${repository}:${tag}`,
-        `${(registry.credential as { access_key: string }).access_key}:${ENDPOINT_PASSWORD}`);
-    };
-    await push(alpine, 'library/alpine', '3.20');
-    await harbor.notifyReplication(created.body.executionId, 'library');
-    expect(harbor.deliveries.at(-1)).to.deep.include({ event: 'REPLICATION', status: 200 });
+    // 2. Harbor replicates the image as its rule says.
+    await t.replicated(`${library}/alpine`, alpine, '3.20', { port, executionId: created.body.executionId });
 
     // 3. The signed state.
-    const client = new RegistryClient(shared.registry.url);
-    const stateRepo = 'satellite/group-state/edge-eu/state';
+    const client = new RegistryClient(t.stateRegistry.url, t.stateRegistry.credentials);
+    const stateRepo = `satellite/group-state/${group}/state`;
     const state = await until('the signed state', async () => {
       const s = await readLatestState(client, stateRepo);
       return s?.artifacts.length === 1 ? s : undefined;
+    }, REAL ? 300_000 : 30_000);
+    expect(state.artifacts[0]).to.include({ repository: `${library}/alpine`, digest: alpine.manifest.digest });
+    const stateHost = t.stateRegistry.url.replace(/^https?:\/\//, '');
+    const verified = await satellite(['verify', `${stateHost}/${stateRepo}:latest`, '--key', shared.keys.pubPath, ...(t.stateRegistry.url.startsWith('http://') ? ['--plain-http'] : [])], {
+      STATE_REGISTRY: t.stateRegistry.url,
+      ...(t.stateRegistry.credentials ? { STATE_REGISTRY_USERNAME: t.stateRegistry.credentials.username, STATE_REGISTRY_PASSWORD: t.stateRegistry.credentials.password } : {}),
     });
-    expect(state.artifacts[0]).to.include({ repository: 'library/alpine', digest: alpine.manifest.digest });
-    const verified = await satellite(['verify', `${shared.registry.host}/${stateRepo}:latest`, '--key', shared.keys.pubPath, '--plain-http'], { STATE_REGISTRY: shared.registry.url });
     expect(verified.stdout).to.include('docker-manifest-digest');
 
     // 4. satellites register
-    const issued = await api('/api/v1/satellites', 'POST', { name: 'store-042', groups: ['edge-eu'] });
+    const issued = await api('/api/v1/satellites', 'POST', { name: satelliteName, groups: [group] });
     expect(issued.status).to.equal(201);
     const reg = await api('/api/v1/satellites/register', 'POST', { token: issued.body.token }, null);
     expect(reg.status).to.equal(200);
-    expect(reg.body.groups).to.deep.equal([{ name: 'edge-eu', state: stateRepo }]);
+    expect(reg.body.groups).to.deep.equal([{ name: group, state: stateRepo }]);
     expect(reg.body.publicKey).to.equal(shared.keys.publicPem);
     expect(await client.headManifest(reg.body.groups[0].state, 'latest'), 'the state named in the registration exists').to.not.equal(undefined);
 
     // 5. The robot's pull rights, as Harbor's token service grants them.
     const may = async (repository: string) => {
-      const res = await fetch(`${harbor.url}/service/token?service=harbor-registry&scope=repository:${repository}:pull`, { headers: { Authorization: basicAuth(reg.body.username, reg.body.password) } });
+      const res = await fetch(`${t.url}/service/token?service=harbor-registry&scope=repository:${repository}:pull`, { headers: { Authorization: basicAuth(reg.body.username, reg.body.password) } });
       const claims = JSON.parse(Buffer.from(((await res.json()) as { token: string }).token.split('.')[1]!, 'base64url').toString());
-      return (claims.access[0]?.actions ?? []).includes('pull') as boolean;
+      return (claims.access?.[0]?.actions ?? []).includes('pull') as boolean;
     };
-    expect(await may('library/alpine')).to.equal(true);
+    expect(await may(`${library}/alpine`)).to.equal(true);
     expect(await may(`${stateRepo}`)).to.equal(true);
-    expect(await may('tools/curl'), 'nothing the group lists comes from tools yet').to.equal(false);
-    expect(await may('secret/db')).to.equal(false);
+    expect(await may(`${tools}/curl`), 'nothing the group lists comes from tools yet').to.equal(false);
+    expect(await may(`${secret}/db`)).to.equal(false);
 
     // 6. The group gains an image from a new project: after the next publish, the robot follows.
-    await push(curl, 'tools/curl', '8');
-    await until('the robot to gain tools', async () => ((await may('tools/curl')) ? true : undefined), 30_000);
-    expect(await may('secret/db')).to.equal(false);
-    const fleet = await api('/api/v1/satellites/store-042');
-    expect(fleet.body.robot.projects).to.deep.equal(['library', 'satellite', 'tools']);
+    await t.seed(`${tools}/curl`, curl, '8');
+    await t.replicated(`${tools}/curl`, curl, '8', { port });
+    await until('the robot to gain tools', async () => ((await may(`${tools}/curl`)) ? true : undefined), REAL ? 300_000 : 30_000);
+    expect(await may(`${secret}/db`)).to.equal(false);
+    const fleet = await api(`/api/v1/satellites/${satelliteName}`);
+    expect(fleet.body.robot.projects).to.deep.equal([library, 'satellite', tools].sort());
   });
 
-  it('when a satellite registers with its token, then satellite agent register writes its configuration and satellite agent --once pulls the group\'s images with the robot, a new project\'s once the robot follows', async () => {
+  it('when a satellite registers with its token, then satellite agent register writes its configuration, satellite agent --once pulls the group\'s images with the robot (a new project\'s once the robot follows), and satellites list shows it up to date, then behind by 2 after 2 new versions', async () => {
     // Harbor's registry: the images live there, states are published there, and every pull
     // needs a token from Harbor's token service granting it.
     const front = await startHarborRegistry(shared.registry.url, `${harbor.url}/service/token`);
@@ -154,6 +256,7 @@ describe('end to end with the Harbor double: groups create → replication → s
       };
       const alpine = image();
       const curl = image();
+      const busybox = image();
       harbor.addArtifact({ repository: 'library/alpine', digest: alpine.manifest.digest, tags: ['3.20'] });
       harbor.addArtifact({ repository: 'tools/curl', digest: curl.manifest.digest, tags: ['8'] });
       const created = await api('/api/v1/groups', { name: 'edge-eu', filters: [{ type: 'name', value: '{library,tools}/**' }] });
@@ -185,13 +288,36 @@ describe('end to end with the Harbor double: groups create → replication → s
       await until('the agent to apply the signed state with alpine', async () => ((await runOnce()) === 0 ? true : undefined), 30_000);
       expect((await statusOf()).groups[0]).to.deep.include({ name: 'edge-eu', images: { present: 1, pending: 0, failed: 0, skipped: 0 } });
 
-      // The group gains an image from a new project: the agent pulls it once the robot may.
+      // The fleet view, from what the agent reported with its robot credential.
+      const fleet = async () => {
+        const list = JSON.parse((await satellite(['satellites', 'list', '--json'], { DATABASE_URL: db.url })).stdout) as { name: string; status: string; lastSeen: string | null; agentVersion: string | null; drift: { group: string; summary: string; behind: number | null }[] }[];
+        return list.find((x) => x.name === 'store-042')!;
+      };
+      const upToDate = await fleet();
+      expect(upToDate).to.deep.include({ status: 'up to date' });
+      expect(upToDate.drift.map((d) => [d.group, d.summary, d.behind])).to.deep.equal([['edge-eu', 'up to date', 0]]);
+      expect(upToDate.lastSeen).to.be.a('string');
+      expect(upToDate.agentVersion).to.be.a('string');
+
+      // Two new versions of the group while the device sleeps: behind by 2.
+      const latestVersion = async () => Number((await db.pool.query("SELECT max(version) AS v FROM state_versions WHERE group_name = 'edge-eu' AND status = 'published'")).rows[0].v);
+      const applied = await latestVersion();
       await replicate(curl, 'tools/curl', '8');
+      await until('a second version', async () => ((await latestVersion()) === applied + 1 ? true : undefined), 30_000);
+      harbor.addArtifact({ repository: 'library/busybox', digest: busybox.manifest.digest, tags: ['1.36'] });
+      await replicate(busybox, 'library/busybox', '1.36');
+      await until('a third version', async () => ((await latestVersion()) === applied + 2 ? true : undefined), 30_000);
+      const behind = await fleet();
+      expect(behind.status).to.equal('behind');
+      expect(behind.drift.map((d) => [d.group, d.summary, d.behind])).to.deep.equal([['edge-eu', 'behind by 2 versions', 2]]);
+
+      // The group gained an image from a new project: the agent pulls it once the robot may, and is up to date again.
       await until('the agent to pull tools/curl with the robot', async () => {
         if ((await runOnce()) !== 0) return undefined;
         const g = (await statusOf()).groups[0];
-        return g.images.present === 2 ? true : undefined;
+        return g.images.present === 3 ? true : undefined;
       }, 60_000);
+      expect((await fleet()).drift.map((d) => d.summary)).to.deep.equal(['up to date']);
     } finally {
       await front.close();
     }

@@ -234,6 +234,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/registries/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Update the registry */
+        put: operations["updateRegistry"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/ping": {
         parameters: {
             query?: never;
@@ -644,6 +661,24 @@ export interface components {
             access_key?: string;
             /** @description Access secret, e.g. password when credential type is 'basic'. */
             access_secret?: string;
+        };
+        RegistryUpdate: {
+            /** @description The registry name. */
+            name?: string | null;
+            /** @description Description of the registry. */
+            description?: string | null;
+            /** @description The registry URL. */
+            url?: string | null;
+            /** @description Credential type of the registry, e.g. 'basic'. */
+            credential_type?: string | null;
+            /** @description The registry access key. */
+            access_key?: string | null;
+            /** @description The registry access secret. */
+            access_secret?: string | null;
+            /** @description Whether or not the certificate will be verified when Harbor tries to access the server. */
+            insecure?: boolean | null;
+            /** @description The PEM-encoded CA certificate for this registry endpoint. */
+            ca_certificate?: string | null;
         };
         /** @description The replication execution */
         ReplicationExecution: {
@@ -3081,6 +3116,102 @@ export interface operations {
             };
             /** @description Forbidden */
             403: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Internal server error */
+            500: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+        };
+    };
+    updateRegistry: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description An unique ID for the request */
+                "X-Request-Id"?: string;
+            };
+            path: {
+                /** @description The registry ID */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RegistryUpdate"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    /** @description The ID of the corresponding request for the response */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Errors"];
+                };
+            };
+            /** @description Not found */
+            404: {
                 headers: {
                     /** @description The ID of the corresponding request for the response */
                     "X-Request-Id"?: string;
