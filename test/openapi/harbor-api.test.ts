@@ -93,6 +93,36 @@ describe("the Harbor API client (@harbor-api/client) and Harbor's published spec
       expect(await setup.findArtifact('library', 'team/nginx', `sha256:${'b'.repeat(64)}`)).to.equal(undefined);
     });
 
+    it('when Harbor\'s lists are longer than a page, then every page is read, as the headers of each page tell', async () => {
+      const digests = Array.from({ length: 150 }, (_, i) => `sha256:${i.toString(16).padStart(64, '0')}`);
+      for (const digest of digests) harbor.addArtifact({ repository: 'library/bulk', digest });
+      // Harbor's paging: X-Total-Count is the whole list, Link the neighbouring pages.
+      const client = createHarborClient({ url: harbor.url, ...ADMIN });
+      const page = (n: number) => client.GET('/projects/{project_name}/repositories/{repository_name}/artifacts', {
+        params: { path: { project_name: 'library', repository_name: 'bulk' }, query: { page: n, page_size: 100 } },
+      });
+      const one = await page(1);
+      expect(one.data).to.have.length(100);
+      expect(one.response.headers.get('x-total-count')).to.equal('150');
+      expect(one.response.headers.get('link')).to.equal('</api/v2.0/projects/library/repositories/bulk/artifacts?page=2&page_size=100>; rel="next"');
+      const two = await page(2);
+      expect(two.data).to.have.length(50);
+      expect(two.response.headers.get('x-total-count')).to.equal('150');
+      expect(two.response.headers.get('link')).to.equal('</api/v2.0/projects/library/repositories/bulk/artifacts?page=1&page_size=100>; rel="prev"');
+      expect((await setup.artifacts('library', 'bulk')).map((a) => a.digest)).to.deep.equal(digests);
+
+      for (let i = 0; i < 120; i++) await setup.ensureProject(`team-${String(i).padStart(3, '0')}`);
+      const projects = await setup.projectNames();
+      expect(projects).to.have.length(121);
+      expect(projects).to.include('team-119');
+
+      for (let i = 0; i < 105; i++) {
+        await setup.ensureWebhookPolicy('library', { name: `hook-${i}`, address: 'http://hooks.example/x', authHeader: 'x', eventTypes: ['PUSH_ARTIFACT'] });
+      }
+      const last = harbor.webhooks.find((w) => w.name === 'hook-104')!;
+      expect(await setup.webhookPolicyId('library', 'hook-104')).to.equal(last.id);
+    });
+
     it('when a request breaks the spec, then the double refuses it (so the checks above mean something)', async () => {
       const client = createHarborClient({ url: harbor.url, ...ADMIN });
       const bad = await client.POST('/replication/policies', { body: { name: 'x', dest_namespace_replace_count: '0' as unknown as number } });

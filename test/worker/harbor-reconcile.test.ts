@@ -110,3 +110,39 @@ describe('reconciliation of a group with what its rule selects in Harbor', funct
     expect(stdout).to.match(/group edge-eu: \d+ entries checked against Harbor, 1 tombstoned/).and.include('tombstoned library/redis@');
   });
 });
+
+describe('reconciliation of a repository with more artifacts than one page of Harbor\'s list', function () {
+  this.timeout(120_000);
+  let h: AdminHarness;
+  // 150 artifacts in one repository: Harbor answers at most 100 a page.
+  const images = Array.from({ length: 150 }, (_, i) => ({ img: image(), tag: `1.${i}` }));
+
+  beforeEach(async () => {
+    h = await startAdminHarness();
+    images.forEach(({ img, tag }, i) => h.harbor.addArtifact({
+      repository: 'library/bulk', digest: img.manifest.digest, tags: [tag], labels: [`n${i}`],
+      extra_attrs: { os: 'linux', architecture: i % 2 ? 'arm64' : 'amd64' },
+    }));
+    expect((await h.api('/api/v1/groups', { method: 'POST', body: { name: 'edge-eu', filters: [{ type: 'name', value: 'library/**' }] } })).status).to.equal(201);
+    for (const { img, tag } of images) await record(h.db.pool, 'edge-eu', 'library/bulk', img, tag);
+  });
+  afterEach(async () => {
+    expect(h.harbor.violations).to.deep.equal([]);
+    await h.close();
+  });
+
+  it('when a repository holds 150 artifacts, then every page is read: none is tombstoned and those past the first page get their labels and platform', async () => {
+    const reconciler = new HarborReconciler(h.db.pool, h.ctx.harbor!, createLogger('silent'), 24);
+    const summary = await reconciler.reconcileGroup('edge-eu');
+    expect(summary.tombstoned, 'artifacts past #100 are still in Harbor').to.deep.equal([]);
+    expect(summary).to.deep.include({ checked: 150, updated: 150 });
+    expect(h.harbor.calls.filter((c) => c === 'listArtifacts')).to.have.length(2);
+    const state = buildState('edge-eu', 'https://harbor.example.com', await new ArtifactStore(h.db.pool).listGroup('edge-eu', 24));
+    expect(state.artifacts.filter((a) => a.deleted)).to.deep.equal([]);
+    const last = state.artifacts.find((a) => a.digest === images[149]!.img.manifest.digest)!;
+    expect(last.labels).to.deep.equal(['n149']);
+    expect(last.platform).to.deep.equal({ os: 'linux', architecture: 'arm64' });
+    const first = state.artifacts.find((a) => a.digest === images[0]!.img.manifest.digest)!;
+    expect(first.platform).to.deep.equal({ os: 'linux', architecture: 'amd64' });
+  });
+});
