@@ -66,7 +66,9 @@ export interface HarborDouble {
   /** Deletes an artifact as Harbor's UI would, and notifies the project's webhooks (DELETE_ARTIFACT). */
   removeArtifact(repository: string, digest: string): Promise<void>;
   /** Notifies the webhooks of `project` of a replication task's end (REPLICATION), as Harbor's job does. */
-  notifyReplication(executionId: number, project: string, status?: string): Promise<void>;
+  notifyReplication(executionId: number, project: string, status?: string, options?: ReplicationNotice): Promise<void>;
+  /** The REPLICATION payload Harbor sends at the end of a task of `executionId` (see replicationPayload). */
+  replicationPayload(executionId: number, project: string, status?: string, options?: ReplicationNotice): Json;
   /** Harbor's full robot name: robot$<name>. */
   robotFullName(name: string): string;
   /** Whether the robot (full name) may pull from `project`, by its permissions. */
@@ -76,6 +78,16 @@ export interface HarborDouble {
   /** Makes the next `times` calls of an operation fail with Harbor's error answer of `status`. */
   failNext(operationId: string, status: number, times?: number): void;
   close(): Promise<void>;
+}
+
+/** What a replication task copied, and which Harbor sends the notice. */
+export interface ReplicationNotice {
+  /** The source repository the task copied. @defaultValue `<project>/app` */
+  repository?: string;
+  /** Its tags (or digests) the task copied. @defaultValue ['latest'] */
+  references?: string[];
+  /** Harbor before 2.13 sent neither execution_id nor task_id (goharbor/harbor#21614 added them). */
+  withoutIds?: boolean;
 }
 
 const ROBOT_PREFIX = 'robot$';
@@ -160,21 +172,51 @@ export async function startHarborDouble(upstreamPath: string, admin: { username:
         },
       });
     },
-    async notifyReplication(executionId, project, status = 'Success') {
+    async notifyReplication(executionId, project, status = 'Success', options = {}) {
+      await deliver(project, 'REPLICATION', d.replicationPayload(executionId, project, status, options));
+    },
+    // Harbor's payload, field for field, as goharbor/harbor v2.15.2 builds it
+    // (src/controller/event/handler/webhook/artifact/replication.go, constructReplicationPayload;
+    // fields in src/controller/event/model/event.go, Replication, all "omitempty" but the
+    // resources' registry_type and endpoint). A push rule (local Harbor → our endpoint) is
+    // described by: src_resource = the local Harbor, with the namespace of the task's
+    // DESTINATION resource (the group, "edge-eu/library/nginx" → "edge-eu"); dest_resource =
+    // the remote registry, with the namespace of the task's SOURCE resource (the project). Task
+    // resources read "library/nginx [1 item(s) in total]" (flow/stage.go getResourceName) and
+    // are split at the first "/"; execution_id and task_id exist since Harbor 2.13.
+    replicationPayload(executionId, project, status = 'Success', options = {}) {
       const execution = d.executions.find((e) => e.id === executionId);
       const policy = d.policies.find((p) => p.id === execution?.policy_id);
-      await deliver(project, 'REPLICATION', {
-        type: 'REPLICATION', occur_at: Math.floor(Date.now() / 1000), operator: admin.username,
+      const registry = d.registries.find((r) => r.id === (policy?.dest_registry as Json | undefined)?.id);
+      const repository = options.repository ?? `${project}/app`;
+      const references = options.references ?? ['latest'];
+      const source = `${repository} [${references.length} item(s) in total]`;
+      const destination = `${policy?.dest_namespace ?? ''}/${source}`;
+      const split = (resource: string) => {
+        const i = resource.indexOf('/');
+        return i < 0 ? ['', resource] : [resource.slice(0, i), resource.slice(i + 1)];
+      };
+      const [srcNamespace, srcNameAndTag] = split(source);
+      const [destNamespace] = split(destination);
+      const omitEmpty = (o: Json) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined && v !== '' && v !== false && v !== 0));
+      const artifact = [{ type: 'artifact', status, name_tag: srcNameAndTag, references }];
+      const start = Math.floor(new Date(String(execution?.start_time ?? now())).getTime() / 1000);
+      return {
+        type: 'REPLICATION', occur_at: Math.floor(Date.now() / 1000), operator: String(execution?.operator ?? admin.username),
         event_data: {
-          replication: {
-            harbor_hostname: 'harbor.example.com', job_status: status, description: policy?.description, artifact_type: 'image',
-            authentication_type: 'basic', override_mode: true, trigger_type: execution?.trigger, execution_timestamp: Math.floor(Date.now() / 1000),
-            src_resource: { registry_type: 'harbor', endpoint: 'https://harbor.example.com', namespace: policy?.dest_namespace },
-            dest_resource: { registry_name: (policy?.dest_registry as Json | undefined)?.name, registry_type: 'docker-registry', endpoint: (policy?.dest_registry as Json | undefined)?.url, namespace: project },
-            execution_id: executionId, task_id: nextId++,
-          },
+          replication: omitEmpty({
+            harbor_hostname: 'harbor.example.com', job_status: status, description: policy?.description, artifact_type: 'artifact',
+            authentication_type: (registry?.credential as Json | undefined)?.type, override_mode: policy?.override, trigger_type: execution?.trigger,
+            policy_creator: admin.username, execution_timestamp: start,
+            src_resource: { registry_type: 'harbor', endpoint: 'https://harbor.example.com', ...omitEmpty({ namespace: destNamespace }) },
+            dest_resource: { ...omitEmpty({ registry_name: registry?.name }), registry_type: registry?.type ?? '', endpoint: registry?.url ?? '', ...omitEmpty({ namespace: srcNamespace }) },
+            successful_artifact: status === 'Success' ? artifact : undefined,
+            failed_artifact: status === 'Error' ? artifact : undefined,
+            execution_id: options.withoutIds ? undefined : executionId,
+            task_id: options.withoutIds ? undefined : nextId++,
+          }),
         },
-      });
+      };
     },
     robotFullName: (name) => `${ROBOT_PREFIX}${name}`,
     failNext(operationId, status, times = 1) {

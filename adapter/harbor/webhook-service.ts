@@ -7,10 +7,15 @@ import { newSecret, sha256 } from './tokens.js';
 
 // Harbor's webhook notifications (goharbor/harbor src/pkg/notifier/model/event.go):
 //   {"type","occur_at","operator","event_data":{...}}
-// REPLICATION carries event_data.replication with execution_id (the execution of a rule) and
-// is sent to the webhooks of the source project; DELETE_ARTIFACT carries
-// event_data.repository.repo_full_name and event_data.resources[].digest. Harbor sends the
-// policy target's auth_header verbatim as the Authorization header.
+// DELETE_ARTIFACT carries event_data.repository.repo_full_name and event_data.resources[].digest.
+// REPLICATION carries event_data.replication (fields in src/controller/event/model/event.go,
+// built by src/controller/event/handler/webhook/artifact/replication.go) and is sent to the
+// webhooks of the source project. For a push rule like ours, src_resource describes the local
+// Harbor but holds the namespace of the task's destination resource, i.e. the rule's
+// destination namespace (the group); dest_resource describes our endpoint with the source
+// project as namespace. execution_id and task_id were added in Harbor 2.13; older Harbors
+// send neither, so the execution cannot be looked up there. Harbor sends the policy target's
+// auth_header verbatim as the Authorization header.
 
 export const WEBHOOK_POLICY_NAME = 'satellite-for-harbor';
 export const WEBHOOK_EVENTS = ['REPLICATION', 'DELETE_ARTIFACT'];
@@ -21,7 +26,11 @@ export interface HarborNotification {
   occur_at?: number;
   operator?: string;
   event_data?: {
-    replication?: { execution_id?: number; dest_resource?: { namespace?: string }; src_resource?: { namespace?: string } };
+    replication?: {
+      execution_id?: number; task_id?: number; job_status?: string; trigger_type?: string;
+      src_resource?: { namespace?: string; registry_type?: string; endpoint?: string };
+      dest_resource?: { namespace?: string; registry_name?: string; registry_type?: string; endpoint?: string };
+    };
     repository?: { repo_full_name?: string; namespace?: string };
     resources?: { digest?: string; tag?: string }[];
   };
@@ -113,13 +122,18 @@ export class WebhookService {
   }
 
   /**
-   * The groups a replication notification is about. Harbor names the execution, not the
-   * rule: the execution's rule is looked up; if Harbor cannot be asked right now, every
-   * group replicating from the project is built (a build of an unchanged group publishes
-   * nothing, so building too many costs little and loses nothing).
+   * The groups a replication notification is about. Harbor 2.13 and later name the execution:
+   * its rule is looked up and is the answer. Otherwise (an older Harbor, or Harbor cannot be
+   * asked right now) the payload's namespaces are matched with the groups replicating from the
+   * project: src_resource.namespace is the rule's destination namespace in Harbor's payload,
+   * dest_resource.namespace is looked at too, should Harbor ever swap them back; a group counts
+   * only if we hold a rule for it. When neither tells, every group replicating from the
+   * project is built (a build of an unchanged group publishes nothing, so building too many
+   * costs little and loses nothing).
    */
   private async replicatedGroups(project: string, n: HarborNotification): Promise<string[]> {
-    const executionId = n.event_data?.replication?.execution_id;
+    const replication = n.event_data?.replication;
+    const executionId = replication?.execution_id;
     if (this.ctx.harbor && typeof executionId === 'number') {
       try {
         const execution = await this.ctx.harbor.getExecution(executionId);
@@ -128,9 +142,14 @@ export class WebhookService {
           return group ? [group.name] : [];
         }
       } catch (err) {
-        this.ctx.log.warn({ err: (err as Error).message, executionId }, 'cannot look up the replication execution; building every group of the project');
+        this.ctx.log.warn({ err: (err as Error).message, executionId }, 'cannot look up the replication execution; telling the group from the payload');
       }
     }
-    return (await this.groups.byProject(project)).map((g) => g.name);
+    const all = await this.groups.byProject(project);
+    for (const namespace of [replication?.src_resource?.namespace, replication?.dest_resource?.namespace]) {
+      const group = all.find((g) => g.name === namespace && g.policyId !== null);
+      if (group) return [group.name];
+    }
+    return all.map((g) => g.name);
   }
 }

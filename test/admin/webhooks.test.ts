@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { image } from '../support/oci.js';
 import { record } from '../support/worker.js';
 import { startAdminHarness, type AdminHarness } from '../support/admin.js';
+import type { ReplicationNotice } from '../../harbor-dev/harbor-double.js';
 
 // Replays Harbor's webhook job: a POST of the "Default" payload with the policy target's
 // auth header as Authorization (goharbor/harbor src/pkg/notifier/handler/notification).
@@ -31,13 +32,13 @@ describe("Harbor's webhook notifications", function () {
     jobs: (await h.db.pool.query('SELECT job, data FROM harbor_outbox ORDER BY id')).rows,
   });
   const notify = (payload: unknown, auth: string | null = secret) => h.api('/api/v1/webhooks/harbor', { method: 'POST', auth, body: payload });
-  const replication = (policyId: number) => {
+  // Harbor's own REPLICATION payload, as the double builds it from goharbor/harbor v2.15.2
+  // (src/controller/event/handler/webhook/artifact/replication.go): no rule id in it; the
+  // execution id since Harbor 2.13; the group as src_resource.namespace.
+  const replication = (policyId: number, options: ReplicationNotice = {}) => {
     const execution = { id: 900 + policyId, policy_id: policyId, status: 'Succeed', trigger: 'event_based', start_time: new Date().toISOString() };
     h.harbor.executions.push(execution);
-    return {
-      type: 'REPLICATION', occur_at: 1_700_000_000, operator: '',
-      event_data: { replication: { harbor_hostname: 'harbor.example.com', job_status: 'Success', execution_id: execution.id, task_id: 1, trigger_type: 'event_based' } },
-    };
+    return h.harbor.replicationPayload(execution.id, 'library', 'Success', { repository: 'library/nginx', references: ['1.27'], ...options });
   };
 
   it('when a notification comes with a wrong or no secret, then 401 and nothing is queued', async () => {
@@ -58,14 +59,55 @@ describe("Harbor's webhook notifications", function () {
     expect(await queued()).to.deep.equal({ builds: ['edge-us'], jobs: [] });
   });
 
-  it('when Harbor cannot say which rule a replication was, then every group replicating from the project is built, so none is missed', async () => {
+  it('when Harbor sends its replication payload, then it carries what Harbor\'s carries: the group as src_resource.namespace, the project as dest_resource.namespace, no rule id', async () => {
+    const edgeUs = h.harbor.policies.find((p) => p.dest_namespace === 'edge-us')!;
+    const payload = replication(edgeUs.id as number) as { event_data: { replication: Record<string, unknown> } };
+    expect(Object.keys(payload.event_data.replication).sort()).to.deep.equal([
+      'artifact_type', 'authentication_type', 'description', 'dest_resource', 'execution_id', 'execution_timestamp', 'harbor_hostname', 'job_status',
+      'override_mode', 'policy_creator', 'src_resource', 'successful_artifact', 'task_id', 'trigger_type',
+    ]);
+    expect(payload.event_data.replication).to.deep.include({
+      src_resource: { registry_type: 'harbor', endpoint: 'https://harbor.example.com', namespace: 'edge-us' },
+      dest_resource: { registry_name: 'satellite', registry_type: 'docker-registry', endpoint: h.url, namespace: 'library' },
+      successful_artifact: [{ type: 'artifact', status: 'Success', name_tag: 'nginx [1 item(s) in total]', references: ['1.27'] }],
+    });
+  });
+
+  it('when a Harbor older than 2.13 sends a replication (no execution id), then the group is told by the payload\'s namespace, and only it is built', async () => {
+    const edgeUs = h.harbor.policies.find((p) => p.dest_namespace === 'edge-us')!;
+    const res = await notify(replication(edgeUs.id as number, { withoutIds: true }));
+    expect(res.status).to.equal(200);
+    expect(res.body).to.deep.equal({ event: 'REPLICATION', groups: ['edge-us'] });
+    expect(await queued()).to.deep.equal({ builds: ['edge-us'], jobs: [] });
+    expect(h.harbor.calls, 'nothing to look up').to.not.include('getReplicationExecution');
+  });
+
+  it('when Harbor cannot say which execution a replication was, then the payload\'s namespace still names the group', async () => {
     const edgeUs = h.harbor.policies.find((p) => p.dest_namespace === 'edge-us')!;
     h.harbor.failNext('getReplicationExecution', 503);
     const res = await notify(replication(edgeUs.id as number));
     expect(res.status).to.equal(200);
+    expect(res.body).to.deep.equal({ event: 'REPLICATION', groups: ['edge-us'] });
+    expect(h.harbor.calls.filter((c) => c === 'getReplicationExecution'), 'Harbor was asked first').to.have.length(1);
+  });
+
+  it('when neither Harbor nor the payload says which rule replicated, then every group replicating from the project is built, so none is missed', async () => {
+    const edgeUs = h.harbor.policies.find((p) => p.dest_namespace === 'edge-us')!;
+    const payload = replication(edgeUs.id as number, { withoutIds: true }) as { event_data: { replication: { src_resource: { namespace?: string } } } };
+    payload.event_data.replication.src_resource.namespace = 'edge-xx'; // a rule we did not make
+    const res = await notify(payload);
+    expect(res.status).to.equal(200);
     expect(res.body).to.deep.equal({ event: 'REPLICATION', groups: ['edge-eu', 'edge-us'] });
     expect(await queued()).to.deep.equal({ builds: ['edge-eu', 'edge-us'], jobs: [] });
-    expect(h.harbor.calls.filter((c) => c === 'getReplicationExecution'), 'Harbor was asked first').to.have.length(1);
+  });
+
+  it('when the double\'s replication job notifies the project, then Harbor\'s payload reaches us with the policy\'s secret and queues that group\'s build', async () => {
+    const edgeEu = h.harbor.policies.find((p) => p.dest_namespace === 'edge-eu')!;
+    const execution = { id: 990, policy_id: edgeEu.id, status: 'Succeed', trigger: 'event_based', start_time: new Date().toISOString() };
+    h.harbor.executions.push(execution);
+    await h.harbor.notifyReplication(execution.id, 'library', 'Success', { repository: 'library/nginx', references: ['1.27'], withoutIds: true });
+    expect(h.harbor.deliveries).to.deep.equal([{ address: `${h.url}/api/v1/webhooks/harbor`, event: 'REPLICATION', status: 200 }]);
+    expect(await queued()).to.deep.equal({ builds: ['edge-eu'], jobs: [] });
   });
 
   it('when Harbor deletes an artifact a group lists, then its own webhook delivery queues a reconcile of that artifact', async () => {
