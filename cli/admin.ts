@@ -22,6 +22,7 @@ export interface AdminOptions {
   cron?: string;
   replicate: boolean;
   fix: boolean;
+  replace: boolean;
   group: string[];
   expiresInHours?: string;
 }
@@ -142,7 +143,7 @@ export async function groupsCommand(config: Config, args: string[], o: AdminOpti
           return 0;
         }
         case 'adopt': {
-          const r = await groups.adopt(name!, o.fix);
+          const r = await groups.adopt(name!, o.fix, o.replace);
           print(r, () => {
             out(`rule ${name} adopted as group ${r.group.name}${r.fixed ? ' (set to No Flattening)' : ''}`);
             for (const w of r.warnings) out(`warning: ${w}`);

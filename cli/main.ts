@@ -37,7 +37,8 @@ groups (run in Harbor through its API; HARBOR_URL, HARBOR_PASSWORD, ENDPOINT_URL
   groups update <group> [--filter …] [--tag …] [--label …] [--trigger …]
   groups delete <group>        remove its rule; every image it lists becomes a tombstone
   groups replicate <group>     a manual run of its rule now
-  groups adopt <rule> [--fix]  take over a rule made by hand (--fix sets No Flattening)
+  groups adopt <rule> [--fix] [--replace]  take over a rule made by hand (--fix sets No Flattening,
+                               --replace lets it replace the rule the group already has)
   groups reconcile <group>     compare with what the rule selects in Harbor now
 satellites:
   satellites list | show <name>             fleet view: drift from the latest state, last seen
@@ -73,6 +74,7 @@ async function main(argv: string[]): Promise<number> {
       trigger: { type: 'string' },
       cron: { type: 'string' },
       fix: { type: 'boolean', default: false },
+      replace: { type: 'boolean', default: false },
       group: { type: 'string', multiple: true, default: [] },
       'expires-in-hours': { type: 'string' },
     },
@@ -126,7 +128,7 @@ async function main(argv: string[]): Promise<number> {
     case 'satellites': {
       const admin = {
         json: values.json!, filter: values.filter!, tag: values.tag, label: values.label!, trigger: values.trigger, cron: values.cron,
-        replicate: values.replicate!, fix: values.fix!, group: values.group!, expiresInHours: values['expires-in-hours'],
+        replicate: values.replicate!, fix: values.fix!, replace: values.replace!, group: values.group!, expiresInHours: values['expires-in-hours'],
       };
       const needsName = rest[0] !== 'list';
       if (rest.length !== (needsName ? 2 : 1)) return usage(`${command} ${command === 'groups' ? 'list|show|create|update|delete|replicate|adopt|reconcile' : 'list|show|create|token|set-groups|rotate|revoke'} [<name>] (see satellite help)`);

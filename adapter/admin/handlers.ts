@@ -24,8 +24,8 @@ export function groupHandlers(groups: GroupService, reconcile: (group: string) =
       res.status(result.created ? 201 : 200).json(result);
     },
     async adopt(req: Request, res: Response) {
-      const b = req.body as { policy: string; fix?: boolean };
-      res.json(await groups.adopt(b.policy, b.fix ?? false));
+      const b = req.body as { policy: string; fix?: boolean; replace?: boolean };
+      res.json(await groups.adopt(b.policy, b.fix ?? false, b.replace ?? false));
     },
     async get(req: Request, res: Response) {
       res.json(await groups.get(param(req, 'name')));

@@ -75,6 +75,7 @@ const schemas = {
     properties: {
       policy: { type: 'string', minLength: 1, maxLength: 256, description: 'the rule\'s id or name' },
       fix: { type: 'boolean', description: 'set "No Flattening" on a rule that flattens the path' },
+      replace: { type: 'boolean', description: 'let the rule replace the one the group already has (refused otherwise)' },
     },
   },
   Execution: {
@@ -295,7 +296,7 @@ export function adminApiDocument(): Record<string, unknown> {
       '/api/v1/groups/adopt': {
         post: {
           operationId: 'adoptGroup', summary: 'Take over a hand-made replication rule (refused if it flattens, unless fix)', security: ADMIN, requestBody: body(ref('GroupAdopt')),
-          responses: { ...HARBOR, 200: ok('adopted', ref('Adopted')), ...COMMON, 404: error('no such rule'), 409: error('FLATTENING: the rule flattens the path') },
+          responses: { ...HARBOR, 200: ok('adopted', ref('Adopted')), ...COMMON, 404: error('no such rule'), 409: error('FLATTENING: the rule flattens the path; CONFLICT: the group already has another rule, or the rule is another group\'s') },
         },
       },
       '/api/v1/groups/{name}': {

@@ -238,9 +238,11 @@ export class GroupService {
   /**
    * Takes over a replication rule made by hand (by id or name). Its destination namespace is
    * the group. A rule that flattens the path would record wrong sources: it is refused with
-   * what to change, unless `fix` asks to set "No Flattening" on it.
+   * what to change, unless `fix` asks to set "No Flattening" on it. A group that already has
+   * another rule keeps it: adopting is refused, naming both rules, unless `replace` asks for
+   * the new one to take its place (the old rule stays in Harbor, as the warning says).
    */
-  async adopt(ref: string, fix: boolean): Promise<{ group: GroupView; fixed: boolean; warnings: string[] }> {
+  async adopt(ref: string, fix: boolean, replace = false): Promise<{ group: GroupView; fixed: boolean; warnings: string[] }> {
     const harbor = requireHarbor(this.ctx);
     const policy: ReplicationPolicy | undefined = /^\d+$/.test(ref)
       ? await viaHarbor(() => harbor.getPolicy(Number(ref)))
@@ -253,6 +255,18 @@ export class GroupService {
     const owner = await this.store.byPolicyId(policy.id);
     if (owner && owner.name !== name) throw new ApiError('CONFLICT', `rule ${policy.name} already belongs to group ${owner.name}`);
     const warnings: string[] = [];
+    // Checked before anything changes (the fix below edits the rule in Harbor).
+    const current = await this.store.get(name);
+    if (current?.policyId != null && current.policyId !== policy.id) {
+      const old = await viaHarbor(() => harbor.getPolicy(current.policyId!)).catch(() => undefined);
+      const oldRule = `rule ${old?.name ? `${old.name} ` : ''}(policy ${current.policyId})`;
+      if (!replace) {
+        throw new ApiError('CONFLICT',
+          `group ${name} already has ${oldRule}; adopting rule ${policy.name} (policy ${policy.id}) would replace it. ` +
+          `Delete the group first, or adopt with replace (--replace) to make rule ${policy.name} the group's`, 'policy');
+      }
+      warnings.push(`${oldRule} is no longer group ${name}'s rule, but still replicates to namespace ${name} in Harbor: delete or disable it there`);
+    }
     const endpoint = this.ctx.settings.endpointUrl;
     if (endpoint && policy.dest_registry?.url && policy.dest_registry.url.replace(/\/+$/, '') !== endpoint) {
       warnings.push(`rule ${policy.name} replicates to ${policy.dest_registry.url}, not to ENDPOINT_URL ${endpoint}`);

@@ -239,6 +239,26 @@ describe('groups in Harbor through the admin API', function () {
       expect(h.harbor.webhooks.map((w) => w.project_id), 'library no longer a source; tools is').to.deep.equal([tools]);
     });
 
+    it('when the group already has another rule, then adopting is refused with 409 naming both rules, and nothing changes until replace is asked for', async () => {
+      expect((await create({ name: 'edge-us', filters: [{ type: 'name', value: 'tools/**' }] })).status).to.equal(201);
+      const own = h.harbor.policies.find((p) => p.name === 'satellite-edge-us')!;
+      await handMade(1); // flattens too: refusing must come before the fix touches Harbor
+      const byHand = h.harbor.policies.find((p) => p.name === 'made-by-hand')!;
+      const before = await h.db.dump();
+      const res = await h.api('/api/v1/groups/adopt', { method: 'POST', body: { policy: 'made-by-hand', fix: true } });
+      expect(res.status).to.equal(409);
+      expect(res.body.errors[0]).to.include({ code: 'CONFLICT', field: 'policy' });
+      expect(res.body.errors[0].message).to.include(`satellite-edge-us (policy ${own.id})`).and.include(`made-by-hand (policy ${byHand.id})`).and.include('replace');
+      expect(await h.db.dump()).to.equal(before);
+      expect((await h.api('/api/v1/groups/edge-us')).body).to.deep.include({ policyId: own.id, adopted: false, filters: [{ type: 'name', value: 'tools/**' }] });
+      expect(byHand.dest_namespace_replace_count, 'the rule was not fixed either').to.equal(1);
+
+      const replaced = await h.api('/api/v1/groups/adopt', { method: 'POST', body: { policy: 'made-by-hand', fix: true, replace: true } });
+      expect(replaced.status, JSON.stringify(replaced.body)).to.equal(200);
+      expect(replaced.body.group).to.deep.include({ name: 'edge-us', policyId: byHand.id, adopted: true, filters: [{ type: 'name', value: 'library/**' }] });
+      expect(replaced.body.warnings.join('\n')).to.include(`satellite-edge-us (policy ${own.id})`).and.include('still replicates');
+    });
+
     it('when the CLI adopts a rule that keeps the path, then it is recorded as is, with a table for people', async () => {
       await handMade(0);
       const env = { DATABASE_URL: h.db.url, HARBOR_URL: h.harbor.url, HARBOR_PASSWORD: HARBOR_ADMIN.password, ENDPOINT_URL: h.url, ENDPOINT_PASSWORD: 'test-secret-0123456789' };
