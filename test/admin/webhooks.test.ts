@@ -110,6 +110,25 @@ describe("Harbor's webhook notifications", function () {
     expect(await queued()).to.deep.equal({ builds: ['edge-eu'], jobs: [] });
   });
 
+  it('when one of two groups replicating from a project is deleted, then the project\'s webhook stays with its secret, and the other group\'s replications still queue its build', async () => {
+    const library = h.harbor.projects.find((p) => p.name === 'library')!.project_id;
+    const before = h.harbor.webhooks.filter((w) => w.project_id === library);
+    expect(before).to.have.length(1);
+    expect((await h.api('/api/v1/groups/edge-us', { method: 'DELETE' })).status).to.equal(200);
+    const after = h.harbor.webhooks.filter((w) => w.project_id === library);
+    expect(after, 'edge-eu still replicates from library').to.have.length(1);
+    expect(after[0]).to.deep.include({ id: before[0]!.id, targets: before[0]!.targets });
+    expect(h.harbor.calls).to.not.include('DeleteWebhookPolicyOfProject');
+    await h.db.pool.query('DELETE FROM outbox; DELETE FROM harbor_outbox'); // the deletion's own build and robot sync
+
+    const edgeEu = h.harbor.policies.find((p) => p.dest_namespace === 'edge-eu')!;
+    const execution = { id: 991, policy_id: edgeEu.id, status: 'Succeed', trigger: 'event_based', start_time: new Date().toISOString() };
+    h.harbor.executions.push(execution);
+    await h.harbor.notifyReplication(execution.id, 'library', 'Success', { repository: 'library/nginx', references: ['1.27'] });
+    expect(h.harbor.deliveries).to.deep.equal([{ address: `${h.url}/api/v1/webhooks/harbor`, event: 'REPLICATION', status: 200 }]);
+    expect(await queued()).to.deep.equal({ builds: ['edge-eu'], jobs: [] });
+  });
+
   it('when Harbor deletes an artifact a group lists, then its own webhook delivery queues a reconcile of that artifact', async () => {
     await h.harbor.removeArtifact('library/nginx', nginx.manifest.digest);
     expect(h.harbor.deliveries).to.deep.equal([{ address: `${h.url}/api/v1/webhooks/harbor`, event: 'DELETE_ARTIFACT', status: 200 }]);
