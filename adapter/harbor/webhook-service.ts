@@ -54,18 +54,28 @@ export class WebhookService {
   }
 
   /**
-   * Makes sure each project has our webhook policy. A project we already configured keeps
-   * its secret; one without (or whose policy was removed in Harbor) gets a new random
-   * secret, sent to Harbor as the policy's auth header and kept here only hashed.
+   * Makes sure each project has our webhook policy, as we want it: posting to ENDPOINT_URL's
+   * webhook path, enabled, for our event types, with our secret. A project we already
+   * configured keeps its secret, and a policy that drifted in Harbor (ENDPOINT_URL changed, or
+   * edited by hand) is put back; one without (or whose policy was removed in Harbor, or whose
+   * auth header is no longer our secret) gets a new random secret, sent to Harbor as the
+   * policy's auth header and kept here only hashed.
    */
   async ensureProjects(projects: readonly string[]): Promise<void> {
     const harbor = requireHarbor(this.ctx);
     const address = `${requireEndpointUrl(this.ctx)}${WEBHOOK_PATH}`;
     for (const project of projects) {
       const known = await this.webhooks.get(project);
-      const inHarbor = await viaHarbor(() => harbor.webhookPolicyId(project, WEBHOOK_POLICY_NAME));
-      if (known && inHarbor === known.harborId) continue;
-      const secret = newSecret('whs');
+      const inHarbor = await viaHarbor(() => harbor.webhookPolicy(project, WEBHOOK_POLICY_NAME));
+      const target = inHarbor?.targets?.length === 1 ? inHarbor.targets[0] : undefined;
+      // Harbor shows a target's auth header: still ours when it authenticates as this project.
+      const ourSecret = known && inHarbor?.id === known.harborId && target?.auth_header
+        && (await this.webhooks.projectOf(sha256(target.auth_header))) === project ? target.auth_header : undefined;
+      const inStep = ourSecret !== undefined && inHarbor!.enabled === true && target!.type === 'http' && target!.address === address
+        && target!.payload_format === 'Default' && [...(inHarbor!.event_types ?? [])].sort().join() === [...WEBHOOK_EVENTS].sort().join();
+      if (inStep) continue;
+      if (inHarbor) this.ctx.log.info({ project, policy: inHarbor.id, address: target?.address, enabled: inHarbor.enabled }, 'webhook policy differs from ours: putting it back');
+      const secret = ourSecret ?? newSecret('whs');
       const id = await viaHarbor(() => harbor.ensureWebhookPolicy(project, {
         name: WEBHOOK_POLICY_NAME, address, authHeader: secret, eventTypes: WEBHOOK_EVENTS,
       }));

@@ -364,13 +364,19 @@ export class HarborSetup {
     return true;
   }
 
-  /** The id of the project's webhook policy called `name`, if there is one. */
-  async webhookPolicyId(project: string, name: string): Promise<number | undefined> {
+  /** The project's webhook policy called `name` as Harbor has it (targets with their auth header), if there is one. */
+  async webhookPolicy(project: string, name: string): Promise<(HarborSchemas['WebhookPolicy'] & { id: number }) | undefined> {
     const policies = await allPages('ListWebhookPoliciesOfProject', (page) =>
       this.client.GET('/projects/{project_name_or_id}/webhook/policies', {
         params: { path: { project_name_or_id: project }, header: { 'X-Is-Resource-Name': true }, query: { page, page_size: PAGE_SIZE } },
       }));
-    return policies.find((p) => p.name === name)?.id;
+    const found = policies.find((p) => p.name === name);
+    return found?.id === undefined ? undefined : (found as HarborSchemas['WebhookPolicy'] & { id: number });
+  }
+
+  /** The id of the project's webhook policy called `name`, if there is one. */
+  async webhookPolicyId(project: string, name: string): Promise<number | undefined> {
+    return (await this.webhookPolicy(project, name))?.id;
   }
 
   /** Creates or corrects the project's webhook policy called `input.name`; returns its id. */

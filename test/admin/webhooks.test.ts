@@ -3,6 +3,7 @@ import { image } from '../support/oci.js';
 import { record } from '../support/worker.js';
 import { startAdminHarness, type AdminHarness } from '../support/admin.js';
 import type { ReplicationNotice } from '../../harbor-dev/harbor-double.js';
+import { GroupService } from '../../adapter/harbor/group-service.js';
 
 // Replays Harbor's webhook job: a POST of the "Default" payload with the policy target's
 // auth header as Authorization (goharbor/harbor src/pkg/notifier/handler/notification).
@@ -127,6 +128,55 @@ describe("Harbor's webhook notifications", function () {
     await h.harbor.notifyReplication(execution.id, 'library', 'Success', { repository: 'library/nginx', references: ['1.27'] });
     expect(h.harbor.deliveries).to.deep.equal([{ address: `${h.url}/api/v1/webhooks/harbor`, event: 'REPLICATION', status: 200 }]);
     expect(await queued()).to.deep.equal({ builds: ['edge-eu'], jobs: [] });
+  });
+
+  describe('a webhook policy that drifted in Harbor', () => {
+    const hook = () => {
+      const w = h.harbor.webhooks.find((x) => x.name === 'satellite-for-harbor')!;
+      return { id: w.id, enabled: w.enabled, events: w.event_types, target: (w.targets as { address: string; auth_header: string }[])[0]! };
+    };
+
+    it('when ENDPOINT_URL changes, then the next reconcile points the webhook at the new address, with the same policy and secret', async () => {
+      const before = hook();
+      const moved = new GroupService({ ...h.ctx, settings: { ...h.ctx.settings, endpointUrl: 'https://satellite.example.com' } });
+      await moved.refreshProjects();
+      const after = hook();
+      expect(after.target.address).to.equal('https://satellite.example.com/api/v1/webhooks/harbor');
+      expect(after).to.deep.include({ id: before.id, enabled: true });
+      expect(after.target.auth_header, 'the secret stays: notifications in flight still authenticate').to.equal(secret);
+      expect(h.harbor.calls).to.include('UpdateWebhookPolicyOfProject');
+      expect((await notify({ type: 'PING' })).status).to.equal(200);
+      // In step now: a further pass changes nothing.
+      h.harbor.calls.splice(0);
+      await moved.refreshProjects();
+      expect(h.harbor.calls).to.not.include('UpdateWebhookPolicyOfProject');
+    });
+
+    it('when the policy was disabled, given other events and another auth header by hand, then the reconcile puts ours back with a new secret, and the hand-set header is refused', async () => {
+      const w = h.harbor.webhooks.find((x) => x.name === 'satellite-for-harbor')!;
+      Object.assign(w, { enabled: false, event_types: ['PUSH_ARTIFACT'] });
+      (w.targets as { auth_header: string }[])[0]!.auth_header = 'set-by-hand';
+      await new GroupService(h.ctx).refreshProjects();
+      const after = hook();
+      expect(after).to.deep.include({ id: w.id, enabled: true });
+      expect([...(after.events as string[])].sort()).to.deep.equal(['DELETE_ARTIFACT', 'REPLICATION']);
+      expect(after.target.address).to.equal(`${h.url}/api/v1/webhooks/harbor`);
+      expect(after.target.auth_header).to.match(/^whs_/).and.not.equal(secret);
+      expect((await notify({ type: 'PING' }, 'set-by-hand')).status).to.equal(401);
+      expect((await notify({ type: 'PING' }, secret)).status, 'the old secret is no longer ours').to.equal(401);
+      expect((await notify({ type: 'PING' }, after.target.auth_header)).status).to.equal(200);
+    });
+
+    it('when only the policy was disabled, or only its event types changed, then it is put back and keeps its secret', async () => {
+      h.harbor.webhooks.find((x) => x.name === 'satellite-for-harbor')!.enabled = false;
+      await new GroupService(h.ctx).refreshProjects();
+      expect(hook()).to.deep.include({ enabled: true });
+      expect(hook().target.auth_header).to.equal(secret);
+      h.harbor.webhooks.find((x) => x.name === 'satellite-for-harbor')!.event_types = ['REPLICATION'];
+      await new GroupService(h.ctx).refreshProjects();
+      expect([...(hook().events as string[])].sort()).to.deep.equal(['DELETE_ARTIFACT', 'REPLICATION']);
+      expect(hook().target.auth_header).to.equal(secret);
+    });
   });
 
   it('when Harbor deletes an artifact a group lists, then its own webhook delivery queues a reconcile of that artifact', async () => {
