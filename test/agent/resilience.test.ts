@@ -105,6 +105,21 @@ describe('the edge agent: failures it lives through', function () {
     expect(await agent.agent.syncOnce()).to.deep.include({ groups: { edge: 'retried' }, failedImages: 0 });
     const again = await fetch(`${agent.url}/v2/library/app/blobs/${l.digest}`);
     expect(Buffer.from(await again.arrayBuffer()).equals(l.bytes)).to.equal(true);
+
+    // A Range read: served while the blob is intact, refused (404, no byte) once it is not.
+    const ranged = () => fetch(`${agent.url}/v2/library/app/blobs/${l.digest}`, { headers: { Range: 'bytes=0-99' } });
+    const intact = await ranged();
+    expect(intact.status).to.equal(206);
+    expect(Buffer.from(await intact.arrayBuffer()).equals(l.bytes.subarray(0, 100))).to.equal(true);
+    await writeFile(path, rotten); // the damage lies outside the range asked for
+    const refused = await ranged();
+    expect(refused.status, 'a range of a corrupt blob').to.equal(404);
+    expect(((await refused.json()) as { errors: { code: string }[] }).errors[0]!.code).to.equal('BLOB_UNKNOWN');
+    expect(await agent.agent.store.has(l.digest), 'the corrupt blob removed').to.equal(false);
+    expect(await agent.agent.syncOnce()).to.deep.include({ groups: { edge: 'retried' }, failedImages: 0 });
+    const fetchedAgain = await ranged();
+    expect(fetchedAgain.status).to.equal(206);
+    expect(Buffer.from(await fetchedAgain.arrayBuffer()).equals(l.bytes.subarray(0, 100))).to.equal(true);
   });
 
   it('when a blob arrives with one byte changed in flight (same length), then it never enters the store nor is served, the image is reported failed and the next sync fetches it whole', async () => {
