@@ -77,10 +77,20 @@ describe('the edge agent: failures it lives through', function () {
     expect(failed.reason).to.match(/500/);
     expect((await fetch(`${agent.url}/v2/library/ok/manifests/1`)).status).to.equal(200);
     expect((await fetch(`${agent.url}/v2/library/broken/manifests/1`)).status).to.equal(404);
+    const metrics = async () => (await fetch(`${agent.url}/metrics`)).text();
+    const first_ = await metrics();
+    expect(first_, 'the failed image counted').to.match(/satellite_agent_failures_total\{where="image"\} 1\n/);
+    expect(first_, 'the state itself was fine').to.not.match(/satellite_agent_failures_total\{where="(state|poll)"\}/);
+    expect(first_).to.match(/satellite_agent_images\{group="edge",status="failed"\} 1\n/);
+    expect(first_).to.match(/satellite_agent_sync_seconds_count 1\n/);
 
     proxy.rules.length = 0;
     expect(await agent.agent.syncOnce(), 'same state, retried').to.deep.include({ groups: { edge: 'retried' }, failedImages: 0 });
     expect((await fetch(`${agent.url}/v2/library/broken/manifests/1`)).status).to.equal(200);
+    const second = await metrics();
+    expect(second, 'a successful retry adds no failure').to.match(/satellite_agent_failures_total\{where="image"\} 1\n/);
+    expect(second).to.match(/satellite_agent_images\{group="edge",status="failed"\} 0\n/);
+    expect(second).to.match(/satellite_agent_sync_seconds_count 2\n/);
   });
 
   it('when a stored blob is corrupted on disk, then serving it fails, it is removed, and the next sync fetches it again', async () => {
