@@ -29,6 +29,19 @@ export interface ImageRecord {
   pushedTags?: string[];
 }
 
+/**
+ * What an earlier state served for some tags whose replacement is not present yet (its pull
+ * failed or is still under way): still served, by those tags and by digest, and its blobs
+ * kept, until the replacement is present.
+ */
+export interface FallbackEntry {
+  repository: string;
+  digest: string;
+  tags: string[];
+  manifests: string[];
+  blobs: string[];
+}
+
 export interface AppliedState {
   version: number;
   /** The state manifest's digest (what `latest` is compared with). */
@@ -50,6 +63,8 @@ export interface GroupRecord {
   error?: string;
   /** Keyed by "<repository>@<digest>". */
   images: Record<string, ImageRecord>;
+  /** Entries of earlier states served for tags whose replacement is not present yet. */
+  fallback?: FallbackEntry[];
 }
 
 export interface AgentStateDoc {

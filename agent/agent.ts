@@ -150,6 +150,12 @@ export class Agent {
       this.metrics.bytesPulled.inc({ what: 'state' }, read.bytes);
       this.checkAcceptable(g, rec, read.state, read.stateDigest, pin);
       this.log.info({ group: g.name, version: read.state.version, digest: read.digest, via: read.via, bytes: read.bytes }, 'new state verified');
+      // What is served now stays served, tag by tag, until its replacement is present; it
+      // is recorded before the new state is, so a crash in between loses none of it.
+      if (held) {
+        rec.fallback = ServedView.servedEntries(held, rec.images, rec.fallback);
+        await this.files.save(this.doc);
+      }
       await this.files.saveAppliedJson(g.name, read.json);
       this.states.set(g.name, read.state);
       rec.applied = { version: read.state.version, digest: read.digest, stateDigest: read.stateDigest, appliedAt: new Date().toISOString() };
@@ -251,6 +257,9 @@ export class Agent {
     });
     if (this.config.pushTo) await this.pushToTarget(g, live, rec.images, images);
     rec.images = images;
+    const awaited = ServedView.stillAwaited(state, images, rec.fallback ?? []);
+    if (awaited.length) rec.fallback = awaited;
+    else delete rec.fallback;
     const failed = Object.values(images).filter((i) => i.status === 'failed');
     if (failed.length) rec.error = `${failed.length} of ${live.length} images failed`;
     else delete rec.error;
@@ -298,7 +307,7 @@ export class Agent {
     const groups = this.config.groups.flatMap((g) => {
       const state = this.states.get(g.name);
       const rec = this.doc.groups[g.name];
-      return state && rec ? [{ state, images: rec.images }] : [];
+      return state && rec ? [{ state, images: rec.images, ...(rec.fallback ? { fallback: rec.fallback } : {}) }] : [];
     });
     this.view = ServedView.build(groups);
   }

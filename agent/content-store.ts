@@ -43,6 +43,8 @@ function split(digest: string): { algorithm: string; hex: string } {
 
 export class ContentStore {
   private readonly inFlight = new Map<string, Promise<IngestResult>>();
+  /** Blobs hashed whole and found intact, by digest: the file's inode, mtime and size then. */
+  private readonly verified = new Map<string, string>();
 
   constructor(readonly root: string, private readonly idleTimeoutMs = 30_000) {}
 
@@ -222,7 +224,34 @@ export class ContentStore {
     return file.pipe(check);
   }
 
+  /**
+   * Whether a stored blob still matches its digest, hashed whole (once per version of the
+   * file: the result is kept while its inode, mtime and size stay the same). One that does
+   * not is removed. A range read cannot check what it serves, so it is checked here first.
+   */
+  async verify(digest: string): Promise<boolean> {
+    const path = this.path(digest);
+    const s = await stat(path).catch(() => undefined);
+    if (!s) return false;
+    const version = `${s.ino}:${s.mtimeMs}:${s.size}`;
+    if (this.verified.get(digest) === version) return true;
+    const { algorithm } = split(digest);
+    const hash = createHash(algorithm);
+    try {
+      await hashFile(path, hash);
+    } catch {
+      return false;
+    }
+    if (`${algorithm}:${hash.digest('hex')}` === digest) {
+      this.verified.set(digest, version);
+      return true;
+    }
+    await this.remove(digest);
+    return false;
+  }
+
   async remove(digest: string): Promise<void> {
+    this.verified.delete(digest);
     await rm(this.path(digest), { force: true });
   }
 

@@ -54,7 +54,17 @@ interface ManifestDoc {
 
 const IMAGE_CONFIGS = new Set<string>([MediaType.OciImageConfig, MediaType.DockerImageConfig]);
 
+/**
+ * A signature or other accessory (type SIGNATURE, a cosign `sha256-<hex>.sig` tag, or any
+ * entry with a `subject`): it runs on no platform (cosign's config names none), so it is
+ * pulled whole, with no platform decision.
+ */
+export function isAccessory(entry: StateArtifact): boolean {
+  return entry.type === 'SIGNATURE' || typeof entry.subject === 'string' || entry.tag.some((t) => /^sha(256|512)-[a-f0-9]+\.(sig|att|sbom)$/.test(t));
+}
+
 export async function pullEntry(ctx: PullContext, entry: StateArtifact): Promise<PullOutcome> {
+  if (isAccessory(entry) && !ctx.allPlatforms) ctx = { ...ctx, allPlatforms: true };
   const repo = entry.repository;
   const { doc } = await manifest(ctx, repo, entry.digest);
   let outcome: PullOutcome;

@@ -1,10 +1,14 @@
 import type { VersionedState } from '../core/state/delta.js';
-import { imageKey, type ImageRecord } from './agent-state.js';
+import { imageKey, type FallbackEntry, type ImageRecord } from './agent-state.js';
 
 // What the local registry serves, computed from the applied states and the status of each of
 // their images: only images whose every byte is in the store. It is rebuilt as a whole and
 // swapped in one assignment, before any blob it no longer names is collected, so a served
 // manifest never points at a missing blob.
+//
+// A tag that moved to an image not present yet (its pull failed, or is under way) goes on
+// naming what an earlier state served for it (the group's fallback entries) until its
+// replacement is present: a failed pull never takes away what was being served.
 
 export class ServedView {
   /** repository → tag → manifest digest, as the states list them (the first group listing a tag wins). */
@@ -16,7 +20,7 @@ export class ServedView {
   /** Every digest the view needs kept in the store. */
   readonly referenced = new Set<string>();
 
-  static build(groups: readonly { state: VersionedState; images: Record<string, ImageRecord> }[]): ServedView {
+  static build(groups: readonly { state: VersionedState; images: Record<string, ImageRecord>; fallback?: readonly FallbackEntry[] }[]): ServedView {
     const view = new ServedView();
     for (const { state, images } of groups) {
       for (const a of state.artifacts) {
@@ -34,7 +38,42 @@ export class ServedView {
         for (const t of a.tag) if (!tags.has(t)) tags.set(t, a.digest);
       }
     }
+    for (const { state, images, fallback } of groups) {
+      for (const f of fallback ?? []) {
+        const kept = f.tags.filter((t) => awaitsReplacement(state, images, f.repository, t));
+        if (kept.length === 0) continue;
+        const set = (m: Map<string, Set<string>>) => m.get(f.repository) ?? m.set(f.repository, new Set()).get(f.repository)!;
+        for (const d of f.manifests) {
+          set(view.manifests).add(d);
+          view.referenced.add(d);
+        }
+        for (const d of f.blobs) {
+          set(view.blobs).add(d);
+          view.referenced.add(d);
+        }
+        const tags = view.tags.get(f.repository) ?? view.tags.set(f.repository, new Map()).get(f.repository)!;
+        for (const t of kept) if (!tags.has(t)) tags.set(t, f.digest);
+      }
+    }
     return view;
+  }
+
+  /** What a group serves under `state`: its present entries, and the fallback entries still awaiting a replacement. */
+  static servedEntries(state: VersionedState, images: Record<string, ImageRecord>, fallback: readonly FallbackEntry[] = []): FallbackEntry[] {
+    const out: FallbackEntry[] = [];
+    for (const a of state.artifacts) {
+      const rec = images[imageKey(a.repository, a.digest)];
+      if (a.deleted || rec?.status !== 'present' || a.tag.length === 0) continue;
+      out.push({ repository: a.repository, digest: a.digest, tags: [...a.tag], manifests: [...(rec.manifests ?? [])], blobs: [...(rec.blobs ?? [])] });
+    }
+    return [...out, ...ServedView.stillAwaited(state, images, fallback)];
+  }
+
+  /** The fallback entries (reduced to their tags) whose replacement in `state` is not present yet. */
+  static stillAwaited(state: VersionedState, images: Record<string, ImageRecord>, fallback: readonly FallbackEntry[]): FallbackEntry[] {
+    return fallback
+      .map((f) => ({ ...f, tags: f.tags.filter((t) => awaitsReplacement(state, images, f.repository, t)) }))
+      .filter((f) => f.tags.length > 0);
   }
 
   /** The digest a tag or digest reference names in a repository, if served. */
@@ -56,4 +95,17 @@ export class ServedView {
   get repositories(): number {
     return this.manifests.size;
   }
+}
+
+/**
+ * Whether `state` lists the tag on an entry that is not present yet (failed, pending, or
+ * never tried): then what served the tag before goes on serving it. A tag the state no
+ * longer lists, or whose entry is present or decided (skipped: another platform), is not
+ * awaited.
+ */
+export function awaitsReplacement(state: VersionedState, images: Record<string, ImageRecord>, repository: string, tag: string): boolean {
+  const entry = state.artifacts.find((a) => !a.deleted && a.repository === repository && a.tag.includes(tag));
+  if (!entry) return false;
+  const status = images[imageKey(entry.repository, entry.digest)]?.status;
+  return status === undefined || status === 'failed' || status === 'pending';
 }

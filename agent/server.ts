@@ -123,6 +123,11 @@ async function blob(agent: Agent, req: Request, res: Response, name: string, dig
     res.status(416).set({ ...headers, 'Content-Range': `bytes */${size}` });
     return oci(res, 416, 'BLOB_UNKNOWN', `range ${req.headers.range} is not satisfiable for ${size} bytes`);
   }
+  if (range && req.method === 'GET' && !(await agent.store.verify(digest))) {
+    // A range is served unchecked: the whole blob is checked first (once per version of the file).
+    agent.blobCorrupt(digest);
+    return oci(res, 404, 'BLOB_UNKNOWN', `blob ${digest} is being fetched again`, { digest });
+  }
   if (range) {
     res.status(206).set({ ...headers, 'Content-Range': `bytes ${range.start}-${range.end}/${size}`, 'Content-Length': String(range.end - range.start + 1) });
   } else {

@@ -1,5 +1,5 @@
 import { verifyImageSignatures } from '../core/cosign/signature-image.js';
-import type { RegistryClient } from '../core/registry/registry-client.js';
+import { RegistryRequestError, type RegistryClient } from '../core/registry/registry-client.js';
 import { applyDelta, jsonDigest, type StateDelta, type VersionedState } from '../core/state/delta.js';
 import { layerText, stateLayers } from '../core/state/format.js';
 import type { AgentGroup } from './config.js';
@@ -88,8 +88,23 @@ export interface HeldState {
   json: string;
 }
 
-/** Fetches, verifies and parses the state `digest` of a group. */
+/**
+ * Fetches, verifies and parses the state `digest` of a group. Bytes that do not match the
+ * digest they were asked by (the manifest, its signature, a state layer) refuse the state:
+ * the registry answered, with content that cannot be trusted, which no backoff mends.
+ */
 export async function readState(client: RegistryClient, group: AgentGroup, digest: string, held: HeldState | undefined, log?: { warn: (o: object, m: string) => void }): Promise<ReadState> {
+  try {
+    return await fetchState(client, group, digest, held, log);
+  } catch (err) {
+    if (err instanceof RegistryRequestError && err.code === 'DIGEST_INVALID') {
+      throw new StateRefusedError('digest-mismatch', `the state ${digest} of group ${group.name} does not match its digest: ${err.message}`);
+    }
+    throw err;
+  }
+}
+
+async function fetchState(client: RegistryClient, group: AgentGroup, digest: string, held: HeldState | undefined, log?: { warn: (o: object, m: string) => void }): Promise<ReadState> {
   const manifest = await client.getManifest(group.state, digest);
   if (!manifest) throw new StateRefusedError('not-a-state', `${group.state}@${digest} is not in the registry`);
   let bytes = manifest.bytes.length;

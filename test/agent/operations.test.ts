@@ -58,6 +58,36 @@ describe('the edge agent: image signatures, pins, diffs, reports and tokens', fu
     expect((await fetch(`${agent.url}/v2/library/rogue/manifests/1`)).status).to.equal(404);
   });
 
+  it('when a state lists an image and its cosign signature, then the signature is pulled whole (no platform decision) and served under its .sig tag', async () => {
+    const client = world.client();
+    const img = image();
+    await pushImage(client, 'library/signed', img);
+    await world.record('edge', 'library/signed', img, '1');
+    await world.sign('library/signed', img.manifest.digest);
+    const tag = `${img.manifest.digest.replace(':', '-')}.sig`;
+    const sig = (await client.getManifest('library/signed', tag))!;
+    const { parseManifest } = await import('../../core/oci/manifest.js');
+    const { ArtifactStore } = await import('../../core/store/artifact-store.js');
+    await new ArtifactStore(world.db.pool).recordManifest({ group: 'edge', repository: 'library/signed' }, parseManifest(sig.bytes, sig.mediaType), tag);
+    await world.publish('edge');
+    const file = await world.configFile();
+    const agent = await world.start(loadAgentConfig(file, {}));
+    expect(await agent.firstSync).to.deep.include({ failedImages: 0 });
+
+    const res = await fetch(`${agent.url}/v2/library/signed/manifests/${tag}`);
+    expect(res.status, 'the .sig tag is served').to.equal(200);
+    const body = Buffer.from(await res.arrayBuffer());
+    expect(body.equals(sig.bytes), 'byte for byte').to.equal(true);
+    const doc = JSON.parse(body.toString()) as { config: { digest: string }; layers: { digest: string }[] };
+    for (const d of [doc.config, ...doc.layers]) {
+      const blob = await fetch(`${agent.url}/v2/library/signed/blobs/${d.digest}`);
+      expect(Buffer.from(await blob.arrayBuffer()).equals(await client.getBlob('library/signed', d.digest)), `blob ${d.digest}`).to.equal(true);
+    }
+    const status = await runBundle(['status', '--json', '--config', file]);
+    const group = JSON.parse(status.out.slice(status.out.indexOf('{'))).groups[0];
+    expect(group.images, 'the image and its signature present, nothing skipped').to.deep.equal({ present: 2, pending: 0, failed: 0, skipped: 0 });
+  });
+
   it('when an operator pins a group to an earlier version, then the running agent applies it and holds it until unpinned; state diff says what changed', async () => {
     const a = image();
     const b = image();

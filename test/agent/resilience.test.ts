@@ -77,10 +77,20 @@ describe('the edge agent: failures it lives through', function () {
     expect(failed.reason).to.match(/500/);
     expect((await fetch(`${agent.url}/v2/library/ok/manifests/1`)).status).to.equal(200);
     expect((await fetch(`${agent.url}/v2/library/broken/manifests/1`)).status).to.equal(404);
+    const metrics = async () => (await fetch(`${agent.url}/metrics`)).text();
+    const first_ = await metrics();
+    expect(first_, 'the failed image counted').to.match(/satellite_agent_failures_total\{where="image"\} 1\n/);
+    expect(first_, 'the state itself was fine').to.not.match(/satellite_agent_failures_total\{where="(state|poll)"\}/);
+    expect(first_).to.match(/satellite_agent_images\{group="edge",status="failed"\} 1\n/);
+    expect(first_).to.match(/satellite_agent_sync_seconds_count 1\n/);
 
     proxy.rules.length = 0;
     expect(await agent.agent.syncOnce(), 'same state, retried').to.deep.include({ groups: { edge: 'retried' }, failedImages: 0 });
     expect((await fetch(`${agent.url}/v2/library/broken/manifests/1`)).status).to.equal(200);
+    const second = await metrics();
+    expect(second, 'a successful retry adds no failure').to.match(/satellite_agent_failures_total\{where="image"\} 1\n/);
+    expect(second).to.match(/satellite_agent_images\{group="edge",status="failed"\} 0\n/);
+    expect(second).to.match(/satellite_agent_sync_seconds_count 2\n/);
   });
 
   it('when a stored blob is corrupted on disk, then serving it fails, it is removed, and the next sync fetches it again', async () => {
@@ -105,6 +115,21 @@ describe('the edge agent: failures it lives through', function () {
     expect(await agent.agent.syncOnce()).to.deep.include({ groups: { edge: 'retried' }, failedImages: 0 });
     const again = await fetch(`${agent.url}/v2/library/app/blobs/${l.digest}`);
     expect(Buffer.from(await again.arrayBuffer()).equals(l.bytes)).to.equal(true);
+
+    // A Range read: served while the blob is intact, refused (404, no byte) once it is not.
+    const ranged = () => fetch(`${agent.url}/v2/library/app/blobs/${l.digest}`, { headers: { Range: 'bytes=0-99' } });
+    const intact = await ranged();
+    expect(intact.status).to.equal(206);
+    expect(Buffer.from(await intact.arrayBuffer()).equals(l.bytes.subarray(0, 100))).to.equal(true);
+    await writeFile(path, rotten); // the damage lies outside the range asked for
+    const refused = await ranged();
+    expect(refused.status, 'a range of a corrupt blob').to.equal(404);
+    expect(((await refused.json()) as { errors: { code: string }[] }).errors[0]!.code).to.equal('BLOB_UNKNOWN');
+    expect(await agent.agent.store.has(l.digest), 'the corrupt blob removed').to.equal(false);
+    expect(await agent.agent.syncOnce()).to.deep.include({ groups: { edge: 'retried' }, failedImages: 0 });
+    const fetchedAgain = await ranged();
+    expect(fetchedAgain.status).to.equal(206);
+    expect(Buffer.from(await fetchedAgain.arrayBuffer()).equals(l.bytes.subarray(0, 100))).to.equal(true);
   });
 
   it('when a blob arrives with one byte changed in flight (same length), then it never enters the store nor is served, the image is reported failed and the next sync fetches it whole', async () => {
@@ -220,6 +245,82 @@ describe('the edge agent: failures it lives through', function () {
     await proxy.accept();
     expect(await agent.agent.syncOnce()).to.deep.include({ groups: { edge: 'retried' }, failedImages: 0 });
     expect((await fetch(`${agent.url}/v2/library/fresh/manifests/1`)).status).to.equal(200);
+  });
+
+  /** GETs `path` from the agent: status and body bytes. */
+  const get = async (url: string, path: string) => {
+    const res = await fetch(`${url}${path}`);
+    return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
+  };
+  /** Whether the agent serves `img` whole under `repo`: by `tag` (when given), by digest, and each of its blobs. */
+  const servesWhole = async (url: string, repo: string, img: ReturnType<typeof image>, tag?: string) => {
+    const refs = [...(tag ? [tag] : []), img.manifest.digest];
+    for (const ref of refs) {
+      const m = await get(url, `/v2/${repo}/manifests/${ref}`);
+      if (m.status !== 200 || !m.body.equals(img.manifest.bytes)) return `${ref}: ${m.status}`;
+    }
+    for (const b of [img.config, ...img.layers]) {
+      const r = await get(url, `/v2/${repo}/blobs/${b.digest}`);
+      if (r.status !== 200 || !r.body.equals(b.bytes)) return `blob ${b.digest}: ${r.status}`;
+    }
+    return 'whole';
+  };
+
+  it('when a tag moves to an image the registry cannot deliver, then the tag goes on serving the previous image (by tag, digest and blobs) until the new one is present, and only then is the old one collected', async () => {
+    const a = image({ layers: [randomLayer(50_000)] });
+    const b = image({ layers: [randomLayer(50_000)] });
+    await pushImage(world.client(), 'library/app', a);
+    await pushImage(world.client(), 'library/app', b);
+    await world.record('edge', 'library/app', a, 'stable');
+    await world.publish('edge', proxy.url);
+    const agent = await world.start(await world.config());
+    expect((await agent.firstSync).failedImages).to.equal(0);
+    await world.record('edge', 'library/app', b, 'stable'); // the tag moves to b
+    await world.publish('edge', proxy.url);
+
+    await proxy.refuse(); // the image registry is down; the states' registry is not
+    expect(await agent.agent.syncOnce()).to.deep.include({ groups: { edge: 'applied' }, failedImages: 1 });
+    expect(agent.agent.doc.groups.edge!.applied!.version, 'the new state is applied').to.equal(2);
+    expect(await servesWhole(agent.url, 'library/app', a, 'stable'), 'the previous image is still served').to.equal('whole');
+    expect((await get(agent.url, `/v2/library/app/manifests/${b.manifest.digest}`)).status).to.equal(404);
+    expect(await agent.agent.syncOnce(), 'a retry that fails again').to.deep.include({ groups: { edge: 'retried' }, failedImages: 1 });
+    expect(await servesWhole(agent.url, 'library/app', a, 'stable'), 'still served after a failed retry (and its collection)').to.equal('whole');
+
+    await proxy.accept();
+    expect(await agent.agent.syncOnce()).to.deep.include({ groups: { edge: 'retried' }, failedImages: 0 });
+    expect(await servesWhole(agent.url, 'library/app', b, 'stable'), 'the replacement is served').to.equal('whole');
+    expect((await get(agent.url, `/v2/library/app/manifests/${a.manifest.digest}`)).status, 'the superseded digest is no longer served').to.equal(404);
+    for (const d of [a.manifest.digest, a.layers[0]!.digest]) expect(await agent.agent.store.has(d), `${d} collected`).to.equal(false);
+  });
+
+  it('when the agent is killed while pulling the image a tag moved to, and restarts with the registry unreachable, then the tag serves the previous image', async () => {
+    const a = image();
+    const big = layer([{ name: 'big.bin', content: randomBytes(2 * 1024 * 1024) }]);
+    const b = image({ layers: [big] });
+    await pushImage(world.client(), 'library/app', a);
+    await pushImage(world.client(), 'library/app', b);
+    await world.record('edge', 'library/app', a, 'stable');
+    await world.publish('edge', proxy.url);
+    const file = await world.configFile({ registry: proxy.url }, { identity: `${world.registryHost}/satellite/group-state/edge/state` });
+    const config = (await import('../../agent/config.js')).loadAgentConfig(file, {});
+    const first = await world.start(config);
+    expect((await first.firstSync).failedImages).to.equal(0);
+    await first.stop();
+
+    await world.record('edge', 'library/app', b, 'stable');
+    await world.publish('edge', proxy.url);
+    proxy.rules.push({ method: 'GET', path: new RegExp(`/blobs/${big.digest}$`), fault: 'throttle', times: 1, bytesPerSecond: 256 * 1024 });
+    const child = spawn(process.execPath, [BUNDLE, '--once', '--config', file], { stdio: 'ignore' });
+    const partial = join(config.store, 'ingest', `sha256-${big.digest.slice(7)}.partial`);
+    await until('part of the new image on disk', async () => ((await stat(partial).catch(() => undefined))?.size ? true : undefined));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    await proxy.close(); // Harbor is gone
+
+    const again = await world.start(config);
+    expect((await again.firstSync).groups.edge).to.equal('unreachable');
+    expect(again.agent.doc.groups.edge!.applied!.version, 'the killed run had applied the new state').to.equal(2);
+    expect(await servesWhole(again.url, 'library/app', a, 'stable'), 'the previous image is served').to.equal('whole');
   });
 
   it('when the disk is full, then the image that does not fit fails with that reason and the one that fits is served', async () => {

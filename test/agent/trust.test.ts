@@ -1,4 +1,6 @@
 import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { loadAgentConfig } from '../../agent/config.js';
 import { generateKeyPairSync } from 'node:crypto';
 import { signatureTag } from '../../core/cosign/signature-image.js';
 import { KeySigner } from '../../worker/signer.js';
@@ -11,6 +13,16 @@ import type { RunningAgent } from '../../agent/run.js';
 
 const STATE = 'satellite/group-state/edge/state';
 const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const BUNDLE = 'dist/satellite-agent.cjs';
+
+/** Runs the agent bundle; resolves with its exit code and output. */
+function runBundle(args: string[]): Promise<{ code: number | null; out: string }> {
+  const child = spawn(process.execPath, [BUNDLE, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, out })));
+}
 
 describe('the edge agent: trust before use, and polls that cost nothing', function () {
   this.timeout(60_000);
@@ -124,6 +136,35 @@ describe('the edge agent: trust before use, and polls that cost nothing', functi
     await putLatest((await client.getManifest(STATE, v1.digest))!.bytes);
     await expectRefused('replay', /replay.*version 1 is older than version 2/);
     expect(await client.headManifest(STATE, signatureTag(v1.digest)), 'v1 is genuinely signed').to.not.equal(undefined);
+  });
+
+  it('when the state layer arrives with bytes that do not match its digest, then the state is refused (not reported unreachable), nothing is applied and --once exits 1', async () => {
+    await publishOne('1');
+    const latest = JSON.parse((await world.client().getManifest(STATE, 'latest'))!.bytes.toString());
+    const full = stateLayers(latest)!.full.digest;
+    proxy.rules.push({ method: 'GET', path: new RegExp(`/v2/${STATE}/blobs/${full}$`), fault: 'corrupt', times: 1_000 });
+    const file = await world.configFile({ registry: proxy.url }, { identity: `${world.registryHost}/${STATE}` });
+    const agent = await world.start(loadAgentConfig(file, {}));
+    expect((await agent.firstSync).groups.edge).to.equal('refused');
+    expect(proxy.injected(), 'the layer was corrupted in flight').to.be.above(0);
+    const rec = agent.agent.doc.groups.edge!;
+    expect(rec.error).to.match(/state refused \(digest-mismatch\)/);
+    expect(rec.applied, 'nothing applied').to.equal(undefined);
+    expect(rec.staleSince, 'the registry was reached').to.equal(undefined);
+    expect(await served(agent, '1')).to.equal(404);
+    const metrics = await (await fetch(`${agent.url}/metrics`)).text();
+    expect(metrics).to.match(/satellite_agent_polls_total\{group="edge",result="refused"\} 1\n/);
+    expect(metrics).to.match(/satellite_agent_failures_total\{where="state"\} 1\n/);
+    expect(metrics, 'a refusal is no poll failure').to.not.match(/satellite_agent_failures_total\{where="poll"\}/);
+    expect(metrics).to.match(/satellite_agent_sync_seconds_count 1\n/);
+    await agent.stop();
+
+    const once = await runBundle(['--once', '--config', file]);
+    expect(once.code, once.out).to.equal(1);
+    const status = await runBundle(['status', '--json', '--config', file]);
+    const group = JSON.parse(status.out.slice(status.out.indexOf('{'))).groups[0];
+    expect(group).to.include({ version: null, staleSince: null });
+    expect(group.error).to.match(/digest-mismatch/);
   });
 
   it('when a validly signed state of another group, at a higher version than applied, is put at latest, then the group check alone refuses it', async () => {
