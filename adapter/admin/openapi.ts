@@ -210,7 +210,7 @@ const schemas = {
   },
   Satellite: {
     type: 'object', additionalProperties: false,
-    required: ['name', 'groups', 'status', 'robot', 'createdAt', 'registeredAt', 'revokedAt', 'lastSeen', 'agentVersion', 'imageCount', 'drift'],
+    required: ['name', 'groups', 'status', 'robot', 'createdAt', 'registeredAt', 'revokedAt', 'lastSeen', 'lastSynced', 'agentVersion', 'imageCount', 'drift'],
     properties: {
       name: { type: 'string' },
       groups: { type: 'array', items: { type: 'string' } },
@@ -223,6 +223,7 @@ const schemas = {
       registeredAt: { type: 'string', nullable: true },
       revokedAt: { type: 'string', nullable: true },
       lastSeen: { type: 'string', nullable: true },
+      lastSynced: { type: 'string', nullable: true, description: 'when the agent says its last sync ended' },
       agentVersion: { type: 'string', nullable: true },
       imageCount: { type: 'integer', nullable: true },
       drift: { type: 'array', items: ref('Drift') },

@@ -32,6 +32,8 @@ export interface SatelliteView {
   registeredAt: string | null;
   revokedAt: string | null;
   lastSeen: string | null;
+  /** When the agent says its last sync ended (its report's syncedAt); lastSeen is when the report arrived. */
+  lastSynced: string | null;
   agentVersion: string | null;
   imageCount: number | null;
   drift: GroupDrift[];
@@ -156,6 +158,7 @@ export class SatelliteService {
     return {
       name: s.name, groups: s.groups, status, robot: s.robot && { name: s.robot.name, projects: s.robot.projects },
       createdAt: s.createdAt.toISOString(), registeredAt: iso(s.registeredAt), revokedAt: iso(s.revokedAt), lastSeen: iso(s.lastSeen),
+      lastSynced: ours?.syncedAt ?? null,
       agentVersion: ours?.agentVersion ?? null,
       imageCount: ours ? ours.groups.reduce((n, g) => n + g.images.present, 0) : (report && 'kind' in report ? report.image_count ?? null : null),
       drift,

@@ -294,21 +294,6 @@ export class HarborSetup {
     return check('getArtifact', r);
   }
 
-  /** A robot account that may only pull from `project`: what `satellite harbor robot` makes. */
-  async createPullRobot(project: string, name: string): Promise<{ name: string; secret: string }> {
-    const created = check('CreateRobot', await this.client.POST('/robots', {
-      body: {
-        name,
-        description: 'Satellite: pulls its group state and images',
-        level: 'project',
-        duration: -1,
-        permissions: [{ kind: 'project', namespace: project, access: [{ resource: 'repository', action: 'pull' }] }],
-      },
-    }));
-    if (!created?.name || !created.secret) throw new HarborApiError('CreateRobot', 201, 'no name or secret in the answer');
-    return { name: created.name, secret: created.secret };
-  }
-
   /** Per-project permissions granting `access` on each of `projects` (sorted, deduplicated). */
   static projectPermissions(projects: Iterable<string>, access: readonly RobotAccess[]): RobotPermission[] {
     return [...new Set(projects)].sort().map((namespace) => ({ kind: 'project', namespace, access: access.map((a) => ({ ...a })) }));

@@ -159,8 +159,9 @@ describe('satellites: one-time registration, least-privilege robots, fleet view'
       name, version, digest, appliedAt: null, checkedAt: new Date().toISOString(), images: { present: 3, pending: 0, failed },
       failures: failed ? [{ repository: 'library/nginx', digest: digestOf('9'), reason: 'blob sha256:… digest mismatch' }] : [],
     });
+    const syncedAt = '2026-11-24T18:00:00.000Z';
     const report = (who: { username: string; password: string }, name: string, groups: unknown[]) =>
-      h.api(`/api/v1/satellites/${name}/status`, { method: 'POST', auth: basicAuth(who.username, who.password), body: { agentVersion: '0.3.0', syncedAt: new Date().toISOString(), groups } });
+      h.api(`/api/v1/satellites/${name}/status`, { method: 'POST', auth: basicAuth(who.username, who.password), body: { agentVersion: '0.3.0', syncedAt, groups } });
     expect((await report(a, 'store-a', [group('edge-eu', 3, digestOf('c'))])).status).to.equal(204);
     expect((await report(b, 'store-b', [group('edge-eu', 1, digestOf('a')), group('edge-us', 1, digestOf('d'))])).status).to.equal(204);
     expect((await report(c, 'store-c', [group('edge-us', 1, digestOf('d'), 2)])).status).to.equal(204);
@@ -171,7 +172,7 @@ describe('satellites: one-time registration, least-privilege robots, fleet view'
     expect(bad.body.errors[0].field).to.match(/^groups\[0\]/);
 
     const fleet = await h.api('/api/v1/satellites');
-    const byName = Object.fromEntries((fleet.body as { name: string }[]).map((s) => [s.name, s])) as unknown as Record<string, { status: string; lastSeen: string | null; drift: { group: string; summary: string }[] }>;
+    const byName = Object.fromEntries((fleet.body as { name: string }[]).map((s) => [s.name, s])) as unknown as Record<string, { status: string; lastSeen: string | null; lastSynced: string | null; drift: { group: string; summary: string }[] }>;
     expect(byName['store-a']!.status).to.equal('up to date');
     expect(byName['store-b']!.status).to.equal('behind');
     expect(byName['store-b']!.drift.map((d) => [d.group, d.summary])).to.deep.equal([['edge-eu', 'behind by 2 versions'], ['edge-us', 'up to date']]);
@@ -179,6 +180,8 @@ describe('satellites: one-time registration, least-privilege robots, fleet view'
     expect(byName['store-c']!.drift[0]!.summary).to.equal('failing (2 images)');
     expect(byName['store-d']!.status).to.equal('not registered');
     expect(byName['store-a']!.lastSeen).to.be.a('string');
+    expect(byName['store-a'], 'when its last sync ended, as the agent said').to.deep.include({ lastSynced: syncedAt });
+    expect(byName['store-d']).to.deep.include({ lastSynced: null });
 
     const env = { DATABASE_URL: h.db.url, HARBOR_URL: h.harbor.url, HARBOR_PASSWORD: HARBOR_ADMIN.password, COSIGN_KEY: keys.keyPath, COSIGN_PASSWORD: KEY_PASSWORD };
     const table = (await satellite(['satellites', 'list'], env)).stdout.split('\n');

@@ -77,13 +77,11 @@ describe("the Harbor API client (@harbor-api/client) and Harbor's published spec
       expect(harbor.calls).to.include('updateReplicationPolicy');
     });
 
-    it('when the state project and a satellite robot are made, then the project is private and the robot may only pull from it', async () => {
+    it('when the state project is made, then it is private, and made once', async () => {
       expect(await setup.ensureProject('satellite')).to.equal('created');
       expect(await setup.ensureProject('satellite')).to.equal('exists');
+      expect(harbor.projects).to.have.length(1);
       expect(harbor.projects[0]).to.deep.include({ project_name: 'satellite', metadata: { public: 'false' } });
-      const robot = await setup.createPullRobot('satellite', 'edge-eu-site-17');
-      expect(robot.name).to.equal('robot$satellite+edge-eu-site-17');
-      expect(harbor.robots[0]!.permissions).to.deep.equal([{ kind: 'project', namespace: 'satellite', access: [{ resource: 'repository', action: 'pull' }] }]);
     });
 
     it('when an artifact is looked up by digest in a nested repository, then the name is encoded as Harbor wants', async () => {
