@@ -1,28 +1,18 @@
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { loadAgentConfig } from '../../agent/config.js';
 import { hostPlatform } from '../../agent/platform.js';
-import { useAgentWorld, pushImage, pushIndex } from '../support/agent.js';
+import { pushImage, pushIndex, runBundle, useAgentWorld } from '../support/agent.js';
 import { startAuthProxy } from '../support/auth-proxy.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import { image, index } from '../support/oci.js';
 import { freePort } from '../support/process.js';
 
-const BUNDLE = 'dist/satellite-agent.cjs';
 const STATE = 'satellite/group-state/edge/state';
 
-/** Runs the agent bundle as a device would; resolves with its exit code and output. */
-function runBundle(args: string[]): Promise<{ code: number | null; out: string }> {
-  const child = spawn(process.execPath, [BUNDLE, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, out })));
-}
 
 describe('the edge agent: exit statuses of run --once, and what the configuration defaults to', function () {
   this.timeout(60_000);

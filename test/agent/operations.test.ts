@@ -1,5 +1,4 @@
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -7,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { parse } from 'yaml';
 import { loadAgentConfig } from '../../agent/config.js';
 import { KeySigner } from '../../worker/signer.js';
-import { useAgentWorld, pushImage } from '../support/agent.js';
+import { pushImage, runBundle, useAgentWorld } from '../support/agent.js';
 import { startAuthProxy } from '../support/auth-proxy.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import { image } from '../support/oci.js';
@@ -15,7 +14,6 @@ import { spawnSatellite, until, type Spawned } from '../support/process.js';
 import { satellite } from '../support/run.js';
 import { testKeys } from '../support/worker.js';
 
-const BUNDLE = 'dist/satellite-agent.cjs';
 const STATE = 'satellite/group-state/edge/state';
 
 describe('the edge agent: image signatures, pins, diffs, reports and tokens', function () {
@@ -270,10 +268,3 @@ function spawnAgent(file: string): Promise<Spawned> {
   return spawnSatellite(['agent', '--config', file], { SATELLITE_AGENT_LOG_LEVEL: 'info' }, 'serving the local store');
 }
 
-function runBundle(args: string[]): Promise<{ code: number | null; out: string }> {
-  const child = spawn(process.execPath, [BUNDLE, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, out })));
-}

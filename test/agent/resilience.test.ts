@@ -3,23 +3,12 @@ import { spawn } from 'node:child_process';
 import { readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { useAgentWorld, pushImage } from '../support/agent.js';
+import { BUNDLE, pushImage, runBundle, useAgentWorld } from '../support/agent.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { image, layer, randomLayer } from '../support/oci.js';
 import { until } from '../support/process.js';
 
-const BUNDLE = 'dist/satellite-agent.cjs';
 
-/** Runs the agent bundle; resolves with its exit code and output. */
-function runBundle(args: string[], opts: { shell?: string } = {}): Promise<{ code: number | null; out: string }> {
-  const child = opts.shell
-    ? spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', opts.shell], { stdio: ['ignore', 'pipe', 'pipe'] })
-    : spawn(process.execPath, [BUNDLE, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, out })));
-}
 
 describe('the edge agent: failures it lives through', function () {
   this.timeout(90_000);

@@ -1,28 +1,18 @@
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { loadAgentConfig } from '../../agent/config.js';
 import { generateKeyPairSync } from 'node:crypto';
 import { signatureTag } from '../../core/cosign/signature-image.js';
 import { KeySigner } from '../../worker/signer.js';
 import { gzipState } from '../../worker/state-artifact.js';
 import { layerText, stateLayers } from '../../core/state/format.js';
-import { useAgentWorld, pushImage } from '../support/agent.js';
+import { pushImage, runBundle, useAgentWorld } from '../support/agent.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { image } from '../support/oci.js';
 import type { RunningAgent } from '../../agent/run.js';
 
 const STATE = 'satellite/group-state/edge/state';
 const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-const BUNDLE = 'dist/satellite-agent.cjs';
 
-/** Runs the agent bundle; resolves with its exit code and output. */
-function runBundle(args: string[]): Promise<{ code: number | null; out: string }> {
-  const child = spawn(process.execPath, [BUNDLE, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, out })));
-}
 
 describe('the edge agent: trust before use, and polls that cost nothing', function () {
   this.timeout(60_000);

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,23 @@ import { loadPrivateKey } from '../../core/cosign/keys.js';
 // A small Harbor for the agent's tests: a real docker-registry holds the images (as Harbor's
 // registry does) and the states the real worker builds, signs and publishes from the records
 // of a real Postgres database; the agent reads both from it.
+
+/** The agent as it ships: one bundled file (`npm run build:agent`). */
+export const BUNDLE = 'dist/satellite-agent.cjs';
+
+/**
+ * Runs the agent bundle as a device would; resolves with its exit code and output. With
+ * `shell`, runs that command line instead, in a mount namespace of its own (for a tmpfs).
+ */
+export function runBundle(args: string[], opts: { shell?: string } = {}): Promise<{ code: number | null; out: string }> {
+  const child = opts.shell
+    ? spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', opts.shell], { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(process.execPath, [BUNDLE, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, out })));
+}
 
 /** Pushes an image's blobs and manifest into a real registry, by digest and (optionally) by tag. */
 export async function pushImage(client: RegistryClient, repository: string, img: Image, tag?: string): Promise<void> {
