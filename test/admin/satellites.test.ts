@@ -1,23 +1,16 @@
 import { expect } from 'chai';
 import { RobotService } from '../../adapter/harbor/robots.js';
 import { image } from '../support/oci.js';
-import { KEY_PASSWORD, record, testKeys, type TestKeys } from '../support/worker.js';
+import { KEY_PASSWORD, record, useTestKeys } from '../support/worker.js';
 import { basicAuth, HARBOR_ADMIN, startAdminHarness, type AdminHarness } from '../support/admin.js';
 import { satellite } from '../support/run.js';
-import { rm } from 'node:fs/promises';
 
 const digestOf = (c: string) => `sha256:${c.repeat(64)}`;
 
 describe('satellites: one-time registration, least-privilege robots, fleet view', function () {
   this.timeout(60_000);
   let h: AdminHarness;
-  let keys: TestKeys;
-  before(async () => {
-    keys = await testKeys();
-  });
-  after(async () => {
-    if (keys) await rm(keys.dir, { recursive: true, force: true });
-  });
+  const keys = useTestKeys();
   beforeEach(async () => {
     h = await startAdminHarness({ COSIGN_PUBLIC_KEY: keys.pubPath });
     h.harbor.addArtifact({ repository: 'library/nginx', digest: digestOf('1'), tags: ['1.27'] });

@@ -1,8 +1,7 @@
 import { expect } from 'chai';
-import { rm } from 'node:fs/promises';
 import { createHarborClient, HarborSetup } from '@harbor-api/client';
 import { image } from '../support/oci.js';
-import { record, testKeys, type TestKeys } from '../support/worker.js';
+import { record, useTestKeys } from '../support/worker.js';
 import { HARBOR_ADMIN, startAdminHarness, type AdminHarness } from '../support/admin.js';
 import { satellite } from '../support/run.js';
 
@@ -12,14 +11,8 @@ import { satellite } from '../support/run.js';
 describe('satellite groups … / satellite satellites … on the command line', function () {
   this.timeout(120_000);
   let h: AdminHarness;
-  let keys: TestKeys;
+  const keys = useTestKeys();
   let env: Record<string, string>;
-  before(async () => {
-    keys = await testKeys();
-  });
-  after(async () => {
-    if (keys) await rm(keys.dir, { recursive: true, force: true });
-  });
   beforeEach(async () => {
     h = await startAdminHarness({ COSIGN_PUBLIC_KEY: keys.pubPath });
     h.harbor.addArtifact({ repository: 'library/nginx', digest: `sha256:${'1'.repeat(64)}`, tags: ['1.27'] });

@@ -55,6 +55,18 @@ export async function record(pool: Pool, group: string, repository: string, img:
   await new ArtifactStore(pool).recordManifest({ group, repository }, m, tag);
 }
 
+/** A cosign key pair made once for the test file (filled in before its tests run) and removed after. */
+export function useTestKeys(): TestKeys {
+  const keys = {} as TestKeys;
+  before(async () => {
+    Object.assign(keys, await testKeys());
+  });
+  after(async () => {
+    if (keys.dir) await rm(keys.dir, { recursive: true, force: true });
+  });
+  return keys;
+}
+
 /**
  * A docker-registry and a key pair for the tests of one describe block: started before
  * them, stopped and removed after them.

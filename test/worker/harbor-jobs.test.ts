@@ -1,11 +1,10 @@
 import { expect } from 'chai';
-import { rm } from 'node:fs/promises';
 import { createLogger } from '../../core/logger.js';
 import { startHarborWorker, type RunningHarborWorker } from '../../worker/harbor-jobs.js';
 import { image } from '../support/oci.js';
 import { until } from '../support/process.js';
 import { dropPrefix, REDIS_URL, testPrefix } from '../support/redis.js';
-import { record, testKeys, type TestKeys } from '../support/worker.js';
+import { record, useTestKeys } from '../support/worker.js';
 import { startAdminHarness, type AdminHarness } from '../support/admin.js';
 
 // The Harbor queue as it runs in `satellite worker`: jobs relayed from the harbor_outbox
@@ -15,19 +14,13 @@ import { startAdminHarness, type AdminHarness } from '../support/admin.js';
 describe('the Harbor jobs of the worker', function () {
   this.timeout(60_000);
   let h: AdminHarness;
-  let keys: TestKeys;
+  const keys = useTestKeys();
   let prefix: string;
   let worker: RunningHarborWorker | undefined;
   const nginx = image();
   const nginx2 = image();
   const app = image();
 
-  before(async () => {
-    keys = await testKeys();
-  });
-  after(async () => {
-    if (keys) await rm(keys.dir, { recursive: true, force: true });
-  });
   beforeEach(async () => {
     h = await startAdminHarness({ COSIGN_PUBLIC_KEY: keys.pubPath });
     prefix = testPrefix();
