@@ -76,9 +76,10 @@ export async function harborRobot(config: Config, name: string, groups: string[]
     const ctx = await harborContext(config, pool, createLogger('warn'));
     const robots = new RobotService(ctx);
     const projects = await robots.neededProjects(groups);
-    const robot = await setup.createRobot(name, `Satellites of ${[...new Set(groups)].sort().join(', ')}: pull their states and images (satellite harbor robot)`,
+    const names = [...new Set(groups)].sort().join(', ');
+    const robot = await setup.createRobot(name, `Satellites of ${names}: pull their states and images (satellite harbor robot)`,
       HarborSetup.projectPermissions(projects, robots.access()));
-    out(`robot account for satellites of ${[...new Set(groups)].sort().join(', ')} (pull only, projects ${projects.join(', ')}):`);
+    out(`robot account for satellites of ${names} (pull only, projects ${projects.join(', ')}):`);
     out(`  username: ${robot.name}`);
     out(`  secret:   ${robot.secret}`);
     out('it is not kept in step when the groups list images from new projects; satellites registered with `satellites create` are');
