@@ -77,6 +77,11 @@ export interface HarborDouble {
   deliveries: { address: string; event: string; status: number }[];
   /** Makes the next `times` calls of an operation fail with Harbor's error answer of `status`. */
   failNext(operationId: string, status: number, times?: number): void;
+  /**
+   * A slow Harbor: every later call of an operation is held `ms` before it is handled (and
+   * so before it reads or changes anything), so concurrent callers overlap. 0 lifts it.
+   */
+  delay(operationId: string, ms: number): void;
   close(): Promise<void>;
 }
 
@@ -146,6 +151,7 @@ export async function startHarborDouble(upstreamPath: string, admin: { username:
   let nextId = 1;
   const now = () => new Date().toISOString();
   const faults = new Map<string, { status: number; times: number }>();
+  const delays = new Map<string, number>();
   const d: HarborDouble = {
     url: '', violations: [], calls: [], registries: [], registrySecrets: new Map(), policies: [], executions: [], projects: [], robots: [], webhooks: [], artifacts: [], deliveries: [],
     addArtifact(a) {
@@ -221,6 +227,10 @@ export async function startHarborDouble(upstreamPath: string, admin: { username:
     robotFullName: (name) => `${ROBOT_PREFIX}${name}`,
     failNext(operationId, status, times = 1) {
       faults.set(operationId, { status, times });
+    },
+    delay(operationId, ms) {
+      if (ms > 0) delays.set(operationId, ms);
+      else delays.delete(operationId);
     },
     mayPull(robotFullName, project) {
       return actionsFor(d.robots.find((r) => `${ROBOT_PREFIX}${r.name}` === robotFullName), project).includes('pull');
@@ -561,7 +571,7 @@ export async function startHarborDouble(upstreamPath: string, admin: { username:
     send(200, { token, access_token: token, expires_in: 1800, issued_at: now() });
   }
 
-  const handle = (req: IncomingMessage, res: ServerResponse, body: string) => {
+  const handle = async (req: IncomingMessage, res: ServerResponse, body: string) => {
     const url = new URL(req.url ?? '/', 'http://x');
     const send = (status: number, payload?: unknown, headers: Record<string, string> = {}) => {
       res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', ...headers });
@@ -583,6 +593,8 @@ export async function startHarborDouble(upstreamPath: string, admin: { username:
     if (req.headers.authorization !== expectedAuth) return send(401, { errors: [{ code: 'UNAUTHORIZED', message: 'unauthorized' }] });
     const problems = checkRequest(doc, o, { path: params, query: url.searchParams, headers: req.headers, body });
     if (problems.length) return violation(problems.join('; '));
+    const held = delays.get(o.id);
+    if (held) await new Promise((r) => setTimeout(r, held));
     const fault = faults.get(o.id);
     if (fault && fault.times > 0) {
       fault.times--;
@@ -603,11 +615,9 @@ export async function startHarborDouble(upstreamPath: string, admin: { username:
     req.setEncoding('utf8');
     req.on('data', (c: string) => (body += c));
     req.on('end', () => {
-      try {
-        handle(req, res, body);
-      } catch (err) {
-        res.writeHead(500, { 'Content-Type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'UNKNOWN', message: (err as Error).message }] }));
-      }
+      handle(req, res, body).catch((err: Error) => {
+        res.writeHead(500, { 'Content-Type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'UNKNOWN', message: err.message }] }));
+      });
     });
   });
   await new Promise<void>((r) => server.listen(listen.port ?? 0, listen.host ?? '127.0.0.1', r));
