@@ -6,7 +6,7 @@ import { INDEX_TYPES, MediaType } from '../core/oci/media-types.js';
 import type { RegistryClient } from '../core/registry/registry-client.js';
 import type { StateArtifact } from '../core/state/render.js';
 import type { ContentStore } from './content-store.js';
-import { formatPlatform, isAttestation, matches, type Platform } from './platform.js';
+import { chooseChildren, formatPlatform, isAttestation, matches, type Platform } from './platform.js';
 
 // Pulls one entry of a state into the content store, by digest only: the manifest first,
 // for an index only the children of the device's platforms, for an image its config before
@@ -69,8 +69,11 @@ export async function pullEntry(ctx: PullContext, entry: StateArtifact): Promise
   const { doc } = await manifest(ctx, repo, entry.digest);
   let outcome: PullOutcome;
   if (INDEX_TYPES.has(doc.mediaType ?? entry.mediaType)) {
-    // The signed index is kept byte for byte; only the children this device runs are pulled.
-    const wanted = (doc.manifests ?? []).filter((m) => ctx.allPlatforms || matches(ctx.platforms, m.platform) || (ctx.attestations && isAttestation(m.platform)));
+    // The signed index is kept byte for byte; only the children this device's runtime picks
+    // are pulled (per platform, the best match, as containerd picks it).
+    const children = doc.manifests ?? [];
+    const picked = new Set(ctx.allPlatforms ? children : chooseChildren(ctx.platforms, children));
+    const wanted = children.filter((m) => picked.has(m) || (ctx.attestations && isAttestation(m.platform)));
     if (wanted.length === 0) {
       const offered = (doc.manifests ?? []).map((m) => formatPlatform(m.platform ?? {})).join(', ');
       return { status: 'skipped', reason: `no manifest for ${ctx.platforms.map(formatPlatform).join(', ')} (the index offers ${offered || 'none'})`, manifests: [entry.digest], blobs: [] };
