@@ -42,11 +42,12 @@ export interface Image {
   layers: Blob[];
 }
 
-export function image(opts: { architecture?: string; os?: string; layers?: Layer[] } = {}): Image {
+export function image(opts: { architecture?: string; os?: string; variant?: string; layers?: Layer[] } = {}): Image {
   const layers = opts.layers ?? [randomLayer(), randomLayer(), randomLayer()];
   const config = blob('application/vnd.oci.image.config.v1+json', Buffer.from(JSON.stringify({
     architecture: opts.architecture ?? 'amd64',
     os: opts.os ?? 'linux',
+    ...(opts.variant ? { variant: opts.variant } : {}),
     config: { Cmd: ['/bin/sh'] },
     rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) },
   })));
@@ -65,7 +66,7 @@ export interface Index {
 }
 
 export function index(platforms: { architecture: string; os: string; variant?: string }[]): Index {
-  const children = platforms.map((p) => image({ architecture: p.architecture, os: p.os }));
+  const children = platforms.map((p) => image({ architecture: p.architecture, os: p.os, ...(p.variant ? { variant: p.variant } : {}) }));
   const manifest = blob('application/vnd.oci.image.index.v1+json', Buffer.from(JSON.stringify({
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.index.v1+json',
