@@ -12,6 +12,8 @@ export interface Mutant {
 
 const I8 = '        ';
 const I12 = '            ';
+const I10 = ' '.repeat(10);
+const I20 = ' '.repeat(20);
 
 export const MUTANTS: Mutant[] = [
   {
@@ -289,5 +291,62 @@ export const MUTANTS: Mutant[] = [
       replace: "req.principal = req.method === 'DELETE' && req.path.includes('/blobs/uploads/') ? {} : await this.authenticate(req.headers.authorization, req.ip ?? 'unknown');",
     }],
     tests: ['adapter/bad-input.test.js'],
+  },
+  // Issue 22: behaviours a user would notice that no test held. The agent's tests run it in
+  // process (dist/agent, dist/core) and as the bundle (dist/satellite-agent.cjs): both broken.
+  {
+    name: 'signature identity matched as a prefix (…/edge/state-test accepted for …/edge/state)',
+    edits: [
+      { file: 'core/cosign/simple-signing.js', find: 'if (input.repository !== undefined && repositoryOf(claims.dockerReference) !== input.repository) {', replace: 'if (input.repository !== undefined && !repositoryOf(claims.dockerReference).startsWith(input.repository)) {' },
+      { file: 'satellite-agent.cjs', find: 'if (input.repository !== void 0 && repositoryOf(claims.dockerReference) !== input.repository) {', replace: 'if (input.repository !== void 0 && !repositoryOf(claims.dockerReference).startsWith(input.repository)) {' },
+    ],
+    tests: ['agent/trust-identity.test.js'],
+  },
+  {
+    name: 'a delta\'s removals ignored when the agent rebuilds a state (it falls back to the full layer)',
+    edits: [
+      { file: 'core/state/delta.js', find: 'for (const r of delta.removed)\n        entries.delete(entryKey(r));', replace: '' },
+      { file: 'satellite-agent.cjs', find: 'for (const r of delta.removed) entries.delete(entryKey(r));', replace: '' },
+    ],
+    tests: ['agent/delta-removal.test.js'],
+  },
+  {
+    name: 'replay judged against the applied version, not the highest ever applied (a pin lowers the bar)',
+    edits: [
+      { file: 'agent/agent.js', find: 'if (state.version < rec.highestVersion) {', replace: 'if (state.version < (rec.applied?.version ?? 0)) {' },
+      { file: 'satellite-agent.cjs', find: 'if (state.version < rec.highestVersion) {', replace: 'if (state.version < (rec.applied?.version ?? 0)) {' },
+    ],
+    tests: ['agent/replay-highest.test.js'],
+  },
+  {
+    name: 'a tag\'s previous image not counted as referenced by the collector (kept only by the keep-recent window)',
+    edits: [
+      { file: 'agent/served-view.js', find: `set(view.manifests).add(d);\n${I20}view.referenced.add(d);`, replace: 'set(view.manifests).add(d);' },
+      { file: 'agent/served-view.js', find: `set(view.blobs).add(d);\n${I20}view.referenced.add(d);`, replace: 'set(view.blobs).add(d);' },
+      { file: 'satellite-agent.cjs', find: `set(view.manifests).add(d);\n${I10}view.referenced.add(d);`, replace: 'set(view.manifests).add(d);' },
+      { file: 'satellite-agent.cjs', find: `set(view.blobs).add(d);\n${I10}view.referenced.add(d);`, replace: 'set(view.blobs).add(d);' },
+    ],
+    tests: ['agent/fallback-retention.test.js'],
+  },
+  {
+    name: 'arm64\'s default variant v8 not normalized (a linux/arm64 device refuses arm64/v8 children)',
+    edits: [
+      { file: 'agent/platform.js', find: "if (variant === '8' || variant === 'v8' || variant === 'v8.0')", replace: 'if (false)' },
+      { file: 'satellite-agent.cjs', find: 'if (variant === "8" || variant === "v8" || variant === "v8.0") variant = "";', replace: 'if (false) variant = "";' },
+    ],
+    tests: ['agent/platform.test.js'],
+  },
+  {
+    name: 'every child of an index the device can run is pulled, not the one its runtime picks (arm/v7 also pulls v6)',
+    edits: [
+      { file: 'agent/puller.js', find: 'chooseChildren(ctx.platforms, children)', replace: 'children.filter((m) => matches(ctx.platforms, m.platform))' },
+      { file: 'satellite-agent.cjs', find: 'chooseChildren(ctx.platforms, children)', replace: 'children.filter((m) => matches(ctx.platforms, m.platform))' },
+    ],
+    tests: ['agent/platform.test.js'],
+  },
+  {
+    name: 'a registration token read without locking its row (two racing registrations both reach Harbor)',
+    edits: [{ file: 'core/store/satellite-store.js', find: 'WHERE t.token_hash = $1 FOR UPDATE OF t, s`', replace: 'WHERE t.token_hash = $1`' }],
+    tests: ['admin/registration-race.test.js'],
   },
 ];
