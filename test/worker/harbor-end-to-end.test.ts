@@ -231,8 +231,14 @@ describe('end to end with the Harbor double: groups create → replication → s
     await t.replicated(`${tools}/curl`, curl, '8', { port });
     await until('the robot to gain tools', async () => ((await may(`${tools}/curl`)) ? true : undefined), REAL ? 300_000 : 30_000);
     expect(await may(`${secret}/db`)).to.equal(false);
-    const fleet = await api(`/api/v1/satellites/${satelliteName}`);
-    expect(fleet.body.robot.projects).to.deep.equal([library, 'satellite', tools].sort());
+    // Harbor grants the new project before our database records it (the same transaction
+    // commits after Harbor answered), so the fleet view is polled for it too.
+    const want = JSON.stringify([library, 'satellite', tools].sort());
+    const projects = await until('the fleet view to list tools', async () => {
+      const fleet = await api(`/api/v1/satellites/${satelliteName}`);
+      return JSON.stringify(fleet.body?.robot?.projects) === want ? fleet.body.robot.projects : undefined;
+    }, 10_000);
+    expect(projects).to.deep.equal([library, 'satellite', tools].sort());
   });
 
   it('when a satellite registers with its token, then satellite agent register writes its configuration, satellite agent --once pulls the group\'s images with the robot (a new project\'s once the robot follows), and satellites list shows it up to date, then behind by 2 after 2 new versions', async () => {
