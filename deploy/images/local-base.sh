@@ -69,6 +69,8 @@ if [ ! -s "$rootfs" ]; then
     "$SUITE" "$tmp" "$mirror" >&2
   mv "$tmp" "$rootfs"
   trap - EXIT
+  # Root file systems made from an earlier script, node or mirror are not used again.
+  find "$CACHE_DIR" -maxdepth 1 -name 'rootfs-*.tar' ! -name "rootfs-$key.tar" -delete
 fi
 
 say "importing $rootfs as $ref"
