@@ -118,6 +118,14 @@ export async function runImage(ref: string, args: string[] | undefined, opts: Ru
     async remove() {
       for (const c of [child, ...others]) {
         if (c.exitCode === null && c.signalCode === null) {
+          // buildah run killed leaves its chroot-exec and the entrypoint running: they go first.
+          for (const pid of descendants(c.pid!)) {
+            try {
+              process.kill(pid, 'SIGKILL');
+            } catch {
+              // gone meanwhile
+            }
+          }
           const gone = new Promise((r) => c.once('exit', r));
           c.kill('SIGKILL');
           await gone;
@@ -155,8 +163,8 @@ done
 exec chroot --userspec="$user" "$root" /usr/bin/env -i -C "$workdir" "$@"
 `;
 
-/** The process, under `parent`, whose command is `program` (the image's entrypoint under buildah run). */
-function entrypointPid(parent: number, program: string): number {
+/** Every process under `parent`, nearest first, from /proc. */
+function descendants(parent: number): number[] {
   const children = new Map<number, number[]>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
@@ -168,16 +176,25 @@ function entrypointPid(parent: number, program: string): number {
       // gone meanwhile
     }
   }
+  const found: number[] = [];
   const queue = [...(children.get(parent) ?? [])];
   while (queue.length) {
     const pid = queue.shift()!;
+    found.push(pid);
+    queue.push(...(children.get(pid) ?? []));
+  }
+  return found;
+}
+
+/** The process, under `parent`, whose command is `program` (the image's entrypoint under buildah run). */
+function entrypointPid(parent: number, program: string): number {
+  for (const pid of descendants(parent)) {
     try {
       const argv0 = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]!;
       if (argv0 === program || argv0.endsWith(`/${program}`)) return pid;
     } catch {
       // gone meanwhile
     }
-    queue.push(...(children.get(pid) ?? []));
   }
   throw new Error(`no ${program} process under ${parent}`);
 }
