@@ -6,13 +6,14 @@ NODE_MODULES := node_modules/.package-lock.json
 PORT ?= 8080
 HARBOR_DOUBLE_PORT ?= 8090
 
-.PHONY: help deps build run test bench typecheck clean harbor-double
+.PHONY: help deps build run test bench typecheck clean harbor-double image
 
 help:
 	@echo "make run    start what is needed (Postgres, Redis, a local registry), then endpoint and worker on :$(PORT)"
 	@echo "make test   start what the tests need, then run them"
 	@echo "make bench  run the benchmarks (bench:ingest, bench:state and bench:agent)"
 	@echo "make harbor-double  a stateful Harbor API double on :$(HARBOR_DOUBLE_PORT) (admin / Harbor12345)"
+	@echo "make image  build the images satellite-for-harbor and satellite-agent (buildah or docker; BASE_IMAGE=… to change the Node 20 base)"
 
 $(NODE_MODULES): package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -46,6 +47,32 @@ bench: deps build
 	node dist/bench/state.js
 	node dist/bench/endpoint.js
 	node dist/bench/agent.js
+
+# The two images of deploy/images/ (see the README's "Deploy"), with buildah where it exists,
+# else docker. BASE_IMAGE, when set, replaces the Containerfiles' default Node 20 base (e.g.
+# the one deploy/images/local-base.sh makes where nothing can be pulled). The labels come
+# from package.json's version, the git commit and the git remote. npm's cafile, if one is
+# configured, is handed to the build's `npm ci` as a secret (a TLS-inspecting proxy's CA).
+IMAGE_TOOL ?= $(shell command -v buildah >/dev/null 2>&1 && echo buildah || { command -v docker >/dev/null 2>&1 && echo docker; })
+IMAGE_PREFIX ?= localhost/
+IMAGE_VERSION ?= $(shell node -p "require('./package.json').version" 2>/dev/null)
+IMAGE_TAG ?= $(IMAGE_VERSION)
+IMAGE_REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+IMAGE_SOURCE ?= $(shell git remote get-url origin 2>/dev/null)
+NPM_CA ?= $(shell f=$$(npm config get cafile 2>/dev/null); [ -f "$$f" ] && echo "$$f")
+BUILDAH_ISOLATION ?= chroot
+comma := ,
+IMAGE_ARGS = $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) --build-arg VERSION=$(IMAGE_VERSION) \
+	--build-arg REVISION=$(IMAGE_REVISION) --build-arg SOURCE=$(IMAGE_SOURCE) $(if $(NPM_CA),--secret id=npm-ca$(comma)src=$(NPM_CA))
+# buildah: docker format, because the OCI image config has no place for HEALTHCHECK (Docker
+# and compose use it; Kubernetes has probes of its own). --layers shares the dependency
+# install between the two builds.
+IMAGE_BUILD = $(if $(filter buildah,$(IMAGE_TOOL)),buildah bud --isolation $(BUILDAH_ISOLATION) --layers --format docker,docker build)
+
+image:
+	@[ -n "$(IMAGE_TOOL)" ] || { echo "make image needs buildah or docker (apt-get install buildah)" >&2; exit 1; }
+	$(IMAGE_BUILD) $(IMAGE_ARGS) -f deploy/images/service.Containerfile -t $(IMAGE_PREFIX)satellite-for-harbor:$(IMAGE_TAG) .
+	$(IMAGE_BUILD) $(IMAGE_ARGS) -f deploy/images/agent.Containerfile -t $(IMAGE_PREFIX)satellite-agent:$(IMAGE_TAG) .
 
 clean:
 	rm -rf dist

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Starts what the project needs locally, but only what does not already answer:
 # PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379. Installs missing Debian
-# packages first (postgresql, redis-server, and the test peers skopeo, docker-registry,
-# containerd and podman).
+# packages first (postgresql, redis-server, the test peers skopeo, docker-registry,
+# containerd and podman, and buildah and mmdebstrap for the images).
 #
 #   harbor-dev/deps.sh up       install what is missing, start what does not answer
 #   harbor-dev/deps.sh status   say what answers
@@ -29,6 +29,8 @@ install_missing() {
   command -v docker-registry >/dev/null || missing+=(docker-registry)
   command -v containerd >/dev/null || missing+=(containerd)  # the agent's runtime tests
   command -v podman >/dev/null || missing+=(podman)
+  command -v buildah >/dev/null || missing+=(buildah)  # make image, and the image tests
+  command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)  # the image tests' local Node base
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     $SUDO apt-get update -qq
