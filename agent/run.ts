@@ -1,6 +1,4 @@
 import type { Server } from 'node:http';
-import { open, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { Agent, type SyncSummary } from './agent.js';
 import type { AgentConfig } from './config.js';
@@ -8,8 +6,9 @@ import { AgentMetrics } from './metrics.js';
 import { checkContainerdConfig, writeMirrorFiles } from './mirrors.js';
 import { sendReport } from './report.js';
 import { agentApp, listen } from './server.js';
+import { lockStore } from './store-lock.js';
 
-// Running the agent: one process per store (a lock file), the local server first (what was
+// Running the agent: one process per store (store-lock.ts), the local server first (what was
 // applied before is served at once, online or not), then the sync loop: a jittered interval,
 // exponential backoff while the registry is unreachable, SIGHUP for a sync now, SIGTERM to stop.
 
@@ -27,40 +26,6 @@ export function nextDelay(intervalMs: number, unreachablePasses: number, random 
 
 export function agentLogger(config: AgentConfig): Logger {
   return pino({ name: 'satellite-agent', level: config.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
-}
-
-/** Takes the store's lock; throws when another live agent holds it. */
-export async function lockStore(store: string): Promise<() => Promise<void>> {
-  const path = join(store, 'agent.lock');
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const f = await open(path, 'wx');
-      await f.writeFile(String(process.pid));
-      await f.close();
-      return () => rm(path, { force: true });
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'EEXIST') throw err;
-      const pid = Number(await readFile(path, 'utf8').catch(() => ''));
-      if (pid && pid !== process.pid && alive(pid)) throw new Error(`another agent (pid ${pid}) uses the store ${store}`);
-      await rm(path, { force: true }); // left by an agent that died
-    }
-  }
-  throw new Error(`cannot lock the store ${store}`);
-}
-
-/** The pid of the agent running on a store, if one is. */
-export async function runningAgent(store: string): Promise<number | undefined> {
-  const pid = Number(await readFile(join(store, 'agent.lock'), 'utf8').catch(() => ''));
-  return pid && alive(pid) ? pid : undefined;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as { code?: string }).code === 'EPERM';
-  }
 }
 
 export interface RunningAgent {
