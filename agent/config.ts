@@ -4,6 +4,7 @@ import type { KeyObject } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { loadPublicKey } from '../core/cosign/keys.js';
 import { isRepositoryName } from '../core/oci/names.js';
+import { readOperationsCredential, type OperationsCredential } from '../core/operations-auth.js';
 import { compileSchema } from './schema.js';
 import { hostPlatform, parsePlatform, type Platform } from './platform.js';
 
@@ -47,6 +48,8 @@ export interface AgentConfig {
     containerdConfig: string;
   };
   report?: { url: string };
+  /** What /status and /metrics ask for; unset: they answer whoever reaches `listen`. */
+  operations?: OperationsCredential;
   /** The alternative target: a registry at the site the agent fills (every platform of an index). */
   pushTo?: { registry: string; credentials?: { username: string; password: string } };
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -119,6 +122,11 @@ const SCHEMA = {
       additionalProperties: false,
       required: ['registry'],
       properties: { registry: { type: 'string', minLength: 1 }, username: { type: 'string', minLength: 1 }, password: { type: 'string' } },
+    },
+    operations: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { tokenFile: { type: 'string', minLength: 1 }, username: { type: 'string', minLength: 1 }, passwordFile: { type: 'string', minLength: 1 } },
     },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
   },
@@ -243,6 +251,12 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
   const push = file.pushTo as { registry: string; username?: string; password?: string } | undefined;
   const pushRegistry = push ? requiredUrl(push.registry, 'pushTo.registry', problems) : undefined;
   if (push && (push.username === undefined) !== (push.password === undefined)) problems.push('pushTo.username and pushTo.password go together');
+  const ops = file.operations as { tokenFile?: string; username?: string; passwordFile?: string } | undefined;
+  const operations = ops && readOperationsCredential(
+    { ...ops, ...(ops.tokenFile ? { tokenFile: at(ops.tokenFile) } : {}), ...(ops.passwordFile ? { passwordFile: at(ops.passwordFile) } : {}) },
+    { tokenFile: 'operations.tokenFile', username: 'operations.username', passwordFile: 'operations.passwordFile' },
+    problems,
+  );
 
   if (problems.length) throw new AgentConfigError(problems);
   return {
@@ -263,6 +277,7 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
       containerdConfig: at(mirrors.containerdConfig ?? env.SATELLITE_AGENT_CONTAINERD_CONFIG ?? '/etc/containerd/config.toml'),
     },
     ...(report ? { report: { url: report.url.replace(/\/+$/, '') } } : {}),
+    ...(operations ? { operations } : {}),
     ...(push && pushRegistry ? { pushTo: { registry: pushRegistry, ...(push.username !== undefined ? { credentials: { username: push.username, password: push.password! } } : {}) } } : {}),
     logLevel: (file.logLevel as AgentConfig['logLevel'] | undefined) ?? 'info',
   };

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { isDigest } from '../core/oci/digest.js';
 import { isRepositoryName } from '../core/oci/names.js';
 import { MediaType } from '../core/oci/media-types.js';
+import { operationsAuthorized, operationsChallenges } from '../core/operations-auth.js';
 import type { Agent } from './agent.js';
 
 // The pull side of the OCI distribution API, read-only, from the agent's store: what the
@@ -50,6 +51,12 @@ export function agentApp(agent: Agent): express.Express {
   app.set('etag', false);
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
+  });
+  // What the agent runs and how it is doing: for the operator (and a Prometheus), who may be
+  // asked for a credential; the runtime's /v2 and the liveness probe never are.
+  app.use(['/metrics', '/status'], (req, res, next) => {
+    if (operationsAuthorized(req.headers.authorization, agent.config.operations)) return next();
+    res.status(401).set('WWW-Authenticate', operationsChallenges(agent.config.operations!)).json({ error: 'this route needs the operations credential' });
   });
   app.get('/metrics', async (_req, res) => {
     res.type(agent.metrics.registry.contentType).send(await agent.metrics.registry.metrics());
