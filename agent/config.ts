@@ -48,6 +48,8 @@ export interface AgentConfig {
     containerdConfig: string;
   };
   report?: { url: string };
+  /** Bounds of the local server: bodies sent at once, and how long a stalled client keeps its connection. */
+  server: { maxStreams: number; maxStreamsPerClient: number; idleTimeoutMs: number };
   /** What /status and /metrics ask for; unset: they answer whoever reaches `listen`. */
   operations?: OperationsCredential;
   /** The alternative target: a registry at the site the agent fills (every platform of an index). */
@@ -122,6 +124,15 @@ const SCHEMA = {
       additionalProperties: false,
       required: ['registry'],
       properties: { registry: { type: 'string', minLength: 1 }, username: { type: 'string', minLength: 1 }, password: { type: 'string' } },
+    },
+    server: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        maxStreams: { type: 'integer', minimum: 1, maximum: 100_000 },
+        maxStreamsPerClient: { type: 'integer', minimum: 1, maximum: 100_000 },
+        idleTimeout: { type: ['string', 'number'] },
+      },
     },
     operations: {
       type: 'object',
@@ -251,6 +262,11 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
   const push = file.pushTo as { registry: string; username?: string; password?: string } | undefined;
   const pushRegistry = push ? requiredUrl(push.registry, 'pushTo.registry', problems) : undefined;
   if (push && (push.username === undefined) !== (push.password === undefined)) problems.push('pushTo.username and pushTo.password go together');
+  const srv = (file.server ?? {}) as { maxStreams?: number; maxStreamsPerClient?: number; idleTimeout?: string | number };
+  const idleTimeoutMs = srv.idleTimeout === undefined ? 60_000 : parseDuration(srv.idleTimeout);
+  if (idleTimeoutMs === undefined) problems.push(`server.idleTimeout: ${JSON.stringify(srv.idleTimeout)} is not a duration such as 60s`);
+  const server = { maxStreams: srv.maxStreams ?? 128, maxStreamsPerClient: srv.maxStreamsPerClient ?? 32, idleTimeoutMs: idleTimeoutMs! };
+  if (server.maxStreamsPerClient >= server.maxStreams) problems.push(`server.maxStreamsPerClient (${server.maxStreamsPerClient}) must be below server.maxStreams (${server.maxStreams}): one client could take every stream`);
   const ops = file.operations as { tokenFile?: string; username?: string; passwordFile?: string } | undefined;
   const operations = ops && readOperationsCredential(
     { ...ops, ...(ops.tokenFile ? { tokenFile: at(ops.tokenFile) } : {}), ...(ops.passwordFile ? { passwordFile: at(ops.passwordFile) } : {}) },
@@ -277,6 +293,7 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
       containerdConfig: at(mirrors.containerdConfig ?? env.SATELLITE_AGENT_CONTAINERD_CONFIG ?? '/etc/containerd/config.toml'),
     },
     ...(report ? { report: { url: report.url.replace(/\/+$/, '') } } : {}),
+    server,
     ...(operations ? { operations } : {}),
     ...(push && pushRegistry ? { pushTo: { registry: pushRegistry, ...(push.username !== undefined ? { credentials: { username: push.username, password: push.password! } } : {}) } } : {}),
     logLevel: (file.logLevel as AgentConfig['logLevel'] | undefined) ?? 'info',

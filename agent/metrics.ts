@@ -33,6 +33,12 @@ export class AgentMetrics {
     labelNames: ['group', 'status'] as const,
     registers: [this.registry],
   });
+  readonly streamsRefused = new Counter({
+    name: 'satellite_agent_streams_refused_total',
+    help: 'Manifest and blob GETs refused for too many at once: from one client (429), or in total (503)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly appliedVersion = new Gauge({
     name: 'satellite_agent_applied_version',
     help: 'The state version applied, by group',

@@ -48,7 +48,7 @@ export async function startAgent(config: AgentConfig, log: Logger = agentLogger(
     await unlock();
     throw err;
   }
-  const { server, url } = opts.once ? { server: undefined as unknown as Server, url: '' } : await listen(agentApp(agent), config.listen.host, config.listen.port);
+  const { server, url } = opts.once ? { server: undefined as unknown as Server, url: '' } : await listen(agentApp(agent), config.listen.host, config.listen.port, config.server.idleTimeoutMs);
   if (!opts.once) log.info({ url, groups: config.groups.map((g) => g.name), platforms: config.platforms }, 'serving the local store');
 
   let timer: NodeJS.Timeout | undefined;
