@@ -24,8 +24,8 @@ commands:
 options:
   --config <file>              the YAML configuration (or SATELLITE_AGENT_CONFIG)
 
-exit status of run --once: 0 every group applied with all its images; 1 a state was refused
-or images failed; 3 the registry could not be reached; 2 a configuration or usage error;
+exit status of run --once: 0 every group applied with all its images; 1 a state was refused,
+images failed or the store is full; 3 the registry could not be reached; 2 a configuration or usage error;
 4 (run, pin) another agent is running on the store.`;
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
@@ -106,7 +106,7 @@ async function run(config: AgentConfig, once: boolean): Promise<number> {
     try {
       const summary = await agent.firstSync;
       const outcomes = Object.values(summary.groups);
-      if (outcomes.some((o) => o === 'refused' || o === 'missing') || summary.failedImages > 0) return 1;
+      if (outcomes.some((o) => o === 'refused' || o === 'missing' || o === 'full') || summary.failedImages > 0 || summary.storeFull) return 1;
       if (outcomes.some((o) => o === 'unreachable')) return 3;
       return 0;
     } finally {
@@ -129,9 +129,9 @@ async function status(config: AgentConfig, json: boolean): Promise<number> {
   const pins = await files.pins();
   const groups = config.groups.map((g) => groupStatus(g.name, doc.groups[g.name], pins[g.name] !== undefined));
   const pid = (await runningAgent(config.store)) ?? null;
-  if (json) out(JSON.stringify({ agentVersion: doc.agentVersion, startedAt: doc.startedAt ?? null, running: pid === null ? null : { pid }, runtime: doc.runtime ?? {}, groups }, null, 2));
+  if (json) out(JSON.stringify({ agentVersion: doc.agentVersion, startedAt: doc.startedAt ?? null, running: pid === null ? null : { pid }, store: { full: doc.store?.full ?? null }, runtime: doc.runtime ?? {}, groups }, null, 2));
   else out(statusTable(doc, groups, pid));
-  return groups.every((g) => g.version !== null && !g.error && !g.staleSince) ? 0 : 1;
+  return groups.every((g) => g.version !== null && !g.error && !g.staleSince) && !doc.store?.full ? 0 : 1;
 }
 
 async function pin(config: AgentConfig, command: 'pin' | 'unpin', rest: string[]): Promise<number> {

@@ -10,14 +10,16 @@ import { lockStore } from './store-lock.js';
 
 // Running the agent: one process per store (store-lock.ts), the local server first (what was
 // applied before is served at once, online or not), then the sync loop: a jittered interval,
-// exponential backoff while the registry is unreachable, SIGHUP for a sync now, SIGTERM to stop.
+// exponential backoff while the registry is unreachable or the store is full, SIGHUP for a
+// sync now, SIGTERM to stop. While the store is full its free space is looked at every
+// interval (a statfs, no request), and the sync resumes as soon as room appears.
 
 const MAX_BACKOFF_MS = 10 * 60 * 1000;
 
 /**
  * When to poll next: the interval, doubled for each pass in a row that could not reach the
- * registry (up to 10 minutes, never below the interval), and spread ±10 % so a fleet
- * restarted together does not poll in step.
+ * registry or found the store full (up to 10 minutes, never below the interval), and spread
+ * ±10 % so a fleet restarted together does not poll in step.
  */
 export function nextDelay(intervalMs: number, unreachablePasses: number, random = Math.random()): number {
   const base = unreachablePasses > 0 ? Math.max(intervalMs, Math.min(intervalMs * 2 ** unreachablePasses, MAX_BACKOFF_MS)) : intervalMs;
@@ -52,6 +54,7 @@ export async function startAgent(config: AgentConfig, log: Logger = agentLogger(
   if (!opts.once) log.info({ url, groups: config.groups.map((g) => g.name), platforms: config.platforms }, 'serving the local store');
 
   let timer: NodeJS.Timeout | undefined;
+  let roomWatch: NodeJS.Timeout | undefined;
   let stopped = false;
   let running: Promise<SyncSummary> | undefined;
   let failures = 0;
@@ -66,12 +69,23 @@ export async function startAgent(config: AgentConfig, log: Logger = agentLogger(
   const schedule = (summary: SyncSummary | undefined) => {
     if (stopped || opts.once) return;
     const outcomes = Object.values(summary?.groups ?? {});
-    failures = outcomes.length > 0 && outcomes.every((o) => o === 'unreachable') ? failures + 1 : 0;
+    const unreachable = outcomes.length > 0 && outcomes.every((o) => o === 'unreachable');
+    failures = unreachable || summary?.storeFull ? failures + 1 : 0;
     timer = setTimeout(() => void tick(), nextDelay(config.intervalMs, failures, (opts.random ?? Math.random)()));
+    if (summary?.storeFull) {
+      roomWatch = setInterval(() => {
+        void agent.space.roomAgain().then((room) => {
+          if (!room || stopped) return;
+          log.info({ bytesFree: agent.space.record()?.bytesFree }, 'space freed in the store: syncing now');
+          void tick().catch(() => undefined);
+        });
+      }, config.intervalMs);
+    }
   };
   const tick = async () => {
     if (running) return running;
     clearTimeout(timer);
+    clearInterval(roomWatch);
     running = pass();
     try {
       const s = await running;
@@ -101,6 +115,7 @@ export async function startAgent(config: AgentConfig, log: Logger = agentLogger(
     async stop() {
       stopped = true;
       clearTimeout(timer);
+      clearInterval(roomWatch);
       process.off('SIGHUP', onHup);
       await running?.catch(() => undefined);
       if (server) {
