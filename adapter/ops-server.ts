@@ -6,6 +6,7 @@ import type { Pool } from '../core/db/pool.js';
 import type { RegistryError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
+import { operationsAuthorized, operationsChallenges, type OperationsCredential } from '../core/operations-auth.js';
 import { BasicAuthenticator, CHALLENGE } from './auth.js';
 import { healthRoutes } from './health.js';
 import { LoginThrottle, throttleConnection } from './login-throttle.js';
@@ -15,7 +16,8 @@ import { requestContext } from './request-context.js';
 // The operations listener: /metrics, /healthz, /readyz and the queue dashboard, on a port of
 // its own (METRICS_PORT), bound to loopback unless METRICS_HOST says otherwise, never on the
 // endpoint's public port. The dashboard is served only with an admin credential configured,
-// and only to it: the endpoint's credential never opens it.
+// and only to it: the endpoint's credential never opens it. /metrics asks for the metrics
+// credential when one is configured; the probes never ask for one.
 
 export const DASHBOARD_PATH = '/admin/queues';
 
@@ -25,6 +27,8 @@ export interface OpsOptions {
   pool: Pool;
   metrics: Metrics;
   queue: () => Queue | undefined;
+  /** What /metrics asks for (METRICS_TOKEN_FILE, METRICS_USERNAME/_PASSWORD_FILE); unset: nothing. */
+  metricsCredential?: OperationsCredential;
   /** The dashboard's credential and how its failed logins are counted. */
   admin?: { username: string; password: string; authFailureLimit: number; redis?: { url: string; prefix: string } };
   log: Logger;
@@ -77,11 +81,23 @@ function adminOnly(auth: BasicAuthenticator) {
   };
 }
 
+/** 401 with the challenges, unless the request carries the credential (or none is configured). */
+export function credentialOnly(credential: OperationsCredential | undefined) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    if (operationsAuthorized(req.headers.authorization, credential)) {
+      next();
+      return;
+    }
+    res.status(401).set('WWW-Authenticate', operationsChallenges(credential!)).json({ error: 'this route needs the metrics credential' });
+  };
+}
+
 function createOpsApp(o: Omit<OpsOptions, 'host' | 'port'>, throttle: LoginThrottle | undefined): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.use(requestContext(o.log));
   app.use(healthRoutes(o.pool));
+  app.use('/metrics', credentialOnly(o.metricsCredential));
   app.use(metricsRoute(o.metrics, o.queue));
   if (o.admin && throttle) {
     const auth = new BasicAuthenticator({ username: o.admin.username, password: o.admin.password, throttle, metrics: o.metrics });

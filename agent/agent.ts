@@ -10,6 +10,7 @@ import type { AgentMetrics } from './metrics.js';
 import { pullEntry, type PullContext } from './puller.js';
 import { pushImage, removeImage } from './push-target.js';
 import { ServedView } from './served-view.js';
+import { isStoreFull, StoreSpace } from './store-space.js';
 import { parseState, readState, StateRefusedError } from './state-reader.js';
 import { AGENT_VERSION } from './version.js';
 
@@ -17,15 +18,19 @@ import { AGENT_VERSION } from './version.js';
 // fetches the manifest, verifies its signature, and reads the state (from the delta when
 // possible). Then every listed image is pulled by digest, the served view is swapped, and
 // what no state names any more is collected. Images that failed are retried on the next
-// pass, even when the state did not change.
+// pass, even when the state did not change. A store that fills stops the pulls of the pass
+// (store-space.ts).
 
-export type GroupOutcome = 'unchanged' | 'applied' | 'retried' | 'unreachable' | 'refused' | 'missing';
+/** 'full': a new state could not be recorded, the store being full. */
+export type GroupOutcome = 'unchanged' | 'applied' | 'retried' | 'unreachable' | 'refused' | 'missing' | 'full';
 
 export interface SyncSummary {
   groups: Record<string, GroupOutcome>;
   /** Images listed but not available (failed or still pending), all groups. */
   failedImages: number;
   bytes: number;
+  /** The store cannot take more bytes: pulls are paused (and the next pass backed off). */
+  storeFull: boolean;
 }
 
 /** Blobs downloaded less than this long ago are kept by a collection that runs while images fail. */
@@ -34,6 +39,7 @@ const KEEP_RECENT_MS = 60 * 60 * 1000;
 export class Agent {
   readonly store: ContentStore;
   readonly files: AgentStateFiles;
+  readonly space: StoreSpace;
   doc!: AgentStateDoc;
   view = new ServedView();
   /** Groups whose served content lost a blob (found corrupt on read): resync them. */
@@ -44,6 +50,7 @@ export class Agent {
   constructor(readonly config: AgentConfig, readonly log: Logger, readonly metrics: AgentMetrics) {
     this.store = new ContentStore(config.store, config.timeoutMs);
     this.files = new AgentStateFiles(config.store);
+    this.space = new StoreSpace(config.store, metrics);
   }
 
   /** Loads what was applied before, so it is served at once, with or without a network. */
@@ -52,6 +59,7 @@ export class Agent {
     await this.files.init();
     this.doc = await this.files.load(AGENT_VERSION);
     this.doc.startedAt = new Date().toISOString();
+    if (this.doc.store?.full) this.space.restore(this.doc.store.full);
     for (const g of this.config.groups) {
       const json = await this.files.appliedJson(g.name);
       if (json && this.doc.groups[g.name]?.applied) this.states.set(g.name, parseState(json));
@@ -85,7 +93,9 @@ export class Agent {
   }
 
   async syncOnce(only?: string): Promise<SyncSummary> {
-    const summary: SyncSummary = { groups: {}, failedImages: 0, bytes: 0 };
+    const summary: SyncSummary = { groups: {}, failedImages: 0, bytes: 0, storeFull: false };
+    await this.space.beginPass();
+    if (this.space.stopped) this.log.warn({ store: this.space.record() }, 'the store is still full: nothing is pulled this pass; what is stored is served');
     const pins = await this.files.pins();
     for (const g of this.config.groups) {
       if (only !== undefined && g.name !== only) continue;
@@ -96,9 +106,35 @@ export class Agent {
     for (const rec of Object.values(this.doc.groups)) {
       summary.failedImages += Object.values(rec.images).filter((i) => i.status === 'failed' || i.status === 'pending').length;
     }
+    await this.space.endPass();
     await this.collect(summary.failedImages === 0);
-    await this.files.save(this.doc);
+    summary.storeFull = this.space.isFull;
+    await this.saveDoc();
     return summary;
+  }
+
+  /** The store has no room: this pass stops pulling, and status and metrics say so. */
+  private async storeFull(err: unknown): Promise<void> {
+    const first = !this.space.isFull;
+    await this.space.markFull(err);
+    this.doc.store = { full: this.space.record()! };
+    if (first) this.log.error({ store: this.config.store, ...this.space.record() }, 'the store is full: pulls stop until space is freed; what is stored is still served');
+  }
+
+  /**
+   * Records the status file. With the store full the record stays in memory (served by
+   * /status) and is written at a later pass: the pass goes on rather than failing.
+   */
+  private async saveDoc(): Promise<void> {
+    const full = this.space.record();
+    if (full) this.doc.store = { full };
+    else delete this.doc.store;
+    try {
+      await this.files.save(this.doc);
+    } catch (err) {
+      if (!isStoreFull(err)) throw err;
+      await this.storeFull(err);
+    }
   }
 
   private record(group: string): GroupRecord {
@@ -178,6 +214,11 @@ export class Agent {
         this.log.warn({ group: g.name, err: err.message }, 'cannot read the state; serving what was applied');
         return 'unreachable';
       }
+      if (isStoreFull(err)) {
+        await this.storeFull(err);
+        rec.error = `the store is full: the new state could not be recorded (${(err as Error).message})`;
+        return 'full';
+      }
       throw err;
     }
   }
@@ -213,7 +254,8 @@ export class Agent {
       platforms: this.config.platforms,
       attestations: this.config.attestations,
       allPlatforms: this.config.pushTo !== undefined,
-      limit: blobSlots,
+      // No blob download starts once the store filled during this pass.
+      limit: (fn) => blobSlots(() => (this.space.stopped ? Promise.reject(storeFullError()) : fn())),
       onBytes: (n) => {
         summary.bytes += n;
         this.metrics.bytesPulled.inc({ what: 'image' }, n);
@@ -235,7 +277,7 @@ export class Agent {
     }
     if (pending) {
       this.metrics.images.set({ group: g.name, status: 'pending' }, pending);
-      await this.files.save(this.doc);
+      await this.saveDoc();
     }
     const images: Record<string, ImageRecord> = {};
     await forEachLimit(live, this.config.concurrency, async (a) => {
@@ -246,10 +288,15 @@ export class Agent {
         return;
       }
       const at = new Date().toISOString();
+      if (this.space.stopped) {
+        images[key] = { repository: a.repository, digest: a.digest, status: 'failed', reason: `not pulled: the store is full (since ${this.space.record()?.since ?? at})`, at };
+        return;
+      }
       try {
         const out = await pullEntry(ctx, a);
         images[key] = { repository: a.repository, digest: a.digest, status: out.status, ...(out.reason ? { reason: out.reason } : {}), manifests: out.manifests, blobs: out.blobs, at };
       } catch (err) {
+        if (isStoreFull(err)) await this.storeFull(err);
         this.metrics.failures.inc({ where: 'image' });
         this.log.warn({ group: g.name, repository: a.repository, digest: a.digest, err: (err as Error).message }, 'image not made available');
         images[key] = { repository: a.repository, digest: a.digest, status: 'failed', reason: describe(err), at };
@@ -268,7 +315,7 @@ export class Agent {
     }
     this.metrics.appliedVersion.set({ group: g.name }, state.version);
     this.rebuildView();
-    await this.files.save(this.doc);
+    await this.saveDoc();
   }
 
   /**
@@ -354,8 +401,13 @@ export class Agent {
 
 function describe(err: unknown): string {
   const e = err as Error & { code?: string };
-  if (e.code === 'ENOSPC') return 'disk full: the store has no room for this image';
+  if (isStoreFull(e)) return `disk full: the store has no room for this image (${e.code === 'EDQUOT' ? 'quota reached' : 'no space left'})`;
   return e.message ?? String(err);
+}
+
+/** What a blob download that is not started, the store having filled, fails with. */
+function storeFullError(): Error {
+  return Object.assign(new Error('the store is full: no download starts until space is freed'), { code: 'ENOSPC' });
 }
 
 /** A concurrency limiter: at most `n` calls of `fn` run at once. */

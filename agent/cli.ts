@@ -3,8 +3,9 @@ import { isDigest } from '../core/oci/digest.js';
 import { AgentStateFiles } from './agent-state.js';
 import { AgentConfigError, configPath, loadAgentConfig, type AgentConfig } from './config.js';
 import { configFromRegistration, register, RegistrationError, writeConfig } from './register.js';
-import { agentLogger, runningAgent, startAgent } from './run.js';
+import { agentLogger, startAgent } from './run.js';
 import { groupStatus, statusTable } from './status.js';
+import { runningAgent, StoreLockedError } from './store-lock.js';
 import { AGENT_VERSION } from './version.js';
 
 export const AGENT_USAGE = `usage: satellite agent [command] [options]
@@ -23,8 +24,9 @@ commands:
 options:
   --config <file>              the YAML configuration (or SATELLITE_AGENT_CONFIG)
 
-exit status of run --once: 0 every group applied with all its images; 1 a state was refused
-or images failed; 3 the registry could not be reached; 2 a configuration or usage error.`;
+exit status of run --once: 0 every group applied with all its images; 1 a state was refused,
+images failed or the store is full; 3 the registry could not be reached; 2 a configuration or usage error;
+4 (run, pin) another agent is running on the store.`;
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const err = (s: string) => process.stderr.write(`${s}\n`);
@@ -89,6 +91,10 @@ export async function agentCli(argv: string[]): Promise<number> {
       err(`satellite agent: ${e.message}`);
       return 1;
     }
+    if (e instanceof StoreLockedError) {
+      err(`satellite agent: ${e.message}`);
+      return 4;
+    }
     throw e;
   }
 }
@@ -100,7 +106,7 @@ async function run(config: AgentConfig, once: boolean): Promise<number> {
     try {
       const summary = await agent.firstSync;
       const outcomes = Object.values(summary.groups);
-      if (outcomes.some((o) => o === 'refused' || o === 'missing') || summary.failedImages > 0) return 1;
+      if (outcomes.some((o) => o === 'refused' || o === 'missing' || o === 'full') || summary.failedImages > 0 || summary.storeFull) return 1;
       if (outcomes.some((o) => o === 'unreachable')) return 3;
       return 0;
     } finally {
@@ -122,9 +128,10 @@ async function status(config: AgentConfig, json: boolean): Promise<number> {
   const doc = await files.load(AGENT_VERSION);
   const pins = await files.pins();
   const groups = config.groups.map((g) => groupStatus(g.name, doc.groups[g.name], pins[g.name] !== undefined));
-  if (json) out(JSON.stringify({ agentVersion: doc.agentVersion, startedAt: doc.startedAt ?? null, runtime: doc.runtime ?? {}, groups }, null, 2));
-  else out(statusTable(doc, groups));
-  return groups.every((g) => g.version !== null && !g.error && !g.staleSince) ? 0 : 1;
+  const pid = (await runningAgent(config.store)) ?? null;
+  if (json) out(JSON.stringify({ agentVersion: doc.agentVersion, startedAt: doc.startedAt ?? null, running: pid === null ? null : { pid }, store: { full: doc.store?.full ?? null }, runtime: doc.runtime ?? {}, groups }, null, 2));
+  else out(statusTable(doc, groups, pid));
+  return groups.every((g) => g.version !== null && !g.error && !g.staleSince) && !doc.store?.full ? 0 : 1;
 }
 
 async function pin(config: AgentConfig, command: 'pin' | 'unpin', rest: string[]): Promise<number> {

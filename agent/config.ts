@@ -4,6 +4,7 @@ import type { KeyObject } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { loadPublicKey } from '../core/cosign/keys.js';
 import { isRepositoryName } from '../core/oci/names.js';
+import { readOperationsCredential, type OperationsCredential } from '../core/operations-auth.js';
 import { compileSchema } from './schema.js';
 import { hostPlatform, parsePlatform, type Platform } from './platform.js';
 
@@ -47,6 +48,10 @@ export interface AgentConfig {
     containerdConfig: string;
   };
   report?: { url: string };
+  /** Bounds of the local server: bodies sent at once, and how long a stalled client keeps its connection. */
+  server: { maxStreams: number; maxStreamsPerClient: number; idleTimeoutMs: number };
+  /** What /status and /metrics ask for; unset: they answer whoever reaches `listen`. */
+  operations?: OperationsCredential;
   /** The alternative target: a registry at the site the agent fills (every platform of an index). */
   pushTo?: { registry: string; credentials?: { username: string; password: string } };
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -119,6 +124,20 @@ const SCHEMA = {
       additionalProperties: false,
       required: ['registry'],
       properties: { registry: { type: 'string', minLength: 1 }, username: { type: 'string', minLength: 1 }, password: { type: 'string' } },
+    },
+    server: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        maxStreams: { type: 'integer', minimum: 1, maximum: 100_000 },
+        maxStreamsPerClient: { type: 'integer', minimum: 1, maximum: 100_000 },
+        idleTimeout: { type: ['string', 'number'] },
+      },
+    },
+    operations: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { tokenFile: { type: 'string', minLength: 1 }, username: { type: 'string', minLength: 1 }, passwordFile: { type: 'string', minLength: 1 } },
     },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
   },
@@ -243,6 +262,17 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
   const push = file.pushTo as { registry: string; username?: string; password?: string } | undefined;
   const pushRegistry = push ? requiredUrl(push.registry, 'pushTo.registry', problems) : undefined;
   if (push && (push.username === undefined) !== (push.password === undefined)) problems.push('pushTo.username and pushTo.password go together');
+  const srv = (file.server ?? {}) as { maxStreams?: number; maxStreamsPerClient?: number; idleTimeout?: string | number };
+  const idleTimeoutMs = srv.idleTimeout === undefined ? 60_000 : parseDuration(srv.idleTimeout);
+  if (idleTimeoutMs === undefined) problems.push(`server.idleTimeout: ${JSON.stringify(srv.idleTimeout)} is not a duration such as 60s`);
+  const server = { maxStreams: srv.maxStreams ?? 128, maxStreamsPerClient: srv.maxStreamsPerClient ?? 32, idleTimeoutMs: idleTimeoutMs! };
+  if (server.maxStreamsPerClient >= server.maxStreams) problems.push(`server.maxStreamsPerClient (${server.maxStreamsPerClient}) must be below server.maxStreams (${server.maxStreams}): one client could take every stream`);
+  const ops = file.operations as { tokenFile?: string; username?: string; passwordFile?: string } | undefined;
+  const operations = ops && readOperationsCredential(
+    { ...ops, ...(ops.tokenFile ? { tokenFile: at(ops.tokenFile) } : {}), ...(ops.passwordFile ? { passwordFile: at(ops.passwordFile) } : {}) },
+    { tokenFile: 'operations.tokenFile', username: 'operations.username', passwordFile: 'operations.passwordFile' },
+    problems,
+  );
 
   if (problems.length) throw new AgentConfigError(problems);
   return {
@@ -263,6 +293,8 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
       containerdConfig: at(mirrors.containerdConfig ?? env.SATELLITE_AGENT_CONTAINERD_CONFIG ?? '/etc/containerd/config.toml'),
     },
     ...(report ? { report: { url: report.url.replace(/\/+$/, '') } } : {}),
+    server,
+    ...(operations ? { operations } : {}),
     ...(push && pushRegistry ? { pushTo: { registry: pushRegistry, ...(push.username !== undefined ? { credentials: { username: push.username, password: push.password! } } : {}) } } : {}),
     logLevel: (file.logLevel as AgentConfig['logLevel'] | undefined) ?? 'info',
   };

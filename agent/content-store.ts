@@ -1,9 +1,10 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { Transform, type Readable } from 'node:stream';
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isDigest } from '../core/oci/digest.js';
+import { isStoreFull, RESERVE_BYTES } from './store-space.js';
 
 // The agent's content store: every manifest and blob by digest, under
 // <root>/blobs/<algorithm>/<hex>, the layout of an OCI image layout's blobs. A file appears
@@ -100,8 +101,13 @@ export class ContentStore {
     }
     if (await this.has(digest, bytes.length)) return;
     const tmp = join(this.root, 'ingest', `${split(digest).hex}.${randomBytes(4).toString('hex')}.tmp`);
-    await writeFile(tmp, bytes, { flush: true });
-    await rename(tmp, this.path(digest));
+    try {
+      await writeFile(tmp, bytes, { flush: true });
+      await rename(tmp, this.path(digest));
+    } catch (err) {
+      await rm(tmp, { force: true }); // half a file on a full disk keeps it full
+      throw err;
+    }
   }
 
   /** Downloads a blob unless stored; concurrent calls for one digest share one download. */
@@ -166,16 +172,19 @@ export class ContentStore {
         if (done) break;
         if (offset + received + value.length > size) throw new CorruptContentError(`the registry sent more than the ${size} bytes the manifest names`);
         hash.update(value);
-        await file.write(value);
+        // A write may take part of the chunk (a disk filling up): the rest is written after
+        // it, so the file stays a prefix of the blob, whatever fails next.
+        for (let done = 0; done < value.length;) done += (await file.write(value, done, value.length - done)).bytesWritten;
         received += value.length;
       }
       await file.sync();
     } catch (err) {
       await reader.cancel().catch(() => undefined);
       await file.close().catch(() => undefined);
-      // A full disk: the partial download would keep it full for everything else (the
-      // agent's own state included); it is dropped, and fetched again once there is room.
-      if ((err as { code?: string }).code === 'ENOSPC') await rm(partial, { force: true });
+      // A full disk: what arrived is kept for a Range resume once there is room (it is
+      // hashed again from the file then, and the whole checked against the digest), less
+      // its last RESERVE_BYTES, given back so that the agent's own records still fit.
+      if (isStoreFull(err)) await giveBack(partial, RESERVE_BYTES);
       throw err;
     }
     await file.close();
@@ -284,6 +293,13 @@ export class ContentStore {
     }
     return n;
   }
+}
+
+/** Shortens a file by `bytes` (removes it when that is all of it). */
+async function giveBack(path: string, bytes: number): Promise<void> {
+  const size = await stat(path).then((s) => s.size, () => 0);
+  if (size <= bytes) await rm(path, { force: true });
+  else await truncate(path, size - bytes);
 }
 
 async function hashFile(path: string, hash: Hash): Promise<void> {

@@ -33,6 +33,22 @@ export class AgentMetrics {
     labelNames: ['group', 'status'] as const,
     registers: [this.registry],
   });
+  readonly storeFull = new Gauge({
+    name: 'satellite_agent_store_full',
+    help: '1 while the store cannot take more bytes (disk full or quota reached): pulls are paused, what is stored is served',
+    registers: [this.registry],
+  });
+  readonly storeFreeBytes = new Gauge({
+    name: 'satellite_agent_store_free_bytes',
+    help: 'Bytes the agent may still write in its store, as of the last sync pass',
+    registers: [this.registry],
+  });
+  readonly streamsRefused = new Counter({
+    name: 'satellite_agent_streams_refused_total',
+    help: 'Manifest and blob GETs refused for too many at once: from one client (429), or in total (503)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly appliedVersion = new Gauge({
     name: 'satellite_agent_applied_version',
     help: 'The state version applied, by group',

@@ -1,6 +1,4 @@
 import type { Server } from 'node:http';
-import { open, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { Agent, type SyncSummary } from './agent.js';
 import type { AgentConfig } from './config.js';
@@ -8,17 +6,20 @@ import { AgentMetrics } from './metrics.js';
 import { checkContainerdConfig, writeMirrorFiles } from './mirrors.js';
 import { sendReport } from './report.js';
 import { agentApp, listen } from './server.js';
+import { lockStore } from './store-lock.js';
 
-// Running the agent: one process per store (a lock file), the local server first (what was
+// Running the agent: one process per store (store-lock.ts), the local server first (what was
 // applied before is served at once, online or not), then the sync loop: a jittered interval,
-// exponential backoff while the registry is unreachable, SIGHUP for a sync now, SIGTERM to stop.
+// exponential backoff while the registry is unreachable or the store is full, SIGHUP for a
+// sync now, SIGTERM to stop. While the store is full its free space is looked at every
+// interval (a statfs, no request), and the sync resumes as soon as room appears.
 
 const MAX_BACKOFF_MS = 10 * 60 * 1000;
 
 /**
  * When to poll next: the interval, doubled for each pass in a row that could not reach the
- * registry (up to 10 minutes, never below the interval), and spread ±10 % so a fleet
- * restarted together does not poll in step.
+ * registry or found the store full (up to 10 minutes, never below the interval), and spread
+ * ±10 % so a fleet restarted together does not poll in step.
  */
 export function nextDelay(intervalMs: number, unreachablePasses: number, random = Math.random()): number {
   const base = unreachablePasses > 0 ? Math.max(intervalMs, Math.min(intervalMs * 2 ** unreachablePasses, MAX_BACKOFF_MS)) : intervalMs;
@@ -27,40 +28,6 @@ export function nextDelay(intervalMs: number, unreachablePasses: number, random 
 
 export function agentLogger(config: AgentConfig): Logger {
   return pino({ name: 'satellite-agent', level: config.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
-}
-
-/** Takes the store's lock; throws when another live agent holds it. */
-export async function lockStore(store: string): Promise<() => Promise<void>> {
-  const path = join(store, 'agent.lock');
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const f = await open(path, 'wx');
-      await f.writeFile(String(process.pid));
-      await f.close();
-      return () => rm(path, { force: true });
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'EEXIST') throw err;
-      const pid = Number(await readFile(path, 'utf8').catch(() => ''));
-      if (pid && pid !== process.pid && alive(pid)) throw new Error(`another agent (pid ${pid}) uses the store ${store}`);
-      await rm(path, { force: true }); // left by an agent that died
-    }
-  }
-  throw new Error(`cannot lock the store ${store}`);
-}
-
-/** The pid of the agent running on a store, if one is. */
-export async function runningAgent(store: string): Promise<number | undefined> {
-  const pid = Number(await readFile(join(store, 'agent.lock'), 'utf8').catch(() => ''));
-  return pid && alive(pid) ? pid : undefined;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as { code?: string }).code === 'EPERM';
-  }
 }
 
 export interface RunningAgent {
@@ -83,10 +50,11 @@ export async function startAgent(config: AgentConfig, log: Logger = agentLogger(
     await unlock();
     throw err;
   }
-  const { server, url } = opts.once ? { server: undefined as unknown as Server, url: '' } : await listen(agentApp(agent), config.listen.host, config.listen.port);
+  const { server, url } = opts.once ? { server: undefined as unknown as Server, url: '' } : await listen(agentApp(agent), config.listen.host, config.listen.port, config.server.idleTimeoutMs);
   if (!opts.once) log.info({ url, groups: config.groups.map((g) => g.name), platforms: config.platforms }, 'serving the local store');
 
   let timer: NodeJS.Timeout | undefined;
+  let roomWatch: NodeJS.Timeout | undefined;
   let stopped = false;
   let running: Promise<SyncSummary> | undefined;
   let failures = 0;
@@ -101,12 +69,23 @@ export async function startAgent(config: AgentConfig, log: Logger = agentLogger(
   const schedule = (summary: SyncSummary | undefined) => {
     if (stopped || opts.once) return;
     const outcomes = Object.values(summary?.groups ?? {});
-    failures = outcomes.length > 0 && outcomes.every((o) => o === 'unreachable') ? failures + 1 : 0;
+    const unreachable = outcomes.length > 0 && outcomes.every((o) => o === 'unreachable');
+    failures = unreachable || summary?.storeFull ? failures + 1 : 0;
     timer = setTimeout(() => void tick(), nextDelay(config.intervalMs, failures, (opts.random ?? Math.random)()));
+    if (summary?.storeFull) {
+      roomWatch = setInterval(() => {
+        void agent.space.roomAgain().then((room) => {
+          if (!room || stopped) return;
+          log.info({ bytesFree: agent.space.record()?.bytesFree }, 'space freed in the store: syncing now');
+          void tick().catch(() => undefined);
+        });
+      }, config.intervalMs);
+    }
   };
   const tick = async () => {
     if (running) return running;
     clearTimeout(timer);
+    clearInterval(roomWatch);
     running = pass();
     try {
       const s = await running;
@@ -136,6 +115,7 @@ export async function startAgent(config: AgentConfig, log: Logger = agentLogger(
     async stop() {
       stopped = true;
       clearTimeout(timer);
+      clearInterval(roomWatch);
       process.off('SIGHUP', onHup);
       await running?.catch(() => undefined);
       if (server) {

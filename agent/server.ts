@@ -1,15 +1,19 @@
 import express, { type Request, type Response } from 'express';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isDigest } from '../core/oci/digest.js';
 import { isRepositoryName } from '../core/oci/names.js';
 import { MediaType } from '../core/oci/media-types.js';
+import { operationsAuthorized, operationsChallenges } from '../core/operations-auth.js';
 import type { Agent } from './agent.js';
+import { StreamLimiter } from './stream-limits.js';
 
 // The pull side of the OCI distribution API, read-only, from the agent's store: what the
 // device's runtime (containerd, CRI-O, podman) reaches through its mirror configuration.
 // GET/HEAD manifests by tag or digest, GET/HEAD blobs with a single byte Range, tags/list.
-// Anything that writes answers 405 UNSUPPORTED.
+// Anything that writes answers 405 UNSUPPORTED. The bodies sent at once are bounded per
+// client address and in total (stream-limits.ts); past the bound, 429 or 503 with
+// Retry-After, in the spec's error format.
 
 const API_VERSION = { 'Docker-Distribution-API-Version': 'registry/2.0' };
 
@@ -44,12 +48,22 @@ export function parseRange(header: string | undefined, size: number): { start: n
   return start <= end && start < size ? { start, end } : null;
 }
 
+/** Seconds a client refused a stream is told to wait: bodies in flight end within seconds. */
+const RETRY_AFTER_SECONDS = 1;
+
 export function agentApp(agent: Agent): express.Express {
+  const limiter = new StreamLimiter({ total: agent.config.server.maxStreams, perClient: agent.config.server.maxStreamsPerClient });
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
+  });
+  // What the agent runs and how it is doing: for the operator (and a Prometheus), who may be
+  // asked for a credential; the runtime's /v2 and the liveness probe never are.
+  app.use(['/metrics', '/status'], (req, res, next) => {
+    if (operationsAuthorized(req.headers.authorization, agent.config.operations)) return next();
+    res.status(401).set('WWW-Authenticate', operationsChallenges(agent.config.operations!)).json({ error: 'this route needs the operations credential' });
   });
   app.get('/metrics', async (_req, res) => {
     res.type(agent.metrics.registry.contentType).send(await agent.metrics.registry.metrics());
@@ -78,6 +92,19 @@ export function agentApp(agent: Agent): express.Express {
       return oci(res, 400, 'NAME_INVALID', 'malformed path');
     }
     if (!isRepositoryName(name)) return oci(res, 400, 'NAME_INVALID', `invalid repository name ${JSON.stringify(name)}`);
+    if (req.method === 'GET' && route.r.kind !== 'tags') {
+      const client = req.socket.remoteAddress ?? 'unknown';
+      const slot = limiter.take(client);
+      if ('refused' in slot) {
+        agent.metrics.streamsRefused.inc({ reason: slot.refused });
+        res.set('Retry-After', String(RETRY_AFTER_SECONDS));
+        return slot.refused === 'client'
+          ? oci(res, 429, 'TOOMANYREQUESTS', `more than ${limiter.limits.perClient} downloads at once from ${client}; retry after ${RETRY_AFTER_SECONDS} s`)
+          : oci(res, 503, 'UNAVAILABLE', `more than ${limiter.limits.total} downloads at once; retry after ${RETRY_AFTER_SECONDS} s`);
+      }
+      // 'close' comes once the answer is sent or the connection is gone, whichever is first.
+      res.once('close', slot.release);
+    }
     try {
       if (route.r.kind === 'manifest') await manifest(agent, req, res, name, ref);
       else if (route.r.kind === 'blob') await blob(agent, req, res, name, ref);
@@ -154,10 +181,23 @@ function tags(agent: Agent, req: Request, res: Response, name: string): void {
   res.status(200).set(API_VERSION).json({ name, tags: page });
 }
 
-export async function listen(app: express.Express, host: string, port: number): Promise<{ server: Server; url: string }> {
-  const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(port, host, () => resolve(s));
-    s.once('error', reject);
+/**
+ * Listens on host:port. The runtime's requests are bodiless GETs and HEADs, so a request
+ * whose headers take more than 10 s (or the whole request 30 s) is a slow sender holding a
+ * connection: it is cut (checked every 5 s). A connection on which nothing moves for
+ * `idleTimeoutMs`, say a client that stopped reading a blob, is closed, so it gives its
+ * stream back. There is no cap on connections as such: one refused a stream costs little,
+ * and a cap in total would shut out the runtime with the flood.
+ */
+export async function listen(app: express.Express, host: string, port: number, idleTimeoutMs = 60_000): Promise<{ server: Server; url: string }> {
+  const server = createServer({ headersTimeout: 10_000, requestTimeout: 30_000, connectionsCheckingInterval: 5_000 }, app);
+  server.timeout = idleTimeoutMs;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
   const address = server.address() as AddressInfo;
   const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;

@@ -35,7 +35,8 @@ export function groupStatus(name: string, rec: GroupRecord | undefined, pinned: 
   };
 }
 
-export function statusTable(doc: AgentStateDoc, groups: GroupStatus[]): string {
+/** The table `status` prints; `pid`: the agent running on the store, null when none. */
+export function statusTable(doc: AgentStateDoc, groups: GroupStatus[], pid: number | null = null): string {
   const rows = [['GROUP', 'VERSION', 'DIGEST', 'CHECKED', 'APPLIED', 'IMAGES', 'STATE']];
   for (const g of groups) {
     const state = g.staleSince ? `stale since ${g.staleSince}` : g.error ? `error: ${g.error}` : 'ok';
@@ -52,6 +53,21 @@ export function statusTable(doc: AgentStateDoc, groups: GroupStatus[]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const lines = rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
   for (const g of groups) for (const f of g.failures) lines.push(`  ${g.name}: ${f.repository}@${f.digest}: ${f.reason}`);
-  lines.push(`agent ${doc.agentVersion}${doc.startedAt ? `, started ${doc.startedAt}` : ''}${doc.runtime?.containerd ? `; containerd: ${doc.runtime.containerd}` : ''}`);
+  const full = doc.store?.full;
+  if (full) {
+    const free = full.bytesFree === null ? 'free space unknown' : `${formatBytes(full.bytesFree)} free`;
+    lines.push(`store full since ${full.since} (${full.reason}; ${free}): pulls paused until space is freed; what is stored is served`);
+  }
+  const started = doc.startedAt ? `started ${doc.startedAt}` : '';
+  const running = pid === null ? `not running${started ? ` (last ${started})` : ''}` : `running (pid ${pid})${started ? `, ${started}` : ''}`;
+  lines.push(`agent ${doc.agentVersion} ${running}${doc.runtime?.containerd ? `; containerd: ${doc.runtime.containerd}` : ''}`);
   return lines.join('\n');
+}
+
+/** "1.5 MiB", "312 KiB", "20 B". */
+export function formatBytes(n: number): string {
+  if (n >= 1024 ** 3) return `${(n / 1024 ** 3).toFixed(1)} GiB`;
+  if (n >= 1024 ** 2) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  if (n >= 1024) return `${Math.round(n / 1024)} KiB`;
+  return `${n} B`;
 }

@@ -1,4 +1,4 @@
-import { adminCredential, redact, requireEndpointPassword, requireSigningKey, type Config } from '../core/config.js';
+import { adminCredential, metricsCredential, redact, requireEndpointPassword, requireSigningKey, type Config } from '../core/config.js';
 import { migrate } from '../core/db/migrate.js';
 import { createPool } from '../core/db/pool.js';
 import { createLogger } from '../core/logger.js';
@@ -24,6 +24,7 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
   // Refuse a missing secret or an unreadable key before touching anything.
   const password = parts.endpoint ? requireEndpointPassword(config) : undefined;
   const signingKey = parts.worker ? await loadSigningKey(requireSigningKey(config), config.cosignPassword) : undefined;
+  const opsCredential = metricsCredential(config);
   const log = createLogger(config.logLevel);
   await migrate(config.databaseUrl, log);
   const pool = createPool(config.databaseUrl, 20);
@@ -83,12 +84,13 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
   // Health, Prometheus and the dashboard, on a listener of their own (loopback by default).
   ops = await startOpsServer({
     host: config.metricsHost, port: config.metricsPort, pool, metrics, queue: queueOf, log,
+    metricsCredential: opsCredential,
     admin: config.adminPassword === undefined ? undefined : {
       username: config.adminUsername, password: config.adminPassword, authFailureLimit: config.authFailureLimit,
       redis: { url: config.redisUrl, prefix: config.authThrottlePrefix },
     },
   });
-  log.info({ url: ops.url, dashboard: config.adminPassword !== undefined }, 'operations listening');
+  log.info({ url: ops.url, dashboard: config.adminPassword !== undefined, metricsCredential: opsCredential !== undefined }, 'operations listening');
   if (signingKey) {
     harborWorker = await startHarborWorker({ config, pool, log });
     worker = await startWorker({ config, pool, log, metrics, signingKey, afterPublish: harborWorker?.afterPublish });

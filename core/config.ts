@@ -1,3 +1,5 @@
+import { readOperationsCredential, type OperationsCredential } from './operations-auth.js';
+
 // The one reader of process.env. Every key is documented here and in the README's
 // configuration table; values are validated once, at start-up, and every bad value is
 // named in one error so an operator fixes them all in one go.
@@ -120,6 +122,15 @@ export interface Config {
   adminPassword: string | undefined;
   /** Address of the operations listener (/metrics, /healthz, /readyz, /admin/queues). @defaultValue "127.0.0.1" */
   metricsHost: string;
+  /**
+   * A file holding the bearer token /metrics asks for (Prometheus' `bearer_token_file`).
+   * Unset, with METRICS_USERNAME unset too: /metrics answers anyone who reaches the listener.
+   * @defaultValue unset
+   */
+  metricsTokenFile: string | undefined;
+  /** The Basic username /metrics asks for, with the password in METRICS_PASSWORD_FILE. @defaultValue unset */
+  metricsUsername: string | undefined;
+  metricsPasswordFile: string | undefined;
   /** Failed logins per username (from any address) per minute before it gets 429. @defaultValue 50 */
   authUsernameFailureLimit: number;
   /** scrypt checks of per-group secrets at once, per process. @defaultValue 2 */
@@ -256,6 +267,9 @@ export function loadConfig(env: Env = process.env): Config {
     adminUsername: str('ADMIN_USERNAME', 'admin'),
     adminPassword: env.ADMIN_PASSWORD || undefined,
     metricsHost: str('METRICS_HOST', '127.0.0.1'),
+    metricsTokenFile: env.METRICS_TOKEN_FILE || undefined,
+    metricsUsername: env.METRICS_USERNAME || undefined,
+    metricsPasswordFile: env.METRICS_PASSWORD_FILE || undefined,
     authUsernameFailureLimit: int('AUTH_USERNAME_FAILURE_LIMIT', 50, 1, 1_000_000),
     authHashConcurrency: int('AUTH_HASH_CONCURRENCY', 2, 1, 64),
     authThrottlePrefix: str('AUTH_THROTTLE_PREFIX', `${str('QUEUE_PREFIX', 'satellite')}:auth`),
@@ -270,6 +284,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (config.adminPassword !== undefined && config.adminPassword.length < 12) problems.push('ADMIN_PASSWORD must be at least 12 characters');
   if (config.adminPassword !== undefined && config.adminPassword === endpointPassword) {
     problems.push('ADMIN_PASSWORD must differ from ENDPOINT_PASSWORD: the endpoint credential never opens the dashboard');
+  }
+  if ((config.metricsUsername === undefined) !== (config.metricsPasswordFile === undefined)) {
+    problems.push('METRICS_USERNAME and METRICS_PASSWORD_FILE go together: set both or neither');
   }
   if ((config.stateRegistryUsername === undefined) !== (config.stateRegistryPassword === undefined)) {
     problems.push('STATE_REGISTRY_USERNAME and STATE_REGISTRY_PASSWORD go together: set both or neither');
@@ -292,6 +309,21 @@ export function requireEndpointPassword(config: Config): string {
 /** The admin credential, when configured; the admin API and dashboard are not served without it. */
 export function adminCredential(config: Config): { username: string; password: string } | undefined {
   return config.adminUsername && config.adminPassword ? { username: config.adminUsername, password: config.adminPassword } : undefined;
+}
+
+/**
+ * The credential /metrics asks for, read from its files (only by the commands that serve it,
+ * so a one-off command does not need them); undefined when none is configured.
+ */
+export function metricsCredential(config: Config): OperationsCredential | undefined {
+  const problems: string[] = [];
+  const credential = readOperationsCredential(
+    { tokenFile: config.metricsTokenFile, username: config.metricsUsername, passwordFile: config.metricsPasswordFile },
+    { tokenFile: 'METRICS_TOKEN_FILE', username: 'METRICS_USERNAME', passwordFile: 'METRICS_PASSWORD_FILE' },
+    problems,
+  );
+  if (problems.length > 0) throw new ConfigError(problems);
+  return credential;
 }
 
 /** STATE_REGISTRY's credentials, when configured (they come as a pair). */

@@ -312,30 +312,6 @@ describe('the edge agent: failures it lives through', function () {
     expect(await servesWhole(again.url, 'library/app', a, 'stable'), 'the previous image is served').to.equal('whole');
   });
 
-  it('when the disk is full, then the image that does not fit fails with that reason and the one that fits is served', async () => {
-    const small = image();
-    const large = image({ layers: [layer([{ name: 'l.bin', content: randomBytes(3 * 1024 * 1024) }])] });
-    await pushImage(world.client(), 'library/small', small);
-    await pushImage(world.client(), 'library/large', large);
-    await world.record('edge', 'library/small', small, '1');
-    await world.record('edge', 'library/large', large, '1');
-    await world.publish('edge');
-    const file = await world.configFile({ concurrency: 1 });
-    const store = (await import('yaml')).parse(await (await import('node:fs/promises')).readFile(file, 'utf8')).store as string;
-    const { mkdir } = await import('node:fs/promises');
-    await mkdir(store, { recursive: true });
-    // A 2 MiB file system for the store, in a mount namespace of the test's own.
-    const run = await runBundle([], {
-      shell: `mount -t tmpfs -o size=2m tmpfs '${store}' && ${process.execPath} ${BUNDLE} --once --config '${file}'; echo "exit=$?"; ${process.execPath} ${BUNDLE} status --json --config '${file}'`,
-    });
-    expect(run.out).to.include('exit=1');
-    const status = JSON.parse(run.out.slice(run.out.indexOf('{')));
-    const group = status.groups[0];
-    expect(group.images).to.include({ present: 1, failed: 1 });
-    expect(group.failures[0]).to.include({ repository: 'library/large' });
-    expect(group.failures[0].reason).to.match(/disk full/);
-  });
-
   it('when the agent restarts with the registry unreachable, then everything applied before is served and the status says since when it is stale', async () => {
     const img = image();
     await pushImage(world.client(), 'library/app', img);

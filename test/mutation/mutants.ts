@@ -349,4 +349,49 @@ export const MUTANTS: Mutant[] = [
     edits: [{ file: 'core/store/satellite-store.js', find: 'WHERE t.token_hash = $1 FOR UPDATE OF t, s`', replace: 'WHERE t.token_hash = $1`' }],
     tests: ['admin/registration-race.test.js'],
   },
+  // Issue 16: the agent's lock, a full disk, its server's caps, the metrics credentials. The
+  // agent's tests run the bundle (dist/satellite-agent.cjs), so its breakages edit the bundle.
+  {
+    name: 'the store lock is held by any running PID (no boot id, no start time)',
+    edits: [
+      { file: 'satellite-agent.cjs', find: '  if (bootId && record.bootId && record.bootId !== bootId) return false;', replace: '  return pidRuns(record.pid);' },
+      { file: 'agent/store-lock.js', find: '    if (bootId && record.bootId && record.bootId !== bootId)', replace: '    return pidRuns(record.pid);\n    if (bootId && record.bootId && record.bootId !== bootId)' },
+    ],
+    tests: ['agent/store-lock.test.js'],
+  },
+  {
+    name: 'a full store is not backed off',
+    edits: [{ file: 'satellite-agent.cjs', find: 'failures = unreachable || summary?.storeFull ? failures + 1 : 0;', replace: 'failures = unreachable ? failures + 1 : 0;' }],
+    tests: ['agent/disk-full.test.js'],
+  },
+  {
+    name: 'a full store drops the partial download',
+    edits: [{ file: 'satellite-agent.cjs', find: 'await giveBack(partial, RESERVE_BYTES);', replace: 'await giveBack(partial, Infinity);' }],
+    tests: ['agent/disk-full.test.js'],
+  },
+  {
+    name: 'a pass goes on pulling once the store is full',
+    edits: [{ file: 'satellite-agent.cjs', find: 'return !this.pass.pulling || this.pass.hitFull;', replace: 'return !this.pass.pulling && this.pass.hitFull;' }],
+    tests: ['agent/disk-full.test.js'],
+  },
+  {
+    name: 'no per-client cap on the agent server\'s streams',
+    edits: [{ file: 'agent/stream-limits.js', find: "if (mine >= this.limits.perClient)\n            return { refused: 'client' };", replace: '' }],
+    tests: ['agent/server-guard.test.js'],
+  },
+  {
+    name: 'the agent\'s /status and /metrics without the operations credential',
+    edits: [{ file: 'agent/server.js', find: 'if (operationsAuthorized(req.headers.authorization, agent.config.operations))', replace: 'if (true)' }],
+    tests: ['agent/server-guard.test.js'],
+  },
+  {
+    name: 'the service\'s /metrics without the metrics credential',
+    edits: [{ file: 'adapter/ops-server.js', find: "app.use('/metrics', credentialOnly(o.metricsCredential));", replace: '' }],
+    tests: ['adapter/operations.test.js'],
+  },
+  {
+    name: 'the operations secret compared by its length only',
+    edits: [{ file: 'core/operations-auth.js', find: 'return timingSafeEqual(h(a), h(b));', replace: 'return a.length === b.length;' }],
+    tests: ['adapter/operations.test.js', 'agent/server-guard.test.js'],
+  },
 ];
