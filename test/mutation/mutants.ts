@@ -259,8 +259,18 @@ export const MUTANTS: Mutant[] = [
   },
   {
     name: 'the worker never schedules the prune job',
-    edits: [{ file: 'worker/state-worker.js', find: "await queue.upsertJobScheduler('prune', { every: config.pruneIntervalSeconds * 1000 }, { name: 'prune', data: { group: '' } });", replace: '' }],
+    edits: [{ file: 'worker/state-worker.js', find: "{ id: 'prune', every: config.pruneIntervalSeconds * 1000, data: { group: '' } },", replace: '' }],
     tests: ['adapter/table-growth.test.js'],
+  },
+  {
+    name: 'the repeatable jobs are not registered again when a reconnection finds Redis empty',
+    edits: [{ file: 'worker/job-schedulers.js', find: "this.o.connection.on('ready', this.onReady);", replace: '' }],
+    tests: ['worker/empty-redis.test.js', 'worker/harbor-jobs.test.js'],
+  },
+  {
+    name: 'the repeatable jobs are not checked periodically (a FLUSHALL goes unnoticed)',
+    edits: [{ file: 'worker/job-schedulers.js', find: 'this.timer = setInterval(this.onReady, this.o.checkMs);', replace: 'this.timer = setInterval(() => undefined, this.o.checkMs);' }],
+    tests: ['worker/empty-redis.test.js', 'worker/harbor-jobs.test.js'],
   },
   {
     name: 'the prune job leaves the change log alone',
