@@ -138,7 +138,7 @@ export interface Config {
   uploadIdleMinutes: number;
   /** How long a satellite's registration token is valid. @defaultValue 24 (hours) */
   registrationTokenHours: number;
-  /** Registration attempts (token uses, either kind) per client address per minute. @defaultValue 10 */
+  /** Refused registration attempts (an unknown, used, expired or revoked token; a malformed request) per client address per minute. @defaultValue 10 */
   registrationRateLimit: number;
   /** How often every managed group is reconciled with Harbor (and robots kept in step). @defaultValue 900 (s) */
   harborReconcileIntervalSeconds: number;

@@ -263,6 +263,21 @@ export const MUTANTS: Mutant[] = [
     tests: ['adapter/table-growth.test.js'],
   },
   {
+    name: 'a group made through the admin API has no state until something is replicated to it',
+    edits: [{ file: 'core/store/group-store.js', find: "WHERE NOT EXISTS (SELECT 1 FROM state_versions WHERE group_name = $1 AND status = 'published'))", replace: 'WHERE false)' }],
+    tests: ['admin/harbor-satellite.test.js', 'worker/harbor-end-to-end.test.js'],
+  },
+  {
+    name: 'every registration attempt counts against REGISTRATION_RATE_LIMIT, a good token retried while Harbor fails too',
+    edits: [{ file: 'adapter/admin/router.js', find: "void registrations.refund(from, 'registration');", replace: 'void 0;' }],
+    tests: ['admin/harbor-satellite.test.js', 'admin/satellites.test.js'],
+  },
+  {
+    name: 'refused registration tokens are given back too (guessing unbounded)',
+    edits: [{ file: 'adapter/admin/router.js', find: 'if (res.statusCode !== 400 && res.statusCode !== 401)', replace: 'if (true)' }],
+    tests: ['admin/harbor-satellite.test.js'],
+  },
+  {
     name: 'the repeatable jobs are not registered again when a reconnection finds Redis empty',
     edits: [{ file: 'worker/job-schedulers.js', find: "this.o.connection.on('ready', this.onReady);", replace: '' }],
     tests: ['worker/empty-redis.test.js', 'worker/harbor-jobs.test.js'],
