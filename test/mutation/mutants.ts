@@ -278,6 +278,21 @@ export const MUTANTS: Mutant[] = [
     tests: ['admin/harbor-satellite.test.js'],
   },
   {
+    name: 'satellite … | head ends in an EPIPE stack trace',
+    edits: [{ file: 'cli/main.js', find: "process.stdout.on('error', (e) => {", replace: "process.stdout.on('no-such-event', (e) => {" }],
+    tests: ['cli/cli.test.js'],
+  },
+  {
+    name: 'an unknown command is judged only after the environment is read',
+    edits: [{ file: 'cli/main.js', find: 'if (first !== undefined && !COMMANDS.includes(first))', replace: 'if (false)' }],
+    tests: ['cli/cli.test.js'],
+  },
+  {
+    name: 'satellite state show ignores COSIGN_PUBLIC_KEY',
+    edits: [{ file: 'cli/commands.js', find: 'return config.cosignPublicKey;', replace: 'return undefined;' }],
+    tests: ['cli/try-it.test.js'],
+  },
+  {
     name: 'the repeatable jobs are not registered again when a reconnection finds Redis empty',
     edits: [{ file: 'worker/job-schedulers.js', find: "this.o.connection.on('ready', this.onReady);", replace: '' }],
     tests: ['worker/empty-redis.test.js', 'worker/harbor-jobs.test.js'],
