@@ -19,7 +19,7 @@ export interface SchedulerSpec<Name extends string, Data> {
 
 /** What of a BullMQ Queue the keeper uses. */
 export interface SchedulingQueue<Name extends string, Data> {
-  getJobScheduler(id: string): Promise<unknown>;
+  getJobScheduler(id: string): Promise<{ every?: number | null } | undefined>;
   upsertJobScheduler(id: Name, repeat: { every: number }, template: { name: Name; data: Data }): Promise<unknown>;
 }
 
@@ -57,9 +57,10 @@ export class SchedulerKeeper<Name extends string, Data> {
   }
 
   /**
-   * Upserts each scheduler Redis does not hold; answers the ids it registered. One check at
-   * a time: a reconnection during a timer's check waits for it instead of racing it.
-   * Upserting only what is missing leaves a present scheduler's next run where it is.
+   * Upserts each scheduler Redis does not hold, or holds with another period (the interval
+   * was changed and the worker restarted); answers the ids it registered. One check at a
+   * time: a reconnection during a timer's check waits for it instead of racing it. A
+   * scheduler that is there as it should be is left alone, and its next run where it is.
    */
   async ensure(): Promise<Name[]> {
     while (this.running) await this.running.catch(() => undefined);
@@ -75,7 +76,7 @@ export class SchedulerKeeper<Name extends string, Data> {
     const added: Name[] = [];
     try {
       for (const s of this.specs) {
-        if (await this.queue.getJobScheduler(s.id)) continue;
+        if ((await this.queue.getJobScheduler(s.id))?.every === s.every) continue;
         await this.queue.upsertJobScheduler(s.id, { every: s.every }, { name: s.id, data: s.data });
         added.push(s.id);
       }

@@ -114,6 +114,15 @@ describe('the Harbor jobs of the worker', function () {
     expect(res.body).to.deep.equal({ event: 'REPLICATION', groups: ['edge-eu'] });
   });
 
+  it('when the worker restarts with another reconcile interval, then the repeatable job follows it', async () => {
+    await create({ name: 'edge-eu', filters: [{ type: 'name', value: 'library/**' }] });
+    let w = await start(3600);
+    await until('the reconcile to be scheduled', async () => (await w.queue.getJobScheduler('reconcile-all')) ?? undefined);
+    await w.stop();
+    w = await start(7200);
+    await until('the new interval', async () => ((await w.queue.getJobScheduler('reconcile-all'))?.every === 7_200_000 ? true : undefined), 20_000);
+  });
+
   for (const [how, checkSeconds] of [['is flushed', 1], ['restarts empty', 3600]] as const) {
     it(`when Redis ${how} under a running worker, then the Harbor reconcile is registered again and runs`, async () => {
       await create({ name: 'edge-eu', filters: [{ type: 'name', value: 'library/**' }] });
