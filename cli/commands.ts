@@ -1,8 +1,7 @@
-import { createPublicKey } from 'node:crypto';
 import { access, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stateRegistryCredentials, type Config } from '../core/config.js';
-import { generateCosignKeyPair, loadPrivateKey, loadPublicKey } from '../core/cosign/keys.js';
+import { generateCosignKeyPair, loadPublicKey } from '../core/cosign/keys.js';
 import { verifyImageSignatures } from '../core/cosign/signature-image.js';
 import { createPool } from '../core/db/pool.js';
 import { migrate } from '../core/db/migrate.js';
@@ -54,6 +53,19 @@ export async function list(config: Config, group: string, json: boolean): Promis
   }
 }
 
+/** Where `make run` keeps the key pair it generates (harbor-dev/run.sh). */
+export const DEV_PUBLIC_KEY = '.dev/cosign.pub';
+
+/**
+ * The public key a published state is checked with: COSIGN_PUBLIC_KEY, else the one `make
+ * run` generated, when this runs where it keeps it. Only ever the public key: checking a
+ * signature needs neither the private key nor its password.
+ */
+async function verifyingKey(config: Config): Promise<string | undefined> {
+  if (config.cosignPublicKey) return config.cosignPublicKey;
+  return (await access(DEV_PUBLIC_KEY).then(() => true, () => false)) ? DEV_PUBLIC_KEY : undefined;
+}
+
 /** The last published state of a group, checked live against the registry. */
 export async function stateShow(config: Config, group: string, json: boolean): Promise<number> {
   const pool = createPool(config.databaseUrl, 2);
@@ -65,12 +77,13 @@ export async function stateShow(config: Config, group: string, json: boolean): P
     }
     const client = stateRegistryClient(config);
     const latest = await client.headManifest(v.repository, 'latest').catch((e: Error) => ({ digest: `unreachable: ${e.message}` }));
-    let signature = 'not checked (COSIGN_KEY not set)';
-    if (config.cosignKey) {
-      const key = createPublicKey(loadPrivateKey(await readFile(config.cosignKey, 'utf8'), config.cosignPassword));
+    const publicKey = await verifyingKey(config);
+    let signature = `not checked (no public key: set COSIGN_PUBLIC_KEY, or run from where ${DEV_PUBLIC_KEY} is)`;
+    if (publicKey) {
+      const key = loadPublicKey(await readFile(publicKey, 'utf8'));
       const check = await verifyImageSignatures(client, v.repository, v.manifestDigest, key, `${client.host}/${v.repository}`)
         .catch((e: Error) => ({ verified: false, verdicts: [{ ok: false as const, reason: e.message }] }));
-      signature = check.verified ? 'verified' : `NOT VERIFIED (${check.verdicts.map((x) => (x.ok ? 'ok' : x.reason)).join('; ') || 'no signature'})`;
+      signature = check.verified ? `verified with ${publicKey}` : `NOT VERIFIED with ${publicKey} (${check.verdicts.map((x) => (x.ok ? 'ok' : x.reason)).join('; ') || 'no signature'})`;
     }
     const info = {
       group, version: v.version, digest: v.manifestDigest, reference: `${client.host}/${v.repository}:latest`,
@@ -79,7 +92,7 @@ export async function stateShow(config: Config, group: string, json: boolean): P
     };
     if (json) out(JSON.stringify(info));
     else table(Object.entries(info).map(([k, val]) => [k, String(val)]));
-    return info.latestTagMatches && (signature === 'verified' || !config.cosignKey) ? 0 : 1;
+    return info.latestTagMatches && (!publicKey || signature.startsWith('verified')) ? 0 : 1;
   } finally {
     await pool.end();
   }

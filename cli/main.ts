@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError, loadConfig, type Config } from '../core/config.js';
 import { migrate } from '../core/db/migrate.js';
 import { groupCredential, keysGenerate, list, stateDiff, stateShow, verify } from './commands.js';
@@ -18,19 +18,21 @@ commands:
   list <group> [--json]        what a group holds; --json prints the exact state JSON that
                                would be published
   state show <group>           the last published state: version, digest, time, signature
+                               (checked with COSIGN_PUBLIC_KEY, else .dev/cosign.pub)
   keys generate [--dir D]      write cosign.key (encrypted with COSIGN_PASSWORD) and cosign.pub
   verify <ref> --key <pub>     check a published state's cosign signature; non-zero on failure
          [--plain-http] [--any-identity]
   credentials create <group>   a credential that may write only <group> (shown once)
   credentials revoke <group>   remove it
   harbor setup <group>         register this endpoint in Harbor and the group's replication rule
-         [--filter <names>]... [--replicate]   (HARBOR_URL, HARBOR_PASSWORD, ENDPOINT_URL)
+         [--filter <names>]... [--replicate]   (HARBOR_URL, HARBOR_PASSWORD, ENDPOINT_URL, ENDPOINT_PASSWORD)
   harbor robot <name> --group <g>...   a pull-only robot for satellites of those groups: the
                                state project and the projects of the images they list
   agent …                      the edge agent (see satellite agent --help)
   state diff <group> <vA> <vB> what was added, removed and retagged between two published versions
 
-groups (run in Harbor through its API; HARBOR_URL, HARBOR_PASSWORD, ENDPOINT_URL):
+groups (run in Harbor through its API; HARBOR_URL, HARBOR_PASSWORD; create and update also
+ENDPOINT_URL and ENDPOINT_PASSWORD, as they register this endpoint in Harbor):
   groups list | show <group>   rule, last execution, published state, satellites
   groups create <group> --filter 'library/**' [--tag '1.*'] [--label L]... [--trigger
          event_based|manual|scheduled [--cron '0 0 * * * *']] [--replicate]
@@ -53,32 +55,54 @@ configuration comes from environment variables; see README.md`;
 /** Set once the configuration is read: whether a failure prints its stack. */
 let verbose = false;
 
+const COMMANDS = ['serve', 'adapter', 'worker', 'migrate', 'list', 'state', 'keys', 'verify', 'credentials', 'harbor', 'groups', 'satellites', 'help'];
+
+// A reader that stops early (`satellite list edge-eu | head`) closes the pipe: what it did
+// not read was not wanted, so that is no failure and deserves no stack trace.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  process.stderr.write(`satellite: cannot write the output: ${e.message}\n`);
+  process.exit(1);
+});
+
+const OPTIONS = {
+  json: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+  key: { type: 'string' },
+  dir: { type: 'string', default: '.' },
+  'plain-http': { type: 'boolean', default: false },
+  'any-identity': { type: 'boolean', default: false },
+  force: { type: 'boolean', default: false },
+  filter: { type: 'string', multiple: true, default: [] },
+  replicate: { type: 'boolean', default: false },
+  tag: { type: 'string' },
+  label: { type: 'string', multiple: true, default: [] },
+  trigger: { type: 'string' },
+  cron: { type: 'string' },
+  fix: { type: 'boolean', default: false },
+  replace: { type: 'boolean', default: false },
+  group: { type: 'string', multiple: true, default: [] },
+  'expires-in-hours': { type: 'string' },
+} satisfies NonNullable<ParseArgsConfig['options']>;
+
 async function main(argv: string[]): Promise<number> {
   // The agent runs on devices with its own configuration file, not the service's environment.
   if (argv[0] === 'agent') return agentCli(argv.slice(1));
-  const { positionals, values } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-      key: { type: 'string' },
-      dir: { type: 'string', default: '.' },
-      'plain-http': { type: 'boolean', default: false },
-      'any-identity': { type: 'boolean', default: false },
-      force: { type: 'boolean', default: false },
-      filter: { type: 'string', multiple: true, default: [] },
-      replicate: { type: 'boolean', default: false },
-      tag: { type: 'string' },
-      label: { type: 'string', multiple: true, default: [] },
-      trigger: { type: 'string' },
-      cron: { type: 'string' },
-      fix: { type: 'boolean', default: false },
-      replace: { type: 'boolean', default: false },
-      group: { type: 'string', multiple: true, default: [] },
-      'expires-in-hours': { type: 'string' },
-    },
-  });
+  // Named before anything else is looked at (options, the environment), so a typo is never
+  // answered with something else's error.
+  const first = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS, strict: false }).positionals[0];
+  if (first !== undefined && !COMMANDS.includes(first)) {
+    process.stderr.write(`satellite: unknown command ${JSON.stringify(first)}\n\n${USAGE}\n`);
+    return 2;
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS });
+  } catch (e) {
+    process.stderr.write(`satellite: ${(e as Error).message}\n`);
+    return 2;
+  }
+  const { positionals, values } = parsed;
   const [command, ...rest] = positionals;
   if (values.help || command === undefined || command === 'help') {
     process.stdout.write(USAGE + '\n');

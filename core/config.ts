@@ -98,6 +98,12 @@ export interface Config {
   pruneIntervalSeconds: number;
   /** How often groups changed since their last build are rebuilt (safety net, tombstone expiry). @defaultValue 300 (s) */
   reconcileIntervalSeconds: number;
+  /**
+   * How often a worker checks that Redis still holds its repeatable jobs (prune, reconcile,
+   * reconcile-all) and registers again what a Redis that came back empty lost; a
+   * reconnection checks at once. @defaultValue 60 (s)
+   */
+  scheduleCheckSeconds: number;
   /** Timeout of one request to STATE_REGISTRY. @defaultValue 30000 (ms) */
   registryTimeoutMs: number;
   /** Prefix of every Redis key of the queue. @defaultValue "satellite" */
@@ -143,7 +149,7 @@ export interface Config {
   uploadIdleMinutes: number;
   /** How long a satellite's registration token is valid. @defaultValue 24 (hours) */
   registrationTokenHours: number;
-  /** Registration attempts (token uses, either kind) per client address per minute. @defaultValue 10 */
+  /** Refused registration attempts (an unknown, used, expired or revoked token; a malformed request) per client address per minute. @defaultValue 10 */
   registrationRateLimit: number;
   /** How often every managed group is reconciled with Harbor (and robots kept in step). @defaultValue 900 (s) */
   harborReconcileIntervalSeconds: number;
@@ -257,6 +263,7 @@ export function loadConfig(env: Env = process.env): Config {
     stateKeepVersions: int('STATE_KEEP_VERSIONS', 10, 1, 100_000),
     pruneIntervalSeconds: int('PRUNE_INTERVAL_SECONDS', 3600, 1, 7 * 86400),
     reconcileIntervalSeconds: int('RECONCILE_INTERVAL_SECONDS', 300, 1, 7 * 86400),
+    scheduleCheckSeconds: int('SCHEDULE_CHECK_SECONDS', 60, 1, 86400),
     registryTimeoutMs: int('REGISTRY_TIMEOUT_MS', 30_000, 100, 600_000),
     queuePrefix: str('QUEUE_PREFIX', 'satellite'),
     metricsPort: int('METRICS_PORT', 9464, 0, 65535),

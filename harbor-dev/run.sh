@@ -57,9 +57,13 @@ cat <<MSG
     Access ID:  $ENDPOINT_USERNAME
     Secret:     $ENDPOINT_PASSWORD
 
-  States are signed with $COSIGN_KEY and published to $STATE_REGISTRY.
+  States are signed with $COSIGN_KEY$( [ -s .dev/cosign-password ] && [ "$COSIGN_KEY" = "$PWD/.dev/cosign.key" ] && echo " (its password is in $PWD/.dev/cosign-password)")
+  and published to $STATE_REGISTRY.
   Satellites and CI verify them with ${COSIGN_KEY%.key}.pub:
     satellite verify ${STATE_REGISTRY#*://}/satellite/group-state/<group>/state:latest --key ${COSIGN_KEY%.key}.pub$( [ "${STATE_REGISTRY%%://*}" = http ] && echo " --plain-http")
+
+  To try it without Harbor, in another terminal:
+    harbor-dev/try-it.sh docker-archive:my-image.tar edge-eu/library/my-image:1.0
 
 MSG
 exec node dist/cli/main.js serve

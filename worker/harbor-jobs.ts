@@ -9,6 +9,7 @@ import { harborContext, type HarborContext } from '../adapter/harbor/context.js'
 import { RobotService } from '../adapter/harbor/robots.js';
 import { GroupService } from '../adapter/harbor/group-service.js';
 import { HarborReconciler } from './harbor-reconcile.js';
+import { SchedulerKeeper } from './job-schedulers.js';
 import { producerConnection, workerConnection } from './queue.js';
 
 // The Harbor queue: reconciliation with Harbor, robots kept in step with what their groups
@@ -116,8 +117,10 @@ export async function startHarborWorker(deps: { config: Config; pool: Pool; log:
     }
   };
   running = relay();
-  const schedule = () => queue.upsertJobScheduler('reconcile-all', { every: config.harborReconcileIntervalSeconds * 1000 }, { name: 'reconcile-all', data: {} });
-  schedule().catch((err: Error) => log.warn({ err: err.message }, 'could not schedule the Harbor reconcile yet'));
+  // Kept registered even through a Redis that comes back empty (see job-schedulers.ts).
+  const schedulers = new SchedulerKeeper<HarborJobName, HarborJobData>(queue, [{ id: 'reconcile-all', every: config.harborReconcileIntervalSeconds * 1000, data: {} }],
+    { checkMs: config.scheduleCheckSeconds * 1000, log, connection: producer });
+  schedulers.start();
   log.info({ every: config.harborReconcileIntervalSeconds }, 'harbor worker started');
   return {
     queue,
@@ -126,6 +129,7 @@ export async function startHarborWorker(deps: { config: Config; pool: Pool; log:
     },
     async stop() {
       stopped = true;
+      schedulers.stop();
       await running;
       await worker.close();
       await queue.close();

@@ -12,6 +12,7 @@ import { createProcessor } from './job-processor.js';
 import { OutboxRelay } from './outbox-relay.js';
 import { Pruner } from './pruner.js';
 import { BuiltinPusher, OrasPusher, type Pusher } from './pusher.js';
+import { SchedulerKeeper } from './job-schedulers.js';
 import { checkEvictionPolicy, connectQueue, STATE_QUEUE, workerConnection, type BuildJobData, type BuildJobPolicy, type JobName } from './queue.js';
 import { CosignCliSigner, KeySigner, type Signer, type SigningKey } from './signer.js';
 import { Redactor } from './redact.js';
@@ -104,20 +105,20 @@ export async function startWorker(deps: { config: Config; pool: Pool; log: Logge
   });
   relay.start();
 
-  // Repeatable housekeeping; upsert is idempotent across replicas and restarts.
-  const schedule = async () => {
-    await queue.upsertJobScheduler('prune', { every: config.pruneIntervalSeconds * 1000 }, { name: 'prune', data: { group: '' } });
-    await queue.upsertJobScheduler('reconcile', { every: config.reconcileIntervalSeconds * 1000 }, { name: 'reconcile', data: { group: '' } });
-  };
-  schedule().catch((err: Error) => log.warn({ err: err.message }, 'could not schedule housekeeping yet; retrying in the background'));
-  const scheduleRetry = setInterval(() => schedule().then(() => clearInterval(scheduleRetry), () => undefined), 10_000);
+  // Repeatable housekeeping, kept registered even through a Redis that comes back empty
+  // (upserting is idempotent across replicas and restarts).
+  const schedulers = new SchedulerKeeper<JobName, BuildJobData>(queue, [
+    { id: 'prune', every: config.pruneIntervalSeconds * 1000, data: { group: '' } },
+    { id: 'reconcile', every: config.reconcileIntervalSeconds * 1000, data: { group: '' } },
+  ], { checkMs: config.scheduleCheckSeconds * 1000, log, connection: producer });
+  schedulers.start();
 
   log.info({ concurrency: config.workerConcurrency, registry: config.stateRegistry, layout: config.stateLayout, signer: signer.name }, 'worker started');
   return {
     queue,
     builder,
     async stop() {
-      clearInterval(scheduleRetry);
+      schedulers.stop();
       await relay.stop();
       // Lets running jobs finish (their locks are released), takes no new ones. If Redis is
       // away the graceful close cannot complete: give up after a lock period; the jobs left

@@ -26,7 +26,7 @@ export interface AdminApiOptions {
   /** ADMIN_USERNAME / ADMIN_PASSWORD; without it the admin API is not served (503). */
   admin: { username: string; password: string } | undefined;
   authFailureLimit: number;
-  /** Registration attempts per client address per minute. */
+  /** Refused registration attempts (a bad token, a malformed request) per client address per minute. */
   registrationRateLimit: number;
   tombstoneRetentionHours: number;
   /** Check every answer against the document too (tests). */
@@ -103,9 +103,18 @@ export function adminRouter(o: AdminApiOptions): express.Router {
       req.caller = await webhooks.authenticate(req.headers.authorization);
       next();
     },
-    // Every use of a one-time token counts, used or not: guessing is bounded per address.
-    token: async (req, _res, next) => {
-      if ((await registrations.reserve(address(req), 'registration')) > 0) throw new ApiError('TOO_MANY_REQUESTS', 'too many registration attempts from this address; wait a minute');
+    // Each attempt is counted before its token is looked at, so guessing is bounded per
+    // address however many arrive at once; it is given back unless the token was refused
+    // (401) or the request malformed (400). A device retrying a good token while Harbor or
+    // the registry fails (Harbor Satellite's satellites retry every 5 s) is never locked out
+    // by its own tries, and registrations that succeed cost nothing (a site registering
+    // many devices from one address).
+    token: async (req, res, next) => {
+      const from = address(req);
+      if ((await registrations.reserve(from, 'registration')) > 0) throw new ApiError('TOO_MANY_REQUESTS', 'too many refused registration attempts from this address; wait a minute');
+      res.once('finish', () => {
+        if (res.statusCode !== 400 && res.statusCode !== 401) void registrations.refund(from, 'registration');
+      });
       next();
     },
   };

@@ -84,10 +84,18 @@ export class GroupStore {
     return rows[0] && fromRow(rows[0]);
   }
 
-  /** Records (or revives) a managed group; the group itself is created if it recorded nothing yet. */
+  /**
+   * Records (or revives) a managed group; the group itself is created if it recorded nothing
+   * yet. A group with no published state is marked dirty in the same statement, so the worker
+   * publishes its first state (empty, if nothing was replicated yet) at once: every group a
+   * satellite names has a state to read from the start (Harbor Satellite's satellites fail
+   * their whole sync cycle on a missing one).
+   */
   async save(g: Omit<ManagedGroup, 'createdAt' | 'updatedAt'>): Promise<{ created: boolean }> {
     const { rows } = await query<{ created: boolean }>(this.pool,
-      `WITH g AS (INSERT INTO groups (name) VALUES ($1) ON CONFLICT DO NOTHING)
+      `WITH g AS (INSERT INTO groups (name) VALUES ($1) ON CONFLICT DO NOTHING),
+       o AS (INSERT INTO outbox (group_name) SELECT $1
+              WHERE NOT EXISTS (SELECT 1 FROM state_versions WHERE group_name = $1 AND status = 'published'))
        INSERT INTO group_policies (group_name, policy_id, registry_id, filters, trigger, projects, adopted)
        VALUES ($1, $2, $3, $4, $5, $6, $7)
        ON CONFLICT (group_name) DO UPDATE SET

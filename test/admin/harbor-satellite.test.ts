@@ -6,6 +6,12 @@ import { KEY_PASSWORD, record, testBuilder, useRegistryAndKeys, workerConfig } f
 import { basicAuth, startAdminHarness, type AdminHarness } from '../support/admin.js';
 import { createServer } from 'node:http';
 import { forward, listenLocal } from '../support/forward.js';
+import { createLogger } from '../../core/logger.js';
+import { Metrics } from '../../core/metrics.js';
+import { loadSigningKey } from '../../worker/signer.js';
+import { startWorker } from '../../worker/state-worker.js';
+import { until } from '../support/process.js';
+import { dropPrefix, REDIS_URL, testPrefix } from '../support/redis.js';
 
 // Harbor Satellite's satellites (container-registry/harbor-satellite), replayed: zero-touch
 // registration, then reading the satellite state, each group state and the config state as
@@ -146,12 +152,53 @@ describe('Harbor Satellite satellites against us (STATE_LAYOUT=harbor-satellite)
     expect(((await readAsSatellite(answer.state)) as { states: string[] }).states).to.deep.equal([groupRef('edge-us')]);
   });
 
+  it('when a satellite names groups nothing was replicated to yet, then every state reference in its satellite state resolves, to an empty group state', async () => {
+    await start();
+    const prefix = testPrefix();
+    const config = workerConfig({
+      STATE_REGISTRY: shared.registry.url, IMAGE_REGISTRY: front.url, STATE_LAYOUT: 'harbor-satellite', DATABASE_URL: h.db.url,
+      REDIS_URL, QUEUE_PREFIX: prefix, COSIGN_KEY: shared.keys.keyPath, BUILD_DEBOUNCE_MS: '100',
+    });
+    const worker = await startWorker({ config, pool: h.db.pool, log: createLogger((process.env.TEST_LOG_LEVEL as 'silent') ?? 'silent'), metrics: new Metrics(), signingKey: await loadSigningKey(shared.keys.keyPath, KEY_PASSWORD) });
+    try {
+      // Groups of their own: the registry is shared by this file's tests.
+      for (const name of ['fresh-a', 'fresh-b']) {
+        expect((await h.api('/api/v1/groups', { method: 'POST', body: { name, filters: [{ type: 'name', value: 'library/**' }] } })).status).to.equal(201);
+      }
+      const { token } = (await h.api('/api/v1/satellites', { method: 'POST', body: { name: 'store-fresh', groups: ['fresh-a', 'fresh-b'] } })).body;
+      const answer = await (await fetch(`${h.url}/satellites/ztr/${token}`)).json() as { state: string };
+      const satelliteState = await readAsSatellite(answer.state) as { states: string[]; config: string };
+      expect(satelliteState.states).to.have.length(2);
+      // A Harbor Satellite satellite stops its whole sync cycle at the first state it cannot read.
+      const groups = await until('every group state the satellite names', async () => {
+        const found = [];
+        for (const ref of satelliteState.states) found.push(await readAsSatellite(ref));
+        return found;
+      }, 30_000);
+      expect(groups.map((g) => (g as { group: string }).group)).to.deep.equal(['fresh-a', 'fresh-b']);
+      for (const g of groups) expect(g).to.deep.include({ registry: front.url, version: 1, artifacts: [] });
+      expect(await readAsSatellite(satelliteState.config)).to.have.property('app_config');
+    } finally {
+      await worker.stop();
+      await dropPrefix(prefix);
+    }
+  });
+
   it('when zero-touch tokens are tried too often from one address, then 429, even for a good token', async () => {
     await start({ REGISTRATION_RATE_LIMIT: '3' });
     const { token } = (await h.api('/api/v1/satellites', { method: 'POST', body: { name: 'store-9', groups: ['edge-eu'] } })).body;
     for (let i = 0; i < 3; i++) expect((await fetch(`${h.url}/satellites/ztr/sat_guess-${i}`)).status).to.equal(401);
     expect((await fetch(`${h.url}/satellites/ztr/${token}`)).status).to.equal(429);
     expect(h.harbor.robots).to.deep.equal([]);
+  });
+
+  it('when a satellite retries its good token every few seconds while Harbor fails, then it is never refused with 429 and registers once Harbor is back', async () => {
+    await start({ REGISTRATION_RATE_LIMIT: '3' });
+    const { token } = (await h.api('/api/v1/satellites', { method: 'POST', body: { name: 'store-3', groups: ['edge-eu'] } })).body;
+    h.harbor.failNext('CreateRobot', 503, 6);
+    for (let i = 0; i < 6; i++) expect((await fetch(`${h.url}/satellites/ztr/${token}`)).status, `try ${i}`).to.equal(502);
+    expect((await fetch(`${h.url}/satellites/ztr/${token}`)).status).to.equal(200);
+    expect(h.harbor.robots).to.have.length(1);
   });
 
   it('when the layout is the default one, then the Harbor Satellite routes are not there', async () => {

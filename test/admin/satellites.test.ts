@@ -106,6 +106,24 @@ describe('satellites: one-time registration, least-privilege robots, fleet view'
     }
   });
 
+  it('when devices register from one address, then only refused tokens count against REGISTRATION_RATE_LIMIT: good tokens, and a good token retried while Harbor fails, still register past it', async () => {
+    await h.close();
+    h = await startAdminHarness({ COSIGN_PUBLIC_KEY: keys.pubPath, REGISTRATION_RATE_LIMIT: '2' });
+    h.harbor.addArtifact({ repository: 'library/nginx', digest: digestOf('1'), tags: ['1.27'] });
+    expect((await h.api('/api/v1/groups', { method: 'POST', body: { name: 'edge-eu', filters: [{ type: 'name', value: 'library/**' }] } })).status).to.equal(201);
+    // A site registering four devices from behind one address.
+    for (let i = 0; i < 4; i++) expect((await register((await createSatellite(`store-${i}`, ['edge-eu'])).token)).status, `device ${i}`).to.equal(200);
+    // A device retrying while Harbor fails: its own tries never use up the budget.
+    const retried = await createSatellite('store-retry', ['edge-eu']);
+    h.harbor.failNext('CreateRobot', 503, 4);
+    for (let i = 0; i < 4; i++) expect((await register(retried.token)).status, `try ${i} while Harbor fails`).to.equal(502);
+    expect((await register(retried.token)).status, 'once Harbor is back').to.equal(200);
+    // Wrong tokens still count: the third from this address is not even looked at.
+    const late = await createSatellite('store-late', ['edge-eu']);
+    expect((await Promise.all([0, 1, 2, 3, 4].map((i) => register(`sat_guess-${i}`)))).map((r) => r.status).sort()).to.deep.equal([401, 401, 429, 429, 429]);
+    expect((await register(late.token)).status, 'a flood of wrong tokens holds up a good one too').to.equal(429);
+  });
+
   it('when a group lists an image from a new project, or the satellite changes groups, then its robot is kept in step', async () => {
     const reg = (await register((await createSatellite('store-5', ['edge-eu'])).token)).body;
     await record(h.db.pool, 'edge-eu', 'tools/busybox', image(), '2');

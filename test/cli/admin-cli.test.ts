@@ -163,4 +163,37 @@ describe('satellite groups … / satellite satellites … on the command line', 
     const unknown = await refused('satellites', 'rotate', 'store-9');
     expect([unknown.code, unknown.stderr]).to.deep.equal([1, 'satellite: satellite store-9 does not exist\n']);
   });
+
+  it('when ENDPOINT_PASSWORD is not set, then every command that talks to Harbor works, but those that register the endpoint in Harbor (groups create and update, harbor setup), which refuse naming it and change nothing', async () => {
+    // Made with the secret (create registers the endpoint); edge-old is deleted without it below.
+    await run('groups', 'create', 'edge-eu', '--filter', 'library/**');
+    await run('groups', 'create', 'edge-old', '--filter', 'tools/**');
+    await record(h.db.pool, 'edge-eu', 'library/nginx', image(), '1.27');
+    const bare = { ...env, ENDPOINT_PASSWORD: '' };
+    const ok = async (...args: string[]) => {
+      const r = await satellite(args, bare).catch((e: { code: number; stderr: string }) => expect.fail(`${args.join(' ')} exited ${e.code}: ${e.stderr}`));
+      return r.stdout;
+    };
+    const needs = async (...args: string[]) => {
+      const e = await satellite(args, bare).then(() => expect.fail(`${args.join(' ')} should need ENDPOINT_PASSWORD`), (x: { code: number; stderr: string }) => x);
+      expect(e.stderr, args.join(' ')).to.include('ENDPOINT_PASSWORD');
+    };
+    const calls = h.harbor.calls.length;
+    for (const args of [['groups', 'list'], ['groups', 'show', 'edge-eu'], ['groups', 'replicate', 'edge-eu'], ['groups', 'reconcile', 'edge-eu']]) await ok(...args);
+    const token = JSON.parse(await ok('satellites', 'create', 'store-1', '--group', 'edge-eu', '--json')).token;
+    expect((await h.api('/api/v1/satellites/register', { method: 'POST', auth: null, body: { token } })).status).to.equal(200);
+    for (const args of [['satellites', 'list'], ['satellites', 'show', 'store-1'], ['satellites', 'token', 'store-1'], ['satellites', 'set-groups', 'store-1', '--group', 'edge-eu'],
+      ['satellites', 'rotate', 'store-1'], ['harbor', 'robot', 'pull-edge', '--group', 'edge-eu'], ['satellites', 'revoke', 'store-1']]) await ok(...args);
+    expect(h.harbor.calls.slice(calls), 'they did reach Harbor').to.include.members(['startReplication', 'CreateRobot', 'RefreshSec', 'DeleteRobot']);
+
+    const before = h.harbor.calls.length;
+    const policies = JSON.stringify(h.harbor.policies);
+    await needs('groups', 'create', 'edge-us', '--filter', 'tools/**');
+    await needs('groups', 'update', 'edge-eu', '--filter', 'library/nginx');
+    await needs('harbor', 'setup', 'edge-as');
+    await needs('harbor', 'setup', 'edge-old');
+    expect(h.harbor.calls.slice(before).filter((c) => !/^(list|get|head)/i.test(c)), 'nothing changed in Harbor').to.deep.equal([]);
+    expect(JSON.stringify(h.harbor.policies), 'no rule made or changed').to.equal(policies);
+    await ok('groups', 'delete', 'edge-old');
+  });
 });

@@ -82,4 +82,39 @@ describe('the satellite command', () => {
       await rm(keys.dir, { recursive: true, force: true });
     }
   });
+
+  it('when the command is unknown, then it exits 2 naming it, before the environment is even read', async () => {
+    for (const args of [['nonexistent'], ['--json', 'nonexistent', 'x']]) {
+      // A bad variable too: the typo is still what the user is told about.
+      await satellite(args, { PORT: '99999' }).then(
+        () => expect.fail(`satellite ${args.join(' ')} should fail`),
+        (err: { code: number; stdout: string; stderr: string }) => {
+          expect(err.code).to.equal(2);
+          expect(err.stderr).to.match(/^satellite: unknown command "nonexistent"/);
+          expect(err.stdout).to.equal('');
+        },
+      );
+    }
+  });
+
+  it('when its output is piped into head, then it exits quietly once head has read enough', async () => {
+    const db = await createTestDatabase();
+    try {
+      const { image } = await import('../support/oci.js');
+      const { record } = await import('../support/worker.js');
+      // Far more than a pipe buffers (64 KiB): the command is still writing when head exits.
+      for (let i = 0; i < 1500; i++) await record(db.pool, 'big', `library/app${i}`, image(), `t${i}`);
+      const { execFile } = await import('node:child_process');
+      const piped = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = execFile('bash', ['-o', 'pipefail', '-c', 'node dist/cli/main.js list big | head -n 2'], { env: { ...process.env, DATABASE_URL: db.url } },
+          (err, stdout, stderr) => resolve({ code: err ? (err as { code?: number }).code ?? 1 : 0, stdout, stderr }));
+        child.stdin?.end();
+      });
+      expect(piped.stderr, 'no EPIPE stack').to.equal('');
+      expect(piped.code, 'the pipeline succeeds').to.equal(0);
+      expect(piped.stdout.split('\n')[0]).to.match(/^REPOSITORY\s+TAGS/);
+    } finally {
+      await db.drop();
+    }
+  });
 });

@@ -261,8 +261,48 @@ export const MUTANTS: Mutant[] = [
   },
   {
     name: 'the worker never schedules the prune job',
-    edits: [{ file: 'worker/state-worker.js', find: "await queue.upsertJobScheduler('prune', { every: config.pruneIntervalSeconds * 1000 }, { name: 'prune', data: { group: '' } });", replace: '' }],
+    edits: [{ file: 'worker/state-worker.js', find: "{ id: 'prune', every: config.pruneIntervalSeconds * 1000, data: { group: '' } },", replace: '' }],
     tests: ['adapter/table-growth.test.js'],
+  },
+  {
+    name: 'a group made through the admin API has no state until something is replicated to it',
+    edits: [{ file: 'core/store/group-store.js', find: "WHERE NOT EXISTS (SELECT 1 FROM state_versions WHERE group_name = $1 AND status = 'published'))", replace: 'WHERE false)' }],
+    tests: ['admin/harbor-satellite.test.js', 'worker/harbor-end-to-end.test.js'],
+  },
+  {
+    name: 'every registration attempt counts against REGISTRATION_RATE_LIMIT, a good token retried while Harbor fails too',
+    edits: [{ file: 'adapter/admin/router.js', find: "void registrations.refund(from, 'registration');", replace: 'void 0;' }],
+    tests: ['admin/harbor-satellite.test.js', 'admin/satellites.test.js'],
+  },
+  {
+    name: 'refused registration tokens are given back too (guessing unbounded)',
+    edits: [{ file: 'adapter/admin/router.js', find: 'if (res.statusCode !== 400 && res.statusCode !== 401)', replace: 'if (true)' }],
+    tests: ['admin/harbor-satellite.test.js'],
+  },
+  {
+    name: 'satellite … | head ends in an EPIPE stack trace',
+    edits: [{ file: 'cli/main.js', find: "process.stdout.on('error', (e) => {", replace: "process.stdout.on('no-such-event', (e) => {" }],
+    tests: ['cli/cli.test.js'],
+  },
+  {
+    name: 'an unknown command is judged only after the environment is read',
+    edits: [{ file: 'cli/main.js', find: 'if (first !== undefined && !COMMANDS.includes(first))', replace: 'if (false)' }],
+    tests: ['cli/cli.test.js'],
+  },
+  {
+    name: 'satellite state show ignores COSIGN_PUBLIC_KEY',
+    edits: [{ file: 'cli/commands.js', find: 'return config.cosignPublicKey;', replace: 'return undefined;' }],
+    tests: ['cli/try-it.test.js'],
+  },
+  {
+    name: 'the repeatable jobs are not registered again when a reconnection finds Redis empty',
+    edits: [{ file: 'worker/job-schedulers.js', find: "this.o.connection.on('ready', this.onReady);", replace: '' }],
+    tests: ['worker/empty-redis.test.js', 'worker/harbor-jobs.test.js'],
+  },
+  {
+    name: 'the repeatable jobs are not checked periodically (a FLUSHALL goes unnoticed)',
+    edits: [{ file: 'worker/job-schedulers.js', find: 'this.timer = setInterval(this.onReady, this.o.checkMs);', replace: 'this.timer = setInterval(() => undefined, this.o.checkMs);' }],
+    tests: ['worker/empty-redis.test.js', 'worker/harbor-jobs.test.js'],
   },
   {
     name: 'the prune job leaves the change log alone',

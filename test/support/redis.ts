@@ -40,6 +40,7 @@ export async function ownRedis(): Promise<OwnRedis> {
     child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
     for (let i = 0; i < 100; i++) {
       const r = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 0, lazyConnect: true, retryStrategy: () => null });
+      r.on('error', () => undefined); // not listening yet: the loop tries again
       try {
         await r.connect();
         await r.ping();

@@ -107,8 +107,8 @@ describe('end to end: skopeo → endpoint → worker → signed state in docker-
     expect(board.status).to.equal(200);
     expect(await board.text()).to.include('<html');
 
-    const show = await satellite(['state', 'show', 'edge-eu', '--json'], env());
-    expect(JSON.parse(show.stdout)).to.include({ group: 'edge-eu', version: next.version, latestTagMatches: true, signature: 'verified' });
+    const show = await satellite(['state', 'show', 'edge-eu', '--json'], { ...env(), COSIGN_PUBLIC_KEY: keys.pubPath });
+    expect(JSON.parse(show.stdout)).to.include({ group: 'edge-eu', version: next.version, latestTagMatches: true, signature: `verified with ${keys.pubPath}` });
   });
 
   it('when the worker is killed with SIGKILL in the middle of a publish, then another worker recovers the job and the final state is correct', async () => {

@@ -328,4 +328,41 @@ describe('end to end with the Harbor double: groups create → replication → s
       await front.close();
     }
   });
+
+  it('when a group is created before anything is replicated to it, then its signed empty state v1 is published at once, and satellite agent --once on a device of the group applies it and exits 0', async () => {
+    const front = await startHarborRegistry(shared.registry.url, `${harbor.url}/service/token`);
+    try {
+      const port = await freePort();
+      const url = `http://127.0.0.1:${port}`;
+      running.push(await spawnSatellite(['serve'], {
+        DATABASE_URL: db.url, REDIS_URL, QUEUE_PREFIX: prefix, HOST: '127.0.0.1', PORT: String(port), METRICS_PORT: '0',
+        ENDPOINT_PASSWORD, ENDPOINT_URL: url, ADMIN_USERNAME: 'operator', ADMIN_PASSWORD,
+        HARBOR_URL: harbor.url, HARBOR_USERNAME: HARBOR_ADMIN.username, HARBOR_PASSWORD: HARBOR_ADMIN.password,
+        STATE_REGISTRY: front.url, STATE_REGISTRY_USERNAME: HARBOR_ADMIN.username, STATE_REGISTRY_PASSWORD: HARBOR_ADMIN.password,
+        COSIGN_KEY: shared.keys.keyPath, COSIGN_PASSWORD: KEY_PASSWORD, BUILD_DEBOUNCE_MS: '100',
+      }, 'worker started'));
+      const api = async (path: string, body: unknown) => {
+        const res = await fetch(url + path, { method: 'POST', headers: { Authorization: basicAuth('operator', ADMIN_PASSWORD), 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+        return { status: res.status, body: await res.json().catch(() => undefined) as any };
+      };
+      expect((await api('/api/v1/groups', { name: 'edge-new', filters: [{ type: 'name', value: 'library/**' }] })).status).to.equal(201);
+      const registry = new RegistryClient(shared.registry.url);
+      const repository = 'satellite/group-state/edge-new/state';
+      const state = await until('the group\'s first state', () => readLatestState(registry, repository), 30_000);
+      expect(state).to.deep.equal({ group: 'edge-new', registry: front.url, version: 1, artifacts: [] });
+      const latest = await registry.headManifest(repository, 'latest');
+      expect(await registry.headManifest(repository, `${latest!.digest.replace(':', '-')}.sig`), 'it is signed').to.not.equal(undefined);
+
+      const issued = await api('/api/v1/satellites', { name: 'store-new', groups: ['edge-new'] });
+      expect(issued.status).to.equal(201);
+      const config = join(work, 'agent.yaml');
+      await satellite(['agent', 'register', '--url', url, '--token', issued.body.token, '--out', config, '--store', join(work, 'store'), '--listen', '127.0.0.1:0'], {});
+      const once = await satellite(['agent', '--once', '--config', config], { SATELLITE_AGENT_LOG_LEVEL: 'warn' }).then(() => 0, (e: { code: number; stderr: string }) => `${e.code}: ${e.stderr}`);
+      expect(once, 'the first sync applies the empty state').to.equal(0);
+      const status = JSON.parse((await satellite(['agent', 'status', '--json', '--config', config], {})).stdout);
+      expect(status.groups[0]).to.deep.include({ name: 'edge-new', version: 1, images: { present: 0, pending: 0, failed: 0, skipped: 0 } });
+    } finally {
+      await front.close();
+    }
+  });
 });

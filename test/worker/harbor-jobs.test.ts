@@ -3,7 +3,8 @@ import { createLogger } from '../../core/logger.js';
 import { startHarborWorker, type RunningHarborWorker } from '../../worker/harbor-jobs.js';
 import { image } from '../support/oci.js';
 import { until } from '../support/process.js';
-import { dropPrefix, REDIS_URL, testPrefix } from '../support/redis.js';
+import { Redis } from 'ioredis';
+import { dropPrefix, ownRedis, REDIS_URL, testPrefix } from '../support/redis.js';
 import { record, useTestKeys } from '../support/worker.js';
 import { startAdminHarness, type AdminHarness } from '../support/admin.js';
 
@@ -36,9 +37,9 @@ describe('the Harbor jobs of the worker', function () {
     await dropPrefix(prefix);
   });
 
-  const start = async (intervalSeconds = 3600) => {
+  const start = async (intervalSeconds = 3600, redisUrl = REDIS_URL, scheduleCheckSeconds = 60) => {
     worker = await startHarborWorker({
-      config: { ...h.config, redisUrl: REDIS_URL, queuePrefix: prefix, harborReconcileIntervalSeconds: intervalSeconds },
+      config: { ...h.config, redisUrl, queuePrefix: prefix, harborReconcileIntervalSeconds: intervalSeconds, scheduleCheckSeconds },
       pool: h.db.pool, log: createLogger((process.env.TEST_LOG_LEVEL as 'silent') ?? 'silent'),
     });
     expect(worker, 'Harbor is configured').to.not.equal(undefined);
@@ -112,4 +113,41 @@ describe('the Harbor jobs of the worker', function () {
     const res = await h.api('/api/v1/webhooks/harbor', { method: 'POST', auth: secret, body: { type: 'REPLICATION', event_data: { replication: {} } } });
     expect(res.body).to.deep.equal({ event: 'REPLICATION', groups: ['edge-eu'] });
   });
+
+  it('when the worker restarts with another reconcile interval, then the repeatable job follows it', async () => {
+    await create({ name: 'edge-eu', filters: [{ type: 'name', value: 'library/**' }] });
+    let w = await start(3600);
+    await until('the reconcile to be scheduled', async () => (await w.queue.getJobScheduler('reconcile-all')) ?? undefined);
+    await w.stop();
+    w = await start(7200);
+    await until('the new interval', async () => ((await w.queue.getJobScheduler('reconcile-all'))?.every === 7_200_000 ? true : undefined), 20_000);
+  });
+
+  for (const [how, checkSeconds] of [['is flushed', 1], ['restarts empty', 3600]] as const) {
+    it(`when Redis ${how} under a running worker, then the Harbor reconcile is registered again and runs`, async () => {
+      await create({ name: 'edge-eu', filters: [{ type: 'name', value: 'library/**' }] });
+      const redis = await ownRedis();
+      try {
+        // A flush leaves the connection up: only the periodic check (every second) sees it.
+        // A restart is seen on reconnecting (the periodic check is an hour away).
+        const w = await start(3600, redis.url, checkSeconds);
+        await firstReconcileDone(w, 1);
+        if (how === 'is flushed') {
+          const conn = new Redis(redis.url);
+          await conn.flushall().finally(() => conn.disconnect());
+        } else {
+          await redis.stop();
+          await redis.start();
+        }
+        const scheduler = await until('the reconcile to be scheduled again', async () => (await w.queue.getJobScheduler('reconcile-all')) ?? undefined, 20_000);
+        expect(scheduler).to.deep.include({ key: 'reconcile-all', every: 3_600_000 });
+        await firstReconcileDone(w, 1); // Redis forgot the first one: this is a run after it came back
+      } finally {
+        await redis.start().catch(() => undefined);
+        await worker?.stop();
+        worker = undefined;
+        await redis.stop();
+      }
+    });
+  }
 });
