@@ -69,7 +69,6 @@ describe('end to end: skopeo → endpoint → worker → signed state in docker-
     const multi = index([{ architecture: 'amd64', os: 'linux' }, { architecture: 'arm64', os: 'linux' }]);
     await writeLayout(join(work, 'alpine'), '3.20', single.manifest, imageBlobs(single));
     await writeLayout(join(work, 'nginx'), '1.27', multi.manifest, indexBlobs(multi));
-    const started = Date.now();
     await skopeoCopy(`oci:${join(work, 'alpine')}:3.20`, `docker://127.0.0.1:${port}/edge-eu/library/alpine:3.20`, `harbor:${PASSWORD}`);
     await skopeoCopy(`oci:${join(work, 'nginx')}:1.27`, `docker://127.0.0.1:${port}/edge-eu/library/nginx:1.27`, `harbor:${PASSWORD}`);
 
@@ -78,7 +77,6 @@ describe('end to end: skopeo → endpoint → worker → signed state in docker-
       const s = await latestState(client, 'edge-eu', 1);
       return s?.artifacts.length === 2 ? s : (await latestState(client, 'edge-eu', 2));
     });
-    expect(Date.now() - started, 'published within seconds').to.be.below(15_000);
     expect(state.group).to.equal('edge-eu');
     expect(state.artifacts.map((a: { repository: string; digest: string; tag: string[]; deleted: boolean }) => [a.repository, a.digest, a.tag, a.deleted])).to.deep.equal([
       ['library/alpine', single.manifest.digest, ['3.20'], false],
