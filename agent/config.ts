@@ -4,6 +4,7 @@ import type { KeyObject } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { loadPublicKey } from '../core/cosign/keys.js';
 import { isRepositoryName } from '../core/oci/names.js';
+import { DEFAULT_STATE_MAX_MB } from '../core/state/format.js';
 import { compileSchema } from './schema.js';
 import { hostPlatform, parsePlatform, type Platform } from './platform.js';
 
@@ -36,6 +37,8 @@ export interface AgentConfig {
   /** Images pulled at once; blobs at once is twice that. */
   concurrency: number;
   timeoutMs: number;
+  /** The most a state may weigh, in bytes: its layer as sent and its JSON (maxStateMb). */
+  maxStateBytes: number;
   mirrors: {
     /** containerd's hosts directory (certs.d); unset: not written. */
     containerd?: string;
@@ -98,6 +101,7 @@ const SCHEMA = {
     interval: { type: ['string', 'number'] },
     concurrency: { type: 'integer', minimum: 1, maximum: 64 },
     timeout: { type: ['string', 'number'] },
+    maxStateMb: { type: 'integer', minimum: 1, maximum: 4096 },
     mirrors: {
       type: 'object',
       additionalProperties: false,
@@ -256,6 +260,7 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
     intervalMs: intervalMs!,
     concurrency: (file.concurrency as number | undefined) ?? 4,
     timeoutMs: timeoutMs!,
+    maxStateBytes: ((file.maxStateMb as number | undefined) ?? DEFAULT_STATE_MAX_MB) * 1024 * 1024,
     mirrors: {
       ...(mirrors.containerd ? { containerd: at(mirrors.containerd) } : {}),
       ...(mirrors.registriesConf ? { registriesConf: at(mirrors.registriesConf) } : {}),

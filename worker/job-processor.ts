@@ -1,5 +1,6 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import { KeyError } from '../core/cosign/keys.js';
+import { BodyTooLargeError } from '../core/http/bounded-body.js';
 import { StoreUnavailableError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
@@ -19,6 +20,8 @@ function classify(err: unknown): unknown {
     return new UnrecoverableError(`registry refused the state: ${err.message}`);
   }
   if (err instanceof KeyError) return new UnrecoverableError(`signing key: ${err.message}`);
+  // A registry answering more than an answer can hold misbehaves; the same request gets the same.
+  if (err instanceof BodyTooLargeError) return new UnrecoverableError(`registry answer refused: ${err.message}`);
   if (err instanceof RegistryRequestError || err instanceof StoreUnavailableError) return err;
   if ((err as { code?: string }).code === 'ENOENT') return new UnrecoverableError(`command not found: ${(err as Error).message}`);
   return err;

@@ -177,6 +177,20 @@ describe('the state pipeline: outbox, queue, worker, registry', function () {
     expect(failed.attemptsMade).to.equal(1);
     expect(failed.failedReason).to.match(/^registry refused the state: .*(400|404)/);
   });
+
+  it('when the registry answers a manifest PUT with an endless body, then the worker drops it at 64 KiB and fails the build at once, naming the URL and the cap', async () => {
+    proxy.rules.push({ method: 'PUT', path: new RegExp(`^/v2/${repo('endless')}/manifests/`), fault: 'endless', status: 201, times: 1_000 });
+    await start();
+    await record(db.pool, 'endless', 'library/app', image(), '1');
+    const failed = await until('the build to fail', async () => (await worker!.queue.getFailed()).find((j) => j.data.group === 'endless'));
+    expect(failed.attemptsMade, 'not retried: the same request gets the same answer').to.equal(1);
+    expect(failed.failedReason).to.match(/^registry answer refused: /);
+    expect(failed.failedReason).to.include(`${proxy.url}/v2/${repo('endless')}/manifests/`).and.include('more than 64 KiB');
+    const sent = proxy.answers.filter((a) => a.request.startsWith('PUT ') && a.status === 201 && a.request.includes('/manifests/'));
+    for (const a of sent) expect(a.bytes, `${a.request}: dropped long before the proxy's safety stop`).to.be.below(32 * 1024 * 1024);
+    expect(await versions('endless'), 'nothing tagged').to.deep.equal([]);
+  });
+
 });
 
 describe('Redis eviction policy check', () => {
