@@ -70,7 +70,9 @@ export interface Config {
   stateCacheMb: number;
   /**
    * The most a state may weigh, as JSON and as the layer that carries it: a state read from
-   * the registry (`satellite state diff`) past it is abandoned. @defaultValue 128 (MiB)
+   * the registry (`satellite state diff`) past it is abandoned, and a build whose state
+   * would pass it fails (satellites with the same cap, the agent's maxStateMb, would refuse
+   * it). @defaultValue 128 (MiB)
    */
   stateMaxMb: number;
   /** Builds run at once by one worker process. @defaultValue 4 */
