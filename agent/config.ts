@@ -220,6 +220,8 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
   fileGroups.forEach((g, i) => {
     const where = `groups[${i}]`;
     if (seen.has(g.name)) problems.push(`${where}.name: group ${g.name} is listed twice`);
+    // A group's name names its files in the store (states/<group>.json): one path component.
+    if (!isRepositoryName(g.name) || g.name.includes('/')) problems.push(`${where}.name: ${JSON.stringify(g.name)} is not a group name (lower-case letters, digits and . _ - separators)`);
     seen.add(g.name);
     if (!isRepositoryName(g.state)) problems.push(`${where}.state: ${JSON.stringify(g.state)} is not a repository name`);
     const publicKey = key(g.publicKey, `${where}.publicKey`);

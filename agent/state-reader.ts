@@ -1,5 +1,6 @@
 import { verifyImageSignatures } from '../core/cosign/signature-image.js';
 import { BodyTooLargeError } from '../core/http/bounded-body.js';
+import { REPOSITORY_NAME_PATTERN, registryUrlProblem, TAG_PATTERN } from '../core/oci/names.js';
 import { RegistryRequestError, type RegistryClient } from '../core/registry/registry-client.js';
 import { applyDelta, jsonDigest, type StateDelta, type VersionedState } from '../core/state/delta.js';
 import { layerText, stateLayers } from '../core/state/format.js';
@@ -11,7 +12,8 @@ import { compileSchema } from './schema.js';
 // the delta layer when the agent holds the version the delta applies to (checked against the
 // digest the signed manifest names), else from the full layer; then its shape is validated.
 // Every body is read under a cap (a manifest's 4 MiB, the state's maxStateMb for its layers,
-// compressed and decompressed).
+// compressed and decompressed), and every field that later names a file (the registry's
+// host, in the runtime's mirror files) is checked as what it is before anything is applied.
 
 /** The state was refused: it must not be applied. */
 export class StateRefusedError extends Error {
@@ -31,8 +33,8 @@ const ENTRY = {
   type: 'object',
   required: ['repository', 'tag', 'type', 'digest', 'deleted'],
   properties: {
-    repository: { type: 'string', pattern: '^[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*)*$' },
-    tag: { type: 'array', items: { type: 'string', pattern: '^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$' } },
+    repository: { type: 'string', pattern: REPOSITORY_NAME_PATTERN, maxLength: 255 },
+    tag: { type: 'array', items: { type: 'string', pattern: TAG_PATTERN } },
     type: { type: 'string' },
     digest: { type: 'string', pattern: DIGEST },
     deleted: { type: 'boolean' },
@@ -71,6 +73,9 @@ export function parseState(json: string): VersionedState {
   }
   const problems = validateState(doc);
   if (problems.length) throw new StateRefusedError('malformed', `the state is malformed: ${problems.slice(0, 5).join('; ')}`);
+  // The registry's host becomes a directory of the runtime's mirror configuration.
+  const registry = registryUrlProblem((doc as VersionedState).registry);
+  if (registry) throw new StateRefusedError('malformed', `the state's registry ${registry}`);
   return doc as VersionedState;
 }
 
