@@ -224,7 +224,8 @@ export class RegistryClient {
     try {
       body = JSON.parse(text) as typeof body;
     } catch {
-      throw new RegistryRequestError('token service answered with a body that is not JSON', res.status, undefined, false);
+      // A proxy's error page with a 200, say: worth another try, as any failed token request.
+      throw new RegistryRequestError('token service answered with a body that is not JSON', res.status, undefined, true);
     }
     const token = body.token ?? body.access_token;
     if (!token) throw new RegistryRequestError('token service answered without a token', res.status, undefined, false);
