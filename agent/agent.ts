@@ -181,7 +181,7 @@ export class Agent {
 
     try {
       const heldJson = rec.applied && held ? await this.files.appliedJson(g.name) : undefined;
-      const read = await readState(stateClient, g, head.digest, heldJson && rec.applied ? { stateDigest: rec.applied.stateDigest, json: heldJson } : undefined, this.log);
+      const read = await readState(stateClient, g, head.digest, heldJson && rec.applied ? { stateDigest: rec.applied.stateDigest, json: heldJson } : undefined, this.config.maxStateBytes, this.log);
       summary.bytes += read.bytes;
       this.metrics.bytesPulled.inc({ what: 'state' }, read.bytes);
       this.checkAcceptable(g, rec, read.state, read.stateDigest, pin);

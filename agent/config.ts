@@ -5,6 +5,7 @@ import { parse as parseYaml } from 'yaml';
 import { loadPublicKey } from '../core/cosign/keys.js';
 import { isRepositoryName } from '../core/oci/names.js';
 import { readOperationsCredential, type OperationsCredential } from '../core/operations-auth.js';
+import { DEFAULT_STATE_MAX_MB } from '../core/state/format.js';
 import { compileSchema } from './schema.js';
 import { hostPlatform, parsePlatform, type Platform } from './platform.js';
 
@@ -37,6 +38,8 @@ export interface AgentConfig {
   /** Images pulled at once; blobs at once is twice that. */
   concurrency: number;
   timeoutMs: number;
+  /** The most a state may weigh, in bytes: its layer as sent and its JSON (maxStateMb). */
+  maxStateBytes: number;
   mirrors: {
     /** containerd's hosts directory (certs.d); unset: not written. */
     containerd?: string;
@@ -103,6 +106,7 @@ const SCHEMA = {
     interval: { type: ['string', 'number'] },
     concurrency: { type: 'integer', minimum: 1, maximum: 64 },
     timeout: { type: ['string', 'number'] },
+    maxStateMb: { type: 'integer', minimum: 1, maximum: 4096 },
     mirrors: {
       type: 'object',
       additionalProperties: false,
@@ -235,6 +239,8 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
   fileGroups.forEach((g, i) => {
     const where = `groups[${i}]`;
     if (seen.has(g.name)) problems.push(`${where}.name: group ${g.name} is listed twice`);
+    // A group's name names its files in the store (states/<group>.json): one path component.
+    if (!isRepositoryName(g.name) || g.name.includes('/')) problems.push(`${where}.name: ${JSON.stringify(g.name)} is not a group name (lower-case letters, digits and . _ - separators)`);
     seen.add(g.name);
     if (!isRepositoryName(g.state)) problems.push(`${where}.state: ${JSON.stringify(g.state)} is not a repository name`);
     const publicKey = key(g.publicKey, `${where}.publicKey`);
@@ -286,6 +292,7 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
     intervalMs: intervalMs!,
     concurrency: (file.concurrency as number | undefined) ?? 4,
     timeoutMs: timeoutMs!,
+    maxStateBytes: ((file.maxStateMb as number | undefined) ?? DEFAULT_STATE_MAX_MB) * 1024 * 1024,
     mirrors: {
       ...(mirrors.containerd ? { containerd: at(mirrors.containerd) } : {}),
       ...(mirrors.registriesConf ? { registriesConf: at(mirrors.registriesConf) } : {}),

@@ -1,6 +1,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
+import { isRegistryHost } from '../core/oci/names.js';
 import { writeAtomic } from './agent-state.js';
 import type { AgentConfig } from './config.js';
 
@@ -55,6 +56,11 @@ async function replaceIfChanged(path: string, content: string): Promise<boolean>
 export async function writeMirrorFiles(config: AgentConfig, registries: readonly string[], mirror: MirrorTarget): Promise<string[]> {
   const changed: string[] = [];
   if (registries.length === 0) return changed;
+  // Each host names a directory under certs.d (and an entry of registries.conf): only a
+  // registry host may (never "..", a slash or an escape), whatever a state said. States are
+  // checked when read; this holds even for one that was not.
+  const bad = registries.filter((r) => !isRegistryHost(new URL(r).host));
+  if (bad.length) throw new Error(`no mirror file written: ${bad.map((r) => JSON.stringify(r)).join(', ')} ${bad.length === 1 ? 'does' : 'do'} not name a registry host`);
   if (config.mirrors.containerd) {
     for (const registry of registries) {
       const path = join(config.mirrors.containerd, new URL(registry).host, 'hosts.toml');

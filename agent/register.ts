@@ -1,4 +1,5 @@
 import { stringify } from 'yaml';
+import { readCapped, SMALL_BODY_LIMIT } from '../core/http/bounded-body.js';
 import { writeAtomic } from './agent-state.js';
 import type { Registration } from '../core/satellite-protocol.js';
 
@@ -13,6 +14,9 @@ export class RegistrationError extends Error {
   }
 }
 
+/** A registration answer: a credential, a key and the satellite's groups (~100 bytes each). */
+const ANSWER_LIMIT = 1024 * 1024;
+
 export async function register(serviceUrl: string, token: string): Promise<Registration> {
   const url = `${serviceUrl.replace(/\/+$/, '')}/api/v1/satellites/register`;
   let res: Response;
@@ -21,7 +25,13 @@ export async function register(serviceUrl: string, token: string): Promise<Regis
   } catch (err) {
     throw new RegistrationError(`cannot reach ${url}: ${(err as Error).message}`);
   }
-  const text = await res.text();
+  let text: string;
+  try {
+    const cap = res.ok ? { limit: ANSWER_LIMIT, what: 'a registration answer' } : { limit: SMALL_BODY_LIMIT, what: 'an error answer', truncate: true };
+    text = (await readCapped(res, { url, ...cap })).toString('utf8');
+  } catch (err) {
+    throw new RegistrationError((err as Error).message);
+  }
   if (!res.ok) {
     let message = text.slice(0, 300);
     try {

@@ -26,7 +26,7 @@ import { AgentMetrics } from '../agent/metrics.js';
 import { readState } from '../agent/state-reader.js';
 import { RegistryClient } from '../core/registry/registry-client.js';
 import { jsonDigest } from '../core/state/delta.js';
-import { layerText, stateLayers } from '../core/state/format.js';
+import { DEFAULT_STATE_MAX_MB, layerText, stateLayers } from '../core/state/format.js';
 import { startDockerRegistry, type LocalRegistry } from '../harbor-dev/docker-registry.js';
 import { pushImage } from '../test/support/agent.js';
 import { createTestDatabase, type TestDatabase } from '../test/support/db.js';
@@ -34,6 +34,9 @@ import { startFaultProxy } from '../test/support/fault-proxy.js';
 import { image, layer, randomLayer, type Image } from '../test/support/oci.js';
 import { freePort } from '../test/support/process.js';
 import { record, testBuilder, testKeys, workerConfig, type TestKeys } from '../test/support/worker.js';
+
+/** What the agent and the CLI accept by default for a state's layer. */
+const STATE_LIMIT = DEFAULT_STATE_MAX_MB * 1024 * 1024;
 
 const IMAGES = Number(process.env.BENCH_IMAGES ?? 50);
 const BASE_MIB = Number(process.env.BENCH_BASE_MIB ?? 4);
@@ -340,18 +343,18 @@ async function main(): Promise<void> {
     const reader = new RegistryClient(relay.url);
     const stateClient = new RegistryClient(w.registry.url);
     const m1 = stateLayers(JSON.parse((await stateClient.getManifest(stateRepo('big'), v1.digest))!.bytes.toString()) as object)!;
-    const json1 = layerText(await stateClient.getBlob(stateRepo('big'), m1.full.digest), m1.full.mediaType);
+    const json1 = layerText(await stateClient.getBlob(stateRepo('big'), m1.full.digest, STATE_LIMIT), m1.full.mediaType);
     const m2 = stateLayers(JSON.parse((await stateClient.getManifest(stateRepo('big'), v2.digest))!.bytes.toString()) as object)!;
-    const json2 = layerText(await stateClient.getBlob(stateRepo('big'), m2.full.digest), m2.full.mediaType);
+    const json2 = layerText(await stateClient.getBlob(stateRepo('big'), m2.full.digest, STATE_LIMIT), m2.full.mediaType);
     const group = loadAgentConfig(await w.agentConfig('big', 'big', relay.url), {}).groups[0]!;
     relay.reset();
     const t4 = performance.now();
     const head = await reader.headManifest(stateRepo('big'), 'latest');
-    const read = await readState(reader, group, head!.digest, { stateDigest: jsonDigest(json1), json: json1 });
+    const read = await readState(reader, group, head!.digest, { stateDigest: jsonDigest(json1), json: json1 }, STATE_LIMIT);
     const readMs = performance.now() - t4;
     const wire = relay.bytes();
     if (read.via !== 'delta' || read.state.version !== v2.version) throw new Error(`the agent read version ${read.state.version} via ${read.via}`);
-    const deltaText = m2.delta ? layerText(await stateClient.getBlob(stateRepo('big'), m2.delta.descriptor.digest), m2.delta.descriptor.mediaType) : '';
+    const deltaText = m2.delta ? layerText(await stateClient.getBlob(stateRepo('big'), m2.delta.descriptor.digest, STATE_LIMIT), m2.delta.descriptor.mediaType) : '';
 
     out(`4. one entry changed (a tag added) in a state of ${ENTRIES} entries, version ${v1.version} → ${v2.version}`);
     const w4 = [52, 14];

@@ -21,7 +21,7 @@ import { startDockerRegistry, type LocalRegistry } from '../harbor-dev/docker-re
 import { loadConfig } from '../core/config.js';
 import type { Pool } from '../core/db/pool.js';
 import { RegistryClient, RegistryRequestError } from '../core/registry/registry-client.js';
-import { layerText, stateLayers } from '../core/state/format.js';
+import { DEFAULT_STATE_MAX_MB, layerText, stateLayers } from '../core/state/format.js';
 import { StateStore } from '../core/store/state-store.js';
 import { createTestDatabase } from '../test/support/db.js';
 import { basic } from '../test/support/endpoint.js';
@@ -31,6 +31,9 @@ import { dropPrefix, REDIS_URL, testPrefix } from '../test/support/redis.js';
 import { skopeoCopy } from '../test/support/run.js';
 import { KEY_PASSWORD, record, testKeys, type TestKeys } from '../test/support/worker.js';
 import { seedGroup } from './seed.js';
+
+/** What the agent and the CLI accept by default for a state's layer. */
+const STATE_LIMIT = DEFAULT_STATE_MAX_MB * 1024 * 1024;
 
 const BURSTS = Number(process.env.BENCH_BURSTS ?? 20);
 const BURST_SIZE = Number(process.env.BENCH_BURST_SIZE ?? 20);
@@ -83,7 +86,7 @@ async function latency(registryUrl: string, keys: TestKeys): Promise<void> {
           // Pullable: the manifest and the state blob come back.
           const m = (await client.getManifest(repo, 'latest'))!;
           const full = stateLayers(JSON.parse(m.bytes.toString()) as object)!.full;
-          const state = JSON.parse(layerText(await client.getBlob(repo, full.digest), full.mediaType));
+          const state = JSON.parse(layerText(await client.getBlob(repo, full.digest, STATE_LIMIT), full.mediaType));
           const inBurst = state.artifacts.filter((a: { tag: string[] }) => a.tag.includes(`b${b}`)).length;
           if (inBurst === BURST_SIZE) {
             samples.push(performance.now() - last);
@@ -126,7 +129,7 @@ async function skopeoFloor(registry: LocalRegistry, work: string, repository: st
   const client = new RegistryClient(registry.url);
   const m = (await client.getManifest(repository, `v${version}`))!;
   const doc = JSON.parse(m.bytes.toString()) as { config: { digest: string }; layers: { digest: string }[] };
-  const blobs = await Promise.all([doc.config, ...doc.layers].map((d) => client.getBlob(repository, d.digest)));
+  const blobs = await Promise.all([doc.config, ...doc.layers].map((d) => client.getBlob(repository, d.digest, STATE_LIMIT)));
   const dir = join(work, `${target.replaceAll('/', '-')}`);
   await writeLayout(dir, 'state', blob('application/vnd.oci.image.manifest.v1+json', m.bytes), blobs.map((b) => blob('application/octet-stream', b)));
   const t = performance.now();

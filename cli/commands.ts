@@ -200,20 +200,22 @@ export async function groupCredential(config: Config, action: 'create' | 'revoke
 }
 
 /** The state JSON of a published version of a group ("3", "v3", "latest" or a digest). */
-async function publishedState(client: RegistryClient, repository: string, ref: string): Promise<VersionedState> {
+async function publishedState(client: RegistryClient, repository: string, ref: string, maxStateMb: number): Promise<VersionedState> {
   const reference = /^\d+$/.test(ref) ? `v${ref}` : ref;
   const m = await client.getManifest(repository, reference);
   if (!m) throw new Error(`${repository}:${reference} is not published`);
   const layers = stateLayers(JSON.parse(m.bytes.toString('utf8')) as object);
   if (!layers) throw new Error(`${repository}:${reference} is not a state`);
-  return JSON.parse(layerText(await client.getBlob(repository, layers.full.digest), layers.full.mediaType)) as VersionedState;
+  const limit = maxStateMb * 1024 * 1024;
+  const raw = await client.getBlob(repository, layers.full.digest, limit, 'a state layer');
+  return JSON.parse(layerText(raw, layers.full.mediaType, { limit, url: `${client.baseUrl}/v2/${repository}/blobs/${layers.full.digest}` })) as VersionedState;
 }
 
 /** `satellite state diff <group> <vA> <vB>`: what was added, removed and retagged from A to B. */
 export async function stateDiff(config: Config, group: string, a: string, b: string, json: boolean): Promise<number> {
   const client = stateRegistryClient(config);
   const repository = stateRepository(config.stateProject, group);
-  const [from, to] = await Promise.all([publishedState(client, repository, a), publishedState(client, repository, b)]);
+  const [from, to] = await Promise.all([publishedState(client, repository, a, config.stateMaxMb), publishedState(client, repository, b, config.stateMaxMb)]);
   const live = (s: VersionedState) => new Map(s.artifacts.filter((x) => !x.deleted).map((x) => [entryKey(x), x]));
   const before = live(from);
   const after = live(to);

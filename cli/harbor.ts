@@ -1,11 +1,11 @@
-import { createHarborClient, HarborSetup } from '@harbor-api/client';
+import { HarborSetup } from '@harbor-api/client';
 import { ConfigError, requireEndpointPassword, type Config } from '../core/config.js';
 import { isRepositoryName } from '../core/oci/names.js';
 import { migrate } from '../core/db/migrate.js';
 import { createPool } from '../core/db/pool.js';
 import { createLogger } from '../core/logger.js';
 import { GroupStore } from '../core/store/group-store.js';
-import { harborContext } from '../adapter/harbor/context.js';
+import { harborApi, harborContext } from '../adapter/harbor/context.js';
 import { RobotService } from '../adapter/harbor/robots.js';
 import { SATELLITE_NAME } from '../adapter/harbor/satellite-service.js';
 
@@ -17,7 +17,7 @@ function harbor(config: Config): HarborSetup {
     config.harborPassword ? undefined : 'HARBOR_PASSWORD is not set: the password of HARBOR_USERNAME (a Harbor administrator)',
   ].filter((x): x is string => x !== undefined);
   if (missing.length) throw new ConfigError(missing);
-  return new HarborSetup(createHarborClient({ url: config.harborUrl!, username: config.harborUsername, password: config.harborPassword! }));
+  return harborApi(config.harborUrl!, config.harborUsername, config.harborPassword!);
 }
 
 /**

@@ -1,4 +1,5 @@
 import { readOperationsCredential, type OperationsCredential } from './operations-auth.js';
+import { DEFAULT_STATE_MAX_MB } from './state/format.js';
 
 // The one reader of process.env. Every key is documented here and in the README's
 // configuration table; values are validated once, at start-up, and every bad value is
@@ -68,6 +69,13 @@ export interface Config {
    * in full). About 0.7 MB per 1,000 entries. @defaultValue 128 (MiB)
    */
   stateCacheMb: number;
+  /**
+   * The most a state may weigh, as JSON and as the layer that carries it: a state read from
+   * the registry (`satellite state diff`) past it is abandoned, and a build whose state
+   * would pass it fails (satellites with the same cap, the agent's maxStateMb, would refuse
+   * it). @defaultValue 128 (MiB)
+   */
+  stateMaxMb: number;
   /** Builds run at once by one worker process. @defaultValue 4 */
   workerConcurrency: number;
   /** Attempts of a build before it is failed. @defaultValue 10 */
@@ -254,6 +262,7 @@ export function loadConfig(env: Env = process.env): Config {
     cosignPassword: env.COSIGN_PASSWORD ?? '',
     workerConcurrency: int('WORKER_CONCURRENCY', 4, 1, 256),
     stateCacheMb: int('STATE_CACHE_MB', 128, 0, 1_000_000),
+    stateMaxMb: int('STATE_MAX_MB', DEFAULT_STATE_MAX_MB, 1, 4096),
     buildAttempts: int('BUILD_ATTEMPTS', 10, 1, 1000),
     buildBackoffMs: int('BUILD_BACKOFF_MS', 1000, 1, 3_600_000),
     buildDebounceMs: int('BUILD_DEBOUNCE_MS', 500, 0, 600_000),

@@ -1,5 +1,6 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import { KeyError } from '../core/cosign/keys.js';
+import { BodyTooLargeError } from '../core/http/bounded-body.js';
 import { StoreUnavailableError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
@@ -8,7 +9,7 @@ import type { StateStore } from '../core/store/state-store.js';
 import type { Pruner } from './pruner.js';
 import { buildJobOptions, type BuildJobData, type BuildJobPolicy, type JobName, type StateQueue } from './queue.js';
 import type { Redactor } from './redact.js';
-import type { StateBuilder } from './state-builder.js';
+import { StateTooLargeError, type StateBuilder } from './state-builder.js';
 
 /**
  * What retrying cannot fix becomes UnrecoverableError (BullMQ then fails the job at once,
@@ -19,6 +20,10 @@ function classify(err: unknown): unknown {
     return new UnrecoverableError(`registry refused the state: ${err.message}`);
   }
   if (err instanceof KeyError) return new UnrecoverableError(`signing key: ${err.message}`);
+  // A registry answering more than an answer can hold misbehaves; the same request gets the same.
+  if (err instanceof BodyTooLargeError) return new UnrecoverableError(`registry answer refused: ${err.message}`);
+  // The group must shrink, or the cap grow: until a change does either, builds fail the same.
+  if (err instanceof StateTooLargeError) return new UnrecoverableError(err.message);
   if (err instanceof RegistryRequestError || err instanceof StoreUnavailableError) return err;
   if ((err as { code?: string }).code === 'ENOENT') return new UnrecoverableError(`command not found: ${(err as Error).message}`);
   return err;

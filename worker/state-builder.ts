@@ -2,7 +2,8 @@ import type { Logger } from '../core/logger.js';
 import { RegistryRequestError, type RegistryClient } from '../core/registry/registry-client.js';
 import { computeDigest } from '../core/oci/digest.js';
 import { diffStates, jsonDigest, renderDelta, type VersionedState } from '../core/state/delta.js';
-import { layerText, stateLayers } from '../core/state/format.js';
+import { formatBytes } from '../core/http/bounded-body.js';
+import { DEFAULT_STATE_MAX_MB, layerText, stateLayers } from '../core/state/format.js';
 import type { ArtifactStore, SupersededPolicy } from '../core/store/artifact-store.js';
 import type { BuildPoint, StateStore, StateVersion, StoredPackage } from '../core/store/state-store.js';
 import type { Pusher } from './pusher.js';
@@ -33,6 +34,17 @@ export interface StateBuilderOptions {
   supersededManifests?: SupersededPolicy;
   /** Group contents kept between builds (STATE_CACHE_MB); none when absent. */
   cache?: StateCache;
+  /** The most a state's JSON may weigh (STATE_MAX_MB). @defaultValue DEFAULT_STATE_MAX_MB MiB */
+  maxStateBytes?: number;
+}
+
+/** A state larger than satellites accept (STATE_MAX_MB): publishing it would only have them refuse it. */
+export class StateTooLargeError extends Error {
+  constructor(group: string, size: number, limit: number) {
+    super(`the state of group ${group} is ${formatBytes(size)} of JSON, more than STATE_MAX_MB (${formatBytes(limit)}) that satellites accept; `
+      + 'raise STATE_MAX_MB and the agents\' maxStateMb together, or split the group');
+    this.name = 'StateTooLargeError';
+  }
 }
 
 /**
@@ -57,6 +69,10 @@ export class StateBuilder {
     private readonly options: StateBuilderOptions,
     private readonly log: Logger,
   ) {}
+
+  private get maxStateBytes(): number {
+    return this.options.maxStateBytes ?? DEFAULT_STATE_MAX_MB * 1024 * 1024;
+  }
 
   async build(group: string): Promise<BuildResult> {
     const registry = this.options.imageRegistry;
@@ -167,9 +183,12 @@ export class StateBuilder {
     // Only a version allocated by an earlier attempt can have a package kept.
     const stored = reused ? await this.states.loadPackage(group, version.version) : undefined;
     if (stored) return { pkg: fromStored(stored), saved: Promise.resolve() };
-    const pkg = this.options.layout === 'oci'
-      ? packageState('oci', await content.fullLayer(version.version), version.createdAt, await this.deltaFrom(group, content, version.version))
-      : packageState(this.options.layout, content.document(version.version), version.createdAt);
+    const json = this.options.layout === 'oci' ? await content.fullLayer(version.version) : content.document(version.version);
+    const size = Buffer.isBuffer(json) ? json.length : json.size;
+    if (size > this.maxStateBytes) throw new StateTooLargeError(group, size, this.maxStateBytes);
+    const pkg = Buffer.isBuffer(json)
+      ? packageState(this.options.layout, json, version.createdAt)
+      : packageState('oci', json, version.createdAt, await this.deltaFrom(group, content, version.version));
     // Kept while its blobs upload (publish waits for it before anything is signed or tagged).
     const saved = this.states.savePackage(group, version.version, { digest: pkg.digest, manifest: pkg.manifest, blobs: pkg.blobs.map((b) => b.bytes) });
     return { pkg: { ...pkg, fresh: true }, saved };
@@ -192,7 +211,7 @@ export class StateBuilder {
     const layers = stateLayers(JSON.parse(stored.manifest.toString('utf8')) as object);
     const bytes = layers && stored.blobs.find((b) => computeDigest(b) === layers.full.digest);
     if (!layers || !bytes) return undefined;
-    const text = layerText(bytes, layers.full.mediaType);
+    const text = layerText(bytes, layers.full.mediaType, { limit: this.maxStateBytes, url: `the kept package of ${group} version ${base.version}` });
     const digest = jsonDigest(text);
     const fromText = content.deltaFromText(text, { version: base.version, digest }, version);
     if (fromText !== undefined) return { json: Buffer.from(fromText), baseDigest: digest, baseVersion: base.version };

@@ -40,6 +40,8 @@ export interface FullLayer {
   gzip: Buffer;
   /** sha256 of the uncompressed document. */
   digest: string;
+  /** Bytes of the uncompressed document. */
+  size: number;
 }
 
 interface Chunk {
@@ -294,7 +296,8 @@ export class StateContent {
     }));
     const parts = chunks.map((c) => c.member!);
     const [first, last] = await Promise.all([gzipMember(Buffer.from(head)), gzipMember(Buffer.from(']}'))]);
-    return { gzip: Buffer.concat([first, ...parts, last]), digest: this.hash(head.slice(0, -1)) };
+    const size = Buffer.byteLength(head) + chunks.reduce((n, c) => n + c.bytes.length, 0) + 2;
+    return { gzip: Buffer.concat([first, ...parts, last]), digest: this.hash(head.slice(0, -1)), size };
   }
 
   /** Remembers that `version` was published from this content, with its full layer's digest. */

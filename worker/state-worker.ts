@@ -50,6 +50,7 @@ export function makeBuilder(config: Config, pool: Pool, client: RegistryClient, 
     layout: config.stateLayout,
     tombstoneRetentionHours: config.tombstoneRetentionHours,
     supersededManifests: config.supersededManifests,
+    maxStateBytes: config.stateMaxMb * 1024 * 1024,
     cache: new StateCache({
       maxBytes: config.stateCacheMb * 1024 * 1024,
       // Builds read the change log since the kept content's snapshot (in memory, or of the

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { createHarborClient, HarborSetup } from '@harbor-api/client';
 import { stateRegistryCredentials, type Config } from '../../core/config.js';
 import { loadPrivateKey, loadPublicKey } from '../../core/cosign/keys.js';
+import { cappedFetch, HARBOR_API_LIMIT } from '../../core/http/bounded-body.js';
 import type { Pool } from '../../core/db/pool.js';
 import type { Logger } from '../../core/logger.js';
 import { RegistryClient } from '../../core/registry/registry-client.js';
@@ -52,10 +53,16 @@ async function publicKeyPem(config: Config): Promise<string | undefined> {
   return undefined;
 }
 
+/**
+ * The Harbor API client every side uses (endpoint, worker, CLI): each answer is read under
+ * HARBOR_API_LIMIT, so a Harbor (or whatever answers in its name) cannot fill our memory.
+ */
+export function harborApi(url: string, username: string, password: string): HarborSetup {
+  return new HarborSetup(createHarborClient({ url, username, password, fetch: cappedFetch(HARBOR_API_LIMIT, 'a Harbor API answer') }));
+}
+
 export async function harborContext(config: Config, pool: Pool, log: Logger): Promise<HarborContext> {
-  const harbor = config.harborUrl && config.harborPassword
-    ? new HarborSetup(createHarborClient({ url: config.harborUrl, username: config.harborUsername, password: config.harborPassword }))
-    : undefined;
+  const harbor = config.harborUrl && config.harborPassword ? harborApi(config.harborUrl, config.harborUsername, config.harborPassword) : undefined;
   return {
     pool,
     log,

@@ -1,4 +1,5 @@
 import { createHash, type KeyObject } from 'node:crypto';
+import { MANIFEST_LIMIT } from '../http/bounded-body.js';
 import type { RegistryClient } from '../registry/registry-client.js';
 import {
   SIGNATURE_ANNOTATION,
@@ -59,7 +60,7 @@ export async function readSignatureLayers(client: RegistryClient, repository: st
   const out: (SignatureLayer & { digest: string })[] = [];
   for (const layer of doc.layers ?? []) {
     if (layer.mediaType !== SIMPLE_SIGNING_MEDIA_TYPE || !layer.digest) continue;
-    const payload = await client.getBlob(repository, layer.digest);
+    const payload = await client.getBlob(repository, layer.digest, MANIFEST_LIMIT, 'a signature payload');
     out.push({ payload, digest: layer.digest, signatureB64: layer.annotations?.[SIGNATURE_ANNOTATION] ?? '' });
   }
   return out;

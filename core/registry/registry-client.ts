@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
+import { BodyTooLargeError, MANIFEST_LIMIT, readCapped, SMALL_BODY_LIMIT } from '../http/bounded-body.js';
 
 // A client of the OCI distribution API, for publishing states and reading them back.
 // Auth as Harbor's registry does it: a 401 carries a challenge; Basic gets the credentials
@@ -65,23 +66,22 @@ function networkError(err: unknown, what: string): RegistryRequestError {
 /**
  * What request() answers: a WHATWG Response (GETs, which may be redirected to the
  * registry's storage, and streamed answers), or the same surface over node:http for
- * everything else.
+ * everything else. Its body is read whole only through `read`, under a cap.
  */
 export interface RegistryResponse {
   readonly status: number;
   readonly ok: boolean;
   readonly headers: { get(name: string): string | null };
-  readonly body: { cancel(): Promise<void> } | null;
-  text(): Promise<string>;
-  arrayBuffer(): Promise<ArrayBuffer>;
-  json(): Promise<unknown>;
+  /** The body, whole, at most `limit` bytes (see readCapped); past it, BodyTooLargeError. */
+  read(limit: number, what: string, opts?: { truncate?: boolean }): Promise<Buffer>;
+  /** Drops the body unread. */
+  discard(): Promise<void>;
 }
 
 /** An answer read whole by node:http (answers to HEAD, PUT, POST, DELETE are small). */
 class PlainResponse implements RegistryResponse {
   readonly ok: boolean;
-  readonly body = { cancel: async () => undefined };
-  constructor(readonly status: number, private readonly raw: http.IncomingHttpHeaders, private readonly bytes: Buffer) {
+  constructor(readonly status: number, private readonly raw: http.IncomingHttpHeaders, private readonly bytes: Buffer, private readonly url: string) {
     this.ok = status >= 200 && status < 300;
   }
 
@@ -92,16 +92,39 @@ class PlainResponse implements RegistryResponse {
     },
   };
 
-  async text(): Promise<string> {
-    return this.bytes.toString('utf8');
+  async read(limit: number, what: string, opts: { truncate?: boolean } = {}): Promise<Buffer> {
+    if (this.bytes.length <= limit) return this.bytes;
+    if (opts.truncate) return this.bytes.subarray(0, limit);
+    throw new BodyTooLargeError(this.url, limit, what, this.status);
   }
 
-  async arrayBuffer(): Promise<ArrayBuffer> {
-    return this.bytes.buffer.slice(this.bytes.byteOffset, this.bytes.byteOffset + this.bytes.length) as ArrayBuffer;
+  async discard(): Promise<void> {
+    // read already, under SMALL_BODY_LIMIT
+  }
+}
+
+/** A fetch answer, its body still on the wire. */
+class FetchedResponse implements RegistryResponse {
+  constructor(readonly response: Response, private readonly url: string) {}
+
+  get status(): number {
+    return this.response.status;
   }
 
-  async json(): Promise<unknown> {
-    return JSON.parse(this.bytes.toString('utf8'));
+  get ok(): boolean {
+    return this.response.ok;
+  }
+
+  get headers(): { get(name: string): string | null } {
+    return this.response.headers;
+  }
+
+  read(limit: number, what: string, opts: { truncate?: boolean } = {}): Promise<Buffer> {
+    return readCapped(this.response, { url: this.url, limit, what, ...opts });
+  }
+
+  async discard(): Promise<void> {
+    await this.response.body?.cancel().catch(() => undefined);
   }
 }
 
@@ -148,16 +171,13 @@ export class RegistryClient {
         method, agent: this.agent,
         headers: { ...headers, ...(Buffer.isBuffer(body) ? { 'Content-Length': String(body.length) } : {}) },
       }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          clearTimeout(timer);
-          resolve(new PlainResponse(res.statusCode ?? 0, res.headers, Buffer.concat(chunks)));
-        });
-        res.on('error', (err) => {
-          clearTimeout(timer);
-          reject(err);
-        });
+        const status = res.statusCode ?? 0;
+        // Answers to these requests are small; an error body is kept only for its message.
+        const ok = status >= 200 && status < 300;
+        readCapped(res, { url, limit: SMALL_BODY_LIMIT, what: `an answer to ${method}`, truncate: !ok }).then(
+          (bytes) => resolve(new PlainResponse(status, res.headers, bytes, url)),
+          reject,
+        ).finally(() => clearTimeout(timer));
       });
       const timer = setTimeout(() => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
       req.on('error', (err) => {
@@ -196,9 +216,17 @@ export class RegistryClient {
       throw networkError(err, `token service ${url.origin}`);
     }
     if (!res.ok) {
+      await res.body?.cancel().catch(() => undefined);
       throw new RegistryRequestError(`token service answered ${res.status}`, res.status, undefined, res.status >= 500 || res.status === 429);
     }
-    const body = (await res.json()) as { token?: string; access_token?: string; expires_in?: number; issued_at?: string };
+    const text = (await readCapped(res, { url: `${url.origin}${url.pathname}`, limit: SMALL_BODY_LIMIT, what: 'a token answer' })).toString('utf8');
+    let body: { token?: string; access_token?: string; expires_in?: number; issued_at?: string };
+    try {
+      body = JSON.parse(text) as typeof body;
+    } catch {
+      // A proxy's error page with a 200, say: worth another try, as any failed token request.
+      throw new RegistryRequestError('token service answered with a body that is not JSON', res.status, undefined, true);
+    }
     const token = body.token ?? body.access_token;
     if (!token) throw new RegistryRequestError('token service answered without a token', res.status, undefined, false);
     const seconds = typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : DEFAULT_TOKEN_SECONDS;
@@ -238,6 +266,7 @@ export class RegistryClient {
         try {
           plain = await this.plainRequest(method, url, { ...(authorization ? { Authorization: authorization } : {}), ...(opts.headers ?? {}) }, opts.body);
         } catch (err) {
+          if (err instanceof BodyTooLargeError) throw err;
           throw networkError(err, `${method} ${path}`);
         }
         // A registry that sends even these to its storage (a blob HEAD): fetch follows.
@@ -248,7 +277,7 @@ export class RegistryClient {
       const headersDue = opts.stream ? new AbortController() : undefined;
       const timer = headersDue && setTimeout(() => headersDue.abort(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
       try {
-        return await fetch(url, {
+        return new FetchedResponse(await fetch(url, {
           method,
           headers: { ...(authorization ? { Authorization: authorization } : {}), ...(opts.headers ?? {}) },
           ...(typeof opts.body === 'function'
@@ -256,7 +285,7 @@ export class RegistryClient {
             : { body: opts.body }),
           redirect: 'follow',
           signal: headersDue ? headersDue.signal : AbortSignal.timeout(this.timeoutMs),
-        });
+        }), url);
       } catch (err) {
         throw networkError(err, `${method} ${path}`);
       } finally {
@@ -266,7 +295,7 @@ export class RegistryClient {
     let res = await send(await this.authorizationFor(scope));
     if (res.status === 401) {
       const challenge = res.headers.get('www-authenticate');
-      await res.body?.cancel();
+      await res.discard();
       if (challenge && this.credentials) {
         const { scheme, params } = parseChallenge(challenge);
         if (scheme === 'bearer' && params.realm) this.bearer = { realm: params.realm, ...(params.service ? { service: params.service } : {}) };
@@ -276,7 +305,7 @@ export class RegistryClient {
       }
     }
     if (res.ok || opts.allow?.includes(res.status)) return res;
-    const text = await res.text().catch(() => '');
+    const text = (await res.read(SMALL_BODY_LIMIT, 'an error answer', { truncate: true }).catch(() => Buffer.alloc(0))).toString('utf8');
     let code: string | undefined;
     let message = text.slice(0, 300);
     try {
@@ -304,10 +333,10 @@ export class RegistryClient {
   async getManifest(repository: string, reference: string): Promise<FetchedManifest | undefined> {
     const res = await this.request('GET', `/v2/${repository}/manifests/${reference}`, { repository, headers: { Accept: MANIFEST_ACCEPT }, allow: [404] });
     if (res.status === 404) {
-      await res.body?.cancel();
+      await res.discard();
       return undefined;
     }
-    const bytes = Buffer.from(await res.arrayBuffer());
+    const bytes = await res.read(MANIFEST_LIMIT, 'a manifest');
     const digest = sha256(bytes);
     if (reference.startsWith('sha256:') && digest !== reference) {
       throw new RegistryRequestError(`manifest ${reference} arrived with digest ${digest}`, res.status, 'DIGEST_INVALID', true);
@@ -317,7 +346,7 @@ export class RegistryClient {
 
   async putManifest(repository: string, reference: string, bytes: Buffer, mediaType: string): Promise<string> {
     const res = await this.request('PUT', `/v2/${repository}/manifests/${reference}`, { repository, headers: { 'Content-Type': mediaType }, body: bytes });
-    await res.body?.cancel();
+    await res.discard();
     const digest = sha256(bytes);
     const echoed = res.headers.get('docker-content-digest');
     if (echoed && echoed !== digest) {
@@ -328,7 +357,7 @@ export class RegistryClient {
 
   async deleteManifest(repository: string, digest: string): Promise<boolean> {
     const res = await this.request('DELETE', `/v2/${repository}/manifests/${digest}`, { repository, allow: [404] });
-    await res.body?.cancel();
+    await res.discard();
     return res.status !== 404;
   }
 
@@ -358,13 +387,13 @@ export class RegistryClient {
   /** A monolithic upload: POST for a session, then PUT ?digest= with the bytes. */
   private async upload(repository: string, digest: string, headers: Record<string, string>, body: Buffer | (() => Readable)): Promise<void> {
     const start = await this.request('POST', `/v2/${repository}/blobs/uploads/`, { repository, headers: { 'Content-Length': '0' } });
-    await start.body?.cancel();
+    await start.discard();
     const location = start.headers.get('location');
     if (!location) throw new RegistryRequestError('upload session has no Location', start.status, undefined, true);
     const url = new URL(location, this.baseUrl);
     url.searchParams.set('digest', digest);
     const put = await this.request('PUT', url.toString(), { repository, headers, body });
-    await put.body?.cancel();
+    await put.discard();
   }
 
   /**
@@ -372,17 +401,23 @@ export class RegistryClient {
    * answer is 206 when the registry honoured the range, 200 when it sends the whole blob.
    */
   async openBlob(repository: string, digest: string, offset = 0): Promise<Response> {
-    // A GET: fetch's Response, whose body streams.
-    return this.request('GET', `/v2/${repository}/blobs/${digest}`, {
+    const res = await this.request('GET', `/v2/${repository}/blobs/${digest}`, {
       repository,
       headers: offset > 0 ? { Range: `bytes=${offset}-` } : {},
       stream: true,
-    }) as Promise<Response>;
+    });
+    // A GET goes through fetch: its Response, whose body streams (to the caller's file,
+    // bounded by the size the blob's descriptor names).
+    return (res as FetchedResponse).response;
   }
 
-  async getBlob(repository: string, digest: string): Promise<Buffer> {
+  /**
+   * A blob read whole into memory, at most `limit` bytes (`what` it is names the cap in the
+   * error): by default a manifest's cap, which configs and signature payloads are far under.
+   */
+  async getBlob(repository: string, digest: string, limit = MANIFEST_LIMIT, what = 'a blob'): Promise<Buffer> {
     const res = await this.request('GET', `/v2/${repository}/blobs/${digest}`, { repository });
-    const bytes = Buffer.from(await res.arrayBuffer());
+    const bytes = await res.read(limit, what);
     if (sha256(bytes) !== digest) throw new RegistryRequestError(`blob ${digest} arrived corrupted`, res.status, 'DIGEST_INVALID', true);
     return bytes;
   }
@@ -390,10 +425,10 @@ export class RegistryClient {
   async listTags(repository: string): Promise<string[]> {
     const res = await this.request('GET', `/v2/${repository}/tags/list`, { repository, allow: [404] });
     if (res.status === 404) {
-      await res.body?.cancel();
+      await res.discard();
       return [];
     }
-    const body = (await res.json()) as { tags?: string[] | null };
+    const body = JSON.parse((await res.read(MANIFEST_LIMIT, 'a tag list')).toString('utf8')) as { tags?: string[] | null };
     return body.tags ?? [];
   }
 }

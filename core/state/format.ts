@@ -1,4 +1,4 @@
-import { gunzipSync } from 'node:zlib';
+import { gunzipCapped } from '../http/bounded-body.js';
 import type { Descriptor } from '../oci/manifest.js';
 
 // How a state is carried in its OCI artifact (the "oci" layout), for the worker that writes
@@ -50,7 +50,19 @@ export function stateLayers(manifest: { artifactType?: unknown; layers?: unknown
   return out;
 }
 
-/** The JSON text of a full or delta layer's bytes, by its media type. */
-export function layerText(bytes: Buffer, mediaType: string): string {
-  return (mediaType.endsWith('+gzip') ? gunzipSync(bytes) : bytes).toString('utf8');
+/**
+ * The most a state may weigh, as JSON and as the layer that carries it, unless configured
+ * otherwise (the agent's maxStateMb, the service's STATE_MAX_MB): 128 MiB holds 100,000
+ * entries of four-platform indexes (~1 KB each as JSON, ~100 MB; ~20 MB gzip'd) with room,
+ * and single-platform images (~0.3 KB each) several times over.
+ */
+export const DEFAULT_STATE_MAX_MB = 128;
+
+/**
+ * The JSON text of a full or delta layer's bytes, by its media type. A gzip'd layer
+ * decompresses to at most `cap.limit` bytes (a state's cap holds for its JSON, not only
+ * for what travelled); `cap.url` names where the bytes came from in the error.
+ */
+export function layerText(bytes: Buffer, mediaType: string, cap = { limit: DEFAULT_STATE_MAX_MB * 1024 * 1024, url: 'a state layer' }): string {
+  return (mediaType.endsWith('+gzip') ? gunzipCapped(bytes, { ...cap, what: 'a state' }) : bytes).toString('utf8');
 }

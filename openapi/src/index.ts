@@ -20,7 +20,12 @@ export interface HarborConnection {
   url: string;
   username: string;
   password: string;
-  fetch?: typeof fetch;
+  /**
+   * The fetch calls go through. The project passes one that reads every body under a cap
+   * (core/http/bounded-body.ts's cappedFetch); a body it refuses (an error named
+   * BodyTooLargeError, with the answer's `status`) becomes a HarborApiError with that status.
+   */
+  fetch?: (request: Request) => Promise<Response>;
   /** Timeout of one API request. @defaultValue 30000 (ms) */
   timeoutMs?: number;
 }
@@ -57,8 +62,12 @@ export function createHarborClient(c: HarborConnection): HarborClient {
     try {
       return await base(new Request(input, { signal: AbortSignal.timeout(timeoutMs) }));
     } catch (err) {
+      const operation = `${input.method} ${new URL(input.url).pathname}`;
+      // Harbor answered, more than the caller reads: not a failure to reach it.
+      const refused = err as { name?: string; status?: number; message?: string };
+      if (refused.name === 'BodyTooLargeError') throw new HarborApiError(operation, refused.status ?? 0, refused.message);
       const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
-      throw new HarborApiError(`${input.method} ${new URL(input.url).pathname}`, 0, cause);
+      throw new HarborApiError(operation, 0, cause);
     }
   };
   return createClient<paths>({

@@ -324,6 +324,46 @@ export const MUTANTS: Mutant[] = [
     tests: ['adapter/bad-input.test.js'],
   },
   {
+    name: 'a body read whole is read without its cap',
+    // The agent's tests run its bundle too (esbuild's, from the same source): broken alike.
+    edits: ['core/http/bounded-body.js', 'satellite-agent.cjs'].flatMap((file) => [
+      { file, find: 'if (!opts.truncate && announced > opts.limit) {', replace: 'if (false) {' },
+      { file, find: 'if (size + chunk.length > opts.limit) {', replace: 'if (false) {' },
+    ]),
+    tests: ['agent/bounded-reads.test.js', 'worker/harbor-jobs.test.js'],
+  },
+  {
+    name: 'a state layer is decompressed without the cap (gzip bomb)',
+    edits: [
+      { file: 'core/http/bounded-body.js', find: 'gunzipSync(bytes, { maxOutputLength: opts.limit })', replace: 'gunzipSync(bytes)' },
+      { file: 'satellite-agent.cjs', find: 'gunzipSync)(bytes, { maxOutputLength: opts.limit })', replace: 'gunzipSync)(bytes)' },
+    ],
+    tests: ['agent/bounded-reads.test.js'],
+  },
+  {
+    name: 'the worker publishes a state past STATE_MAX_MB',
+    edits: [{ file: 'worker/state-builder.js', find: 'if (size > this.maxStateBytes)', replace: 'if (false)' }],
+    tests: ['worker/pipeline.test.js'],
+  },
+  {
+    name: 'a state\'s registry is not checked as a registry URL',
+    edits: [{ file: 'agent/state-reader.js', find: `if (registry)\n${I8}throw new StateRefusedError('malformed'`, replace: `if (false)\n${I8}throw new StateRefusedError('malformed'` }],
+    tests: ['agent/state-paths.test.js'],
+  },
+  {
+    name: 'a state\'s registry is not checked, nor its host by the mirror files',
+    edits: [
+      { file: 'agent/state-reader.js', find: `if (registry)\n${I8}throw new StateRefusedError('malformed'`, replace: `if (false)\n${I8}throw new StateRefusedError('malformed'` },
+      { file: 'agent/mirrors.js', find: 'if (bad.length)\n', replace: 'if (false)\n' },
+    ],
+    tests: ['agent/state-paths.test.js'],
+  },
+  {
+    name: 'a configured group\'s name may be any path',
+    edits: [{ file: 'agent/config.js', find: "if (!isRepositoryName(g.name) || g.name.includes('/'))", replace: 'if (false)' }],
+    tests: ['agent/state-paths.test.js'],
+  },
+  {
     name: 'credentials not checked when an upload session is cancelled',
     edits: [{
       file: 'adapter/auth.js',

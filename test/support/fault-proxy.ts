@@ -3,11 +3,19 @@ import type { AddressInfo } from 'node:net';
 
 // An HTTP proxy in front of a real registry that injects faults into chosen requests:
 // a 5xx answer, a reset connection, a hang (the request never answers), a delay, a slow
-// body, a body with one byte flipped (same length), or a connection cut mid-body. It can
+// body, a body with one byte flipped (same length), a connection cut mid-body, or an
+// endless body (as a hostile or broken registry would send: it never ends). It can
 // also stop listening altogether (connections refused) and start again on the same port,
 // and it counts how many matching requests are in flight at once.
 
-export type Fault = 'error500' | 'reset' | 'hang' | 'slow' | 'throttle' | 'corrupt' | 'drop';
+export type Fault = 'error500' | 'reset' | 'hang' | 'slow' | 'throttle' | 'corrupt' | 'drop' | 'endless';
+
+/**
+ * Where an endless body ends anyway (properly, as a complete answer), so that a client that
+ * reads without a cap shows it, its memory grown by this much, without taking the shared
+ * machine down.
+ */
+export const ENDLESS_SAFETY_STOP = 256 * 1024 * 1024;
 
 export interface FaultRule {
   /** An HTTP method, or '*' for any. */
@@ -24,6 +32,9 @@ export interface FaultRule {
   probability?: number;
   /** For 'drop': body bytes relayed before the connection is cut (half the Content-Length when absent). */
   afterBytes?: number;
+  /** For 'endless': the answer's status (200 when absent) and what its body starts with (then "a" after "a"). */
+  status?: number;
+  prefix?: string;
 }
 
 /** Requests matching a path, counted while they are open (from arrival to the answer's end). */
@@ -38,7 +49,7 @@ export interface FaultProxy {
   rules: FaultRule[];
   /** Every request seen, "METHOD path", in order. */
   log: string[];
-  /** Every answer forwarded: its request, status and body bytes, in order of completion. */
+  /** Every answer forwarded (or made up, for 'endless': the bytes sent until the client hung up): its request, status and body bytes, in order of completion. */
   answers: { request: string; status: number; bytes: number }[];
   /** Every request seen with when it arrived (Date.now()), in order. */
   timeline: { request: string; at: number }[];
@@ -90,6 +101,13 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       forward(req, res, path, undefined, rule);
       return;
     }
+    if (rule && rule.fault === 'endless') {
+      rule.times--;
+      injected++;
+      req.resume();
+      endless(req, res, path, rule);
+      return;
+    }
     if (rule && rule.fault === 'slow') {
       rule.times--;
       injected++;
@@ -112,6 +130,26 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     }
     forward(req, res, path);
   });
+  /** A chunked answer whose body goes on until the client hangs up (or ENDLESS_SAFETY_STOP), at the pace the client reads. */
+  function endless(req: IncomingMessage, res: ServerResponse, path: string, rule: FaultRule): void {
+    const status = rule.status ?? 200;
+    res.writeHead(status, { 'Content-Type': 'application/octet-stream' });
+    const filler = Buffer.alloc(64 * 1024, 'a');
+    let bytes = 0;
+    res.on('close', () => answers.push({ request: `${req.method} ${path}`, status, bytes }));
+    const pump = () => {
+      while (!res.destroyed && bytes < ENDLESS_SAFETY_STOP) {
+        const chunk = bytes === 0 && rule.prefix ? Buffer.from(rule.prefix) : filler;
+        bytes += chunk.length;
+        if (!res.write(chunk)) {
+          res.once('drain', pump);
+          return;
+        }
+      }
+      if (!res.destroyed) res.end();
+    };
+    pump();
+  }
   function forward(req: IncomingMessage, res: ServerResponse, path: string, bytesPerSecond?: number, damage?: FaultRule): void {
     const upstream = request({ host: t.hostname, port: t.port, method: req.method, path, headers: { ...req.headers, host: t.host } }, (up) => {
       res.writeHead(up.statusCode ?? 502, up.headers);

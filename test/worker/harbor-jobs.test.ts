@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { createLogger } from '../../core/logger.js';
 import { startHarborWorker, type RunningHarborWorker } from '../../worker/harbor-jobs.js';
 import { image } from '../support/oci.js';
+import { startFaultProxy } from '../support/fault-proxy.js';
 import { until } from '../support/process.js';
 import { Redis } from 'ioredis';
 import { dropPrefix, ownRedis, REDIS_URL, testPrefix } from '../support/redis.js';
@@ -97,6 +98,28 @@ describe('the Harbor jobs of the worker', function () {
     expect(h.harbor.mayPull(reg.username, 'team-a'), 'edge-us still needs it').to.equal(true);
     expect(h.harbor.mayPull(reg.username, 'satellite'), 'it still reads the states, tombstones included').to.equal(true);
     expect((await h.api('/api/v1/satellites/store-1')).body.robot.projects).to.deep.equal(['satellite', 'team-a']);
+  });
+
+  it('when Harbor answers an API call with an endless body, then the worker drops it at the cap and fails the job at once, naming the URL and the cap', async () => {
+    await create({ name: 'edge-eu', filters: [{ type: 'name', value: 'library/**' }] });
+    const proxy = await startFaultProxy(h.harbor.url);
+    try {
+      proxy.rules.push({ method: 'GET', path: /^\/api\/v2\.0\//, fault: 'endless', prefix: '[{"name":"', times: 1_000 });
+      worker = await startHarborWorker({
+        config: { ...h.config, harborUrl: proxy.url, redisUrl: REDIS_URL, queuePrefix: prefix, harborReconcileIntervalSeconds: 3600 },
+        pool: h.db.pool, log: createLogger((process.env.TEST_LOG_LEVEL as 'silent') ?? 'silent'),
+      });
+      const failed = await until('the reconcile to fail', async () => (await worker!.queue.getFailed()).find((j) => j.name === 'reconcile-all'), 30_000);
+      expect(failed.attemptsMade, 'not retried: the same call gets the same answer').to.equal(1);
+      expect(failed.failedReason).to.include(`${proxy.url}/api/v2.0/`).and.include('more than 16 MiB, the cap for a Harbor API answer');
+      const endless = proxy.answers.filter((a) => a.request.startsWith('GET /api/v2.0/'));
+      expect(endless.length).to.be.above(0);
+      for (const a of endless) expect(a.bytes, `${a.request}: dropped long before the proxy's safety stop`).to.be.below(48 * 1024 * 1024);
+    } finally {
+      await worker?.stop();
+      worker = undefined;
+      await proxy.close();
+    }
   });
 
   it('when a new project in Harbor matches a group\'s filter glob, then the scheduled reconcile gives it the webhook policy', async () => {

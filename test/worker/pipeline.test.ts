@@ -9,7 +9,7 @@ import { startWorker, type RunningWorker } from '../../worker/state-worker.js';
 import { connectQueue } from '../../worker/queue.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
-import { image, randomLayer } from '../support/oci.js';
+import { blob, image, randomLayer, sha256 } from '../support/oci.js';
 import { until } from '../support/process.js';
 import { dropPrefix, ownRedis, REDIS_URL, testPrefix } from '../support/redis.js';
 import { KEY_PASSWORD, readLatestState, record, testKeys, workerConfig, type TestKeys } from '../support/worker.js';
@@ -176,6 +176,37 @@ describe('the state pipeline: outbox, queue, worker, registry', function () {
     });
     expect(failed.attemptsMade).to.equal(1);
     expect(failed.failedReason).to.match(/^registry refused the state: .*(400|404)/);
+  });
+
+  it('when the registry answers a manifest PUT with an endless body, then the worker drops it at 64 KiB and fails the build at once, naming the URL and the cap', async () => {
+    proxy.rules.push({ method: 'PUT', path: new RegExp(`^/v2/${repo('endless')}/manifests/`), fault: 'endless', status: 201, times: 1_000 });
+    await start();
+    await record(db.pool, 'endless', 'library/app', image(), '1');
+    const failed = await until('the build to fail', async () => (await worker!.queue.getFailed()).find((j) => j.data.group === 'endless'));
+    expect(failed.attemptsMade, 'not retried: the same request gets the same answer').to.equal(1);
+    expect(failed.failedReason).to.match(/^registry answer refused: /);
+    expect(failed.failedReason).to.include(`${proxy.url}/v2/${repo('endless')}/manifests/`).and.include('more than 64 KiB');
+    const sent = proxy.answers.filter((a) => a.request.startsWith('PUT ') && a.status === 201 && a.request.includes('/manifests/'));
+    for (const a of sent) expect(a.bytes, `${a.request}: dropped long before the proxy's safety stop`).to.be.below(32 * 1024 * 1024);
+    expect(await versions('endless'), 'nothing tagged').to.deep.equal([]);
+  });
+
+  it('when a group\'s state would weigh more than STATE_MAX_MB, then its build fails at once naming the group, the size and the cap, and nothing is published', async () => {
+    // Indexes of 100 platforms: ~15 KB of JSON per entry, so 100 of them are past 1 MiB.
+    const INDEX = 'application/vnd.oci.image.index.v1+json';
+    const children = Array.from({ length: 100 }, (_, k) => ({
+      mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(Buffer.from(`child ${k}`)), size: 500, platform: { os: 'linux', architecture: `arch${k}` },
+    }));
+    for (let i = 0; i < 100; i++) {
+      const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: INDEX, manifests: children, annotations: { n: String(i) } }));
+      await record(db.pool, 'huge', 'library/app', { manifest: blob(INDEX, bytes) }, `t${i}`);
+    }
+    await start({ STATE_MAX_MB: '1' });
+    const failed = await until('the build to fail', async () => (await worker!.queue.getFailed()).find((j) => j.data.group === 'huge'), 60_000);
+    expect(failed.attemptsMade).to.equal(1);
+    expect(failed.failedReason).to.match(/^the state of group huge is [\d.]+ MiB of JSON, more than STATE_MAX_MB \(1 MiB\)/);
+    expect(await versions('huge'), 'nothing published').to.deep.equal([]);
+    expect(await client().headManifest(repo('huge'), 'latest')).to.equal(undefined);
   });
 });
 
