@@ -62,7 +62,17 @@ export class Agent {
     if (this.doc.store?.full) this.space.restore(this.doc.store.full);
     for (const g of this.config.groups) {
       const json = await this.files.appliedJson(g.name);
-      if (json && this.doc.groups[g.name]?.applied) this.states.set(g.name, parseState(json));
+      const rec = this.doc.groups[g.name];
+      if (!json || !rec?.applied) continue;
+      try {
+        this.states.set(g.name, parseState(json));
+      } catch (err) {
+        // A state applied by an older agent that this one's checks refuse (or a file damaged
+        // on disk) must not keep the device from starting: it is read again from the
+        // registry, verified as any new state. highestVersion stays, so no replay gets in.
+        this.log.error({ group: g.name, err: (err as Error).message }, 'the applied state no longer passes its checks; it is fetched again');
+        delete rec.applied;
+      }
     }
     this.rebuildView();
   }

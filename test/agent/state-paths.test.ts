@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import type { AgentConfigError } from '../../agent/config.js';
 import { writeMirrorFiles } from '../../agent/mirrors.js';
@@ -93,6 +93,28 @@ describe('the edge agent: nothing in a state becomes a path unchecked', function
       const rec = agent.agent.doc.groups.edge!;
       expect(rec.error, what).to.match(/^state refused \(malformed\)/).and.match(reason);
       expect(rec.applied, `${what}: nothing applied`).to.include({ version: 1 });
+    }
+  });
+
+  it('when the state applied before no longer passes the checks (an older agent took it, or its file was damaged), then the agent still starts, serves nothing of it, and reads the state again from the registry', async () => {
+    const img = image();
+    await pushImage(world.client(), 'library/app', img);
+    await world.record('edge', 'library/app', img, '1');
+    await world.publish('edge');
+    const root = await world.dir();
+    const config = await configUnder(root);
+    const first = await world.start(config);
+    expect((await first.firstSync).groups.edge).to.equal('applied');
+    await first.stop();
+    const applied = join(config.store, 'states', 'edge.json');
+    const good = await readFile(applied, 'utf8');
+    for (const damaged of [good.replace(/"registry":"[^"]*"/, '"registry":"http://.."'), good.slice(0, 20)]) {
+      await writeFile(applied, damaged);
+      const agent = await world.start(config);
+      expect((await agent.firstSync).groups.edge, 'read again and applied').to.equal('applied');
+      expect(agent.agent.doc.groups.edge!.applied).to.include({ version: 1 });
+      await agent.stop();
+      expect(await readFile(applied, 'utf8'), 'the verified state replaces the damaged file').to.equal(good);
     }
   });
 
