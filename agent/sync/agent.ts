@@ -1,25 +1,25 @@
 import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { RegistryClient, RegistryRequestError } from '../core/registry/registry-client.js';
-import type { VersionedState } from '../core/state/delta.js';
-import type { StateArtifact } from '../core/state/render.js';
-import { AgentStateFiles, imageKey, type AgentStateDoc, type GroupRecord, type ImageRecord, type Pin } from './agent-state.js';
-import type { AgentConfig, AgentGroup } from './config.js';
-import { ContentStore } from './content-store.js';
-import type { AgentMetrics } from './metrics.js';
-import { pullEntry, type PullContext } from './puller.js';
+import { RegistryClient, RegistryRequestError } from '../../core/registry/registry-client.js';
+import type { VersionedState } from '../../core/state/delta.js';
+import type { StateArtifact } from '../../core/state/render.js';
+import { AgentStateFiles, imageKey, type AgentStateDoc, type GroupRecord, type ImageRecord, type Pin } from '../store/state-files.js';
+import type { AgentConfig, AgentGroup } from '../config/config.js';
+import { ContentStore } from '../store/content-store.js';
+import type { AgentMetrics } from '../metrics.js';
+import { pullEntry, type PullContext } from './pull.js';
 import { pushImage, removeImage } from './push-target.js';
-import { ServedView } from './served-view.js';
-import { isStoreFull, StoreSpace } from './store-space.js';
+import { ServedView } from '../serve/served-view.js';
+import { isStoreFull, StoreSpace } from '../store/space.js';
 import { parseState, readState, StateRefusedError } from './state-reader.js';
-import { AGENT_VERSION } from './version.js';
+import { AGENT_VERSION } from '../version.js';
 
 // The sync: per group, one HEAD of the state (or of the pinned version); only a new digest
 // fetches the manifest, verifies its signature, and reads the state (from the delta when
 // possible). Then every listed image is pulled by digest, the served view is swapped, and
 // what no state names any more is collected. Images that failed are retried on the next
 // pass, even when the state did not change. A store that fills stops the pulls of the pass
-// (store-space.ts).
+// (store/space.ts).
 
 /** 'full': a new state could not be recorded, the store being full. */
 export type GroupOutcome = 'unchanged' | 'applied' | 'retried' | 'unreachable' | 'refused' | 'missing' | 'full';

@@ -1,7 +1,7 @@
-import type { RegistryClient } from '../core/registry/registry-client.js';
-import type { StateArtifact } from '../core/state/render.js';
-import type { ImageRecord } from './agent-state.js';
-import type { ContentStore } from './content-store.js';
+import type { RegistryClient } from '../../core/registry/registry-client.js';
+import type { StateArtifact } from '../../core/state/render.js';
+import type { ImageRecord } from '../store/state-files.js';
+import type { ContentStore } from '../store/content-store.js';
 
 // The alternative target: an existing registry at the site (a plain distribution registry,
 // say) that the agent fills from its store instead of, or as well as, serving the images

@@ -1,11 +1,11 @@
 import type { KeyObject } from 'node:crypto';
-import { readSignatureLayers } from '../core/cosign/signature-image.js';
-import { verifySignatureLayer, repositoryOf } from '../core/cosign/simple-signing.js';
-import type { Descriptor } from '../core/oci/manifest.js';
-import { INDEX_TYPES, MediaType } from '../core/oci/media-types.js';
-import type { RegistryClient } from '../core/registry/registry-client.js';
-import type { StateArtifact } from '../core/state/render.js';
-import type { ContentStore } from './content-store.js';
+import { readSignatureLayers } from '../../core/cosign/signature-image.js';
+import { verifySignatureLayer, repositoryOf } from '../../core/cosign/simple-signing.js';
+import type { Descriptor } from '../../core/oci/manifest.js';
+import { INDEX_TYPES, MediaType } from '../../core/oci/media-types.js';
+import type { RegistryClient } from '../../core/registry/registry-client.js';
+import type { StateArtifact } from '../../core/state/render.js';
+import type { ContentStore } from '../store/content-store.js';
 import { chooseChildren, formatPlatform, isAttestation, matches, type Platform } from './platform.js';
 
 // Pulls one entry of a state into the content store, by digest only: the manifest first,
