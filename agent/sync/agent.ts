@@ -1,28 +1,31 @@
 import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { RegistryClient, RegistryRequestError } from '../../core/registry/registry-client.js';
+import { RegistryClient } from '../../core/registry/registry-client.js';
 import type { VersionedState } from '../../core/state/delta.js';
-import type { StateArtifact } from '../../core/state/render.js';
-import { AgentStateFiles, imageKey, type AgentStateDoc, type GroupRecord, type ImageRecord, type Pin } from '../store/state-files.js';
 import type { AgentConfig, AgentGroup } from '../config/config.js';
-import { ContentStore } from '../store/content-store.js';
 import type { AgentMetrics } from '../metrics.js';
-import { pullEntry, type PullContext } from './pull.js';
-import { pushImage, removeImage } from './push-target.js';
 import { ServedView } from '../serve/served-view.js';
+import { ContentStore } from '../store/content-store.js';
 import { isStoreFull, StoreSpace } from '../store/space.js';
-import { parseState, readState, StateRefusedError } from './state-reader.js';
+import { AgentStateFiles, type AgentStateDoc, type GroupRecord, type Pin } from '../store/state-files.js';
 import { AGENT_VERSION } from '../version.js';
+import { applyImages } from './apply.js';
+import type { GroupOutcome, SyncContext } from './context.js';
+import { planPulls } from './plan.js';
+import { poll } from './poll.js';
+import { pullImages } from './pull.js';
+import { parseState } from './state-reader.js';
+import { notApplied, verifyState } from './verify.js';
 
-// The sync: per group, one HEAD of the state (or of the pinned version); only a new digest
-// fetches the manifest, verifies its signature, and reads the state (from the delta when
-// possible). Then every listed image is pulled by digest, the served view is swapped, and
-// what no state names any more is collected. Images that failed are retried on the next
-// pass, even when the state did not change. A store that fills stops the pulls of the pass
-// (store/space.ts).
+// The sync: per group, five steps, one file each: poll.ts (one HEAD of the state or of the
+// pinned version), verify.ts (only a new digest: signature, then the state, from the delta
+// when possible; replays refused), plan.ts (which images are not complete in the store),
+// pull.ts (those, by digest), apply.ts (records, registry target, the served view swapped).
+// Then what no state names any more is collected. Images that failed are retried on the
+// next pass, even when the state did not change. A store that fills stops the pulls of the
+// pass (store/space.ts).
 
-/** 'full': a new state could not be recorded, the store being full. */
-export type GroupOutcome = 'unchanged' | 'applied' | 'retried' | 'unreachable' | 'refused' | 'missing' | 'full';
+export type { GroupOutcome } from './context.js';
 
 export interface SyncSummary {
   groups: Record<string, GroupOutcome>;
@@ -36,16 +39,16 @@ export interface SyncSummary {
 /** Blobs downloaded less than this long ago are kept by a collection that runs while images fail. */
 const KEEP_RECENT_MS = 60 * 60 * 1000;
 
-export class Agent {
+export class Agent implements SyncContext {
   readonly store: ContentStore;
   readonly files: AgentStateFiles;
   readonly space: StoreSpace;
   doc!: AgentStateDoc;
   view = new ServedView();
   /** Groups whose served content lost a blob (found corrupt on read): resync them. */
-  private readonly damaged = new Set<string>();
+  readonly damaged = new Set<string>();
   private readonly clients = new Map<string, RegistryClient>();
-  private states = new Map<string, VersionedState>();
+  readonly states = new Map<string, VersionedState>();
 
   constructor(readonly config: AgentConfig, readonly log: Logger, readonly metrics: AgentMetrics) {
     this.store = new ContentStore(config.store, config.timeoutMs);
@@ -124,7 +127,7 @@ export class Agent {
   }
 
   /** The store has no room: this pass stops pulling, and status and metrics say so. */
-  private async storeFull(err: unknown): Promise<void> {
+  async storeFull(err: unknown): Promise<void> {
     const first = !this.space.isFull;
     await this.space.markFull(err);
     this.doc.store = { full: this.space.record()! };
@@ -135,7 +138,7 @@ export class Agent {
    * Records the status file. With the store full the record stays in memory (served by
    * /status) and is written at a later pass: the pass goes on rather than failing.
    */
-  private async saveDoc(): Promise<void> {
+  async saveDoc(): Promise<void> {
     const full = this.space.record();
     if (full) this.doc.store = { full };
     else delete this.doc.store;
@@ -151,213 +154,21 @@ export class Agent {
     return (this.doc.groups[group] ??= { highestVersion: 0, images: {} });
   }
 
+  /** One group's pass: poll → verify (a new state only) → plan → pull → apply. */
   private async syncGroup(g: AgentGroup, pin: Pin | undefined, summary: SyncSummary): Promise<GroupOutcome> {
     const rec = this.record(g.name);
-    const stateClient = this.client(this.config.registry);
-    const reference = pin?.digest ?? (pin?.version !== undefined ? `v${pin.version}` : 'latest');
     const now = new Date().toISOString();
-    rec.checkedAt = now;
-    let head: { digest: string } | undefined;
+    const polled = await poll(this, g, pin, rec, now);
+    if (polled.outcome !== 'changed' && polled.outcome !== 'retried') return polled.outcome;
     try {
-      head = await stateClient.headManifest(g.state, reference);
+      const state = polled.outcome === 'retried' ? polled.state : await verifyState(this, g, rec, polled.digest, pin, summary);
+      const plan = await planPulls(this, g, state, rec);
+      const images = await pullImages(this, g, plan, summary);
+      await applyImages(this, g, state, rec, plan, images);
+      return polled.outcome === 'retried' ? 'retried' : 'applied';
     } catch (err) {
-      rec.staleSince ??= now;
-      rec.error = `registry unreachable: ${(err as Error).message}`;
-      this.metrics.polls.inc({ group: g.name, result: 'unreachable' });
-      this.metrics.failures.inc({ where: 'poll' });
-      this.log.warn({ group: g.name, err: (err as Error).message, staleSince: rec.staleSince }, 'cannot reach the registry; serving what was applied');
-      return 'unreachable';
+      return notApplied(this, g, rec, err, now);
     }
-    rec.lastSuccessAt = now;
-    delete rec.staleSince;
-    if (!head) {
-      rec.error = `no state at ${g.state}:${reference}`;
-      this.metrics.polls.inc({ group: g.name, result: 'missing' });
-      return 'missing';
-    }
-
-    const held = this.states.get(g.name);
-    if (head.digest === rec.applied?.digest && held) {
-      const incomplete = this.damaged.has(g.name) || Object.values(rec.images).some((i) => i.status === 'failed' || i.status === 'pending');
-      if (!incomplete) {
-        delete rec.error;
-        this.metrics.polls.inc({ group: g.name, result: 'unchanged' });
-        return 'unchanged';
-      }
-      this.metrics.polls.inc({ group: g.name, result: 'retried' });
-      await this.apply(g, held, rec, summary);
-      return 'retried';
-    }
-
-    try {
-      const heldJson = rec.applied && held ? await this.files.appliedJson(g.name) : undefined;
-      const read = await readState(stateClient, g, head.digest, heldJson && rec.applied ? { stateDigest: rec.applied.stateDigest, json: heldJson } : undefined, this.config.maxStateBytes, this.log);
-      summary.bytes += read.bytes;
-      this.metrics.bytesPulled.inc({ what: 'state' }, read.bytes);
-      this.checkAcceptable(g, rec, read.state, read.stateDigest, pin);
-      this.log.info({ group: g.name, version: read.state.version, digest: read.digest, via: read.via, bytes: read.bytes }, 'new state verified');
-      // What is served now stays served, tag by tag, until its replacement is present; it
-      // is recorded before the new state is, so a crash in between loses none of it.
-      if (held) {
-        rec.fallback = ServedView.servedEntries(held, rec.images, rec.fallback);
-        await this.files.save(this.doc);
-      }
-      await this.files.saveAppliedJson(g.name, read.json);
-      this.states.set(g.name, read.state);
-      rec.applied = { version: read.state.version, digest: read.digest, stateDigest: read.stateDigest, appliedAt: new Date().toISOString() };
-      if (!pin) rec.highestVersion = Math.max(rec.highestVersion, read.state.version);
-      this.metrics.polls.inc({ group: g.name, result: 'changed' });
-      await this.apply(g, read.state, rec, summary);
-      return 'applied';
-    } catch (err) {
-      if (err instanceof StateRefusedError) {
-        rec.error = `state refused (${err.reason}): ${err.message}`;
-        this.metrics.polls.inc({ group: g.name, result: 'refused' });
-        this.metrics.failures.inc({ where: 'state' });
-        this.log.error({ group: g.name, reason: err.reason, err: err.message }, 'state refused; nothing applied');
-        return 'refused';
-      }
-      if (err instanceof RegistryRequestError) {
-        rec.staleSince ??= now;
-        rec.error = `cannot read the state: ${err.message}`;
-        this.metrics.failures.inc({ where: 'poll' });
-        this.log.warn({ group: g.name, err: err.message }, 'cannot read the state; serving what was applied');
-        return 'unreachable';
-      }
-      if (isStoreFull(err)) {
-        await this.storeFull(err);
-        rec.error = `the store is full: the new state could not be recorded (${(err as Error).message})`;
-        return 'full';
-      }
-      throw err;
-    }
-  }
-
-  /** Refuses a state for another group, and (unless pinned) one older than what was applied. */
-  private checkAcceptable(g: AgentGroup, rec: GroupRecord, state: VersionedState, stateDigest: string, pin: Pin | undefined): void {
-    if (state.group !== g.name) {
-      throw new StateRefusedError('wrong-group', `the state is for group ${JSON.stringify(state.group)}, not ${JSON.stringify(g.name)}`);
-    }
-    if (pin) {
-      if (pin.version !== undefined && state.version !== pin.version) {
-        throw new StateRefusedError('replay', `the state tagged v${pin.version} says it is version ${state.version}`);
-      }
-      return;
-    }
-    if (state.version < rec.highestVersion) {
-      throw new StateRefusedError('replay', `version ${state.version} is older than version ${rec.highestVersion} already applied (a replayed state?); pin it to go back on purpose`);
-    }
-    if (rec.applied && state.version === rec.applied.version && stateDigest !== rec.applied.stateDigest) {
-      throw new StateRefusedError('replay', `another state claims version ${state.version}, which is already applied`);
-    }
-  }
-
-  /** Pulls every listed image (those complete already are left alone), then swaps the served view. */
-  private async apply(g: AgentGroup, state: VersionedState, rec: GroupRecord, summary: SyncSummary): Promise<void> {
-    const live = state.artifacts.filter((a) => !a.deleted);
-    const signatures = new Map<string, StateArtifact[]>();
-    for (const a of live) if (a.subject) signatures.set(a.subject, [...(signatures.get(a.subject) ?? []), a]);
-    const blobSlots = limiter(this.config.concurrency * 2);
-    const ctx: PullContext = {
-      client: this.client(state.registry),
-      store: this.store,
-      platforms: this.config.platforms,
-      attestations: this.config.attestations,
-      allPlatforms: this.config.pushTo !== undefined,
-      // No blob download starts once the store filled during this pass.
-      limit: (fn) => blobSlots(() => (this.space.stopped ? Promise.reject(storeFullError()) : fn())),
-      onBytes: (n) => {
-        summary.bytes += n;
-        this.metrics.bytesPulled.inc({ what: 'image' }, n);
-      },
-      signatures,
-      ...(g.imageKey ? { imageKey: g.imageKey } : {}),
-    };
-    const damaged = this.damaged.delete(g.name);
-    // Images listed and never pulled yet are 'pending' until their pull ends (one that failed
-    // before stays 'failed', with its reason, until the retry ends): `status` shows them
-    // while a long sync runs.
-    const started = new Date().toISOString();
-    let pending = 0;
-    for (const a of live) {
-      const key = imageKey(a.repository, a.digest);
-      if (rec.images[key] && rec.images[key].status !== 'pending') continue;
-      rec.images[key] = { repository: a.repository, digest: a.digest, status: 'pending', at: started };
-      pending++;
-    }
-    if (pending) {
-      this.metrics.images.set({ group: g.name, status: 'pending' }, pending);
-      await this.saveDoc();
-    }
-    const images: Record<string, ImageRecord> = {};
-    await forEachLimit(live, this.config.concurrency, async (a) => {
-      const key = imageKey(a.repository, a.digest);
-      const before = rec.images[key];
-      if (!damaged && before && (before.status === 'present' || before.status === 'skipped') && (await this.complete(before))) {
-        images[key] = before;
-        return;
-      }
-      const at = new Date().toISOString();
-      if (this.space.stopped) {
-        images[key] = { repository: a.repository, digest: a.digest, status: 'failed', reason: `not pulled: the store is full (since ${this.space.record()?.since ?? at})`, at };
-        return;
-      }
-      try {
-        const out = await pullEntry(ctx, a);
-        images[key] = { repository: a.repository, digest: a.digest, status: out.status, ...(out.reason ? { reason: out.reason } : {}), manifests: out.manifests, blobs: out.blobs, at };
-      } catch (err) {
-        if (isStoreFull(err)) await this.storeFull(err);
-        this.metrics.failures.inc({ where: 'image' });
-        this.log.warn({ group: g.name, repository: a.repository, digest: a.digest, err: (err as Error).message }, 'image not made available');
-        images[key] = { repository: a.repository, digest: a.digest, status: 'failed', reason: describe(err), at };
-      }
-    });
-    if (this.config.pushTo) await this.pushToTarget(g, live, rec.images, images);
-    rec.images = images;
-    const awaited = ServedView.stillAwaited(state, images, rec.fallback ?? []);
-    if (awaited.length) rec.fallback = awaited;
-    else delete rec.fallback;
-    const failed = Object.values(images).filter((i) => i.status === 'failed');
-    if (failed.length) rec.error = `${failed.length} of ${live.length} images failed`;
-    else delete rec.error;
-    for (const status of ['present', 'failed', 'skipped', 'pending'] as const) {
-      this.metrics.images.set({ group: g.name, status }, Object.values(images).filter((i) => i.status === status).length);
-    }
-    this.metrics.appliedVersion.set({ group: g.name }, state.version);
-    this.rebuildView();
-    await this.saveDoc();
-  }
-
-  /**
-   * Fills the registry target: what is present and not yet there (or whose tags changed) is
-   * pushed; what was pushed and is no longer listed is deleted there. A push that fails is
-   * an image failure, retried on the next pass.
-   */
-  private async pushToTarget(g: AgentGroup, live: readonly StateArtifact[], before: Record<string, ImageRecord>, images: Record<string, ImageRecord>): Promise<void> {
-    const target = this.client(this.config.pushTo!.registry, this.config.pushTo!.credentials, 'pull,push');
-    for (const a of live) {
-      const rec = images[imageKey(a.repository, a.digest)];
-      if (rec?.status !== 'present' || (rec.pushedTags && rec.pushedTags.join(',') === a.tag.join(','))) continue;
-      try {
-        await pushImage(target, this.store, a, rec);
-        rec.pushedTags = [...a.tag];
-      } catch (err) {
-        this.metrics.failures.inc({ where: 'push' });
-        this.log.warn({ group: g.name, repository: a.repository, digest: a.digest, err: (err as Error).message }, 'cannot push the image to the target registry');
-        images[imageKey(a.repository, a.digest)] = { ...rec, status: 'failed', reason: `push to ${this.config.pushTo!.registry}: ${describe(err)}` };
-      }
-    }
-    for (const [key, old] of Object.entries(before)) {
-      if (images[key] || old.pushedTags === undefined) continue;
-      await removeImage(target, old.repository, old.digest).catch((err: Error) =>
-        this.log.warn({ group: g.name, repository: old.repository, digest: old.digest, err: err.message }, 'cannot remove the image from the target registry'));
-    }
-  }
-
-  /** Whether every digest an image needs is still in the store. */
-  private async complete(rec: ImageRecord): Promise<boolean> {
-    for (const d of [...(rec.manifests ?? []), ...(rec.blobs ?? [])]) if (!(await this.store.has(d))) return false;
-    return true;
   }
 
   rebuildView(): void {
@@ -407,40 +218,4 @@ export class Agent {
     }
     return [...origins].sort();
   }
-}
-
-function describe(err: unknown): string {
-  const e = err as Error & { code?: string };
-  if (isStoreFull(e)) return `disk full: the store has no room for this image (${e.code === 'EDQUOT' ? 'quota reached' : 'no space left'})`;
-  return e.message ?? String(err);
-}
-
-/** What a blob download that is not started, the store having filled, fails with. */
-function storeFullError(): Error {
-  return Object.assign(new Error('the store is full: no download starts until space is freed'), { code: 'ENOSPC' });
-}
-
-/** A concurrency limiter: at most `n` calls of `fn` run at once. */
-export function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
-  let active = 0;
-  const waiting: (() => void)[] = [];
-  return async <T>(fn: () => Promise<T>): Promise<T> => {
-    if (active < n) active++;
-    else await new Promise<void>((r) => waiting.push(r)); // the slot is handed over, still counted
-    try {
-      return await fn();
-    } finally {
-      const next = waiting.shift();
-      if (next) next();
-      else active--;
-    }
-  };
-}
-
-async function forEachLimit<T>(items: readonly T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.min(n, items.length) }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  });
-  await Promise.all(workers);
 }

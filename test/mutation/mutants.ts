@@ -393,7 +393,7 @@ export const MUTANTS: Mutant[] = [
   {
     name: 'replay judged against the applied version, not the highest ever applied (a pin lowers the bar)',
     edits: [
-      { file: 'agent/sync/agent.js', find: 'if (state.version < rec.highestVersion) {', replace: 'if (state.version < (rec.applied?.version ?? 0)) {' },
+      { file: 'agent/sync/verify.js', find: 'if (state.version < rec.highestVersion) {', replace: 'if (state.version < (rec.applied?.version ?? 0)) {' },
       { file: 'satellite-agent.cjs', find: 'if (state.version < rec.highestVersion) {', replace: 'if (state.version < (rec.applied?.version ?? 0)) {' },
     ],
     tests: ['agent/replay-highest.test.js'],
