@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The edge agent on its own: what the self-contained bundle (dist/satellite-agent.cjs) runs.
-import { agentCli } from './cli.js';
+import { agentCli } from './cli/commands.js';
 
 agentCli(process.argv.slice(2)).then(
   (code) => {

@@ -1,14 +1,14 @@
 import type { Server } from 'node:http';
 import { pino, type Logger } from 'pino';
-import { Agent, type SyncSummary } from './agent.js';
-import type { AgentConfig } from './config.js';
+import { Agent, type SyncSummary } from './sync/agent.js';
+import type { AgentConfig } from './config/config.js';
 import { AgentMetrics } from './metrics.js';
-import { checkContainerdConfig, writeMirrorFiles } from './mirrors.js';
-import { sendReport } from './report.js';
-import { agentApp, listen } from './server.js';
-import { lockStore } from './store-lock.js';
+import { checkContainerdConfig, writeMirrorFiles } from './runtime/mirrors.js';
+import { sendReport } from './sync/report.js';
+import { agentApp, listen } from './serve/server.js';
+import { lockStore } from './store/lock.js';
 
-// Running the agent: one process per store (store-lock.ts), the local server first (what was
+// Running the agent: one process per store (store/lock.ts), the local server first (what was
 // applied before is served at once, online or not), then the sync loop: a jittered interval,
 // exponential backoff while the registry is unreachable or the store is full, SIGHUP for a
 // sync now, SIGTERM to stop. While the store is full its free space is looked at every

@@ -6,7 +6,7 @@ import { groupCredential, keysGenerate, list, stateDiff, stateShow, verify } fro
 import { groupsCommand, satellitesCommand } from './admin.js';
 import { harborRobot, harborSetup } from './harbor.js';
 import { runProcess } from './run-process.js';
-import { agentCli } from '../agent/cli.js';
+import { agentCli } from '../agent/cli/commands.js';
 
 const USAGE = `usage: satellite <command> [options]
 

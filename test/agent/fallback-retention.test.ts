@@ -6,7 +6,7 @@ import { image, randomLayer, sha256, type Image } from '../support/oci.js';
 
 // A tag whose new image cannot be pulled keeps serving its previous image. While images
 // fail, the collector spares blobs downloaded within its keep-recent window (an hour,
-// agent/agent.ts) whoever needs them; past that window only what the served view names is
+// agent/sync/agent.ts) whoever needs them; past that window only what the served view names is
 // kept. The previous image must be among it: a tag left on it for longer than the window
 // (a registry down for a day) must not lose its layers.
 

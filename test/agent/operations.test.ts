@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { parse } from 'yaml';
-import { loadAgentConfig } from '../../agent/config.js';
+import { loadAgentConfig } from '../../agent/config/config.js';
 import { KeySigner } from '../../worker/signer.js';
 import { pushImage, runBundle, useAgentWorld } from '../support/agent.js';
 import { startAuthProxy } from '../support/auth-proxy.js';

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { chooseChildren, compatiblePlatforms, formatPlatform, matches, normalizePlatform, parsePlatform } from '../../agent/platform.js';
+import { chooseChildren, compatiblePlatforms, formatPlatform, matches, normalizePlatform, parsePlatform } from '../../agent/sync/platform.js';
 import { pushImage, pushIndex, useAgentWorld } from '../support/agent.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { image, index, type Index } from '../support/oci.js';

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { loadAgentConfig } from '../../agent/config.js';
+import { loadAgentConfig } from '../../agent/config/config.js';
 import { signatureTag } from '../../core/cosign/signature-image.js';
 import { pushImage, runBundle, useAgentWorld } from '../support/agent.js';
 import { image } from '../support/oci.js';

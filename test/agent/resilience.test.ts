@@ -291,7 +291,7 @@ describe('the edge agent: failures it lives through', function () {
     await world.record('edge', 'library/app', a, 'stable');
     await world.publish('edge', proxy.url);
     const file = await world.configFile({ registry: proxy.url }, { identity: `${world.registryHost}/satellite/group-state/edge/state` });
-    const config = (await import('../../agent/config.js')).loadAgentConfig(file, {});
+    const config = (await import('../../agent/config/config.js')).loadAgentConfig(file, {});
     const first = await world.start(config);
     expect((await first.firstSync).failedImages).to.equal(0);
     await first.stop();
@@ -318,7 +318,7 @@ describe('the edge agent: failures it lives through', function () {
     await world.record('edge', 'library/app', img, '1');
     await world.publish('edge');
     const file = await world.configFile({ registry: proxy.url }, { identity: `${world.registryHost}/satellite/group-state/edge/state` });
-    const config = (await import('../../agent/config.js')).loadAgentConfig(file, {});
+    const config = (await import('../../agent/config/config.js')).loadAgentConfig(file, {});
     const first = await world.start(config);
     await first.firstSync;
     await first.stop();

@@ -5,8 +5,8 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
-import type { AgentConfig } from '../../agent/config.js';
-import { checkContainerdConfig } from '../../agent/mirrors.js';
+import type { AgentConfig } from '../../agent/config/config.js';
+import { checkContainerdConfig } from '../../agent/runtime/mirrors.js';
 import type { RunningAgent } from '../../agent/run.js';
 import { freePort } from '../../harbor-dev/docker-registry.js';
 import { pushImage, useAgentWorld } from '../support/agent.js';

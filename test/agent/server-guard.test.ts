@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { get as httpGet } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { AgentConfigError, loadAgentConfig } from '../../agent/config.js';
+import { AgentConfigError, loadAgentConfig } from '../../agent/config/config.js';
 import { pushImage, useAgentWorld } from '../support/agent.js';
 import { image, randomLayer } from '../support/oci.js';
 import { until } from '../support/process.js';

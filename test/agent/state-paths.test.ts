@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, sep } from 'node:path';
-import type { AgentConfigError } from '../../agent/config.js';
-import { writeMirrorFiles } from '../../agent/mirrors.js';
+import type { AgentConfigError } from '../../agent/config/config.js';
+import { writeMirrorFiles } from '../../agent/runtime/mirrors.js';
 import { jsonDigest } from '../../core/state/delta.js';
 import { layerText, STATE_DIGEST_ANNOTATION, STATE_LAYER_TYPE } from '../../core/state/format.js';
 import { gzipState } from '../../worker/state-artifact.js';

@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { lockStore, procFacts, runningAgent, selfRecord, StoreLockedError, type ProcessFacts } from '../../agent/store-lock.js';
+import { lockStore, procFacts, runningAgent, selfRecord, StoreLockedError, type ProcessFacts } from '../../agent/store/lock.js';
 import { BUNDLE, runBundle, useAgentWorld } from '../support/agent.js';
 import { until } from '../support/process.js';
 

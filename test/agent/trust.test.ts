@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { loadAgentConfig } from '../../agent/config.js';
+import { loadAgentConfig } from '../../agent/config/config.js';
 import { generateKeyPairSync } from 'node:crypto';
 import { signatureTag } from '../../core/cosign/signature-image.js';
 import { KeySigner } from '../../worker/signer.js';

@@ -347,20 +347,20 @@ export const MUTANTS: Mutant[] = [
   },
   {
     name: 'a state\'s registry is not checked as a registry URL',
-    edits: [{ file: 'agent/state-reader.js', find: `if (registry)\n${I8}throw new StateRefusedError('malformed'`, replace: `if (false)\n${I8}throw new StateRefusedError('malformed'` }],
+    edits: [{ file: 'agent/sync/state-reader.js', find: `if (registry)\n${I8}throw new StateRefusedError('malformed'`, replace: `if (false)\n${I8}throw new StateRefusedError('malformed'` }],
     tests: ['agent/state-paths.test.js'],
   },
   {
     name: 'a state\'s registry is not checked, nor its host by the mirror files',
     edits: [
-      { file: 'agent/state-reader.js', find: `if (registry)\n${I8}throw new StateRefusedError('malformed'`, replace: `if (false)\n${I8}throw new StateRefusedError('malformed'` },
-      { file: 'agent/mirrors.js', find: 'if (bad.length)\n', replace: 'if (false)\n' },
+      { file: 'agent/sync/state-reader.js', find: `if (registry)\n${I8}throw new StateRefusedError('malformed'`, replace: `if (false)\n${I8}throw new StateRefusedError('malformed'` },
+      { file: 'agent/runtime/mirrors.js', find: 'if (bad.length)\n', replace: 'if (false)\n' },
     ],
     tests: ['agent/state-paths.test.js'],
   },
   {
     name: 'a configured group\'s name may be any path',
-    edits: [{ file: 'agent/config.js', find: "if (!isRepositoryName(g.name) || g.name.includes('/'))", replace: 'if (false)' }],
+    edits: [{ file: 'agent/config/config.js', find: "if (!isRepositoryName(g.name) || g.name.includes('/'))", replace: 'if (false)' }],
     tests: ['agent/state-paths.test.js'],
   },
   {
@@ -393,7 +393,7 @@ export const MUTANTS: Mutant[] = [
   {
     name: 'replay judged against the applied version, not the highest ever applied (a pin lowers the bar)',
     edits: [
-      { file: 'agent/agent.js', find: 'if (state.version < rec.highestVersion) {', replace: 'if (state.version < (rec.applied?.version ?? 0)) {' },
+      { file: 'agent/sync/verify.js', find: 'if (state.version < rec.highestVersion) {', replace: 'if (state.version < (rec.applied?.version ?? 0)) {' },
       { file: 'satellite-agent.cjs', find: 'if (state.version < rec.highestVersion) {', replace: 'if (state.version < (rec.applied?.version ?? 0)) {' },
     ],
     tests: ['agent/replay-highest.test.js'],
@@ -401,8 +401,8 @@ export const MUTANTS: Mutant[] = [
   {
     name: 'a tag\'s previous image not counted as referenced by the collector (kept only by the keep-recent window)',
     edits: [
-      { file: 'agent/served-view.js', find: `set(view.manifests).add(d);\n${I20}view.referenced.add(d);`, replace: 'set(view.manifests).add(d);' },
-      { file: 'agent/served-view.js', find: `set(view.blobs).add(d);\n${I20}view.referenced.add(d);`, replace: 'set(view.blobs).add(d);' },
+      { file: 'agent/serve/served-view.js', find: `set(view.manifests).add(d);\n${I20}view.referenced.add(d);`, replace: 'set(view.manifests).add(d);' },
+      { file: 'agent/serve/served-view.js', find: `set(view.blobs).add(d);\n${I20}view.referenced.add(d);`, replace: 'set(view.blobs).add(d);' },
       { file: 'satellite-agent.cjs', find: `set(view.manifests).add(d);\n${I10}view.referenced.add(d);`, replace: 'set(view.manifests).add(d);' },
       { file: 'satellite-agent.cjs', find: `set(view.blobs).add(d);\n${I10}view.referenced.add(d);`, replace: 'set(view.blobs).add(d);' },
     ],
@@ -411,7 +411,7 @@ export const MUTANTS: Mutant[] = [
   {
     name: 'arm64\'s default variant v8 not normalized (a linux/arm64 device refuses arm64/v8 children)',
     edits: [
-      { file: 'agent/platform.js', find: "if (variant === '8' || variant === 'v8' || variant === 'v8.0')", replace: 'if (false)' },
+      { file: 'agent/sync/platform.js', find: "if (variant === '8' || variant === 'v8' || variant === 'v8.0')", replace: 'if (false)' },
       { file: 'satellite-agent.cjs', find: 'if (variant === "8" || variant === "v8" || variant === "v8.0") variant = "";', replace: 'if (false) variant = "";' },
     ],
     tests: ['agent/platform.test.js'],
@@ -419,7 +419,7 @@ export const MUTANTS: Mutant[] = [
   {
     name: 'every child of an index the device can run is pulled, not the one its runtime picks (arm/v7 also pulls v6)',
     edits: [
-      { file: 'agent/puller.js', find: 'chooseChildren(ctx.platforms, children)', replace: 'children.filter((m) => matches(ctx.platforms, m.platform))' },
+      { file: 'agent/sync/pull.js', find: 'chooseChildren(ctx.platforms, children)', replace: 'children.filter((m) => matches(ctx.platforms, m.platform))' },
       { file: 'satellite-agent.cjs', find: 'chooseChildren(ctx.platforms, children)', replace: 'children.filter((m) => matches(ctx.platforms, m.platform))' },
     ],
     tests: ['agent/platform.test.js'],
@@ -435,7 +435,7 @@ export const MUTANTS: Mutant[] = [
     name: 'the store lock is held by any running PID (no boot id, no start time)',
     edits: [
       { file: 'satellite-agent.cjs', find: '  if (bootId && record.bootId && record.bootId !== bootId) return false;', replace: '  return pidRuns(record.pid);' },
-      { file: 'agent/store-lock.js', find: '    if (bootId && record.bootId && record.bootId !== bootId)', replace: '    return pidRuns(record.pid);\n    if (bootId && record.bootId && record.bootId !== bootId)' },
+      { file: 'agent/store/lock.js', find: '    if (bootId && record.bootId && record.bootId !== bootId)', replace: '    return pidRuns(record.pid);\n    if (bootId && record.bootId && record.bootId !== bootId)' },
     ],
     tests: ['agent/store-lock.test.js'],
   },
@@ -456,12 +456,12 @@ export const MUTANTS: Mutant[] = [
   },
   {
     name: 'no per-client cap on the agent server\'s streams',
-    edits: [{ file: 'agent/stream-limits.js', find: "if (mine >= this.limits.perClient)\n            return { refused: 'client' };", replace: '' }],
+    edits: [{ file: 'agent/serve/stream-limits.js', find: "if (mine >= this.limits.perClient)\n            return { refused: 'client' };", replace: '' }],
     tests: ['agent/server-guard.test.js'],
   },
   {
     name: 'the agent\'s /status and /metrics without the operations credential',
-    edits: [{ file: 'agent/server.js', find: 'if (operationsAuthorized(req.headers.authorization, agent.config.operations))', replace: 'if (true)' }],
+    edits: [{ file: 'agent/serve/server.js', find: 'if (operationsAuthorized(req.headers.authorization, agent.config.operations))', replace: 'if (true)' }],
     tests: ['agent/server-guard.test.js'],
   },
   {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { pino } from 'pino';
-import { loadAgentConfig, type AgentConfig } from '../../agent/config.js';
+import { loadAgentConfig, type AgentConfig } from '../../agent/config/config.js';
 import { startAgent, type RunningAgent } from '../../agent/run.js';
 import type { RegistryClient } from '../../core/registry/registry-client.js';
 import { createTestDatabase, type TestDatabase } from './db.js';

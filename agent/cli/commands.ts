@@ -1,12 +1,12 @@
 import { parseArgs } from 'node:util';
-import { isDigest } from '../core/oci/digest.js';
-import { AgentStateFiles } from './agent-state.js';
-import { AgentConfigError, configPath, loadAgentConfig, type AgentConfig } from './config.js';
+import { isDigest } from '../../core/oci/digest.js';
+import { AgentStateFiles } from '../store/state-files.js';
+import { AgentConfigError, configPath, loadAgentConfig, type AgentConfig } from '../config/config.js';
 import { configFromRegistration, register, RegistrationError, writeConfig } from './register.js';
-import { agentLogger, startAgent } from './run.js';
+import { agentLogger, startAgent } from '../run.js';
 import { groupStatus, statusTable } from './status.js';
-import { runningAgent, StoreLockedError } from './store-lock.js';
-import { AGENT_VERSION } from './version.js';
+import { runningAgent, StoreLockedError } from '../store/lock.js';
+import { AGENT_VERSION } from '../version.js';
 
 export const AGENT_USAGE = `usage: satellite agent [command] [options]
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { StoreFullRecord } from './store-space.js';
+import type { StoreFullRecord } from './space.js';
 
 // What the agent knows between runs, kept in its store directory beside the content:
 //   agent-state.json     per group: the applied version, when it was checked and applied,
@@ -73,7 +73,7 @@ export interface AgentStateDoc {
   startedAt?: string;
   /** containerd's config check, for the status. */
   runtime?: { containerd?: string };
-  /** Set while the store cannot take more bytes (store-space.ts). */
+  /** Set while the store cannot take more bytes (store/space.ts). */
   store?: { full: StoreFullRecord };
   groups: Record<string, GroupRecord>;
 }

@@ -1,4 +1,4 @@
-import type { AgentStateDoc, GroupRecord } from './agent-state.js';
+import type { AgentStateDoc, GroupRecord } from '../store/state-files.js';
 
 // `satellite agent status`: what the running (or last) agent applied, read from its store.
 

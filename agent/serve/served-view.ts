@@ -1,5 +1,5 @@
-import type { VersionedState } from '../core/state/delta.js';
-import { imageKey, type FallbackEntry, type ImageRecord } from './agent-state.js';
+import type { VersionedState } from '../../core/state/delta.js';
+import { imageKey, type FallbackEntry, type ImageRecord } from '../store/state-files.js';
 
 // What the local registry serves, computed from the applied states and the status of each of
 // their images: only images whose every byte is in the store. It is rebuilt as a whole and

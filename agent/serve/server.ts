@@ -1,11 +1,11 @@
 import express, { type Request, type Response } from 'express';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { isDigest } from '../core/oci/digest.js';
-import { isRepositoryName } from '../core/oci/names.js';
-import { MediaType } from '../core/oci/media-types.js';
-import { operationsAuthorized, operationsChallenges } from '../core/operations-auth.js';
-import type { Agent } from './agent.js';
+import { isDigest } from '../../core/oci/digest.js';
+import { isRepositoryName } from '../../core/oci/names.js';
+import { MediaType } from '../../core/oci/media-types.js';
+import { operationsAuthorized, operationsChallenges } from '../../core/operations-auth.js';
+import type { Agent } from '../sync/agent.js';
 import { StreamLimiter } from './stream-limits.js';
 
 // The pull side of the OCI distribution API, read-only, from the agent's store: what the

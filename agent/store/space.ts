@@ -1,5 +1,5 @@
 import { statfs } from 'node:fs/promises';
-import type { AgentMetrics } from './metrics.js';
+import type { AgentMetrics } from '../metrics.js';
 
 // Room in the store. When a write finds the disk (or the quota) full, the agent stops
 // pulling for the rest of the pass and, until space is freed, every later pass pulls

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import type { Agent } from './agent.js';
-import type { AgentConfig } from './config.js';
-import type { AgentStateDoc } from './agent-state.js';
-import type { StatusReport } from '../core/satellite-protocol.js';
+import type { AgentConfig } from '../config/config.js';
+import type { AgentStateDoc } from '../store/state-files.js';
+import type { StatusReport } from '../../core/satellite-protocol.js';
 
 // The fleet view's input: after each sync the agent tells the Satellite service what it runs,
 // with its own (robot) credential. Best effort: a report that fails is logged and retried

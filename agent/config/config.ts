@@ -2,12 +2,12 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
-import { loadPublicKey } from '../core/cosign/keys.js';
-import { isRepositoryName } from '../core/oci/names.js';
-import { readOperationsCredential, type OperationsCredential } from '../core/operations-auth.js';
-import { DEFAULT_STATE_MAX_MB } from '../core/state/format.js';
+import { loadPublicKey } from '../../core/cosign/keys.js';
+import { isRepositoryName } from '../../core/oci/names.js';
+import { readOperationsCredential, type OperationsCredential } from '../../core/operations-auth.js';
+import { DEFAULT_STATE_MAX_MB } from '../../core/state/format.js';
 import { compileSchema } from './schema.js';
-import { hostPlatform, parsePlatform, type Platform } from './platform.js';
+import { hostPlatform, parsePlatform, type Platform } from '../sync/platform.js';
 
 // The agent's configuration: a small YAML file (--config) and/or environment variables
 // (SATELLITE_AGENT_*, which override the file's scalar keys). This module is the agent's

@@ -1,4 +1,4 @@
-import type { Platform } from '../core/oci/manifest.js';
+import type { Platform } from '../../core/oci/manifest.js';
 
 // Platforms as "os/architecture[/variant]" (what `docker --platform` and containerd take),
 // and the rules by which a device decides whether an image is for it, and which child of an

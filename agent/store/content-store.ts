@@ -3,8 +3,8 @@ import { createReadStream } from 'node:fs';
 import { Transform, type Readable } from 'node:stream';
 import { mkdir, open, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isDigest } from '../core/oci/digest.js';
-import { isStoreFull, RESERVE_BYTES } from './store-space.js';
+import { isDigest } from '../../core/oci/digest.js';
+import { isStoreFull, RESERVE_BYTES } from './space.js';
 
 // The agent's content store: every manifest and blob by digest, under
 // <root>/blobs/<algorithm>/<hex>, the layout of an OCI image layout's blobs. A file appears

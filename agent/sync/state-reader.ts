@@ -1,11 +1,11 @@
-import { verifyImageSignatures } from '../core/cosign/signature-image.js';
-import { BodyTooLargeError } from '../core/http/bounded-body.js';
-import { REPOSITORY_NAME_PATTERN, registryUrlProblem, TAG_PATTERN } from '../core/oci/names.js';
-import { RegistryRequestError, type RegistryClient } from '../core/registry/registry-client.js';
-import { applyDelta, jsonDigest, type StateDelta, type VersionedState } from '../core/state/delta.js';
-import { layerText, stateLayers } from '../core/state/format.js';
-import type { AgentGroup } from './config.js';
-import { compileSchema } from './schema.js';
+import { verifyImageSignatures } from '../../core/cosign/signature-image.js';
+import { BodyTooLargeError } from '../../core/http/bounded-body.js';
+import { REPOSITORY_NAME_PATTERN, registryUrlProblem, TAG_PATTERN } from '../../core/oci/names.js';
+import { RegistryRequestError, type RegistryClient } from '../../core/registry/registry-client.js';
+import { applyDelta, jsonDigest, type StateDelta, type VersionedState } from '../../core/state/delta.js';
+import { layerText, stateLayers } from '../../core/state/format.js';
+import type { AgentGroup } from '../config/config.js';
+import { compileSchema } from '../config/schema.js';
 
 // Reads a group's state from the registry the way a careful satellite must: the signature is
 // checked with the group's key before a byte of the state is parsed; the state comes from

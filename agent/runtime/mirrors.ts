@@ -1,9 +1,9 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
-import { isRegistryHost } from '../core/oci/names.js';
-import { writeAtomic } from './agent-state.js';
-import type { AgentConfig } from './config.js';
+import { isRegistryHost } from '../../core/oci/names.js';
+import { writeAtomic } from '../store/state-files.js';
+import type { AgentConfig } from '../config/config.js';
 
 // The runtime side: mirror entries that send the device's pulls from Harbor's registry host
 // to the agent's local server.

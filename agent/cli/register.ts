@@ -1,7 +1,7 @@
 import { stringify } from 'yaml';
-import { readCapped, SMALL_BODY_LIMIT } from '../core/http/bounded-body.js';
-import { writeAtomic } from './agent-state.js';
-import type { Registration } from '../core/satellite-protocol.js';
+import { readCapped, SMALL_BODY_LIMIT } from '../../core/http/bounded-body.js';
+import { writeAtomic } from '../store/state-files.js';
+import type { Registration } from '../../core/satellite-protocol.js';
 
 // `satellite agent register --url <service> --token <one-time token>`: trades the token for
 // the satellite's credential, groups and key (POST /api/v1/satellites/register) and writes

@@ -1,17 +1,68 @@
 import type { KeyObject } from 'node:crypto';
-import { readSignatureLayers } from '../core/cosign/signature-image.js';
-import { verifySignatureLayer, repositoryOf } from '../core/cosign/simple-signing.js';
-import type { Descriptor } from '../core/oci/manifest.js';
-import { INDEX_TYPES, MediaType } from '../core/oci/media-types.js';
-import type { RegistryClient } from '../core/registry/registry-client.js';
-import type { StateArtifact } from '../core/state/render.js';
-import type { ContentStore } from './content-store.js';
+import pLimit from 'p-limit';
+import { readSignatureLayers } from '../../core/cosign/signature-image.js';
+import { verifySignatureLayer, repositoryOf } from '../../core/cosign/simple-signing.js';
+import type { Descriptor } from '../../core/oci/manifest.js';
+import { INDEX_TYPES, MediaType } from '../../core/oci/media-types.js';
+import type { RegistryClient } from '../../core/registry/registry-client.js';
+import type { StateArtifact } from '../../core/state/render.js';
+import type { AgentGroup } from '../config/config.js';
+import type { ContentStore } from '../store/content-store.js';
+import { isStoreFull } from '../store/space.js';
+import { imageKey, type ImageRecord } from '../store/state-files.js';
+import type { PassBytes, SyncContext } from './context.js';
+import type { PullPlan } from './plan.js';
 import { chooseChildren, formatPlatform, isAttestation, matches, type Platform } from './platform.js';
 
-// Pulls one entry of a state into the content store, by digest only: the manifest first,
-// for an index only the children of the device's platforms, for an image its config before
-// any layer (so an image for another platform costs one small blob), then the layers.
-// Every byte is checked against its digest before it is kept.
+// Step 4 of a group's sync: the images plan.ts chose are pulled, `concurrency` at a time.
+// Each entry goes into the content store by digest only: the manifest first, for an index
+// only the children of the device's platforms, for an image its config before any layer (so
+// an image for another platform costs one small blob), then the layers. Every byte is
+// checked against its digest before it is kept. An image that fails is recorded 'failed'
+// with its reason and retried on the next pass; a store that fills stops every download
+// that has not started (store/space.ts).
+
+/** Pulls the planned images; resolves with the record of every live image, kept or pulled. */
+export async function pullImages(ctx: SyncContext, g: AgentGroup, plan: PullPlan, totals: PassBytes): Promise<Record<string, ImageRecord>> {
+  const signatures = new Map<string, StateArtifact[]>();
+  for (const a of plan.live) if (a.subject) signatures.set(a.subject, [...(signatures.get(a.subject) ?? []), a]);
+  const blobSlots = pLimit(ctx.config.concurrency * 2);
+  const pull: PullContext = {
+    client: ctx.client(plan.registry),
+    store: ctx.store,
+    platforms: ctx.config.platforms,
+    attestations: ctx.config.attestations,
+    allPlatforms: ctx.config.pushTo !== undefined,
+    // No blob download starts once the store filled during this pass.
+    limit: (fn) => blobSlots(() => (ctx.space.stopped ? Promise.reject(storeFullError()) : fn())),
+    onBytes: (n) => {
+      totals.bytes += n;
+      ctx.metrics.bytesPulled.inc({ what: 'image' }, n);
+    },
+    signatures,
+    ...(g.imageKey ? { imageKey: g.imageKey } : {}),
+  };
+  const images: Record<string, ImageRecord> = { ...plan.kept };
+  const limit = pLimit(ctx.config.concurrency);
+  await Promise.all(plan.toPull.map((a) => limit(async () => {
+    const key = imageKey(a.repository, a.digest);
+    const at = new Date().toISOString();
+    if (ctx.space.stopped) {
+      images[key] = { repository: a.repository, digest: a.digest, status: 'failed', reason: `not pulled: the store is full (since ${ctx.space.record()?.since ?? at})`, at };
+      return;
+    }
+    try {
+      const out = await pullEntry(pull, a);
+      images[key] = { repository: a.repository, digest: a.digest, status: out.status, ...(out.reason ? { reason: out.reason } : {}), manifests: out.manifests, blobs: out.blobs, at };
+    } catch (err) {
+      if (isStoreFull(err)) await ctx.storeFull(err);
+      ctx.metrics.failures.inc({ where: 'image' });
+      ctx.log.warn({ group: g.name, repository: a.repository, digest: a.digest, err: (err as Error).message }, 'image not made available');
+      images[key] = { repository: a.repository, digest: a.digest, status: 'failed', reason: describeFailure(err), at };
+    }
+  })));
+  return images;
+}
 
 /** What an entry holds in the store: the manifests it serves and the other blobs they name. */
 export interface PullOutcome {
@@ -89,6 +140,18 @@ export async function pullEntry(ctx: PullContext, entry: StateArtifact): Promise
   }
   if (ctx.imageKey && entry.type !== 'SIGNATURE' && outcome.status === 'present') await verifyImage(ctx, entry);
   return outcome;
+}
+
+/** Why an image is not available, as `status` shows it. */
+export function describeFailure(err: unknown): string {
+  const e = err as Error & { code?: string };
+  if (isStoreFull(e)) return `disk full: the store has no room for this image (${e.code === 'EDQUOT' ? 'quota reached' : 'no space left'})`;
+  return e.message ?? String(err);
+}
+
+/** What a blob download that is not started, the store having filled, fails with. */
+function storeFullError(): Error {
+  return Object.assign(new Error('the store is full: no download starts until space is freed'), { code: 'ENOSPC' });
 }
 
 /** A manifest by digest: from the store when held (checked on read), else fetched and kept. */

@@ -1,0 +1,54 @@
+import type { AgentGroup } from '../config/config.js';
+import type { GroupRecord, Pin } from '../store/state-files.js';
+import type { VersionedState } from '../../core/state/delta.js';
+import type { SyncContext } from './context.js';
+
+// Step 1 of a group's sync: one HEAD of the state (or of the pinned version). Only a new
+// digest goes on to verify.ts; the same digest with every image in place is the end of the
+// pass, and with images failed or pending (or a blob found damaged) they are pulled again.
+
+export type Polled =
+  | { outcome: 'unreachable' | 'missing' | 'unchanged' }
+  /** The applied state, with images still to bring in. */
+  | { outcome: 'retried'; state: VersionedState }
+  /** A state not applied yet, at this manifest digest. */
+  | { outcome: 'changed'; digest: string };
+
+/** The registry's tag or digest to ask for: the pin when there is one, else `latest`. */
+export function pinnedReference(pin: Pin | undefined): string {
+  return pin?.digest ?? (pin?.version !== undefined ? `v${pin.version}` : 'latest');
+}
+
+export async function poll(ctx: SyncContext, g: AgentGroup, pin: Pin | undefined, rec: GroupRecord, now: string): Promise<Polled> {
+  const reference = pinnedReference(pin);
+  rec.checkedAt = now;
+  let head: { digest: string } | undefined;
+  try {
+    head = await ctx.client(ctx.config.registry).headManifest(g.state, reference);
+  } catch (err) {
+    rec.staleSince ??= now;
+    rec.error = `registry unreachable: ${(err as Error).message}`;
+    ctx.metrics.polls.inc({ group: g.name, result: 'unreachable' });
+    ctx.metrics.failures.inc({ where: 'poll' });
+    ctx.log.warn({ group: g.name, err: (err as Error).message, staleSince: rec.staleSince }, 'cannot reach the registry; serving what was applied');
+    return { outcome: 'unreachable' };
+  }
+  rec.lastSuccessAt = now;
+  delete rec.staleSince;
+  if (!head) {
+    rec.error = `no state at ${g.state}:${reference}`;
+    ctx.metrics.polls.inc({ group: g.name, result: 'missing' });
+    return { outcome: 'missing' };
+  }
+
+  const held = ctx.states.get(g.name);
+  if (head.digest !== rec.applied?.digest || !held) return { outcome: 'changed', digest: head.digest };
+  const incomplete = ctx.damaged.has(g.name) || Object.values(rec.images).some((i) => i.status === 'failed' || i.status === 'pending');
+  if (!incomplete) {
+    delete rec.error;
+    ctx.metrics.polls.inc({ group: g.name, result: 'unchanged' });
+    return { outcome: 'unchanged' };
+  }
+  ctx.metrics.polls.inc({ group: g.name, result: 'retried' });
+  return { outcome: 'retried', state: held };
+}
