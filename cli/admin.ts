@@ -3,11 +3,11 @@ import { createPool } from '../core/db/pool.js';
 import { migrate } from '../core/db/migrate.js';
 import { createLogger } from '../core/logger.js';
 import type { HarborFilter, HarborTrigger } from '../core/store/group-store.js';
-import { harborContext, requireHarbor, type HarborContext } from '../adapter/harbor/context.js';
-import { ApiError } from '../adapter/harbor/errors.js';
-import { GroupService, type GroupView } from '../adapter/harbor/group-service.js';
-import { SatelliteService, type SatelliteView } from '../adapter/harbor/satellite-service.js';
-import { HarborReconciler } from '../worker/harbor-reconcile.js';
+import { harborContext, requireHarbor, type HarborContext } from '../harbor/context.js';
+import { ApiError } from '../harbor/errors.js';
+import { GroupService, type GroupView } from '../harbor/group-service.js';
+import { SatelliteService, type SatelliteView } from '../harbor/satellite-service.js';
+import { HarborReconciler } from '../harbor/reconcile.js';
 
 // `satellite groups …` and `satellite satellites …`: the admin API's operations from the
 // command line, run in this process against the database and Harbor (the same services the

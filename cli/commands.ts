@@ -12,7 +12,7 @@ import { buildState } from '../core/state/render.js';
 import { ArtifactStore } from '../core/store/artifact-store.js';
 import { StateStore } from '../core/store/state-store.js';
 import { stateRegistryClient } from '../worker/state-worker.js';
-import { stateRepository } from '../worker/state-artifact.js';
+import { stateRepository } from '../core/state/artifact.js';
 import { entryKey, type VersionedState } from '../core/state/delta.js';
 import { layerText, stateLayers } from '../core/state/format.js';
 import type { StateArtifact } from '../core/state/render.js';

@@ -5,9 +5,9 @@ import { migrate } from '../core/db/migrate.js';
 import { createPool } from '../core/db/pool.js';
 import { createLogger } from '../core/logger.js';
 import { GroupStore } from '../core/store/group-store.js';
-import { harborApi, harborContext } from '../adapter/harbor/context.js';
-import { RobotService } from '../adapter/harbor/robots.js';
-import { SATELLITE_NAME } from '../adapter/harbor/satellite-service.js';
+import { harborApi, harborContext } from '../harbor/context.js';
+import { RobotService } from '../harbor/robots.js';
+import { SATELLITE_NAME } from '../harbor/satellite-service.js';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 

@@ -8,7 +8,7 @@ import { startEndpoint, type RunningEndpoint } from '../adapter/server.js';
 import { adminRouter } from '../adapter/admin/router.js';
 import { throttleConnection } from '../adapter/login-throttle.js';
 import type { Redis } from 'ioredis';
-import { harborContext } from '../adapter/harbor/context.js';
+import { harborContext } from '../harbor/context.js';
 import { startHarborWorker, type RunningHarborWorker } from '../worker/harbor-jobs.js';
 import { connectQueue, type StateQueue } from '../worker/queue.js';
 import { loadSigningKey } from '../worker/signer.js';

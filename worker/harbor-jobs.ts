@@ -5,10 +5,10 @@ import type { Pool } from '../core/db/pool.js';
 import type { Logger } from '../core/logger.js';
 import { GroupStore } from '../core/store/group-store.js';
 import { HarborStore, type HarborJobData, type HarborJobName } from '../core/store/harbor-store.js';
-import { harborContext, type HarborContext } from '../adapter/harbor/context.js';
-import { RobotService } from '../adapter/harbor/robots.js';
-import { GroupService } from '../adapter/harbor/group-service.js';
-import { HarborReconciler } from './harbor-reconcile.js';
+import { harborContext, type HarborContext } from '../harbor/context.js';
+import { RobotService } from '../harbor/robots.js';
+import { GroupService } from '../harbor/group-service.js';
+import { HarborReconciler } from '../harbor/reconcile.js';
 import { SchedulerKeeper } from './job-schedulers.js';
 import { producerConnection, workerConnection } from './queue.js';
 

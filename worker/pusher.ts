@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import type { RegistryClient } from '../core/registry/registry-client.js';
 import { TITLE_ANNOTATION } from '../core/state/format.js';
-import type { PackagedState } from './state-artifact.js';
+import type { PackagedState } from '../core/state/artifact.js';
 
 /**
  * Puts a packaged state's blobs and manifest into the registry under `reference`. A pusher

@@ -8,7 +8,7 @@ import type { ArtifactStore, SupersededPolicy } from '../core/store/artifact-sto
 import type { BuildPoint, StateStore, StateVersion, StoredPackage } from '../core/store/state-store.js';
 import type { Pusher } from './pusher.js';
 import type { Signer } from './signer.js';
-import { packageState, stateRepository, versionTag, type PackagedDelta, type PackagedState, type StateLayout } from './state-artifact.js';
+import { packageState, stateRepository, versionTag, type PackagedDelta, type PackagedState, type StateLayout } from '../core/state/artifact.js';
 import { StateCache, StateContent } from './state-content.js';
 
 export interface BuildResult {

@@ -21,7 +21,7 @@ import type { GroupSnapshot, ListedRow } from '../core/store/artifact-store.js';
 // same bytes. Content is kept per worker process, least recently built out first.
 
 const gzip = promisify(gzipCallback);
-/** gzip as the state layers use it (worker/state-artifact.ts): level 6, no name, mtime 0. */
+/** gzip as the state layers use it (core/state/artifact.ts): level 6, no name, mtime 0. */
 const gzipMember = (bytes: Buffer): Promise<Buffer> => gzip(bytes, { level: 6 });
 
 /** Sort key of an entry: repository then digest, by code unit (\0 sorts first). */

@@ -1,6 +1,6 @@
 import type { NextFunction, Request, Response } from 'express';
 import { StoreUnavailableError } from '../../core/errors.js';
-import { ApiError, type ApiErrorCode } from '../harbor/errors.js';
+import { ApiError, type ApiErrorCode } from '../../harbor/errors.js';
 
 // The admin API's one error format, {"errors":[{"code","message","field"?}]}, and its one
 // mapper: domain errors keep their message; request validation (express-openapi-validator,

@@ -1,11 +1,11 @@
 import type { Request, Response } from 'express';
 import type { HarborFilter, HarborTrigger } from '../../core/store/group-store.js';
-import type { StatusReport } from '../harbor/fleet.js';
-import type { GroupService } from '../harbor/group-service.js';
-import type { HarborSatelliteCompat } from '../harbor/harbor-satellite.js';
-import type { SatelliteService } from '../harbor/satellite-service.js';
-import type { HarborNotification, WebhookService } from '../harbor/webhook-service.js';
-import type { ReconcileSummary } from '../../worker/harbor-reconcile.js';
+import type { StatusReport } from '../../harbor/fleet.js';
+import type { GroupService } from '../../harbor/group-service.js';
+import type { HarborSatelliteCompat } from '../../harbor/harbor-satellite.js';
+import type { SatelliteService } from '../../harbor/satellite-service.js';
+import type { HarborNotification, WebhookService } from '../../harbor/webhook-service.js';
+import type { ReconcileSummary } from '../../harbor/reconcile.js';
 
 // Thin handlers: the request was authenticated and checked against the OpenAPI document
 // before they run; each calls one service and answers. A 2xx is sent only once the service

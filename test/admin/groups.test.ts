@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { createHarborClient, HarborSetup } from '@harbor-api/client';
 import { ArtifactStore } from '../../core/store/artifact-store.js';
 import { buildState } from '../../core/state/render.js';
-import { sha256 as hash } from '../../adapter/harbor/tokens.js';
+import { sha256 as hash } from '../../harbor/tokens.js';
 import { image } from '../support/oci.js';
 import { record } from '../support/worker.js';
 import { HARBOR_ADMIN, startAdminHarness, type AdminHarness } from '../support/admin.js';

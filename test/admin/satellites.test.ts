@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { RobotService } from '../../adapter/harbor/robots.js';
+import { RobotService } from '../../harbor/robots.js';
 import { image } from '../support/oci.js';
 import { KEY_PASSWORD, record, useTestKeys } from '../support/worker.js';
 import { basicAuth, HARBOR_ADMIN, startAdminHarness, type AdminHarness } from '../support/admin.js';

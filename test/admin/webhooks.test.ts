@@ -3,7 +3,7 @@ import { image } from '../support/oci.js';
 import { record } from '../support/worker.js';
 import { startAdminHarness, type AdminHarness } from '../support/admin.js';
 import type { ReplicationNotice } from '../../harbor-dev/harbor-double.js';
-import { GroupService } from '../../adapter/harbor/group-service.js';
+import { GroupService } from '../../harbor/group-service.js';
 
 // Replays Harbor's webhook job: a POST of the "Default" payload with the policy target's
 // auth header as Authorization (goharbor/harbor src/pkg/notifier/handler/notification).

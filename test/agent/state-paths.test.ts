@@ -5,7 +5,7 @@ import type { AgentConfigError } from '../../agent/config/config.js';
 import { writeMirrorFiles } from '../../agent/runtime/mirrors.js';
 import { jsonDigest } from '../../core/state/delta.js';
 import { layerText, STATE_DIGEST_ANNOTATION, STATE_LAYER_TYPE } from '../../core/state/format.js';
-import { gzipState } from '../../worker/state-artifact.js';
+import { gzipState } from '../../core/state/artifact.js';
 import { pushImage, useAgentWorld } from '../support/agent.js';
 import { image } from '../support/oci.js';
 

@@ -3,7 +3,7 @@ import { loadAgentConfig } from '../../agent/config/config.js';
 import { generateKeyPairSync } from 'node:crypto';
 import { signatureTag } from '../../core/cosign/signature-image.js';
 import { KeySigner } from '../../worker/signer.js';
-import { gzipState } from '../../worker/state-artifact.js';
+import { gzipState } from '../../core/state/artifact.js';
 import { layerText, stateLayers } from '../../core/state/format.js';
 import { pushImage, runBundle, useAgentWorld } from '../support/agent.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';

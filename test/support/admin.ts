@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { loadConfig, type Config } from '../../core/config.js';
 import { createLogger } from '../../core/logger.js';
 import { adminRouter } from '../../adapter/admin/router.js';
-import { harborContext, type HarborContext } from '../../adapter/harbor/context.js';
+import { harborContext, type HarborContext } from '../../harbor/context.js';
 import { startEndpoint, type RunningEndpoint } from '../../adapter/server.js';
 import { startHarborDouble, type HarborDouble } from '../../harbor-dev/harbor-double.js';
 import { createTestDatabase, type TestDatabase } from './db.js';

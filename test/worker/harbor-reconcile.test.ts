@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { ArtifactStore } from '../../core/store/artifact-store.js';
 import { buildState, renderState } from '../../core/state/render.js';
-import { HarborReconciler } from '../../worker/harbor-reconcile.js';
+import { HarborReconciler } from '../../harbor/reconcile.js';
 import { createLogger } from '../../core/logger.js';
 import { cosignSignature, image, index, signatureTag } from '../support/oci.js';
 import { record } from '../support/worker.js';

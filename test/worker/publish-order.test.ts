@@ -8,7 +8,7 @@ import { ArtifactStore } from '../../core/store/artifact-store.js';
 import { StateStore } from '../../core/store/state-store.js';
 import { BuiltinPusher, type Pusher } from '../../worker/pusher.js';
 import { KeySigner } from '../../worker/signer.js';
-import type { PackagedState } from '../../worker/state-artifact.js';
+import type { PackagedState } from '../../core/state/artifact.js';
 import { StateBuilder } from '../../worker/state-builder.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';

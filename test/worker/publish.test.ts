@@ -8,7 +8,7 @@ import { image, index } from '../support/oci.js';
 import { satellite } from '../support/run.js';
 import { record, testBuilder, testKeys, useRegistryAndKeys, workerConfig } from '../support/worker.js';
 import { STATE_ARTIFACT_TYPE, STATE_LAYER_TYPE, layerText, stateLayers } from '../../core/state/format.js';
-import { gzipState } from '../../worker/state-artifact.js';
+import { gzipState } from '../../core/state/artifact.js';
 import { KeySigner } from '../../worker/signer.js';
 import { RegistryClient } from '../../core/registry/registry-client.js';
 import { previewState } from '../../core/state/preview.js';

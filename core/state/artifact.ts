@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
-import { tar } from '../core/oci/tar.js';
+import { tar } from '../oci/tar.js';
 import {
   DELTA_BASE_ANNOTATION, DELTA_BASE_VERSION_ANNOTATION, DELTA_FILE, STATE_ARTIFACT_TYPE, STATE_DELTA_TYPE,
   STATE_DIGEST_ANNOTATION, STATE_FILE, STATE_LAYER_TYPE, TITLE_ANNOTATION,
-} from '../core/state/format.js';
+} from './format.js';
 
 // How a rendered state is packaged as an OCI artifact. Two layouts:
 // - "oci" (default): an OCI 1.1 artifact exactly as `oras push --artifact-type` makes it

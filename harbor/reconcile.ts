@@ -6,7 +6,7 @@ import type { Logger } from '../core/logger.js';
 import { ArtifactStore } from '../core/store/artifact-store.js';
 import { GroupStore, type HarborFilter } from '../core/store/group-store.js';
 import { HarborStore, type ArtifactMetadata, type TombstoneRef } from '../core/store/harbor-store.js';
-import { selectsArtifact, selectsRepository } from '../adapter/harbor/filters.js';
+import { selectsArtifact, selectsRepository } from './filters.js';
 
 // Reconciliation of a group's list with Harbor. Harbor's replication never sends the whole
 // list (event-based runs carry one artifact, manual runs only what is missing, and no run

@@ -1,6 +1,6 @@
 import type { HarborSetup, ReplicationExecution, ReplicationPolicy } from '@harbor-api/client';
-import { GroupStore, type GroupSummary, type HarborFilter, type HarborTrigger, type ManagedGroup } from '../../core/store/group-store.js';
-import { HarborStore } from '../../core/store/harbor-store.js';
+import { GroupStore, type GroupSummary, type HarborFilter, type HarborTrigger, type ManagedGroup } from '../core/store/group-store.js';
+import { HarborStore } from '../core/store/harbor-store.js';
 import { requireEndpointUrl, requireHarbor, type HarborContext } from './context.js';
 import { ApiError, badRequest, notFound, viaHarbor } from './errors.js';
 import { checkFilters, checkTrigger, literalProjects, sourceProjects } from './filters.js';

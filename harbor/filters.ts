@@ -1,6 +1,6 @@
 import picomatch from 'picomatch';
 import type { HarborArtifact } from '@harbor-api/client';
-import type { HarborFilter, HarborTrigger } from '../../core/store/group-store.js';
+import type { HarborFilter, HarborTrigger } from '../core/store/group-store.js';
 import { badRequest } from './errors.js';
 
 // A replication rule's filters, as Harbor applies them (src/pkg/reg/filter): every filter

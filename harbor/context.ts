@@ -1,13 +1,13 @@
 import { createPublicKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createHarborClient, HarborSetup } from '@harbor-api/client';
-import { stateRegistryCredentials, type Config } from '../../core/config.js';
-import { loadPrivateKey, loadPublicKey } from '../../core/cosign/keys.js';
-import { cappedFetch, HARBOR_API_LIMIT } from '../../core/http/bounded-body.js';
-import type { Pool } from '../../core/db/pool.js';
-import type { Logger } from '../../core/logger.js';
-import { RegistryClient } from '../../core/registry/registry-client.js';
-import { stateRepository } from '../../worker/state-artifact.js';
+import { stateRegistryCredentials, type Config } from '../core/config.js';
+import { loadPrivateKey, loadPublicKey } from '../core/cosign/keys.js';
+import { cappedFetch, HARBOR_API_LIMIT } from '../core/http/bounded-body.js';
+import type { Pool } from '../core/db/pool.js';
+import type { Logger } from '../core/logger.js';
+import { RegistryClient } from '../core/registry/registry-client.js';
+import { stateRepository } from '../core/state/artifact.js';
 import { ApiError } from './errors.js';
 
 /** What the Harbor-facing services need to know, read once from the configuration. */

@@ -1,6 +1,6 @@
 import { HarborSetup, type RobotAccess } from '@harbor-api/client';
-import { GroupStore } from '../../core/store/group-store.js';
-import { SatelliteStore, type RobotRecord, type SatelliteRecord } from '../../core/store/satellite-store.js';
+import { GroupStore } from '../core/store/group-store.js';
+import { SatelliteStore, type RobotRecord, type SatelliteRecord } from '../core/store/satellite-store.js';
 import { requireHarbor, type HarborContext } from './context.js';
 import { viaHarbor } from './errors.js';
 import { sha256 } from './tokens.js';

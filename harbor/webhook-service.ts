@@ -1,6 +1,6 @@
-import { GroupStore } from '../../core/store/group-store.js';
-import { HarborStore } from '../../core/store/harbor-store.js';
-import { WebhookStore } from '../../core/store/webhook-store.js';
+import { GroupStore } from '../core/store/group-store.js';
+import { HarborStore } from '../core/store/harbor-store.js';
+import { WebhookStore } from '../core/store/webhook-store.js';
 import { requireEndpointUrl, requireHarbor, type HarborContext } from './context.js';
 import { ApiError, viaHarbor } from './errors.js';
 import { newSecret, sha256 } from './tokens.js';

@@ -1,9 +1,9 @@
-import { GroupStore } from '../../core/store/group-store.js';
-import { SatelliteExistsError, SatelliteStore, type SatelliteRecord } from '../../core/store/satellite-store.js';
+import { GroupStore } from '../core/store/group-store.js';
+import { SatelliteExistsError, SatelliteStore, type SatelliteRecord } from '../core/store/satellite-store.js';
 import { groupStateRepository, type HarborContext } from './context.js';
 import { ApiError, badRequest, notFound } from './errors.js';
-import { HarborSatelliteStates } from './harbor-satellite.js';
-import type { Registration } from '../../core/satellite-protocol.js';
+import { HarborSatelliteStates } from './harbor-satellite-states.js';
+import type { Registration } from '../core/satellite-protocol.js';
 import { groupDrift, satelliteStatus, type GroupDrift, type HarborSatelliteHeartbeat, type SatelliteStatus, type StatusReport } from './fleet.js';
 import { RobotService } from './robots.js';
 import { matches, newSecret, sha256 } from './tokens.js';

@@ -2,7 +2,7 @@
 // from what it last reported. Pure: the satellite service gives it the report and the
 // latest published versions.
 
-import type { StatusReport } from '../../core/satellite-protocol.js';
+import type { StatusReport } from '../core/satellite-protocol.js';
 
 export type { StatusReport };
 
