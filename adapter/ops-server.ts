@@ -1,4 +1,4 @@
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Queue } from 'bullmq';
 import express, { type NextFunction, type Request, type Response } from 'express';
@@ -9,6 +9,7 @@ import type { Metrics } from '../core/metrics.js';
 import { operationsAuthorized, operationsChallenges, type OperationsCredential } from '../core/operations-auth.js';
 import { BasicAuthenticator, CHALLENGE } from './auth.js';
 import { healthRoutes } from './health.js';
+import { listen } from './listen.js';
 import { LoginThrottle, throttleConnection } from './login-throttle.js';
 import { metricsRoute, queueDashboard } from './operations.js';
 import { requestContext } from './request-context.js';
@@ -120,9 +121,9 @@ export async function startOpsServer(o: OpsOptions): Promise<RunningOps> {
     redis, prefix: `${o.admin.redis?.prefix ?? 'local'}:admin`, addressLimit: o.admin.authFailureLimit, usernameLimit: o.admin.authFailureLimit, log: o.log,
   });
   const app = createOpsApp(o, throttle);
-  const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(o.port, o.host, () => resolve(s));
-    s.once('error', reject);
+  const server = await listen(createServer(app), o.port, o.host, { port: 'METRICS_PORT', host: 'METRICS_HOST' }).catch((err: unknown) => {
+    redis?.disconnect();
+    throw err;
   });
   const { port } = server.address() as AddressInfo;
   const host = o.host === '0.0.0.0' || o.host === '::' ? '127.0.0.1' : o.host;

@@ -1,8 +1,9 @@
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createPool, type Pool } from '../core/db/pool.js';
 import type { Logger } from '../core/logger.js';
 import { createApp, type AppDeps } from './app.js';
+import { listen } from './listen.js';
 import { LoginThrottle, throttleConnection } from './login-throttle.js';
 
 export interface EndpointOptions extends Partial<Pick<AppDeps, 'metrics' | 'trustProxy' | 'hashConcurrency' | 'uploadLimits' | 'apiRouter'>> {
@@ -44,9 +45,10 @@ export async function startEndpoint(o: EndpointOptions): Promise<RunningEndpoint
     pool, log: o.log, username: o.username, password: o.password, throttle, imageRegistry: o.imageRegistry,
     metrics: o.metrics, trustProxy: o.trustProxy, hashConcurrency: o.hashConcurrency, uploadLimits: o.uploadLimits, apiRouter: o.apiRouter,
   });
-  const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(o.port, o.host, () => resolve(s));
-    s.once('error', reject);
+  const server = await listen(createServer(app), o.port, o.host, { port: 'PORT', host: 'HOST' }).catch(async (err: unknown) => {
+    redis?.disconnect();
+    if (!o.pool) await pool.end();
+    throw err;
   });
   // Keep-alive sockets outlive a proxy's idle timeout by default otherwise.
   server.keepAliveTimeout = 65_000;

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { readOperationsCredential, type OperationsCredential } from './operations-auth.js';
 import { DEFAULT_STATE_MAX_MB } from './state/format.js';
 
@@ -59,7 +60,11 @@ export interface Config {
   statePusher: 'builtin' | 'oras';
   /** "builtin" (TypeScript cosign format) or "cosign" (the CLI, via execa). @defaultValue "builtin" */
   signer: 'builtin' | 'cosign';
-  /** Path of the signing key (cosign's encrypted PEM or PKCS#8 PEM). Required by the worker. */
+  /**
+   * The signing key (cosign's encrypted PEM or PKCS#8 PEM): a path, or the PEM itself (a value
+   * that starts with "-----BEGIN", e.g. from a Kubernetes Secret as an environment variable).
+   * Required by the worker.
+   */
   cosignKey: string | undefined;
   /** Password of COSIGN_KEY; empty for an unencrypted or empty-password key. @defaultValue "" */
   cosignPassword: string;
@@ -184,8 +189,27 @@ const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debu
 
 type Env = Record<string, string | undefined>;
 
-export function loadConfig(env: Env = process.env): Config {
+/**
+ * The variables that hold a secret, or a URL that may carry one. Each is also read from a
+ * file named by <NAME>_FILE, the convention of the official Postgres and Redis images (a
+ * mounted Kubernetes Secret or a compose secret), its trailing newlines dropped.
+ */
+export const SECRET_VARIABLES = [
+  'ENDPOINT_PASSWORD', 'ADMIN_PASSWORD', 'HARBOR_PASSWORD', 'STATE_REGISTRY_PASSWORD', 'COSIGN_PASSWORD',
+  'DATABASE_URL', 'REDIS_URL',
+] as const;
+
+export interface LoadOptions {
+  /** Reads the file a <NAME>_FILE variable names. @defaultValue fs.readFileSync as UTF-8 */
+  readSecretFile?: (path: string) => string;
+}
+
+/** A PEM given as the value itself rather than a path to it. */
+export const isPem = (value: string) => value.trimStart().startsWith('-----BEGIN');
+
+export function loadConfig(rawEnv: Env = process.env, options: LoadOptions = {}): Config {
   const problems: string[] = [];
+  const env = secretsFromFiles(rawEnv, options.readSecretFile ?? ((path) => readFileSync(path, 'utf8')), problems);
   const str = (key: string, fallback: string): string => {
     const v = env[key];
     return v === undefined || v === '' ? fallback : v;
@@ -311,6 +335,35 @@ export function loadConfig(env: Env = process.env): Config {
   return config;
 }
 
+/**
+ * The environment with each secret read from its <NAME>_FILE when that is set. Both set is a
+ * problem naming both (which one was meant cannot be guessed); so is a file that cannot be
+ * read or is empty. The file's content is never part of a message.
+ */
+function secretsFromFiles(env: Env, read: (path: string) => string, problems: string[]): Env {
+  const fromFiles: Record<string, string> = {};
+  for (const name of SECRET_VARIABLES) {
+    const fileVar = `${name}_FILE`;
+    const path = env[fileVar];
+    if (path === undefined || path === '') continue;
+    if (env[name] !== undefined && env[name] !== '') {
+      problems.push(`${name} and ${fileVar} are both set: set one of them`);
+      continue;
+    }
+    let value: string;
+    try {
+      value = read(path).replace(/(\r?\n)+$/, '');
+    } catch (err) {
+      problems.push(`${fileVar}=${JSON.stringify(path)} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      continue;
+    }
+    if (value === '') problems.push(`${fileVar}=${JSON.stringify(path)} is empty`);
+    else fromFiles[name] = value;
+  }
+  // A view, not a copy: every other name is still looked up in env as it is asked for.
+  return new Proxy(env, { get: (target, key) => (typeof key === 'string' && key in fromFiles ? fromFiles[key] : Reflect.get(target, key)) });
+}
+
 /** A command that serves requests cannot run without a secret to check them against. */
 export function requireEndpointPassword(config: Config): string {
   if (config.endpointPassword === undefined) {
@@ -352,7 +405,7 @@ export function stateRegistryCredentials(config: Config): { username: string; pa
 /** The worker signs every state; it cannot start without the key. */
 export function requireSigningKey(config: Config): string {
   if (config.cosignKey === undefined) {
-    throw new ConfigError(['COSIGN_KEY is not set: the path of the key states are signed with (`satellite keys generate` makes one)']);
+    throw new ConfigError(['COSIGN_KEY is not set: the path of the key states are signed with, or the PEM itself (`satellite keys generate` makes one)']);
   }
   return config.cosignKey;
 }

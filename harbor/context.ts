@@ -1,7 +1,7 @@
 import { createPublicKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createHarborClient, HarborSetup } from '@harbor-api/client';
-import { stateRegistryCredentials, type Config } from '../core/config.js';
+import { isPem, stateRegistryCredentials, type Config } from '../core/config.js';
 import { loadPrivateKey, loadPublicKey } from '../core/cosign/keys.js';
 import { cappedFetch, HARBOR_API_LIMIT } from '../core/http/bounded-body.js';
 import type { Pool } from '../core/db/pool.js';
@@ -47,7 +47,7 @@ async function publicKeyPem(config: Config): Promise<string | undefined> {
     return pem;
   }
   if (config.cosignKey) {
-    const key = loadPrivateKey(await readFile(config.cosignKey, 'utf8'), config.cosignPassword);
+    const key = loadPrivateKey(isPem(config.cosignKey) ? config.cosignKey : await readFile(config.cosignKey, 'utf8'), config.cosignPassword);
     return createPublicKey(key).export({ type: 'spki', format: 'pem' }).toString();
   }
   return undefined;

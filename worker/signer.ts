@@ -7,16 +7,22 @@ import { readSignatureLayers, signatureImage, signatureTag } from '../core/cosig
 import { loadPrivateKey } from '../core/cosign/keys.js';
 import { signPayload, simpleSigningPayload, verifySignatureLayer } from '../core/cosign/simple-signing.js';
 import type { RegistryClient } from '../core/registry/registry-client.js';
+import { isPem } from '../core/config.js';
 import { Redactor } from './redact.js';
 
-/** The signing key, read and decrypted once; its path is kept for the cosign CLI. */
+/** The signing key, read and decrypted once; its PEM is kept for the cosign CLI. */
 export interface SigningKey {
-  path: string;
+  /** Where it was read from; undefined when COSIGN_KEY held the PEM itself. */
+  path: string | undefined;
+  pem: string;
   key: KeyObject;
 }
 
-export async function loadSigningKey(path: string, password: string): Promise<SigningKey> {
-  return { path, key: loadPrivateKey(await readFile(path, 'utf8'), password) };
+/** COSIGN_KEY: a path, or the PEM itself. */
+export async function loadSigningKey(pathOrPem: string, password: string): Promise<SigningKey> {
+  const path = isPem(pathOrPem) ? undefined : pathOrPem;
+  const pem = path === undefined ? pathOrPem : await readFile(path, 'utf8');
+  return { path, pem, key: loadPrivateKey(pem, password) };
 }
 
 /** Attaches a cosign signature to a manifest digest in a repository of the state registry. */
@@ -87,11 +93,14 @@ export class CosignCliSigner implements Signer {
 
   constructor(
     private readonly client: RegistryClient,
-    private readonly keyPath: string,
+    /** The key's file; undefined: the key given as PEM, written for each run beside its docker config. */
+    private readonly keyPath: string | undefined,
     key: KeyObject,
     private readonly password: string,
     private readonly credentials?: { username: string; password: string },
+    private readonly pem?: string,
   ) {
+    if (keyPath === undefined && pem === undefined) throw new Error('CosignCliSigner needs the key\'s path or its PEM');
     this.publicKey = createPublicKey(key);
     this.redactor = new Redactor([password], credentials);
   }
@@ -117,7 +126,12 @@ export class CosignCliSigner implements Signer {
         ? { [this.client.host]: { auth: Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString('base64') } }
         : {};
       await writeFile(join(dockerConfig, 'config.json'), JSON.stringify({ auths }), { mode: 0o600 });
-      await execa('cosign', ['sign', '--key', this.keyPath, '--tlog-upload=false', '--yes', ...insecure, ...(await this.extraArgs()), ref], {
+      let keyPath = this.keyPath;
+      if (keyPath === undefined) {
+        keyPath = join(dockerConfig, 'cosign.key');
+        await writeFile(keyPath, this.pem!, { mode: 0o600 });
+      }
+      await execa('cosign', ['sign', '--key', keyPath, '--tlog-upload=false', '--yes', ...insecure, ...(await this.extraArgs()), ref], {
         env: { COSIGN_PASSWORD: this.password, DOCKER_CONFIG: dockerConfig },
       });
     } catch (err) {

@@ -37,7 +37,7 @@ export function buildPolicy(config: Config): BuildJobPolicy {
 function makeSigner(config: Config, client: RegistryClient, signingKey: SigningKey): Signer {
   const creds = stateRegistryCredentials(config);
   return config.signer === 'cosign'
-    ? new CosignCliSigner(client, signingKey.path, signingKey.key, config.cosignPassword, creds)
+    ? new CosignCliSigner(client, signingKey.path, signingKey.key, config.cosignPassword, creds, signingKey.pem)
     : new KeySigner(client, signingKey.key);
 }
 

@@ -1,5 +1,8 @@
 import { expect } from 'chai';
-import { ConfigError, loadConfig, requireEndpointPassword } from '../../core/config.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, loadConfig, requireEndpointPassword, SECRET_VARIABLES, type Config } from '../../core/config.js';
 
 describe('configuration', () => {
   it('when nothing is set, then the documented defaults apply and no password is invented', () => {
@@ -33,5 +36,59 @@ describe('configuration', () => {
       [{ REGISTRATION_TOKEN_HOURS: '0' }, 'REGISTRATION_TOKEN_HOURS'], [{ HARBOR_RECONCILE_INTERVAL_SECONDS: 'often' }, 'HARBOR_RECONCILE_INTERVAL_SECONDS']] as const) {
       expect(() => loadConfig(env as Record<string, string>)).to.throw(ConfigError, problem);
     }
+  });
+
+  describe('secrets from files (<NAME>_FILE)', () => {
+    let dir: string;
+    beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'satellite-secrets-'))));
+    afterEach(() => rmSync(dir, { recursive: true, force: true }));
+    const file = (name: string, content: string) => {
+      const path = join(dir, name);
+      writeFileSync(path, content, { mode: 0o600 });
+      return path;
+    };
+    /** A value of the right shape for each secret, 12 characters or more, each distinct. */
+    const valueFor = (name: string) =>
+      name === 'DATABASE_URL' ? 'postgres://satellite:s3cret-from-file@db.example:5432/satellite'
+        : name === 'REDIS_URL' ? 'redis://:s3cret-from-file@cache.example:6379'
+          : `${name.toLowerCase()}-from-a-file`;
+    const field: Record<(typeof SECRET_VARIABLES)[number], keyof Config> = {
+      ENDPOINT_PASSWORD: 'endpointPassword', ADMIN_PASSWORD: 'adminPassword', HARBOR_PASSWORD: 'harborPassword',
+      STATE_REGISTRY_PASSWORD: 'stateRegistryPassword', COSIGN_PASSWORD: 'cosignPassword', DATABASE_URL: 'databaseUrl', REDIS_URL: 'redisUrl',
+    };
+
+    it('when each secret is given as <NAME>_FILE, then the service uses the file\'s content, without its trailing newline', () => {
+      const env: Record<string, string> = { STATE_REGISTRY_USERNAME: 'robot$push' };
+      for (const name of SECRET_VARIABLES) env[`${name}_FILE`] = file(name, `${valueFor(name)}\n`);
+      const c = loadConfig(env);
+      for (const name of SECRET_VARIABLES) expect(c[field[name]], name).to.equal(valueFor(name));
+      // A file written on Windows, or with several newlines at the end, gives the same value.
+      expect(loadConfig({ ENDPOINT_PASSWORD_FILE: file('crlf', 'a-secret-from-windows\r\n\n') }).endpointPassword).to.equal('a-secret-from-windows');
+      // Spaces are part of a secret: only line ends are dropped.
+      expect(loadConfig({ ENDPOINT_PASSWORD_FILE: file('spaces', ' spaced secret value \n') }).endpointPassword).to.equal(' spaced secret value ');
+    });
+
+    it('when a secret and its _FILE are both set, then start-up fails with one error naming both', () => {
+      for (const name of SECRET_VARIABLES) {
+        const env = { [name]: valueFor(name), [`${name}_FILE`]: file(name, valueFor(name)) };
+        expect(() => loadConfig(env), name).to.throw(ConfigError, `${name} and ${name}_FILE are both set`);
+      }
+    });
+
+    it('when a _FILE names a missing or empty file, then start-up fails naming the variable and the path, and no file content is shown', () => {
+      const missing = join(dir, 'not-there');
+      expect(() => loadConfig({ ADMIN_PASSWORD_FILE: missing })).to.throw(ConfigError, `ADMIN_PASSWORD_FILE="${missing}" cannot be read: ENOENT`);
+      const empty = file('empty', '\n');
+      expect(() => loadConfig({ HARBOR_PASSWORD_FILE: empty })).to.throw(ConfigError, `HARBOR_PASSWORD_FILE="${empty}" is empty`);
+      // The value read is checked like the variable itself, and named by the variable.
+      try {
+        loadConfig({ ENDPOINT_PASSWORD_FILE: file('short', 'short\n'), DATABASE_URL_FILE: file('db', 'mysql://u:hunter2-secret@x/db\n') });
+        expect.fail('should throw');
+      } catch (err) {
+        const message = (err as Error).message;
+        expect(message).to.include('ENDPOINT_PASSWORD must be at least 12 characters').and.include('DATABASE_URL must be a postgres: or postgresql: URL');
+        expect(message).not.to.include('hunter2');
+      }
+    });
   });
 });
