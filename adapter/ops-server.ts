@@ -1,4 +1,4 @@
-import type { Server } from 'node:http';
+import { createListener, type Listener as Server, type TlsFiles } from './tls.js';
 import type { AddressInfo } from 'node:net';
 import type { Queue } from 'bullmq';
 import express, { type NextFunction, type Request, type Response } from 'express';
@@ -31,6 +31,8 @@ export interface OpsOptions {
   metricsCredential?: OperationsCredential;
   /** The dashboard's credential and how its failed logins are counted. */
   admin?: { username: string; password: string; authFailureLimit: number; redis?: { url: string; prefix: string } };
+  /** Serve HTTPS from these files; absent: plain HTTP. */
+  tls?: TlsFiles;
   log: Logger;
 }
 
@@ -121,14 +123,14 @@ export async function startOpsServer(o: OpsOptions): Promise<RunningOps> {
   });
   const app = createOpsApp(o, throttle);
   const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(o.port, o.host, () => resolve(s));
+    const s = createListener(app, o.tls, o.log).listen(o.port, o.host, () => resolve(s));
     s.once('error', reject);
   });
   const { port } = server.address() as AddressInfo;
   const host = o.host === '0.0.0.0' || o.host === '::' ? '127.0.0.1' : o.host;
   return {
     server,
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    url: `${o.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`,
     async stop() {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));

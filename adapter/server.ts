@@ -1,9 +1,10 @@
-import type { Server } from 'node:http';
+import type { Listener as Server } from './tls.js';
 import type { AddressInfo } from 'node:net';
 import { createPool, type Pool } from '../core/db/pool.js';
 import type { Logger } from '../core/logger.js';
 import { createApp, type AppDeps } from './app.js';
 import { LoginThrottle, throttleConnection } from './login-throttle.js';
+import { createListener, type TlsFiles } from './tls.js';
 
 export interface EndpointOptions extends Partial<Pick<AppDeps, 'metrics' | 'trustProxy' | 'hashConcurrency' | 'uploadLimits' | 'apiRouter'>> {
   databaseUrl: string;
@@ -21,6 +22,8 @@ export interface EndpointOptions extends Partial<Pick<AppDeps, 'metrics' | 'trus
   redis?: { url: string; prefix: string };
   /** The Harbor registry blob GETs are redirected to. */
   imageRegistry: string;
+  /** Serve HTTPS from these files (TLS_CERT_FILE, …); absent: plain HTTP. */
+  tls?: TlsFiles;
   log: Logger;
 }
 
@@ -45,7 +48,7 @@ export async function startEndpoint(o: EndpointOptions): Promise<RunningEndpoint
     metrics: o.metrics, trustProxy: o.trustProxy, hashConcurrency: o.hashConcurrency, uploadLimits: o.uploadLimits, apiRouter: o.apiRouter,
   });
   const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(o.port, o.host, () => resolve(s));
+    const s = createListener(app, o.tls, o.log).listen(o.port, o.host, () => resolve(s));
     s.once('error', reject);
   });
   // Keep-alive sockets outlive a proxy's idle timeout by default otherwise.
@@ -56,7 +59,7 @@ export async function startEndpoint(o: EndpointOptions): Promise<RunningEndpoint
   return {
     server,
     pool,
-    url: `http://${host}:${address.port}`,
+    url: `${o.tls ? 'https' : 'http'}://${host}:${address.port}`,
     stop() {
       stopping ??= (async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
