@@ -1,4 +1,4 @@
-import type { Server } from 'node:http';
+import type { Server } from 'node:net';
 
 /** A listener that could not be opened, named by the variables that choose its address. */
 export class ListenError extends Error {
@@ -18,8 +18,8 @@ export class ListenError extends Error {
  * callback as if listening had succeeded, which then failed later as "Cannot destructure
  * property 'port' of … null".
  */
-export function listen(server: Server, port: number, host: string, vars: { port: string; host: string }): Promise<Server> {
-  return new Promise<Server>((resolve, reject) => {
+export function listen<S extends Server>(server: S, port: number, host: string, vars: { port: string; host: string }): Promise<S> {
+  return new Promise<S>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => reject(new ListenError(vars.port, vars.host, host, port, err));
     server.once('error', onError);
     server.listen(port, host, () => {

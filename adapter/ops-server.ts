@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createListener, type Listener as Server, type TlsFiles } from './tls.js';
 import type { AddressInfo } from 'node:net';
 import type { Queue } from 'bullmq';
 import express, { type NextFunction, type Request, type Response } from 'express';
@@ -32,6 +32,8 @@ export interface OpsOptions {
   metricsCredential?: OperationsCredential;
   /** The dashboard's credential and how its failed logins are counted. */
   admin?: { username: string; password: string; authFailureLimit: number; redis?: { url: string; prefix: string } };
+  /** Serve HTTPS from these files; absent: plain HTTP. */
+  tls?: TlsFiles;
   log: Logger;
 }
 
@@ -121,7 +123,7 @@ export async function startOpsServer(o: OpsOptions): Promise<RunningOps> {
     redis, prefix: `${o.admin.redis?.prefix ?? 'local'}:admin`, addressLimit: o.admin.authFailureLimit, usernameLimit: o.admin.authFailureLimit, log: o.log,
   });
   const app = createOpsApp(o, throttle);
-  const server = await listen(createServer(app), o.port, o.host, { port: 'METRICS_PORT', host: 'METRICS_HOST' }).catch((err: unknown) => {
+  const server = await listen(createListener(app, o.tls, o.log), o.port, o.host, { port: 'METRICS_PORT', host: 'METRICS_HOST' }).catch((err: unknown) => {
     redis?.disconnect();
     throw err;
   });
@@ -129,7 +131,7 @@ export async function startOpsServer(o: OpsOptions): Promise<RunningOps> {
   const host = o.host === '0.0.0.0' || o.host === '::' ? '127.0.0.1' : o.host;
   return {
     server,
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    url: `${o.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`,
     async stop() {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));

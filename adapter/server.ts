@@ -1,10 +1,11 @@
-import { createServer, type Server } from 'node:http';
+import type { Listener as Server } from './tls.js';
 import type { AddressInfo } from 'node:net';
 import { createPool, type Pool } from '../core/db/pool.js';
 import type { Logger } from '../core/logger.js';
 import { createApp, type AppDeps } from './app.js';
 import { listen } from './listen.js';
 import { LoginThrottle, throttleConnection } from './login-throttle.js';
+import { createListener, type TlsFiles } from './tls.js';
 
 export interface EndpointOptions extends Partial<Pick<AppDeps, 'metrics' | 'trustProxy' | 'hashConcurrency' | 'uploadLimits' | 'apiRouter'>> {
   databaseUrl: string;
@@ -22,6 +23,8 @@ export interface EndpointOptions extends Partial<Pick<AppDeps, 'metrics' | 'trus
   redis?: { url: string; prefix: string };
   /** The Harbor registry blob GETs are redirected to. */
   imageRegistry: string;
+  /** Serve HTTPS from these files (TLS_CERT_FILE, …); absent: plain HTTP. */
+  tls?: TlsFiles;
   log: Logger;
 }
 
@@ -45,7 +48,7 @@ export async function startEndpoint(o: EndpointOptions): Promise<RunningEndpoint
     pool, log: o.log, username: o.username, password: o.password, throttle, imageRegistry: o.imageRegistry,
     metrics: o.metrics, trustProxy: o.trustProxy, hashConcurrency: o.hashConcurrency, uploadLimits: o.uploadLimits, apiRouter: o.apiRouter,
   });
-  const server = await listen(createServer(app), o.port, o.host, { port: 'PORT', host: 'HOST' }).catch(async (err: unknown) => {
+  const server = await listen(createListener(app, o.tls, o.log), o.port, o.host, { port: 'PORT', host: 'HOST' }).catch(async (err: unknown) => {
     redis?.disconnect();
     if (!o.pool) await pool.end();
     throw err;
@@ -58,7 +61,7 @@ export async function startEndpoint(o: EndpointOptions): Promise<RunningEndpoint
   return {
     server,
     pool,
-    url: `http://${host}:${address.port}`,
+    url: `${o.tls ? 'https' : 'http'}://${host}:${address.port}`,
     stop() {
       stopping ??= (async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));

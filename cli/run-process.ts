@@ -5,6 +5,7 @@ import { createLogger } from '../core/logger.js';
 import { Metrics } from '../core/metrics.js';
 import { startOpsServer, type RunningOps } from '../adapter/ops-server.js';
 import { startEndpoint, type RunningEndpoint } from '../adapter/server.js';
+import { checkTlsFiles, tlsFiles } from '../adapter/tls.js';
 import { adminRouter } from '../adapter/admin/router.js';
 import { throttleConnection } from '../adapter/login-throttle.js';
 import type { Redis } from 'ioredis';
@@ -25,6 +26,7 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
   const password = parts.endpoint ? requireEndpointPassword(config) : undefined;
   const signingKey = parts.worker ? await loadSigningKey(requireSigningKey(config), config.cosignPassword) : undefined;
   const opsCredential = metricsCredential(config);
+  checkTlsFiles(tlsFiles(config, parts.endpoint ? 'endpoint' : 'operations'));
   const log = createLogger(config.logLevel);
   await migrate(config.databaseUrl, log);
   const pool = createPool(config.databaseUrl, 20);
@@ -78,13 +80,14 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
       redis: { url: config.redisUrl, prefix: config.authThrottlePrefix }, trustProxy: config.trustProxy, log, metrics,
       imageRegistry: config.imageRegistry,
       uploadLimits: { maxOpenPerOwner: config.uploadSessionLimit, idleMinutes: config.uploadIdleMinutes }, apiRouter,
+      tls: tlsFiles(config, 'endpoint'),
     });
     log.info({ url: endpoint.url, username: config.endpointUsername, database: redact(config.databaseUrl) }, 'endpoint listening');
   }
   // Health, Prometheus and the dashboard, on a listener of their own (loopback by default).
   ops = await startOpsServer({
     host: config.metricsHost, port: config.metricsPort, pool, metrics, queue: queueOf, log,
-    metricsCredential: opsCredential,
+    metricsCredential: opsCredential, tls: tlsFiles(config, 'operations'),
     admin: config.adminPassword === undefined ? undefined : {
       username: config.adminUsername, password: config.adminPassword, authFailureLimit: config.authFailureLimit,
       redis: { url: config.redisUrl, prefix: config.authThrottlePrefix },

@@ -176,6 +176,21 @@ export interface Config {
    * satellites' config state. @defaultValue a built-in one (30 s sync, local registry on :8585)
    */
   harborSatelliteConfig: string | undefined;
+  /**
+   * PEM certificate chain (the server's first) and its key: with both set, the endpoint (and
+   * the admin API on its port) and the operations listener serve HTTPS only. Both files are
+   * read again every TLS_RELOAD_SECONDS, and a changed pair is served to the next
+   * connection. @defaultValue unset (plain HTTP)
+   */
+  tlsCertFile: string | undefined;
+  tlsKeyFile: string | undefined;
+  /**
+   * PEM CA certificates a client of the endpoint's port must present a certificate from
+   * (mutual TLS); the operations listener never asks for one. @defaultValue unset
+   */
+  tlsClientCaFile: string | undefined;
+  /** How often the TLS files are read again. @defaultValue 30 (s) */
+  tlsReloadSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -320,7 +335,17 @@ export function loadConfig(rawEnv: Env = process.env, options: LoadOptions = {})
     harborReconcileIntervalSeconds: int('HARBOR_RECONCILE_INTERVAL_SECONDS', 900, 10, 7 * 86400),
     cosignPublicKey: env.COSIGN_PUBLIC_KEY || undefined,
     harborSatelliteConfig: env.HARBOR_SATELLITE_CONFIG || undefined,
+    tlsCertFile: env.TLS_CERT_FILE || undefined,
+    tlsKeyFile: env.TLS_KEY_FILE || undefined,
+    tlsClientCaFile: env.TLS_CLIENT_CA_FILE || undefined,
+    tlsReloadSeconds: int('TLS_RELOAD_SECONDS', 30, 1, 86400),
   };
+  if ((config.tlsCertFile === undefined) !== (config.tlsKeyFile === undefined)) {
+    problems.push('TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither');
+  }
+  if (config.tlsClientCaFile !== undefined && config.tlsCertFile === undefined) {
+    problems.push('TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE: client certificates are asked for over TLS only');
+  }
   if (config.adminPassword !== undefined && config.adminPassword.length < 12) problems.push('ADMIN_PASSWORD must be at least 12 characters');
   if (config.adminPassword !== undefined && config.adminPassword === endpointPassword) {
     problems.push('ADMIN_PASSWORD must differ from ENDPOINT_PASSWORD: the endpoint credential never opens the dashboard');

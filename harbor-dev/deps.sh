@@ -31,6 +31,7 @@ install_missing() {
   command -v podman >/dev/null || missing+=(podman)
   command -v buildah >/dev/null || missing+=(buildah)  # make image, and the image tests
   command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)  # the image tests' local Node base
+  command -v openssl >/dev/null || missing+=(openssl)  # the TLS tests make their own CA
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     $SUDO apt-get update -qq

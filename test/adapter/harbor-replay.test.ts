@@ -1,14 +1,21 @@
 import { expect } from 'chai';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Dispatcher } from 'undici';
 import type { RunningEndpoint } from '../../adapter/server.js';
 import { ArtifactStore } from '../../core/store/artifact-store.js';
 import { buildState } from '../../core/state/render.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
-import { client, json, startTestEndpoint } from '../support/endpoint.js';
+import { client, json, startTestEndpoint, viaDispatcher } from '../support/endpoint.js';
+import { makeCa, trusting } from '../support/tls.js';
 import { cosignSignature, image, index, randomLayer, signatureTag, artifact } from '../support/oci.js';
 
 // Replays, request by request, what Harbor's native "Docker Registry" adapter sends during a
 // replication (src/pkg/registry/client.go and the replication transfer of Harbor 2.x), with
-// its headers, and checks each answer is the one Harbor acts on correctly.
+// its headers, and checks each answer is the one Harbor acts on correctly. Over plain HTTP,
+// and over HTTPS (TLS_CERT_FILE / TLS_KEY_FILE) with a certificate from a CA the test makes,
+// which the client trusts as Harbor trusts the CA a registry endpoint is registered with.
 
 const HARBOR_UA = { 'User-Agent': 'harbor-registry-client' };
 // The Accept list Harbor's ManifestExist sends.
@@ -21,20 +28,33 @@ const MANIFEST_ACCEPT = [
   'application/vnd.docker.distribution.manifest.v1+json',
 ].join(', ');
 
-describe("Harbor's replication call sequence against the endpoint", () => {
+for (const transport of ['HTTP', 'HTTPS'] as const) describe(`Harbor's replication call sequence against the endpoint, over ${transport}`, () => {
   let db: TestDatabase;
   let endpoint: RunningEndpoint;
   let harbor: ReturnType<typeof client>;
+  let certs: string | undefined;
+  let dispatcher: Dispatcher | undefined;
   const repo = 'edge-eu/library/alpine';
 
   before(async () => {
     db = await createTestDatabase();
-    endpoint = await startTestEndpoint(db.url);
-    harbor = client(endpoint.url);
+    if (transport === 'HTTPS') {
+      certs = await mkdtemp(join(tmpdir(), 'satellite-replay-tls-'));
+      const ca = await makeCa(certs);
+      const server = await ca.issue('endpoint');
+      endpoint = await startTestEndpoint(db.url, 1000, undefined, { tls: { certFile: server.certFile, keyFile: server.keyFile, reloadMs: 60_000 } });
+      expect(endpoint.url).to.match(/^https:/);
+      dispatcher = trusting(ca.cert);
+    } else {
+      endpoint = await startTestEndpoint(db.url);
+    }
+    harbor = client(endpoint.url, undefined, dispatcher);
   });
   after(async () => {
     await endpoint?.stop();
     await db?.drop();
+    await dispatcher?.close();
+    if (certs) await rm(certs, { recursive: true, force: true });
   });
 
   const state = async () => buildState('edge-eu', 'https://harbor.example.com', await new ArtifactStore(db.pool).listGroup('edge-eu', 24));
@@ -43,7 +63,7 @@ describe("Harbor's replication call sequence against the endpoint", () => {
     harbor(`/v2/${name}/manifests/${ref}`, { method: 'PUT', headers: { ...HARBOR_UA, 'Content-Type': m.mediaType }, body: m.bytes });
 
   it('when Harbor pings without credentials, then it gets a 401 Basic challenge, and with them a 200', async () => {
-    const anon = await fetch(`${endpoint.url}/v2/`, { headers: HARBOR_UA });
+    const anon = await fetch(`${endpoint.url}/v2/`, { headers: HARBOR_UA, ...viaDispatcher(dispatcher) });
     expect(anon.status).to.equal(401);
     expect(anon.headers.get('www-authenticate')).to.match(/^Basic realm="/);
     expect(anon.headers.get('docker-distribution-api-version')).to.equal('registry/2.0');
@@ -227,7 +247,7 @@ describe("Harbor's replication call sequence against the endpoint", () => {
     expect((await headManifest('edge-eu/other/repo', 'latest')).status).to.equal(404);
     expect((await headManifest('edge-eu/library/alpine', 'no-such-tag')).status).to.equal(404);
     // Credentials are checked on every route, not only the ping.
-    const anon = await fetch(`${endpoint.url}/v2/${repo}/manifests/3.20`, { method: 'HEAD' });
+    const anon = await fetch(`${endpoint.url}/v2/${repo}/manifests/3.20`, { method: 'HEAD', ...viaDispatcher(dispatcher) });
     expect(anon.status).to.equal(401);
   });
 });

@@ -26,6 +26,16 @@ export const MUTANTS: Mutant[] = [
     tests: ['worker/secrets.test.js'],
   },
   {
+    name: 'a certificate replaced on disk is read but never served',
+    edits: [{ file: 'adapter/tls.js', find: 'server.setSecureContext(secureOptions(next));', replace: 'void next;' }],
+    tests: ['adapter/tls.test.js'],
+  },
+  {
+    name: 'TLS_CLIENT_CA_FILE set, but no client certificate asked for',
+    edits: [{ file: 'adapter/tls.js', find: 'requestCert: true, rejectUnauthorized: true', replace: 'requestCert: false' }],
+    tests: ['adapter/tls.test.js'],
+  },
+  {
     name: 'SIGNER=cosign: signed before the state is in the registry',
     edits: [{ file: 'worker/state-builder.js', find: 'else if (this.signer.needsSubject) {', replace: 'else if (false) {' }],
     tests: ['worker/secrets.test.js'],

@@ -1,3 +1,4 @@
+import type { Dispatcher } from 'undici';
 import { createLogger } from '../../core/logger.js';
 import { startEndpoint, type EndpointOptions, type RunningEndpoint } from '../../adapter/server.js';
 
@@ -28,11 +29,17 @@ export async function startTestEndpoint(databaseUrl: string, authFailureLimit = 
   });
 }
 
-/** fetch against the endpoint with the right credentials unless told otherwise. */
-export function client(base: string, auth: string | null = basic()) {
+/** fetch's init for an undici dispatcher (one trusting a test CA, say); nothing without one. */
+export function viaDispatcher(dispatcher: Dispatcher | undefined): RequestInit {
+  return dispatcher ? ({ dispatcher } as RequestInit) : {};
+}
+
+/** fetch against the endpoint with the right credentials unless told otherwise (over `dispatcher`, when given). */
+export function client(base: string, auth: string | null = basic(), dispatcher?: Dispatcher) {
   return (path: string, init: RequestInit & { headers?: Record<string, string> } = {}) =>
     fetch(base + path, {
       ...init,
+      ...viaDispatcher(dispatcher),
       headers: { ...(auth ? { Authorization: auth } : {}), ...(init.headers ?? {}) },
     });
 }
