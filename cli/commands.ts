@@ -13,9 +13,7 @@ import { ArtifactStore } from '../core/store/artifact-store.js';
 import { StateStore } from '../core/store/state-store.js';
 import { stateRegistryClient } from '../worker/state-worker.js';
 import { stateRepository } from '../core/state/artifact.js';
-import { entryKey, type VersionedState } from '../core/state/delta.js';
-import { layerText, stateLayers } from '../core/state/format.js';
-import type { StateArtifact } from '../core/state/render.js';
+import { diffVersions, publishedState } from '../core/state/version-diff.js';
 
 const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
 const err = (s: string) => process.stderr.write(s.endsWith('\n') ? s : `${s}\n`);
@@ -199,35 +197,15 @@ export async function groupCredential(config: Config, action: 'create' | 'revoke
   }
 }
 
-/** The state JSON of a published version of a group ("3", "v3", "latest" or a digest). */
-async function publishedState(client: RegistryClient, repository: string, ref: string, maxStateMb: number): Promise<VersionedState> {
-  const reference = /^\d+$/.test(ref) ? `v${ref}` : ref;
-  const m = await client.getManifest(repository, reference);
-  if (!m) throw new Error(`${repository}:${reference} is not published`);
-  const layers = stateLayers(JSON.parse(m.bytes.toString('utf8')) as object);
-  if (!layers) throw new Error(`${repository}:${reference} is not a state`);
-  const limit = maxStateMb * 1024 * 1024;
-  const raw = await client.getBlob(repository, layers.full.digest, limit, 'a state layer');
-  return JSON.parse(layerText(raw, layers.full.mediaType, { limit, url: `${client.baseUrl}/v2/${repository}/blobs/${layers.full.digest}` })) as VersionedState;
-}
-
 /** `satellite state diff <group> <vA> <vB>`: what was added, removed and retagged from A to B. */
 export async function stateDiff(config: Config, group: string, a: string, b: string, json: boolean): Promise<number> {
   const client = stateRegistryClient(config);
   const repository = stateRepository(config.stateProject, group);
   const [from, to] = await Promise.all([publishedState(client, repository, a, config.stateMaxMb), publishedState(client, repository, b, config.stateMaxMb)]);
-  const live = (s: VersionedState) => new Map(s.artifacts.filter((x) => !x.deleted).map((x) => [entryKey(x), x]));
-  const before = live(from);
-  const after = live(to);
-  const added = [...after.values()].filter((x) => !before.has(entryKey(x)));
-  const removed = [...before.values()].filter((x) => !after.has(entryKey(x)));
-  const retagged = [...after.values()].flatMap((x) => {
-    const old = before.get(entryKey(x));
-    return old && old.tag.join(',') !== x.tag.join(',') ? [{ repository: x.repository, digest: x.digest, from: old.tag, to: x.tag }] : [];
-  });
-  const pick = (x: StateArtifact) => ({ repository: x.repository, digest: x.digest, tag: x.tag });
+  const d = diffVersions(group, from, to);
+  const { added, removed, retagged } = d;
   if (json) {
-    out(JSON.stringify({ group, from: from.version, to: to.version, added: added.map(pick), removed: removed.map(pick), retagged }));
+    out(JSON.stringify(d));
     return 0;
   }
   out(`group ${group}: version ${from.version} → ${to.version}`);

@@ -71,7 +71,7 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
     const apiRouter = adminRouter({
       ctx: await harborContext(config, pool, log), admin: adminCredential(config), authFailureLimit: config.authFailureLimit,
       registrationRateLimit: config.registrationRateLimit, tombstoneRetentionHours: config.tombstoneRetentionHours,
-      throttleRedis: { redis: apiThrottleRedis, prefix: config.authThrottlePrefix },
+      throttleRedis: { redis: apiThrottleRedis, prefix: config.authThrottlePrefix }, maxStateMb: config.stateMaxMb,
     });
     endpoint = await startEndpoint({
       databaseUrl: config.databaseUrl, pool, host: config.host, port: config.port,

@@ -3,6 +3,8 @@
 // It also describes the two routes Harbor Satellite's satellites call (/satellites/ztr,
 // /satellites/sync), which live outside /api/v1 because those satellites call them there.
 
+import { dashboardPaths, dashboardSchemas } from './dashboard-openapi.js';
+
 const NAME = '^[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*$';
 const SATELLITE = '^[a-z0-9]+(?:[._-][a-z0-9]+)*$';
 
@@ -283,7 +285,7 @@ export function adminApiDocument(): Record<string, unknown> {
         robotBasic: { type: 'http', scheme: 'basic', description: 'the satellite\'s Harbor robot name and secret' },
         webhookSecret: { type: 'apiKey', in: 'header', name: 'Authorization', description: 'the auth header set on the webhook policy' },
       },
-      schemas,
+      schemas: { ...schemas, ...dashboardSchemas },
     },
     paths: {
       '/api/v1/openapi.json': { get: { operationId: 'getOpenApi', summary: 'This document', security: [], responses: { 200: ok('the document', { type: 'object' }) } } },
@@ -392,6 +394,7 @@ export function adminApiDocument(): Record<string, unknown> {
           responses: { 200: { description: 'recorded' }, ...COMMON, 403: error('another satellite\'s credential') },
         },
       },
+      ...dashboardPaths,
     },
   };
 }

@@ -15,6 +15,8 @@ import { HarborReconciler } from '../../harbor/reconcile.js';
 import { adminErrorHandler, sendErrors } from './errors.js';
 import { groupHandlers, satelliteHandlers, webhookHandlers } from './handlers.js';
 import { adminApiDocument } from './openapi.js';
+import { dashboardHandlers } from './dashboard-handlers.js';
+import { FleetService } from '../dashboard/fleet-service.js';
 
 // The admin API (/api/v1) and the two Harbor Satellite routes (/satellites/…), in one
 // table. Each route is authenticated first (admin, a satellite's robot, a webhook secret, or
@@ -33,6 +35,8 @@ export interface AdminApiOptions {
   validateResponses?: boolean;
   /** Where the login and registration counters are shared by every replica; absent: this process. */
   throttleRedis?: { redis: Redis; prefix: string };
+  /** STATE_MAX_MB: the largest state the diff reads. */
+  maxStateMb?: number;
 }
 
 type Auth = 'public' | 'admin' | 'robot' | 'webhook' | 'token';
@@ -122,6 +126,7 @@ export function adminRouter(o: AdminApiOptions): express.Router {
   const g = groupHandlers(groups, reconcile);
   const s = satelliteHandlers(satellites, compat);
   const w = webhookHandlers(webhooks);
+  const d = dashboardHandlers(new FleetService(o.ctx, o.maxStateMb));
   type Method = 'get' | 'post' | 'patch' | 'delete';
   const routes: [Method, string, Auth, RequestHandler][] = [
     ['get', '/api/v1/groups', 'admin', g.list],
@@ -142,6 +147,10 @@ export function adminRouter(o: AdminApiOptions): express.Router {
     ['post', '/api/v1/satellites/:name/rotate', 'admin', s.rotate],
     ['post', '/api/v1/satellites/:name/status', 'robot', s.status],
     ['post', '/api/v1/webhooks/harbor', 'webhook', w.receive],
+    ['get', '/api/v1/fleet', 'admin', d.overview],
+    ['get', '/api/v1/groups/:name/versions', 'admin', d.versions],
+    ['get', '/api/v1/groups/:name/diff', 'admin', d.diff],
+    ['get', '/api/v1/satellites/:name/report', 'admin', d.report],
     ...(compat ? [
       ['get', '/satellites/ztr/:token', 'token', s.zeroTouch],
       ['post', '/satellites/sync', 'robot', s.sync],

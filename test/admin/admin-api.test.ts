@@ -58,6 +58,10 @@ describe('the admin API: one document, one error format, one credential', functi
       'POST /api/v1/webhooks/harbor': [401, 'UNAUTHORIZED', 'the Authorization header is not the secret of any webhook policy this service configured'],
       'GET /satellites/ztr/{token}': [401, 'UNAUTHORIZED', 'the registration token is unknown, used, expired or revoked'],
       'POST /satellites/sync': robot401,
+      'GET /api/v1/fleet': [200],
+      'GET /api/v1/groups/{name}/versions': group404,
+      'GET /api/v1/groups/{name}/diff': [400, 'BAD_REQUEST', "from: must have required property 'from'"],
+      'GET /api/v1/satellites/{name}/report': satellite404,
     };
     const seen: string[] = [];
     for (const [path, item] of Object.entries(doc.paths)) {

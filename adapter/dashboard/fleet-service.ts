@@ -1,0 +1,212 @@
+import { query } from '../../core/db/pool.js';
+import { DEFAULT_STATE_MAX_MB } from '../../core/state/format.js';
+import { diffVersions, publishedState, StateNotPublishedError, type VersionDiff } from '../../core/state/version-diff.js';
+import { GroupStore } from '../../core/store/group-store.js';
+import { groupStateRepository, type HarborContext } from '../../harbor/context.js';
+import { ApiError, badRequest, notFound } from '../../harbor/errors.js';
+import { groupDrift, type HarborSatelliteHeartbeat, type StatusReport } from '../../harbor/fleet.js';
+
+// What the fleet dashboard shows that the rest of the admin API does not: the fleet at a
+// glance (per group: latest version, who runs it, who is behind, failing or silent, and how
+// fast satellites converged after the latest publish), a group's version history, the diff
+// between two versions, and what a satellite last reported. Read in a few queries over the
+// whole fleet, never one per satellite: the overview is the page opened first.
+
+/** How long a registered satellite may go unseen before the overview calls it silent (20 default agent intervals of 30 s, and twice the agent's longest back-off). */
+export const DEFAULT_SILENT_SECONDS = 600;
+
+export interface GroupOverview {
+  name: string;
+  latest: { version: number; publishedAt: string | null } | null;
+  /** Satellites of the group that are not revoked. */
+  satellites: number;
+  onLatest: number;
+  /** Behind the latest version: how many in all, and how many by each number of versions. */
+  behind: { total: number; byVersions: Record<string, number> };
+  failing: number;
+  /** Reported once, not seen for `silentAfterSeconds`. */
+  silent: number;
+  /** Registered, never reported. */
+  neverReported: number;
+  /** Given a token, not registered yet. */
+  notRegistered: number;
+  /** Reporting, but nothing of this group applied yet. */
+  pending: number;
+}
+
+export interface ConvergencePoint {
+  /** Seconds after the group's latest version was published. */
+  seconds: number;
+  /** Share (0..1) of the satellites that run it by then. */
+  share: number;
+}
+
+export interface FleetOverview {
+  generatedAt: string;
+  silentAfterSeconds: number;
+  totals: { groups: number; satellites: number; onLatest: number; behind: number; failing: number; silent: number };
+  groups: GroupOverview[];
+  /**
+   * After each group's latest publish, the share of (satellite, group) pairs running it, by
+   * seconds since that publish: when each satellite reported it applied the version.
+   */
+  convergence: { pairs: number; points: ConvergencePoint[] };
+}
+
+export interface VersionView {
+  version: number;
+  digest: string | null;
+  createdAt: string;
+  publishedAt: string | null;
+  /** Images (manifests and indexes) the state lists. */
+  images: number;
+  /** Removed from the registry by the pruner (older than the versions kept). */
+  pruned: boolean;
+}
+
+export interface SatelliteReportView {
+  name: string;
+  lastSeen: string | null;
+  reportedAt: string | null;
+  /** The report as the agent sent it (or a Harbor Satellite heartbeat), null before the first. */
+  report: StatusReport | HarborSatelliteHeartbeat | null;
+}
+
+type SatelliteRow = {
+  name: string; groups: string[] | null; robot_id: string | null; revoked_at: Date | null; last_seen: Date | null;
+  report: StatusReport | HarborSatelliteHeartbeat | null;
+};
+
+type VersionRow = { group_name: string; version: number; manifest_digest: string | null; published_at: Date | null };
+
+export class FleetService {
+  private readonly groups: GroupStore;
+
+  constructor(private readonly ctx: HarborContext, private readonly maxStateMb = DEFAULT_STATE_MAX_MB) {
+    this.groups = new GroupStore(ctx.pool);
+  }
+
+  async overview(silentAfterSeconds = DEFAULT_SILENT_SECONDS, now = new Date()): Promise<FleetOverview> {
+    const [groups, sats, versions] = await Promise.all([
+      this.groups.list(),
+      query<SatelliteRow>(this.ctx.pool,
+        `SELECT s.name, s.robot_id, s.revoked_at, s.last_seen, s.report,
+                (SELECT array_agg(group_name ORDER BY group_name) FROM satellite_groups g WHERE g.satellite = s.name) AS groups
+           FROM satellites s WHERE s.revoked_at IS NULL`),
+      query<VersionRow>(this.ctx.pool,
+        `SELECT group_name, version, manifest_digest, published_at FROM state_versions
+          WHERE status = 'published' AND group_name IN (SELECT group_name FROM group_policies WHERE deleted_at IS NULL)`),
+    ]);
+    // group → digest → version, and the latest of each group.
+    const byDigest = new Map<string, Map<string, number>>();
+    const latest = new Map<string, VersionRow>();
+    for (const v of versions.rows) {
+      if (v.manifest_digest) {
+        if (!byDigest.has(v.group_name)) byDigest.set(v.group_name, new Map());
+        byDigest.get(v.group_name)!.set(v.manifest_digest, v.version);
+      }
+      const l = latest.get(v.group_name);
+      if (!l || l.version < v.version) latest.set(v.group_name, v);
+    }
+    const rows = new Map<string, GroupOverview>(groups.map((g) => {
+      const l = latest.get(g.name);
+      return [g.name, {
+        name: g.name, latest: l ? { version: l.version, publishedAt: l.published_at?.toISOString() ?? null } : null,
+        satellites: 0, onLatest: 0, behind: { total: 0, byVersions: {} }, failing: 0, silent: 0, neverReported: 0, notRegistered: 0, pending: 0,
+      }];
+    }));
+    const reachedAfter: number[] = [];
+    let pairs = 0;
+    const silentBefore = now.getTime() - silentAfterSeconds * 1000;
+    for (const s of sats.rows) {
+      const ours = s.report && !('kind' in s.report) ? s.report : null;
+      for (const g of s.groups ?? []) {
+        const row = rows.get(g);
+        if (!row) continue; // a deleted group's
+        row.satellites++;
+        const l = latest.get(g);
+        if (s.robot_id === null) {
+          row.notRegistered++;
+          continue;
+        }
+        if (l) pairs++;
+        if (!s.report) {
+          row.neverReported++;
+          continue;
+        }
+        const reported = ours?.groups.find((x) => x.name === g);
+        const drift = groupDrift(g, l && { version: l.version, digest: l.manifest_digest }, reported,
+          reported?.digest ? byDigest.get(g)?.get(reported.digest) : undefined);
+        if (l && drift.appliedVersion !== null && drift.appliedVersion >= l.version && reported?.appliedAt && l.published_at) {
+          reachedAfter.push(Math.max(0, (Date.parse(reported.appliedAt) - l.published_at.getTime()) / 1000));
+        }
+        if (!s.last_seen || s.last_seen.getTime() < silentBefore) row.silent++;
+        else if (drift.status === 'failing') row.failing++;
+        else if (drift.status === 'up to date' || drift.status === 'no state yet') row.onLatest++;
+        else if (drift.status === 'behind') {
+          row.behind.total++;
+          row.behind.byVersions[String(drift.behind)] = (row.behind.byVersions[String(drift.behind)] ?? 0) + 1;
+        } else row.pending++;
+      }
+    }
+    reachedAfter.sort((a, b) => a - b);
+    const points: ConvergencePoint[] = [{ seconds: 0, share: 0 }];
+    reachedAfter.forEach((seconds, i) => {
+      const share = (i + 1) / pairs;
+      if (points[points.length - 1]!.seconds === seconds) points[points.length - 1]!.share = share;
+      else points.push({ seconds, share });
+    });
+    const list = [...rows.values()];
+    const sum = (f: (g: GroupOverview) => number) => list.reduce((n, g) => n + f(g), 0);
+    return {
+      generatedAt: now.toISOString(), silentAfterSeconds,
+      totals: {
+        groups: list.length, satellites: sats.rows.length, onLatest: sum((g) => g.onLatest), behind: sum((g) => g.behind.total),
+        failing: sum((g) => g.failing), silent: sum((g) => g.silent),
+      },
+      groups: list,
+      convergence: { pairs, points: pairs === 0 ? [] : points },
+    };
+  }
+
+  private async requireGroup(group: string): Promise<void> {
+    if (!(await this.groups.get(group))) throw notFound(`group ${group}`);
+  }
+
+  /** The group's published versions, newest first. */
+  async versions(group: string): Promise<VersionView[]> {
+    await this.requireGroup(group);
+    const { rows } = await query<{ version: number; manifest_digest: string | null; created_at: Date; published_at: Date | null; artifact_count: number; pruned_at: Date | null }>(this.ctx.pool,
+      `SELECT version, manifest_digest, created_at, published_at, artifact_count, pruned_at FROM state_versions
+        WHERE group_name = $1 AND status = 'published' ORDER BY version DESC`, [group]);
+    return rows.map((r) => ({
+      version: r.version, digest: r.manifest_digest, createdAt: r.created_at.toISOString(), publishedAt: r.published_at?.toISOString() ?? null,
+      images: r.artifact_count, pruned: r.pruned_at !== null,
+    }));
+  }
+
+  /** What changed for satellites from version `from` to version `to`, as `satellite state diff` says it. */
+  async diff(group: string, from: number, to: number): Promise<VersionDiff> {
+    await this.requireGroup(group);
+    const repository = groupStateRepository(this.ctx, group);
+    const read = async (version: number, field: string) => {
+      try {
+        return await publishedState(this.ctx.stateRegistry, repository, String(version), this.maxStateMb);
+      } catch (err) {
+        if (err instanceof StateNotPublishedError) throw badRequest(field, `version ${version} of group ${group} is not published (or was pruned)`);
+        throw new ApiError('UNAVAILABLE', `the state registry could not be read: ${(err as Error).message}`);
+      }
+    };
+    const [a, b] = await Promise.all([read(from, 'from'), read(to, 'to')]);
+    return diffVersions(group, a, b);
+  }
+
+  /** What the satellite last reported, as sent. */
+  async report(name: string): Promise<SatelliteReportView> {
+    const { rows } = await query<{ name: string; last_seen: Date | null; reported_at: Date | null; report: SatelliteReportView['report'] }>(this.ctx.pool,
+      'SELECT name, last_seen, reported_at, report FROM satellites WHERE name = $1', [name]);
+    const r = rows[0];
+    if (!r) throw notFound(`satellite ${name}`);
+    return { name: r.name, lastSeen: r.last_seen?.toISOString() ?? null, reportedAt: r.reported_at?.toISOString() ?? null, report: r.report };
+  }
+}
