@@ -11,9 +11,17 @@
 //
 // The edits are applied to dist/ (after `npm run build`) and always put back, also after
 // Ctrl-C; a backup left by a killed run is restored at the next start.
+//
+// Two lists, scored apart: the designers' (mutants.ts, chosen by the people who wrote the
+// tests) and the blind ones (blind-mutants.ts, chosen from the README and the source by
+// someone who had not read the tests, issue 22), which measure more honestly what the tests
+// guard. `npm run mutate` runs both; `-- --blind` only the blind ones; `-- --only <name>`
+// (repeatable, or names alone as arguments) the named ones; `-- --check` only checks that
+// the chosen ones still apply.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { BLIND_MUTANTS } from './blind-mutants.js';
 import { MUTANTS, type Mutant } from './mutants.js';
 
 const DIST = 'dist';
@@ -71,20 +79,62 @@ function run(m: Mutant): { outcome: Outcome; detail: string } {
   }
 }
 
+type Result = { m: Mutant; outcome: Outcome; detail: string };
+
+/** The score of one list: killed, survived and stale counts, and the survivors named. */
+function report(title: string, results: readonly Result[]): string {
+  if (results.length === 0) return '';
+  const count = (o: Outcome) => results.filter((r) => r.outcome === o).length;
+  const lines = [`${title}: ${count('killed')} killed, ${count('survived')} survived, ${count('stale')} stale of ${results.length}`];
+  for (const r of results.filter((x) => x.outcome === 'survived')) {
+    lines.push(`  survived: ${r.m.name}${r.m.survivorBecause ? ` (expected: ${r.m.survivorBecause})` : ' (NOT EXPECTED)'}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** --check, --blind, --only <name> (repeatable) and bare names; undefined after a usage error. */
+function parseArgs(argv: readonly string[]): { checkOnly: boolean; blindOnly: boolean; names: string[] } | undefined {
+  const out = { checkOnly: false, blindOnly: false, names: [] as string[] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--check') out.checkOnly = true;
+    else if (a === '--blind') out.blindOnly = true;
+    else if (a === '--only') {
+      const name = argv[++i];
+      if (name === undefined) {
+        process.stderr.write('--only needs a mutant name\n');
+        return undefined;
+      }
+      out.names.push(name);
+    } else if (a.startsWith('--')) {
+      process.stderr.write(`unknown option ${a} (known: --check, --blind, --only <name>)\n`);
+      return undefined;
+    } else out.names.push(a);
+  }
+  return out;
+}
+
 function main(): number {
   restoreBackup();
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => {
     restoreBackup();
     process.exit(130);
   });
-  // --check: only whether every patch still applies (cheap; the test suite runs it).
-  const checkOnly = process.argv.includes('--check');
-  const only = process.argv.slice(2).filter((a) => a !== '--check');
-  const chosen = only.length ? MUTANTS.filter((m) => only.includes(m.name)) : MUTANTS;
-  const unknown = only.filter((n) => !MUTANTS.some((m) => m.name === n));
+  const args = parseArgs(process.argv.slice(2));
+  if (!args) return 2;
+  const blind = new Set<Mutant>(BLIND_MUTANTS);
+  const all = args.blindOnly ? BLIND_MUTANTS : [...MUTANTS, ...BLIND_MUTANTS];
+  const chosen = args.names.length ? all.filter((m) => args.names.includes(m.name)) : all;
+  const unknown = args.names.filter((n) => !all.some((m) => m.name === n));
   if (unknown.length) {
-    process.stderr.write(`no such mutant: ${unknown.map((n) => JSON.stringify(n)).join(', ')}\n`);
+    process.stderr.write(`no such mutant${args.blindOnly ? ' among the blind ones' : ''}: ${unknown.map((n) => JSON.stringify(n)).join(', ')}\n`);
     return 2;
+  }
+  const names = all.map((m) => m.name);
+  const twice = names.filter((n, i) => names.indexOf(n) !== i);
+  if (twice.length) {
+    process.stderr.write(`mutant names must be unique: ${twice.map((n) => JSON.stringify(n)).join(', ')}\n`);
+    return 1;
   }
   // Every patch must still apply before any test runs: a stale one fails the run loudly.
   const stale = chosen.flatMap((m) => {
@@ -92,25 +142,23 @@ function main(): number {
     return typeof r === 'string' ? [`  STALE: ${m.name}\n    ${r}`] : [];
   });
   if (stale.length) {
-    process.stderr.write(`npm run mutate: ${stale.length} of ${chosen.length} mutants no longer apply to the code; update test/mutation/mutants.ts:\n${stale.join('\n')}\n`);
+    process.stderr.write(`npm run mutate: ${stale.length} of ${chosen.length} mutants no longer apply to the code; update test/mutation/mutants.ts or blind-mutants.ts:\n${stale.join('\n')}\n`);
     return 1;
   }
-  if (checkOnly) {
-    process.stdout.write(`every one of ${chosen.length} mutants applies\n`);
+  const blindCount = chosen.filter((m) => blind.has(m)).length;
+  if (args.checkOnly) {
+    process.stdout.write(`every one of ${chosen.length} mutants applies (${chosen.length - blindCount} designer, ${blindCount} blind)\n`);
     return 0;
   }
-  const results: { m: Mutant; outcome: Outcome; detail: string }[] = [];
+  const results: Result[] = [];
   for (const m of chosen) {
     process.stdout.write(`${m.name} … `);
     const r = run(m);
     process.stdout.write(`${r.outcome} (${r.detail})\n`);
     results.push({ m, ...r });
   }
-  const count = (o: Outcome) => results.filter((r) => r.outcome === o).length;
-  process.stdout.write(`\n${count('killed')} killed, ${count('survived')} survived, ${count('stale')} stale of ${results.length}\n`);
-  for (const r of results.filter((x) => x.outcome === 'survived')) {
-    process.stdout.write(`  survived: ${r.m.name}${r.m.survivorBecause ? ` (expected: ${r.m.survivorBecause})` : ' (NOT EXPECTED)'}\n`);
-  }
+  process.stdout.write(`\n${report('designer mutants (mutants.ts)', results.filter((r) => !blind.has(r.m)))}`);
+  process.stdout.write(report('blind mutants (blind-mutants.ts)', results.filter((r) => blind.has(r.m))));
   // Red when a breakage is stale, or survives without a documented reason.
   const unexplained = results.filter((r) => r.outcome === 'stale' || (r.outcome === 'survived' && !r.m.survivorBecause));
   return unexplained.length === 0 ? 0 : 1;
