@@ -43,14 +43,14 @@ export const BLIND_MUTANTS: Mutant[] = [
   },
   {
     name: 'blind: a replay is judged against the version applied now, not the highest ever',
-    edits: bundled('agent/agent.js',
+    edits: bundled('agent/sync/verify.js',
       'if (state.version < rec.highestVersion) {',
       'if (state.version < (rec.applied?.version ?? 0)) {'),
     tests: ['agent/replay-highest.test.js', 'agent/trust.test.js'],
   },
   {
     name: 'blind: a pinned tag v<N> whose state says another version is applied',
-    edits: bundled('agent/agent.js',
+    edits: bundled('agent/sync/verify.js',
       'if (pin.version !== undefined && state.version !== pin.version) {',
       'if (false) {',
       { find: 'if (pin2.version !== void 0 && state.version !== pin2.version) {', replace: 'if (false) {' }),
@@ -58,21 +58,21 @@ export const BLIND_MUTANTS: Mutant[] = [
   },
   {
     name: 'blind: another state claiming the version already applied is accepted',
-    edits: bundled('agent/agent.js',
+    edits: bundled('agent/sync/verify.js',
       'if (rec.applied && state.version === rec.applied.version && stateDigest !== rec.applied.stateDigest) {',
       'if (false) {'),
     tests: ['agent/trust.test.js', 'agent/replay-highest.test.js'],
   },
   {
     name: 'blind: a state for a group whose name starts with the configured one is accepted',
-    edits: bundled('agent/agent.js',
+    edits: bundled('agent/sync/verify.js',
       'if (state.group !== g.name) {',
       'if (!state.group.startsWith(g.name)) {'),
     tests: ['agent/trust.test.js', 'agent/sync.test.js'],
   },
   {
     name: 'blind: a state rebuilt from a delta is applied without comparing its digest',
-    edits: bundled('agent/state-reader.js',
+    edits: bundled('agent/sync/state-reader.js',
       'if (rebuilt && jsonDigest(rebuilt) === layers.stateDigest) {',
       'if (rebuilt) {'),
     tests: ['agent/delta-removal.test.js', 'agent/sync.test.js', 'agent/trust.test.js'],
@@ -88,21 +88,21 @@ export const BLIND_MUTANTS: Mutant[] = [
   // ── platforms ────────────────────────────────────────────────────────────────────────────
   {
     name: 'blind: arm without a variant is not normalised to arm/v7',
-    edits: bundled('agent/platform.js',
+    edits: bundled('agent/sync/platform.js',
       "if (variant === '' || variant === '7')",
       "if (variant === '7')"),
     tests: ['agent/platform.test.js'],
   },
   {
     name: 'blind: from an index the first compatible child is taken, not the best',
-    edits: bundled('agent/platform.js',
+    edits: bundled('agent/sync/platform.js',
       'if (rank >= 0 && rank < bestRank) {',
       'if (rank >= 0 && best === undefined) {'),
     tests: ['agent/platform.test.js'],
   },
   {
     name: 'blind: an arm64 device no longer runs 32-bit arm images',
-    edits: bundled('agent/platform.js',
+    edits: bundled('agent/sync/platform.js',
       'return [...out, ...arm(8)];',
       'return out;',
       { find: 'return [...out2, ...arm(8)];', replace: 'return out2;' }),
@@ -112,21 +112,21 @@ export const BLIND_MUTANTS: Mutant[] = [
   // ── the agent's store and server ─────────────────────────────────────────────────────────
   {
     name: 'blind: the blobs of a fallback image are served but not kept by the collector',
-    edits: bundled('agent/served-view.js',
+    edits: bundled('agent/serve/served-view.js',
       'set(view.blobs).add(d);\n                    view.referenced.add(d);',
       'set(view.blobs).add(d);'),
     tests: ['agent/fallback-retention.test.js', 'agent/resilience.test.js'],
   },
   {
     name: 'blind: a downloaded blob is kept when its size matches, whatever its digest',
-    edits: bundled('agent/content-store.js',
+    edits: bundled('agent/store/content-store.js',
       'if (actualSize !== size || actual !== digest) {',
       'if (actualSize !== size) {'),
     tests: ['agent/resilience.test.js', 'agent/sync.test.js'],
   },
   {
     name: 'blind: a Range read is served without the whole blob verified first',
-    edits: bundled('agent/server.js',
+    edits: bundled('agent/serve/server.js',
       "if (range && req.method === 'GET' && !(await agent.store.verify(digest))) {",
       'if (false) {',
       { find: 'if (range && req.method === "GET" && !await agent.store.verify(digest)) {', replace: 'if (false) {' }),
@@ -134,7 +134,7 @@ export const BLIND_MUTANTS: Mutant[] = [
   },
   {
     name: 'blind: a per-client stream cap lets one stream more through',
-    edits: bundled('agent/stream-limits.js',
+    edits: bundled('agent/serve/stream-limits.js',
       'if (mine >= this.limits.perClient)',
       'if (mine > this.limits.perClient)'),
     tests: ['agent/server-guard.test.js'],
@@ -143,14 +143,14 @@ export const BLIND_MUTANTS: Mutant[] = [
   // ── a full disk ──────────────────────────────────────────────────────────────────────────
   {
     name: 'blind: a quota reached (EDQUOT) is not taken for a full store',
-    edits: bundled('agent/store-space.js',
+    edits: bundled('agent/store/space.js',
       "return code === 'ENOSPC' || code === 'EDQUOT';",
       "return code === 'ENOSPC';"),
     tests: ['agent/disk-full.test.js'],
   },
   {
     name: 'blind: a full store resumes pulling on any byte freed',
-    edits: bundled('agent/store-space.js',
+    edits: bundled('agent/store/space.js',
       'free >= this.full.freeAtFull + RESUME_GAIN_BYTES',
       'free > this.full.freeAtFull'),
     tests: ['agent/disk-full.test.js'],
@@ -266,7 +266,7 @@ export const BLIND_MUTANTS: Mutant[] = [
   },
   {
     name: "blind: a project's webhook may report a deletion in another project",
-    edits: [{ file: 'adapter/harbor/webhook-service.js', find: "if (!repository || repository.split('/')[0] !== project) {", replace: 'if (!repository) {' }],
+    edits: [{ file: 'harbor/webhook-service.js', find: "if (!repository || repository.split('/')[0] !== project) {", replace: 'if (!repository) {' }],
     tests: ['admin/webhooks.test.js'],
   },
   {
