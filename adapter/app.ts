@@ -3,6 +3,7 @@ import type { Pool } from '../core/db/pool.js';
 import { RegistryError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
+import { writeOciError } from '../core/oci/errors.js';
 import { ArtifactStore } from '../core/store/artifact-store.js';
 import { CredentialStore } from '../core/store/credential-store.js';
 import { UploadStore, type UploadLimits } from '../core/store/upload-store.js';
@@ -94,7 +95,7 @@ export function createApp(deps: AppDeps): express.Express {
     writeError(res, err, req.log, headers);
   });
   app.use((req: Request, res: Response) => {
-    res.status(404).json({ errors: [{ code: 'NOT_FOUND', message: `no route for ${req.method} ${req.path}` }] });
+    writeOciError(res, 'NOT_FOUND', `no route for ${req.method} ${req.path}`);
   });
   return app;
 }

@@ -1,10 +1,11 @@
 import type { NextFunction, Request, Response } from 'express';
 import { RegistryError } from '../core/errors.js';
+import { V2_PATHS } from '../core/oci/v2-paths.js';
 import { checkScope } from './auth.js';
 
-// The /v2 route table, in one place (as distribution's routes.go). A repository name may
-// contain slashes, so routes are matched on the path's tail; names are validated by the
-// handlers against the spec grammar, which also rejects traversal such as "a/../b".
+// The /v2 route table, in one place (as distribution's routes.go): which handler answers
+// which method on which of the API's paths (core/oci/v2-paths.ts). Names are validated by
+// the handlers against the spec grammar.
 
 type Handler = (req: Request, res: Response, params: Record<string, string>) => unknown;
 
@@ -24,24 +25,24 @@ export interface RouteHandlers {
 
 export function routeTable(h: RouteHandlers): Route[] {
   return [
-    { name: 'tags', pattern: /^\/v2\/(?<name>.+)\/tags\/list$/, methods: { GET: h.tags.list } },
+    { name: 'tags', pattern: V2_PATHS.tags, methods: { GET: h.tags.list } },
     {
       name: 'manifest',
-      pattern: /^\/v2\/(?<name>.+)\/manifests\/(?<reference>[^/]+)$/,
+      pattern: V2_PATHS.manifest,
       methods: { GET: h.manifests.get, HEAD: h.manifests.get, PUT: h.manifests.put, DELETE: h.manifests.delete },
     },
-    { name: 'upload-start', pattern: /^\/v2\/(?<name>.+)\/blobs\/uploads\/?$/, methods: { POST: h.uploads.start } },
+    { name: 'upload-start', pattern: V2_PATHS.uploadStart, methods: { POST: h.uploads.start } },
     {
       name: 'upload',
-      pattern: /^\/v2\/(?<name>.+)\/blobs\/uploads\/(?<id>[^/]+)$/,
+      pattern: V2_PATHS.upload,
       methods: { GET: h.uploads.status, PATCH: h.uploads.patch, PUT: h.uploads.complete, DELETE: h.uploads.cancel },
     },
     {
       name: 'blob',
-      pattern: /^\/v2\/(?<name>.+)\/blobs\/(?<digest>[^/]+)$/,
+      pattern: V2_PATHS.blob,
       methods: { HEAD: h.blobs.head, GET: h.blobs.get, DELETE: h.blobs.delete },
     },
-    { name: 'referrers', pattern: /^\/v2\/(?<name>.+)\/referrers\/(?<digest>[^/]+)$/, methods: { GET: h.referrers.list } },
+    { name: 'referrers', pattern: V2_PATHS.referrers, methods: { GET: h.referrers.list } },
   ];
 }
 

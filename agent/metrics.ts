@@ -1,62 +1,52 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { MetricsRegistry } from '../core/metrics.js';
 
 /** The agent's Prometheus metrics, served at /metrics on its listener. */
-export class AgentMetrics {
-  readonly registry = new Registry();
-  readonly polls = new Counter({
+export class AgentMetrics extends MetricsRegistry {
+  readonly polls = this.counter({
     name: 'satellite_agent_polls_total',
     help: 'Polls of a group state, by result (unchanged, changed, retried, unreachable, refused, missing)',
     labelNames: ['group', 'result'] as const,
-    registers: [this.registry],
   });
-  readonly bytesPulled = new Counter({
+  readonly bytesPulled = this.counter({
     name: 'satellite_agent_bytes_pulled_total',
     help: 'Bytes received from registries: states, manifests and blobs',
     labelNames: ['what'] as const,
-    registers: [this.registry],
   });
-  readonly syncSeconds = new Histogram({
+  readonly syncSeconds = this.histogram({
     name: 'satellite_agent_sync_seconds',
     help: 'Time of one sync of one group (poll, state, images)',
     buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
-    registers: [this.registry],
   });
-  readonly failures = new Counter({
+  readonly failures = this.counter({
     name: 'satellite_agent_failures_total',
     help: 'Failures, by where they happened (poll, state, image, report, mirror)',
     labelNames: ['where'] as const,
-    registers: [this.registry],
   });
-  readonly images = new Gauge({
+  readonly images = this.gauge({
     name: 'satellite_agent_images',
     help: 'Images listed by the applied states, by group and status',
     labelNames: ['group', 'status'] as const,
-    registers: [this.registry],
   });
-  readonly storeFull = new Gauge({
+  readonly storeFull = this.gauge({
     name: 'satellite_agent_store_full',
     help: '1 while the store cannot take more bytes (disk full or quota reached): pulls are paused, what is stored is served',
-    registers: [this.registry],
   });
-  readonly storeFreeBytes = new Gauge({
+  readonly storeFreeBytes = this.gauge({
     name: 'satellite_agent_store_free_bytes',
     help: 'Bytes the agent may still write in its store, as of the last sync pass',
-    registers: [this.registry],
   });
-  readonly streamsRefused = new Counter({
+  readonly streamsRefused = this.counter({
     name: 'satellite_agent_streams_refused_total',
     help: 'Manifest and blob GETs refused for too many at once: from one client (429), or in total (503)',
     labelNames: ['reason'] as const,
-    registers: [this.registry],
   });
-  readonly appliedVersion = new Gauge({
+  readonly appliedVersion = this.gauge({
     name: 'satellite_agent_applied_version',
     help: 'The state version applied, by group',
     labelNames: ['group'] as const,
-    registers: [this.registry],
   });
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'satellite_agent_' });
+    super('satellite_agent_');
   }
 }

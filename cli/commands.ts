@@ -2,7 +2,7 @@ import { access, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stateRegistryCredentials, type Config } from '../core/config.js';
 import { generateCosignKeyPair, loadPublicKey } from '../core/cosign/keys.js';
-import { verifyImageSignatures } from '../core/cosign/signature-image.js';
+import { verifyCosignSignatures, verifyStateSignature } from '../core/cosign/verify.js';
 import { createPool } from '../core/db/pool.js';
 import { migrate } from '../core/db/migrate.js';
 import { CredentialStore } from '../core/store/credential-store.js';
@@ -79,7 +79,7 @@ export async function stateShow(config: Config, group: string, json: boolean): P
     let signature = `not checked (no public key: set COSIGN_PUBLIC_KEY, or run from where ${DEV_PUBLIC_KEY} is)`;
     if (publicKey) {
       const key = loadPublicKey(await readFile(publicKey, 'utf8'));
-      const check = await verifyImageSignatures(client, v.repository, v.manifestDigest, key, `${client.host}/${v.repository}`)
+      const check = await verifyStateSignature(client, v.repository, v.manifestDigest, key, `${client.host}/${v.repository}`)
         .catch((e: Error) => ({ verified: false, verdicts: [{ ok: false as const, reason: e.message }] }));
       signature = check.verified ? `verified with ${publicKey}` : `NOT VERIFIED with ${publicKey} (${check.verdicts.map((x) => (x.ok ? 'ok' : x.reason)).join('; ') || 'no signature'})`;
     }
@@ -152,8 +152,8 @@ export async function verify(config: Config, ref: string, keyPath: string, opts:
     err(`Error: ${ref}: no such manifest`);
     return 1;
   }
-  const identity = opts.anyIdentity ? undefined : `${r.host}/${r.repository}`;
-  const result = await verifyImageSignatures(client, r.repository, manifest.digest, key, identity);
+  const identity = opts.anyIdentity ? undefined : { exactly: `${r.host}/${r.repository}` };
+  const result = await verifyCosignSignatures(client, r.repository, manifest.digest, key, identity);
   if (!result.verified) {
     err(`Error: no valid signature for ${r.host}/${r.repository}@${manifest.digest}`);
     for (const v of result.verdicts) if (!v.ok) err(`  - ${v.reason}`);

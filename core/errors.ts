@@ -1,5 +1,5 @@
 // Errors the domain raises. Each carries an error code of the OCI distribution spec
-// ("Error Codes"); the adapter's one catalog maps a code to its HTTP status and envelope.
+// ("Error Codes"); core/oci/errors.ts, the one catalog, maps a code to its HTTP status and envelope.
 
 export type RegistryErrorCode =
   | 'BLOB_UNKNOWN'

@@ -1,5 +1,5 @@
 import type { VersionedState } from '../../core/state/delta.js';
-import { imageKey, type FallbackEntry, type ImageRecord } from '../store/state-files.js';
+import { imageRecordKey, type FallbackEntry, type ImageRecord } from '../store/state-files.js';
 
 // What the local registry serves, computed from the applied states and the status of each of
 // their images: only images whose every byte is in the store. It is rebuilt as a whole and
@@ -25,7 +25,7 @@ export class ServedView {
     for (const { state, images } of groups) {
       for (const a of state.artifacts) {
         if (a.deleted) continue;
-        const rec = images[imageKey(a.repository, a.digest)];
+        const rec = images[imageRecordKey(a.repository, a.digest)];
         if (!rec) continue;
         // Skipped images (another platform) keep their small manifest and config, so the
         // next sync does not fetch them again, but are not served.
@@ -62,7 +62,7 @@ export class ServedView {
   static servedEntries(state: VersionedState, images: Record<string, ImageRecord>, fallback: readonly FallbackEntry[] = []): FallbackEntry[] {
     const out: FallbackEntry[] = [];
     for (const a of state.artifacts) {
-      const rec = images[imageKey(a.repository, a.digest)];
+      const rec = images[imageRecordKey(a.repository, a.digest)];
       if (a.deleted || rec?.status !== 'present' || a.tag.length === 0) continue;
       out.push({ repository: a.repository, digest: a.digest, tags: [...a.tag], manifests: [...(rec.manifests ?? [])], blobs: [...(rec.blobs ?? [])] });
     }
@@ -106,6 +106,6 @@ export class ServedView {
 export function awaitsReplacement(state: VersionedState, images: Record<string, ImageRecord>, repository: string, tag: string): boolean {
   const entry = state.artifacts.find((a) => !a.deleted && a.repository === repository && a.tag.includes(tag));
   if (!entry) return false;
-  const status = images[imageKey(entry.repository, entry.digest)]?.status;
+  const status = images[imageRecordKey(entry.repository, entry.digest)]?.status;
   return status === undefined || status === 'failed' || status === 'pending';
 }

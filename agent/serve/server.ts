@@ -2,8 +2,10 @@ import express, { type Request, type Response } from 'express';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isDigest } from '../../core/oci/digest.js';
+import { writeOciError, type OciErrorCode } from '../../core/oci/errors.js';
 import { isRepositoryName } from '../../core/oci/names.js';
 import { MediaType } from '../../core/oci/media-types.js';
+import { V2_PATHS } from '../../core/oci/v2-paths.js';
 import { operationsAuthorized, operationsChallenges } from '../../core/operations-auth.js';
 import type { Agent } from '../sync/agent.js';
 import { StreamLimiter } from './stream-limits.js';
@@ -17,16 +19,15 @@ import { StreamLimiter } from './stream-limits.js';
 
 const API_VERSION = { 'Docker-Distribution-API-Version': 'registry/2.0' };
 
-function oci(res: Response, status: number, code: string, message: string, detail?: unknown): void {
-  res.status(status).set(API_VERSION).type('application/json');
-  if (res.req.method === 'HEAD') res.end();
-  else res.send(JSON.stringify({ errors: [{ code, message, ...(detail === undefined ? {} : { detail }) }] }));
+/** An error in the spec's envelope, from the one catalog (core/oci/errors.ts). */
+function oci(res: Response, code: OciErrorCode, message: string, detail?: unknown): void {
+  writeOciError(res, code, message, { detail, headers: API_VERSION });
 }
 
 const ROUTES: { pattern: RegExp; kind: 'manifest' | 'blob' | 'tags' }[] = [
-  { pattern: /^\/v2\/(?<name>.+)\/manifests\/(?<ref>[^/]+)$/, kind: 'manifest' },
-  { pattern: /^\/v2\/(?<name>.+)\/blobs\/(?<ref>[^/]+)$/, kind: 'blob' },
-  { pattern: /^\/v2\/(?<name>.+)\/tags\/list$/, kind: 'tags' },
+  { pattern: V2_PATHS.manifest, kind: 'manifest' },
+  { pattern: V2_PATHS.blob, kind: 'blob' },
+  { pattern: V2_PATHS.tags, kind: 'tags' },
 ];
 
 /** A single "bytes=a-b", "bytes=a-" or "bytes=-n" range within `size`; null when unsatisfiable. */
@@ -72,7 +73,7 @@ export function agentApp(agent: Agent): express.Express {
     res.json(agent.doc);
   });
   app.all('/v2/', (req, res) => { // also /v2: express routing is not strict about the slash
-    if (req.method !== 'GET' && req.method !== 'HEAD') return oci(res, 405, 'UNSUPPORTED', 'this registry is read-only');
+    if (req.method !== 'GET' && req.method !== 'HEAD') return oci(res, 'UNSUPPORTED', 'this registry is read-only');
     res.status(200).set(API_VERSION).json({});
   });
   app.use('/v2/', async (req, res, next) => {
@@ -81,17 +82,17 @@ export function agentApp(agent: Agent): express.Express {
     if (!route) return next();
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.set('Allow', 'GET, HEAD');
-      return oci(res, 405, 'UNSUPPORTED', 'this registry is read-only');
+      return oci(res, 'UNSUPPORTED', 'this registry is read-only');
     }
     let name: string;
     let ref: string;
     try {
       name = decodeURIComponent(route.m!.groups!.name!);
-      ref = decodeURIComponent(route.m!.groups!.ref ?? '');
+      ref = decodeURIComponent(route.m!.groups!.reference ?? route.m!.groups!.digest ?? '');
     } catch {
-      return oci(res, 400, 'NAME_INVALID', 'malformed path');
+      return oci(res, 'NAME_INVALID', 'malformed path');
     }
-    if (!isRepositoryName(name)) return oci(res, 400, 'NAME_INVALID', `invalid repository name ${JSON.stringify(name)}`);
+    if (!isRepositoryName(name)) return oci(res, 'NAME_INVALID', `invalid repository name ${JSON.stringify(name)}`);
     if (req.method === 'GET' && route.r.kind !== 'tags') {
       const client = req.socket.remoteAddress ?? 'unknown';
       const slot = limiter.take(client);
@@ -99,8 +100,8 @@ export function agentApp(agent: Agent): express.Express {
         agent.metrics.streamsRefused.inc({ reason: slot.refused });
         res.set('Retry-After', String(RETRY_AFTER_SECONDS));
         return slot.refused === 'client'
-          ? oci(res, 429, 'TOOMANYREQUESTS', `more than ${limiter.limits.perClient} downloads at once from ${client}; retry after ${RETRY_AFTER_SECONDS} s`)
-          : oci(res, 503, 'UNAVAILABLE', `more than ${limiter.limits.total} downloads at once; retry after ${RETRY_AFTER_SECONDS} s`);
+          ? oci(res, 'TOOMANYREQUESTS', `more than ${limiter.limits.perClient} downloads at once from ${client}; retry after ${RETRY_AFTER_SECONDS} s`)
+          : oci(res, 'UNAVAILABLE', `more than ${limiter.limits.total} downloads at once; retry after ${RETRY_AFTER_SECONDS} s`);
       }
       // 'close' comes once the answer is sent or the connection is gone, whichever is first.
       res.once('close', slot.release);
@@ -114,19 +115,19 @@ export function agentApp(agent: Agent): express.Express {
       agent.log.error({ err: (err as Error).message, path }, 'serving failed');
     }
   });
-  app.use((req, res) => oci(res, 404, 'NOT_FOUND', `no route for ${req.method} ${req.path}`));
+  app.use((req, res) => oci(res, 'NOT_FOUND', `no route for ${req.method} ${req.path}`));
   return app;
 }
 
 async function manifest(agent: Agent, req: Request, res: Response, name: string, ref: string): Promise<void> {
   const digest = agent.view.manifest(name, ref);
-  if (!digest) return oci(res, 404, 'MANIFEST_UNKNOWN', `manifest ${ref} is not served for ${name}`, { name, reference: ref });
+  if (!digest) return oci(res, 'MANIFEST_UNKNOWN', `manifest ${ref} is not served for ${name}`, { name, reference: ref });
   let bytes: Buffer;
   try {
     bytes = await agent.store.read(digest);
   } catch {
     agent.blobCorrupt(digest);
-    return oci(res, 404, 'MANIFEST_UNKNOWN', `manifest ${ref} is being fetched again`, { name, reference: ref });
+    return oci(res, 'MANIFEST_UNKNOWN', `manifest ${ref} is being fetched again`, { name, reference: ref });
   }
   let mediaType: string = MediaType.OciManifest;
   try {
@@ -141,19 +142,19 @@ async function manifest(agent: Agent, req: Request, res: Response, name: string,
 }
 
 async function blob(agent: Agent, req: Request, res: Response, name: string, digest: string): Promise<void> {
-  if (!isDigest(digest)) return oci(res, 400, 'DIGEST_INVALID', `invalid digest ${JSON.stringify(digest)}`);
+  if (!isDigest(digest)) return oci(res, 'DIGEST_INVALID', `invalid digest ${JSON.stringify(digest)}`);
   const size = agent.view.hasBlob(name, digest) ? await agent.store.size(digest) : undefined;
-  if (size === undefined) return oci(res, 404, 'BLOB_UNKNOWN', `blob ${digest} is not served for ${name}`, { digest });
+  if (size === undefined) return oci(res, 'BLOB_UNKNOWN', `blob ${digest} is not served for ${name}`, { digest });
   const range = parseRange(req.headers.range, size);
   const headers = { ...API_VERSION, 'Docker-Content-Digest': digest, 'Content-Type': 'application/octet-stream', 'Accept-Ranges': 'bytes', ETag: `"${digest}"` };
   if (range === null) {
     res.status(416).set({ ...headers, 'Content-Range': `bytes */${size}` });
-    return oci(res, 416, 'BLOB_UNKNOWN', `range ${req.headers.range} is not satisfiable for ${size} bytes`);
+    return oci(res, 'RANGE_NOT_SATISFIABLE', `range ${req.headers.range} is not satisfiable for ${size} bytes`);
   }
   if (range && req.method === 'GET' && !(await agent.store.verify(digest))) {
     // A range is served unchecked: the whole blob is checked first (once per version of the file).
     agent.blobCorrupt(digest);
-    return oci(res, 404, 'BLOB_UNKNOWN', `blob ${digest} is being fetched again`, { digest });
+    return oci(res, 'BLOB_UNKNOWN', `blob ${digest} is being fetched again`, { digest });
   }
   if (range) {
     res.status(206).set({ ...headers, 'Content-Range': `bytes ${range.start}-${range.end}/${size}`, 'Content-Length': String(range.end - range.start + 1) });
@@ -170,7 +171,7 @@ async function blob(agent: Agent, req: Request, res: Response, name: string, dig
 
 function tags(agent: Agent, req: Request, res: Response, name: string): void {
   const all = agent.view.tagList(name);
-  if (!all) return oci(res, 404, 'NAME_UNKNOWN', `repository ${name} is not served`, { name });
+  if (!all) return oci(res, 'NAME_UNKNOWN', `repository ${name} is not served`, { name });
   const n = typeof req.query.n === 'string' && /^\d+$/.test(req.query.n) ? Number(req.query.n) : all.length;
   const last = typeof req.query.last === 'string' ? req.query.last : undefined;
   const after = last === undefined ? all : all.filter((t) => t > last);

@@ -145,4 +145,4 @@ export class AgentStateFiles {
   }
 }
 
-export const imageKey = (repository: string, digest: string): string => `${repository}@${digest}`;
+export const imageRecordKey = (repository: string, digest: string): string => `${repository}@${digest}`;

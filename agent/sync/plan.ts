@@ -2,7 +2,7 @@ import pLimit from 'p-limit';
 import type { VersionedState } from '../../core/state/delta.js';
 import type { StateArtifact } from '../../core/state/render.js';
 import type { AgentGroup } from '../config/config.js';
-import { imageKey, type GroupRecord, type ImageRecord } from '../store/state-files.js';
+import { imageRecordKey, type GroupRecord, type ImageRecord } from '../store/state-files.js';
 import type { SyncContext } from './context.js';
 
 // Step 3 of a group's sync: which of the state's images must be pulled. An image whose every
@@ -28,7 +28,7 @@ export async function planPulls(ctx: SyncContext, g: AgentGroup, state: Versione
   const started = new Date().toISOString();
   let pending = 0;
   for (const a of live) {
-    const key = imageKey(a.repository, a.digest);
+    const key = imageRecordKey(a.repository, a.digest);
     if (rec.images[key] && rec.images[key].status !== 'pending') continue;
     rec.images[key] = { repository: a.repository, digest: a.digest, status: 'pending', at: started };
     pending++;
@@ -40,12 +40,12 @@ export async function planPulls(ctx: SyncContext, g: AgentGroup, state: Versione
   const kept: Record<string, ImageRecord> = {};
   const limit = pLimit(ctx.config.concurrency);
   const complete = await Promise.all(live.map((a) => limit(async () => {
-    const before = rec.images[imageKey(a.repository, a.digest)];
+    const before = rec.images[imageRecordKey(a.repository, a.digest)];
     return !damaged && before !== undefined && (before.status === 'present' || before.status === 'skipped') && (await inStore(ctx, before));
   })));
   const toPull: StateArtifact[] = [];
   live.forEach((a, i) => {
-    const key = imageKey(a.repository, a.digest);
+    const key = imageRecordKey(a.repository, a.digest);
     if (complete[i]) kept[key] = rec.images[key]!;
     else toPull.push(a);
   });

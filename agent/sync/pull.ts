@@ -1,7 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import pLimit from 'p-limit';
-import { readSignatureLayers } from '../../core/cosign/signature-image.js';
-import { verifySignatureLayer, repositoryOf } from '../../core/cosign/simple-signing.js';
+import { verifyImageSignature } from '../../core/cosign/verify.js';
 import type { Descriptor } from '../../core/oci/manifest.js';
 import { INDEX_TYPES, MediaType } from '../../core/oci/media-types.js';
 import type { RegistryClient } from '../../core/registry/registry-client.js';
@@ -9,7 +8,7 @@ import type { StateArtifact } from '../../core/state/render.js';
 import type { AgentGroup } from '../config/config.js';
 import type { ContentStore } from '../store/content-store.js';
 import { isStoreFull } from '../store/space.js';
-import { imageKey, type ImageRecord } from '../store/state-files.js';
+import { imageRecordKey, type ImageRecord } from '../store/state-files.js';
 import type { PassBytes, SyncContext } from './context.js';
 import type { PullPlan } from './plan.js';
 import { chooseChildren, formatPlatform, isAttestation, matches, type Platform } from './platform.js';
@@ -45,7 +44,7 @@ export async function pullImages(ctx: SyncContext, g: AgentGroup, plan: PullPlan
   const images: Record<string, ImageRecord> = { ...plan.kept };
   const limit = pLimit(ctx.config.concurrency);
   await Promise.all(plan.toPull.map((a) => limit(async () => {
-    const key = imageKey(a.repository, a.digest);
+    const key = imageRecordKey(a.repository, a.digest);
     const at = new Date().toISOString();
     if (ctx.space.stopped) {
       images[key] = { repository: a.repository, digest: a.digest, status: 'failed', reason: `not pulled: the store is full (since ${ctx.space.record()?.since ?? at})`, at };
@@ -210,26 +209,16 @@ async function blob(ctx: PullContext, repo: string, d: Descriptor): Promise<void
 }
 
 /**
- * `cosign verify --key` for one image, from the signatures the state lists for it: at least
- * one signature layer must verify with the group's image key and claim this digest, and name
- * this repository (any registry host: the image may have been signed under Harbor's external
- * name).
+ * `cosign verify --key` for one image (core/cosign/verify.ts), from the signatures the state
+ * lists for it: at least one signature layer must verify with the group's image key, claim
+ * this digest, and name this repository (under any registry host: the image may have been
+ * signed under Harbor's external name).
  */
 async function verifyImage(ctx: PullContext, entry: StateArtifact): Promise<void> {
   const sigs = (ctx.signatures.get(entry.digest) ?? []).filter((s) => s.repository === entry.repository && !s.deleted);
   if (sigs.length === 0) throw new PullRefusedError(`${entry.repository}@${entry.digest} has no cosign signature in the state`);
-  // cosign's .sig tag holds every signature of the digest as layers: one read covers them.
-  const reasons: string[] = [];
-  const layers = await readSignatureLayers(ctx.client, entry.repository, entry.digest);
-  for (const l of layers) {
-    const verdict = verifySignatureLayer({ key: ctx.imageKey!, payload: l.payload, payloadDigest: l.digest, signatureB64: l.signatureB64, manifestDigest: entry.digest });
-    if (!verdict.ok) {
-      reasons.push(verdict.reason);
-      continue;
-    }
-    const named = repositoryOf(verdict.claims.dockerReference);
-    if (named === entry.repository || named.endsWith(`/${entry.repository}`)) return;
-    reasons.push(`signature names ${verdict.claims.dockerReference}`);
-  }
+  const check = await verifyImageSignature(ctx.client, entry.repository, entry.digest, ctx.imageKey!);
+  if (check.verified) return;
+  const reasons = check.verdicts.flatMap((v) => (v.ok ? [] : [v.reason]));
   throw new PullRefusedError(`${entry.repository}@${entry.digest} has no valid signature by the group's image key: ${[...new Set(reasons)].join('; ') || 'none found'}`);
 }

@@ -2,7 +2,7 @@ import type { RegistryClient } from '../../core/registry/registry-client.js';
 import type { StateArtifact } from '../../core/state/render.js';
 import type { AgentGroup } from '../config/config.js';
 import type { ContentStore } from '../store/content-store.js';
-import { imageKey, type ImageRecord } from '../store/state-files.js';
+import { imageRecordKey, type ImageRecord } from '../store/state-files.js';
 import type { SyncContext } from './context.js';
 import { describeFailure } from './pull.js';
 
@@ -19,7 +19,7 @@ import { describeFailure } from './pull.js';
 export async function fillTarget(ctx: SyncContext, g: AgentGroup, live: readonly StateArtifact[], before: Record<string, ImageRecord>, images: Record<string, ImageRecord>): Promise<void> {
   const target = ctx.client(ctx.config.pushTo!.registry, ctx.config.pushTo!.credentials, 'pull,push');
   for (const a of live) {
-    const rec = images[imageKey(a.repository, a.digest)];
+    const rec = images[imageRecordKey(a.repository, a.digest)];
     if (rec?.status !== 'present' || (rec.pushedTags && rec.pushedTags.join(',') === a.tag.join(','))) continue;
     try {
       await pushImage(target, ctx.store, a, rec);
@@ -27,7 +27,7 @@ export async function fillTarget(ctx: SyncContext, g: AgentGroup, live: readonly
     } catch (err) {
       ctx.metrics.failures.inc({ where: 'push' });
       ctx.log.warn({ group: g.name, repository: a.repository, digest: a.digest, err: (err as Error).message }, 'cannot push the image to the target registry');
-      images[imageKey(a.repository, a.digest)] = { ...rec, status: 'failed', reason: `push to ${ctx.config.pushTo!.registry}: ${describeFailure(err)}` };
+      images[imageRecordKey(a.repository, a.digest)] = { ...rec, status: 'failed', reason: `push to ${ctx.config.pushTo!.registry}: ${describeFailure(err)}` };
     }
   }
   for (const [key, old] of Object.entries(before)) {

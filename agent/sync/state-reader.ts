@@ -1,4 +1,4 @@
-import { verifyImageSignatures } from '../../core/cosign/signature-image.js';
+import { verifyStateSignature } from '../../core/cosign/verify.js';
 import { BodyTooLargeError } from '../../core/http/bounded-body.js';
 import { REPOSITORY_NAME_PATTERN, registryUrlProblem, TAG_PATTERN } from '../../core/oci/names.js';
 import { RegistryRequestError, type RegistryClient } from '../../core/registry/registry-client.js';
@@ -121,7 +121,7 @@ async function fetchState(client: RegistryClient, group: AgentGroup, digest: str
   if (!manifest) throw new StateRefusedError('not-a-state', `${group.state}@${digest} is not in the registry`);
   let bytes = manifest.bytes.length;
 
-  const check = await verifyImageSignatures(client, group.state, manifest.digest, group.publicKey, group.identity);
+  const check = await verifyStateSignature(client, group.state, manifest.digest, group.publicKey, group.identity);
   if (!check.verified) {
     const why = check.verdicts.map((v) => (v.ok ? 'ok' : v.reason)).join('; ') || 'no signature is attached';
     throw new StateRefusedError('unsigned', `the state ${manifest.digest} of group ${group.name} has no valid signature by its key: ${why}`);

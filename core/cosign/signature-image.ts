@@ -1,12 +1,7 @@
-import { createHash, type KeyObject } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { MANIFEST_LIMIT } from '../http/bounded-body.js';
 import type { RegistryClient } from '../registry/registry-client.js';
-import {
-  SIGNATURE_ANNOTATION,
-  SIMPLE_SIGNING_MEDIA_TYPE,
-  verifySignatureLayer,
-  type SignatureVerdict,
-} from './simple-signing.js';
+import { SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE } from './simple-signing.js';
 
 // The ".sig" image cosign attaches to a manifest: tag sha256-<hex>.sig in the same
 // repository, an OCI image manifest whose layers are simple-signing payloads, each with its
@@ -64,22 +59,4 @@ export async function readSignatureLayers(client: RegistryClient, repository: st
     out.push({ payload, digest: layer.digest, signatureB64: layer.annotations?.[SIGNATURE_ANNOTATION] ?? '' });
   }
   return out;
-}
-
-export interface ImageVerification {
-  verified: boolean;
-  /** One verdict per signature layer found. */
-  verdicts: SignatureVerdict[];
-}
-
-/**
- * `cosign verify --key` for one manifest digest: accepted when at least one attached
- * signature verifies with the key and claims this digest (and, given `identity`, names it).
- */
-export async function verifyImageSignatures(client: RegistryClient, repository: string, digest: string, key: KeyObject, identity?: string): Promise<ImageVerification> {
-  const layers = await readSignatureLayers(client, repository, digest);
-  const verdicts = layers.map((l) => verifySignatureLayer({
-    key, payload: l.payload, payloadDigest: l.digest, signatureB64: l.signatureB64, manifestDigest: digest, repository: identity,
-  }));
-  return { verified: verdicts.some((v) => v.ok), verdicts };
 }

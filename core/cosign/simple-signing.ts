@@ -74,7 +74,8 @@ export type SignatureVerdict =
  * What `cosign verify --key` checks of one signature layer: the layer's bytes match its
  * digest, the signature over them verifies with the key, the payload is a cosign image
  * signature, it claims exactly `manifestDigest`, and (when given) its identity names
- * `repository`.
+ * `repository` (registry host and path, exactly) or `repositoryAnyHost` (the path, under
+ * any registry host).
  */
 export function verifySignatureLayer(input: {
   key: KeyObject;
@@ -83,6 +84,7 @@ export function verifySignatureLayer(input: {
   signatureB64: string | undefined;
   manifestDigest: string;
   repository?: string;
+  repositoryAnyHost?: string;
 }): SignatureVerdict {
   if (input.payloadDigest !== undefined) {
     const actual = `sha256:${createHash('sha256').update(input.payload).digest('hex')}`;
@@ -99,6 +101,10 @@ export function verifySignatureLayer(input: {
   }
   if (input.repository !== undefined && repositoryOf(claims.dockerReference) !== input.repository) {
     return { ok: false, reason: `payload identity ${claims.dockerReference} does not name ${input.repository}` };
+  }
+  if (input.repositoryAnyHost !== undefined) {
+    const named = repositoryOf(claims.dockerReference);
+    if (named !== input.repositoryAnyHost && !named.endsWith(`/${input.repositoryAnyHost}`)) return { ok: false, reason: `signature names ${claims.dockerReference}` };
   }
   return { ok: true, claims };
 }

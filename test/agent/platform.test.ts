@@ -15,7 +15,7 @@ const p = (text: string) => {
 };
 const fmt = (x: { os?: string; architecture?: string; variant?: string }) => formatPlatform(x);
 
-describe('platform matching follows containerd\'s rules (agent/platform.ts)', () => {
+describe('platform matching follows containerd\'s rules (agent/sync/platform.ts)', () => {
   it('when a platform is written with an alias or its default variant, then it is normalized as containerd does', () => {
     const cases: [string, string][] = [
       ['linux/aarch64', 'linux/arm64'], ['linux/arm64/v8', 'linux/arm64'], ['linux/arm64/8', 'linux/arm64'], ['linux/arm64/v8.0', 'linux/arm64'],

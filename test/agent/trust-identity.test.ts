@@ -3,7 +3,9 @@ import { generateKeyPairSync } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse } from 'yaml';
+import { loadPublicKey } from '../../core/cosign/keys.js';
 import { signatureTag } from '../../core/cosign/signature-image.js';
+import { verifyImageSignature } from '../../core/cosign/verify.js';
 import { signPayload, simpleSigningPayload, verifySignatureLayer } from '../../core/cosign/simple-signing.js';
 import { pushImage, runBundle, useAgentWorld } from '../support/agent.js';
 import { image } from '../support/oci.js';
@@ -39,6 +41,26 @@ describe('signature identity: the verifier matches the repository exactly', () =
   });
 });
 
+describe('signature identity of an image (verifyImages): its repository under any registry host', () => {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const verdict = (identity: string) => {
+    const payload = simpleSigningPayload(identity, DIGEST);
+    return verifySignatureLayer({ key: publicKey, payload, signatureB64: signPayload(privateKey, payload), manifestDigest: DIGEST, repositoryAnyHost: 'library/app' });
+  };
+
+  it('when an image\'s signature names its repository under Harbor\'s external name, another host, or none, then it is accepted', () => {
+    for (const identity of ['harbor.example.com/library/app', 'harbor.internal:8443/library/app:1', `library/app@${DIGEST}`]) expect(verdict(identity).ok, identity).to.equal(true);
+  });
+
+  it('when an image\'s signature names another repository, then it is refused naming what it names', () => {
+    for (const identity of ['harbor.example.com/library/app2', 'harbor.example.com/library', 'harbor.example.com/library/app/sub', 'harbor.example.com/library-app']) {
+      const v = verdict(identity);
+      expect(v.ok, identity).to.equal(false);
+      expect(v.ok ? '' : v.reason, identity).to.equal(`signature names ${identity}`);
+    }
+  });
+});
+
 describe('signature identity: a state signed for …/edge/state-test is refused for …/edge/state', function () {
   this.timeout(60_000);
   const world = useAgentWorld();
@@ -65,6 +87,25 @@ describe('signature identity: a state signed for …/edge/state-test is refused 
     expect(JSON.parse(payload).critical.identity['docker-reference']).to.equal(`${world.registryHost}/${testRepo}`);
     return { ...published, img };
   };
+
+  it('when an image carries a signature by the group\'s image key made for another repository, then the image verifier refuses it naming that repository, and accepts the image once it is signed for its own', async () => {
+    const client = world.client();
+    const img = image();
+    const digest = img.manifest.digest;
+    for (const repo of ['library/app', 'library/app2']) await pushImage(client, repo, img);
+    await world.sign('library/app2', digest);
+    const sig = (await client.getManifest('library/app2', signatureTag(digest)))!;
+    const doc = JSON.parse(sig.bytes.toString());
+    for (const d of [doc.config, ...doc.layers]) await client.pushBlob('library/app', await client.getBlob('library/app2', d.digest));
+    await client.putManifest('library/app', signatureTag(digest), sig.bytes, OCI);
+    const key = loadPublicKey(world.publicPem);
+
+    const refused = await verifyImageSignature(client, 'library/app', digest, key);
+    expect(refused.verified).to.equal(false);
+    expect(refused.verdicts.map((v) => (v.ok ? 'ok' : v.reason))).to.deep.equal([`signature names ${world.registryHost}/library/app2`]);
+    await world.sign('library/app', digest);
+    expect((await verifyImageSignature(client, 'library/app', digest, key)).verified, 'signed for its own repository').to.equal(true);
+  });
 
   it('when satellite verify checks it, then it exits 1 naming the identity; the same signature passes only with --any-identity', async () => {
     const published = await publishSignedForTest();

@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import { createPublicKey } from 'node:crypto';
 import { loadPrivateKey } from '../../core/cosign/keys.js';
-import { readSignatureLayers, signatureTag, verifyImageSignatures } from '../../core/cosign/signature-image.js';
+import { readSignatureLayers, signatureTag } from '../../core/cosign/signature-image.js';
+import { verifyStateSignature } from '../../core/cosign/verify.js';
 import { createLogger } from '../../core/logger.js';
 import { RegistryClient } from '../../core/registry/registry-client.js';
 import { ArtifactStore } from '../../core/store/artifact-store.js';
@@ -85,7 +86,7 @@ describe('the order of a publish: signature, then version tag, then latest, on e
     expect(puts.indexOf(signatureTag(v1))).to.be.below(puts.indexOf('v1'));
     expect(puts.filter((p) => /^v\d+$/.test(p) || p === 'latest')).to.deep.equal(['v1', 'latest']);
     expect((await registry().headManifest(repo('edge-o'), 'latest'))!.digest).to.equal(v1);
-    expect((await verifyImageSignatures(registry(), repo('edge-o'), v1, publicKey(), `${proxy.host}/${repo('edge-o')}`)).verified).to.equal(true);
+    expect((await verifyStateSignature(registry(), repo('edge-o'), v1, publicKey(), `${proxy.host}/${repo('edge-o')}`)).verified).to.equal(true);
     const { rows } = await db.pool.query("SELECT manifest_digest FROM state_versions WHERE group_name = 'edge-o'");
     expect(rows).to.deep.equal([{ manifest_digest: v1 }]);
     const again = await builder.build('edge-o');

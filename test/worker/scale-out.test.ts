@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { createPublicKey } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { startDockerRegistry, type LocalRegistry } from '../../harbor-dev/docker-registry.js';
-import { verifyImageSignatures } from '../../core/cosign/signature-image.js';
+import { verifyStateSignature } from '../../core/cosign/verify.js';
 import { RegistryClient } from '../../core/registry/registry-client.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { basic } from '../support/endpoint.js';
@@ -61,7 +61,7 @@ describe('scale-out: two endpoints and two workers on one Postgres and Redis, on
         for (const g of GROUPS) {
           const head = await client.headManifest(repo(g), 'latest').catch(() => undefined);
           if (!head || verified.has(head.digest)) continue;
-          const check = await verifyImageSignatures(client, repo(g), head.digest, key, `${registry.host}/${repo(g)}`);
+          const check = await verifyStateSignature(client, repo(g), head.digest, key, `${registry.host}/${repo(g)}`);
           if (!check.verified) violations.push(`${g}: latest ${head.digest} is not signed`);
           const state = await readLatestState(client, repo(g), head.digest).catch(() => undefined);
           if (state) seenVersions.get(g)!.push(state.version);
