@@ -127,11 +127,11 @@ export class StateStore {
    * content was read at is known and no older than `maxAgeMs` (the change log since then is
    * still there): what a worker holding nothing of the group can start from.
    */
-  async restorable(group: string, maxAgeMs: number): Promise<RestorablePackage | undefined> {
+  async restorable(group: string, layout: string, maxAgeMs: number): Promise<RestorablePackage | undefined> {
     const { rows } = await query<{ version: number; read_xmin: string | null; read_at: Date; age_ms: number }>(this.pool,
       `SELECT version, read_xmin::text, read_at, extract(epoch FROM now() - read_at)::float8 * 1000 AS age_ms FROM state_versions
-        WHERE group_name = $1 AND status = 'published' AND layout = 'oci'
-        ORDER BY version DESC LIMIT 1`, [group]);
+        WHERE group_name = $1 AND status = 'published' AND layout = $2
+        ORDER BY version DESC LIMIT 1`, [group, layout]);
     const r = rows[0];
     if (!r?.read_xmin || r.age_ms > maxAgeMs) return undefined;
     const pkg = await this.loadPackage(group, r.version);
