@@ -8,6 +8,7 @@ import { migrate } from '../core/db/migrate.js';
 import { CredentialStore } from '../core/store/credential-store.js';
 import { RegistryClient } from '../core/registry/registry-client.js';
 import { previewState } from '../core/state/preview.js';
+import { layoutNamed } from '../core/state/layouts/index.js';
 import { buildState } from '../core/state/render.js';
 import { ArtifactStore } from '../core/store/artifact-store.js';
 import { StateStore } from '../core/store/state-store.js';
@@ -27,7 +28,7 @@ export async function list(config: Config, group: string, json: boolean): Promis
   const pool = createPool(config.databaseUrl, 2);
   try {
     if (json) {
-      out(await previewState(pool, group, config.imageRegistry, config.tombstoneRetentionHours, config.stateLayout, config.supersededManifests));
+      out(await previewState(pool, group, config.imageRegistry, config.tombstoneRetentionHours, layoutNamed(config.stateLayout), config.supersededManifests));
       return;
     }
     const store = new ArtifactStore(pool);

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { readOperationsCredential, type OperationsCredential } from './operations-auth.js';
 import { DEFAULT_STATE_MAX_MB } from './state/format.js';
+import { layoutNames } from './state/layouts/index.js';
+import { ociLayout } from './state/layouts/oci.js';
 
 // The one reader of process.env. Every key is documented here and in the README's
 // configuration table; values are validated once, at start-up, and every bad value is
@@ -55,7 +57,8 @@ export interface Config {
   /** The Harbor project states live in: <project>/group-state/<group>/state. @defaultValue "satellite" */
   stateProject: string;
   /** "oci" (an oras-style OCI 1.1 artifact) or "harbor-satellite" (what its satellites read). @defaultValue "oci" */
-  stateLayout: 'oci' | 'harbor-satellite';
+  /** A registered state layout's name (core/state/layouts/). */
+  stateLayout: string;
   /** "builtin" (TypeScript distribution client) or "oras" (the CLI, via execa). @defaultValue "builtin" */
   statePusher: 'builtin' | 'oras';
   /** "builtin" (TypeScript cosign format) or "cosign" (the CLI, via execa). @defaultValue "builtin" */
@@ -272,9 +275,9 @@ export function loadConfig(rawEnv: Env = process.env, options: LoadOptions = {})
   };
   const stateProject = str('STATE_PROJECT', 'satellite');
   if (!/^[a-z0-9]+(?:[._-][a-z0-9]+)*$/.test(stateProject)) problems.push(`STATE_PROJECT=${JSON.stringify(stateProject)} is not a valid project name`);
-  const stateLayout = oneOf('STATE_LAYOUT', 'oci', ['oci', 'harbor-satellite'] as const);
+  const stateLayout = oneOf('STATE_LAYOUT', ociLayout.name, layoutNames());
   const statePusher = oneOf('STATE_PUSHER', 'builtin', ['builtin', 'oras'] as const);
-  if (statePusher === 'oras' && stateLayout !== 'oci') problems.push('STATE_PUSHER=oras publishes the "oci" layout only; unset STATE_LAYOUT or STATE_PUSHER');
+  if (statePusher === 'oras' && stateLayout !== ociLayout.name) problems.push('STATE_PUSHER=oras publishes the "oci" layout only; unset STATE_LAYOUT or STATE_PUSHER');
 
   const config: Config = {
     port: int('PORT', 8080, 0, 65535),

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { loadUpstream } from '../openapi/tools/harbor-spec.js';
+import { loadUpstream } from '../harbor-api/tools/harbor-spec.js';
 import { checkRequest, operations, type Json } from './harbor-spec-check.js';
 
 // A stateful stand-in for Harbor's REST API (Harbor itself cannot run here), for tests and

@@ -1,4 +1,4 @@
-import type { Swagger2 } from '../openapi/tools/harbor-spec.js';
+import type { Swagger2 } from '../harbor-api/tools/harbor-spec.js';
 
 // Checks requests against Harbor's published swagger.yaml for the Harbor API double:
 // the operation must exist, required parameters must be present, parameter and body types

@@ -7,6 +7,7 @@ import { cappedFetch, HARBOR_API_LIMIT } from '../core/http/bounded-body.js';
 import type { Pool } from '../core/db/pool.js';
 import type { Logger } from '../core/logger.js';
 import { RegistryClient } from '../core/registry/registry-client.js';
+import { layoutNamed, type StateLayout } from '../core/state/layouts/index.js';
 import { stateRepository } from '../core/state/artifact.js';
 import { ApiError } from './errors.js';
 
@@ -21,7 +22,7 @@ export interface HarborSettings {
   endpointUrl: string | undefined;
   endpointUsername: string;
   endpointPassword: string | undefined;
-  layout: 'oci' | 'harbor-satellite';
+  layout: StateLayout;
   registrationTokenHours: number;
   /** PEM of the key states are verified with; undefined when neither COSIGN_PUBLIC_KEY nor COSIGN_KEY is set. */
   publicKeyPem: string | undefined;
@@ -75,7 +76,7 @@ export async function harborContext(config: Config, pool: Pool, log: Logger): Pr
       endpointUrl: config.endpointUrl,
       endpointUsername: config.endpointUsername,
       endpointPassword: config.endpointPassword,
-      layout: config.stateLayout,
+      layout: layoutNamed(config.stateLayout),
       registrationTokenHours: config.registrationTokenHours,
       publicKeyPem: await publicKeyPem(config),
       harborSatelliteConfig: config.harborSatelliteConfig ? await readFile(config.harborSatelliteConfig) : undefined,

@@ -1,5 +1,5 @@
 import { RegistryRequestError } from '../core/registry/registry-client.js';
-import { packageState } from '../core/state/artifact.js';
+import { harborSatelliteLayout } from '../core/state/layouts/harbor-satellite.js';
 import { groupStateRepository, type HarborContext } from './context.js';
 import { ApiError } from './errors.js';
 
@@ -63,7 +63,7 @@ export class HarborSatelliteStates {
    */
   private async publish(repository: string, json: Buffer): Promise<string> {
     const client = this.ctx.stateRegistry;
-    const pkg = packageState('harbor-satellite', json, EPOCH);
+    const pkg = harborSatelliteLayout.package(json, EPOCH);
     try {
       const current = await client.headManifest(repository, 'latest');
       if (current?.digest === pkg.digest) return pkg.digest;

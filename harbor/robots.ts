@@ -10,14 +10,8 @@ import { sha256 } from './tokens.js';
 // list now, nothing else. A system-level robot, since it spans several projects; each
 // project gets `repository:pull` (what pulling needs) and, for Harbor Satellite's
 // satellites, which list artifacts through the API, also `repository:read` and
-// `artifact:read` (what their ground control grants).
-
-export const PULL_ONLY: readonly RobotAccess[] = [{ resource: 'repository', action: 'pull' }];
-export const HARBOR_SATELLITE_ACCESS: readonly RobotAccess[] = [
-  { resource: 'repository', action: 'pull' },
-  { resource: 'repository', action: 'read' },
-  { resource: 'artifact', action: 'read' },
-];
+// `artifact:read` (what their ground control grants): the state layout says which
+// (core/state/layouts/).
 
 const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
@@ -31,7 +25,7 @@ export class RobotService {
   }
 
   access(): readonly RobotAccess[] {
-    return this.ctx.settings.layout === 'harbor-satellite' ? HARBOR_SATELLITE_ACCESS : PULL_ONLY;
+    return this.ctx.settings.layout.robotAccess;
   }
 
   /** The robot's name as we create it; Harbor shows it with its prefix (robot$satellite-<name>). */

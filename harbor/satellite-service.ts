@@ -175,7 +175,7 @@ export class SatelliteService {
     if (done === undefined) throw notFound(`satellite ${name}`);
     await this.robots.sync(name);
     const s = await this.store.get(name);
-    if (this.ctx.settings.layout === 'harbor-satellite' && s?.robot) {
+    if (this.ctx.settings.layout.harborSatellites && s?.robot) {
       await new HarborSatelliteStates(this.ctx).publishSatellite(name, s.groups);
     }
     return this.get(name);

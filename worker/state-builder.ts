@@ -8,7 +8,8 @@ import type { ArtifactStore, SupersededPolicy } from '../core/store/artifact-sto
 import type { BuildPoint, StateStore, StateVersion, StoredPackage } from '../core/store/state-store.js';
 import type { Pusher } from './pusher.js';
 import type { Signer } from './signer.js';
-import { packageState, stateRepository, versionTag, type PackagedDelta, type PackagedState, type StateLayout } from '../core/state/artifact.js';
+import { stateRepository, versionTag, type PackagedDelta, type PackagedState } from '../core/state/artifact.js';
+import type { StateLayout } from '../core/state/layouts/index.js';
 import { StateCache, StateContent } from './state-content.js';
 
 export interface BuildResult {
@@ -104,8 +105,8 @@ export class StateBuilder {
    */
   private async restore(group: string, registry: string): Promise<{ content: StateContent; reread: { repository: string; digest: string }[] } | undefined> {
     const cache = this.options.cache;
-    if (!cache || this.options.layout !== 'oci') return undefined;
-    const found = await this.states.restorable(group, cache.maxAgeMs);
+    if (!cache || !this.options.layout.deltas) return undefined;
+    const found = await this.states.restorable(group, this.options.layout.name, cache.maxAgeMs);
     if (!found) return undefined;
     const layers = stateLayers(JSON.parse(found.package.manifest.toString('utf8')) as object);
     const layer = layers?.stateDigest && found.package.blobs.find((b) => computeDigest(b) === layers.full.digest);
@@ -122,7 +123,7 @@ export class StateBuilder {
   private async buildContent(group: string, content: StateContent, point: BuildPoint): Promise<Omit<BuildResult, 'read'>> {
     const repository = stateRepository(this.options.stateProject, group);
     const allocate = (fresh: boolean) =>
-      this.states.allocate(group, content.contentDigest(), this.options.layout, repository, content.count, fresh);
+      this.states.allocate(group, content.contentDigest(), this.options.layout.name, repository, content.count, fresh);
     let allocation = await allocate(false);
 
     if (allocation.kind === 'unchanged') {
@@ -168,7 +169,7 @@ export class StateBuilder {
 
   /** The content equals that of `version` (published): deltas to come can start from it. */
   private async notePublished(group: string, content: StateContent, version: number): Promise<void> {
-    if (content.published?.version === version || this.options.layout !== 'oci') return;
+    if (content.published?.version === version || !this.options.layout.deltas) return;
     const manifest = await this.states.loadManifest(group, version);
     const digest = manifest && fullLayerDigest(manifest);
     if (digest) content.markPublished(version, digest);
@@ -183,12 +184,13 @@ export class StateBuilder {
     // Only a version allocated by an earlier attempt can have a package kept.
     const stored = reused ? await this.states.loadPackage(group, version.version) : undefined;
     if (stored) return { pkg: fromStored(stored), saved: Promise.resolve() };
-    const json = this.options.layout === 'oci' ? await content.fullLayer(version.version) : content.document(version.version);
+    const layout = this.options.layout;
+    const json = layout.deltas ? await content.fullLayer(version.version) : content.document(version.version);
     const size = Buffer.isBuffer(json) ? json.length : json.size;
     if (size > this.maxStateBytes) throw new StateTooLargeError(group, size, this.maxStateBytes);
-    const pkg = Buffer.isBuffer(json)
-      ? packageState(this.options.layout, json, version.createdAt)
-      : packageState('oci', json, version.createdAt, await this.deltaFrom(group, content, version.version));
+    const pkg = layout.deltas
+      ? layout.package(json, version.createdAt, await this.deltaFrom(group, content, version.version))
+      : layout.package(json, version.createdAt);
     // Kept while its blobs upload (publish waits for it before anything is signed or tagged).
     const saved = this.states.savePackage(group, version.version, { digest: pkg.digest, manifest: pkg.manifest, blobs: pkg.blobs.map((b) => b.bytes) });
     return { pkg: { ...pkg, fresh: true }, saved };
@@ -201,7 +203,7 @@ export class StateBuilder {
    */
   private async deltaFrom(group: string, content: StateContent, version: number): Promise<PackagedDelta | undefined> {
     const found = await this.states.deltaBase(group);
-    if (!found || found.version.layout !== 'oci') return undefined;
+    if (!found || found.version.layout !== this.options.layout.name) return undefined;
     const base = found.version;
     const baseDigest = found.manifest ? fullLayerDigest(found.manifest) : undefined;
     const known = baseDigest ? content.deltaFrom({ version: base.version, digest: baseDigest }, version) : undefined;
@@ -250,9 +252,8 @@ export class StateBuilder {
       await Promise.all([saved, this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh })]);
       await this.pusher.push(repository, pkg, versionTag(version.version));
     }
-    if (this.options.layout === 'harbor-satellite') {
-      // As Harbor Satellite's ground control tags its group states: a unix time too.
-      await this.client.putManifest(repository, String(Math.floor(version.createdAt.getTime() / 1000)), pushed.manifest, pushed.mediaType);
+    for (const tag of this.options.layout.extraTags(version.createdAt)) {
+      await this.client.putManifest(repository, tag, pushed.manifest, pushed.mediaType);
     }
     if (!(await this.states.isCurrent(group, version.version))) return undefined;
     await this.client.putManifest(repository, 'latest', pushed.manifest, pushed.mediaType);

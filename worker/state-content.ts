@@ -2,6 +2,8 @@ import { createHash } from 'node:crypto';
 import { gzip as gzipCallback, inflateRawSync, type Inflate } from 'node:zlib';
 import { promisify } from 'node:util';
 import { artifactOf } from '../core/state/render.js';
+import type { StateLayout } from '../core/state/layouts/index.js';
+import { ociLayout } from '../core/state/layouts/oci.js';
 import type { GroupSnapshot, ListedRow } from '../core/store/artifact-store.js';
 
 // A group's state between builds, so a build of a 100,000-entry group after one change
@@ -81,12 +83,12 @@ export class StateContent {
   private memoDigest: string | undefined;
 
   constructor(readonly group: string, readonly registry: string,
-    /** harbor-satellite leaves tombstones and signatures out (core/state/layout.ts). */
-    readonly layout: 'oci' | 'harbor-satellite' = 'oci') {}
+    /** Which entries are listed, and whether the full layer is taken up (core/state/layouts/). */
+    readonly layout: StateLayout = ociLayout) {}
 
   /** Whether the layout lists this entry. */
   private lists(r: ListedRow): boolean {
-    return this.layout === 'oci' || (!r.deleted && r.kind !== 'SIGNATURE');
+    return !this.layout.leavesOut?.({ deleted: r.deleted, type: r.kind });
   }
 
   get count(): number {
@@ -120,7 +122,7 @@ export class StateContent {
     let sorted = true;
     return {
       add: (all) => {
-        const rows = this.layout === 'oci' ? all : all.filter((r) => this.lists(r));
+        const rows = this.layout.leavesOut ? all.filter((r) => this.lists(r)) : all;
         if (rows.length === 0) return;
         const artifacts = rows.map(artifactOf);
         const split = splitEntries(JSON.stringify(artifacts), artifacts.length) ?? artifacts.map((a) => JSON.stringify(a));
@@ -169,7 +171,7 @@ export class StateContent {
    * in the layer, so the caller reads them again.
    */
   restore(version: number, layer: Buffer, digest: string, xmin: string, readAt: Date): { repository: string; digest: string }[] | undefined {
-    if (this.layout !== 'oci') return undefined;
+    if (!this.layout.deltas) return undefined;
     // The layer's bytes are the published ones (the caller found them by digest) and gzip
     // is deterministic, so their text is that version's: no need to hash it again.
     const members = gzipMembers(layer);

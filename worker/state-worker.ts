@@ -1,5 +1,6 @@
 import { Worker, type Queue } from 'bullmq';
 import { stateRegistryCredentials, type Config } from '../core/config.js';
+import { layoutNamed } from '../core/state/layouts/index.js';
 import type { Pool } from '../core/db/pool.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
@@ -47,7 +48,7 @@ export function makeBuilder(config: Config, pool: Pool, client: RegistryClient, 
   return new StateBuilder(new ArtifactStore(pool), new StateStore(pool), client, pusher, signer, {
     imageRegistry: config.imageRegistry,
     stateProject: config.stateProject,
-    layout: config.stateLayout,
+    layout: layoutNamed(config.stateLayout),
     tombstoneRetentionHours: config.tombstoneRetentionHours,
     supersededManifests: config.supersededManifests,
     maxStateBytes: config.stateMaxMb * 1024 * 1024,

@@ -66,7 +66,7 @@ export function adminRouter(o: AdminApiOptions): express.Router {
   const groups = new GroupService(o.ctx);
   const satellites = new SatelliteService(o.ctx);
   const webhooks = new WebhookService(o.ctx);
-  const compat = o.ctx.settings.layout === 'harbor-satellite' ? new HarborSatelliteCompat(o.ctx, satellites) : undefined;
+  const compat = o.ctx.settings.layout.harborSatellites ? new HarborSatelliteCompat(o.ctx, satellites) : undefined;
   const reconcile = (group: string) => {
     if (!o.ctx.harbor) throw new ApiError('UNAVAILABLE', 'Harbor is not configured: set HARBOR_URL and HARBOR_PASSWORD');
     return new HarborReconciler(o.ctx.pool, o.ctx.harbor, log, o.tombstoneRetentionHours).reconcileGroup(group);

@@ -1,5 +1,6 @@
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import { query, type Pool } from '../db/pool.js';
+import * as sql from './credential-store.sql.js';
 
 // Per-group endpoint credentials. Secrets are random and shown once; only an scrypt hash
 // is stored, and checked in constant time.
@@ -45,9 +46,7 @@ export class CredentialStore {
   async create(group: string): Promise<{ username: string; secret: string }> {
     const username = groupUsername(group);
     const secret = randomBytes(24).toString('base64url');
-    await query(this.pool,
-      `INSERT INTO group_credentials (username, group_name, secret_hash) VALUES ($1, $2, $3)
-       ON CONFLICT (group_name) DO UPDATE SET username = EXCLUDED.username, secret_hash = EXCLUDED.secret_hash, created_at = now()`,
+    await query(this.pool, sql.CREATE,
       [username, group, await hashSecret(secret)]);
     return { username, secret };
   }

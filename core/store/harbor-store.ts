@@ -1,5 +1,6 @@
 import type { Platform } from '../oci/manifest.js';
 import { inTransaction, query, type Client, type Pool } from '../db/pool.js';
+import * as sql from './harbor-store.sql.js';
 
 // What the Harbor side of the service keeps beside the endpoint's records: the jobs waiting
 // for the Harbor queue (an outbox, so a change that needs a job never loses it to Redis),
@@ -42,9 +43,7 @@ export class HarborStore {
    */
   async relay(batch: number, deliver: (jobs: { job: HarborJobName; data: HarborJobData }[]) => Promise<void>): Promise<number> {
     return inTransaction(this.pool, async (c) => {
-      const { rows } = await c.query<{ job: HarborJobName; data: HarborJobData }>(
-        `DELETE FROM harbor_outbox WHERE id IN (SELECT id FROM harbor_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-         RETURNING job, data`, [batch]);
+      const { rows } = await c.query<{ job: HarborJobName; data: HarborJobData }>(sql.RELAY, [batch]);
       if (rows.length) await deliver(rows);
       return rows.length;
     });
@@ -52,9 +51,7 @@ export class HarborStore {
 
   async metadata(keys: readonly { repository: string; digest: string }[]): Promise<Map<string, ArtifactMetadata>> {
     if (keys.length === 0) return new Map();
-    const { rows } = await query<{ repository: string; digest: string; labels: string[] | null; platform: Platform | null }>(this.pool,
-      `SELECT h.repository, h.digest, h.labels, h.platform FROM harbor_artifacts h
-         JOIN unnest($1::text[], $2::text[]) AS k(repository, digest) USING (repository, digest)`,
+    const { rows } = await query<{ repository: string; digest: string; labels: string[] | null; platform: Platform | null }>(this.pool, sql.METADATA,
       [keys.map((k) => k.repository), keys.map((k) => k.digest)]);
     return new Map(rows.map((r) => [`${r.repository}@${r.digest}`, r]));
   }
@@ -67,29 +64,13 @@ export class HarborStore {
   async apply(metadata: readonly ArtifactMetadata[], tombstones: readonly TombstoneRef[], dirtyGroups: readonly string[]): Promise<number> {
     return inTransaction(this.pool, async (c) => {
       if (metadata.length) {
-        await c.query(
-          `INSERT INTO harbor_artifacts (repository, digest, labels, platform)
-           SELECT m.repository, m.digest,
-                  CASE WHEN m.labels IS NULL OR jsonb_array_length(m.labels) = 0 THEN NULL
-                       ELSE ARRAY(SELECT jsonb_array_elements_text(m.labels)) END,
-                  m.platform
-             FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[]) AS m(repository, digest, labels, platform)
-           ON CONFLICT (repository, digest) DO UPDATE SET labels = EXCLUDED.labels, platform = EXCLUDED.platform, checked_at = now()`,
+        await c.query(sql.UPSERT_METADATA,
           [metadata.map((m) => m.repository), metadata.map((m) => m.digest), metadata.map((m) => JSON.stringify(m.labels ?? [])),
             metadata.map((m) => (m.platform ? JSON.stringify(m.platform) : null))]);
       }
       let tombstoned = 0;
       for (const t of tombstones) {
-        const { rowCount } = await c.query(
-          `WITH old_tags AS (
-             DELETE FROM tags WHERE group_name = $1 AND repository = $2 AND digest = $3 RETURNING tag
-           ), a AS (
-             UPDATE artifacts SET deleted = true, deleted_at = now(),
-                    deleted_tags = COALESCE((SELECT array_agg(tag ORDER BY tag) FROM old_tags), '{}')
-              WHERE group_name = $1 AND repository = $2 AND digest = $3 AND NOT deleted
-              RETURNING group_name
-           )
-           INSERT INTO change_log (group_name, action, repository, digest) SELECT $1, 'delete', $2, $3 FROM a`,
+        const { rowCount } = await c.query(sql.TOMBSTONE,
           [t.group, t.repository, t.digest]);
         tombstoned += rowCount ?? 0;
       }

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { inTransaction, translate, type Pool } from '../db/pool.js';
+import * as sql from './outbox-store.sql.js';
 
 /** The channel every outbox insert notifies with its group (migration 62). */
 export const OUTBOX_CHANNEL = 'satellite_outbox';
@@ -22,7 +23,7 @@ export interface Claim {
 }
 
 /**
- * The endpoint's outbox as the relay consumes it. All SQL about it lives here; times are the
+ * The endpoint's outbox as the relay consumes it. All SQL about it goes through here (outbox-store.sql.ts); times are the
  * database's (created_at and now() share one clock), so several relays agree.
  */
 export class OutboxStore {
@@ -35,20 +36,7 @@ export class OutboxStore {
    */
   async claimSettled(policy: SettlePolicy, batch: number, enqueue: (groups: string[]) => Promise<void>): Promise<Claim> {
     return inTransaction(this.pool, async (c) => {
-      const { rows } = await c.query<{ groups: string[] | null; claimed: string; next_ms: number | null }>(
-        `WITH pending AS (
-           SELECT group_name, least(max(created_at) + make_interval(secs => $1 / 1000.0),
-                                    min(created_at) + make_interval(secs => $2 / 1000.0)) AS settles_at
-             FROM outbox GROUP BY group_name
-         ), claimed AS (
-           DELETE FROM outbox WHERE id IN (
-             SELECT id FROM outbox WHERE group_name IN (SELECT group_name FROM pending WHERE settles_at <= now())
-              ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
-           RETURNING group_name
-         )
-         SELECT (SELECT array_agg(DISTINCT group_name) FROM claimed) AS groups,
-                (SELECT count(*) FROM claimed) AS claimed,
-                (SELECT ceil(1000 * extract(epoch FROM min(settles_at) - now()))::float8 FROM pending WHERE settles_at > now()) AS next_ms`,
+      const { rows } = await c.query<{ groups: string[] | null; claimed: string; next_ms: number | null }>(sql.CLAIM_SETTLED,
         [policy.quietMs, policy.maxWaitMs, batch]);
       const r = rows[0]!;
       const groups = r.groups ?? [];

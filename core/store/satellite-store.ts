@@ -1,8 +1,9 @@
 import { inTransaction, query, translate, type Client, type Pool } from '../db/pool.js';
+import * as sql from './satellite-store.sql.js';
 
 // Satellites, their groups, their one-time registration tokens and the Harbor robot each
 // pulls with. Tokens and robot secrets are random; only their SHA-256 is stored. All SQL
-// about satellites lives here.
+// about satellites goes through here (the longer statements are in satellite-store.sql.ts).
 
 export interface RobotRecord {
   id: number;
@@ -35,9 +36,6 @@ type Row = {
   created_at: Date; registered_at: Date | null; revoked_at: Date | null; last_seen: Date | null; report: unknown; reported_at: Date | null;
 };
 
-const SELECT = `
-  SELECT s.*, (SELECT array_agg(group_name ORDER BY group_name) FROM satellite_groups g WHERE g.satellite = s.name) AS groups
-    FROM satellites s`;
 
 const fromRow = (r: Row): SatelliteRecord => ({
   name: r.name,
@@ -53,20 +51,18 @@ export class SatelliteStore {
   constructor(private readonly pool: Pool) {}
 
   async get(name: string, c?: Client): Promise<SatelliteRecord | undefined> {
-    const { rows } = await query<Row>(c ?? this.pool, `${SELECT} WHERE s.name = $1`, [name]);
+    const { rows } = await query<Row>(c ?? this.pool, `${sql.SATELLITES} WHERE s.name = $1`, [name]);
     return rows[0] && fromRow(rows[0]);
   }
 
   async list(): Promise<SatelliteRecord[]> {
-    const { rows } = await query<Row>(this.pool, `${SELECT} ORDER BY s.name`);
+    const { rows } = await query<Row>(this.pool, `${sql.SATELLITES} ORDER BY s.name`);
     return rows.map(fromRow);
   }
 
   /** Live satellites of a group. */
   async ofGroup(group: string): Promise<string[]> {
-    const { rows } = await query<{ name: string }>(this.pool,
-      `SELECT s.name FROM satellites s JOIN satellite_groups g ON g.satellite = s.name
-        WHERE g.group_name = $1 AND s.revoked_at IS NULL ORDER BY s.name`, [group]);
+    const { rows } = await query<{ name: string }>(this.pool, sql.OF_GROUP, [group]);
     return rows.map((r) => r.name);
   }
 
@@ -83,11 +79,7 @@ export class SatelliteStore {
    */
   async create(name: string, groups: readonly string[], tokenHash: Buffer, expiresAt: Date): Promise<void> {
     await inTransaction(this.pool, async (c) => {
-      const { rowCount } = await c.query(
-        `INSERT INTO satellites (name) VALUES ($1)
-         ON CONFLICT (name) DO UPDATE SET created_at = now(), registered_at = NULL, revoked_at = NULL, robot_id = NULL,
-           robot_name = NULL, robot_secret_hash = NULL, robot_projects = '{}', last_seen = NULL, report = NULL, reported_at = NULL
-           WHERE satellites.revoked_at IS NOT NULL`, [name]);
+      const { rowCount } = await c.query(sql.CREATE, [name]);
       if (rowCount !== 1) throw new SatelliteExistsError(name);
       await c.query('DELETE FROM satellite_groups WHERE satellite = $1', [name]);
       await c.query('INSERT INTO satellite_groups (satellite, group_name) SELECT $1, unnest($2::text[])', [name, groups]);
@@ -115,10 +107,7 @@ export class SatelliteStore {
    */
   async claimToken<T>(tokenHash: Buffer, register: (satellite: SatelliteRecord) => Promise<{ robot: RobotRecord; answer: T }>): Promise<{ ok: true; answer: T } | { ok: false; problem: TokenProblem }> {
     return inTransaction(this.pool, async (c) => {
-      const { rows } = await c.query<{ satellite: string; expired: boolean; used_at: Date | null; revoked_at: Date | null; sat_revoked: Date | null }>(
-        `SELECT t.satellite, t.expires_at <= now() AS expired, t.used_at, t.revoked_at, s.revoked_at AS sat_revoked
-           FROM registration_tokens t JOIN satellites s ON s.name = t.satellite
-          WHERE t.token_hash = $1 FOR UPDATE OF t, s`, [tokenHash]);
+      const { rows } = await c.query<{ satellite: string; expired: boolean; used_at: Date | null; revoked_at: Date | null; sat_revoked: Date | null }>(sql.CLAIM_TOKEN, [tokenHash]);
       const t = rows[0];
       if (!t) return { ok: false as const, problem: 'unknown' as const };
       if (t.used_at) return { ok: false as const, problem: 'used' as const };
@@ -160,10 +149,7 @@ export class SatelliteStore {
   /** Revokes a satellite: its robot is forgotten and its tokens stop working. */
   async revoke(name: string, c?: Client): Promise<void> {
     try {
-      await (c ?? this.pool).query(
-        `WITH t AS (UPDATE registration_tokens SET revoked_at = now() WHERE satellite = $1 AND revoked_at IS NULL AND used_at IS NULL)
-         UPDATE satellites SET revoked_at = now(), robot_id = NULL, robot_name = NULL, robot_secret_hash = NULL, robot_projects = '{}'
-          WHERE name = $1`, [name]);
+      await (c ?? this.pool).query(sql.REVOKE, [name]);
     } catch (err) {
       throw translate(err);
     }
@@ -183,9 +169,7 @@ export class SatelliteStore {
 
   /** Published versions of groups, for the drift of what satellites report: group → [version, digest]. */
   async latestVersions(groups: readonly string[]): Promise<Map<string, { version: number; digest: string | null }>> {
-    const { rows } = await query<{ group_name: string; version: number; manifest_digest: string | null }>(this.pool,
-      `SELECT DISTINCT ON (group_name) group_name, version, manifest_digest FROM state_versions
-        WHERE group_name = ANY($1) AND status = 'published' ORDER BY group_name, version DESC`, [groups]);
+    const { rows } = await query<{ group_name: string; version: number; manifest_digest: string | null }>(this.pool, sql.LATEST_VERSIONS, [groups]);
     return new Map(rows.map((r) => [r.group_name, { version: r.version, digest: r.manifest_digest }]));
   }
 

@@ -1,4 +1,5 @@
 import { query, type Pool } from '../db/pool.js';
+import * as sql from './state-store.sql.js';
 
 export interface StateVersion {
   group: string;
@@ -17,10 +18,6 @@ type Row = {
   group_name: string; version: number; content_digest: string; status: StateVersion['status']; layout: string;
   repository: string; artifact_count: number; manifest_digest: string | null; created_at: Date; published_at: Date | null;
 };
-
-/** Every column but the package's bytes, which only loadPackage reads. */
-const COLUMNS = `group_name, version, content_digest, status, layout, repository, artifact_count, manifest_digest,
-  created_at, published_at`;
 
 const fromRow = (r: Row): StateVersion => ({
   group: r.group_name, version: r.version, contentDigest: r.content_digest, status: r.status, layout: r.layout,
@@ -45,17 +42,6 @@ export interface BuildPoint {
   snapshot?: string;
 }
 
-/**
- * Sets what a successful build covered: its newest change id and, exactly, the snapshot it
- * read (kept only when no later snapshot is already recorded). $1 group, then the
- * parameters numbered from $n: change id, time, snapshot.
- */
-const BUILT = (n: number) => `built_change_id = GREATEST(built_change_id, $${n}),
-                         checked_at = GREATEST(COALESCE(checked_at, $${n + 1}), $${n + 1}),
-                         built_snapshot = CASE WHEN $${n + 2}::pg_snapshot IS NULL THEN built_snapshot
-                                               WHEN built_snapshot IS NULL OR pg_snapshot_xmax($${n + 2}::pg_snapshot) >= pg_snapshot_xmax(built_snapshot)
-                                               THEN $${n + 2}::pg_snapshot ELSE built_snapshot END`;
-
 /** The newest published version of a group with its kept package, and the snapshot it was read at. */
 export interface RestorablePackage {
   version: number;
@@ -71,19 +57,17 @@ export type Allocation = { kind: 'unchanged'; current: StateVersion } | {
   reused: boolean;
 };
 
-/** The versions a group's states were published under. All SQL about them lives here. */
+/** The versions a group's states were published under. All SQL about them goes through here (state-store.sql.ts). */
 export class StateStore {
   constructor(private readonly pool: Pool) {}
 
   async latest(group: string): Promise<StateVersion | undefined> {
-    const { rows } = await query<Row>(this.pool,
-      `SELECT ${COLUMNS} FROM state_versions WHERE group_name = $1 AND status <> 'abandoned' ORDER BY version DESC LIMIT 1`, [group]);
+    const { rows } = await query<Row>(this.pool, sql.LATEST, [group]);
     return rows[0] && fromRow(rows[0]);
   }
 
   async latestPublished(group: string): Promise<StateVersion | undefined> {
-    const { rows } = await query<Row>(this.pool,
-      `SELECT ${COLUMNS} FROM state_versions WHERE group_name = $1 AND status = 'published' ORDER BY version DESC LIMIT 1`, [group]);
+    const { rows } = await query<Row>(this.pool, sql.LATEST_PUBLISHED, [group]);
     return rows[0] && fromRow(rows[0]);
   }
 
@@ -108,17 +92,7 @@ export class StateStore {
   /** Marks a version published; older versions' packages are no longer needed and are dropped. */
   /** markPublished and markBuilt in one statement: a build's last round trip. */
   async markPublishedAndBuilt(group: string, version: number, manifestDigest: string, point: BuildPoint): Promise<void> {
-    await query(this.pool,
-      `WITH p AS (
-         UPDATE state_versions SET status = 'published', manifest_digest = $3, published_at = now(),
-                                   read_xmin = $7::xid8, read_at = CASE WHEN $7::xid8 IS NOT NULL THEN $5::timestamptz END
-          WHERE group_name = $1 AND version = $2
-       ), o AS (
-         UPDATE state_versions SET manifest = NULL, blobs = NULL
-          WHERE group_name = $1 AND version < $2 AND manifest IS NOT NULL
-       )
-       UPDATE groups SET ${BUILT(4)}
-        WHERE name = $1`,
+    await query(this.pool, sql.MARK_PUBLISHED_AND_BUILT,
       [group, version, manifestDigest, point.changeId, point.at, point.snapshot ?? null, point.xmin ?? null]);
   }
 
@@ -127,11 +101,8 @@ export class StateStore {
    * content was read at is known and no older than `maxAgeMs` (the change log since then is
    * still there): what a worker holding nothing of the group can start from.
    */
-  async restorable(group: string, maxAgeMs: number): Promise<RestorablePackage | undefined> {
-    const { rows } = await query<{ version: number; read_xmin: string | null; read_at: Date; age_ms: number }>(this.pool,
-      `SELECT version, read_xmin::text, read_at, extract(epoch FROM now() - read_at)::float8 * 1000 AS age_ms FROM state_versions
-        WHERE group_name = $1 AND status = 'published' AND layout = 'oci'
-        ORDER BY version DESC LIMIT 1`, [group]);
+  async restorable(group: string, layout: string, maxAgeMs: number): Promise<RestorablePackage | undefined> {
+    const { rows } = await query<{ version: number; read_xmin: string | null; read_at: Date; age_ms: number }>(this.pool, sql.RESTORABLE, [group, layout]);
     const r = rows[0];
     if (!r?.read_xmin || r.age_ms > maxAgeMs) return undefined;
     const pkg = await this.loadPackage(group, r.version);
@@ -140,30 +111,18 @@ export class StateStore {
 
   /** The newest published version and the manifest it was pushed as (when still kept): a delta's base. */
   async deltaBase(group: string): Promise<{ version: StateVersion; manifest: Buffer | null } | undefined> {
-    const { rows } = await query<Row & { manifest: Buffer | null }>(this.pool,
-      `SELECT ${COLUMNS}, manifest FROM state_versions WHERE group_name = $1 AND status = 'published' ORDER BY version DESC LIMIT 1`, [group]);
+    const { rows } = await query<Row & { manifest: Buffer | null }>(this.pool, sql.DELTA_BASE, [group]);
     return rows[0] && { version: fromRow(rows[0]), manifest: rows[0].manifest };
   }
 
   async markPublished(group: string, version: number, manifestDigest: string): Promise<void> {
-    await query(this.pool,
-      `WITH p AS (
-         UPDATE state_versions SET status = 'published', manifest_digest = $3, published_at = now()
-          WHERE group_name = $1 AND version = $2
-       )
-       UPDATE state_versions SET manifest = NULL, blobs = NULL
-        WHERE group_name = $1 AND version < $2 AND manifest IS NOT NULL`,
+    await query(this.pool, sql.MARK_PUBLISHED,
       [group, version, manifestDigest]);
   }
 
   /** Published versions beyond the newest `keep`, not yet pruned from the registry. */
   async prunable(group: string, keep: number): Promise<StateVersion[]> {
-    const { rows } = await query<Row>(this.pool,
-      `SELECT ${COLUMNS} FROM state_versions WHERE group_name = $1 AND status = 'published' AND pruned_at IS NULL
-         AND version < (SELECT COALESCE(MIN(version), 0) FROM (
-               SELECT version FROM state_versions WHERE group_name = $1 AND status = 'published'
-                ORDER BY version DESC LIMIT $2) newest)
-       ORDER BY version`, [group, keep]);
+    const { rows } = await query<Row>(this.pool, sql.PRUNABLE, [group, keep]);
     return rows.map(fromRow);
   }
 
@@ -178,9 +137,7 @@ export class StateStore {
    * commits in between is listed too, and only makes a later pass find nothing new).
    */
   async buildPoint(group: string): Promise<BuildPoint> {
-    const { rows } = await query<{ at: Date; change_id: string; snapshot: string }>(this.pool,
-      `SELECT now() AS at, COALESCE((SELECT max(id) FROM change_log WHERE group_name = $1), 0) AS change_id,
-              pg_current_snapshot()::text AS snapshot`, [group]);
+    const { rows } = await query<{ at: Date; change_id: string; snapshot: string }>(this.pool, sql.BUILD_POINT, [group]);
     return { at: rows[0]!.at, changeId: Number(rows[0]!.change_id), snapshot: rows[0]!.snapshot };
   }
 
@@ -189,8 +146,7 @@ export class StateStore {
    * succeeded, so a build that fails for good leaves its group stale for the reconcile pass.
    */
   async markBuilt(group: string, point: BuildPoint): Promise<void> {
-    await query(this.pool,
-      `UPDATE groups SET ${BUILT(2)} WHERE name = $1`, [group, point.changeId, point.at, point.snapshot ?? null]);
+    await query(this.pool, sql.MARK_BUILT, [group, point.changeId, point.at, point.snapshot ?? null]);
   }
 
   /** Whether `version` is still the newest version allocated for the group (none superseded it). */
@@ -204,11 +160,7 @@ export class StateStore {
    * (whose digest the pruner uses) and blobs, for retries, repairs and the next delta.
    */
   async savePackage(group: string, version: number, pkg: StoredPackage): Promise<void> {
-    // One parameter per blob: pg sends a Buffer parameter as binary, an array of them as
-    // hex text (a 5 MB layer took a quarter of a second to encode and parse).
-    const blobs = pkg.blobs.map((_, i) => `$${i + 5}::bytea`).join(', ');
-    await query(this.pool,
-      `UPDATE state_versions SET manifest_digest = $3, manifest = $4, blobs = ARRAY[${blobs}]::bytea[] WHERE group_name = $1 AND version = $2`,
+    await query(this.pool, sql.savePackage(pkg.blobs.length),
       [group, version, pkg.digest, pkg.manifest, ...pkg.blobs]);
   }
 
@@ -221,20 +173,14 @@ export class StateStore {
 
   async loadPackage(group: string, version: number): Promise<StoredPackage | undefined> {
     // A row per blob: a bytea column is decoded natively, a bytea[] is parsed in JavaScript.
-    const { rows } = await query<{ manifest_digest: string; manifest: Buffer; blob: Buffer | null }>(this.pool,
-      `SELECT v.manifest_digest, v.manifest, b.blob FROM state_versions v
-         LEFT JOIN LATERAL unnest(v.blobs) WITH ORDINALITY AS b(blob, n) ON true
-        WHERE v.group_name = $1 AND v.version = $2 AND v.manifest IS NOT NULL
-        ORDER BY b.n`, [group, version]);
+    const { rows } = await query<{ manifest_digest: string; manifest: Buffer; blob: Buffer | null }>(this.pool, sql.LOAD_PACKAGE, [group, version]);
     const r = rows[0];
     return r && { digest: r.manifest_digest, manifest: r.manifest, blobs: rows.flatMap((x) => (x.blob ? [x.blob] : [])) };
   }
 
   /** Versions abandoned after they may have been pushed (tagged v<N>, never `latest`), not yet removed. */
   async abandoned(group: string): Promise<StateVersion[]> {
-    const { rows } = await query<Row>(this.pool,
-      `SELECT ${COLUMNS} FROM state_versions WHERE group_name = $1 AND status = 'abandoned' AND manifest_digest IS NOT NULL
-         AND pruned_at IS NULL ORDER BY version`, [group]);
+    const { rows } = await query<Row>(this.pool, sql.ABANDONED, [group]);
     return rows.map(fromRow);
   }
 
@@ -244,22 +190,7 @@ export class StateStore {
    * retention ended since the last successful build.
    */
   async staleGroups(tombstoneRetentionHours: number): Promise<string[]> {
-    const { rows } = await query<{ name: string }>(this.pool,
-      `SELECT g.name FROM groups g
-        WHERE g.checked_at IS NULL
-           OR EXISTS (SELECT 1 FROM change_log c WHERE c.group_name = g.name AND c.id > g.built_change_id)
-           -- A change that committed after the snapshot of the last successful build, though
-           -- its id is lower than a change that build saw (ids are taken before commit).
-           OR EXISTS (SELECT 1 FROM change_log c WHERE c.group_name = g.name
-                        AND c.xid >= pg_snapshot_xmin(g.built_snapshot)
-                        AND NOT pg_visible_in_snapshot(c.xid, g.built_snapshot))
-           OR EXISTS (SELECT 1 FROM artifacts a WHERE a.group_name = g.name AND a.deleted
-                        AND a.deleted_at + make_interval(hours => $1) > g.checked_at
-                        AND a.deleted_at + make_interval(hours => $1) <= now())
-           OR EXISTS (SELECT 1 FROM superseded_manifests s WHERE s.group_name = g.name
-                        AND s.superseded_at + make_interval(hours => $1) > g.checked_at
-                        AND s.superseded_at + make_interval(hours => $1) <= now())
-        ORDER BY g.name`, [tombstoneRetentionHours]);
+    const { rows } = await query<{ name: string }>(this.pool, sql.STALE_GROUPS, [tombstoneRetentionHours]);
     return rows.map((r) => r.name);
   }
 
@@ -268,10 +199,7 @@ export class StateStore {
    * trail stays bounded while every unpublished change stays visible to `staleGroups`.
    */
   async pruneChangeLog(hours: number): Promise<number> {
-    const { rowCount } = await query(this.pool,
-      `DELETE FROM change_log c USING groups g
-        WHERE c.group_name = g.name AND c.id <= g.built_change_id AND c.at < now() - make_interval(hours => $1)
-          AND (g.built_snapshot IS NULL OR pg_visible_in_snapshot(c.xid, g.built_snapshot))`, [hours]);
+    const { rowCount } = await query(this.pool, sql.PRUNE_CHANGE_LOG, [hours]);
     return rowCount ?? 0;
   }
 

@@ -1,5 +1,6 @@
 import { inTransaction, query, type Pool } from '../db/pool.js';
 import type { DigestAlgorithm } from '../oci/digest.js';
+import * as sql from './upload-store.sql.js';
 
 export interface UploadSession {
   id: string;
@@ -41,9 +42,7 @@ export class UploadStore {
 
   async get(id: string, repository: string): Promise<UploadSession | undefined> {
     const { rows } = await query<{ id: string; repository: string; algorithm: DigestAlgorithm; hash_state: Buffer; size: string }>(
-      this.pool,
-      `SELECT id, repository, algorithm, hash_state, size FROM uploads
-        WHERE id = $1 AND repository = $2 AND updated_at >= now() - make_interval(mins => $3)`,
+      this.pool, sql.GET,
       [id, repository, this.limits.idleMinutes],
     );
     const r = rows[0];

@@ -1,4 +1,5 @@
 import { query, type Pool } from '../db/pool.js';
+import * as sql from './webhook-store.sql.js';
 
 // The webhook policies we set on Harbor's source projects: one per project, shared by every
 // group replicating from it. The secret Harbor sends back as Authorization is random; only
@@ -19,9 +20,7 @@ export class WebhookStore {
   }
 
   async save(project: string, harborId: number, secretHash: Buffer): Promise<void> {
-    await query(this.pool,
-      `INSERT INTO webhook_policies (project, harbor_id, secret_hash) VALUES ($1, $2, $3)
-       ON CONFLICT (project) DO UPDATE SET harbor_id = EXCLUDED.harbor_id, secret_hash = EXCLUDED.secret_hash, created_at = now()`,
+    await query(this.pool, sql.SAVE,
       [project, harborId, secretHash]);
   }
 

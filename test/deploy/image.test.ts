@@ -157,8 +157,8 @@ describe('the images, built by make image (needs the Debian packages buildah and
       for (const dep of Object.keys(pkg.dependencies)) expect(modules, `production dependency ${dep}`).to.include(dep);
       for (const dep of devOnly) expect(modules, `development dependency ${dep}`).to.not.include(dep);
       // The workspace package is reached through its link, built.
-      expect(await readdir(join(root, 'app/openapi/dist'))).to.include('index.js');
-      expect(await readdir(join(root, 'app'))).to.have.members(['dist', 'node_modules', 'openapi', 'package.json']);
+      expect(await readdir(join(root, 'app/harbor-api/dist'))).to.include('index.js');
+      expect(await readdir(join(root, 'app'))).to.have.members(['dist', 'harbor-api', 'node_modules', 'package.json']);
     } finally {
       await buildah(['umount', name]).catch(() => '');
       await buildah(['rm', name]).catch(() => '');

@@ -42,7 +42,7 @@ export const MUTANTS: Mutant[] = [
   },
   {
     name: 'a change committed after the build read its group counts as built (ids compared, not the snapshot)',
-    edits: [{ file: 'core/store/state-store.js', find: 'AND NOT pg_visible_in_snapshot(c.xid, g.built_snapshot))', replace: 'AND false)' }],
+    edits: [{ file: 'core/store/state-store.sql.js', find: 'AND NOT pg_visible_in_snapshot(c.xid, g.built_snapshot))', replace: 'AND false)' }],
     tests: ['core/change-log.test.js'],
   },
   {
@@ -105,8 +105,8 @@ export const MUTANTS: Mutant[] = [
     // sort again when it is wrong: all three go.
     edits: [
       { file: 'core/state/render.js', find: 'if (inOrder(artifacts[i - 1], artifacts[i]) > 0)', replace: 'if (false)' },
-      { file: 'core/store/artifact-store.js', find: `plain: 'SELECT * FROM visible ORDER BY repository COLLATE "C", digest COLLATE "C"',`, replace: "plain: 'SELECT * FROM visible'," },
-      { file: 'core/store/artifact-store.js', find: 'SELECT p.*, v.* FROM point p LEFT JOIN page v ON true ORDER BY v.repository COLLATE "C", v.digest COLLATE "C"', replace: 'SELECT p.*, v.* FROM point p LEFT JOIN page v ON true' },
+      { file: 'core/store/artifact-store.sql.js', find: `plain: 'SELECT * FROM visible ORDER BY repository COLLATE "C", digest COLLATE "C"',`, replace: "plain: 'SELECT * FROM visible'," },
+      { file: 'core/store/artifact-store.sql.js', find: 'SELECT p.*, v.* FROM point p LEFT JOIN page v ON true ORDER BY v.repository COLLATE "C", v.digest COLLATE "C"', replace: 'SELECT p.*, v.* FROM point p LEFT JOIN page v ON true' },
       { file: 'worker/state-content.js', find: 'if (!sorted)', replace: 'if (false)' },
     ],
     tests: ['core/render-determinism.test.js', 'worker/publish.test.js'],
@@ -206,7 +206,7 @@ export const MUTANTS: Mutant[] = [
   },
   {
     name: 'idle upload sessions stay usable',
-    edits: [{ file: 'core/store/upload-store.js', find: 'AND updated_at >= now() - make_interval(mins => $3)`', replace: 'AND $3::int IS NOT NULL`' }],
+    edits: [{ file: 'core/store/upload-store.sql.js', find: 'AND updated_at >= now() - make_interval(mins => $3)`', replace: 'AND $3::int IS NOT NULL`' }],
     tests: ['adapter/upload-sessions.test.js'],
   },
   {
@@ -261,12 +261,12 @@ export const MUTANTS: Mutant[] = [
   },
   {
     name: 'an identical re-PUT writes a change_log row',
-    edits: [{ file: 'core/store/artifact-store.js', find: "SELECT $1, 'put', $2, $3, $15, (SELECT moved_from FROM t) FROM d WHERE yes", replace: "SELECT $1, 'put', $2, $3, $15, (SELECT moved_from FROM t) FROM d" }],
+    edits: [{ file: 'core/store/artifact-store.sql.js', find: "SELECT $1, 'put', $2, $3, $15, (SELECT moved_from FROM t) FROM d WHERE yes", replace: "SELECT $1, 'put', $2, $3, $15, (SELECT moved_from FROM t) FROM d" }],
     tests: ['adapter/table-growth.test.js'],
   },
   {
     name: 'an identical re-PUT rewrites the artifact row',
-    edits: [{ file: 'core/store/artifact-store.js', find: "WHERE artifacts.deleted OR artifacts.last_seen < now() - interval '1 hour'", replace: 'WHERE true' }],
+    edits: [{ file: 'core/store/artifact-store.sql.js', find: "WHERE artifacts.deleted OR artifacts.last_seen < now() - interval '1 hour'", replace: 'WHERE true' }],
     tests: ['adapter/table-growth.test.js'],
   },
   {
@@ -276,7 +276,7 @@ export const MUTANTS: Mutant[] = [
   },
   {
     name: 'a group made through the admin API has no state until something is replicated to it',
-    edits: [{ file: 'core/store/group-store.js', find: "WHERE NOT EXISTS (SELECT 1 FROM state_versions WHERE group_name = $1 AND status = 'published'))", replace: 'WHERE false)' }],
+    edits: [{ file: 'core/store/group-store.sql.js', find: "WHERE NOT EXISTS (SELECT 1 FROM state_versions WHERE group_name = $1 AND status = 'published'))", replace: 'WHERE false)' }],
     tests: ['admin/harbor-satellite.test.js', 'worker/harbor-end-to-end.test.js'],
   },
   {
@@ -436,7 +436,7 @@ export const MUTANTS: Mutant[] = [
   },
   {
     name: 'a registration token read without locking its row (two racing registrations both reach Harbor)',
-    edits: [{ file: 'core/store/satellite-store.js', find: 'WHERE t.token_hash = $1 FOR UPDATE OF t, s`', replace: 'WHERE t.token_hash = $1`' }],
+    edits: [{ file: 'core/store/satellite-store.sql.js', find: 'WHERE t.token_hash = $1 FOR UPDATE OF t, s`', replace: 'WHERE t.token_hash = $1`' }],
     tests: ['admin/registration-race.test.js'],
   },
   // Issue 16: the agent's lock, a full disk, its server's caps, the metrics credentials. The

@@ -15,6 +15,7 @@ import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { image } from '../support/oci.js';
 import { KEY_PASSWORD, record, useRegistryAndKeys, workerConfig } from '../support/worker.js';
+import { ociLayout } from '../../core/state/layouts/oci.js';
 
 const repo = (group: string) => `satellite/group-state/${group}/state`;
 
@@ -58,7 +59,7 @@ describe('the order of a publish: signature, then version tag, then latest, on e
     const p = pusher(client);
     const signer = new KeySigner(client, loadPrivateKey(shared.keys.privatePem, KEY_PASSWORD));
     const builder = new StateBuilder(new ArtifactStore(db.pool), new StateStore(db.pool), client, p, signer, {
-      imageRegistry: config.imageRegistry, stateProject: config.stateProject, layout: 'oci', tombstoneRetentionHours: 168,
+      imageRegistry: config.imageRegistry, stateProject: config.stateProject, layout: ociLayout, tombstoneRetentionHours: 168,
     }, createLogger('silent'));
     return { builder, client, pusher: p };
   };

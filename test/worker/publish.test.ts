@@ -15,6 +15,7 @@ import { previewState } from '../../core/state/preview.js';
 import { applyDelta } from '../../core/state/delta.js';
 import { ArtifactStore } from '../../core/store/artifact-store.js';
 import { StateContent } from '../../worker/state-content.js';
+import { ociLayout } from '../../core/state/layouts/oci.js';
 
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -249,7 +250,7 @@ describe('publishing a group state to a real registry', function () {
       const tagging = { name: 'tagging', tagsWhilePushing: true, push: builtin.push.bind(builtin) };
       const signer = new KeySigner(client, loadPrivateKey(shared.keys.privatePem, KEY_PASSWORD));
       const builder = new StateBuilder(new ArtifactStore(db.pool), new StateStore(db.pool), client, tagging, signer, {
-        imageRegistry: config.imageRegistry, stateProject: config.stateProject, layout: 'oci', tombstoneRetentionHours: 168,
+        imageRegistry: config.imageRegistry, stateProject: config.stateProject, layout: ociLayout, tombstoneRetentionHours: 168,
       }, createLogger('silent'));
       await record(db.pool, 'edge-o', 'library/alpine', image(), '1');
       const { digest } = await builder.build('edge-o');

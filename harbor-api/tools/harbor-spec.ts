@@ -1,10 +1,10 @@
 // Derives this project's Harbor API spec from Harbor's published Swagger 2.0 file: only the
 // operations the project calls, converted to OpenAPI 3.0 (what openapi-typescript reads),
 // with every definition they reach. The upstream file stays in ../shared as reference data;
-// the derived spec (openapi/harbor-api.json) is ours and is committed, and a test derives it
+// the derived spec (harbor-api/harbor-api.json) is ours and is committed, and a test derives it
 // again and checks it is unchanged, so each operation and field is one Harbor publishes.
 //
-//   npm run generate:harbor   (rewrites openapi/harbor-api.json and openapi/src/generated/harbor.ts)
+//   npm run generate:harbor   (rewrites harbor-api/harbor-api.json and harbor-api/src/generated/harbor.ts)
 
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
@@ -142,7 +142,7 @@ export function deriveSpec(doc: Swagger2, operations: readonly string[] = HARBOR
   }
   return {
     openapi: '3.0.3',
-    info: { title: 'Harbor API (the operations Satellite for Harbor calls)', version: '2.0', description: 'Derived from Harbor\'s swagger.yaml v2.15.2 by openapi/tools/harbor-spec.ts. Do not edit.' },
+    info: { title: 'Harbor API (the operations Satellite for Harbor calls)', version: '2.0', description: 'Derived from Harbor\'s swagger.yaml v2.15.2 by harbor-api/tools/harbor-spec.ts. Do not edit.' },
     servers: [{ url: doc.basePath ?? '/api/v2.0' }],
     paths,
     components: { schemas: Object.fromEntries(Object.entries(schemas).sort(([a], [b]) => (a < b ? -1 : 1))) },

@@ -1,5 +1,5 @@
 // @harbor-api/client: the one module that wraps the generated Harbor types. openapi-fetch
-// gives typed calls of exactly the operations in openapi/harbor-api.json; HarborSetup
+// gives typed calls of exactly the operations in harbor-api/harbor-api.json; HarborSetup
 // holds the things the project does with them.
 import createClient, { type Client } from 'openapi-fetch';
 import type { components, operations, paths } from './generated/harbor.js';

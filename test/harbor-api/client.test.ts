@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { createHarborClient, HarborApiError, HarborSetup } from '@harbor-api/client';
-import { deriveSpec, HARBOR_OPERATIONS, loadUpstream } from '../../openapi/tools/harbor-spec.js';
-import { SPEC_FILE, specText, TYPES_FILE, typesText, UPSTREAM } from '../../openapi/tools/generate.js';
+import { deriveSpec, HARBOR_OPERATIONS, loadUpstream } from '../../harbor-api/tools/harbor-spec.js';
+import { SPEC_FILE, specText, TYPES_FILE, typesText, UPSTREAM } from '../../harbor-api/tools/generate.js';
 import { startHarborDouble, type HarborDouble } from '../../harbor-dev/harbor-double.js';
 
 const ADMIN = { username: 'admin', password: 'Harbor12345' };
@@ -10,7 +10,7 @@ const ADMIN = { username: 'admin', password: 'Harbor12345' };
 describe("the Harbor API client (@harbor-api/client) and Harbor's published spec", function () {
   this.timeout(30_000);
 
-  it('when the spec is derived again from Harbor\'s swagger.yaml, then it equals the committed openapi/harbor-api.json', () => {
+  it('when the spec is derived again from Harbor\'s swagger.yaml, then it equals the committed harbor-api/harbor-api.json', () => {
     expect(specText()).to.equal(readFileSync(SPEC_FILE, 'utf8'));
   });
 

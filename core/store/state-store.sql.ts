@@ -1,0 +1,107 @@
+// The SQL of state-store.ts (StateStore), one named statement per operation, kept apart to be read
+// and reviewed as SQL. Parameters are numbered as the calls in state-store.ts pass them.
+
+/** Every column but the package's bytes, which only loadPackage reads. */
+const COLUMNS = `group_name, version, content_digest, status, layout, repository, artifact_count, manifest_digest,
+  created_at, published_at`;
+
+/**
+ * Sets what a successful build covered: its newest change id and, exactly, the snapshot it
+ * read (kept only when no later snapshot is already recorded). $1 group, then the
+ * parameters numbered from $n: change id, time, snapshot.
+ */
+const BUILT = (n: number) => `built_change_id = GREATEST(built_change_id, $${n}),
+  checked_at = GREATEST(COALESCE(checked_at, $${n + 1}), $${n + 1}),
+  built_snapshot = CASE WHEN $${n + 2}::pg_snapshot IS NULL THEN built_snapshot
+                        WHEN built_snapshot IS NULL OR pg_snapshot_xmax($${n + 2}::pg_snapshot) >= pg_snapshot_xmax(built_snapshot)
+                        THEN $${n + 2}::pg_snapshot ELSE built_snapshot END`;
+
+/** StateStore.latest: the newest version not abandoned. */
+export const LATEST = `SELECT ${COLUMNS} FROM state_versions WHERE group_name = $1 AND status <> 'abandoned' ORDER BY version DESC LIMIT 1`;
+
+/** StateStore.latestPublished */
+export const LATEST_PUBLISHED = `SELECT ${COLUMNS} FROM state_versions WHERE group_name = $1 AND status = 'published' ORDER BY version DESC LIMIT 1`;
+
+/** StateStore.markPublishedAndBuilt */
+export const MARK_PUBLISHED_AND_BUILT = `WITH p AS (
+    UPDATE state_versions SET status = 'published', manifest_digest = $3, published_at = now(),
+                              read_xmin = $7::xid8, read_at = CASE WHEN $7::xid8 IS NOT NULL THEN $5::timestamptz END
+     WHERE group_name = $1 AND version = $2
+  ), o AS (
+    UPDATE state_versions SET manifest = NULL, blobs = NULL
+     WHERE group_name = $1 AND version < $2 AND manifest IS NOT NULL
+  )
+  UPDATE groups SET ${BUILT(4)}
+   WHERE name = $1`;
+
+/** StateStore.deltaBase */
+export const DELTA_BASE = `SELECT ${COLUMNS}, manifest FROM state_versions WHERE group_name = $1 AND status = 'published' ORDER BY version DESC LIMIT 1`;
+
+/** StateStore.restorable */
+export const RESTORABLE = `SELECT version, read_xmin::text, read_at, extract(epoch FROM now() - read_at)::float8 * 1000 AS age_ms FROM state_versions
+  WHERE group_name = $1 AND status = 'published' AND layout = $2
+  ORDER BY version DESC LIMIT 1`;
+
+/** StateStore.markPublished */
+export const MARK_PUBLISHED = `WITH p AS (
+    UPDATE state_versions SET status = 'published', manifest_digest = $3, published_at = now()
+     WHERE group_name = $1 AND version = $2
+  )
+  UPDATE state_versions SET manifest = NULL, blobs = NULL
+   WHERE group_name = $1 AND version < $2 AND manifest IS NOT NULL`;
+
+/** StateStore.prunable */
+export const PRUNABLE = `SELECT ${COLUMNS} FROM state_versions WHERE group_name = $1 AND status = 'published' AND pruned_at IS NULL
+    AND version < (SELECT COALESCE(MIN(version), 0) FROM (
+          SELECT version FROM state_versions WHERE group_name = $1 AND status = 'published'
+           ORDER BY version DESC LIMIT $2) newest)
+  ORDER BY version`;
+
+/** StateStore.buildPoint */
+export const BUILD_POINT = `SELECT now() AS at, COALESCE((SELECT max(id) FROM change_log WHERE group_name = $1), 0) AS change_id,
+  pg_current_snapshot()::text AS snapshot`;
+
+/** StateStore.markBuilt */
+export const MARK_BUILT = `UPDATE groups SET ${BUILT(2)} WHERE name = $1`;
+
+/**
+ * StateStore.savePackage, for a package of `blobs` blobs: one parameter per blob, from $5
+ * (pg sends a Buffer parameter as binary, an array of them as
+ * hex text: a 5 MB layer took a quarter of a second to encode and parse).
+ */
+export function savePackage(blobs: number): string {
+  const params = Array.from({ length: blobs }, (_, i) => `$${i + 5}::bytea`).join(', ');
+  return `UPDATE state_versions SET manifest_digest = $3, manifest = $4, blobs = ARRAY[${params}]::bytea[] WHERE group_name = $1 AND version = $2`;
+}
+
+/** StateStore.loadPackage */
+export const LOAD_PACKAGE = `SELECT v.manifest_digest, v.manifest, b.blob FROM state_versions v
+   LEFT JOIN LATERAL unnest(v.blobs) WITH ORDINALITY AS b(blob, n) ON true
+  WHERE v.group_name = $1 AND v.version = $2 AND v.manifest IS NOT NULL
+  ORDER BY b.n`;
+
+/** StateStore.abandoned */
+export const ABANDONED = `SELECT ${COLUMNS} FROM state_versions WHERE group_name = $1 AND status = 'abandoned' AND manifest_digest IS NOT NULL
+  AND pruned_at IS NULL ORDER BY version`;
+
+/** StateStore.staleGroups */
+export const STALE_GROUPS = `SELECT g.name FROM groups g
+  WHERE g.checked_at IS NULL
+     OR EXISTS (SELECT 1 FROM change_log c WHERE c.group_name = g.name AND c.id > g.built_change_id)
+     -- A change that committed after the snapshot of the last successful build, though
+     -- its id is lower than a change that build saw (ids are taken before commit).
+     OR EXISTS (SELECT 1 FROM change_log c WHERE c.group_name = g.name
+                  AND c.xid >= pg_snapshot_xmin(g.built_snapshot)
+                  AND NOT pg_visible_in_snapshot(c.xid, g.built_snapshot))
+     OR EXISTS (SELECT 1 FROM artifacts a WHERE a.group_name = g.name AND a.deleted
+                  AND a.deleted_at + make_interval(hours => $1) > g.checked_at
+                  AND a.deleted_at + make_interval(hours => $1) <= now())
+     OR EXISTS (SELECT 1 FROM superseded_manifests s WHERE s.group_name = g.name
+                  AND s.superseded_at + make_interval(hours => $1) > g.checked_at
+                  AND s.superseded_at + make_interval(hours => $1) <= now())
+  ORDER BY g.name`;
+
+/** StateStore.pruneChangeLog */
+export const PRUNE_CHANGE_LOG = `DELETE FROM change_log c USING groups g
+  WHERE c.group_name = g.name AND c.id <= g.built_change_id AND c.at < now() - make_interval(hours => $1)
+    AND (g.built_snapshot IS NULL OR pg_visible_in_snapshot(c.xid, g.built_snapshot))`;
