@@ -6,13 +6,14 @@ NODE_MODULES := node_modules/.package-lock.json
 PORT ?= 8080
 HARBOR_DOUBLE_PORT ?= 8090
 
-.PHONY: help deps build run test bench typecheck clean harbor-double image
+.PHONY: help deps build run test bench typecheck clean harbor-double image install uninstall
 
 help:
 	@echo "make run    start what is needed (Postgres, Redis, a local registry), then endpoint and worker on :$(PORT)"
 	@echo "make test   start what the tests need, then run them"
 	@echo "make bench  run the benchmarks (bench:ingest, bench:state and bench:agent)"
 	@echo "make harbor-double  a stateful Harbor API double on :$(HARBOR_DOUBLE_PORT) (admin / Harbor12345)"
+	@echo "make install  put \`satellite\` in \$$PREFIX/bin (PREFIX=$(PREFIX)), running this checkout's build"
 	@echo "make image  build the images satellite-for-harbor and satellite-agent (buildah or docker; BASE_IMAGE=… to change the Node 20 base)"
 
 $(NODE_MODULES): package.json package-lock.json
@@ -73,6 +74,24 @@ image:
 	@[ -n "$(IMAGE_TOOL)" ] || { echo "make image needs buildah or docker (apt-get install buildah)" >&2; exit 1; }
 	$(IMAGE_BUILD) $(IMAGE_ARGS) -f deploy/images/service.Containerfile -t $(IMAGE_PREFIX)satellite-for-harbor:$(IMAGE_TAG) .
 	$(IMAGE_BUILD) $(IMAGE_ARGS) -f deploy/images/agent.Containerfile -t $(IMAGE_PREFIX)satellite-agent:$(IMAGE_TAG) .
+
+# `satellite` on PATH: a two-line wrapper in $(PREFIX)/bin that runs this checkout's build
+# with the node that built it (an absolute path, so sudo and services with another PATH find
+# it too). A wrapper rather than `npm link`: npm link writes into npm's global prefix, which
+# needs root on a Debian node, and links a file that is not executable until chmod.
+PREFIX ?= /usr/local
+NODE ?= $(shell command -v node)
+
+install: build
+	@[ -n "$(NODE)" ] || { echo "make install needs node on PATH" >&2; exit 1; }
+	install -d "$(DESTDIR)$(PREFIX)/bin"
+	printf '#!/bin/sh\n# Installed by make install from %s\nexec "%s" "%s/dist/cli/main.js" "$$@"\n' "$(CURDIR)" "$(NODE)" "$(CURDIR)" > "$(DESTDIR)$(PREFIX)/bin/satellite.tmp"
+	chmod 755 "$(DESTDIR)$(PREFIX)/bin/satellite.tmp"
+	mv -f "$(DESTDIR)$(PREFIX)/bin/satellite.tmp" "$(DESTDIR)$(PREFIX)/bin/satellite"
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/satellite (runs $(CURDIR)/dist/cli/main.js)"
+
+uninstall:
+	rm -f "$(DESTDIR)$(PREFIX)/bin/satellite"
 
 clean:
 	rm -rf dist

@@ -165,6 +165,9 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** A peer that cannot be reached, whether it refused, is unknown to DNS, or has no route. */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT']);
+
 main(process.argv.slice(2)).then(
   (code) => {
     if (code >= 0) process.exitCode = code;
@@ -176,7 +179,7 @@ main(process.argv.slice(2)).then(
     }
     // A message for the operator; the stack only when asked for (LOG_LEVEL=debug or trace).
     const e = err as Error & { code?: string };
-    const hint = e?.code === 'ECONNREFUSED' ? ' (is the service at DATABASE_URL / REDIS_URL / the registry running?)' : '';
+    const hint = e?.code !== undefined && UNREACHABLE.has(e.code) ? ' (is the service at DATABASE_URL / REDIS_URL / the registry running?)' : '';
     process.stderr.write(`satellite: ${verbose ? e?.stack : e?.message ?? String(err)}${hint}\n`);
     process.exit(1);
   },

@@ -42,8 +42,17 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
   const queueOf = () => worker?.queue ?? dashboardQueue;
 
   const shutdown = (signal: string) => {
+    // Once: a Ctrl-C reaches every process of the terminal's group, and `make run` passes
+    // SIGTERM on too, so the same stop may be asked twice.
+    if (stopping.signal.aborted) return;
     log.info({ signal }, 'shutting down: finishing in-flight work');
     stopping.abort();
+    // Whatever hangs (a peer that never answers), the process is gone after the longest
+    // drain (a job lock period) and a margin.
+    setTimeout(() => {
+      log.error('shutdown did not finish in time; exiting');
+      process.exit(1);
+    }, config.jobLockMs + 10_000).unref();
     (async () => {
       await endpoint?.stop();
       apiThrottleRedis?.disconnect();

@@ -25,9 +25,12 @@ if [ -z "${COSIGN_KEY:-}" ]; then
   export COSIGN_KEY="$PWD/.dev/cosign.key"
 fi
 
-# Without a Harbor to publish to, states go to a local docker-registry on 127.0.0.1:5000.
+# Without a Harbor to publish to, states go to a local docker-registry on
+# 127.0.0.1:$LOCAL_REGISTRY_PORT (5000 unless set), started here and stopped with the service.
+registry_pid=""
 if [ -z "${STATE_REGISTRY:-}" ]; then
-  export STATE_REGISTRY=http://127.0.0.1:5000
+  LOCAL_REGISTRY_PORT="${LOCAL_REGISTRY_PORT:-5000}"
+  export STATE_REGISTRY="http://127.0.0.1:$LOCAL_REGISTRY_PORT"
   if ! answers "$STATE_REGISTRY/v2/"; then
     mkdir -p .dev/registry
     cat > .dev/registry.yml <<YML
@@ -40,9 +43,10 @@ storage:
   delete:
     enabled: true
 http:
-  addr: 127.0.0.1:5000
+  addr: 127.0.0.1:$LOCAL_REGISTRY_PORT
 YML
-    nohup docker-registry serve .dev/registry.yml > .dev/registry.log 2>&1 &
+    docker-registry serve .dev/registry.yml > .dev/registry.log 2>&1 &
+    registry_pid=$!
     for _ in $(seq 1 50); do answers "$STATE_REGISTRY/v2/" && break; sleep 0.1; done
     echo "harbor-dev: docker-registry for states on $STATE_REGISTRY (log: .dev/registry.log)" >&2
   fi
@@ -66,4 +70,18 @@ cat <<MSG
     harbor-dev/try-it.sh docker-archive:my-image.tar edge-eu/library/my-image:1.0
 
 MSG
-exec node dist/cli/main.js serve
+# Not exec: this shell stays to stop the registry it started once the service is gone. A
+# SIGTERM or SIGINT sent to this shell (or to `make`, which passes SIGTERM on) is passed to
+# the service, whose own shutdown is bounded; a Ctrl-C reaches both, and the service stops
+# once. The registry goes when the service has gone.
+stop_registry() { if [ -n "$registry_pid" ]; then kill "$registry_pid" 2>/dev/null || true; wait "$registry_pid" 2>/dev/null || true; fi; }
+trap stop_registry EXIT
+node dist/cli/main.js serve &
+service_pid=$!
+trap 'kill -TERM "$service_pid" 2>/dev/null || true' TERM INT HUP
+status=0
+# `wait` returns early when a trapped signal arrives: wait again until the service has exited.
+while kill -0 "$service_pid" 2>/dev/null; do
+  wait "$service_pid" && status=0 || status=$?
+done
+exit "$status"

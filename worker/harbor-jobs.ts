@@ -10,7 +10,7 @@ import { RobotService } from '../harbor/robots.js';
 import { GroupService } from '../harbor/group-service.js';
 import { HarborReconciler } from '../harbor/reconcile.js';
 import { SchedulerKeeper } from './job-schedulers.js';
-import { producerConnection, workerConnection } from './queue.js';
+import { closeWorker, producerConnection, workerConnection } from './queue.js';
 
 // The Harbor queue: reconciliation with Harbor, robots kept in step with what their groups
 // list, webhook-triggered work. Jobs come from the harbor_outbox table (written in the
@@ -131,10 +131,7 @@ export async function startHarborWorker(deps: { config: Config; pool: Pool; log:
       stopped = true;
       schedulers.stop();
       await running;
-      await worker.close();
-      await queue.close();
-      consumer.disconnect();
-      producer.disconnect();
+      await closeWorker(worker, queue, [consumer, producer], config.jobLockMs, log);
     },
   };
 }

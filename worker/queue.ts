@@ -1,4 +1,4 @@
-import { Queue, type JobsOptions } from 'bullmq';
+import { Queue, type JobsOptions, type Worker } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../core/logger.js';
 
@@ -94,4 +94,37 @@ export async function checkEvictionPolicy(redis: Redis, log: Logger): Promise<vo
   } catch (err) {
     log.warn({ err: (err as Error).message }, 'could not read redis maxmemory-policy');
   }
+}
+
+/**
+ * Closes a BullMQ worker and its queue, gracefully while Redis answers (running jobs finish,
+ * for up to `drainMs`). A job cannot finish without Redis, and BullMQ's close waits for
+ * Redis to answer: while it is away (or once the drain times out) the connections are
+ * dropped first, so the process stops in seconds instead of retrying forever.
+ */
+export async function closeWorker(worker: Pick<Worker, 'close'>, queue: Pick<Queue, 'close'>, connections: Redis[], drainMs: number, log: Logger): Promise<void> {
+  const reachable = () => connections.every((c) => c.status === 'ready');
+  let drained = false;
+  if (reachable()) {
+    const graceful = worker.close();
+    let poll: NodeJS.Timeout | undefined;
+    const lost = new Promise<false>((resolve) => {
+      const deadline = Date.now() + drainMs;
+      poll = setInterval(() => {
+        if (!reachable() || Date.now() >= deadline) resolve(false);
+      }, 100);
+    });
+    drained = await Promise.race([graceful.then(() => true, () => false), lost]);
+    clearInterval(poll);
+    if (!drained) log.warn(reachable() ? 'worker did not drain in time; closing anyway' : 'redis went away while draining: stopping without waiting for it');
+  } else {
+    log.warn('redis is unreachable: stopping without draining (jobs left running are taken over by another worker)');
+  }
+  if (!drained) {
+    for (const c of connections) c.disconnect();
+    await Promise.race([Promise.allSettled([worker.close(true), queue.close()]), new Promise((r) => setTimeout(r, 2000).unref())]);
+    return;
+  }
+  await Promise.race([queue.close().catch(() => undefined), new Promise((r) => setTimeout(r, 2000).unref())]);
+  for (const c of connections) c.disconnect();
 }

@@ -14,7 +14,7 @@ import { OutboxRelay } from './outbox-relay.js';
 import { Pruner } from './pruner.js';
 import { BuiltinPusher, OrasPusher, type Pusher } from './pusher.js';
 import { SchedulerKeeper } from './job-schedulers.js';
-import { checkEvictionPolicy, connectQueue, STATE_QUEUE, workerConnection, type BuildJobData, type BuildJobPolicy, type JobName } from './queue.js';
+import { checkEvictionPolicy, closeWorker, connectQueue, STATE_QUEUE, workerConnection, type BuildJobData, type BuildJobPolicy, type JobName } from './queue.js';
 import { CosignCliSigner, KeySigner, type Signer, type SigningKey } from './signer.js';
 import { Redactor } from './redact.js';
 import { StateBuilder } from './state-builder.js';
@@ -122,18 +122,9 @@ export async function startWorker(deps: { config: Config; pool: Pool; log: Logge
     async stop() {
       schedulers.stop();
       await relay.stop();
-      // Lets running jobs finish (their locks are released), takes no new ones. If Redis is
-      // away the graceful close cannot complete: give up after a lock period; the jobs left
+      // Lets running jobs finish (their locks are released), takes no new ones; the jobs left
       // active are stalled jobs another worker recovers.
-      const graceful = worker.close();
-      const timedOut = await Promise.race([graceful.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), config.jobLockMs).unref())]);
-      if (timedOut) {
-        log.warn('worker did not drain in time; closing anyway');
-        await worker.close(true).catch(() => undefined);
-      }
-      await queue.close();
-      consumer.disconnect();
-      producer.disconnect();
+      await closeWorker(worker, queue, [consumer, producer], config.jobLockMs, log);
     },
   };
 }

@@ -1,0 +1,101 @@
+import { expect } from 'chai';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { createTestDatabase, type TestDatabase } from '../support/db.js';
+import { PASSWORD } from '../support/endpoint.js';
+import { freePort, until } from '../support/process.js';
+import { dropPrefix, ownRedis, testPrefix, type OwnRedis } from '../support/redis.js';
+import { KEY_PASSWORD, useTestKeys } from '../support/worker.js';
+
+// The whole `make run` (make, harbor-dev/run.sh, deps.sh, the local docker-registry, `satellite
+// serve`) as a newcomer runs it, then stopped with one SIGTERM to make, as `kill` or a
+// process supervisor sends it: every process it started must be gone, even with Redis away.
+
+/** The processes of a process group still alive (zombies are gone already). */
+function groupMembers(pgid: number): { pid: number; command: string }[] {
+  const out: { pid: number; command: string }[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // pid (comm) state ppid pgrp …; comm may hold spaces and parentheses.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[2]) !== pgid || fields[0] === 'Z') continue;
+      out.push({ pid: Number(entry), command: readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ').trim() });
+    } catch {
+      // gone while we looked
+    }
+  }
+  return out;
+}
+
+describe('make run, stopped with SIGTERM', function () {
+  this.timeout(180_000);
+  const keys = useTestKeys();
+  let db: TestDatabase;
+  let redis: OwnRedis;
+  let prefix: string;
+  let make: ChildProcess | undefined;
+  before(async () => {
+    db = await createTestDatabase();
+    redis = await ownRedis();
+    prefix = testPrefix();
+  });
+  after(async () => {
+    if (make?.pid) {
+      for (const { pid } of groupMembers(make.pid)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    }
+    await redis.start();
+    await dropPrefix(prefix, redis.url);
+    await redis.stop();
+    await db.drop();
+  });
+
+  it('when Redis has gone away and make gets SIGTERM, then make, run.sh, the service and the registry it started are all gone within seconds', async () => {
+    const [port, metricsPort, registryPort] = [await freePort(), await freePort(), await freePort()];
+    const env: NodeJS.ProcessEnv = {
+      ...process.env, DATABASE_URL: db.url, REDIS_URL: redis.url, QUEUE_PREFIX: prefix, HOST: '127.0.0.1', PORT: String(port),
+      METRICS_PORT: String(metricsPort), LOCAL_REGISTRY_PORT: String(registryPort), ENDPOINT_PASSWORD: PASSWORD,
+      COSIGN_KEY: keys.keyPath, COSIGN_PASSWORD: KEY_PASSWORD, LOG_LEVEL: 'info', MAKEFLAGS: '',
+    };
+    delete env.STATE_REGISTRY; // run.sh starts its local registry
+    // A process group of its own, as a terminal or a supervisor gives it, so the test can
+    // see every process `make run` starts.
+    make = spawn('make', ['--no-print-directory', 'run'], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    make.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    make.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    const pgid = make.pid!;
+
+    await until('the worker to start under make run', async () => (out.includes('repeatable jobs registered') ? true : undefined), 120_000)
+      .catch((err: Error) => { throw new Error(`${err.message}:\n${out}`); });
+    expect(out).to.include(`docker-registry for states on http://127.0.0.1:${registryPort}`);
+    expect((await fetch(`http://127.0.0.1:${registryPort}/v2/`)).status, 'the local registry on LOCAL_REGISTRY_PORT').to.equal(200);
+    const started = groupMembers(pgid).map((p) => p.command);
+    expect(started.some((c) => c.includes('docker-registry serve')), started.join('\n')).to.equal(true);
+    expect(started.some((c) => c.includes('dist/cli/main.js serve')), started.join('\n')).to.equal(true);
+
+    await redis.stop();
+    const before = out.length;
+    await until('the service to notice Redis is gone', async () => (/redis connection error|worker error/.test(out.slice(before)) ? true : undefined));
+
+    const t0 = Date.now();
+    process.kill(pgid, 'SIGTERM'); // make alone, not its group
+    const left = await until('every process of make run to be gone', async () => {
+      const alive = groupMembers(pgid);
+      return alive.length === 0 ? [] : Date.now() - t0 > 10_000 ? alive : undefined;
+    }, 15_000);
+    expect(left.map((p) => `${p.pid} ${p.command}`), `still running 10 s after SIGTERM; output:\n${out.slice(-3000)}`).to.deep.equal([]);
+    const seconds = (Date.now() - t0) / 1000;
+    expect(seconds).to.be.below(10);
+    expect(out).to.include('shutting down');
+    await fetch(`http://127.0.0.1:${registryPort}/v2/`).then(() => expect.fail('the registry still answers'), () => undefined);
+    console.log(`      (every process gone ${seconds.toFixed(1)} s after SIGTERM)`);
+  });
+});
