@@ -1,4 +1,5 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { redisConnection, type RedisTarget } from '../core/redis.js';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Logger } from '../core/logger.js';
 
@@ -165,8 +166,8 @@ export class LoginThrottle {
  * offline queue, no retries, a short timeout), so a login never waits for Redis; the
  * throttle then counts in this process.
  */
-export function throttleConnection(url: string): Redis {
-  const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 500, connectTimeout: 2000 });
+export function throttleConnection(target: RedisTarget): Redis {
+  const redis = redisConnection(target, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 500, connectTimeout: 2000 });
   redis.on('error', () => undefined); // reported once by the throttle
   return redis;
 }

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Queue } from 'bullmq';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Pool } from '../core/db/pool.js';
+import type { RedisTarget } from '../core/redis.js';
 import type { RegistryError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
@@ -31,7 +32,7 @@ export interface OpsOptions {
   /** What /metrics asks for (METRICS_TOKEN_FILE, METRICS_USERNAME/_PASSWORD_FILE); unset: nothing. */
   metricsCredential?: OperationsCredential;
   /** The dashboard's credential and how its failed logins are counted. */
-  admin?: { username: string; password: string; authFailureLimit: number; redis?: { url: string; prefix: string } };
+  admin?: { username: string; password: string; authFailureLimit: number; redis?: { url: RedisTarget; prefix: string } };
   /** Serve HTTPS from these files; absent: plain HTTP. */
   tls?: TlsFiles;
   log: Logger;

@@ -1,6 +1,7 @@
 import type { Listener as Server } from './tls.js';
 import type { AddressInfo } from 'node:net';
 import { createPool, type Pool } from '../core/db/pool.js';
+import type { RedisTarget } from '../core/redis.js';
 import type { Logger } from '../core/logger.js';
 import { createApp, type AppDeps } from './app.js';
 import { listen } from './listen.js';
@@ -20,7 +21,7 @@ export interface EndpointOptions extends Partial<Pick<AppDeps, 'metrics' | 'trus
   /** Failed logins per username per minute. @defaultValue 50 */
   authUsernameFailureLimit?: number;
   /** Redis holding the login throttle's counters, shared by replicas; absent: this process only. */
-  redis?: { url: string; prefix: string };
+  redis?: { url: RedisTarget; prefix: string };
   /** The Harbor registry blob GETs are redirected to. */
   imageRegistry: string;
   /** Serve HTTPS from these files (TLS_CERT_FILE, …); absent: plain HTTP. */

@@ -1,6 +1,7 @@
 import { adminCredential, metricsCredential, redact, requireEndpointPassword, requireSigningKey, type Config } from '../core/config.js';
 import { migrate } from '../core/db/migrate.js';
 import { createPool } from '../core/db/pool.js';
+import { redisTarget } from '../core/redis.js';
 import { createLogger } from '../core/logger.js';
 import { Metrics } from '../core/metrics.js';
 import { startOpsServer, type RunningOps } from '../adapter/ops-server.js';
@@ -76,7 +77,7 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
   process.once('SIGINT', () => shutdown('SIGINT'));
 
   if (password) {
-    apiThrottleRedis = throttleConnection(config.redisUrl);
+    apiThrottleRedis = throttleConnection(redisTarget(config));
     const apiRouter = adminRouter({
       ctx: await harborContext(config, pool, log), admin: adminCredential(config), authFailureLimit: config.authFailureLimit,
       registrationRateLimit: config.registrationRateLimit, tombstoneRetentionHours: config.tombstoneRetentionHours,
@@ -86,7 +87,7 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
       databaseUrl: config.databaseUrl, pool, host: config.host, port: config.port,
       username: config.endpointUsername, password, authFailureLimit: config.authFailureLimit,
       authUsernameFailureLimit: config.authUsernameFailureLimit, hashConcurrency: config.authHashConcurrency,
-      redis: { url: config.redisUrl, prefix: config.authThrottlePrefix }, trustProxy: config.trustProxy, log, metrics,
+      redis: { url: redisTarget(config), prefix: config.authThrottlePrefix }, trustProxy: config.trustProxy, log, metrics,
       imageRegistry: config.imageRegistry,
       uploadLimits: { maxOpenPerOwner: config.uploadSessionLimit, idleMinutes: config.uploadIdleMinutes }, apiRouter,
       tls: tlsFiles(config, 'endpoint'),
@@ -99,7 +100,7 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
     metricsCredential: opsCredential, tls: tlsFiles(config, 'operations'),
     admin: config.adminPassword === undefined ? undefined : {
       username: config.adminUsername, password: config.adminPassword, authFailureLimit: config.authFailureLimit,
-      redis: { url: config.redisUrl, prefix: config.authThrottlePrefix },
+      redis: { url: redisTarget(config), prefix: config.authThrottlePrefix },
     },
   });
   log.info({ url: ops.url, dashboard: config.adminPassword !== undefined, metricsCredential: opsCredential !== undefined }, 'operations listening');
@@ -107,7 +108,7 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
     harborWorker = await startHarborWorker({ config, pool, log });
     worker = await startWorker({ config, pool, log, metrics, signingKey, afterPublish: harborWorker?.afterPublish });
   } else {
-    connectQueue(config.redisUrl, config.queuePrefix, log, stopping.signal).then(
+    connectQueue(redisTarget(config), config.queuePrefix, log, stopping.signal).then(
       ({ queue }) => (dashboardQueue = queue),
       () => undefined,
     );

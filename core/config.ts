@@ -19,6 +19,18 @@ export interface Config {
   databaseUrl: string;
   /** Redis connection string (the worker's queue). @defaultValue redis://127.0.0.1:6379 */
   redisUrl: string;
+  /**
+   * Redis Sentinel instances ("host:port,host:port"): the Redis master is the one they name
+   * REDIS_SENTINEL_MASTER, asked again after every failover; REDIS_URL is not used then.
+   * @defaultValue unset
+   */
+  redisSentinels: { host: string; port: number }[] | undefined;
+  /** The master's name in the sentinels' configuration (`sentinel monitor <name> …`). @defaultValue "mymaster" */
+  redisSentinelMaster: string;
+  /** The sentinels' own password (their `requirepass`). @defaultValue unset */
+  redisSentinelPassword: string | undefined;
+  /** Redis' password (`requirepass`, or an ACL user's, with REDIS_URL's username); takes the place of REDIS_URL's. @defaultValue unset */
+  redisPassword: string | undefined;
   /** The access ID Harbor's registry endpoint is registered with. @defaultValue "harbor" */
   endpointUsername: string;
   /** The access secret; no default. Commands that serve refuse to start without it. */
@@ -284,6 +296,10 @@ export function loadConfig(rawEnv: Env = process.env, options: LoadOptions = {})
     host: str('HOST', '0.0.0.0'),
     databaseUrl: url('DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/satellite', ['postgres:', 'postgresql:']),
     redisUrl: url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    redisSentinels: sentinels(env.REDIS_SENTINELS, problems),
+    redisSentinelMaster: str('REDIS_SENTINEL_MASTER', 'mymaster'),
+    redisSentinelPassword: env.REDIS_SENTINEL_PASSWORD || undefined,
+    redisPassword: env.REDIS_PASSWORD || undefined,
     endpointUsername,
     endpointPassword,
     logLevel,
@@ -343,6 +359,10 @@ export function loadConfig(rawEnv: Env = process.env, options: LoadOptions = {})
     tlsClientCaFile: env.TLS_CLIENT_CA_FILE || undefined,
     tlsReloadSeconds: int('TLS_RELOAD_SECONDS', 30, 1, 86400),
   };
+  postgresFailoverOptions(config.databaseUrl, problems);
+  if (config.redisSentinels !== undefined && env.REDIS_URL) {
+    problems.push('REDIS_URL and REDIS_SENTINELS exclude each other: with sentinels the master is the one they name REDIS_SENTINEL_MASTER');
+  }
   if ((config.tlsCertFile === undefined) !== (config.tlsKeyFile === undefined)) {
     problems.push('TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither');
   }
@@ -390,6 +410,44 @@ function secretsFromFiles(env: Env, read: (path: string) => string, problems: st
   }
   // A view, not a copy: every other name is still looked up in env as it is asked for.
   return new Proxy(env, { get: (target, key) => (typeof key === 'string' && key in fromFiles ? fromFiles[key] : Reflect.get(target, key)) });
+}
+
+/**
+ * libpq's ways to find a primary among several servers (`host=a,b`, target_session_attrs)
+ * are not implemented by node-postgres, which would connect to the first and ignore the
+ * rest: refused, so nobody believes the service fails over by them.
+ */
+function postgresFailoverOptions(databaseUrl: string, problems: string[]): void {
+  let u: URL;
+  try {
+    u = new URL(databaseUrl);
+  } catch {
+    return; // named already
+  }
+  const hosts = [u.hostname, ...u.searchParams.getAll('host')];
+  if (hosts.some((h) => h.includes(','))) {
+    problems.push('DATABASE_URL names several hosts: node-postgres connects to one; give one address that always leads to the primary (see "Highly available Postgres" in the README)');
+  }
+  if (u.searchParams.has('target_session_attrs')) {
+    problems.push('DATABASE_URL: target_session_attrs is a libpq option node-postgres does not implement; give one address that always leads to the primary (see "Highly available Postgres" in the README)');
+  }
+}
+
+/** REDIS_SENTINELS: "host:port" items separated by commas (an IPv6 address in brackets). */
+function sentinels(raw: string | undefined, problems: string[]): { host: string; port: number }[] | undefined {
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const list: { host: string; port: number }[] = [];
+  for (const item of raw.split(',').map((x) => x.trim()).filter((x) => x !== '')) {
+    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(item);
+    const port = m ? Number(m[3]) : NaN;
+    if (!m || port < 1 || port > 65535) {
+      problems.push(`REDIS_SENTINELS item ${JSON.stringify(item)} is not host:port`);
+      continue;
+    }
+    list.push({ host: (m[1] ?? m[2])!, port });
+  }
+  if (list.length === 0) problems.push('REDIS_SENTINELS names no sentinel');
+  return list;
 }
 
 /** A command that serves requests cannot run without a secret to check them against. */

@@ -1,6 +1,7 @@
 import { Queue, UnrecoverableError, Worker, type Job, type JobsOptions } from 'bullmq';
 import { HarborApiError } from '@harbor-api/client';
 import type { Config } from '../core/config.js';
+import { redisTarget } from '../core/redis.js';
 import type { Pool } from '../core/db/pool.js';
 import type { Logger } from '../core/logger.js';
 import { GroupStore } from '../core/store/group-store.js';
@@ -89,8 +90,8 @@ export async function startHarborWorker(deps: { config: Config; pool: Pool; log:
     log.info('HARBOR_URL / HARBOR_PASSWORD not set: no reconciliation with Harbor, robots not kept in step');
     return undefined;
   }
-  const producer = producerConnection(config.redisUrl, log);
-  const consumer = workerConnection(config.redisUrl, log);
+  const producer = producerConnection(redisTarget(config), log);
+  const consumer = workerConnection(redisTarget(config), log);
   const queue = new Queue<HarborJobData, unknown, HarborJobName>(HARBOR_QUEUE, { connection: producer, prefix: config.queuePrefix, skipWaitingForReady: true });
   queue.on('error', (err) => log.debug({ err: err.message }, 'harbor queue error'));
   const add = (name: HarborJobName, data: HarborJobData) => queue.add(name, data, jobOptions(dedupeId(name, data)));

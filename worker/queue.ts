@@ -1,5 +1,6 @@
 import { Queue, type JobsOptions, type Worker } from 'bullmq';
-import { Redis, type RedisOptions } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
+import { redisConnection, type RedisTarget } from '../core/redis.js';
 import type { Logger } from '../core/logger.js';
 
 export const STATE_QUEUE = 'state-builds';
@@ -13,8 +14,8 @@ export interface BuildJobData {
  * A connection for a Worker: BullMQ's production guide asks for maxRetriesPerRequest null
  * so blocking commands wait through a Redis restart instead of failing the worker.
  */
-export function workerConnection(url: string, log: Logger): Redis {
-  const redis = new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: true });
+export function workerConnection(target: RedisTarget, log: Logger): Redis {
+  const redis = redisConnection(target, { maxRetriesPerRequest: null, enableReadyCheck: true });
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
   return redis;
 }
@@ -24,9 +25,9 @@ export function workerConnection(url: string, log: Logger): Redis {
  * reconnection attempt while Redis is away, so the relay's transaction rolls back and its
  * outbox rows wait for the next pass instead of holding locks.
  */
-export function producerConnection(url: string, log: Logger): Redis {
+export function producerConnection(target: RedisTarget, log: Logger): Redis {
   const options: RedisOptions = { maxRetriesPerRequest: 1, connectTimeout: 2000 };
-  const redis = new Redis(url, options);
+  const redis = redisConnection(target, options);
   redis.on('error', (err) => log.debug({ err: err.message }, 'redis producer connection error'));
   return redis;
 }
@@ -42,9 +43,9 @@ export function stateQueue(connection: Redis, prefix: string): StateQueue {
  * handshake fails (Redis away at that moment) stays broken, so the handshake is retried
  * with a fresh connection until Redis answers. Once up, a queue rides out later outages.
  */
-export async function connectQueue(url: string, prefix: string, log: Logger, signal?: AbortSignal): Promise<{ queue: StateQueue; connection: Redis }> {
+export async function connectQueue(target: RedisTarget, prefix: string, log: Logger, signal?: AbortSignal): Promise<{ queue: StateQueue; connection: Redis }> {
   for (let attempt = 1; ; attempt++) {
-    const connection = producerConnection(url, log);
+    const connection = producerConnection(target, log);
     const queue = stateQueue(connection, prefix);
     queue.on('error', (err) => log.debug({ err: err.message }, 'queue error'));
     try {

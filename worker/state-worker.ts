@@ -2,6 +2,7 @@ import { Worker, type Queue } from 'bullmq';
 import { stateRegistryCredentials, type Config } from '../core/config.js';
 import { layoutNamed } from '../core/state/layouts/index.js';
 import type { Pool } from '../core/db/pool.js';
+import { redisTarget } from '../core/redis.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import { RegistryClient } from '../core/registry/registry-client.js';
@@ -78,8 +79,8 @@ export async function startWorker(deps: { config: Config; pool: Pool; log: Logge
   const pruner = new Pruner(new ArtifactStore(pool), states, new UploadStore(pool, { maxOpenPerOwner: config.uploadSessionLimit, idleMinutes: config.uploadIdleMinutes }), client, config, log);
   const policy = buildPolicy(config);
 
-  const { queue, connection: producer } = await connectQueue(config.redisUrl, config.queuePrefix, log);
-  const consumer = workerConnection(config.redisUrl, log);
+  const { queue, connection: producer } = await connectQueue(redisTarget(config), config.queuePrefix, log);
+  const consumer = workerConnection(redisTarget(config), log);
   void checkEvictionPolicy(consumer, log);
 
   const redactor = new Redactor([config.cosignPassword, config.endpointPassword, config.adminPassword], stateRegistryCredentials(config));

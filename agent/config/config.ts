@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import type { KeyObject } from 'node:crypto';
+import { X509Certificate, type KeyObject } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { loadPublicKey } from '../../core/cosign/keys.js';
 import { isRepositoryName } from '../../core/oci/names.js';
@@ -27,6 +27,11 @@ export interface AgentGroup {
 export interface AgentConfig {
   /** Harbor's registry URL (states are read there; images too when a state names it). */
   registry: string;
+  /**
+   * PEM CA certificates (caFile) trusted besides the system's for every HTTPS request the
+   * agent makes: the registries, their token services, the status reports.
+   */
+  ca?: string;
   credentials?: { username: string; password: string };
   groups: AgentGroup[];
   platforms: Platform[];
@@ -78,6 +83,7 @@ const SCHEMA = {
     username: { type: 'string', minLength: 1 },
     password: { type: 'string' },
     passwordFile: { type: 'string', minLength: 1 },
+    caFile: { type: 'string', minLength: 1 },
     groups: {
       type: 'array',
       minItems: 1,
@@ -222,6 +228,17 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
   if (username !== undefined && password !== undefined) credentials = { username, password };
   else if (username !== undefined || password !== undefined) problems.push('username and password (or passwordFile) go together: give both or neither');
 
+  let ca: string | undefined;
+  if (file.caFile !== undefined) {
+    try {
+      ca = readFileSync(at(file.caFile as string), 'utf8');
+      new X509Certificate(ca); // the first certificate of the bundle parses
+    } catch (err) {
+      problems.push(`caFile: ${file.caFile as string} is not a readable PEM certificate bundle: ${(err as Error).message}`);
+      ca = undefined;
+    }
+  }
+
   const key = (pemOrPath: string, where: string): KeyObject | undefined => {
     try {
       const pem = pemOrPath.includes('-----BEGIN') ? pemOrPath : readFileSync(at(pemOrPath), 'utf8');
@@ -283,6 +300,7 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
   if (problems.length) throw new AgentConfigError(problems);
   return {
     registry: registry!,
+    ...(ca ? { ca } : {}),
     ...(credentials ? { credentials } : {}),
     groups,
     platforms,

@@ -90,7 +90,7 @@ export class Agent implements SyncContext {
     let c = this.clients.get(key);
     if (!c) {
       const own = origin === new URL(this.config.registry).origin ? this.config.credentials : undefined;
-      c = new RegistryClient(origin, actions === 'pull' ? own : credentials, this.config.timeoutMs, actions);
+      c = new RegistryClient(origin, actions === 'pull' ? own : credentials, this.config.timeoutMs, actions, this.config.ca);
       this.clients.set(key, c);
     }
     return c;

@@ -3,6 +3,7 @@ import type { Agent } from './agent.js';
 import type { AgentConfig } from '../config/config.js';
 import type { AgentStateDoc } from '../store/state-files.js';
 import type { StatusReport } from '../../core/satellite-protocol.js';
+import { fetchTrusting } from '../../core/http/trust.js';
 
 // The fleet view's input: after each sync the agent tells the Satellite service what it runs,
 // with its own (robot) credential. Best effort: a report that fails is logged and retried
@@ -35,7 +36,7 @@ export async function sendReport(agent: Agent, config: AgentConfig, log: Logger)
   const headers: Record<string, string> = { 'Content-Type': 'application/json' };
   if (config.credentials) headers.Authorization = `Basic ${Buffer.from(`${config.credentials.username}:${config.credentials.password}`).toString('base64')}`;
   try {
-    const res = await fetch(config.report.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(config.timeoutMs) });
+    const res = await fetch(config.report.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(config.timeoutMs), ...fetchTrusting(config.ca) });
     await res.body?.cancel();
     if (res.ok) return true;
     log.warn({ status: res.status, url: config.report.url }, 'the status report was refused');

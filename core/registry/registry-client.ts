@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
+import { fetchTrusting, trustOptions } from '../http/trust.js';
 import { BodyTooLargeError, MANIFEST_LIMIT, readCapped, SMALL_BODY_LIMIT } from '../http/bounded-body.js';
 
 // A client of the OCI distribution API, for publishing states and reading them back.
@@ -148,6 +149,8 @@ export class RegistryClient {
   private bearer: Record<string, string> | undefined;
   /** Kept-alive connections for the requests made with node:http. */
   private readonly agent: http.Agent;
+  /** fetch's options for the extra CAs (fetch takes no `ca` of its own). */
+  private readonly via: RequestInit;
 
   constructor(
     readonly baseUrl: string,
@@ -155,8 +158,11 @@ export class RegistryClient {
     private readonly timeoutMs = 30_000,
     /** What tokens are asked for: "pull,push" to publish, "pull" for a pull-only robot. */
     private readonly actions: 'pull' | 'pull,push' = 'pull,push',
+    /** PEM CA certificates trusted for HTTPS besides the system's (the agent's caFile), for every request, token service included. */
+    ca?: string,
   ) {
-    this.agent = baseUrl.startsWith('https:') ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true });
+    this.agent = baseUrl.startsWith('https:') ? new https.Agent({ keepAlive: true, ...trustOptions(ca) }) : new http.Agent({ keepAlive: true });
+    this.via = fetchTrusting(ca);
   }
 
   /**
@@ -211,7 +217,7 @@ export class RegistryClient {
     const basic = this.basic();
     let res: Response;
     try {
-      res = await fetch(url, { headers: basic ? { Authorization: basic } : {}, signal: AbortSignal.timeout(this.timeoutMs) });
+      res = await fetch(url, { headers: basic ? { Authorization: basic } : {}, signal: AbortSignal.timeout(this.timeoutMs), ...this.via });
     } catch (err) {
       throw networkError(err, `token service ${url.origin}`);
     }
@@ -278,6 +284,7 @@ export class RegistryClient {
       const timer = headersDue && setTimeout(() => headersDue.abort(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
       try {
         return new FetchedResponse(await fetch(url, {
+          ...this.via,
           method,
           headers: { ...(authorization ? { Authorization: authorization } : {}), ...(opts.headers ?? {}) },
           ...(typeof opts.body === 'function'

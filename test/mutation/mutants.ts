@@ -36,6 +36,11 @@ export const MUTANTS: Mutant[] = [
     tests: ['adapter/tls.test.js'],
   },
   {
+    name: 'the agent\'s caFile not trusted by the clients it reads registries with',
+    edits: [{ file: 'agent/agent.js', find: 'this.config.timeoutMs, actions, this.config.ca)', replace: 'this.config.timeoutMs, actions)' }],
+    tests: ['agent/tls.test.js'],
+  },
+  {
     name: 'SIGNER=cosign: signed before the state is in the registry',
     edits: [{ file: 'worker/state-builder.js', find: 'else if (this.signer.needsSubject) {', replace: 'else if (false) {' }],
     tests: ['worker/secrets.test.js'],

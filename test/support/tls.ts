@@ -81,3 +81,31 @@ export async function serialOf(cert: Buffer): Promise<string> {
   const { X509Certificate } = await import('node:crypto');
   return new X509Certificate(cert).serialNumber;
 }
+
+/** An HTTPS front for a plain-HTTP server (a registry): TLS with `server`'s certificate, bytes passed through. */
+export async function tlsFront(target: string, server: Issued): Promise<{ url: string; host: string; close(): Promise<void> }> {
+  const tls = await import('node:tls');
+  const net = await import('node:net');
+  const to = new URL(target);
+  const sockets = new Set<import('node:net').Socket>();
+  const front = tls.createServer({ cert: server.cert, key: server.key }, (client) => {
+    const upstream = net.connect(Number(to.port), to.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => undefined);
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  front.on('tlsClientError', () => undefined); // a client refusing the certificate
+  await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+  const { port } = front.address() as { port: number };
+  return {
+    url: `https://127.0.0.1:${port}`,
+    host: `127.0.0.1:${port}`,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => front.close(r));
+    },
+  };
+}
