@@ -2,7 +2,7 @@
 # Starts what the project needs locally, but only what does not already answer:
 # PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379. Installs missing Debian
 # packages first (postgresql, redis-server, the test peers skopeo, docker-registry,
-# containerd and podman, and buildah and mmdebstrap for the images).
+# containerd and podman, chromium for the dashboard, and buildah and mmdebstrap for the images).
 #
 #   harbor-dev/deps.sh up       install what is missing, start what does not answer
 #   harbor-dev/deps.sh status   say what answers
@@ -31,6 +31,7 @@ install_missing() {
   command -v podman >/dev/null || missing+=(podman)
   command -v buildah >/dev/null || missing+=(buildah)  # make image, and the image tests
   command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)  # the image tests' local Node base
+  [ -x /usr/bin/chromium ] || missing+=(chromium)  # the dashboard's browser tests (test/ui, playwright-core)
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     $SUDO apt-get update -qq
