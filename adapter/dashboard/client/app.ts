@@ -307,7 +307,7 @@ function groupView(name: string): void {
   poll(async () => {
     const [vs, sats] = await Promise.all([
       api<Version[]>(`/api/v1/groups/${enc(name)}/versions`),
-      api<Satellite[]>('/api/v1/satellites'),
+      api<Satellite[]>(`/api/v1/satellites?group=${enc(name)}`),
     ]);
     // The rule's execution is Harbor's: asked again at most every 30 s.
     if (Date.now() - ruleLoaded > 30_000) {
@@ -332,7 +332,7 @@ function groupView(name: string): void {
       from.replaceChildren(...opts(vs[1]?.version ?? vs[0]?.version));
       to.replaceChildren(...opts(vs[0]?.version));
     }
-    const mine = sats.filter((s) => s.groups.includes(name));
+    const mine = sats;
     update(satellites, JSON.stringify(mine.map((s) => [s.name, s.status, s.drift, s.lastSeen && ago(s.lastSeen)])), () => [mine.length === 0 ? h('p', { class: 'muted' }, 'No satellite in this group.')
       : table('Satellites of this group', ['Satellite', 'Status', 'This group', 'Last seen'], mine.map((s) => {
         const d = s.drift.find((x) => x.group === name);
