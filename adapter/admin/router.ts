@@ -64,6 +64,9 @@ export function adminRouter(o: AdminApiOptions): express.Router {
     r.use('/api/v1', (_req, res) => {
       sendErrors(res, 503, [{ code: 'UNAVAILABLE', message: 'the admin API is disabled: set ADMIN_USERNAME and ADMIN_PASSWORD (never the endpoint\'s secret)' }]);
     });
+    r.use('/ui', (_req, res) => {
+      res.status(503).type('text').send('The dashboard is disabled: set ADMIN_USERNAME and ADMIN_PASSWORD (never the endpoint\'s secret).\n');
+    });
     return r;
   }
 

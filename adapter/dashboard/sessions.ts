@@ -1,5 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { ApiError } from '../harbor/errors.js';
 
 // The dashboard's login sessions: a random id in an HttpOnly cookie, and per session a
 // CSRF token the pages send back with every state-changing request. Kept in Redis when the
@@ -41,11 +42,20 @@ export class Sessions {
     return `${this.o.prefix ?? 'local'}:ui-session:${key(id)}`;
   }
 
+  /** A Redis command; Redis away is the service's trouble (503), never a login refused. */
+  private async redis<T>(fn: (redis: Redis) => Promise<T>): Promise<T> {
+    try {
+      return await fn(this.o.redis!);
+    } catch (err) {
+      throw new ApiError('UNAVAILABLE', `the dashboard's sessions cannot be reached (Redis: ${(err as Error).message}); retry later`);
+    }
+  }
+
   async create(): Promise<{ id: string; session: Session }> {
     const id = randomBytes(32).toString('base64url');
     const session = { csrf: randomBytes(32).toString('base64url'), expiresAt: this.now() + this.o.lifetimeSeconds * 1000 };
     if (this.o.redis) {
-      await this.o.redis.set(this.redisKey(id), JSON.stringify(session), 'PX', this.o.lifetimeSeconds * 1000);
+      await this.redis((r) => r.set(this.redisKey(id), JSON.stringify(session), 'PX', this.o.lifetimeSeconds * 1000));
     } else {
       for (const [k, s] of this.local) if (s.expiresAt <= this.now()) this.local.delete(k);
       this.local.set(key(id), session);
@@ -56,13 +66,13 @@ export class Sessions {
   /** The live session `id` names; undefined when unknown, ended or expired. */
   async get(id: string | undefined): Promise<Session | undefined> {
     if (!id || id.length > 100) return undefined;
-    const s = this.o.redis ? JSON.parse((await this.o.redis.get(this.redisKey(id))) ?? 'null') as Session | null : this.local.get(key(id));
+    const s = this.o.redis ? JSON.parse((await this.redis((r) => r.get(this.redisKey(id)))) ?? 'null') as Session | null : this.local.get(key(id));
     return s && s.expiresAt > this.now() ? s : undefined;
   }
 
   async end(id: string | undefined): Promise<void> {
     if (!id) return;
-    if (this.o.redis) await this.o.redis.del(this.redisKey(id));
+    if (this.o.redis) await this.redis((r) => r.del(this.redisKey(id)));
     else this.local.delete(key(id));
   }
 }

@@ -24,7 +24,9 @@ export interface DashboardOptions {
 }
 
 const require = createRequire(import.meta.url);
-const asset = (path: string) => readFileSync(path);
+const cache = new Map<string, Buffer>();
+/** A file read once (the assets do not change while the service runs). */
+const asset = (path: string) => cache.get(path) ?? cache.set(path, readFileSync(path)).get(path)!;
 const ASSETS: Record<string, { type: string; body: () => Buffer }> = {
   'app.js': { type: 'text/javascript; charset=utf-8', body: () => asset(fileURLToPath(new URL('./client/app.js', import.meta.url))) },
   'app.css': { type: 'text/css; charset=utf-8', body: () => Buffer.from(STYLES) },
@@ -143,14 +145,25 @@ export function dashboardRouter(o: DashboardOptions): express.Router {
     }
     res.set('Cache-Control', 'private, max-age=300').type(a.type).send(a.body());
   });
-  r.get('/ui/login', async (req, res) => {
+  // What the session store cannot answer (Redis away) is a page saying so, never a 500.
+  const guard = (fn: (req: Request, res: Response) => Promise<void>) => async (req: Request, res: Response) => {
+    try {
+      await fn(req, res);
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.code !== 'UNAVAILABLE') throw err;
+      o.log.error({ err }, 'dashboard sessions unavailable');
+      res.set('Retry-After', '5');
+      html(res, 503, page('Unavailable', `<main><h1>Unavailable</h1><p role="alert">${escapeHtml(err.message)}</p></main>`));
+    }
+  };
+  r.get('/ui/login', guard(async (req, res) => {
     if (await o.sessions.get(sessionId(req))) {
       res.redirect(303, '/ui/');
       return;
     }
     html(res, 200, loginPage(req.query.expired !== undefined ? 'Your session expired or was ended; log in again.' : undefined, 'expired'));
-  });
-  r.post('/ui/login', form, async (req, res) => {
+  }));
+  r.post('/ui/login', form, guard(async (req, res) => {
     if (!fromOwnPages(req)) {
       refused(res);
       return;
@@ -168,8 +181,8 @@ export function dashboardRouter(o: DashboardOptions): express.Router {
     setCookie(req, res, id, o.sessions.lifetimeSeconds);
     o.log.info({ username }, 'dashboard login');
     res.redirect(303, '/ui/');
-  });
-  r.post('/ui/logout', form, async (req, res) => {
+  }));
+  r.post('/ui/logout', form, guard(async (req, res) => {
     const id = sessionId(req);
     const session = await o.sessions.get(id);
     const token = (req.body as Record<string, unknown> | undefined)?.csrf;
@@ -180,15 +193,15 @@ export function dashboardRouter(o: DashboardOptions): express.Router {
     await o.sessions.end(id);
     setCookie(req, res, '', 0);
     res.redirect(303, '/ui/login');
-  });
-  const app = async (req: Request, res: Response) => {
+  }));
+  const app = guard(async (req: Request, res: Response) => {
     const session = await o.sessions.get(sessionId(req));
     if (!session) {
       res.redirect(303, sessionId(req) ? '/ui/login?expired' : '/ui/login');
       return;
     }
     html(res, 200, appPage(session, o.pollSeconds));
-  };
+  });
   r.get('/ui/', app);
   r.get('/ui/groups/:name', app);
   r.get('/ui/satellites/:name', app);

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import { ADMIN, startAdminHarness, type AdminHarness } from '../support/admin.js';
-import { dropPrefix, REDIS_URL, testPrefix } from '../support/redis.js';
+import { dropPrefix, ownRedis, REDIS_URL, testPrefix } from '../support/redis.js';
 
 // The dashboard's sessions as `satellite serve` keeps them: in Redis, shared by every
 // replica, so a login on one opens the others and a logout on one ends it on all.
@@ -63,5 +63,32 @@ describe('dashboard sessions shared through Redis', function () {
     expect(res.status).to.equal(403);
     expect(res.headers.get('set-cookie')).to.equal(null);
     expect(await redis.keys(`${prefix}:ui-session:*`)).to.deep.equal([]);
+  });
+
+  it('when Redis cannot be reached, then the login form and the pages\' API calls answer 503 saying so (never a 500, never a login refused)', async () => {
+    const own = await ownRedis();
+    const away = new Redis(own.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 500 });
+    away.on('error', () => undefined);
+    try {
+      replicas.push(await startAdminHarness({}, { throttleRedis: { redis: away, prefix } }));
+      const h = replicas[0]!;
+      await own.stop();
+      const res = await login(h, ADMIN.password);
+      expect(res.status).to.equal(503);
+      expect(await res.text()).to.include('the dashboard&#39;s sessions cannot be reached');
+      const api = await fetch(`${h.url}/api/v1/fleet`, { headers: { Cookie: 'satellite_ui_session=whatever' } });
+      expect(api.status).to.equal(503);
+      expect(((await api.json()) as { errors: { code: string }[] }).errors[0]!.code).to.equal('UNAVAILABLE');
+    } finally {
+      away.disconnect();
+      await own.stop();
+    }
+  });
+
+  it('when no admin credential is configured, then the dashboard is not served and says why', async () => {
+    replicas.push(await startAdminHarness({}, { admin: false }));
+    const res = await fetch(`${replicas[0]!.url}/ui/`);
+    expect(res.status).to.equal(503);
+    expect(await res.text()).to.include('set ADMIN_USERNAME and ADMIN_PASSWORD');
   });
 });

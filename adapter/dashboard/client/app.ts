@@ -165,19 +165,23 @@ function convergenceChart(el: HTMLElement, c: FleetOverview['convergence']): Nod
   chart = undefined;
   if (c.pairs === 0 || c.points.length === 0) return [h('p', { class: 'muted' }, 'No satellite has a published version to converge on yet.')];
   const last = c.points[c.points.length - 1]!;
+  // Seconds for a fleet that converged within two minutes, else minutes.
+  const [unit, per] = last.seconds < 120 ? ['seconds', 1] : ['minutes', 60];
+  const after = `${Math.round(last.seconds / per * 10) / 10} ${unit}`;
   const summary = h('p', { id: 'convergence-summary' },
-    `${Math.round(last.share * 100)} % of ${c.pairs} satellite-group pairs run their group's latest version, the last of them ${Math.round(last.seconds / 60 * 10) / 10} min after it was published.`);
+    `${Math.round(last.share * 100)} % of ${c.pairs} satellite-group pairs run their group's latest version, the last of them ${after} after it was published.`);
   const holder = h('div', { class: 'chart', role: 'img', 'aria-label': `Convergence chart: ${summary.textContent ?? ''}` });
   // A step line: the share holds until the next satellite applies the version.
-  const xs = c.points.map((p) => p.seconds / 60);
+  const xs = c.points.map((p) => p.seconds / per);
   const ys = c.points.map((p) => Math.round(p.share * 1000) / 10);
   queueMicrotask(() => {
     if (typeof uPlot !== 'function') return;
     chart = new uPlot({
       width: Math.min(900, el.clientWidth || 800), height: 240,
       scales: { x: { time: false }, y: { range: [0, 100] } },
-      axes: [{ label: 'minutes after the publish' }, { label: '% on latest' }],
-      series: [{ label: 'minutes' }, { label: 'on latest (%)', stroke: '#0b5cad', width: 2, fill: 'rgba(11,92,173,0.12)', paths: uPlotStepped() }],
+      legend: { show: false },
+      axes: [{ label: `${unit} after the publish` }, { label: '% on latest' }],
+      series: [{ label: unit }, { label: 'on latest (%)', stroke: '#0b5cad', width: 2, fill: 'rgba(11,92,173,0.12)', paths: uPlotStepped() }],
     }, [xs, ys], holder);
   });
   return [summary, holder];
