@@ -11,7 +11,7 @@ HARBOR_DOUBLE_PORT ?= 8090
 help:
 	@echo "make run    start what is needed (Postgres, Redis, a local registry), then endpoint and worker on :$(PORT)"
 	@echo "make test   start what the tests need, then run them"
-	@echo "make bench  run the benchmarks (bench:ingest, bench:state and bench:agent)"
+	@echo "make bench  run the benchmarks (bench:ingest, bench:state, bench:endpoint, bench:agent and bench:dashboard)"
 	@echo "make harbor-double  a stateful Harbor API double on :$(HARBOR_DOUBLE_PORT) (admin / Harbor12345)"
 	@echo "make install  put \`satellite\` in \$$PREFIX/bin (PREFIX=$(PREFIX)), running this checkout's build"
 	@echo "make image  build the images satellite-for-harbor and satellite-agent (buildah or docker; BASE_IMAGE=… to change the Node 20 base)"
@@ -48,6 +48,7 @@ bench: deps build
 	node dist/bench/state.js
 	node dist/bench/endpoint.js
 	node dist/bench/agent.js
+	node dist/bench/dashboard.js
 
 # The two images of deploy/images/ (see the README's "Deploy"), with buildah where it exists,
 # else docker. BASE_IMAGE, when set, replaces the Containerfiles' default Node 20 base (e.g.

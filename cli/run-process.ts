@@ -82,6 +82,7 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
       ctx: await harborContext(config, pool, log), admin: adminCredential(config), authFailureLimit: config.authFailureLimit,
       registrationRateLimit: config.registrationRateLimit, tombstoneRetentionHours: config.tombstoneRetentionHours,
       throttleRedis: { redis: apiThrottleRedis, prefix: config.authThrottlePrefix }, maxStateMb: config.stateMaxMb,
+      dashboard: { sessionSeconds: config.dashboardSessionMinutes * 60 },
     });
     endpoint = await startEndpoint({
       databaseUrl: config.databaseUrl, pool, host: config.host, port: config.port,

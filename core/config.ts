@@ -179,6 +179,8 @@ export interface Config {
   registrationTokenHours: number;
   /** Refused registration attempts (an unknown, used, expired or revoked token; a malformed request) per client address per minute. @defaultValue 10 */
   registrationRateLimit: number;
+  /** How long a login to the dashboard (/ui) lasts, in minutes. */
+  dashboardSessionMinutes: number;
   /** How often every managed group is reconciled with Harbor (and robots kept in step). @defaultValue 900 (s) */
   harborReconcileIntervalSeconds: number;
   /**
@@ -351,6 +353,7 @@ export function loadConfig(rawEnv: Env = process.env, options: LoadOptions = {})
     uploadIdleMinutes: int('UPLOAD_IDLE_MINUTES', 10, 1, 24 * 60),
     registrationTokenHours: int('REGISTRATION_TOKEN_HOURS', 24, 1, 24 * 365),
     registrationRateLimit: int('REGISTRATION_RATE_LIMIT', 10, 1, 1_000_000),
+    dashboardSessionMinutes: int('DASHBOARD_SESSION_MINUTES', 60, 1, 7 * 24 * 60),
     harborReconcileIntervalSeconds: int('HARBOR_RECONCILE_INTERVAL_SECONDS', 900, 10, 7 * 86400),
     cosignPublicKey: env.COSIGN_PUBLIC_KEY || undefined,
     harborSatelliteConfig: env.HARBOR_SATELLITE_CONFIG || undefined,

@@ -2,7 +2,7 @@
 # Starts what the project needs locally, but only what does not already answer: PostgreSQL
 # and Redis where DATABASE_URL and REDIS_URL (or their _FILE variants) point, by default
 # 127.0.0.1:5432 and 127.0.0.1:6379. Installs missing Debian packages first (postgresql,
-# redis-server, the test peers skopeo, docker-registry, containerd and podman, redis-sentinel and openssl, and buildah
+# redis-server, the test peers skopeo, docker-registry, containerd and podman, redis-sentinel and openssl, chromium for the dashboard, and buildah
 # and mmdebstrap for the images). It starts PostgreSQL only as this machine's cluster on
 # loopback port 5432, and Redis on any loopback port; a URL naming another host (or a
 # PostgreSQL on another port) must answer already, or it says so and fails.
@@ -62,6 +62,7 @@ install_missing() {
   command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)  # the image tests' local Node base
   command -v openssl >/dev/null || missing+=(openssl)  # the TLS tests make their own CA
   command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)  # the Sentinel failover test
+  [ -x /usr/bin/chromium ] || missing+=(chromium)  # the dashboard's browser tests (test/ui, playwright-core)
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     $SUDO apt-get update -qq

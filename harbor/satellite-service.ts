@@ -128,8 +128,9 @@ export class SatelliteService {
     return result.answer;
   }
 
-  async list(): Promise<SatelliteView[]> {
-    const all = await this.store.list();
+  /** The fleet, or only the satellites of `group`. */
+  async list(group?: string): Promise<SatelliteView[]> {
+    const all = (await this.store.list()).filter((s) => group === undefined || s.groups.includes(group));
     const latest = await this.store.latestVersions([...new Set(all.flatMap((s) => s.groups))]);
     return Promise.all(all.map((s) => this.view(s, latest)));
   }

@@ -49,7 +49,8 @@ export function adminErrorHandler() {
     if (err instanceof ApiError) {
       const status = err.code === 'HARBOR_ERROR' || err.code === 'UNAVAILABLE' ? err.harborStatus ?? STATUS[err.code] : STATUS[err.code];
       // Basic credentials are asked for everywhere but on the webhook receiver (Harbor's secret).
-      const challenge = err.code === 'UNAUTHORIZED' && !req.originalUrl.startsWith('/api/v1/webhooks/');
+      // Nor on the dashboard's requests (a session cookie): a browser would pop up its own login.
+      const challenge = err.code === 'UNAUTHORIZED' && !req.originalUrl.startsWith('/api/v1/webhooks/') && !res.locals.viaSession;
       sendErrors(res, status, [{ code: err.code, message: err.message, ...(err.field ? { field: err.field } : {}) }], challenge ? ADMIN_CHALLENGE : {});
       return;
     }

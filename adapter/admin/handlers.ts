@@ -48,8 +48,8 @@ export function groupHandlers(groups: GroupService, reconcile: (group: string) =
 
 export function satelliteHandlers(satellites: SatelliteService, compat: HarborSatelliteCompat | undefined) {
   return {
-    async list(_req: Request, res: Response) {
-      res.json(await satellites.list());
+    async list(req: Request, res: Response) {
+      res.json(await satellites.list(typeof req.query.group === 'string' ? req.query.group : undefined));
     },
     async create(req: Request, res: Response) {
       const b = req.body as { name: string; groups: string[]; expiresInHours?: number };

@@ -329,7 +329,10 @@ export function adminApiDocument(): Record<string, unknown> {
         },
       },
       '/api/v1/satellites': {
-        get: { operationId: 'listSatellites', summary: 'The fleet: groups, drift, last seen', security: ADMIN, responses: { 200: ok('satellites', { type: 'array', items: ref('Satellite') }), ...COMMON } },
+        get: {
+          operationId: 'listSatellites', summary: 'The fleet: groups, drift, last seen', security: ADMIN,
+          parameters: [{ name: 'group', in: 'query', required: false, description: 'only the satellites of this group', schema: { type: 'string', pattern: NAME, maxLength: 63 } }],
+          responses: { 200: ok('satellites', { type: 'array', items: ref('Satellite') }), ...COMMON } },
         post: {
           operationId: 'createSatellite', summary: 'A satellite and its one-time registration token', security: ADMIN, requestBody: body(ref('SatelliteCreate')),
           responses: { 201: ok('created; the token is shown once', ref('IssuedToken')), ...COMMON, 409: error('exists') },

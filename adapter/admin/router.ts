@@ -17,6 +17,8 @@ import { groupHandlers, satelliteHandlers, webhookHandlers } from './handlers.js
 import { adminApiDocument } from './openapi.js';
 import { dashboardHandlers } from './dashboard-handlers.js';
 import { FleetService } from '../dashboard/fleet-service.js';
+import { Sessions } from '../dashboard/sessions.js';
+import { authenticateSession, dashboardRouter, sessionId } from '../dashboard/ui-router.js';
 
 // The admin API (/api/v1) and the two Harbor Satellite routes (/satellites/…), in one
 // table. Each route is authenticated first (admin, a satellite's robot, a webhook secret, or
@@ -37,6 +39,8 @@ export interface AdminApiOptions {
   throttleRedis?: { redis: Redis; prefix: string };
   /** STATE_MAX_MB: the largest state the diff reads. */
   maxStateMb?: number;
+  /** The dashboard (/ui): how long a login lasts, how often its pages refresh. */
+  dashboard?: { sessionSeconds?: number; pollSeconds?: number };
 }
 
 type Auth = 'public' | 'admin' | 'robot' | 'webhook' | 'token';
@@ -59,6 +63,9 @@ export function adminRouter(o: AdminApiOptions): express.Router {
     log.warn('ADMIN_USERNAME / ADMIN_PASSWORD not set: the admin API (/api/v1) is not served');
     r.use('/api/v1', (_req, res) => {
       sendErrors(res, 503, [{ code: 'UNAVAILABLE', message: 'the admin API is disabled: set ADMIN_USERNAME and ADMIN_PASSWORD (never the endpoint\'s secret)' }]);
+    });
+    r.use('/ui', (_req, res) => {
+      res.status(503).type('text').send('The dashboard is disabled: set ADMIN_USERNAME and ADMIN_PASSWORD (never the endpoint\'s secret).\n');
     });
     return r;
   }
@@ -84,9 +91,18 @@ export function adminRouter(o: AdminApiOptions): express.Router {
   const address = (req: Request) => req.ip ?? 'unknown';
   const basicUser = (req: Request) => Buffer.from(/^Basic\s+(\S+)/i.exec(req.headers.authorization ?? '')?.[1] ?? '', 'base64').toString().split(':')[0] ?? '';
 
+  // The dashboard's pages call this API with a session cookie instead of Basic credentials.
+  const sessions = new Sessions({ lifetimeSeconds: o.dashboard?.sessionSeconds ?? 3600, ...(shared ? { redis: shared.redis, prefix: shared.prefix } : {}) });
   const authenticate: Record<Auth, RequestHandler> = {
     public: (_req, _res, next) => next(),
-    admin: async (req, _res, next) => {
+    admin: async (req, res, next) => {
+      // The pages send their CSRF token on every request: without a cookie (it expired), a 401 still without a Basic prompt.
+      if (req.headers.authorization === undefined && (sessionId(req) !== undefined || req.get('x-csrf-token') !== undefined)) {
+        res.locals.viaSession = true;
+        await authenticateSession(sessions, req);
+        next();
+        return;
+      }
       try {
         await adminAuth.authenticate(req.headers.authorization, address(req));
       } catch (err) {
@@ -122,6 +138,20 @@ export function adminRouter(o: AdminApiOptions): express.Router {
       next();
     },
   };
+
+  r.use(dashboardRouter({
+    sessions, log, pollSeconds: o.dashboard?.pollSeconds ?? 5,
+    async checkLogin(username, password, from) {
+      try {
+        await adminAuth.authenticate(`Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`, from);
+        return 'ok';
+      } catch (err) {
+        if ((err as RegistryError).code === 'TOOMANYREQUESTS') return 'throttled';
+        if (err instanceof RegistryError) return 'wrong';
+        throw err;
+      }
+    },
+  }));
 
   const g = groupHandlers(groups, reconcile);
   const s = satelliteHandlers(satellites, compat);

@@ -80,6 +80,10 @@ describe('the admin API for the dashboard: fleet overview, versions, diff, repor
     });
     expect((await h.api('/api/v1/fleet?silentAfterSeconds=86400')).body.groups[0], 'a day\'s patience: store-e is on the latest').to.deep.include({ silent: 0, onLatest: 2 });
 
+    const ofUs = await h.api('/api/v1/satellites?group=edge-us');
+    expect(ofUs.body.map((s: { name: string }) => s.name), 'the satellites of one group, for its page').to.deep.equal(['store-b']);
+    expect((await h.api('/api/v1/satellites?group=Not_A_Group')).status).to.equal(400);
+
     const bad = await h.api('/api/v1/fleet?silentAfterSeconds=0');
     expect(bad.status).to.equal(400);
     expect(bad.body.errors[0]).to.deep.include({ code: 'BAD_REQUEST', field: 'silentAfterSeconds' });

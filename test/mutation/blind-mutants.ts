@@ -244,19 +244,19 @@ export const BLIND_MUTANTS: Mutant[] = [
   },
   {
     name: 'blind: the pruner keeps one version fewer than STATE_KEEP_VERSIONS',
-    edits: [{ file: 'core/store/state-store.js', find: 'AND version < (SELECT COALESCE(MIN(version), 0) FROM (', replace: 'AND version <= (SELECT COALESCE(MIN(version), 0) FROM (' }],
+    edits: [{ file: 'core/store/state-store.sql.js', find: 'AND version < (SELECT COALESCE(MIN(version), 0) FROM (', replace: 'AND version <= (SELECT COALESCE(MIN(version), 0) FROM (' }],
     tests: ['worker/prune.test.js'],
   },
   {
     name: 'blind: expired tombstones are purged after as many days as the retention has hours',
-    edits: [{ file: 'core/store/artifact-store.js', find: 'WHERE deleted AND deleted_at < now() - make_interval(hours => $1)', replace: 'WHERE deleted AND deleted_at < now() - make_interval(days => $1)' }],
+    edits: [{ file: 'core/store/artifact-store.sql.js', find: 'WHERE deleted AND deleted_at < now() - make_interval(hours => $1)', replace: 'WHERE deleted AND deleted_at < now() - make_interval(days => $1)' }],
     tests: ['worker/prune.test.js', 'adapter/table-growth.test.js'],
   },
 
   // ── registration, webhooks, configuration ────────────────────────────────────────────────
   {
     name: 'blind: a registration token is claimed without locking its row',
-    edits: [{ file: 'core/store/satellite-store.js', find: 'WHERE t.token_hash = $1 FOR UPDATE OF t, s', replace: 'WHERE t.token_hash = $1' }],
+    edits: [{ file: 'core/store/satellite-store.sql.js', find: 'WHERE t.token_hash = $1 FOR UPDATE OF t, s', replace: 'WHERE t.token_hash = $1' }],
     tests: ['admin/registration-race.test.js', 'admin/satellites.test.js'],
   },
   {

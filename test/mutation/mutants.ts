@@ -37,7 +37,7 @@ export const MUTANTS: Mutant[] = [
   },
   {
     name: 'the agent\'s caFile not trusted by the clients it reads registries with',
-    edits: [{ file: 'agent/agent.js', find: 'this.config.timeoutMs, actions, this.config.ca)', replace: 'this.config.timeoutMs, actions)' }],
+    edits: [{ file: 'agent/sync/agent.js', find: 'this.config.timeoutMs, actions, this.config.ca)', replace: 'this.config.timeoutMs, actions)' }],
     tests: ['agent/tls.test.js'],
   },
   {

@@ -28,7 +28,7 @@ export interface AdminHarness {
   close(): Promise<void>;
 }
 
-export async function startAdminHarness(env: Record<string, string> = {}, opts: { admin?: boolean; throttleRedis?: { redis: import('ioredis').Redis; prefix: string } } = {}): Promise<AdminHarness> {
+export async function startAdminHarness(env: Record<string, string> = {}, opts: { admin?: boolean; throttleRedis?: { redis: import('ioredis').Redis; prefix: string }; dashboard?: { sessionSeconds?: number; pollSeconds?: number } } = {}): Promise<AdminHarness> {
   const db = await createTestDatabase();
   const harbor = await startHarborDouble(UPSTREAM, HARBOR_ADMIN);
   const port = await freePort();
@@ -45,6 +45,7 @@ export async function startAdminHarness(env: Record<string, string> = {}, opts: 
     ctx, admin: opts.admin === false ? undefined : ADMIN, authFailureLimit: 1000, registrationRateLimit: Number(env.REGISTRATION_RATE_LIMIT ?? 1000),
     tombstoneRetentionHours: config.tombstoneRetentionHours, validateResponses: true,
     ...(opts.throttleRedis ? { throttleRedis: opts.throttleRedis } : {}),
+    ...(opts.dashboard ? { dashboard: opts.dashboard } : {}),
   });
   const endpoint = await startEndpoint({
     databaseUrl: db.url, pool: db.pool, host: '127.0.0.1', port, username: USERNAME, password: PASSWORD, authFailureLimit: 1000,
