@@ -1,6 +1,6 @@
+import type { VersionedState } from '../../core/state/delta.js';
 import type { AgentGroup } from '../config/config.js';
 import type { GroupRecord, Pin } from '../store/state-files.js';
-import type { VersionedState } from '../../core/state/delta.js';
 import type { SyncContext } from './context.js';
 
 // Step 1 of a group's sync: one HEAD of the state (or of the pinned version). Only a new
@@ -15,7 +15,7 @@ export type Polled =
   | { outcome: 'changed'; digest: string };
 
 /** The registry's tag or digest to ask for: the pin when there is one, else `latest`. */
-export function pinnedReference(pin: Pin | undefined): string {
+function pinnedReference(pin: Pin | undefined): string {
   return pin?.digest ?? (pin?.version !== undefined ? `v${pin.version}` : 'latest');
 }
 

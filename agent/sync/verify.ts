@@ -1,11 +1,11 @@
 import { RegistryRequestError } from '../../core/registry/registry-client.js';
 import type { VersionedState } from '../../core/state/delta.js';
 import type { AgentGroup } from '../config/config.js';
+import { ServedView } from '../serve/served-view.js';
 import { isStoreFull } from '../store/space.js';
 import type { GroupRecord, Pin } from '../store/state-files.js';
 import type { GroupOutcome, PassBytes, SyncContext } from './context.js';
 import { readState, StateRefusedError } from './state-reader.js';
-import { ServedView } from '../serve/served-view.js';
 
 // Step 2 of a group's sync: a new state is read (signature first, from the delta when the
 // agent holds its base: state-reader.ts), refused when it is for another group or older than
