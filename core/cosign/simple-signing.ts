@@ -66,6 +66,19 @@ export function repositoryOf(reference: string): string {
   return colon > lastSlash ? noDigest.slice(0, colon) : noDigest;
 }
 
+/**
+ * A repository without its registry host. As in the reference grammar of
+ * distribution/reference, the first component is a host only when it holds a "." or a ":" or
+ * is "localhost"; "other/library/app" is the path other/library/app, not library/app on host
+ * "other".
+ */
+function pathOf(repository: string): string {
+  const slash = repository.indexOf('/');
+  if (slash < 0) return repository;
+  const first = repository.slice(0, slash);
+  return first.includes('.') || first.includes(':') || first === 'localhost' ? repository.slice(slash + 1) : repository;
+}
+
 export type SignatureVerdict =
   | { ok: true; claims: PayloadClaims }
   | { ok: false; reason: string };
@@ -102,9 +115,8 @@ export function verifySignatureLayer(input: {
   if (input.repository !== undefined && repositoryOf(claims.dockerReference) !== input.repository) {
     return { ok: false, reason: `payload identity ${claims.dockerReference} does not name ${input.repository}` };
   }
-  if (input.repositoryAnyHost !== undefined) {
-    const named = repositoryOf(claims.dockerReference);
-    if (named !== input.repositoryAnyHost && !named.endsWith(`/${input.repositoryAnyHost}`)) return { ok: false, reason: `signature names ${claims.dockerReference}` };
+  if (input.repositoryAnyHost !== undefined && pathOf(repositoryOf(claims.dockerReference)) !== input.repositoryAnyHost) {
+    return { ok: false, reason: `signature names ${claims.dockerReference}` };
   }
   return { ok: true, claims };
 }

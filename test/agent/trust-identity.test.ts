@@ -53,7 +53,9 @@ describe('signature identity of an image (verifyImages): its repository under an
   });
 
   it('when an image\'s signature names another repository, then it is refused naming what it names', () => {
-    for (const identity of ['harbor.example.com/library/app2', 'harbor.example.com/library', 'harbor.example.com/library/app/sub', 'harbor.example.com/library-app']) {
+    for (const identity of ['harbor.example.com/library/app2', 'harbor.example.com/library', 'harbor.example.com/library/app/sub', 'harbor.example.com/library-app',
+      // a repository that merely ends with the expected path: another project's copy
+      'harbor.example.com/other/library/app', 'other/library/app', 'evil/library/app:1']) {
       const v = verdict(identity);
       expect(v.ok, identity).to.equal(false);
       expect(v.ok ? '' : v.reason, identity).to.equal(`signature names ${identity}`);
