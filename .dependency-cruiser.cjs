@@ -16,14 +16,14 @@ module.exports = {
       comment: 'core/ is shared by the service and the agent: it imports nothing of theirs.',
       severity: 'error',
       from: { path: '^core/' },
-      to: { pathNot: ['^core/', '^node_modules/'], dependencyTypesNot: ['core'] },
+      to: { pathNot: ['^core/', '(^|/)node_modules/'], dependencyTypesNot: ['core'] },
     },
     {
       name: 'agent-imports-only-core',
       comment: 'agent/ is a separate program (bundled on its own): besides itself it imports core/ only.',
       severity: 'error',
       from: { path: '^agent/' },
-      to: { pathNot: ['^agent/', '^core/', '^node_modules/'], dependencyTypesNot: ['core'] },
+      to: { pathNot: ['^agent/', '^core/', '(^|/)node_modules/'], dependencyTypesNot: ['core'] },
     },
     {
       name: 'adapter-not-worker',
@@ -62,7 +62,7 @@ module.exports = {
     },
   ],
   options: {
-    doNotFollow: { path: '^node_modules/' },
+    doNotFollow: { path: '(^|/)node_modules/' },
     // Type-only imports count: a cycle through types is still a cycle for a reader.
     tsPreCompilationDeps: true,
     tsConfig: { fileName: 'tsconfig.json' },
