@@ -26,18 +26,11 @@ module.exports = {
       to: { pathNot: ['^agent/', '^core/', '(^|/)node_modules/'], dependencyTypesNot: ['core'] },
     },
     {
-      name: 'adapter-not-worker',
+      name: 'adapter-and-worker-apart',
       comment: 'adapter/ (HTTP) and worker/ (jobs) meet in harbor/ and core/, never in each other.',
       severity: 'error',
-      from: { path: '^adapter/' },
-      to: { path: '^worker/' },
-    },
-    {
-      name: 'worker-not-adapter',
-      comment: 'adapter/ (HTTP) and worker/ (jobs) meet in harbor/ and core/, never in each other.',
-      severity: 'error',
-      from: { path: '^worker/' },
-      to: { path: '^adapter/' },
+      from: { path: '^(adapter|worker)/' },
+      to: { path: '^(adapter|worker)/', pathNot: '^$1/' },
     },
     {
       name: 'harbor-below-http-and-jobs',
