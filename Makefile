@@ -35,7 +35,10 @@ typecheck: $(NODE_MODULES)
 run: build
 	@harbor-dev/run.sh
 
+# The import rules of .dependency-cruiser.cjs first (after the build: @harbor-api/client
+# resolves to its compiled types), then the tests.
 test: deps build
+	npm run --silent depcheck
 	npx mocha 'dist/test/**/*.test.js'
 
 # The Harbor API double (harbor-dev/harbor-double.ts) on its own: every request checked

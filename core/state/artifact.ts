@@ -26,7 +26,7 @@ export interface CompressedState {
   digest: string;
 }
 
-/** The difference from the previous version, for the second layer of the "oci" layout. */
+/** The difference from the previous version: the second layer of a layout with deltas ("oci"). */
 export interface PackagedDelta {
   json: Buffer;
   baseDigest: string;
@@ -51,7 +51,7 @@ export function stateRepository(project: string, group: string): string {
   return `${project}/group-state/${group}/state`;
 }
 
-/** The immutable tag of a version (both layouts: satellites of either kind read `latest`). */
+/** The immutable tag of a version, in every layout (satellites of every kind read `latest`). */
 export function versionTag(version: number): string {
   return `v${version}`;
 }

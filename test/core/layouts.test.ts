@@ -34,17 +34,14 @@ const tinyLayout: StateLayout = {
 
 describe('state layouts', function () {
   this.timeout(60_000);
-  let db: TestDatabase;
   const shared = useRegistryAndKeys();
-
-  beforeEach(async () => {
-    db = await createTestDatabase();
-  });
-  afterEach(async () => {
+  let db: TestDatabase | undefined;
+  after(async () => {
     await db?.drop();
   });
 
   it('when a third layout is registered, then a group can use it and the worker publishes with it', async () => {
+    db = await createTestDatabase();
     const env = () => ({ STATE_LAYOUT: 'tiny', STATE_REGISTRY: shared.registry.url, COSIGN_KEY: shared.keys.keyPath });
     expect(() => workerConfig(env()), 'before it is registered').to.throw(/STATE_LAYOUT="tiny" must be one of oci, harbor-satellite/);
     registerLayout(tinyLayout);
