@@ -2,6 +2,7 @@ import { adminCredential, metricsCredential, redact, requireEndpointPassword, re
 import { migrate } from '../core/db/migrate.js';
 import { createPool } from '../core/db/pool.js';
 import { redisTarget } from '../core/redis.js';
+import { queuePrefixOf, readDeploymentId } from '../core/deployment.js';
 import { createLogger } from '../core/logger.js';
 import { Metrics } from '../core/metrics.js';
 import { startOpsServer, type RunningOps } from '../adapter/ops-server.js';
@@ -31,6 +32,12 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
   const log = createLogger(config.logLevel);
   await migrate(config.databaseUrl, log);
   const pool = createPool(config.databaseUrl, 20);
+  // QUEUE_PREFIX (and the login throttle's prefix after it), unless set, are this
+  // deployment's own: another deployment on the same Redis never shares them.
+  const deployment = await readDeploymentId(pool);
+  const queuePrefix = queuePrefixOf(config.queuePrefix, deployment);
+  const authThrottlePrefix = config.authThrottlePrefix ?? `${queuePrefix}:auth`;
+  log.info({ deployment, queuePrefix }, 'deployment');
   const metrics = new Metrics();
   const stopping = new AbortController();
 
@@ -81,14 +88,14 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
     const apiRouter = adminRouter({
       ctx: await harborContext(config, pool, log), admin: adminCredential(config), authFailureLimit: config.authFailureLimit,
       registrationRateLimit: config.registrationRateLimit, tombstoneRetentionHours: config.tombstoneRetentionHours,
-      throttleRedis: { redis: apiThrottleRedis, prefix: config.authThrottlePrefix }, maxStateMb: config.stateMaxMb,
+      throttleRedis: { redis: apiThrottleRedis, prefix: authThrottlePrefix }, maxStateMb: config.stateMaxMb,
       dashboard: { sessionSeconds: config.dashboardSessionMinutes * 60 },
     });
     endpoint = await startEndpoint({
       databaseUrl: config.databaseUrl, pool, host: config.host, port: config.port,
       username: config.endpointUsername, password, authFailureLimit: config.authFailureLimit,
       authUsernameFailureLimit: config.authUsernameFailureLimit, hashConcurrency: config.authHashConcurrency,
-      redis: { url: redisTarget(config), prefix: config.authThrottlePrefix }, trustProxy: config.trustProxy, log, metrics,
+      redis: { url: redisTarget(config), prefix: authThrottlePrefix }, trustProxy: config.trustProxy, log, metrics,
       imageRegistry: config.imageRegistry,
       uploadLimits: { maxOpenPerOwner: config.uploadSessionLimit, idleMinutes: config.uploadIdleMinutes }, apiRouter,
       tls: tlsFiles(config, 'endpoint'),
@@ -101,7 +108,7 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
     metricsCredential: opsCredential, tls: tlsFiles(config, 'operations'),
     admin: config.adminPassword === undefined ? undefined : {
       username: config.adminUsername, password: config.adminPassword, authFailureLimit: config.authFailureLimit,
-      redis: { url: redisTarget(config), prefix: config.authThrottlePrefix },
+      redis: { url: redisTarget(config), prefix: authThrottlePrefix },
     },
   });
   log.info({ url: ops.url, dashboard: config.adminPassword !== undefined, metricsCredential: opsCredential !== undefined }, 'operations listening');
@@ -109,7 +116,7 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
     harborWorker = await startHarborWorker({ config, pool, log });
     worker = await startWorker({ config, pool, log, metrics, signingKey, afterPublish: harborWorker?.afterPublish });
   } else {
-    connectQueue(redisTarget(config), config.queuePrefix, log, stopping.signal).then(
+    connectQueue(redisTarget(config), queuePrefix, log, stopping.signal).then(
       ({ queue }) => (dashboardQueue = queue),
       () => undefined,
     );

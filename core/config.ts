@@ -134,8 +134,12 @@ export interface Config {
   scheduleCheckSeconds: number;
   /** Timeout of one request to STATE_REGISTRY. @defaultValue 30000 (ms) */
   registryTimeoutMs: number;
-  /** Prefix of every Redis key of the queue. @defaultValue "satellite" */
-  queuePrefix: string;
+  /**
+   * Prefix of every Redis key of the queue. Unset: "satellite:<deployment id>", the id made
+   * in the database at the first migration, so deployments sharing a Redis never share a
+   * queue. @defaultValue unset
+   */
+  queuePrefix: string | undefined;
   /** Port of the operations listener (/metrics, /healthz, /readyz, the dashboard), of every process. @defaultValue 9464 */
   metricsPort: number;
   /** Harbor's URL, for `satellite harbor …` (the Harbor API). */
@@ -169,8 +173,8 @@ export interface Config {
   authUsernameFailureLimit: number;
   /** scrypt checks of per-group secrets at once, per process. @defaultValue 2 */
   authHashConcurrency: number;
-  /** Prefix of the Redis keys of the login throttle (shared by replicas). @defaultValue QUEUE_PREFIX + ":auth" */
-  authThrottlePrefix: string;
+  /** Prefix of the Redis keys of the login throttle (shared by replicas). @defaultValue the queue prefix + ":auth" */
+  authThrottlePrefix: string | undefined;
   /** Blob upload sessions one credential may hold open. @defaultValue 100 */
   uploadSessionLimit: number;
   /** An upload session idle this long is gone. @defaultValue 10 (minutes) */
@@ -334,7 +338,7 @@ export function loadConfig(rawEnv: Env = process.env, options: LoadOptions = {})
     reconcileIntervalSeconds: int('RECONCILE_INTERVAL_SECONDS', 300, 1, 7 * 86400),
     scheduleCheckSeconds: int('SCHEDULE_CHECK_SECONDS', 60, 1, 86400),
     registryTimeoutMs: int('REGISTRY_TIMEOUT_MS', 30_000, 100, 600_000),
-    queuePrefix: str('QUEUE_PREFIX', 'satellite'),
+    queuePrefix: env.QUEUE_PREFIX || undefined,
     metricsPort: int('METRICS_PORT', 9464, 0, 65535),
     harborUrl: env.HARBOR_URL ? url('HARBOR_URL', '', ['http:', 'https:']).replace(/\/+$/, '') : undefined,
     harborUsername: str('HARBOR_USERNAME', 'admin'),
@@ -348,7 +352,7 @@ export function loadConfig(rawEnv: Env = process.env, options: LoadOptions = {})
     metricsPasswordFile: env.METRICS_PASSWORD_FILE || undefined,
     authUsernameFailureLimit: int('AUTH_USERNAME_FAILURE_LIMIT', 50, 1, 1_000_000),
     authHashConcurrency: int('AUTH_HASH_CONCURRENCY', 2, 1, 64),
-    authThrottlePrefix: str('AUTH_THROTTLE_PREFIX', `${str('QUEUE_PREFIX', 'satellite')}:auth`),
+    authThrottlePrefix: env.AUTH_THROTTLE_PREFIX || (env.QUEUE_PREFIX ? `${env.QUEUE_PREFIX}:auth` : undefined),
     uploadSessionLimit: int('UPLOAD_SESSION_LIMIT', 100, 1, 1_000_000),
     uploadIdleMinutes: int('UPLOAD_IDLE_MINUTES', 10, 1, 24 * 60),
     registrationTokenHours: int('REGISTRATION_TOKEN_HOURS', 24, 1, 24 * 365),

@@ -11,7 +11,8 @@ import { RobotService } from '../harbor/robots.js';
 import { GroupService } from '../harbor/group-service.js';
 import { HarborReconciler } from '../harbor/reconcile.js';
 import { SchedulerKeeper } from './job-schedulers.js';
-import { closeWorker, producerConnection, workerConnection } from './queue.js';
+import { queuePrefixOf, readDeploymentId } from '../core/deployment.js';
+import { closeWorker, ownJobsOnly, producerConnection, workerConnection } from './queue.js';
 
 // The Harbor queue: reconciliation with Harbor, robots kept in step with what their groups
 // list, webhook-triggered work. Jobs come from the harbor_outbox table (written in the
@@ -48,7 +49,7 @@ function classify(err: unknown): unknown {
   return err;
 }
 
-export function createHarborProcessor(ctx: HarborContext, queue: Queue<HarborJobData, unknown, HarborJobName>, tombstoneRetentionHours: number) {
+export function createHarborProcessor(ctx: HarborContext, queue: Queue<HarborJobData, unknown, HarborJobName>, tombstoneRetentionHours: number, deployment: string) {
   const reconciler = new HarborReconciler(ctx.pool, ctx.harbor!, ctx.log, tombstoneRetentionHours);
   const robots = new RobotService(ctx);
   const groupService = new GroupService(ctx);
@@ -66,7 +67,7 @@ export function createHarborProcessor(ctx: HarborContext, queue: Queue<HarborJob
           return await robots.syncMany(job.data.group);
         case 'reconcile-all': {
           const all = await groups.list();
-          for (const g of all) await queue.add('reconcile', { group: g.name }, jobOptions(dedupeId('reconcile', { group: g.name })));
+          for (const g of all) await queue.add('reconcile', { group: g.name, deployment }, jobOptions(dedupeId('reconcile', { group: g.name })));
           // Projects made since (matching a rule's glob) get the webhook policy too.
           const projects = await groupService.refreshProjects();
           return { groups: all.length, projects, robots: await robots.syncMany() };
@@ -90,13 +91,15 @@ export async function startHarborWorker(deps: { config: Config; pool: Pool; log:
     log.info('HARBOR_URL / HARBOR_PASSWORD not set: no reconciliation with Harbor, robots not kept in step');
     return undefined;
   }
+  const deployment = await readDeploymentId(pool);
+  const prefix = queuePrefixOf(config.queuePrefix, deployment);
   const producer = producerConnection(redisTarget(config), log);
   const consumer = workerConnection(redisTarget(config), log);
-  const queue = new Queue<HarborJobData, unknown, HarborJobName>(HARBOR_QUEUE, { connection: producer, prefix: config.queuePrefix, skipWaitingForReady: true });
+  const queue = new Queue<HarborJobData, unknown, HarborJobName>(HARBOR_QUEUE, { connection: producer, prefix, skipWaitingForReady: true });
   queue.on('error', (err) => log.debug({ err: err.message }, 'harbor queue error'));
-  const add = (name: HarborJobName, data: HarborJobData) => queue.add(name, data, jobOptions(dedupeId(name, data)));
-  const worker = new Worker<HarborJobData, unknown, HarborJobName>(HARBOR_QUEUE, createHarborProcessor(ctx, queue, config.tombstoneRetentionHours), {
-    connection: consumer, prefix: config.queuePrefix, concurrency: 2, lockDuration: config.jobLockMs,
+  const add = (name: HarborJobName, data: HarborJobData) => queue.add(name, { ...data, deployment }, jobOptions(dedupeId(name, data)));
+  const worker = new Worker<HarborJobData, unknown, HarborJobName>(HARBOR_QUEUE, ownJobsOnly(deployment, log, createHarborProcessor(ctx, queue, config.tombstoneRetentionHours, deployment)), {
+    connection: consumer, prefix, concurrency: 2, lockDuration: config.jobLockMs,
   });
   worker.on('error', (err) => log.warn({ err: err.message }, 'harbor worker error'));
 
@@ -119,7 +122,7 @@ export async function startHarborWorker(deps: { config: Config; pool: Pool; log:
   };
   running = relay();
   // Kept registered even through a Redis that comes back empty (see job-schedulers.ts).
-  const schedulers = new SchedulerKeeper<HarborJobName, HarborJobData>(queue, [{ id: 'reconcile-all', every: config.harborReconcileIntervalSeconds * 1000, data: {} }],
+  const schedulers = new SchedulerKeeper<HarborJobName, HarborJobData>(queue, [{ id: 'reconcile-all', every: config.harborReconcileIntervalSeconds * 1000, data: { deployment } }],
     { checkMs: config.scheduleCheckSeconds * 1000, log, connection: producer });
   schedulers.start();
   log.info({ every: config.harborReconcileIntervalSeconds }, 'harbor worker started');

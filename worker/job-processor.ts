@@ -37,6 +37,8 @@ const MESSAGES = {
 } as const;
 
 export interface ProcessorDeps {
+  /** This deployment's id: carried by every job queued here. */
+  deployment: string;
   builder: StateBuilder;
   pruner: Pruner;
   states: StateStore;
@@ -63,7 +65,7 @@ export function createProcessor(d: ProcessorDeps) {
       if (job.name === 'prune') return await d.pruner.pruneAll();
       if (job.name === 'reconcile') {
         const groups = await d.states.staleGroups(d.tombstoneRetentionHours);
-        for (const group of groups) await d.queue.add('build', { group }, buildJobOptions(group, d.policy));
+        for (const group of groups) await d.queue.add('build', { group, deployment: d.deployment }, buildJobOptions(group, d.policy));
         return { groups: groups.length };
       }
       const stop = d.metrics.publishSeconds.startTimer();

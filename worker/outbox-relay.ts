@@ -4,6 +4,8 @@ import { OutboxListener, type OutboxStore, type SettlePolicy } from '../core/sto
 import { buildJobOptions, type BuildJobPolicy, type StateQueue } from './queue.js';
 
 export interface RelayOptions extends SettlePolicy {
+  /** This deployment's id, carried by every job. */
+  deployment: string;
   /** The database to LISTEN to for committed changes (the store's); unset, the relay only polls. */
   listen?: Pool;
   /** The safety net: a pass at least this often, whatever the notifications say. */
@@ -49,7 +51,7 @@ export class OutboxRelay {
     const all: string[] = [];
     for (;;) {
       const claim = await this.store.claimSettled(this.options, this.options.batch ?? 5000, async (groups) => {
-        await withTimeout(this.queue.addBulk(groups.map((group) => ({ name: 'build' as const, data: { group }, opts: buildJobOptions(group, this.policy, 0) }))), 5000);
+        await withTimeout(this.queue.addBulk(groups.map((group) => ({ name: 'build' as const, data: { group, deployment: this.options.deployment }, opts: buildJobOptions(group, this.policy, 0) }))), 5000);
       });
       all.push(...claim.groups);
       this.plan(claim.nextReadyInMs);

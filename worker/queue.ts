@@ -1,4 +1,4 @@
-import { Queue, type JobsOptions, type Worker } from 'bullmq';
+import { Queue, UnrecoverableError, type Job, type JobsOptions, type Worker } from 'bullmq';
 import type { Redis, RedisOptions } from 'ioredis';
 import { redisConnection, type RedisTarget } from '../core/redis.js';
 import type { Logger } from '../core/logger.js';
@@ -8,6 +8,8 @@ export const STATE_QUEUE = 'state-builds';
 export type JobName = 'build' | 'prune' | 'reconcile';
 export interface BuildJobData {
   group: string;
+  /** The deployment that queued it (core/deployment.ts): a worker of another refuses it. */
+  deployment: string;
 }
 
 /**
@@ -128,4 +130,24 @@ export async function closeWorker(worker: Pick<Worker, 'close'>, queue: Pick<Que
   }
   await Promise.race([queue.close().catch(() => undefined), new Promise((r) => setTimeout(r, 2000).unref())]);
   for (const c of connections) c.disconnect();
+}
+
+/**
+ * A processor that runs only this deployment's jobs. A job carrying another deployment's id
+ * (or none: queued by a version before ids) reached this worker because two deployments
+ * share a Redis and a QUEUE_PREFIX: it is failed at once, never retried, and logged saying
+ * so. Its group is not lost to its own deployment, whose reconcile pass rebuilds what is stale.
+ */
+export function ownJobsOnly<D extends { deployment?: string }, N extends string>(
+  deployment: string, log: Logger, processor: (job: Job<D, any, N>, token?: string) => Promise<unknown>, // eslint-disable-line @typescript-eslint/no-explicit-any
+): (job: Job<D, unknown, N>, token?: string) => Promise<unknown> {
+  return async (job, token) => {
+    const theirs = job.data?.deployment;
+    if (theirs !== deployment) {
+      log.error({ jobId: job.id, job: job.name, jobDeployment: theirs ?? null, deployment },
+        'job refused: it belongs to another deployment (two deployments share this Redis and QUEUE_PREFIX; unset QUEUE_PREFIX or give each its own)');
+      throw new UnrecoverableError(`job of deployment ${theirs ?? '(none)'} refused by deployment ${deployment}: two deployments share this Redis and QUEUE_PREFIX`);
+    }
+    return processor(job, token);
+  };
 }

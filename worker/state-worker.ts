@@ -15,7 +15,8 @@ import { OutboxRelay } from './outbox-relay.js';
 import { Pruner } from './pruner.js';
 import { BuiltinPusher, OrasPusher, type Pusher } from './pusher.js';
 import { SchedulerKeeper } from './job-schedulers.js';
-import { checkEvictionPolicy, closeWorker, connectQueue, STATE_QUEUE, workerConnection, type BuildJobData, type BuildJobPolicy, type JobName } from './queue.js';
+import { queuePrefixOf, readDeploymentId } from '../core/deployment.js';
+import { checkEvictionPolicy, closeWorker, connectQueue, ownJobsOnly, STATE_QUEUE, workerConnection, type BuildJobData, type BuildJobPolicy, type JobName } from './queue.js';
 import { CosignCliSigner, KeySigner, type Signer, type SigningKey } from './signer.js';
 import { Redactor } from './redact.js';
 import { StateBuilder } from './state-builder.js';
@@ -23,6 +24,8 @@ import { StateCache } from './state-content.js';
 
 export interface RunningWorker {
   queue: Queue<BuildJobData, unknown, JobName>;
+  /** The deployment whose jobs it runs (and stamps on the jobs it queues). */
+  deployment: string;
   builder: StateBuilder;
   stop(): Promise<void>;
 }
@@ -79,16 +82,18 @@ export async function startWorker(deps: { config: Config; pool: Pool; log: Logge
   const pruner = new Pruner(new ArtifactStore(pool), states, new UploadStore(pool, { maxOpenPerOwner: config.uploadSessionLimit, idleMinutes: config.uploadIdleMinutes }), client, config, log);
   const policy = buildPolicy(config);
 
-  const { queue, connection: producer } = await connectQueue(redisTarget(config), config.queuePrefix, log);
+  const deployment = await readDeploymentId(pool);
+  const prefix = queuePrefixOf(config.queuePrefix, deployment);
+  const { queue, connection: producer } = await connectQueue(redisTarget(config), prefix, log);
   const consumer = workerConnection(redisTarget(config), log);
   void checkEvictionPolicy(consumer, log);
 
   const redactor = new Redactor([config.cosignPassword, config.endpointPassword, config.adminPassword], stateRegistryCredentials(config));
-  const processor = createProcessor({ builder, pruner, states, queue, policy, tombstoneRetentionHours: config.tombstoneRetentionHours, metrics, log, redactor, afterPublish: deps.afterPublish });
+  const processor = createProcessor({ deployment, builder, pruner, states, queue, policy, tombstoneRetentionHours: config.tombstoneRetentionHours, metrics, log, redactor, afterPublish: deps.afterPublish });
 
-  const worker = new Worker<BuildJobData, unknown, JobName>(STATE_QUEUE, processor, {
+  const worker = new Worker<BuildJobData, unknown, JobName>(STATE_QUEUE, ownJobsOnly(deployment, log, processor), {
     connection: consumer,
-    prefix: config.queuePrefix,
+    prefix,
     concurrency: config.workerConcurrency,
     lockDuration: config.jobLockMs,
     stalledInterval: Math.max(1000, Math.floor(config.jobLockMs / 2)),
@@ -104,21 +109,22 @@ export async function startWorker(deps: { config: Config; pool: Pool; log: Logge
   });
 
   const relay = new OutboxRelay(new OutboxStore(pool), queue, policy, log, {
-    listen: pool, quietMs: config.buildQuietMs, maxWaitMs: config.buildDebounceMs, pollMs: config.outboxPollMs,
+    deployment, listen: pool, quietMs: config.buildQuietMs, maxWaitMs: config.buildDebounceMs, pollMs: config.outboxPollMs,
   });
   relay.start();
 
   // Repeatable housekeeping, kept registered even through a Redis that comes back empty
   // (upserting is idempotent across replicas and restarts).
   const schedulers = new SchedulerKeeper<JobName, BuildJobData>(queue, [
-    { id: 'prune', every: config.pruneIntervalSeconds * 1000, data: { group: '' } },
-    { id: 'reconcile', every: config.reconcileIntervalSeconds * 1000, data: { group: '' } },
+    { id: 'prune', every: config.pruneIntervalSeconds * 1000, data: { group: '', deployment } },
+    { id: 'reconcile', every: config.reconcileIntervalSeconds * 1000, data: { group: '', deployment } },
   ], { checkMs: config.scheduleCheckSeconds * 1000, log, connection: producer });
   schedulers.start();
 
-  log.info({ concurrency: config.workerConcurrency, registry: config.stateRegistry, layout: config.stateLayout, signer: signer.name }, 'worker started');
+  log.info({ deployment, queuePrefix: prefix, concurrency: config.workerConcurrency, registry: config.stateRegistry, layout: config.stateLayout, signer: signer.name }, 'worker started');
   return {
     queue,
+    deployment,
     builder,
     async stop() {
       schedulers.stop();

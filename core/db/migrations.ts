@@ -433,4 +433,20 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE groups ADD COLUMN built_snapshot pg_snapshot;
     `,
   },
+  {
+    version: 69,
+    name: 'the id of this deployment',
+    sql: `
+      -- One row: what tells this deployment from another on the same Redis. The default
+      -- queue prefix is made of it, and every job carries it, so a worker refuses another
+      -- deployment's jobs. Made once, here; never changed (a new id would orphan the jobs
+      -- waiting under the old prefix).
+      CREATE TABLE deployment (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        id text NOT NULL CHECK (id ~ '^[0-9a-f]{16}$'),
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+      INSERT INTO deployment (id) VALUES (substr(replace(gen_random_uuid()::text, '-', ''), 1, 16));
+    `,
+  },
 ];

@@ -9,6 +9,8 @@ import * as sql from './harbor-store.sql.js';
 export type HarborJobName = 'reconcile' | 'reconcile-deleted' | 'reconcile-all' | 'sync-robots';
 
 export interface HarborJobData {
+  /** The deployment that queued it (core/deployment.ts): a worker of another refuses it. */
+  deployment?: string;
   /** reconcile, sync-robots: the group (sync-robots without one: every satellite). */
   group?: string;
   /** reconcile-deleted: the artifact Harbor reported deleted. */

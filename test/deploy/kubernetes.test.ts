@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
+import { SECRET_VARIABLES } from '../../core/config.js';
 import { configVariables, isLoopback, listeningPorts, processProblems, secretPlaceholder, type ServiceCommand } from '../support/deploy-config.js';
 import { schemaProblems, unknownFieldProblems } from '../support/k8s-schema.js';
 import { kustomize, type K8sObject } from '../support/kustomize.js';
@@ -56,6 +57,10 @@ interface RunningContainer {
   fromSecret: Set<string>;
   /** Variables given as a literal value or through a ConfigMap. */
   literal: Set<string>;
+  /** Secrets read from a file (<NAME>_FILE), by the file's path. */
+  secretFiles: Map<string, string>;
+  /** loadConfig's reader of those files: a placeholder of the right shape for each. */
+  readSecretFile: (path: string) => string;
 }
 
 const podSpecOf = (o: K8sObject): PodSpec | undefined => {
@@ -93,9 +98,22 @@ function containersOf(objects: K8sObject[]): RunningContainer[] {
             throw new Error(`${workload.metadata.name}/${container.name}: ${e.name} has a source this test does not resolve`);
           }
         }
+        // A secret given as <NAME>_FILE is a file of a mounted Secret (checked below).
+        const secretFiles = new Map<string, string>();
+        for (const name of SECRET_VARIABLES) {
+          const path = env[`${name}_FILE`];
+          if (path === undefined) continue;
+          secretFiles.set(path, name);
+          fromSecret.add(name);
+        }
+        const readSecretFile = (path: string) => {
+          const name = secretFiles.get(path);
+          if (!name) throw Object.assign(new Error(`no such file: ${path}`), { code: 'ENOENT' });
+          return secretPlaceholder(name);
+        };
         out.push({
           where: `${workload.kind} ${workload.metadata.name}, container ${container.name}`, workload, pod, container, init,
-          command: container.args?.[0] ?? '(image default)', env, fromSecret, literal,
+          command: container.args?.[0] ?? '(image default)', env, fromSecret, literal, secretFiles, readSecretFile,
         });
       }
     }
@@ -125,9 +143,10 @@ function processConfigProblems(objects: K8sObject[]): string[] {
       continue;
     }
     const command = c.command as ServiceCommand;
-    problems.push(...processProblems(command, c.env).map((p) => `${c.where} (satellite ${command}): ${p}`));
-    if (problems.length) continue;
-    const listening = listeningPorts(command, c.env).filter((p) => !isLoopback(p.host));
+    const own = processProblems(command, c.env, { readSecretFile: c.readSecretFile }).map((p) => `${c.where} (satellite ${command}): ${p}`);
+    problems.push(...own);
+    if (own.length) continue; // this container's: another's problems do not hide its own
+    const listening = listeningPorts(command, c.env, { readSecretFile: c.readSecretFile }).filter((p) => !isLoopback(p.host));
     const portOf = (p: number | string) => (typeof p === 'number' ? p : c.container.ports?.find((x) => x.name === p)?.containerPort);
     for (const p of c.container.ports ?? []) {
       if (!listening.some((l) => l.port === p.containerPort)) problems.push(`${c.where}: port ${p.containerPort} is not one the process listens on beyond loopback`);
@@ -138,13 +157,15 @@ function processConfigProblems(objects: K8sObject[]): string[] {
       if (!listening.some((l) => l.port === port)) problems.push(`${c.where}: the ${kind} probe's port ${probe.httpGet.port} is not one the process listens on beyond loopback`);
     }
     // A file the configuration names must be in a mounted volume that holds it.
-    for (const variable of ['COSIGN_KEY', 'COSIGN_PUBLIC_KEY', 'HARBOR_SATELLITE_CONFIG']) {
+    const secretFileVariables = SECRET_VARIABLES.map((n) => `${n}_FILE`);
+    for (const variable of ['COSIGN_KEY', 'COSIGN_PUBLIC_KEY', 'HARBOR_SATELLITE_CONFIG', ...secretFileVariables]) {
       const path = c.env[variable];
       if (!path) continue;
       const mount = c.container.volumeMounts?.find((m) => m.mountPath === dirname(path));
       const volume = c.pod.volumes?.find((v) => v.name === mount?.name);
       const file = path.slice(dirname(path).length + 1);
       if (!mount || !volume) problems.push(`${c.where}: ${variable}=${path} is in no mounted volume`);
+      else if (secretFileVariables.includes(variable) && !volume.secret) problems.push(`${c.where}: ${variable}=${path}: volume ${volume.name} is not a Secret`);
       else if (volume.secret?.items && !volume.secret.items.some((i) => i.path === file)) problems.push(`${c.where}: ${variable}=${path}: volume ${volume.name} does not hold ${file}`);
     }
   }
@@ -278,11 +299,15 @@ describe('deploy/kubernetes, every overlay rendered as kubectl apply -k would', 
     const container = podSpecOf(endpoint)!.containers[0]! as Container & Record<string, unknown>;
     container.imagePullPolicyy = 'Always';
     (endpoint.spec as Record<string, unknown>).replicas = 'two';
-    container.env = [...container.env!.filter((e) => e.name !== 'ENDPOINT_PASSWORD'), { name: 'ENDPOINT_PASWORD', value: 'x' }];
+    container.env = [...container.env!.filter((e) => e.name !== 'ENDPOINT_PASSWORD_FILE'), { name: 'ENDPOINT_PASWORD', value: 'x' }];
+    // A secret's file that no Secret volume holds.
+    const worker = podSpecOf(objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'satellite-worker')!)!.containers[0]!;
+    worker.env = worker.env!.map((e) => (e.name === 'DATABASE_URL_FILE' ? { name: e.name, value: '/tmp/database-url' } : e));
     expect(unknownFieldProblems([endpoint]).join('\n')).to.include('imagePullPolicyy');
     expect(schemaProblems([endpoint]).join('\n')).to.include('replicas must be integer');
     expect(unknownVariableProblems(objects).join('\n')).to.include('ENDPOINT_PASWORD is not a variable of core/config.ts');
     expect(processConfigProblems(objects).join('\n')).to.include('ENDPOINT_PASSWORD is not set');
+    expect(processConfigProblems(objects).join('\n')).to.include('DATABASE_URL_FILE=/tmp/database-url: volume tmp is not a Secret');
   });
 
   it('when kubectl is installed, then kubectl kustomize renders each to the same objects as this test', async function () {

@@ -275,8 +275,23 @@ export const MUTANTS: Mutant[] = [
     tests: ['adapter/table-growth.test.js'],
   },
   {
+    name: 'a worker runs a job another deployment queued',
+    edits: [{ file: 'worker/queue.js', find: 'if (theirs !== deployment) {', replace: 'if (false) {' }],
+    tests: ['worker/deployments.test.js'],
+  },
+  {
+    name: 'deployments on one Redis share the default queue prefix',
+    edits: [{ file: 'core/deployment.js', find: '`satellite:${deploymentId}`', replace: "'satellite'" }],
+    tests: ['worker/deployments.test.js'],
+  },
+  {
+    name: 'a secret given as <NAME>_FILE is ignored',
+    edits: [{ file: 'core/config.js', find: 'else\n            fromFiles[name] = value;', replace: 'else\n            void value;' }],
+    tests: ['core/config.test.js'],
+  },
+  {
     name: 'the worker never schedules the prune job',
-    edits: [{ file: 'worker/state-worker.js', find: "{ id: 'prune', every: config.pruneIntervalSeconds * 1000, data: { group: '' } },", replace: '' }],
+    edits: [{ file: 'worker/state-worker.js', find: "{ id: 'prune', every: config.pruneIntervalSeconds * 1000, data: { group: '', deployment } },", replace: '' }],
     tests: ['adapter/table-growth.test.js'],
   },
   {

@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig, requireEndpointPassword, requireSigningKey, type Config } from '../../core/config.js';
+import { ConfigError, loadConfig, requireEndpointPassword, requireSigningKey, type Config, type LoadOptions } from '../../core/config.js';
 
 // What the deployment files (deploy/kubernetes, deploy/compose) are checked against: the
 // service's own configuration module, not a list kept beside it.
@@ -45,17 +45,17 @@ export function secretPlaceholder(variable: string): string {
  * the process would start): loadConfig's own checks, the secrets serving or signing needs,
  * and the connections whose defaults are loopback addresses, meaningless in a container.
  */
-export function processProblems(command: ServiceCommand, env: Record<string, string>): string[] {
+export function processProblems(command: ServiceCommand, env: Record<string, string>, options: LoadOptions = {}): string[] {
   let config: Config;
   try {
-    config = loadConfig(env);
+    config = loadConfig(env, options);
   } catch (err) {
     if (err instanceof ConfigError) return err.problems;
     throw err;
   }
   const problems: string[] = [];
   const need = (...names: string[]) => {
-    for (const n of names) if (!env[n]) problems.push(`${n} is not set (its default is a loopback address)`);
+    for (const n of names) if (!env[n] && !env[`${n}_FILE`]) problems.push(`${n} is not set (its default is a loopback address)`);
   };
   const required = (fn: () => unknown) => {
     try {
@@ -76,9 +76,9 @@ export function processProblems(command: ServiceCommand, env: Record<string, str
 }
 
 /** The TCP ports the command listens on, each with the address it binds. */
-export function listeningPorts(command: ServiceCommand, env: Record<string, string>): { port: number; host: string; what: string }[] {
+export function listeningPorts(command: ServiceCommand, env: Record<string, string>, options: LoadOptions = {}): { port: number; host: string; what: string }[] {
   if (command === 'migrate') return [];
-  const config = loadConfig(env);
+  const config = loadConfig(env, options);
   const ports = [{ port: config.metricsPort, host: config.metricsHost, what: 'operations listener (METRICS_PORT)' }];
   if (command !== 'worker') ports.push({ port: config.port, host: config.host, what: 'endpoint (PORT)' });
   return ports;

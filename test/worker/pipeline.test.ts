@@ -169,7 +169,7 @@ describe('the state pipeline: outbox, queue, worker, registry', function () {
     await start();
     // A group name that makes an invalid repository for the registry: it answers 4xx.
     await db.pool.query("INSERT INTO groups (name) VALUES ('Bad_Group') ON CONFLICT DO NOTHING");
-    await worker!.queue.add('build', { group: 'Bad_Group' }, { attempts: 8 });
+    await worker!.queue.add('build', { group: 'Bad_Group', deployment: worker!.deployment }, { attempts: 8 });
     const failed = await until('the job failed', async () => {
       const jobs = await worker!.queue.getFailed();
       return jobs.find((j) => j.data.group === 'Bad_Group');

@@ -44,7 +44,7 @@ describe('the outbox relay wakes on commit', function () {
 
   const startRelay = (options: Partial<RelayOptions>) => {
     relay = new OutboxRelay(new OutboxStore(db.pool), queue, { attempts: 1, backoffMs: 100 }, createLogger('silent'),
-      { listen: db.pool, quietMs: 50, maxWaitMs: 500, pollMs: LONG, ...options });
+      { deployment: 'relay-test', listen: db.pool, quietMs: 50, maxWaitMs: 500, pollMs: LONG, ...options });
     relay.start();
   };
   const queued = (group: string) => async () => ((await queue.getJobs(['waiting', 'delayed'])).some((j) => j.data.group === group) ? true : undefined);
