@@ -12,6 +12,11 @@ export function createPool(databaseUrl: string, max = 10): Pool {
   // An idle client losing its connection must not crash the process; the next query
   // reconnects. The error reaches callers through their own queries.
   pool.on('error', () => {});
+  // pg-pool listens for a client's errors only while it is idle. A client checked out (in a
+  // transaction, between two of its queries) whose connection breaks (a failover, a
+  // restart) would emit an unhandled 'error' and end the process; the error reaches the
+  // caller through its query all the same, and the pool drops the broken client on release.
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 }
 
@@ -31,7 +36,7 @@ export function translate(err: unknown): unknown {
   if (typeof e?.code === 'string' && e.code.startsWith('22')) {
     return new InvalidDataError(`value refused by the database: ${e.message ?? e.code}`, { cause: err });
   }
-  if (err instanceof Error && /timeout exceeded when trying to connect|Connection terminated/i.test(err.message)) {
+  if (err instanceof Error && /timeout exceeded when trying to connect|Connection terminated|connection error and is not queryable/i.test(err.message)) {
     return new StoreUnavailableError(`database unavailable: ${err.message}`, { cause: err });
   }
   return err;

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -70,7 +70,7 @@ describe('HTTPS on the endpoint, the admin API and the operations port', functio
   });
   const start = async (extra: Record<string, string> = {}) => {
     const [port, metricsPort] = [await freePort(), await freePort()];
-    running = await spawnSatellite(['adapter'], env(port, metricsPort, extra), 'operations listening');
+    running = await spawnSatellite(['adapter'], { ...env(port, metricsPort), ...extra }, 'operations listening');
     return { endpoint: `https://127.0.0.1:${port}`, ops: `https://127.0.0.1:${metricsPort}` };
   };
 
@@ -151,6 +151,24 @@ describe('HTTPS on the endpoint, the admin API and the operations port', functio
     expect(await v2(), 'no certificate').to.equal('handshake refused');
     const ready = await fetch(`${ops}/readyz`, viaDispatcher(trust()));
     expect(ready.status).to.equal(200);
+  });
+
+  it('when the image\'s health check runs, then it passes against the operations port over HTTPS and over HTTP, and fails once the process is gone', async () => {
+    // The command of the service image's HEALTHCHECK, run here as the image would run it.
+    const containerfile = await readFile('deploy/images/service.Containerfile', 'utf8');
+    const command = JSON.parse(/^\s*CMD (\[.*\])$/m.exec(containerfile.slice(containerfile.indexOf('HEALTHCHECK')))![1]!) as string[];
+    const health = (extra: Record<string, string>) => exec(command[0] === 'node' ? process.execPath : command[0]!, command.slice(1), { env: { ...process.env, ...extra } })
+      .then(() => 0, (err: { code: number }) => err.code);
+    const tlsPort = await freePort();
+    await start({ METRICS_PORT: String(tlsPort) });
+    expect(await health({ METRICS_PORT: String(tlsPort), TLS_CERT_FILE: join(dir, 'live', 'tls.crt') }), 'over HTTPS').to.equal(0);
+    running!.child.kill('SIGKILL');
+    await running!.exited;
+    running = undefined;
+    expect(await health({ METRICS_PORT: String(tlsPort), TLS_CERT_FILE: join(dir, 'live', 'tls.crt') }), 'nothing answering').to.not.equal(0);
+    const plainPort = await freePort();
+    await start({ METRICS_PORT: String(plainPort), TLS_CERT_FILE: '', TLS_KEY_FILE: '' });
+    expect(await health({ METRICS_PORT: String(plainPort), TLS_CERT_FILE: '' }), 'over HTTP').to.equal(0);
   });
 
   it('when a TLS file cannot be used, then the service does not start and the error names the variable and the file', async () => {

@@ -36,6 +36,11 @@ export const MUTANTS: Mutant[] = [
     tests: ['adapter/tls.test.js'],
   },
   {
+    name: 'a pooled Postgres client whose connection breaks while checked out ends the process',
+    edits: [{ file: 'core/db/pool.js', find: "pool.on('connect', (client) => client.on('error', () => { }));", replace: '' }],
+    tests: ['core/pool-broken-connection.test.js'],
+  },
+  {
     name: 'the agent\'s caFile not trusted by the clients it reads registries with',
     edits: [{ file: 'agent/sync/agent.js', find: 'this.config.timeoutMs, actions, this.config.ca)', replace: 'this.config.timeoutMs, actions)' }],
     tests: ['agent/tls.test.js'],
