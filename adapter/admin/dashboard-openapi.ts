@@ -88,10 +88,15 @@ export const dashboardSchemas = {
     },
   },
   SatelliteReport: {
-    type: 'object', additionalProperties: false, required: ['name', 'lastSeen', 'reportedAt', 'report'],
+    type: 'object', additionalProperties: false, required: ['name', 'lastSeen', 'reportedAt', 'report', 'token'],
     properties: {
       name: { type: 'string' }, lastSeen: nullableTime, reportedAt: nullableTime,
       report: { type: 'object', nullable: true, description: 'the last StatusReport (or Harbor Satellite heartbeat) as sent' },
+      token: {
+        type: 'object', nullable: true, additionalProperties: false, required: ['status', 'issuedAt', 'expiresAt', 'usedAt'],
+        description: 'its newest registration token (never the token itself)',
+        properties: { status: { type: 'string', enum: ['unused', 'used', 'expired', 'revoked'] }, issuedAt: time, expiresAt: time, usedAt: nullableTime },
+      },
     },
   },
 };

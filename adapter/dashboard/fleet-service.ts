@@ -70,6 +70,8 @@ export interface SatelliteReportView {
   reportedAt: string | null;
   /** The report as the agent sent it (or a Harbor Satellite heartbeat), null before the first. */
   report: StatusReport | HarborSatelliteHeartbeat | null;
+  /** Its newest registration token: unused (until expiresAt), used, expired or revoked; null if none was issued. */
+  token: { status: 'unused' | 'used' | 'expired' | 'revoked'; issuedAt: string; expiresAt: string; usedAt: string | null } | null;
 }
 
 type SatelliteRow = {
@@ -203,10 +205,21 @@ export class FleetService {
 
   /** What the satellite last reported, as sent. */
   async report(name: string): Promise<SatelliteReportView> {
-    const { rows } = await query<{ name: string; last_seen: Date | null; reported_at: Date | null; report: SatelliteReportView['report'] }>(this.ctx.pool,
-      'SELECT name, last_seen, reported_at, report FROM satellites WHERE name = $1', [name]);
+    type Row = {
+      name: string; last_seen: Date | null; reported_at: Date | null; report: SatelliteReportView['report'];
+      created_at: Date | null; expires_at: Date | null; used_at: Date | null; revoked_at: Date | null; expired: boolean | null;
+    };
+    const { rows } = await query<Row>(this.ctx.pool,
+      `SELECT s.name, s.last_seen, s.reported_at, s.report, t.created_at, t.expires_at, t.used_at, t.revoked_at, t.expires_at <= now() AS expired
+         FROM satellites s
+         LEFT JOIN LATERAL (SELECT * FROM registration_tokens t WHERE t.satellite = s.name ORDER BY t.created_at DESC LIMIT 1) t ON true
+        WHERE s.name = $1`, [name]);
     const r = rows[0];
     if (!r) throw notFound(`satellite ${name}`);
-    return { name: r.name, lastSeen: r.last_seen?.toISOString() ?? null, reportedAt: r.reported_at?.toISOString() ?? null, report: r.report };
+    const token: SatelliteReportView['token'] = r.created_at && r.expires_at ? {
+      status: r.used_at ? 'used' : r.revoked_at ? 'revoked' : r.expired ? 'expired' : 'unused',
+      issuedAt: r.created_at.toISOString(), expiresAt: r.expires_at.toISOString(), usedAt: r.used_at?.toISOString() ?? null,
+    } : null;
+    return { name: r.name, lastSeen: r.last_seen?.toISOString() ?? null, reportedAt: r.reported_at?.toISOString() ?? null, report: r.report, token };
   }
 }

@@ -86,8 +86,18 @@ function appPage(session: Session, pollSeconds: number): string {
   `<meta name="csrf-token" content="${escapeHtml(session.csrf)}">\n<meta name="poll-seconds" content="${pollSeconds}">`);
 }
 
-/** The origin the browser reached us at (behind TRUST_PROXY, what the proxy says). */
-const ownOrigin = (req: Request) => `${req.protocol}://${req.get('host') ?? ''}`;
+/**
+ * Whether `origin` names the host the browser reached us at (behind TRUST_PROXY, the
+ * proxy's X-Forwarded-Host). The host only: behind a proxy that ends TLS without
+ * TRUST_PROXY the scheme is not known here, and another site cannot send our host.
+ */
+function isOwnOrigin(req: Request, origin: string): boolean {
+  try {
+    return new URL(origin).host === req.host;
+  } catch {
+    return false; // "null" (a sandboxed or opaque origin) is never ours
+  }
+}
 
 /**
  * Whether a state-changing request comes from our own pages: its Origin (sent by browsers
@@ -95,7 +105,7 @@ const ownOrigin = (req: Request) => `${req.protocol}://${req.get('host') ?? ''}`
  */
 export function fromOwnPages(req: Request): boolean {
   const origin = req.get('origin');
-  if (origin !== undefined && origin !== ownOrigin(req)) return false;
+  if (origin !== undefined && !isOwnOrigin(req, origin)) return false;
   const site = req.get('sec-fetch-site');
   return site === undefined || site === 'same-origin' || site === 'none';
 }

@@ -130,6 +130,14 @@ describe('the admin API for the dashboard: fleet overview, versions, diff, repor
     const a = (await enrol('store-a', ['edge-eu']))!;
     const before = await h.api('/api/v1/satellites/store-a/report');
     expect(before.body).to.deep.include({ name: 'store-a', report: null, lastSeen: null });
+    expect(before.body.token, 'its token was used by the registration').to.deep.include({ status: 'used' });
+    expect(before.body.token.usedAt).to.be.a('string');
+    await enrol('store-b', ['edge-eu'], false);
+    const waiting = (await h.api('/api/v1/satellites/store-b/report')).body.token;
+    expect(waiting.status).to.equal('unused');
+    expect(Date.parse(waiting.expiresAt) - Date.now()).to.be.closeTo(24 * 3_600_000, 60_000);
+    await h.db.pool.query("UPDATE registration_tokens SET expires_at = now() - interval '1 second' WHERE satellite = 'store-b'");
+    expect((await h.api('/api/v1/satellites/store-b/report')).body.token.status).to.equal('expired');
     const sent = [applied('edge-eu', 1, 'a', new Date().toISOString(), 1)];
     expect((await report(a, 'store-a', sent)).status).to.equal(204);
     const after = await h.api('/api/v1/satellites/store-a/report');

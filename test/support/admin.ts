@@ -49,7 +49,7 @@ export async function startAdminHarness(env: Record<string, string> = {}, opts: 
   });
   const endpoint = await startEndpoint({
     databaseUrl: db.url, pool: db.pool, host: '127.0.0.1', port, username: USERNAME, password: PASSWORD, authFailureLimit: 1000,
-    authUsernameFailureLimit: 1000, imageRegistry: config.imageRegistry, log, apiRouter,
+    authUsernameFailureLimit: 1000, imageRegistry: config.imageRegistry, log, apiRouter, trustProxy: config.trustProxy,
   });
   return {
     db, harbor, endpoint, config, ctx, url,

@@ -169,9 +169,15 @@ describe('the dashboard in a browser: log in, groups, versions, satellites, diff
     await page.getByRole('cell', { name: 'v1' }).waitFor();
     await accessible(page, 'the satellite page');
     await shot(page, 'satellite');
-    await page.getByRole('button', { name: 'Revoke' }).click();
+    await page.locator('#satellite-token').getByText(/^used /).waitFor();
+    // By keyboard: Enter on the button opens the confirmation, Escape leaves it, nothing done.
+    await page.getByRole('button', { name: 'Revoke' }).focus();
+    await page.keyboard.press('Enter');
     const dialog = page.getByRole('dialog');
     await dialog.getByText('Revoke store-1?').waitFor();
+    await page.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'detached' });
+    await page.getByRole('button', { name: 'Revoke' }).click();
     await dialog.getByRole('button', { name: 'Cancel' }).click();
     expect((await h!.api('/api/v1/satellites/store-1')).body.status, 'cancelled: nothing done').to.equal('behind');
     await page.getByRole('button', { name: 'Revoke' }).click();

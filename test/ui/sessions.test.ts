@@ -91,4 +91,19 @@ describe('dashboard sessions shared through Redis', function () {
     expect(res.status).to.equal(503);
     expect(await res.text()).to.include('set ADMIN_USERNAME and ADMIN_PASSWORD');
   });
+
+  it('when the request came over TLS (a proxy says so, TRUST_PROXY set), then the cookie is Secure and the public origin is ours; another origin is refused', async () => {
+    replicas.push(await startAdminHarness({ TRUST_PROXY: 'loopback' }));
+    const h = replicas[0]!;
+    const viaProxy = (origin: string) => fetch(`${h.url}/ui/login`, {
+      method: 'POST', redirect: 'manual',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: origin, 'X-Forwarded-Proto': 'https', 'X-Forwarded-Host': 'satellite.example.com' },
+      body: form({ username: ADMIN.username, password: ADMIN.password }),
+    });
+    const res = await viaProxy('https://satellite.example.com');
+    expect(res.status).to.equal(303);
+    expect(res.headers.get('set-cookie')).to.match(/; HttpOnly; Secure; SameSite=Strict$/);
+    expect((await viaProxy('https://evil.example.com')).status).to.equal(403);
+    expect((await viaProxy('null')).status).to.equal(403);
+  });
 });

@@ -44,7 +44,10 @@ interface ReportGroup {
   name: string; version: number | null; digest: string | null; appliedAt?: string | null; checkedAt?: string | null;
   images: { present: number; pending: number; failed: number }; failures?: { repository: string; digest: string; reason: string }[];
 }
-interface SatelliteReport { name: string; lastSeen: string | null; reportedAt: string | null; report: { agentVersion?: string; syncedAt?: string; groups?: ReportGroup[]; kind?: string } | null }
+interface SatelliteReport {
+  name: string; lastSeen: string | null; reportedAt: string | null; report: { agentVersion?: string; syncedAt?: string; groups?: ReportGroup[]; kind?: string } | null;
+  token: { status: string; issuedAt: string; expiresAt: string; usedAt: string | null } | null;
+}
 
 const meta = (name: string) => document.querySelector<HTMLMetaElement>(`meta[name="${name}"]`)?.content ?? '';
 const CSRF = meta('csrf-token');
@@ -412,10 +415,13 @@ function satelliteView(name: string): void {
       api<SatelliteReport>(`/api/v1/satellites/${enc(name)}/report`),
       api<FleetOverview>('/api/v1/fleet'),
     ]);
-    update(facts, JSON.stringify({ ...s, lastSeen: s.lastSeen && ago(s.lastSeen), lastSynced: s.lastSynced && ago(s.lastSynced) }), () => [h('dl', { class: 'facts' },
+    const t = r.token;
+    const tokenText = !t ? 'none issued' : t.status === 'unused' ? `unused, valid until ${t.expiresAt}` : t.status === 'used' ? `used ${t.usedAt ?? ''}` : `${t.status} (issued ${t.issuedAt})`;
+    update(facts, JSON.stringify({ ...s, tokenText, lastSeen: s.lastSeen && ago(s.lastSeen), lastSynced: s.lastSynced && ago(s.lastSynced) }), () => [h('dl', { class: 'facts' },
       h('dt', {}, 'Status'), h('dd', { id: 'satellite-status' }, statusText(s.status)),
       h('dt', {}, 'Groups'), h('dd', {}, ...s.groups.flatMap((g, i) => [i ? ', ' : '', h('a', { href: `/ui/groups/${enc(g)}` }, g)])),
       h('dt', {}, 'Robot'), h('dd', {}, s.robot ? `${s.robot.name} (may pull ${s.robot.projects.join(', ')})` : s.revokedAt ? 'deleted (revoked)' : 'none yet: its registration token is unused'),
+      h('dt', {}, 'Registration token'), h('dd', { id: 'satellite-token' }, tokenText),
       h('dt', {}, 'Registered'), h('dd', {}, when(s.registeredAt)),
       ...(s.revokedAt ? [h('dt', {}, 'Revoked'), h('dd', { class: 'bad' }, when(s.revokedAt))] : []),
       h('dt', {}, 'Last seen'), h('dd', {}, when(s.lastSeen)),
