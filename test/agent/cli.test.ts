@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { generateKeyPairSync } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parse as parseToml } from 'smol-toml';
 import { parse } from 'yaml';
 import { loadAgentConfig } from '../../agent/config/config.js';
 import { hostPlatform } from '../../agent/sync/platform.js';
@@ -100,5 +101,20 @@ describe('the edge agent: exit statuses of run --once, and what the configuratio
     expect(parse(await readFile(file, 'utf8')), 'the file names no listen address').to.not.have.property('listen');
     expect(loadAgentConfig(file, {}).listen).to.deep.equal({ host: '127.0.0.1', port: 8585 });
     expect(loadAgentConfig(file, { SATELLITE_AGENT_LISTEN: '127.0.0.1:9595' }).listen, 'the environment overrides it').to.deep.equal({ host: '127.0.0.1', port: 9595 });
+  });
+
+  it('when run --once applies a state, then it writes containerd\'s hosts.toml and the registries.conf.d drop-in, naming the address the agent will listen on', async () => {
+    await publishOne();
+    const dir = await world.dir();
+    const certs = join(dir, 'certs.d');
+    const dropIn = join(dir, 'registries.conf.d', 'satellite.conf');
+    const file = await world.configFile({ listen: '127.0.0.1:9585', mirrors: { containerd: certs, registriesConf: dropIn, containerdConfig: join(dir, 'none.toml') } });
+    const run = await runBundle(['--once', '--config', file]);
+    expect(run.code, run.out).to.equal(0);
+    const hosts = parseToml(await readFile(join(certs, world.registryHost, 'hosts.toml'), 'utf8')) as { server: string; host: Record<string, unknown> };
+    expect(hosts.server).to.equal(world.registryUrl);
+    expect(Object.keys(hosts.host), 'the mirror is the configured listen address').to.deep.equal(['http://127.0.0.1:9585']);
+    const conf = parseToml(await readFile(dropIn, 'utf8')) as { registry: { prefix: string; mirror: { location: string }[] }[] };
+    expect(conf.registry.map((r) => [r.prefix, r.mirror[0]!.location])).to.deep.equal([[world.registryHost, '127.0.0.1:9585']]);
   });
 });
