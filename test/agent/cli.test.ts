@@ -6,7 +6,7 @@ import { parse as parseToml } from 'smol-toml';
 import { parse } from 'yaml';
 import { loadAgentConfig } from '../../agent/config/config.js';
 import { hostPlatform } from '../../agent/sync/platform.js';
-import { pushImage, pushIndex, runBundle, useAgentWorld } from '../support/agent.js';
+import { BUNDLE, pushImage, pushIndex, runBundle, useAgentWorld } from '../support/agent.js';
 import { startAuthProxy } from '../support/auth-proxy.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import { image, index } from '../support/oci.js';
@@ -116,5 +116,32 @@ describe('the edge agent: exit statuses of run --once, and what the configuratio
     expect(Object.keys(hosts.host), 'the mirror is the configured listen address').to.deep.equal(['http://127.0.0.1:9585']);
     const conf = parseToml(await readFile(dropIn, 'utf8')) as { registry: { prefix: string; mirror: { location: string }[] }[] };
     expect(conf.registry.map((r) => [r.prefix, r.mirror[0]!.location])).to.deep.equal([[world.registryHost, '127.0.0.1:9585']]);
+  });
+
+  /**
+   * Runs `status` with no --config, in a private mount namespace whose /etc is an overlay of
+   * the machine's (so the machine's /etc is never written), holding `file` (or nothing) as
+   * /etc/satellite/agent.yaml.
+   */
+  async function statusWithDefaultConfig(file: string | undefined) {
+    const dir = await world.dir();
+    const setup = [`mkdir -p '${dir}/upper' '${dir}/work'`, `mount -t overlay overlay -o lowerdir=/etc,upperdir='${dir}/upper',workdir='${dir}/work' /etc`, 'rm -rf /etc/satellite'];
+    if (file) setup.push('mkdir /etc/satellite', `cp '${file}' /etc/satellite/agent.yaml`);
+    return runBundle([], { shell: `${setup.join(' && ')} && unset SATELLITE_AGENT_CONFIG && exec ${process.execPath} ${BUNDLE} status --json` });
+  }
+
+  it('when status is run without --config, then it reads /etc/satellite/agent.yaml', async () => {
+    await publishOne();
+    const file = await world.configFile();
+    expect((await runBundle(['--once', '--config', file])).code).to.equal(0);
+    const run = await statusWithDefaultConfig(file);
+    expect(run.code, run.out).to.equal(0);
+    expect(JSON.parse(run.out).groups[0]).to.include({ name: 'edge', version: 1 });
+  });
+
+  it('when status is run without --config and /etc/satellite/agent.yaml does not exist, then it exits 2 naming the file it looked for', async () => {
+    const run = await statusWithDefaultConfig(undefined);
+    expect(run.code, run.out).to.equal(2);
+    expect(run.out).to.include('no configuration file: /etc/satellite/agent.yaml does not exist and neither --config nor SATELLITE_AGENT_CONFIG names one');
   });
 });
