@@ -5,7 +5,7 @@ import type { AgentConfig } from './config/config.js';
 import { AgentMetrics } from './metrics.js';
 import { checkContainerdConfig, writeMirrorFiles } from './runtime/mirrors.js';
 import { sendReport } from './sync/report.js';
-import { agentApp, listen } from './serve/server.js';
+import { agentApp, listen, localUrl } from './serve/server.js';
 import { lockStore } from './store/lock.js';
 
 // Running the agent: one process per store (store/lock.ts), the local server first (what was
@@ -50,7 +50,9 @@ export async function startAgent(config: AgentConfig, log: Logger = agentLogger(
     await unlock();
     throw err;
   }
-  const { server, url } = opts.once ? { server: undefined as unknown as Server, url: '' } : await listen(agentApp(agent), config.listen.host, config.listen.port, config.server.idleTimeoutMs);
+  // --once serves nothing, but the mirror files it writes name where the long-running agent
+  // will listen (`listen`), so a device provisioned with one sync is ready for its runtime.
+  const { server, url } = opts.once ? { server: undefined as unknown as Server, url: localUrl(config.listen.host, config.listen.port) } : await listen(agentApp(agent), config.listen.host, config.listen.port, config.server.idleTimeoutMs);
   if (!opts.once) log.info({ url, groups: config.groups.map((g) => g.name), platforms: config.platforms }, 'serving the local store');
 
   let timer: NodeJS.Timeout | undefined;
@@ -62,7 +64,7 @@ export async function startAgent(config: AgentConfig, log: Logger = agentLogger(
 
   const pass = async (): Promise<SyncSummary> => {
     const summary = await agent.syncOnce(opts.only);
-    if (!opts.once) await afterSync(agent, config, mirror, log);
+    await afterSync(agent, config, mirror, log);
     if (config.report) await sendReport(agent, config, log);
     return summary;
   };

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { isDigest } from '../../core/oci/digest.js';
 import { AgentStateFiles } from '../store/state-files.js';
-import { AgentConfigError, configPath, loadAgentConfig, type AgentConfig } from '../config/config.js';
+import { AgentConfigError, configPath, DEFAULT_CONFIG_PATH, loadAgentConfig, type AgentConfig } from '../config/config.js';
 import { configFromRegistration, register, RegistrationError, writeConfig } from './register.js';
 import { agentLogger, startAgent } from '../run.js';
 import { groupStatus, statusTable } from './status.js';
@@ -22,7 +22,8 @@ commands:
                                device's credential and write its configuration
 
 options:
-  --config <file>              the YAML configuration (or SATELLITE_AGENT_CONFIG)
+  --config <file>              the YAML configuration (or SATELLITE_AGENT_CONFIG; default
+                               /etc/satellite/agent.yaml when it exists)
 
 exit status of run --once: 0 every group applied with all its images; 1 a state was refused,
 images failed or the store is full; 3 the registry could not be reached; 2 a configuration or usage error;
@@ -66,7 +67,18 @@ export async function agentCli(argv: string[]): Promise<number> {
     return 0;
   }
   const [command = 'run', ...rest] = positionals;
-  const load = (): AgentConfig => loadAgentConfig(configPath(values.config));
+  const load = (): AgentConfig => {
+    const path = configPath(values.config);
+    try {
+      return loadAgentConfig(path);
+    } catch (e) {
+      // No file anywhere, and the environment alone is not a configuration: say where we looked.
+      if (path === undefined && e instanceof AgentConfigError) {
+        throw new AgentConfigError([`no configuration file: ${DEFAULT_CONFIG_PATH} does not exist and neither --config nor SATELLITE_AGENT_CONFIG names one`, ...e.problems]);
+      }
+      throw e;
+    }
+  };
   try {
     switch (command) {
       case 'run':

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
@@ -180,9 +180,15 @@ const ENV_KEYS: Record<string, string> = {
   SATELLITE_AGENT_LOG_LEVEL: 'logLevel',
 };
 
-/** The configuration file named by --config or SATELLITE_AGENT_CONFIG, if any. */
+/** Where the Debian package and the README's unit put the configuration. */
+export const DEFAULT_CONFIG_PATH = '/etc/satellite/agent.yaml';
+
+/**
+ * The configuration file: named by --config or SATELLITE_AGENT_CONFIG, else
+ * /etc/satellite/agent.yaml when it exists; undefined (the environment alone) otherwise.
+ */
 export function configPath(flag: string | undefined, env: Env = process.env): string | undefined {
-  return flag ?? env.SATELLITE_AGENT_CONFIG ?? undefined;
+  return flag ?? env.SATELLITE_AGENT_CONFIG ?? (existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : undefined);
 }
 
 export function loadAgentConfig(path: string | undefined, env: Env = process.env): AgentConfig {

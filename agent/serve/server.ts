@@ -201,6 +201,11 @@ export async function listen(app: express.Express, host: string, port: number, i
     });
   });
   const address = server.address() as AddressInfo;
+  return { server, url: localUrl(host, address.port) };
+}
+
+/** The URL a client on this device reaches the local server at, listening on host:port. */
+export function localUrl(host: string, port: number): string {
   const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
-  return { server, url: `http://${h}:${address.port}` };
+  return `http://${h}:${port}`;
 }

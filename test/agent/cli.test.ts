@@ -2,10 +2,11 @@ import { expect } from 'chai';
 import { generateKeyPairSync } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parse as parseToml } from 'smol-toml';
 import { parse } from 'yaml';
 import { loadAgentConfig } from '../../agent/config/config.js';
 import { hostPlatform } from '../../agent/sync/platform.js';
-import { pushImage, pushIndex, runBundle, useAgentWorld } from '../support/agent.js';
+import { BUNDLE, pushImage, pushIndex, runBundle, useAgentWorld } from '../support/agent.js';
 import { startAuthProxy } from '../support/auth-proxy.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import { image, index } from '../support/oci.js';
@@ -100,5 +101,47 @@ describe('the edge agent: exit statuses of run --once, and what the configuratio
     expect(parse(await readFile(file, 'utf8')), 'the file names no listen address').to.not.have.property('listen');
     expect(loadAgentConfig(file, {}).listen).to.deep.equal({ host: '127.0.0.1', port: 8585 });
     expect(loadAgentConfig(file, { SATELLITE_AGENT_LISTEN: '127.0.0.1:9595' }).listen, 'the environment overrides it').to.deep.equal({ host: '127.0.0.1', port: 9595 });
+  });
+
+  it('when run --once applies a state, then it writes containerd\'s hosts.toml and the registries.conf.d drop-in, naming the address the agent will listen on', async () => {
+    await publishOne();
+    const dir = await world.dir();
+    const certs = join(dir, 'certs.d');
+    const dropIn = join(dir, 'registries.conf.d', 'satellite.conf');
+    const file = await world.configFile({ listen: '127.0.0.1:9585', mirrors: { containerd: certs, registriesConf: dropIn, containerdConfig: join(dir, 'none.toml') } });
+    const run = await runBundle(['--once', '--config', file]);
+    expect(run.code, run.out).to.equal(0);
+    const hosts = parseToml(await readFile(join(certs, world.registryHost, 'hosts.toml'), 'utf8')) as { server: string; host: Record<string, unknown> };
+    expect(hosts.server).to.equal(world.registryUrl);
+    expect(Object.keys(hosts.host), 'the mirror is the configured listen address').to.deep.equal(['http://127.0.0.1:9585']);
+    const conf = parseToml(await readFile(dropIn, 'utf8')) as { registry: { prefix: string; mirror: { location: string }[] }[] };
+    expect(conf.registry.map((r) => [r.prefix, r.mirror[0]!.location])).to.deep.equal([[world.registryHost, '127.0.0.1:9585']]);
+  });
+
+  /**
+   * Runs `status` with no --config, in a private mount namespace whose /etc is an overlay of
+   * the machine's (so the machine's /etc is never written), holding `file` (or nothing) as
+   * /etc/satellite/agent.yaml.
+   */
+  async function statusWithDefaultConfig(file: string | undefined) {
+    const dir = await world.dir();
+    const setup = [`mkdir -p '${dir}/upper' '${dir}/work'`, `mount -t overlay overlay -o lowerdir=/etc,upperdir='${dir}/upper',workdir='${dir}/work' /etc`, 'rm -rf /etc/satellite'];
+    if (file) setup.push('mkdir /etc/satellite', `cp '${file}' /etc/satellite/agent.yaml`);
+    return runBundle([], { shell: `${setup.join(' && ')} && unset SATELLITE_AGENT_CONFIG && exec ${process.execPath} ${BUNDLE} status --json` });
+  }
+
+  it('when status is run without --config, then it reads /etc/satellite/agent.yaml', async () => {
+    await publishOne();
+    const file = await world.configFile();
+    expect((await runBundle(['--once', '--config', file])).code).to.equal(0);
+    const run = await statusWithDefaultConfig(file);
+    expect(run.code, run.out).to.equal(0);
+    expect(JSON.parse(run.out).groups[0]).to.include({ name: 'edge', version: 1 });
+  });
+
+  it('when status is run without --config and /etc/satellite/agent.yaml does not exist, then it exits 2 naming the file it looked for', async () => {
+    const run = await statusWithDefaultConfig(undefined);
+    expect(run.code, run.out).to.equal(2);
+    expect(run.out).to.include('no configuration file: /etc/satellite/agent.yaml does not exist and neither --config nor SATELLITE_AGENT_CONFIG names one');
   });
 });
