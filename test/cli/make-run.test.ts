@@ -5,7 +5,9 @@ import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { PASSWORD } from '../support/endpoint.js';
 import { freePort, until } from '../support/process.js';
 import { dropPrefix, ownRedis, testPrefix, type OwnRedis } from '../support/redis.js';
-import { KEY_PASSWORD, useTestKeys } from '../support/worker.js';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 // The whole `make run` (make, harbor-dev/run.sh, deps.sh, the local docker-registry, `satellite
 // serve`) as a newcomer runs it, then stopped with one SIGTERM to make, as `kill` or a
@@ -31,13 +33,14 @@ function groupMembers(pgid: number): { pid: number; command: string }[] {
 
 describe('make run, stopped with SIGTERM', function () {
   this.timeout(180_000);
-  const keys = useTestKeys();
+  let dir: string;
   let db: TestDatabase;
   let redis: OwnRedis;
   let prefix: string;
   let make: ChildProcess | undefined;
   before(async () => {
     db = await createTestDatabase();
+    dir = await mkdtemp(join(tmpdir(), 'satellite-make-run-'));
     redis = await ownRedis();
     prefix = testPrefix();
   });
@@ -55,16 +58,20 @@ describe('make run, stopped with SIGTERM', function () {
     await dropPrefix(prefix, redis.url);
     await redis.stop();
     await db.drop();
+    await rm(dir, { recursive: true, force: true });
   });
 
   it('when Redis has gone away and make gets SIGTERM, then make, run.sh, the service and the registry it started are all gone within seconds', async () => {
     const [port, metricsPort, registryPort] = [await freePort(), await freePort(), await freePort()];
+    const passwordFile = join(dir, 'endpoint-password');
+    await writeFile(passwordFile, `${PASSWORD}\n`, { mode: 0o600 });
     const env: NodeJS.ProcessEnv = {
       ...process.env, DATABASE_URL: db.url, REDIS_URL: redis.url, QUEUE_PREFIX: prefix, HOST: '127.0.0.1', PORT: String(port),
-      METRICS_PORT: String(metricsPort), LOCAL_REGISTRY_PORT: String(registryPort), ENDPOINT_PASSWORD: PASSWORD,
-      COSIGN_KEY: keys.keyPath, COSIGN_PASSWORD: KEY_PASSWORD, LOG_LEVEL: 'info', MAKEFLAGS: '',
+      METRICS_PORT: String(metricsPort), LOCAL_REGISTRY_PORT: String(registryPort), ENDPOINT_PASSWORD_FILE: passwordFile,
+      // For another key: run.sh signs with its own .dev key and that key's password file.
+      COSIGN_PASSWORD: 'not-the-dev-key-password', LOG_LEVEL: 'info', MAKEFLAGS: '',
     };
-    delete env.STATE_REGISTRY; // run.sh starts its local registry
+    for (const v of ['STATE_REGISTRY', 'COSIGN_KEY', 'COSIGN_PASSWORD_FILE', 'ENDPOINT_PASSWORD']) delete env[v]; // run.sh's own defaults
     // A process group of its own, as a terminal or a supervisor gives it, so the test can
     // see every process `make run` starts.
     make = spawn('make', ['--no-print-directory', 'run'], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -72,10 +79,14 @@ describe('make run, stopped with SIGTERM', function () {
     make.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     make.stderr!.on('data', (d: Buffer) => (out += d.toString()));
     const pgid = make.pid!;
+    const closed = new Promise((resolve) => make!.on('close', resolve)); // every byte of its output read
 
     await until('the worker to start under make run', async () => (out.includes('repeatable jobs registered') ? true : undefined), 120_000)
       .catch((err: Error) => { throw new Error(`${err.message}:\n${out}`); });
     expect(out).to.include(`docker-registry for states on http://127.0.0.1:${registryPort}`);
+    expect(out).to.include(`Secret:     (in ${passwordFile})`);
+    const v2 = await fetch(`http://127.0.0.1:${port}/v2/`, { headers: { Authorization: `Basic ${Buffer.from(`harbor:${PASSWORD}`).toString('base64')}` } });
+    expect(v2.status, 'the endpoint takes the secret of ENDPOINT_PASSWORD_FILE').to.equal(200);
     expect((await fetch(`http://127.0.0.1:${registryPort}/v2/`)).status, 'the local registry on LOCAL_REGISTRY_PORT').to.equal(200);
     const started = groupMembers(pgid).map((p) => p.command);
     expect(started.some((c) => c.includes('docker-registry serve')), started.join('\n')).to.equal(true);
@@ -94,7 +105,8 @@ describe('make run, stopped with SIGTERM', function () {
     expect(left.map((p) => `${p.pid} ${p.command}`), `still running 10 s after SIGTERM; output:\n${out.slice(-3000)}`).to.deep.equal([]);
     const seconds = (Date.now() - t0) / 1000;
     expect(seconds).to.be.below(10);
-    expect(out).to.include('shutting down');
+    await closed;
+    expect(out, 'the service stopped on the signal').to.include('shutting down');
     await fetch(`http://127.0.0.1:${registryPort}/v2/`).then(() => expect.fail('the registry still answers'), () => undefined);
     console.log(`      (every process gone ${seconds.toFixed(1)} s after SIGTERM)`);
   });
