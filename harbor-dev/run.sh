@@ -12,15 +12,26 @@ chmod 700 .dev
 answers() { node -e "fetch(process.argv[1]).then((r) => process.exit(r.status < 500 ? 0 : 1), () => process.exit(1))" "$1"; }
 secret() { node -e "process.stdout.write(require('crypto').randomBytes(18).toString('base64url'))"; }
 
-if [ -z "${ENDPOINT_PASSWORD:-}" ]; then
-  [ -s .dev/endpoint-password ] || { secret > .dev/endpoint-password; chmod 600 .dev/endpoint-password; }
-  ENDPOINT_PASSWORD=$(cat .dev/endpoint-password)
+# ENDPOINT_PASSWORD or ENDPOINT_PASSWORD_FILE as given (the service refuses both); else the
+# generated one.
+if [ -n "${ENDPOINT_PASSWORD_FILE:-}" ] && [ -z "${ENDPOINT_PASSWORD:-}" ]; then
+  shown_secret="(in $ENDPOINT_PASSWORD_FILE)"
+else
+  if [ -z "${ENDPOINT_PASSWORD:-}" ]; then
+    [ -s .dev/endpoint-password ] || { secret > .dev/endpoint-password; chmod 600 .dev/endpoint-password; }
+    ENDPOINT_PASSWORD=$(cat .dev/endpoint-password)
+  fi
+  export ENDPOINT_PASSWORD
+  shown_secret=$ENDPOINT_PASSWORD
 fi
-export ENDPOINT_PASSWORD ENDPOINT_USERNAME="${ENDPOINT_USERNAME:-harbor}" PORT="${PORT:-8080}"
+export ENDPOINT_USERNAME="${ENDPOINT_USERNAME:-harbor}" PORT="${PORT:-8080}"
 
+# The generated key's password is read from its file (COSIGN_PASSWORD_FILE), so a
+# COSIGN_PASSWORD or COSIGN_PASSWORD_FILE meant for another key does not apply to it.
 if [ -z "${COSIGN_KEY:-}" ]; then
   [ -s .dev/cosign-password ] || { secret > .dev/cosign-password; chmod 600 .dev/cosign-password; }
-  export COSIGN_PASSWORD; COSIGN_PASSWORD=$(cat .dev/cosign-password)
+  unset COSIGN_PASSWORD
+  export COSIGN_PASSWORD_FILE="$PWD/.dev/cosign-password"
   [ -s .dev/cosign.key ] || node dist/cli/main.js keys generate --dir .dev >/dev/null
   export COSIGN_KEY="$PWD/.dev/cosign.key"
 fi
@@ -59,7 +70,7 @@ cat <<MSG
     Provider:   Docker Registry
     URL:        http://${host:-127.0.0.1}:$PORT
     Access ID:  $ENDPOINT_USERNAME
-    Secret:     $ENDPOINT_PASSWORD
+    Secret:     $shown_secret
 
   States are signed with $COSIGN_KEY$( [ -s .dev/cosign-password ] && [ "$COSIGN_KEY" = "$PWD/.dev/cosign.key" ] && echo " (its password is in $PWD/.dev/cosign-password)")
   and published to $STATE_REGISTRY.
