@@ -3,7 +3,7 @@ import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { loadAgentConfig, AgentConfigError } from '../../agent/config/config.js';
-import { pushImage, useAgentWorld } from '../support/agent.js';
+import { pushImage, runBundle, useAgentWorld } from '../support/agent.js';
 import { image } from '../support/oci.js';
 import { until } from '../support/process.js';
 import { makeCa, tlsFront, type TestCa } from '../support/tls.js';
@@ -73,6 +73,16 @@ describe('the edge agent and a registry whose certificate comes from a private C
     const summary = await agent.firstSync;
     expect(summary.groups.edge, 'the registry cannot be reached over a certificate it does not trust').to.equal('unreachable');
     expect((await fetch(`${agent.url}/v2/library/app/manifests/1.0`)).status).to.equal(404);
+  });
+
+  it('when the agent bundle as it ships runs --once, then with caFile it exits 0, and without it 3 (unreachable), the certificate named as the reason', async () => {
+    await publish();
+    const group = { identity: `${world.registryHost}/${STATE}` };
+    const trusted = await runBundle(['--once', '--config', await world.configFile({ registry: front.url, caFile: ca.certFile, logLevel: 'info' }, group)]);
+    expect(trusted.code, trusted.out).to.equal(0);
+    const untrusted = await runBundle(['--once', '--config', await world.configFile({ registry: front.url, logLevel: 'info' }, group)]);
+    expect(untrusted.code, untrusted.out).to.equal(3);
+    expect(untrusted.out).to.match(/certificate|UNABLE_TO_VERIFY/i);
   });
 
   it('when caFile cannot be read or holds no certificate, then the configuration is refused naming caFile', async () => {

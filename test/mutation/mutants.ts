@@ -42,7 +42,7 @@ export const MUTANTS: Mutant[] = [
   },
   {
     name: 'the agent\'s caFile not trusted by the clients it reads registries with',
-    edits: [{ file: 'agent/sync/agent.js', find: 'this.config.timeoutMs, actions, this.config.ca)', replace: 'this.config.timeoutMs, actions)' }],
+    edits: ['agent/sync/agent.js', 'satellite-agent.cjs'].map((file) => ({ file, find: 'this.config.timeoutMs, actions, this.config.ca)', replace: 'this.config.timeoutMs, actions)' })),
     tests: ['agent/tls.test.js'],
   },
   {
