@@ -8,7 +8,7 @@ import type { AgentConfig } from '../config/config.js';
 // The runtime side: mirror entries that send the device's pulls from Harbor's registry host
 // to the agent's local server.
 //   containerd: <certs.d>/<host>/hosts.toml (docs/hosts.md): the local server as a host
-//               with the pull and resolve capabilities; containerd reads these only when its
+//               with the capabilities pullFromMirror allows (below); containerd reads these only when its
 //               CRI plugin's registry config_path names the directory, which is checked, not
 //               written (the operator's config.toml is theirs).
 //   CRI-O, podman, skopeo: a registries.conf.d drop-in (containers-registries.conf(5)): the
@@ -23,12 +23,24 @@ export interface MirrorTarget {
   insecure: boolean;
 }
 
+/**
+ * containerd's capabilities (docs/hosts.md) that mean what `pull-from-mirror` means to
+ * containers/image: `pull` fetches manifests and blobs by digest, `resolve` turns a tag into
+ * a digest. digest-only grants `pull` alone, so a pull by tag is resolved by the registry, as
+ * CRI-O and podman do. containerd has no "tags only": after resolving a tag it fetches the
+ * content by digest from the hosts with `pull`, so tag-only has to grant both, and containerd
+ * then also sends pulls by digest to the agent (which CRI-O and podman do not).
+ */
+export function containerdCapabilities(pullFromMirror: AgentConfig['mirrors']['pullFromMirror']): string[] {
+  return pullFromMirror === 'digest-only' ? ['pull'] : ['pull', 'resolve'];
+}
+
 /** `registry` is an origin such as https://harbor.example.com: pulls the mirror cannot serve go there. */
-export function hostsToml(registry: string, mirror: MirrorTarget): string {
+export function hostsToml(registry: string, mirror: MirrorTarget, pullFromMirror: AgentConfig['mirrors']['pullFromMirror']): string {
   const { host, origin } = new URL(registry);
   return `# Written by satellite agent: pulls of ${host} go to the local satellite first.\n${stringifyToml({
     server: origin,
-    host: { [mirror.url]: { capabilities: ['pull', 'resolve'] } },
+    host: { [mirror.url]: { capabilities: containerdCapabilities(pullFromMirror) } },
   })}\n`;
 }
 
@@ -64,7 +76,7 @@ export async function writeMirrorFiles(config: AgentConfig, registries: readonly
   if (config.mirrors.containerd) {
     for (const registry of registries) {
       const path = join(config.mirrors.containerd, new URL(registry).host, 'hosts.toml');
-      if (await replaceIfChanged(path, hostsToml(registry, mirror))) changed.push(path);
+      if (await replaceIfChanged(path, hostsToml(registry, mirror, config.mirrors.pullFromMirror))) changed.push(path);
     }
   }
   if (config.mirrors.registriesConf) {

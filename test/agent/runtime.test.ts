@@ -121,11 +121,11 @@ describe('the agent\'s runtime mirror files, used by real clients', function () 
   }
 
   describe('the files', () => {
-    it('when the agent has applied a state, then containerd\'s hosts.toml and the registries.conf.d drop-in send that registry\'s pulls to the local server', async () => {
+    it('when the agent has applied a state, then containerd\'s hosts.toml and the registries.conf.d drop-in send that registry\'s pulls by digest (only) to the local server', async () => {
       const e = await edge();
       const hosts = parseToml(await readFile(join(e.certs, e.origin, 'hosts.toml'), 'utf8')) as { server: string; host: Record<string, { capabilities: string[] }> };
       expect(hosts.server, 'the registry itself, over its own scheme (plain http here)').to.equal(`http://${e.origin}`);
-      expect(hosts.host).to.deep.equal({ [e.agent.url]: { capabilities: ['pull', 'resolve'] } });
+      expect(hosts.host, 'digest-only: pull (by digest), not resolve (tags)').to.deep.equal({ [e.agent.url]: { capabilities: ['pull'] } });
       const conf = parseToml(await readFile(e.dropIn, 'utf8')) as { registry: Record<string, unknown>[] };
       expect(conf.registry).to.deep.equal([{
         prefix: e.origin,
@@ -137,7 +137,9 @@ describe('the agent\'s runtime mirror files, used by real clients', function () 
 
     it('when the agent restarts with nothing changed, then neither file is rewritten; when the configuration changes, only the file it affects is replaced, whole', async () => {
       const port = await freePort();
-      const e = await edge({}, port);
+      const e = await edge({ pullFromMirror: 'all' }, port);
+      const hostsAll = parseToml(await readFile(join(e.certs, e.origin, 'hosts.toml'), 'utf8')) as { host: Record<string, { capabilities: string[] }> };
+      expect(hostsAll.host[e.agent.url], 'all: containerd resolves tags through the agent too').to.deep.equal({ capabilities: ['pull', 'resolve'] });
       const hostsPath = join(e.certs, e.origin, 'hosts.toml');
       const before = { hosts: await stat(hostsPath), dropIn: await stat(e.dropIn) };
       await new Promise((r) => setTimeout(r, 20)); // a rewrite now would show in the mtime
@@ -150,12 +152,13 @@ describe('the agent\'s runtime mirror files, used by real clients', function () 
       expect(same.dropIn.mtimeMs, 'drop-in untouched').to.equal(before.dropIn.mtimeMs);
       await again.stop();
 
-      const all = await world.start({ ...e.config, mirrors: { ...e.config.mirrors, pullFromMirror: 'all' } });
-      await all.firstSync;
+      // tag-only grants containerd the same capabilities as all (it has no "tags only").
+      const tagOnly = await world.start({ ...e.config, mirrors: { ...e.config.mirrors, pullFromMirror: 'tag-only' } });
+      await tagOnly.firstSync;
       const after = { hosts: await stat(hostsPath), dropIn: await stat(e.dropIn) };
       expect(after.hosts.mtimeMs, 'hosts.toml did not change').to.equal(before.hosts.mtimeMs);
       expect(after.dropIn.ino, 'the drop-in was replaced by a rename, not written in place').to.not.equal(before.dropIn.ino);
-      expect(await readFile(e.dropIn, 'utf8')).to.include('pull-from-mirror = "all"');
+      expect(await readFile(e.dropIn, 'utf8')).to.include('pull-from-mirror = "tag-only"');
       expect(await readdir(join(e.etc, 'registries.conf.d')), 'no temporary file left beside it').to.deep.equal(['satellite.conf']);
     });
   });
@@ -249,7 +252,7 @@ describe('the agent\'s runtime mirror files, used by real clients', function () 
       await daemon?.stop();
     });
 
-    it('when the origin is down, then ctr pulls and unpacks the image by digest (and by its listed tag) through hosts.toml, byte for byte, and a wrong mirror port makes the same pull fail', async () => {
+    it('when the origin is down, then ctr pulls and unpacks the image by digest through hosts.toml, byte for byte; by tag only with pullFromMirror all, as skopeo; a wrong mirror port makes the pull fail', async () => {
       const e = await edge();
       const ctr = (args: string[]) => execa('ctr', ['--address', daemon!.address, ...args], { reject: false, timeout: 120_000 });
       const ref = `${e.origin}/library/x@${e.img.manifest.digest}`;
@@ -264,8 +267,16 @@ describe('the agent\'s runtime mirror files, used by real clients', function () 
         expect(Buffer.from(got.stdout).equals(b.bytes), `${b.digest}, byte for byte`).to.equal(true);
       }
 
-      // By tag too, as the state lists it: hosts.toml gives the local server the resolve capability.
-      const tagged = await ctr(['images', 'pull', '--snapshotter', 'native', '--hosts-dir', e.certs, `${e.origin}/library/x:1`]);
+      // By tag: digest-only (the default) gives the local server no resolve capability, so
+      // the tag goes to the origin, which is down, as it does for skopeo and podman.
+      const byTag = () => ctr(['images', 'pull', '--snapshotter', 'native', '--hosts-dir', e.certs, `${e.origin}/library/x:1`]);
+      const refused = await byTag();
+      expect(refused.exitCode, 'digest-only: the tag is not resolved by the agent').to.not.equal(0);
+      // With all, the agent resolves the tag, as the state lists it.
+      await e.agent.stop();
+      const all = await world.start({ ...e.config, mirrors: { ...e.config.mirrors, pullFromMirror: 'all' } });
+      await all.firstSync;
+      const tagged = await byTag();
       expect(tagged.exitCode, tagged.stderr).to.equal(0);
       expect((await ctr(['images', 'ls'])).stdout).to.match(new RegExp(`${e.origin}/library/x:1\\s+\\S+\\s+${e.img.manifest.digest}`));
 
