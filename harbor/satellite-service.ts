@@ -1,3 +1,4 @@
+import { AppliedStore } from '../core/store/applied-store.js';
 import { GroupStore } from '../core/store/group-store.js';
 import { SatelliteExistsError, SatelliteStore, type SatelliteRecord } from '../core/store/satellite-store.js';
 import { groupStateRepository, type HarborContext } from './context.js';
@@ -222,5 +223,6 @@ export class SatelliteService {
   async report(name: string, caller: string, report: StatusReport | HarborSatelliteHeartbeat): Promise<void> {
     if (caller !== name) throw new ApiError('FORBIDDEN', `this credential is satellite ${caller}'s, not ${name}'s`);
     await this.store.recordReport(name, report);
+    if (!('kind' in report)) await new AppliedStore(this.ctx.pool).record(name, report); // the dashboard's convergence history
   }
 }

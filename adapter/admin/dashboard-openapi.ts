@@ -41,7 +41,7 @@ export const dashboardSchemas = {
     },
   },
   FleetOverview: {
-    type: 'object', additionalProperties: false, required: ['generatedAt', 'silentAfterSeconds', 'totals', 'groups', 'convergence'],
+    type: 'object', additionalProperties: false, required: ['generatedAt', 'silentAfterSeconds', 'totals', 'groups', 'convergence', 'history'],
     properties: {
       generatedAt: time,
       silentAfterSeconds: { type: 'integer' },
@@ -50,6 +50,17 @@ export const dashboardSchemas = {
         properties: { groups: count, satellites: count, onLatest: count, behind: count, failing: count, silent: count },
       },
       groups: { type: 'array', items: ref('GroupOverview') },
+      history: {
+        type: 'object', additionalProperties: false, required: ['since', 'points'],
+        description: 'over the last 7 days: the share of (satellite, group) pairs on their group\'s latest version; it drops at each publish',
+        properties: {
+          since: time,
+          points: {
+            type: 'array', maxItems: 400,
+            items: { type: 'object', required: ['at', 'share'], additionalProperties: false, properties: { at: time, share: { type: 'number', minimum: 0, maximum: 1 } } },
+          },
+        },
+      },
       convergence: {
         type: 'object', additionalProperties: false, required: ['pairs', 'points'],
         description: 'after each group\'s latest publish: the share of (satellite, group) pairs running it, by seconds since that publish',

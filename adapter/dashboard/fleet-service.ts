@@ -1,6 +1,7 @@
 import { query } from '../../core/db/pool.js';
 import { DEFAULT_STATE_MAX_MB } from '../../core/state/format.js';
 import { diffVersions, publishedState, StateNotPublishedError, type VersionDiff } from '../../core/state/version-diff.js';
+import { AppliedStore } from '../../core/store/applied-store.js';
 import { GroupStore } from '../../core/store/group-store.js';
 import { groupStateRepository, type HarborContext } from '../../harbor/context.js';
 import { ApiError, badRequest, notFound } from '../../harbor/errors.js';
@@ -51,7 +52,16 @@ export interface FleetOverview {
    * seconds since that publish: when each satellite reported it applied the version.
    */
   convergence: { pairs: number; points: ConvergencePoint[] };
+  /**
+   * Over the last `HISTORY_DAYS`: the share of (satellite, group) pairs running their
+   * group's latest version at each moment; it drops at each publish and climbs as
+   * satellites apply it. Pairs are today's; at most HISTORY_POINTS points.
+   */
+  history: { since: string; points: { at: string; share: number }[] };
 }
+
+export const HISTORY_DAYS = 7;
+const HISTORY_POINTS = 300;
 
 export interface VersionView {
   version: number;
@@ -151,6 +161,7 @@ export class FleetService {
         } else row.pending++;
       }
     }
+    const history = await this.history(sats.rows.filter((s) => s.robot_id !== null), versions.rows.filter((v) => rows.has(v.group_name)), now);
     reachedAfter.sort((a, b) => a - b);
     const points: ConvergencePoint[] = [{ seconds: 0, share: 0 }];
     reachedAfter.forEach((seconds, i) => {
@@ -168,7 +179,79 @@ export class FleetService {
       },
       groups: list,
       convergence: { pairs, points: pairs === 0 ? [] : points },
+      history,
     };
+  }
+
+  /** The share of pairs on their group's latest version over the last HISTORY_DAYS, from when each satellite applied each version. */
+  private async history(sats: SatelliteRow[], versions: VersionRow[], now: Date): Promise<FleetOverview['history']> {
+    const since = new Date(now.getTime() - HISTORY_DAYS * 86_400_000);
+    const groups = new Set(versions.map((v) => v.group_name));
+    // The pairs: index by "satellite group"; per group, its pairs.
+    const pairOf = new Map<string, number>();
+    const pairsOf = new Map<string, number[]>();
+    for (const s of sats) {
+      for (const g of s.groups ?? []) {
+        if (!groups.has(g)) continue;
+        const i = pairOf.size;
+        pairOf.set(`${s.name} ${g}`, i);
+        pairsOf.set(g, [...(pairsOf.get(g) ?? []), i]);
+      }
+    }
+    if (pairOf.size === 0) return { since: since.toISOString(), points: [] };
+    const applied = new Array<number>(pairOf.size).fill(0);
+    const latest = new Map<string, number>();
+    const onLatest = new Map<string, number>();
+    let counted = 0; // pairs whose group has a version
+    let on = 0;
+    const recount = (g: string) => {
+      const n = (pairsOf.get(g) ?? []).filter((i) => applied[i]! >= latest.get(g)!).length;
+      on += n - (onLatest.get(g) ?? 0);
+      onLatest.set(g, n);
+    };
+    const publish = (g: string, version: number) => {
+      if ((latest.get(g) ?? 0) >= version) return;
+      if (!latest.has(g)) counted += pairsOf.get(g)?.length ?? 0;
+      latest.set(g, version);
+      recount(g);
+    };
+    const apply = (satellite: string, g: string, version: number) => {
+      const i = pairOf.get(`${satellite} ${g}`);
+      if (i === undefined || applied[i]! >= version) return;
+      const was = latest.has(g) && applied[i]! >= latest.get(g)!;
+      applied[i] = version;
+      const is = latest.has(g) && version >= latest.get(g)!;
+      if (is && !was) {
+        on++;
+        onLatest.set(g, (onLatest.get(g) ?? 0) + 1);
+      }
+    };
+    const { before, after } = await new AppliedStore(this.ctx.pool).since(since);
+    for (const v of versions) if (v.published_at && v.published_at <= since) publish(v.group_name, v.version);
+    for (const a of before) apply(a.satellite, a.group, a.version);
+    type Event = { at: number; publish: boolean; group: string; version: number; satellite?: string };
+    const events: Event[] = [
+      ...versions.filter((v) => v.published_at && v.published_at > since && v.published_at <= now).map((v) => ({ at: v.published_at!.getTime(), publish: true, group: v.group_name, version: v.version })),
+      ...after.filter((a) => a.appliedAt <= now).map((a) => ({ at: a.appliedAt.getTime(), publish: false, group: a.group, version: a.version, satellite: a.satellite })),
+    ].sort((x, y) => x.at - y.at || Number(y.publish) - Number(x.publish));
+    // One point per bucket (its last state), so a busy week stays a few hundred points.
+    const bucket = (now.getTime() - since.getTime()) / HISTORY_POINTS;
+    const points: { at: string; share: number }[] = [];
+    const point = (at: number) => {
+      if (counted === 0) return;
+      const p = { at: new Date(at).toISOString(), share: on / counted };
+      const last = points[points.length - 1];
+      if (last && Math.floor((Date.parse(last.at) - since.getTime()) / bucket) === Math.floor((at - since.getTime()) / bucket) && points.length > 1) points[points.length - 1] = p;
+      else points.push(p);
+    };
+    point(since.getTime());
+    for (const e of events) {
+      if (e.publish) publish(e.group, e.version);
+      else apply(e.satellite!, e.group, e.version);
+      point(e.at);
+    }
+    point(now.getTime());
+    return { since: since.toISOString(), points };
   }
 
   private async requireGroup(group: string): Promise<void> {

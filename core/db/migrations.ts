@@ -449,4 +449,21 @@ export const MIGRATIONS: readonly Migration[] = [
       INSERT INTO deployment (id) VALUES (substr(replace(gen_random_uuid()::text, '-', ''), 1, 16));
     `,
   },
+  {
+    version: 70,
+    name: 'when each satellite applied each version of its groups (the dashboard\'s convergence over time)',
+    sql: `
+      -- A report says only what a satellite runs now; the dashboard's chart of convergence
+      -- after each publish needs when it reached each version. One row per satellite, group
+      -- and version, the first report of it; the newest 50 versions per satellite and group.
+      CREATE TABLE satellite_applied (
+        satellite   text NOT NULL REFERENCES satellites(name) ON DELETE CASCADE,
+        group_name  text NOT NULL,
+        version     integer NOT NULL,
+        applied_at  timestamptz NOT NULL,
+        PRIMARY KEY (satellite, group_name, version)
+      );
+      CREATE INDEX satellite_applied_at ON satellite_applied (applied_at);
+    `,
+  },
 ];

@@ -90,6 +90,24 @@ describe('the admin API for the dashboard: fleet overview, versions, diff, repor
     expect((await h.api('/api/v1/fleet', { auth: null })).status).to.equal(401);
   });
 
+  it('when satellites apply version after version, then the overview\'s history is the share on the latest version over time: down at each publish, up at each apply', async () => {
+    const t = Date.now();
+    const at = (hours: number) => new Date(t + hours * 3_600_000).toISOString();
+    await publishRow('edge-eu', 1, 'a', at(-6));
+    await publishRow('edge-eu', 2, 'b', at(-3));
+    const a = (await enrol('store-a', ['edge-eu']))!;
+    const b = (await enrol('store-b', ['edge-eu']))!;
+    // Reports arrive as the agents sync: v1 first (A, then B), then A's v2.
+    expect((await report(a, 'store-a', [applied('edge-eu', 1, 'a', at(-5))])).status).to.equal(204);
+    expect((await report(b, 'store-b', [applied('edge-eu', 1, 'a', at(-4))])).status).to.equal(204);
+    expect((await report(b, 'store-b', [applied('edge-eu', 1, 'a', at(-2.5))])).status, 'the same version again keeps its first time').to.equal(204);
+    expect((await report(a, 'store-a', [applied('edge-eu', 2, 'b', at(-2))])).status).to.equal(204);
+    const { history } = (await h.api('/api/v1/fleet')).body as { history: { since: string; points: { at: string; share: number }[] } };
+    expect(Date.parse(history.since)).to.be.closeTo(t - 7 * 86_400_000, 60_000);
+    expect(history.points.map((p) => p.share)).to.deep.equal([0, 0.5, 1, 0, 0.5, 0.5]);
+    expect(history.points.slice(0, 5).map((p) => p.at)).to.deep.equal([at(-6), at(-5), at(-4), at(-3), at(-2)]);
+  });
+
   it('when a group has published versions, then they are listed newest first with time and images, and the diff between two is what `satellite state diff` prints', async () => {
     const { builder } = testBuilder(workerConfig({ STATE_REGISTRY: shared.registry.url, COSIGN_KEY: shared.keys.keyPath }), h.db.pool, shared.keys);
     const [x, y, z] = [image(), image(), image()];

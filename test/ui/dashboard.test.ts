@@ -139,7 +139,8 @@ describe('the dashboard in a browser: log in, groups, versions, satellites, diff
     // It converges: one of one on the latest version, and the chart shows it.
     await until('store-1 on the latest version', async () => ((await row.locator('td').nth(4).textContent()) === '1' ? true : undefined), 15_000);
     await page.getByText(/100 % of 1 satellite-group pairs run their group's latest version/).waitFor();
-    expect(await page.locator('.chart canvas').count(), 'the chart drawn by uPlot').to.be.greaterThan(0);
+    await page.getByText(/100 % on the latest version now/).waitFor();
+    expect(await page.locator('.chart canvas').count(), 'both charts drawn by uPlot').to.equal(2);
     await accessible(page, 'the fleet overview');
     await shot(page, 'fleet');
 

@@ -24,6 +24,7 @@ interface FleetOverview {
   totals: { groups: number; satellites: number; onLatest: number; behind: number; failing: number; silent: number };
   groups: GroupOverview[];
   convergence: { pairs: number; points: { seconds: number; share: number }[] };
+  history: { since: string; points: { at: string; share: number }[] };
 }
 interface Execution { id: number; status: string; trigger: string; startTime: string | null; endTime: string | null; total: number; succeed: number; failed: number }
 interface Group {
@@ -189,6 +190,31 @@ function convergenceChart(el: HTMLElement, c: FleetOverview['convergence']): Nod
   });
   return [summary, holder];
 }
+let historyChart: { destroy(): void } | undefined;
+function historyView(el: HTMLElement, hist: FleetOverview['history']): Node[] {
+  historyChart?.destroy();
+  historyChart = undefined;
+  if (hist.points.length === 0) return [h('p', { class: 'muted' }, 'No satellite has applied a version in the last 7 days.')];
+  const now = hist.points[hist.points.length - 1]!;
+  const low = Math.min(...hist.points.map((p) => p.share));
+  const summary = h('p', { id: 'history-summary' },
+    `Since ${new Date(hist.since).toLocaleString()}: ${Math.round(now.share * 100)} % on the latest version now, at least ${Math.round(low * 100)} % at any time (it drops at each publish).`);
+  const holder = h('div', { class: 'chart', role: 'img', 'aria-label': `History chart: ${summary.textContent ?? ''}` });
+  const xs = hist.points.map((p) => Date.parse(p.at) / 1000);
+  const ys = hist.points.map((p) => Math.round(p.share * 1000) / 10);
+  queueMicrotask(() => {
+    if (typeof uPlot !== 'function') return;
+    historyChart = new uPlot({
+      width: Math.min(900, el.clientWidth || 800), height: 220,
+      scales: { y: { range: [0, 100] } },
+      legend: { show: false },
+      axes: [{}, { label: '% on latest' }],
+      series: [{}, { label: 'on latest (%)', stroke: '#116329', width: 2, fill: 'rgba(17,99,41,0.10)', paths: uPlotStepped() }],
+    }, [xs, ys], holder);
+  });
+  return [summary, holder];
+}
+
 function uPlotStepped(): unknown {
   const paths = (uPlot as unknown as { paths?: { stepped?: (o: { align: number }) => unknown } }).paths;
   return paths?.stepped?.({ align: 1 });
@@ -198,6 +224,7 @@ function fleetView(): void {
   const totals = h('ul', { class: 'cards', 'aria-label': 'Fleet totals' });
   const groupsTable = h('div');
   const chartBox = h('div');
+  const historyBox = h('div');
   const createMsg = h('div', { 'aria-live': 'polite' });
   const satMsg = h('div', { 'aria-live': 'polite' });
   const satGroups = h('select', { id: 'satellite-groups', name: 'groups', multiple: true, required: true, size: 3 });
@@ -243,6 +270,7 @@ function fleetView(): void {
     h('h1', {}, 'Fleet'), totals,
     h('h2', {}, 'Groups'), groupsTable,
     h('h2', {}, 'Convergence after the latest publish'), chartBox,
+    h('h2', {}, 'On the latest version, the last 7 days'), historyBox,
     h('h2', {}, 'New group'), groupForm, createMsg,
     h('h2', {}, 'New satellite'), satForm, satMsg);
   const refresh = async () => {
@@ -263,6 +291,8 @@ function fleetView(): void {
         ]), [3, 4, 5, 6, 7, 8, 9]),
     ]);
     update(chartBox, JSON.stringify(shown.convergence), () => convergenceChart(chartBox, o.convergence));
+    // The last point is "now", which moves every refresh: redrawn when a share changes.
+    update(historyBox, JSON.stringify(o.history.points.map((p) => p.share)), () => historyView(historyBox, o.history));
     const names = o.groups.map((g) => g.name);
     if (satGroups.dataset.key !== names.join(',')) {
       const chosen = new Set([...satGroups.selectedOptions].map((x) => x.value));
