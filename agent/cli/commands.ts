@@ -1,3 +1,6 @@
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { isDigest } from '../../core/oci/digest.js';
 import { AgentStateFiles } from '../store/state-files.js';
@@ -18,8 +21,10 @@ commands:
   pin <group> <version|digest> apply an earlier signed state of a group and hold it
   unpin <group>                follow the group's latest state again
   register --url <service> --token <token> [--out agent.yaml] [--store D] [--listen H:P]
-                               [--platform os/arch]...   trade a one-time token for this
-                               device's credential and write its configuration
+                               [--platform os/arch]... [--ca-file PEM]   trade a one-time token
+                               for this device's credential and write its configuration
+                               (--ca-file: CAs trusted besides the system's, for the
+                               registration and, as caFile, for everything after)
 
 options:
   --config <file>              the YAML configuration (or SATELLITE_AGENT_CONFIG; default
@@ -50,6 +55,7 @@ export async function agentCli(argv: string[]): Promise<number> {
         store: { type: 'string' },
         listen: { type: 'string' },
         platform: { type: 'string', multiple: true, default: [] },
+        'ca-file': { type: 'string' },
         version: { type: 'boolean', default: false },
       },
     });
@@ -187,13 +193,25 @@ async function pin(config: AgentConfig, command: 'pin' | 'unpin', rest: string[]
   }
 }
 
-async function doRegister(values: { url?: string; token?: string; out?: string; store?: string; listen?: string; platform?: string[] }): Promise<number> {
+async function doRegister(values: { url?: string; token?: string; out?: string; store?: string; listen?: string; platform?: string[]; 'ca-file'?: string }): Promise<number> {
   if (!values.url || !values.token) {
     err('usage: satellite agent register --url <service> --token <token> [--out agent.yaml]');
     return 2;
   }
-  const r = await register(values.url, values.token);
-  await writeConfig(values.out!, configFromRegistration(r, { store: values.store, listen: values.listen, platforms: values.platform }));
+  let ca: { path: string; pem: string } | undefined;
+  if (values['ca-file'] !== undefined) {
+    const path = resolve(values['ca-file']);
+    try {
+      const pem = readFileSync(path, 'utf8');
+      new X509Certificate(pem); // the first certificate of the bundle parses
+      ca = { path, pem };
+    } catch (e) {
+      err(`satellite agent register: --ca-file ${values['ca-file']} is not a readable PEM certificate bundle: ${(e as Error).message}`);
+      return 2;
+    }
+  }
+  const r = await register(values.url, values.token, ca?.pem);
+  await writeConfig(values.out!, configFromRegistration(r, { store: values.store, listen: values.listen, platforms: values.platform, caFile: ca?.path }));
   out(`registered as ${r.name}: groups ${r.groups.map((g) => g.name).join(', ')}; configuration written to ${values.out}`);
   return 0;
 }

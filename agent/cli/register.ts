@@ -1,5 +1,6 @@
 import { stringify } from 'yaml';
 import { readCapped, SMALL_BODY_LIMIT } from '../../core/http/bounded-body.js';
+import { fetchTrusting } from '../../core/http/trust.js';
 import { writeAtomic } from '../store/state-files.js';
 import type { Registration } from '../../core/satellite-protocol.js';
 
@@ -17,13 +18,15 @@ export class RegistrationError extends Error {
 /** A registration answer: a credential, a key and the satellite's groups (~100 bytes each). */
 const ANSWER_LIMIT = 1024 * 1024;
 
-export async function register(serviceUrl: string, token: string): Promise<Registration> {
+export async function register(serviceUrl: string, token: string, /** PEM CAs trusted besides the system's. */ ca?: string): Promise<Registration> {
   const url = `${serviceUrl.replace(/\/+$/, '')}/api/v1/satellites/register`;
   let res: Response;
   try {
-    res = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ token }), signal: AbortSignal.timeout(30_000) });
+    res = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ token }), signal: AbortSignal.timeout(30_000), ...fetchTrusting(ca) });
   } catch (err) {
-    throw new RegistrationError(`cannot reach ${url}: ${(err as Error).message}`);
+    // fetch says only "fetch failed"; the reason (refused, a certificate not trusted) is its cause.
+    const cause = (err as Error).cause as Error | undefined;
+    throw new RegistrationError(`cannot reach ${url}: ${(err as Error).message}${cause?.message ? `: ${cause.message}` : ''}`);
   }
   let text: string;
   try {
@@ -51,11 +54,12 @@ export async function register(serviceUrl: string, token: string): Promise<Regis
 }
 
 /** The agent configuration a registration gives, with the device's own settings. */
-export function configFromRegistration(r: Registration, local: { store?: string; listen?: string; platforms?: string[] }): string {
+export function configFromRegistration(r: Registration, local: { store?: string; listen?: string; platforms?: string[]; caFile?: string }): string {
   const doc: Record<string, unknown> = {
     registry: r.registry,
     username: r.username,
     password: r.password,
+    ...(local.caFile ? { caFile: local.caFile } : {}),
     groups: r.groups.map((g) => ({ name: g.name, state: g.state, publicKey: r.publicKey })),
     ...(r.statusUrl ? { report: { url: r.statusUrl } } : {}),
     ...(local.platforms?.length ? { platforms: local.platforms } : {}),

@@ -6,7 +6,9 @@ import { harborContext, type HarborContext } from '../../harbor/context.js';
 import { startEndpoint, type RunningEndpoint } from '../../adapter/server.js';
 import { startHarborDouble, type HarborDouble } from '../../harbor-dev/harbor-double.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
-import { PASSWORD, USERNAME } from './endpoint.js';
+import type { Dispatcher } from 'undici';
+import type { TlsFiles } from '../../adapter/tls.js';
+import { PASSWORD, USERNAME, viaDispatcher } from './endpoint.js';
 import { freePort } from './process.js';
 
 export const UPSTREAM = join(process.cwd(), '..', 'shared', 'harbor', 'swagger-v2.15.2.yaml');
@@ -28,11 +30,11 @@ export interface AdminHarness {
   close(): Promise<void>;
 }
 
-export async function startAdminHarness(env: Record<string, string> = {}, opts: { admin?: boolean; throttleRedis?: { redis: import('ioredis').Redis; prefix: string }; dashboard?: { sessionSeconds?: number; pollSeconds?: number } } = {}): Promise<AdminHarness> {
+export async function startAdminHarness(env: Record<string, string> = {}, opts: { admin?: boolean; throttleRedis?: { redis: import('ioredis').Redis; prefix: string }; dashboard?: { sessionSeconds?: number; pollSeconds?: number }; tls?: { files: TlsFiles; dispatcher: Dispatcher } } = {}): Promise<AdminHarness> {
   const db = await createTestDatabase();
   const harbor = await startHarborDouble(UPSTREAM, HARBOR_ADMIN);
   const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const config = loadConfig({
     DATABASE_URL: db.url, HARBOR_URL: harbor.url, HARBOR_USERNAME: HARBOR_ADMIN.username, HARBOR_PASSWORD: HARBOR_ADMIN.password,
     ENDPOINT_URL: url, ENDPOINT_USERNAME: USERNAME, ENDPOINT_PASSWORD: PASSWORD, IMAGE_REGISTRY: 'https://harbor.example.com',
@@ -49,7 +51,7 @@ export async function startAdminHarness(env: Record<string, string> = {}, opts: 
   });
   const endpoint = await startEndpoint({
     databaseUrl: db.url, pool: db.pool, host: '127.0.0.1', port, username: USERNAME, password: PASSWORD, authFailureLimit: 1000,
-    authUsernameFailureLimit: 1000, imageRegistry: config.imageRegistry, log, apiRouter, trustProxy: config.trustProxy,
+    authUsernameFailureLimit: 1000, imageRegistry: config.imageRegistry, log, apiRouter, trustProxy: config.trustProxy, ...(opts.tls ? { tls: opts.tls.files } : {}),
   });
   return {
     db, harbor, endpoint, config, ctx, url,
@@ -59,6 +61,7 @@ export async function startAdminHarness(env: Record<string, string> = {}, opts: 
         method: init.method ?? 'GET',
         headers: { ...(auth ? { Authorization: auth } : {}), ...(init.body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...(init.headers ?? {}) },
         body: init.body === undefined ? undefined : typeof init.body === 'string' ? init.body : JSON.stringify(init.body),
+        ...viaDispatcher(opts.tls?.dispatcher),
       });
       const text = await res.text();
       let body: unknown = text;
