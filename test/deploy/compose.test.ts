@@ -102,6 +102,10 @@ describe('deploy/compose/compose.yaml, next to Harbor installed with its install
     }
   });
 
+  it('when read, then no container sets QUEUE_PREFIX, so two deployments given the same Redis keep their queues apart', () => {
+    for (const [name, s] of ours(doc)) expect(environmentOf(s), name).not.to.have.property('QUEUE_PREFIX');
+  });
+
   it('when read, then no secret is written in it: each is a variable compose refuses to start without, or a secret file', () => {
     const raw = parse(text, { merge: true }) as ComposeFile;
     for (const [name, s] of Object.entries(raw.services)) {
