@@ -14,8 +14,9 @@
 # endpoint must get the very manifest that registry holds. Pushing a docker-archive straight
 # to the endpoint records a manifest skopeo made up on the way, which no registry holds.
 #
-# Reads what `make run` uses: PORT, ENDPOINT_USERNAME, ENDPOINT_PASSWORD (else
-# .dev/endpoint-password), STATE_REGISTRY, IMAGE_REGISTRY, COSIGN_PUBLIC_KEY (else
+# Reads what `make run` uses: PORT, ENDPOINT_USERNAME, ENDPOINT_PASSWORD or
+# ENDPOINT_PASSWORD_FILE (else .dev/endpoint-password), STATE_REGISTRY (else the local
+# registry on LOCAL_REGISTRY_PORT), IMAGE_REGISTRY, COSIGN_PUBLIC_KEY (else
 # .dev/cosign.pub), DATABASE_URL. AGENT_LISTEN is where the agent will serve
 # (127.0.0.1:8585); DEV_DIR where this writes the agent's configuration and store (.dev).
 set -euo pipefail
@@ -35,9 +36,9 @@ tag=${rest##*:}
 dev=${DEV_DIR:-.dev}
 mkdir -p "$dev"
 endpoint=127.0.0.1:${PORT:-8080}
-password=${ENDPOINT_PASSWORD:-$(cat .dev/endpoint-password 2>/dev/null || true)}
-[ -n "$password" ] || { echo "try-it: ENDPOINT_PASSWORD is not set and .dev/endpoint-password is missing: start \`make run\` first" >&2; exit 2; }
-state_registry=${STATE_REGISTRY:-http://127.0.0.1:5000}
+password=${ENDPOINT_PASSWORD:-$(cat "${ENDPOINT_PASSWORD_FILE:-.dev/endpoint-password}" 2>/dev/null || true)}
+[ -n "$password" ] || { echo "try-it: ENDPOINT_PASSWORD is not set and ${ENDPOINT_PASSWORD_FILE:-.dev/endpoint-password} is missing: start \`make run\` first" >&2; exit 2; }
+state_registry=${STATE_REGISTRY:-http://127.0.0.1:${LOCAL_REGISTRY_PORT:-5000}}
 image_registry=${IMAGE_REGISTRY:-$state_registry}
 public_key=${COSIGN_PUBLIC_KEY:-.dev/cosign.pub}
 [ -f "$public_key" ] || { echo "try-it: no public key at $public_key: set COSIGN_PUBLIC_KEY, or start \`make run\` first" >&2; exit 2; }

@@ -70,9 +70,12 @@ describe('trying it without Harbor: an image through the endpoint to an edge age
     const tar = await dockerArchive('my-image');
     const dev = join(work, 'dev');
     const listen = `127.0.0.1:${await freePort()}`;
+    // The endpoint's secret as a file, as a deployment with ENDPOINT_PASSWORD_FILE has it.
+    const passwordFile = join(work, 'endpoint-password');
+    await writeFile(passwordFile, `${ENDPOINT_PASSWORD}\n`, { mode: 0o600 });
     const script = await exec('bash', ['harbor-dev/try-it.sh', `docker-archive:${tar}`, 'edge-eu/library/my-image:1.0'], {
       env: {
-        ...process.env, PORT: String(port), ENDPOINT_PASSWORD, STATE_REGISTRY: shared.registry.url, DATABASE_URL: db.url,
+        ...process.env, PORT: String(port), ENDPOINT_PASSWORD: '', ENDPOINT_PASSWORD_FILE: passwordFile, STATE_REGISTRY: shared.registry.url, DATABASE_URL: db.url,
         COSIGN_PUBLIC_KEY: shared.keys.pubPath, COSIGN_KEY: '', COSIGN_PASSWORD: '', DEV_DIR: dev, AGENT_LISTEN: listen,
       },
       maxBuffer: 16 * 1024 * 1024,

@@ -4,6 +4,7 @@ import { parse } from 'yaml';
 import {
   composeSchemaProblems, environmentOf, interpolatedVariables, interpolate, loadCompose, InterpolationError, type ComposeFile, type ComposeService,
 } from '../support/compose.js';
+import { SECRET_VARIABLES } from '../../core/config.js';
 import { configVariables, isLoopback, listeningPorts, processProblems, secretPlaceholder, type ServiceCommand } from '../support/deploy-config.js';
 
 const COMPOSE = 'deploy/compose/compose.yaml';
@@ -77,21 +78,32 @@ describe('deploy/compose/compose.yaml, next to Harbor installed with its install
       const command = commandOf(s) as ServiceCommand;
       expect(['migrate', 'adapter', 'worker', 'serve'], name).to.include(command);
       const e = environmentOf(s);
-      expect(processProblems(command, e), name).to.deep.equal([]);
+      // A secret's file is a compose secret the service mounts: read as a placeholder.
+      const secretFiles = new Map(SECRET_VARIABLES.filter((v) => e[`${v}_FILE`]).map((v) => [e[`${v}_FILE`]!, v]));
+      const readSecretFile = (path: string) => {
+        const variable = secretFiles.get(path);
+        if (!variable) throw Object.assign(new Error(`no such file: ${path}`), { code: 'ENOENT' });
+        return secretPlaceholder(variable);
+      };
+      expect(processProblems(command, e, { readSecretFile }), name).to.deep.equal([]);
       // A published port is one the process listens on beyond loopback.
       for (const p of s.ports ?? []) {
         const target = typeof p === 'object' ? p.target : Number(String(p).split(':').pop());
-        expect(listeningPorts(command, e).some((l) => l.port === target && !isLoopback(l.host)), `${name}: port ${target}`).to.equal(true);
+        expect(listeningPorts(command, e, { readSecretFile }).some((l) => l.port === target && !isLoopback(l.host)), `${name}: port ${target}`).to.equal(true);
       }
       // A file the configuration names is a secret the service mounts (/run/secrets/<name>).
       const mounted = (s.secrets ?? []).map((x) => (typeof x === 'string' ? x : x.source));
-      for (const variable of ['COSIGN_KEY', 'COSIGN_PUBLIC_KEY']) {
+      for (const variable of ['COSIGN_KEY', 'COSIGN_PUBLIC_KEY', ...SECRET_VARIABLES.map((v) => `${v}_FILE`)]) {
         if (!e[variable]) continue;
         const secret = /^\/run\/secrets\/([^/]+)$/.exec(e[variable]!)?.[1];
         expect(mounted, `${name}: ${variable}=${e[variable]}`).to.include(secret);
         expect(doc.secrets?.[secret!]?.file, `${name}: secret ${secret}`).to.be.a('string');
       }
     }
+  });
+
+  it('when read, then no container sets QUEUE_PREFIX, so two deployments given the same Redis keep their queues apart', () => {
+    for (const [name, s] of ours(doc)) expect(environmentOf(s), name).not.to.have.property('QUEUE_PREFIX');
   });
 
   it('when read, then no secret is written in it: each is a variable compose refuses to start without, or a secret file', () => {
@@ -107,7 +119,7 @@ describe('deploy/compose/compose.yaml, next to Harbor installed with its install
         if (secret !== undefined) expect(secret, `${name}: ${variable}`).to.match(/^\$\{[A-Z_]+(?::\?[^}]*|:-)?\}$/);
       }
     }
-    for (const variable of ['ENDPOINT_PASSWORD', 'COSIGN_PASSWORD', 'STATE_REGISTRY_PASSWORD', 'POSTGRES_PASSWORD']) {
+    for (const variable of ['ENDPOINT_PASSWORD', 'STATE_REGISTRY_PASSWORD', 'POSTGRES_PASSWORD']) {
       const without = { ...env };
       delete without[variable];
       expect(() => loadCompose(COMPOSE, without), variable).to.throw(InterpolationError, variable);

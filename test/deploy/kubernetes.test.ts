@@ -223,6 +223,12 @@ describe('deploy/kubernetes, every overlay rendered as kubectl apply -k would', 
     }
   });
 
+  it('when each is rendered, then no container sets QUEUE_PREFIX, so two deployments given the same Redis keep their queues apart', () => {
+    for (const r of renders) {
+      for (const c of containersOf(r.objects)) expect(c.env, `${r.name}: ${c.where}`).not.to.have.property('QUEUE_PREFIX');
+    }
+  });
+
   it('when each is rendered, then no Secret is in it and every secret variable comes from a Secret by name', () => {
     for (const r of renders) {
       expect(r.objects.filter((o) => o.kind === 'Secret').map((o) => o.metadata.name), r.name).to.deep.equal([]);

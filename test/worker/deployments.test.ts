@@ -79,9 +79,9 @@ describe('two deployments on one Redis, with the default settings', function () 
     const [a, b] = deployments;
     const job = await a!.worker.queue.add('build', { group: 'edge-0', deployment: b!.id }, { attempts: 5, backoff: { type: 'fixed', delay: 10 } });
     const failed = await until('the foreign job failed', async () => {
-      // Read again once failed: a job read just before it failed has no failedReason yet.
-      const j = await a!.worker.queue.getJob(job.id!);
-      return j && (await j.isFailed()) ? a!.worker.queue.getJob(job.id!) : undefined;
+      // Read after it failed: the reason is written in the same step as the move to failed.
+      const j = (await a!.worker.queue.getJobState(job.id!)) === 'failed' ? await a!.worker.queue.getJob(job.id!) : undefined;
+      return j ?? undefined;
     });
     expect(failed.attemptsStarted, 'run once, not retried').to.equal(1);
     expect(failed.failedReason).to.equal(`job of deployment ${b!.id} refused by deployment ${a!.id}: two deployments share this Redis and QUEUE_PREFIX`);
