@@ -183,74 +183,60 @@ export class FleetService {
     };
   }
 
-  /** The share of pairs on their group's latest version over the last HISTORY_DAYS, from when each satellite applied each version. */
+  /**
+   * The share of (satellite, group) pairs on their group's latest version since HISTORY_DAYS
+   * ago, at the end of each of HISTORY_POINTS buckets (a point where it changed, and now).
+   * The database adds up when each pair reached and left the latest version per bucket
+   * (AppliedStore.onLatestDeltas), so a week of a large fleet is a few hundred rows here.
+   */
   private async history(sats: SatelliteRow[], versions: VersionRow[], now: Date): Promise<FleetOverview['history']> {
+    // The overview is asked every few seconds by every open page: the history is made again
+    // only when what it is made of changed (a version applied or published, a satellite's
+    // groups) or a bucket of time went by. The key is read from the database, so each
+    // replica's copy is exact.
+    const { rows } = await query<{ n: number; last: Date | null }>(this.ctx.pool, 'SELECT count(*)::int AS n, max(applied_at) AS last FROM satellite_applied');
+    const key = [rows[0]?.n, rows[0]?.last?.getTime(), versions.length, Math.max(0, ...versions.map((v) => v.published_at?.getTime() ?? 0)),
+      sats.map((s) => `${s.name}:${(s.groups ?? []).join(',')}`).join(' ')].join('|');
+    const bucketMs = (HISTORY_DAYS * 86_400_000) / HISTORY_POINTS;
+    const cached = this.historyCache;
+    if (cached && cached.key === key && now.getTime() - cached.at < bucketMs && cached.value.points.length > 0) {
+      const points = cached.value.points;
+      return { since: cached.value.since, points: [...points.slice(0, -1), { at: now.toISOString(), share: points[points.length - 1]!.share }] };
+    }
+    const value = await this.computeHistory(sats, versions, now);
+    this.historyCache = { key, at: now.getTime(), value };
+    return value;
+  }
+
+  private historyCache: { key: string; at: number; value: FleetOverview['history'] } | undefined;
+
+  private async computeHistory(sats: SatelliteRow[], versions: VersionRow[], now: Date): Promise<FleetOverview['history']> {
     const since = new Date(now.getTime() - HISTORY_DAYS * 86_400_000);
-    const groups = new Set(versions.map((v) => v.group_name));
-    // The pairs: index by "satellite group"; per group, its pairs.
-    const pairOf = new Map<string, number>();
-    const pairsOf = new Map<string, number[]>();
-    for (const s of sats) {
-      for (const g of s.groups ?? []) {
-        if (!groups.has(g)) continue;
-        const i = pairOf.size;
-        pairOf.set(`${s.name} ${g}`, i);
-        pairsOf.set(g, [...(pairsOf.get(g) ?? []), i]);
-      }
+    const bucketMs = (now.getTime() - since.getTime()) / HISTORY_POINTS;
+    const bucketOf = (t: number) => Math.max(-1, Math.floor((t - since.getTime()) / bucketMs));
+    // Pairs are counted from their group's first publish: before it there is no latest version.
+    const pairs = new Map<string, number>();
+    for (const s of sats) for (const g of s.groups ?? []) pairs.set(g, (pairs.get(g) ?? 0) + 1);
+    const first = new Map<string, number>();
+    for (const v of versions) {
+      const t = v.published_at?.getTime();
+      if (t !== undefined && t <= now.getTime() && t < (first.get(v.group_name) ?? Infinity)) first.set(v.group_name, t);
     }
-    if (pairOf.size === 0) return { since: since.toISOString(), points: [] };
-    const applied = new Array<number>(pairOf.size).fill(0);
-    const latest = new Map<string, number>();
-    const onLatest = new Map<string, number>();
-    let counted = 0; // pairs whose group has a version
-    let on = 0;
-    const recount = (g: string) => {
-      const n = (pairsOf.get(g) ?? []).filter((i) => applied[i]! >= latest.get(g)!).length;
-      on += n - (onLatest.get(g) ?? 0);
-      onLatest.set(g, n);
-    };
-    const publish = (g: string, version: number) => {
-      if ((latest.get(g) ?? 0) >= version) return;
-      if (!latest.has(g)) counted += pairsOf.get(g)?.length ?? 0;
-      latest.set(g, version);
-      recount(g);
-    };
-    const apply = (satellite: string, g: string, version: number) => {
-      const i = pairOf.get(`${satellite} ${g}`);
-      if (i === undefined || applied[i]! >= version) return;
-      const was = latest.has(g) && applied[i]! >= latest.get(g)!;
-      applied[i] = version;
-      const is = latest.has(g) && version >= latest.get(g)!;
-      if (is && !was) {
-        on++;
-        onLatest.set(g, (onLatest.get(g) ?? 0) + 1);
-      }
-    };
-    const { before, after } = await new AppliedStore(this.ctx.pool).since(since);
-    for (const v of versions) if (v.published_at && v.published_at <= since) publish(v.group_name, v.version);
-    for (const a of before) apply(a.satellite, a.group, a.version);
-    type Event = { at: number; publish: boolean; group: string; version: number; satellite?: string };
-    const events: Event[] = [
-      ...versions.filter((v) => v.published_at && v.published_at > since && v.published_at <= now).map((v) => ({ at: v.published_at!.getTime(), publish: true, group: v.group_name, version: v.version })),
-      ...after.filter((a) => a.appliedAt <= now).map((a) => ({ at: a.appliedAt.getTime(), publish: false, group: a.group, version: a.version, satellite: a.satellite })),
-    ].sort((x, y) => x.at - y.at || Number(y.publish) - Number(x.publish));
-    // One point per bucket (its last state), so a busy week stays a few hundred points.
-    const bucket = (now.getTime() - since.getTime()) / HISTORY_POINTS;
+    const counted = new Map<number, number>();
+    for (const [g, t] of first) counted.set(bucketOf(t), (counted.get(bucketOf(t)) ?? 0) + (pairs.get(g) ?? 0));
+    const on = await new AppliedStore(this.ctx.pool).onLatestDeltas(since, bucketMs, now);
     const points: { at: string; share: number }[] = [];
-    const point = (at: number) => {
-      if (counted === 0) return;
-      const p = { at: new Date(at).toISOString(), share: on / counted };
-      const last = points[points.length - 1];
-      if (last && Math.floor((Date.parse(last.at) - since.getTime()) / bucket) === Math.floor((at - since.getTime()) / bucket) && points.length > 1) points[points.length - 1] = p;
-      else points.push(p);
-    };
-    point(since.getTime());
-    for (const e of events) {
-      if (e.publish) publish(e.group, e.version);
-      else apply(e.satellite!, e.group, e.version);
-      point(e.at);
+    let c = 0;
+    let n = 0;
+    for (let b = -1; b < HISTORY_POINTS; b++) {
+      c += counted.get(b) ?? 0;
+      n += on.get(b) ?? 0;
+      const share = c === 0 ? undefined : n / c;
+      const at = Math.min(now.getTime(), since.getTime() + (b + 1) * bucketMs);
+      if (share !== undefined && (points.length === 0 || points[points.length - 1]!.share !== share)) points.push({ at: new Date(at).toISOString(), share });
     }
-    point(now.getTime());
+    const last = points[points.length - 1];
+    if (last && last.at !== now.toISOString()) points.push({ at: now.toISOString(), share: last.share });
     return { since: since.toISOString(), points };
   }
 

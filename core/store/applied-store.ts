@@ -7,13 +7,6 @@ import type { StatusReport } from '../satellite-protocol.js';
 /** Versions kept per satellite and group. */
 export const APPLIED_KEPT = 50;
 
-export interface AppliedEvent {
-  satellite: string;
-  group: string;
-  version: number;
-  appliedAt: Date;
-}
-
 export class AppliedStore {
   constructor(private readonly pool: Pool) {}
 
@@ -44,16 +37,38 @@ export class AppliedStore {
       [satellite, groups.map((g) => g.name), groups.map((g) => g.version), groups.map((g) => g.digest), groups.map((g) => g.appliedAt ?? null), APPLIED_KEPT]);
   }
 
-  /** Every version applied since `since`, and for each satellite and group the newest applied before it. */
-  async since(since: Date): Promise<{ before: AppliedEvent[]; after: AppliedEvent[] }> {
-    type Row = { satellite: string; group_name: string; version: number; applied_at: Date };
-    const map = (r: Row): AppliedEvent => ({ satellite: r.satellite, group: r.group_name, version: r.version, appliedAt: r.applied_at });
-    const [before, after] = await Promise.all([
-      query<Row>(this.pool,
-        `SELECT DISTINCT ON (satellite, group_name) satellite, group_name, version, applied_at FROM satellite_applied
-          WHERE applied_at <= $1 ORDER BY satellite, group_name, version DESC`, [since]),
-      query<Row>(this.pool, 'SELECT satellite, group_name, version, applied_at FROM satellite_applied WHERE applied_at > $1 ORDER BY applied_at', [since]),
-    ]);
-    return { before: before.rows.map(map), after: after.rows.map(map) };
+  /**
+   * How many (satellite, group) pairs (registered, not revoked, of a live group) started
+   * or stopped running their group's latest version, per bucket of `bucketMs` from `since`
+   * (bucket -1: before `since`), up to `now`. A pair runs version v of a group from when it
+   * first reported v (or when v was published, if later) until the next version is
+   * published. Only buckets with a change are answered: a few hundred rows, however many
+   * reports (the sums are made here, in one pass over the week's rows).
+   */
+  async onLatestDeltas(since: Date, bucketMs: number, now: Date): Promise<Map<number, number>> {
+    const { rows } = await query<{ b: number; d: number }>(this.pool,
+      `WITH v AS (
+         SELECT * FROM (
+           SELECT group_name, version, published_at AS p,
+                  COALESCE(lead(published_at) OVER (PARTITION BY group_name ORDER BY version), 'infinity') AS n
+             FROM state_versions
+            WHERE status = 'published' AND published_at IS NOT NULL
+              AND group_name IN (SELECT group_name FROM group_policies WHERE deleted_at IS NULL)
+         ) x WHERE n > $1
+       ), on_latest AS (
+         SELECT greatest(v.p, a.applied_at) AS start, v.n AS stop
+           FROM satellite_applied a
+           JOIN v ON v.group_name = a.group_name AND v.version = a.version
+          WHERE greatest(v.p, a.applied_at) < v.n
+            AND (a.satellite, a.group_name) IN (
+                  SELECT sg.satellite, sg.group_name FROM satellite_groups sg JOIN satellites s ON s.name = sg.satellite
+                   WHERE s.robot_id IS NOT NULL AND s.revoked_at IS NULL)
+       ), edge AS (
+         SELECT start AS at, 1 AS d FROM on_latest
+         UNION ALL SELECT stop, -1 FROM on_latest WHERE stop <> 'infinity'
+       )
+       SELECT greatest(-1, floor(extract(epoch FROM at - $1::timestamptz) * 1000 / $2))::int AS b, sum(d)::int AS d
+         FROM edge WHERE at <= $3 GROUP BY 1`, [since, bucketMs, now]);
+    return new Map(rows.map((r) => [r.b, r.d]));
   }
 }

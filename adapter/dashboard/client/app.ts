@@ -439,12 +439,18 @@ function satelliteView(name: string): void {
   main.replaceChildren(h('h1', {}, `Satellite ${name}`), facts,
     h('h2', {}, 'What it reported'), report,
     h('h2', {}, 'Actions'), actions, groupsForm, actionsOut);
+  // The groups to choose from: asked again at most every 30 s.
+  let all: string[] = [];
+  let groupsLoaded = 0;
   const refresh = async () => {
-    const [s, r, fleet] = await Promise.all([
+    const [s, r] = await Promise.all([
       api<Satellite>(`/api/v1/satellites/${enc(name)}`),
       api<SatelliteReport>(`/api/v1/satellites/${enc(name)}/report`),
-      api<FleetOverview>('/api/v1/fleet'),
     ]);
+    if (Date.now() - groupsLoaded > 30_000) {
+      groupsLoaded = Date.now();
+      all = (await api<FleetOverview>('/api/v1/fleet')).groups.map((g) => g.name);
+    }
     const t = r.token;
     const tokenText = !t ? 'none issued' : t.status === 'unused' ? `unused, valid until ${t.expiresAt}` : t.status === 'used' ? `used ${t.usedAt ?? ''}` : `${t.status} (issued ${t.issuedAt})`;
     update(facts, JSON.stringify({ ...s, tokenText, lastSeen: s.lastSeen && ago(s.lastSeen), lastSynced: s.lastSynced && ago(s.lastSynced) }), () => [h('dl', { class: 'facts' },
@@ -468,7 +474,6 @@ function satelliteView(name: string): void {
         }), [3, 4, 5]),
     ...groups.flatMap((g) => (g.failures?.length ? [h('h3', {}, `Failed images of ${g.name}`),
       table('Images that could not be fetched, with the reason', ['Repository', 'Digest', 'Reason'], g.failures.map((f) => [text(f.repository), short(f.digest), text(f.reason)]))] : []))]);
-    const all = fleet.groups.map((g) => g.name);
     const key = `${all.join(',')}|${s.groups.join(',')}`;
     if (groupsBox.dataset.key !== key) {
       groupsBox.dataset.key = key;
