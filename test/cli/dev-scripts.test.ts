@@ -34,11 +34,15 @@ describe('harbor-dev/deps.sh and DATABASE_URL / REDIS_URL', function () {
 
   it('when REDIS_URL names a Redis on another port that has stopped, then deps.sh status says it is down, though one answers on 6379', async () => {
     const redis = await ownRedis();
-    const url = `redis://localhost:${redis.port}`;
-    const env = { DATABASE_URL: localhostDatabase(), REDIS_URL: url };
-    expect((await run(DEPS, ['status'], env)).out).to.include(`redis: up (localhost:${redis.port})`).and.include('postgres: up (localhost:');
-    await redis.stop();
-    expect((await run(DEPS, ['status'], env)).out).to.include(`redis: down (localhost:${redis.port})`);
+    try {
+      const url = `redis://localhost:${redis.port}`;
+      const env = { DATABASE_URL: localhostDatabase(), REDIS_URL: url };
+      expect((await run(DEPS, ['status'], env)).out).to.include(`redis: up (localhost:${redis.port})`).and.include('postgres: up (localhost:');
+      await redis.stop();
+      expect((await run(DEPS, ['status'], env)).out).to.include(`redis: down (localhost:${redis.port})`);
+    } finally {
+      await redis.stop();
+    }
   });
 
   it('when REDIS_URL names a free loopback port, then deps.sh up starts Redis there', async () => {
