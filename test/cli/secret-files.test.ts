@@ -85,7 +85,10 @@ describe('satellite serve with its secrets in files', function () {
     });
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    // A serve that wrongly starts is stopped here rather than left running after the test.
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
     const code = await new Promise((resolve) => child.on('exit', resolve));
+    clearTimeout(timer);
     expect(code).to.equal(78);
     expect(stderr).to.include('ENDPOINT_PASSWORD and ENDPOINT_PASSWORD_FILE are both set');
     expect(stderr).not.to.include('endpoint-secret-direct').and.not.to.include('endpoint-secret-in-file');
