@@ -55,9 +55,12 @@ export class AppliedStore {
             WHERE status = 'published' AND published_at IS NOT NULL
               AND group_name IN (SELECT group_name FROM group_policies WHERE deleted_at IS NULL)
          ) x WHERE n > $1
+       ), a AS MATERIALIZED (
+         -- Read whole, once (a hash join): probing the primary key once per pair and version was slower.
+         SELECT satellite, group_name, version, applied_at FROM satellite_applied
        ), on_latest AS (
          SELECT greatest(v.p, a.applied_at) AS start, v.n AS stop
-           FROM satellite_applied a
+           FROM a
            JOIN v ON v.group_name = a.group_name AND v.version = a.version
           WHERE greatest(v.p, a.applied_at) < v.n
             AND (a.satellite, a.group_name) IN (
@@ -67,7 +70,7 @@ export class AppliedStore {
          SELECT start AS at, 1 AS d FROM on_latest
          UNION ALL SELECT stop, -1 FROM on_latest WHERE stop <> 'infinity'
        )
-       SELECT greatest(-1, floor(extract(epoch FROM at - $1::timestamptz) * 1000 / $2))::int AS b, sum(d)::int AS d
+       SELECT greatest(-1, floor(date_part('epoch', at - $1::timestamptz) * 1000 / $2::float8))::int AS b, sum(d)::int AS d
          FROM edge WHERE at <= $3 GROUP BY 1`, [since, bucketMs, now]);
     return new Map(rows.map((r) => [r.b, r.d]));
   }
