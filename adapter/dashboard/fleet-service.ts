@@ -61,6 +61,8 @@ export interface FleetOverview {
 }
 
 export const HISTORY_DAYS = 7;
+/** The versions per group the overview reads: the newest, however long the group has lived. */
+export const RECENT_VERSIONS = 100;
 const HISTORY_POINTS = 300;
 
 export interface VersionView {
@@ -105,9 +107,13 @@ export class FleetService {
         `SELECT s.name, s.robot_id, s.revoked_at, s.last_seen, s.report,
                 (SELECT array_agg(group_name ORDER BY group_name) FROM satellite_groups g WHERE g.satellite = s.name) AS groups
            FROM satellites s WHERE s.revoked_at IS NULL`),
+      // The newest versions of each group only (the table keeps every version ever
+      // published): a satellite further behind is placed by the version it reports.
       query<VersionRow>(this.ctx.pool,
-        `SELECT group_name, version, manifest_digest, published_at FROM state_versions
-          WHERE status = 'published' AND group_name IN (SELECT group_name FROM group_policies WHERE deleted_at IS NULL)`),
+        `SELECT v.* FROM group_policies p CROSS JOIN LATERAL (
+           SELECT group_name, version, manifest_digest, published_at FROM state_versions s
+            WHERE s.group_name = p.group_name AND s.status = 'published' ORDER BY s.version DESC LIMIT $1) v
+          WHERE p.deleted_at IS NULL`, [RECENT_VERSIONS]),
     ]);
     // group → digest → version, and the latest of each group.
     const byDigest = new Map<string, Map<string, number>>();
@@ -224,7 +230,7 @@ export class FleetService {
     }
     const counted = new Map<number, number>();
     for (const [g, t] of first) counted.set(bucketOf(t), (counted.get(bucketOf(t)) ?? 0) + (pairs.get(g) ?? 0));
-    const on = await new AppliedStore(this.ctx.pool).onLatestDeltas(since, bucketMs, now);
+    const on = await new AppliedStore(this.ctx.pool).onLatestDeltas(since, bucketMs, now, RECENT_VERSIONS);
     const points: { at: string; share: number }[] = [];
     let c = 0;
     let n = 0;
