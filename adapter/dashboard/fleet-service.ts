@@ -190,18 +190,14 @@ export class FleetService {
   }
 
   /**
-   * The share of (satellite, group) pairs on their group's latest version since HISTORY_DAYS
-   * ago, at the end of each of HISTORY_POINTS buckets (a point where it changed, and now).
-   * The database adds up when each pair reached and left the latest version per bucket
-   * (AppliedStore.onLatestDeltas), so a week of a large fleet is a few hundred rows here.
+   * The history, made again only when what it is made of changed (a version applied or
+   * published, a satellite's groups) or a bucket of time went by: the overview is asked
+   * every few seconds by every open page. The key is read from the database, so each
+   * replica's copy is exact.
    */
   private async history(sats: SatelliteRow[], versions: VersionRow[], now: Date): Promise<FleetOverview['history']> {
-    // The overview is asked every few seconds by every open page: the history is made again
-    // only when what it is made of changed (a version applied or published, a satellite's
-    // groups) or a bucket of time went by. The key is read from the database, so each
-    // replica's copy is exact.
     const { rows } = await query<{ n: number; last: Date | null }>(this.ctx.pool, 'SELECT count(*)::int AS n, max(applied_at) AS last FROM satellite_applied');
-    const key = [rows[0]?.n, rows[0]?.last?.getTime(), versions.length, Math.max(0, ...versions.map((v) => v.published_at?.getTime() ?? 0)),
+    const key = [rows[0]?.n, rows[0]?.last?.getTime(), versions.length, versions.reduce((m, v) => Math.max(m, v.published_at?.getTime() ?? 0), 0),
       sats.map((s) => `${s.name}:${(s.groups ?? []).join(',')}`).join(' ')].join('|');
     const bucketMs = (HISTORY_DAYS * 86_400_000) / HISTORY_POINTS;
     const cached = this.historyCache;
@@ -216,6 +212,12 @@ export class FleetService {
 
   private historyCache: { key: string; at: number; value: FleetOverview['history'] } | undefined;
 
+  /**
+   * The share of (satellite, group) pairs on their group's latest version since HISTORY_DAYS
+   * ago, at the end of each of HISTORY_POINTS buckets (a point where it changed, and now).
+   * The database adds up when each pair reached and left the latest version per bucket
+   * (AppliedStore.onLatestDeltas), so a week of a large fleet is a few hundred rows here.
+   */
   private async computeHistory(sats: SatelliteRow[], versions: VersionRow[], now: Date): Promise<FleetOverview['history']> {
     const since = new Date(now.getTime() - HISTORY_DAYS * 86_400_000);
     const bucketMs = (now.getTime() - since.getTime()) / HISTORY_POINTS;
