@@ -61,6 +61,8 @@ export interface FleetOverview {
 }
 
 export const HISTORY_DAYS = 7;
+/** The versions per group the overview reads: the newest, however long the group has lived. */
+export const RECENT_VERSIONS = 100;
 const HISTORY_POINTS = 300;
 
 export interface VersionView {
@@ -105,9 +107,13 @@ export class FleetService {
         `SELECT s.name, s.robot_id, s.revoked_at, s.last_seen, s.report,
                 (SELECT array_agg(group_name ORDER BY group_name) FROM satellite_groups g WHERE g.satellite = s.name) AS groups
            FROM satellites s WHERE s.revoked_at IS NULL`),
+      // The newest versions of each group only (the table keeps every version ever
+      // published): a satellite further behind is placed by the version it reports.
       query<VersionRow>(this.ctx.pool,
-        `SELECT group_name, version, manifest_digest, published_at FROM state_versions
-          WHERE status = 'published' AND group_name IN (SELECT group_name FROM group_policies WHERE deleted_at IS NULL)`),
+        `SELECT v.* FROM group_policies p CROSS JOIN LATERAL (
+           SELECT group_name, version, manifest_digest, published_at FROM state_versions s
+            WHERE s.group_name = p.group_name AND s.status = 'published' ORDER BY s.version DESC LIMIT $1) v
+          WHERE p.deleted_at IS NULL`, [RECENT_VERSIONS]),
     ]);
     // group → digest → version, and the latest of each group.
     const byDigest = new Map<string, Map<string, number>>();
@@ -184,18 +190,14 @@ export class FleetService {
   }
 
   /**
-   * The share of (satellite, group) pairs on their group's latest version since HISTORY_DAYS
-   * ago, at the end of each of HISTORY_POINTS buckets (a point where it changed, and now).
-   * The database adds up when each pair reached and left the latest version per bucket
-   * (AppliedStore.onLatestDeltas), so a week of a large fleet is a few hundred rows here.
+   * The history, made again only when what it is made of changed (a version applied or
+   * published, a satellite's groups) or a bucket of time went by: the overview is asked
+   * every few seconds by every open page. The key is read from the database, so each
+   * replica's copy is exact.
    */
   private async history(sats: SatelliteRow[], versions: VersionRow[], now: Date): Promise<FleetOverview['history']> {
-    // The overview is asked every few seconds by every open page: the history is made again
-    // only when what it is made of changed (a version applied or published, a satellite's
-    // groups) or a bucket of time went by. The key is read from the database, so each
-    // replica's copy is exact.
     const { rows } = await query<{ n: number; last: Date | null }>(this.ctx.pool, 'SELECT count(*)::int AS n, max(applied_at) AS last FROM satellite_applied');
-    const key = [rows[0]?.n, rows[0]?.last?.getTime(), versions.length, Math.max(0, ...versions.map((v) => v.published_at?.getTime() ?? 0)),
+    const key = [rows[0]?.n, rows[0]?.last?.getTime(), versions.length, versions.reduce((m, v) => Math.max(m, v.published_at?.getTime() ?? 0), 0),
       sats.map((s) => `${s.name}:${(s.groups ?? []).join(',')}`).join(' ')].join('|');
     const bucketMs = (HISTORY_DAYS * 86_400_000) / HISTORY_POINTS;
     const cached = this.historyCache;
@@ -210,6 +212,12 @@ export class FleetService {
 
   private historyCache: { key: string; at: number; value: FleetOverview['history'] } | undefined;
 
+  /**
+   * The share of (satellite, group) pairs on their group's latest version since HISTORY_DAYS
+   * ago, at the end of each of HISTORY_POINTS buckets (a point where it changed, and now).
+   * The database adds up when each pair reached and left the latest version per bucket
+   * (AppliedStore.onLatestDeltas), so a week of a large fleet is a few hundred rows here.
+   */
   private async computeHistory(sats: SatelliteRow[], versions: VersionRow[], now: Date): Promise<FleetOverview['history']> {
     const since = new Date(now.getTime() - HISTORY_DAYS * 86_400_000);
     const bucketMs = (now.getTime() - since.getTime()) / HISTORY_POINTS;
@@ -224,7 +232,7 @@ export class FleetService {
     }
     const counted = new Map<number, number>();
     for (const [g, t] of first) counted.set(bucketOf(t), (counted.get(bucketOf(t)) ?? 0) + (pairs.get(g) ?? 0));
-    const on = await new AppliedStore(this.ctx.pool).onLatestDeltas(since, bucketMs, now);
+    const on = await new AppliedStore(this.ctx.pool).onLatestDeltas(since, bucketMs, now, RECENT_VERSIONS);
     const points: { at: string; share: number }[] = [];
     let c = 0;
     let n = 0;

@@ -42,22 +42,27 @@ export class AppliedStore {
    * or stopped running their group's latest version, per bucket of `bucketMs` from `since`
    * (bucket -1: before `since`), up to `now`. A pair runs version v of a group from when it
    * first reported v (or when v was published, if later) until the next version is
-   * published. Only buckets with a change are answered: a few hundred rows, however many
+   * published; of each group's newest `recentVersions` versions. Only buckets with a change are answered: a few hundred rows, however many
    * reports (the sums are made here, in one pass over the week's rows).
    */
-  async onLatestDeltas(since: Date, bucketMs: number, now: Date): Promise<Map<number, number>> {
+  async onLatestDeltas(since: Date, bucketMs: number, now: Date, recentVersions: number): Promise<Map<number, number>> {
     const { rows } = await query<{ b: number; d: number }>(this.pool,
       `WITH v AS (
          SELECT * FROM (
            SELECT group_name, version, published_at AS p,
                   COALESCE(lead(published_at) OVER (PARTITION BY group_name ORDER BY version), 'infinity') AS n
-             FROM state_versions
-            WHERE status = 'published' AND published_at IS NOT NULL
-              AND group_name IN (SELECT group_name FROM group_policies WHERE deleted_at IS NULL)
+             FROM (SELECT s.* FROM group_policies g CROSS JOIN LATERAL (
+                     SELECT group_name, version, published_at FROM state_versions s
+                      WHERE s.group_name = g.group_name AND s.status = 'published' AND s.published_at IS NOT NULL
+                      ORDER BY s.version DESC LIMIT $4) s
+                    WHERE g.deleted_at IS NULL) recent
          ) x WHERE n > $1
+       ), a AS MATERIALIZED (
+         -- Read whole, once (a hash join): probing the primary key once per pair and version was slower.
+         SELECT satellite, group_name, version, applied_at FROM satellite_applied
        ), on_latest AS (
          SELECT greatest(v.p, a.applied_at) AS start, v.n AS stop
-           FROM satellite_applied a
+           FROM a
            JOIN v ON v.group_name = a.group_name AND v.version = a.version
           WHERE greatest(v.p, a.applied_at) < v.n
             AND (a.satellite, a.group_name) IN (
@@ -67,8 +72,8 @@ export class AppliedStore {
          SELECT start AS at, 1 AS d FROM on_latest
          UNION ALL SELECT stop, -1 FROM on_latest WHERE stop <> 'infinity'
        )
-       SELECT greatest(-1, floor(extract(epoch FROM at - $1::timestamptz) * 1000 / $2))::int AS b, sum(d)::int AS d
-         FROM edge WHERE at <= $3 GROUP BY 1`, [since, bucketMs, now]);
+       SELECT greatest(-1, floor(date_part('epoch', at - $1::timestamptz) * 1000 / $2::float8))::int AS b, sum(d)::int AS d
+         FROM edge WHERE at <= $3 GROUP BY 1`, [since, bucketMs, now, recentVersions]);
     return new Map(rows.map((r) => [r.b, r.d]));
   }
 }

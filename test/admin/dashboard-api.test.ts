@@ -90,6 +90,17 @@ describe('the admin API for the dashboard: fleet overview, versions, diff, repor
     expect((await h.api('/api/v1/fleet', { auth: null })).status).to.equal(401);
   });
 
+  it('when a group has published more versions than the overview reads, then the latest is still its latest, and a satellite far behind is placed by the version it reports', async () => {
+    await h.db.pool.query(
+      `INSERT INTO state_versions (group_name, version, content_digest, status, layout, repository, artifact_count, manifest_digest, published_at)
+       SELECT 'edge-eu', v, 'sha256:content-' || v, 'published', 'oci', 'r', 1, 'sha256:' || lpad(to_hex(v), 64, '0'), now() - make_interval(mins => 200 - v)
+         FROM generate_series(1, 150) v`);
+    const a = (await enrol('store-a', ['edge-eu']))!;
+    expect((await report(a, 'store-a', [{ ...applied('edge-eu', 3, 'a', new Date().toISOString()), digest: `sha256:${'3'.padStart(64, '0')}` }])).status).to.equal(204);
+    const eu = (await h.api('/api/v1/fleet')).body.groups.find((g: { name: string }) => g.name === 'edge-eu');
+    expect(eu).to.deep.include({ latest: { version: 150, publishedAt: eu.latest.publishedAt }, onLatest: 0, behind: { total: 1, byVersions: { 147: 1 } } });
+  });
+
   it('when satellites apply version after version, then the overview\'s history is the share on the latest version over time: down at each publish, up at each apply', async () => {
     const t = Date.now();
     const at = (hours: number) => new Date(t + hours * 3_600_000).toISOString();

@@ -171,6 +171,21 @@ describe('the dashboard in a browser: log in, groups, versions, satellites, diff
     await accessible(page, 'the satellite page');
     await shot(page, 'satellite');
     await page.locator('#satellite-token').getByText(/^used /).waitFor();
+    // Set groups, and rotate its robot secret: each behind its confirmation, through the API.
+    expect((await h!.api('/api/v1/groups', { method: 'POST', body: { name: 'edge-us', filters: [{ type: 'name', value: 'library/**' }] } })).status).to.equal(201);
+    await page.reload();
+    await page.getByRole('checkbox', { name: 'edge-us' }).check();
+    await page.getByRole('button', { name: 'Set groups' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Set groups' }).click();
+    await page.getByText('Groups of store-1 set to edge-eu, edge-us.').waitFor();
+    expect((await h!.api('/api/v1/satellites/store-1')).body.groups).to.deep.equal(['edge-eu', 'edge-us']);
+    const robot = h!.harbor.robots.find((r) => r.name === 'satellite-store-1')!;
+    const secretBefore = robot.secret;
+    await page.getByRole('button', { name: 'Rotate robot secret' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Rotate robot secret' }).click();
+    await page.getByText('New robot credential (not shown again):').waitFor();
+    const shown = await page.locator('.secret dd').nth(1).textContent();
+    expect(h!.harbor.robots.find((r) => r.name === 'satellite-store-1')!.secret).to.equal(shown).and.not.equal(secretBefore);
     // By keyboard: Enter on the button opens the confirmation, Escape leaves it, nothing done.
     await page.getByRole('button', { name: 'Revoke' }).focus();
     await page.keyboard.press('Enter');
