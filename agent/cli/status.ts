@@ -1,4 +1,4 @@
-import type { AgentStateDoc, GroupRecord } from '../store/state-files.js';
+import type { AgentStateDoc, GroupRecord, ProgressDoc } from '../store/state-files.js';
 
 // `satellite agent status`: what the running (or last) agent applied, read from its store.
 
@@ -36,7 +36,7 @@ export function groupStatus(name: string, rec: GroupRecord | undefined, pinned: 
 }
 
 /** The table `status` prints; `pid`: the agent running on the store, null when none. */
-export function statusTable(doc: AgentStateDoc, groups: GroupStatus[], pid: number | null = null): string {
+export function statusTable(doc: AgentStateDoc, groups: GroupStatus[], pid: number | null = null, pulling: ProgressDoc['images'] = []): string {
   const rows = [['GROUP', 'VERSION', 'DIGEST', 'CHECKED', 'APPLIED', 'IMAGES', 'STATE']];
   for (const g of groups) {
     const state = g.staleSince ? `stale since ${g.staleSince}` : g.error ? `error: ${g.error}` : 'ok';
@@ -53,6 +53,7 @@ export function statusTable(doc: AgentStateDoc, groups: GroupStatus[], pid: numb
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const lines = rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
   for (const g of groups) for (const f of g.failures) lines.push(`  ${g.name}: ${f.repository}@${f.digest}: ${f.reason}`);
+  for (const p of pulling) lines.push(`  ${p.group}: pulling ${p.repository}@${p.digest.slice(0, 19)}: ${progressText(p.bytesDone, p.bytesTotal)}`);
   const full = doc.store?.full;
   if (full) {
     const free = full.bytesFree === null ? 'free space unknown' : `${formatBytes(full.bytesFree)} free`;
@@ -62,6 +63,11 @@ export function statusTable(doc: AgentStateDoc, groups: GroupStatus[], pid: numb
   const running = pid === null ? `not running${started ? ` (last ${started})` : ''}` : `running (pid ${pid})${started ? `, ${started}` : ''}`;
   lines.push(`agent ${doc.agentVersion} ${running}${doc.runtime?.containerd ? `; containerd: ${doc.runtime.containerd}` : ''}`);
   return lines.join('\n');
+}
+
+/** "3.0 MiB / 10.0 MiB (30 %)". */
+export function progressText(done: number, total: number): string {
+  return `${formatBytes(done)} / ${formatBytes(total)} (${total ? Math.floor((done / total) * 100) : 0} %)`;
 }
 
 /** "1.5 MiB", "312 KiB", "20 B". */

@@ -40,6 +40,8 @@ export interface AgentConfig {
   store: string;
   listen: { host: string; port: number };
   intervalMs: number;
+  /** How often, while images are pulled, their progress is logged and recorded for `status`. */
+  progressIntervalMs: number;
   /** Images pulled at once; blobs at once is twice that. */
   concurrency: number;
   timeoutMs: number;
@@ -110,6 +112,7 @@ const SCHEMA = {
     store: { type: 'string', minLength: 1 },
     listen: { type: 'string', minLength: 1 },
     interval: { type: ['string', 'number'] },
+    progressInterval: { type: ['string', 'number'] },
     concurrency: { type: 'integer', minimum: 1, maximum: 64 },
     timeout: { type: ['string', 'number'] },
     maxStateMb: { type: 'integer', minimum: 1, maximum: 4096 },
@@ -283,6 +286,8 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
   if (!listen) problems.push(`listen: ${JSON.stringify(file.listen)} is not host:port`);
   const intervalMs = file.interval === undefined ? 30_000 : parseDuration(file.interval);
   if (intervalMs === undefined) problems.push(`interval: ${JSON.stringify(file.interval)} is not a duration such as 30s or 5m`);
+  const progressIntervalMs = file.progressInterval === undefined ? 10_000 : parseDuration(file.progressInterval);
+  if (progressIntervalMs === undefined || progressIntervalMs <= 0) problems.push(`progressInterval: ${JSON.stringify(file.progressInterval)} is not a duration such as 10s`);
   const timeoutMs = file.timeout === undefined ? 30_000 : parseDuration(file.timeout);
   if (timeoutMs === undefined) problems.push(`timeout: ${JSON.stringify(file.timeout)} is not a duration such as 30s`);
   const report = file.report as { url: string } | undefined;
@@ -314,6 +319,7 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
     store: at((file.store as string | undefined) ?? '/var/lib/satellite-agent'),
     listen: listen!,
     intervalMs: intervalMs!,
+    progressIntervalMs: progressIntervalMs!,
     concurrency: (file.concurrency as number | undefined) ?? 4,
     timeoutMs: timeoutMs!,
     maxStateBytes: ((file.maxStateMb as number | undefined) ?? DEFAULT_STATE_MAX_MB) * 1024 * 1024,

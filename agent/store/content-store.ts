@@ -74,6 +74,11 @@ export class ContentStore {
     }
   }
 
+  /** The bytes an interrupted or running download of a blob holds so far (0: none). */
+  async partialSize(digest: string): Promise<number> {
+    return stat(this.partialPath(digest)).then((s) => s.size, () => 0);
+  }
+
   async has(digest: string, size?: number): Promise<boolean> {
     const actual = await this.size(digest);
     return actual !== undefined && (size === undefined || actual === size);

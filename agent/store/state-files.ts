@@ -78,6 +78,12 @@ export interface AgentStateDoc {
   groups: Record<string, GroupRecord>;
 }
 
+/** What is being pulled right now (sync/progress.ts), while the agent pulls. */
+export interface ProgressDoc {
+  at: string;
+  images: { group: string; repository: string; digest: string; bytesDone: number; bytesTotal: number }[];
+}
+
 export interface Pin {
   version?: number;
   digest?: string;
@@ -134,6 +140,18 @@ export class AgentStateFiles {
 
   async saveAppliedJson(group: string, json: string): Promise<void> {
     await writeAtomic(join(this.root, 'states', `${group}.json`), json);
+  }
+
+  /** The pull progress of the running agent's pass, undefined when nothing is being pulled. */
+  async progress(): Promise<ProgressDoc | undefined> {
+    return readJson<ProgressDoc>(join(this.root, 'progress.json')).catch(() => undefined);
+  }
+
+  /** Records the pass's progress; undefined: the pass ended (the file is removed). */
+  async saveProgress(doc: ProgressDoc | undefined): Promise<void> {
+    const path = join(this.root, 'progress.json');
+    if (doc) await writeAtomic(path, JSON.stringify(doc));
+    else await rm(path, { force: true });
   }
 
   async pins(): Promise<Record<string, Pin>> {

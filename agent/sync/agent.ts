@@ -13,6 +13,7 @@ import { applyImages } from './apply.js';
 import type { GroupOutcome, SyncContext } from './context.js';
 import { planPulls } from './plan.js';
 import { poll } from './poll.js';
+import { PullProgress } from './progress.js';
 import { pullImages } from './pull.js';
 import { parseState } from './state-reader.js';
 import { notApplied, verifyState } from './verify.js';
@@ -49,6 +50,8 @@ export class Agent implements SyncContext {
   readonly damaged = new Set<string>();
   private readonly clients = new Map<string, RegistryClient>();
   readonly states = new Map<string, VersionedState>();
+  readonly progress = new PullProgress();
+  private reporting: Promise<void> | undefined;
 
   constructor(readonly config: AgentConfig, readonly log: Logger, readonly metrics: AgentMetrics) {
     this.store = new ContentStore(config.store, config.timeoutMs);
@@ -110,11 +113,19 @@ export class Agent implements SyncContext {
     await this.space.beginPass();
     if (this.space.stopped) this.log.warn({ store: this.space.record() }, 'the store is still full: nothing is pulled this pass; what is stored is served');
     const pins = await this.files.pins();
-    for (const g of this.config.groups) {
-      if (only !== undefined && g.name !== only) continue;
-      const stop = this.metrics.syncSeconds.startTimer();
-      summary.groups[g.name] = await this.syncGroup(g, pins[g.name], summary);
-      stop();
+    const reporting = setInterval(() => {
+      this.reporting ??= this.reportProgress().finally(() => (this.reporting = undefined));
+    }, this.config.progressIntervalMs);
+    try {
+      for (const g of this.config.groups) {
+        if (only !== undefined && g.name !== only) continue;
+        const stop = this.metrics.syncSeconds.startTimer();
+        summary.groups[g.name] = await this.syncGroup(g, pins[g.name], summary);
+        stop();
+      }
+    } finally {
+      clearInterval(reporting);
+      await this.progressDone();
     }
     for (const rec of Object.values(this.doc.groups)) {
       summary.failedImages += Object.values(rec.images).filter((i) => i.status === 'failed' || i.status === 'pending').length;
@@ -124,6 +135,28 @@ export class Agent implements SyncContext {
     summary.storeFull = this.space.isFull;
     await this.saveDoc();
     return summary;
+  }
+
+  /**
+   * Every progressInterval while images are pulled: per image, bytes done / total, in the
+   * log and in the store's progress.json (read by `satellite agent status`).
+   */
+  private async reportProgress(): Promise<void> {
+    if (!this.progress.active) return;
+    try {
+      const images = await this.progress.snapshot(this.store);
+      if (!this.progress.active) return;
+      this.log.info({ images: images.map((i) => ({ ...i, percent: i.bytesTotal ? Math.floor((i.bytesDone / i.bytesTotal) * 100) : 0 })) }, 'pull progress');
+      await this.files.saveProgress({ at: new Date().toISOString(), images });
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'pull progress not recorded');
+    }
+  }
+
+  /** The pulls ended: no progress is shown any more (before the images are recorded present). */
+  async progressDone(): Promise<void> {
+    await this.reporting;
+    await this.files.saveProgress(undefined).catch(() => undefined);
   }
 
   /** The store has no room: this pass stops pulling, and status and metrics say so. */

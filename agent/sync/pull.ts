@@ -50,16 +50,20 @@ export async function pullImages(ctx: SyncContext, g: AgentGroup, plan: PullPlan
       images[key] = { repository: a.repository, digest: a.digest, status: 'failed', reason: `not pulled: the store is full (since ${ctx.space.record()?.since ?? at})`, at };
       return;
     }
+    const progress = ctx.progress.start(g.name, a.repository, a.digest);
     try {
-      const out = await pullEntry(pull, a);
+      const out = await pullEntry({ ...pull, track: progress.blob }, a);
       images[key] = { repository: a.repository, digest: a.digest, status: out.status, ...(out.reason ? { reason: out.reason } : {}), manifests: out.manifests, blobs: out.blobs, at };
     } catch (err) {
       if (isStoreFull(err)) await ctx.storeFull(err);
       ctx.metrics.failures.inc({ where: 'image' });
       ctx.log.warn({ group: g.name, repository: a.repository, digest: a.digest, err: (err as Error).message }, 'image not made available');
       images[key] = { repository: a.repository, digest: a.digest, status: 'failed', reason: describeFailure(err), at };
+    } finally {
+      progress.done();
     }
   })));
+  await ctx.progressDone();
   return images;
 }
 
@@ -93,6 +97,8 @@ export interface PullContext {
   /** Every signature entry of the state, by the digest it signs (for image verification). */
   signatures: ReadonlyMap<string, StateArtifact[]>;
   imageKey?: KeyObject;
+  /** Told every blob of the entry being pulled, for its progress (progress.ts). */
+  track?: (d: Descriptor) => void;
 }
 
 interface ManifestDoc {
@@ -176,6 +182,7 @@ async function pullImage(ctx: PullContext, repo: string, digest: string, platfor
   const doc = known ?? (await manifest(ctx, repo, digest)).doc;
   if (!doc.config || !Array.isArray(doc.layers)) throw new PullRefusedError(`${repo}@${digest} is not an image manifest`);
   const blobs = [doc.config.digest];
+  ctx.track?.(doc.config);
   await blob(ctx, repo, doc.config);
   // An image without a platform in the state (the endpoint never sees config blobs) is
   // decided by its config, which is fetched before any layer.
@@ -185,6 +192,7 @@ async function pullImage(ctx: PullContext, repo: string, digest: string, platfor
       return { status: 'skipped', reason: `built for ${formatPlatform(actual ?? {})}, not ${ctx.platforms.map(formatPlatform).join(', ')}`, manifests: [digest], blobs };
     }
   }
+  for (const l of doc.layers) ctx.track?.(l);
   await Promise.all(doc.layers.map((l) => blob(ctx, repo, l)));
   blobs.push(...doc.layers.map((l) => l.digest));
   return { status: 'present', manifests: [digest], blobs };
