@@ -232,7 +232,7 @@ type Env = Record<string, string | undefined>;
  */
 export const SECRET_VARIABLES = [
   'ENDPOINT_PASSWORD', 'ADMIN_PASSWORD', 'HARBOR_PASSWORD', 'STATE_REGISTRY_PASSWORD', 'COSIGN_PASSWORD',
-  'DATABASE_URL', 'REDIS_URL',
+  'DATABASE_URL', 'REDIS_URL', 'REDIS_PASSWORD', 'REDIS_SENTINEL_PASSWORD',
 ] as const;
 
 export interface LoadOptions {

@@ -55,6 +55,7 @@ describe('configuration', () => {
     const field: Record<(typeof SECRET_VARIABLES)[number], keyof Config> = {
       ENDPOINT_PASSWORD: 'endpointPassword', ADMIN_PASSWORD: 'adminPassword', HARBOR_PASSWORD: 'harborPassword',
       STATE_REGISTRY_PASSWORD: 'stateRegistryPassword', COSIGN_PASSWORD: 'cosignPassword', DATABASE_URL: 'databaseUrl', REDIS_URL: 'redisUrl',
+      REDIS_PASSWORD: 'redisPassword', REDIS_SENTINEL_PASSWORD: 'redisSentinelPassword',
     };
 
     it('when each secret is given as <NAME>_FILE, then the service uses the file\'s content, without its trailing newline', () => {

@@ -46,6 +46,11 @@ export const MUTANTS: Mutant[] = [
     tests: ['agent/tls.test.js'],
   },
   {
+    name: 'cosign inherits the service\'s whole environment (DATABASE_URL, passwords)',
+    edits: [{ file: 'worker/signer.js', find: 'env: toolEnvironment({ COSIGN_PASSWORD: this.password, DOCKER_CONFIG: dockerConfig }), extendEnv: false,', replace: 'env: { COSIGN_PASSWORD: this.password, DOCKER_CONFIG: dockerConfig },' }],
+    tests: ['worker/secrets.test.js'],
+  },
+  {
     name: 'SIGNER=cosign: signed before the state is in the registry',
     edits: [{ file: 'worker/state-builder.js', find: 'else if (this.signer.needsSubject) {', replace: 'else if (false) {' }],
     tests: ['worker/secrets.test.js'],

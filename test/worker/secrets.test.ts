@@ -29,6 +29,7 @@ const FAKE_COSIGN = `#!/bin/sh
 if [ "$STANDIN" = sign ]; then exec node ${STANDIN} "$@"; fi
 if [ "$1" = version ]; then echo "GitVersion: v2.4.1"; exit 0; fi
 tr '\\0' ' ' < /proc/$$/cmdline > "$RECORD_DIR/cmdline.$$" && mv "$RECORD_DIR/cmdline.$$" "$RECORD_DIR/cmdline"
+env > "$RECORD_DIR/env.$$" && mv "$RECORD_DIR/env.$$" "$RECORD_DIR/env"
 cat "$DOCKER_CONFIG/config.json" > "$RECORD_DIR/docker-config.$$" 2>/dev/null && mv "$RECORD_DIR/docker-config.$$" "$RECORD_DIR/docker-config"
 echo "Error: signing: PUT https://x/v2/: unauthorized: auth $(cat "$DOCKER_CONFIG/config.json") pass=$COSIGN_PASSWORD" >&2
 exit 1
@@ -61,6 +62,28 @@ describe('secrets stay out of command lines, logs and stored job failures', func
     await db?.drop();
     await dropPrefix(prefix);
     await rm(bin, { recursive: true, force: true });
+  });
+
+  it('when the service runs cosign, then cosign inherits none of the service\'s secrets from its environment, only its own', async () => {
+    const secrets: Record<string, string> = {
+      DATABASE_URL: 'postgres://satellite:db-secret-in-env@db.example/satellite', ENDPOINT_PASSWORD: 'endpoint-secret-in-env',
+      ADMIN_PASSWORD: 'admin-secret-in-env', HARBOR_PASSWORD: 'harbor-secret-in-env', REDIS_PASSWORD: 'redis-secret-in-env',
+      COSIGN_KEY: '-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----pem-in-env',
+    };
+    const saved = Object.fromEntries(Object.keys(secrets).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, secrets);
+    try {
+      const key = loadPrivateKey(await readFile(shared.keys.keyPath, 'utf8'), KEY_PASSWORD);
+      const cli = new CosignCliSigner(new RegistryClient(proxy.url, ROBOT), shared.keys.keyPath, key, KEY_PASSWORD, ROBOT);
+      await rm(join(bin, 'env'), { force: true });
+      await cli.sign('edge/env-check', `sha256:${'0'.repeat(64)}`).catch(() => undefined); // the stand-in fails after recording
+      const env = await readFile(join(bin, 'env'), 'utf8');
+      expect(env, 'cosign\'s own variables are still handed to it').to.include(`COSIGN_PASSWORD=${KEY_PASSWORD}`).and.include('DOCKER_CONFIG=');
+      expect(env, 'the rest of the environment (PATH) is kept').to.include(`PATH=${bin}:`);
+      for (const [name, value] of Object.entries(secrets)) expect(env, name).to.not.include(value);
+    } finally {
+      for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    }
   });
 
   it('when a CLI signing fails, then neither /proc/<pid>/cmdline, the logs nor the failed job show the registry password', async () => {
