@@ -6,7 +6,7 @@ NODE_MODULES := node_modules/.package-lock.json
 PORT ?= 8080
 HARBOR_DOUBLE_PORT ?= 8090
 
-.PHONY: help deps build run test bench typecheck clean harbor-double image install uninstall
+.PHONY: help deps build run test bench typecheck clean harbor-double image install uninstall deb
 
 help:
 	@echo "make run    start what is needed (Postgres, Redis, a local registry), then endpoint and worker on :$(PORT)"
@@ -14,6 +14,7 @@ help:
 	@echo "make bench  run the benchmarks (bench:ingest, bench:state, bench:endpoint, bench:agent and bench:dashboard)"
 	@echo "make harbor-double  a stateful Harbor API double on :$(HARBOR_DOUBLE_PORT) (admin / Harbor12345)"
 	@echo "make install  put \`satellite\` in \$$PREFIX/bin (PREFIX=$(PREFIX)), running this checkout's build"
+	@echo "make deb    build the satellite-agent Debian package into $(DEB_DIR)/ (dpkg-deb; needs nodejs >= 20 where installed)"
 	@echo "make image  build the images satellite-for-harbor and satellite-agent (buildah or docker; BASE_IMAGE=… to change the Node 20 base)"
 
 $(NODE_MODULES): package.json package-lock.json
@@ -78,6 +79,13 @@ image:
 	@[ -n "$(IMAGE_TOOL)" ] || { echo "make image needs buildah or docker (apt-get install buildah)" >&2; exit 1; }
 	$(IMAGE_BUILD) $(IMAGE_ARGS) -f deploy/images/service.Containerfile -t $(IMAGE_PREFIX)satellite-for-harbor:$(IMAGE_TAG) .
 	$(IMAGE_BUILD) $(IMAGE_ARGS) -f deploy/images/agent.Containerfile -t $(IMAGE_PREFIX)satellite-agent:$(IMAGE_TAG) .
+
+# The edge agent as a Debian package (deploy/debian/, README "Installing on devices"):
+# the bundle, /usr/bin/satellite-agent, a hardened systemd unit, /etc/satellite/agent.yaml
+# as a conffile. Built with dpkg-deb alone (no debhelper), Architecture: all.
+DEB_DIR ?= dist/deb
+deb: build
+	@deploy/debian/build.sh "$(DEB_DIR)"
 
 # `satellite` on PATH: a two-line wrapper in $(PREFIX)/bin that runs this checkout's build
 # with the node that built it (an absolute path, so sudo and services with another PATH find

@@ -61,6 +61,7 @@ install_missing() {
   command -v buildah >/dev/null || missing+=(buildah)  # make image, and the image tests
   command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)  # the image tests' local Node base
   command -v openssl >/dev/null || missing+=(openssl)  # the TLS tests make their own CA
+  command -v systemd-analyze >/dev/null && command -v systemd-sysusers >/dev/null || missing+=(systemd)  # the Debian package's test (make deb)
   command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)  # the Sentinel failover test
   [ -x /usr/bin/chromium ] || missing+=(chromium)  # the dashboard's browser tests (test/ui, playwright-core)
   if [ ${#missing[@]} -gt 0 ]; then
