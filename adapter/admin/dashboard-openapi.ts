@@ -75,10 +75,11 @@ export const dashboardSchemas = {
     },
   },
   Version: {
-    type: 'object', additionalProperties: false, required: ['version', 'digest', 'createdAt', 'publishedAt', 'images', 'pruned'],
+    type: 'object', additionalProperties: false, required: ['version', 'digest', 'createdAt', 'publishedAt', 'images', 'bytes', 'pruned'],
     properties: {
       version: { type: 'integer' }, digest: { type: 'string', nullable: true }, createdAt: time, publishedAt: nullableTime,
       images: { ...count, description: 'images (manifests and indexes) the state lists' },
+      bytes: { type: 'integer', minimum: 0, nullable: true, description: 'the state artifact\'s size in bytes, manifest and blobs (null: published before sizes were kept)' },
       pruned: { type: 'boolean', description: 'removed from the registry (older than the versions kept)' },
     },
   },

@@ -72,6 +72,8 @@ export interface VersionView {
   publishedAt: string | null;
   /** Images (manifests and indexes) the state lists. */
   images: number;
+  /** The state artifact's size in bytes (manifest and blobs); null for a version published before it was kept. */
+  bytes: number | null;
   /** Removed from the registry by the pruner (older than the versions kept). */
   pruned: boolean;
 }
@@ -255,12 +257,12 @@ export class FleetService {
   /** The group's published versions, newest first. */
   async versions(group: string): Promise<VersionView[]> {
     await this.requireGroup(group);
-    const { rows } = await query<{ version: number; manifest_digest: string | null; created_at: Date; published_at: Date | null; artifact_count: number; pruned_at: Date | null }>(this.ctx.pool,
-      `SELECT version, manifest_digest, created_at, published_at, artifact_count, pruned_at FROM state_versions
+    const { rows } = await query<{ version: number; manifest_digest: string | null; created_at: Date; published_at: Date | null; artifact_count: number; bytes: string | null; pruned_at: Date | null }>(this.ctx.pool,
+      `SELECT version, manifest_digest, created_at, published_at, artifact_count, bytes, pruned_at FROM state_versions
         WHERE group_name = $1 AND status = 'published' ORDER BY version DESC`, [group]);
     return rows.map((r) => ({
       version: r.version, digest: r.manifest_digest, createdAt: r.created_at.toISOString(), publishedAt: r.published_at?.toISOString() ?? null,
-      images: r.artifact_count, pruned: r.pruned_at !== null,
+      images: r.artifact_count, bytes: r.bytes === null ? null : Number(r.bytes), pruned: r.pruned_at !== null,
     }));
   }
 

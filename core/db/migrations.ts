@@ -466,4 +466,17 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX satellite_applied_at ON satellite_applied (applied_at);
     `,
   },
+  {
+    version: 71,
+    name: 'the size of each version\'s state artifact',
+    sql: `
+      -- The dashboard lists versions with their size. The manifest and blobs a version was
+      -- pushed as are let go by the pruner, so the size is kept beside them, from the bytes
+      -- still held where they are.
+      ALTER TABLE state_versions ADD COLUMN bytes bigint CHECK (bytes >= 0);
+      UPDATE state_versions SET bytes = octet_length(manifest)
+        + COALESCE((SELECT sum(octet_length(b)) FROM unnest(blobs) AS b), 0)
+        WHERE manifest IS NOT NULL;
+    `,
+  },
 ];

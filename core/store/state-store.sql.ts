@@ -70,8 +70,10 @@ export const MARK_BUILT = `UPDATE groups SET ${BUILT(2)} WHERE name = $1`;
  * hex text: a 5 MB layer took a quarter of a second to encode and parse).
  */
 export function savePackage(blobs: number): string {
-  const params = Array.from({ length: blobs }, (_, i) => `$${i + 5}::bytea`).join(', ');
-  return `UPDATE state_versions SET manifest_digest = $3, manifest = $4, blobs = ARRAY[${params}]::bytea[] WHERE group_name = $1 AND version = $2`;
+  const params = Array.from({ length: blobs }, (_, i) => `$${i + 5}::bytea`);
+  // The artifact's size (manifest and blobs) stays when the pruner lets the bytes go.
+  const bytes = ['$4::bytea', ...params].map((p) => `octet_length(${p})`).join(' + ');
+  return `UPDATE state_versions SET manifest_digest = $3, manifest = $4, blobs = ARRAY[${params.join(', ')}]::bytea[], bytes = ${bytes} WHERE group_name = $1 AND version = $2`;
 }
 
 /** StateStore.loadPackage */

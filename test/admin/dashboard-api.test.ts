@@ -1,4 +1,6 @@
 import { expect } from 'chai';
+import { RegistryClient } from '../../core/registry/registry-client.js';
+import { stateRepository } from '../../core/state/artifact.js';
 import { ArtifactStore } from '../../core/store/artifact-store.js';
 import { image } from '../support/oci.js';
 import { record, testBuilder, useRegistryAndKeys, workerConfig } from '../support/worker.js';
@@ -125,7 +127,8 @@ describe('the admin API for the dashboard: fleet overview, versions, diff, repor
   });
 
   it('when a group has published versions, then they are listed newest first with time and images, and the diff between two is what `satellite state diff` prints', async () => {
-    const { builder } = testBuilder(workerConfig({ STATE_REGISTRY: shared.registry.url, COSIGN_KEY: shared.keys.keyPath }), h.db.pool, shared.keys);
+    const config = workerConfig({ STATE_REGISTRY: shared.registry.url, COSIGN_KEY: shared.keys.keyPath });
+    const { builder } = testBuilder(config, h.db.pool, shared.keys);
     const [x, y, z] = [image(), image(), image()];
     await record(h.db.pool, 'edge-eu', 'library/x', x, '1');
     await record(h.db.pool, 'edge-eu', 'library/y', y, 'old');
@@ -142,6 +145,13 @@ describe('the admin API for the dashboard: fleet overview, versions, diff, repor
     expect(versions.body.map((v: { version: number; images: number; pruned: boolean }) => [v.version, v.images, v.pruned])).to.deep.equal([[2, 3, false], [1, 2, false]]);
     expect(versions.body[0].publishedAt).to.be.a('string');
     expect(versions.body[0].digest).to.match(/^sha256:[a-f0-9]{64}$/);
+    // Each version's size is its state artifact's, as the registry holds it: manifest and blobs.
+    const registry = new RegistryClient(shared.registry.url);
+    for (const v of versions.body as { version: number; bytes: number }[]) {
+      const m = await registry.getManifest(stateRepository(config.stateProject, 'edge-eu'), `v${v.version}`);
+      const doc = JSON.parse(m!.bytes.toString()) as { config: { size: number }; layers: { size: number }[] };
+      expect(v.bytes, `v${v.version}`).to.equal(m!.bytes.length + doc.config.size + doc.layers.reduce((n, l) => n + l.size, 0));
+    }
 
     const diff = await h.api('/api/v1/groups/edge-eu/diff?from=1&to=2');
     expect(diff.status, JSON.stringify(diff.body)).to.equal(200);

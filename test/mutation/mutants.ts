@@ -51,6 +51,11 @@ export const MUTANTS: Mutant[] = [
     tests: ['worker/secrets.test.js'],
   },
   {
+    name: 'a version\'s size on the dashboard leaves out its blobs',
+    edits: [{ file: 'core/store/state-store.sql.js', find: "const bytes = ['$4::bytea', ...params]", replace: "const bytes = ['$4::bytea']" }],
+    tests: ['admin/dashboard-api.test.js'],
+  },
+  {
     name: 'SIGNER=cosign: signed before the state is in the registry',
     edits: [{ file: 'worker/state-builder.js', find: 'else if (this.signer.needsSubject) {', replace: 'else if (false) {' }],
     tests: ['worker/secrets.test.js'],

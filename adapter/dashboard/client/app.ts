@@ -32,7 +32,7 @@ interface Group {
   trigger: { type: string; trigger_settings?: { cron?: string } }; projects: string[]; satellites: number;
   state: { version: number; digest: string | null; publishedAt: string | null } | null; lastExecution: Execution | null; harborError?: string;
 }
-interface Version { version: number; digest: string | null; createdAt: string; publishedAt: string | null; images: number; pruned: boolean }
+interface Version { version: number; digest: string | null; createdAt: string; publishedAt: string | null; images: number; bytes: number | null; pruned: boolean }
 interface DiffEntry { repository: string; digest: string; tag: string[] }
 interface VersionDiff { group: string; from: number; to: number; added: DiffEntry[]; removed: DiffEntry[]; retagged: { repository: string; digest: string; from: string[]; to: string[] }[] }
 interface Drift { group: string; latestVersion: number | null; appliedVersion: number | null; behind: number | null; failedImages: number; status: string; summary: string }
@@ -107,6 +107,8 @@ const table = (caption: string, head: string[], rows: Node[][], numeric: number[
   h('caption', { class: 'muted' }, caption),
   h('thead', {}, h('tr', {}, ...head.map((x, i) => h('th', { scope: 'col', class: numeric.includes(i) ? 'num' : undefined }, x)))),
   h('tbody', {}, ...rows.map((r) => h('tr', {}, ...r.map((c, i) => h('td', { class: numeric.includes(i) ? 'num' : undefined }, c))))));
+/** A byte count as people read it: 1,234 B, 12.3 KiB, 4.5 MiB. */
+const bytesText = (n: number) => (n < 1024 ? `${n} B` : n < 1024 ** 2 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 ** 2).toFixed(1)} MiB`);
 const text = (s: string | number, cls?: string) => h('span', cls ? { class: cls } : {}, String(s));
 const errorBox = (where: HTMLElement, err: unknown) => where.replaceChildren(h('p', { class: 'error', role: 'alert' }, (err as Error).message));
 
@@ -360,8 +362,8 @@ function groupView(name: string): void {
         ...(g.harborError ? [h('dt', {}, 'Harbor'), h('dd', { class: 'error' }, g.harborError)] : []))]);
     }
     update(versions, JSON.stringify(vs), () => [vs.length === 0 ? h('p', { class: 'muted' }, 'Nothing published yet.')
-      : table('Published versions, newest first', ['Version', 'Published', 'Images', 'Digest', 'In the registry'],
-        vs.map((v) => [text(`v${v.version}`), when(v.publishedAt), text(v.images), short(v.digest), text(v.pruned ? 'pruned' : 'yes', v.pruned ? 'muted' : undefined)]), [2])]);
+      : table('Published versions, newest first', ['Version', 'Published', 'Images', 'Size', 'Digest', 'In the registry'],
+        vs.map((v) => [text(`v${v.version}`), when(v.publishedAt), text(v.images), text(v.bytes === null ? '—' : bytesText(v.bytes)), short(v.digest), text(v.pruned ? 'pruned' : 'yes', v.pruned ? 'muted' : undefined)]), [2, 3])]);
     const key = vs.map((v) => v.version).join(',');
     if (from.dataset.key !== key) {
       from.dataset.key = key;
