@@ -2,15 +2,8 @@
 // overview, a group's versions and the diff between two of them, a satellite's report.
 // Merged into adminApiDocument() (openapi.ts), so its requests are validated like the rest.
 
-const NAME = '^[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*$';
-const SATELLITE = '^[a-z0-9]+(?:[._-][a-z0-9]+)*$';
+import { ADMIN, error, json, NAME, nameParam, ok, ref, SATELLITE } from './openapi-parts.js';
 
-const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
-const json = (schema: unknown) => ({ 'application/json': { schema } });
-const error = (description: string) => ({ description, content: json(ref('Error')) });
-const ok = (description: string, schema: unknown) => ({ description, content: json(schema) });
-const nameParam = (what: string, pattern: string) => ({ name: 'name', in: 'path', required: true, description: `the ${what}'s name`, schema: { type: 'string', pattern, maxLength: 63 } });
-const ADMIN = [{ adminBasic: [] }];
 const COMMON = {
   400: error('bad input; `field` names what is wrong'), 401: error('no or wrong credential'),
   429: error('too many failed logins from this address'), 503: error('the database or the state registry cannot be reached'),

@@ -4,18 +4,10 @@
 // /satellites/sync), which live outside /api/v1 because those satellites call them there.
 
 import { dashboardPaths, dashboardSchemas } from './dashboard-openapi.js';
+import { ADMIN, error, json, NAME, nameParam, ok, ref, SATELLITE } from './openapi-parts.js';
 
-const NAME = '^[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*$';
-const SATELLITE = '^[a-z0-9]+(?:[._-][a-z0-9]+)*$';
-
-const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
-const json = (schema: unknown) => ({ 'application/json': { schema } });
-const error = (description: string) => ({ description, content: json(ref('Error')) });
-const ok = (description: string, schema: unknown) => ({ description, content: json(schema) });
 const body = (schema: unknown) => ({ required: true, content: json(schema) });
-const nameParam = (what: string, pattern: string) => ({ name: 'name', in: 'path', required: true, description: `the ${what}'s name`, schema: { type: 'string', pattern, maxLength: 63 } });
 
-const ADMIN = [{ adminBasic: [] }];
 const COMMON = {
   400: error('bad input; `field` names what is wrong'), 401: error('no or wrong credential'),
   429: error('too many failed logins from this address'), 503: error('the database or Harbor cannot be reached, or is not configured'),
