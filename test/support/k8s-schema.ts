@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import ts from 'typescript';
 import { ConfigMap, Namespace, Service, ServiceAccount } from 'kubernetes-models/v1';
-import { Deployment } from 'kubernetes-models/apps/v1';
+import { DaemonSet, Deployment } from 'kubernetes-models/apps/v1';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
@@ -26,6 +26,7 @@ const KINDS: Record<string, Kind> = {
   'v1/Service': { model: Service, type: ['kubernetes-models/v1/Service', 'IService'] },
   'v1/ServiceAccount': { model: ServiceAccount, type: ['kubernetes-models/v1/ServiceAccount', 'IServiceAccount'] },
   'apps/v1/Deployment': { model: Deployment, type: ['kubernetes-models/apps/v1/Deployment', 'IDeployment'] },
+  'apps/v1/DaemonSet': { model: DaemonSet, type: ['kubernetes-models/apps/v1/DaemonSet', 'IDaemonSet'] },
   'networking.k8s.io/v1/NetworkPolicy': { model: NetworkPolicy, type: ['kubernetes-models/networking.k8s.io/v1/NetworkPolicy', 'INetworkPolicy'] },
   'policy/v1/PodDisruptionBudget': { model: PodDisruptionBudget, type: ['kubernetes-models/policy/v1/PodDisruptionBudget', 'IPodDisruptionBudget'] },
   'monitoring.coreos.com/v1/ServiceMonitor': {
