@@ -11,7 +11,8 @@ HARBOR_DOUBLE_PORT ?= 8090
 help:
 	@echo "make run    start what is needed (Postgres, Redis, a local registry), then endpoint and worker on :$(PORT)"
 	@echo "make test   start what the tests need, then run them"
-	@echo "make bench  run the benchmarks (bench:ingest, bench:state, bench:endpoint, bench:agent and bench:dashboard)"
+	@echo "make bench  run the benchmarks, one after the other: $(patsubst %,bench:%,$(BENCHES))"
+	@echo "           (TEST_DATABASE_ADMIN_URL, TEST_DATABASE_PREFIX, TEST_REDIS_URL, TEST_REDIS_PREFIX, TEST_PORTS=lo-hi: see the README's Benchmark)"
 	@echo "make harbor-double  a stateful Harbor API double on :$(HARBOR_DOUBLE_PORT) (admin / Harbor12345)"
 	@echo "make install  put \`satellite\` in \$$PREFIX/bin (PREFIX=$(PREFIX)), running this checkout's build"
 	@echo "make deb    build the satellite-agent Debian package into $(DEB_DIR)/ (dpkg-deb; needs nodejs >= 20 where installed)"
@@ -47,12 +48,11 @@ test: deps build
 harbor-double: build
 	node dist/harbor-dev/harbor-double-main.js --port $(HARBOR_DOUBLE_PORT)
 
+# What `make bench` runs (and `make help` lists), in this order: dist/bench/<name>.js.
+BENCHES := ingest state endpoint agent dashboard
+
 bench: deps build
-	node dist/bench/ingest.js
-	node dist/bench/state.js
-	node dist/bench/endpoint.js
-	node dist/bench/agent.js
-	node dist/bench/dashboard.js
+	@set -e; for b in $(BENCHES); do echo "== bench:$$b"; node dist/bench/$$b.js; done
 
 # The two images of deploy/images/ (see the README's "Deploy"), with buildah where it exists,
 # else docker. BASE_IMAGE, when set, replaces the Containerfiles' default Node 20 base (e.g.

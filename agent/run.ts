@@ -62,8 +62,8 @@ export async function startAgent(config: AgentConfig, log: Logger = agentLogger(
   let failures = 0;
   const mirror = { url, location: url.replace(/^https?:\/\//, ''), insecure: url.startsWith('http://') };
 
-  const pass = async (): Promise<SyncSummary> => {
-    const summary = await agent.syncOnce(opts.only);
+  const pass = async (scheduled: boolean): Promise<SyncSummary> => {
+    const summary = await agent.syncOnce(opts.only, { scheduled });
     await afterSync(agent, config, mirror, log);
     if (config.report) await sendReport(agent, config, log);
     return summary;
@@ -73,22 +73,23 @@ export async function startAgent(config: AgentConfig, log: Logger = agentLogger(
     const outcomes = Object.values(summary?.groups ?? {});
     const unreachable = outcomes.length > 0 && outcomes.every((o) => o === 'unreachable');
     failures = unreachable || summary?.storeFull ? failures + 1 : 0;
-    timer = setTimeout(() => void tick(), nextDelay(config.intervalMs, failures, (opts.random ?? Math.random)()));
+    timer = setTimeout(() => void tick(true), nextDelay(config.intervalMs, failures, (opts.random ?? Math.random)()));
     if (summary?.storeFull) {
       roomWatch = setInterval(() => {
         void agent.space.roomAgain().then((room) => {
           if (!room || stopped) return;
           log.info({ bytesFree: agent.space.record()?.bytesFree }, 'space freed in the store: syncing now');
-          void tick().catch(() => undefined);
+          void tick(true).catch(() => undefined);
         });
       }, config.intervalMs);
     }
   };
-  const tick = async () => {
+  /** `scheduled`: by the interval (failed images wait for their backoff), not asked for. */
+  const tick = async (scheduled = false) => {
     if (running) return running;
     clearTimeout(timer);
     clearInterval(roomWatch);
-    running = pass();
+    running = pass(scheduled);
     try {
       const s = await running;
       schedule(s);

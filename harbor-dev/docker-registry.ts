@@ -15,16 +15,47 @@ export interface LocalRegistry {
   stop(): Promise<void>;
 }
 
-/** A TCP port nothing listens on right now, on loopback. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * TEST_PORTS="lo-hi": the ports tests and benchmarks may listen on (beside other work that
+ * owns other ports); undefined when unset (any port the kernel picks).
+ */
+export function portRange(env: NodeJS.ProcessEnv = process.env): { lo: number; hi: number } | undefined {
+  const v = env.TEST_PORTS;
+  if (!v) return undefined;
+  const m = /^(\d+)-(\d+)$/.exec(v);
+  const lo = Number(m?.[1]);
+  const hi = Number(m?.[2]);
+  if (!m || lo < 1024 || hi > 65535 || lo > hi) throw new Error(`TEST_PORTS=${JSON.stringify(v)}: expected a range such as 40000-40999 (1024-65535)`);
+  return { lo, hi };
+}
+
+function tryListen(port: number): Promise<number | undefined> {
+  return new Promise((resolve) => {
     const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
+    s.once('error', () => resolve(undefined));
+    s.listen(port, '127.0.0.1', () => {
+      const { port: got } = s.address() as { port: number };
+      s.close(() => resolve(got));
     });
-    s.on('error', reject);
   });
+}
+
+/** A TCP port nothing listens on right now, on loopback (within TEST_PORTS when set). */
+export async function freePort(): Promise<number> {
+  const range = portRange();
+  if (!range) {
+    const port = await tryListen(0);
+    if (port === undefined) throw new Error('no free port on 127.0.0.1');
+    return port;
+  }
+  // From a random start, so that concurrent callers rarely pick the same one.
+  const size = range.hi - range.lo + 1;
+  const start = Math.floor(Math.random() * size);
+  for (let i = 0; i < size; i++) {
+    const port = await tryListen(range.lo + ((start + i) % size));
+    if (port !== undefined) return port;
+  }
+  throw new Error(`no free port in TEST_PORTS=${range.lo}-${range.hi}`);
 }
 
 export async function startDockerRegistry(binary = 'docker-registry'): Promise<LocalRegistry> {

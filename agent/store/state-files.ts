@@ -11,6 +11,12 @@ import type { StoreFullRecord } from './space.js';
 //   pins.json            groups held at an earlier signed state by `satellite agent pin`
 // Every file is replaced atomically (written beside it, flushed, renamed), so a crash leaves
 // the old file or the new one, never half of one.
+//
+// A device's flash wears with every write: agent-state.json is written only when something
+// in it changed other than when the registry was last polled (checkedAt, lastSuccessAt). An
+// unchanged poll writes nothing; those two times reach the file with the next change, or
+// at the latest after CHECKED_AT_FLUSH_MS (so `status` on a stopped agent is never more than
+// that behind). The running agent's /status shows them live.
 
 export type ImageStatus = 'present' | 'pending' | 'failed' | 'skipped';
 
@@ -109,8 +115,17 @@ async function readJson<T>(path: string): Promise<T | undefined> {
   }
 }
 
+/** How long the poll times alone may stay unwritten (see above). */
+export const CHECKED_AT_FLUSH_MS = 60 * 60 * 1000;
+
+/** The fields a poll changes every time: they alone do not make the status file be written. */
+const POLL_TIMES = new Set(['checkedAt', 'lastSuccessAt']);
+
 export class AgentStateFiles {
-  constructor(readonly root: string) {}
+  /** What was last written (or read) without the poll times, and when it was written. */
+  private written?: { durable: string; at: number };
+
+  constructor(readonly root: string, private readonly clock: () => number = Date.now) {}
 
   async init(): Promise<void> {
     await mkdir(join(this.root, 'states'), { recursive: true });
@@ -125,8 +140,13 @@ export class AgentStateFiles {
     return { ...(doc ?? { groups: {} }), agentVersion };
   }
 
+  /** Writes the status document unless only its poll times changed (see above); compact. */
   async save(doc: AgentStateDoc): Promise<void> {
-    await writeAtomic(this.statePath, JSON.stringify(doc, null, 2));
+    const durable = JSON.stringify(doc, (key, value: unknown) => (POLL_TIMES.has(key) ? undefined : value));
+    const now = this.clock();
+    if (this.written && this.written.durable === durable && now - this.written.at < CHECKED_AT_FLUSH_MS) return;
+    await writeAtomic(this.statePath, JSON.stringify(doc));
+    this.written = { durable, at: now };
   }
 
   /** The exact JSON applied for a group, undefined when none. */

@@ -10,6 +10,7 @@ import { isStoreFull, StoreSpace } from '../store/space.js';
 import { AgentStateFiles, type AgentStateDoc, type GroupRecord, type Pin } from '../store/state-files.js';
 import { AGENT_VERSION } from '../version.js';
 import { applyImages } from './apply.js';
+import { ImageBackoff } from './backoff.js';
 import type { GroupOutcome, SyncContext } from './context.js';
 import { planPulls } from './plan.js';
 import { poll } from './poll.js';
@@ -22,8 +23,8 @@ import { notApplied, verifyState } from './verify.js';
 // pinned version), verify.ts (only a new digest: signature, then the state, from the delta
 // when possible; replays refused), plan.ts (which images are not complete in the store),
 // pull.ts (those, by digest), apply.ts (records, registry target, the served view swapped).
-// Then what no state names any more is collected. Images that failed are retried on the
-// next pass, even when the state did not change. A store that fills stops the pulls of the
+// Then what no state names any more is collected. Images that failed are retried, even when
+// the state did not change, each after its own backoff (backoff.ts). A store that fills stops the pulls of the
 // pass (store/space.ts).
 
 export type { GroupOutcome } from './context.js';
@@ -48,6 +49,7 @@ export class Agent implements SyncContext {
   view = new ServedView();
   /** Groups whose served content lost a blob (found corrupt on read): resync them. */
   readonly damaged = new Set<string>();
+  readonly backoff: ImageBackoff;
   private readonly clients = new Map<string, RegistryClient>();
   readonly states = new Map<string, VersionedState>();
   readonly progress = new PullProgress();
@@ -57,6 +59,7 @@ export class Agent implements SyncContext {
     this.store = new ContentStore(config.store, config.timeoutMs);
     this.files = new AgentStateFiles(config.store);
     this.space = new StoreSpace(config.store, metrics);
+    this.backoff = new ImageBackoff(config.intervalMs);
   }
 
   /** Loads what was applied before, so it is served at once, with or without a network. */
@@ -108,7 +111,9 @@ export class Agent implements SyncContext {
     }
   }
 
-  async syncOnce(only?: string): Promise<SyncSummary> {
+  /** `scheduled`: a pass of the interval, where failed images wait for their backoff (backoff.ts). */
+  async syncOnce(only?: string, opts: { scheduled?: boolean } = {}): Promise<SyncSummary> {
+    if (!opts.scheduled) this.backoff.dueNow();
     const summary: SyncSummary = { groups: {}, failedImages: 0, bytes: 0, storeFull: false };
     await this.space.beginPass();
     if (this.space.stopped) this.log.warn({ store: this.space.record() }, 'the store is still full: nothing is pulled this pass; what is stored is served');
@@ -197,6 +202,7 @@ export class Agent implements SyncContext {
       const state = polled.outcome === 'retried' ? polled.state : await verifyState(this, g, rec, polled.digest, pin, summary);
       const plan = await planPulls(this, g, state, rec);
       const images = await pullImages(this, g, plan, summary);
+      this.backoff.settle(this.log, g.name, plan.toPull, images, this.space.stopped);
       await applyImages(this, g, state, rec, plan, images);
       return polled.outcome === 'retried' ? 'retried' : 'applied';
     } catch (err) {

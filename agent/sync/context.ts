@@ -7,6 +7,7 @@ import type { ContentStore } from '../store/content-store.js';
 import type { StoreSpace } from '../store/space.js';
 import type { AgentStateDoc, AgentStateFiles } from '../store/state-files.js';
 import type { PullProgress } from './progress.js';
+import type { ImageBackoff } from './backoff.js';
 
 // What the steps of a sync (poll.ts, verify.ts, plan.ts, pull.ts, apply.ts) work with: the
 // agent (agent.ts) as they see it. Each step is a function of this, so a reader follows one
@@ -29,6 +30,8 @@ export interface SyncContext {
   readonly progress: PullProgress;
   /** The pulls ended: waits for a progress report under way, then removes the record. */
   progressDone(): Promise<void>;
+  /** Failed images waiting before their next try (backoff.ts). */
+  readonly backoff: ImageBackoff;
   /** A client per registry origin and purpose (agent.ts says which credentials go where). */
   client(url: string, credentials?: { username: string; password: string }, actions?: 'pull' | 'pull,push'): RegistryClient;
   /** Records the status file; with the store full, keeps it in memory for a later pass. */

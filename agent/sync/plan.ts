@@ -7,7 +7,8 @@ import type { SyncContext } from './context.js';
 
 // Step 3 of a group's sync: which of the state's images must be pulled. An image whose every
 // manifest and blob is still in the store is kept as it is (unless the group lost a blob to
-// damage, when all are checked again by pulling); every other one is pulled. Images never
+// damage, when all are checked again by pulling); so is one that failed and waits for its next
+// try (backoff.ts); every other one is pulled. Images never
 // pulled yet are recorded 'pending' first, so `status` shows them while a long sync runs.
 
 export interface PullPlan {
@@ -15,7 +16,7 @@ export interface PullPlan {
   registry: string;
   /** The state's entries that are not deleted: what the group serves once pulled. */
   live: StateArtifact[];
-  /** Images complete in the store, by record key: nothing to pull. */
+  /** Images not pulled this pass, by record key: complete in the store, or failed and waiting for their next try (backoff.ts). */
   kept: Record<string, ImageRecord>;
   /** Entries to pull, in the state's order. */
   toPull: StateArtifact[];
@@ -46,7 +47,7 @@ export async function planPulls(ctx: SyncContext, g: AgentGroup, state: Versione
   const toPull: StateArtifact[] = [];
   live.forEach((a, i) => {
     const key = imageRecordKey(a.repository, a.digest);
-    if (complete[i]) kept[key] = rec.images[key]!;
+    if (complete[i] || (rec.images[key]?.status === 'failed' && ctx.backoff.waiting(g.name, key))) kept[key] = rec.images[key]!;
     else toPull.push(a);
   });
   return { registry: state.registry, live, kept, toPull };

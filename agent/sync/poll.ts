@@ -5,7 +5,8 @@ import type { SyncContext } from './context.js';
 
 // Step 1 of a group's sync: one HEAD of the state (or of the pinned version). Only a new
 // digest goes on to verify.ts; the same digest with every image in place is the end of the
-// pass, and with images failed or pending (or a blob found damaged) they are pulled again.
+// pass, and with images pending, failed and due for a retry (backoff.ts), or a blob found
+// damaged, they are pulled again.
 
 export type Polled =
   | { outcome: 'unreachable' | 'missing' | 'unchanged' }
@@ -43,9 +44,13 @@ export async function poll(ctx: SyncContext, g: AgentGroup, pin: Pin | undefined
 
   const held = ctx.states.get(g.name);
   if (head.digest !== rec.applied?.digest || !held) return { outcome: 'changed', digest: head.digest };
-  const incomplete = ctx.damaged.has(g.name) || Object.values(rec.images).some((i) => i.status === 'failed' || i.status === 'pending');
-  if (!incomplete) {
-    delete rec.error;
+  const images = Object.entries(rec.images);
+  const due = ctx.damaged.has(g.name) || images.some(([key, i]) => i.status === 'pending' || (i.status === 'failed' && !ctx.backoff.waiting(g.name, key)));
+  if (!due) {
+    // Failed images waiting for their next try (backoff.ts) keep the group's error.
+    const failed = images.filter(([, i]) => i.status === 'failed').length;
+    if (failed) rec.error = `${failed} of ${images.length} images failed`;
+    else delete rec.error;
     ctx.metrics.polls.inc({ group: g.name, result: 'unchanged' });
     return { outcome: 'unchanged' };
   }

@@ -18,7 +18,7 @@ import { chooseChildren, formatPlatform, isAttestation, matches, type Platform }
 // only the children of the device's platforms, for an image its config before any layer (so
 // an image for another platform costs one small blob), then the layers. Every byte is
 // checked against its digest before it is kept. An image that fails is recorded 'failed'
-// with its reason and retried on the next pass; a store that fills stops every download
+// with its reason (logged and retried by backoff.ts); a store that fills stops every download
 // that has not started (store/space.ts).
 
 /** Pulls the planned images; resolves with the record of every live image, kept or pulled. */
@@ -57,7 +57,6 @@ export async function pullImages(ctx: SyncContext, g: AgentGroup, plan: PullPlan
     } catch (err) {
       if (isStoreFull(err)) await ctx.storeFull(err);
       ctx.metrics.failures.inc({ where: 'image' });
-      ctx.log.warn({ group: g.name, repository: a.repository, digest: a.digest, err: (err as Error).message }, 'image not made available');
       images[key] = { repository: a.repository, digest: a.digest, status: 'failed', reason: describeFailure(err), at };
     } finally {
       progress.done();

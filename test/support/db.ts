@@ -6,6 +6,16 @@ import { createPool, type Pool } from '../../core/db/pool.js';
 /** The server the tests use; each test file gets a database of its own on it. */
 export const ADMIN_URL = process.env.TEST_DATABASE_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
+/**
+ * What every test (and benchmark) database's name starts with, a random suffix after it:
+ * TEST_DATABASE_PREFIX when set (so work beside it can tell its databases apart).
+ */
+export function databasePrefix(env: NodeJS.ProcessEnv = process.env): string {
+  const p = env.TEST_DATABASE_PREFIX ?? 'satellite_test_';
+  if (!/^[a-z_][a-z0-9_]{0,40}$/.test(p)) throw new Error(`TEST_DATABASE_PREFIX=${JSON.stringify(p)}: lower-case letters, digits and _ only (at most 41), not starting with a digit`);
+  return p;
+}
+
 export interface TestDatabase {
   url: string;
   pool: Pool;
@@ -15,7 +25,7 @@ export interface TestDatabase {
 }
 
 export async function createTestDatabase(): Promise<TestDatabase> {
-  const name = `satellite_test_${randomBytes(6).toString('hex')}`;
+  const name = `${databasePrefix()}${randomBytes(6).toString('hex')}`;
   const url = new URL(ADMIN_URL);
   url.pathname = `/${name}`;
   await migrate(url.toString()); // creates the database too

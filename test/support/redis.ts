@@ -6,8 +6,11 @@ import { freePort } from './process.js';
 /** The shared test Redis; each test uses a key prefix of its own and removes its keys. */
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
-export function testPrefix(): string {
-  return `satellite-test-${randomBytes(5).toString('hex')}`;
+/** A key prefix of its own: TEST_REDIS_PREFIX (when set) and a random suffix. */
+export function testPrefix(env: NodeJS.ProcessEnv = process.env): string {
+  const p = env.TEST_REDIS_PREFIX ?? 'satellite-test-';
+  if (!/^[A-Za-z0-9_.-]{1,40}$/.test(p)) throw new Error(`TEST_REDIS_PREFIX=${JSON.stringify(p)}: letters, digits, _ . - only (at most 40)`);
+  return `${p}${randomBytes(5).toString('hex')}`;
 }
 
 export async function dropPrefix(prefix: string, url = REDIS_URL): Promise<void> {
