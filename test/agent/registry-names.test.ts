@@ -78,4 +78,10 @@ describe('the edge agent reaching Harbor under another name than the worker', fu
       await harbor.close();
     }
   });
+
+  it('when registryAliases maps a name to something that is not an http(s) URL, then the agent does not start and names the entry', async () => {
+    const run = await runBundle(['--once', '--config', await world.configFile({ registryAliases: { 'http://harbor-core:80': 'harbor.example.com' } })]);
+    expect(run.code, run.out).to.equal(2);
+    expect(run.out).to.include('registryAliases["http://harbor-core:80"]: "harbor.example.com" is not an http(s) URL');
+  });
 });
