@@ -8,7 +8,12 @@ export interface Registration {
   username: string;
   password: string;
   publicKey: string;
-  groups: { name: string; state: string }[];
+  /**
+   * identity: the "host/repository" the worker's signatures of the state name (STATE_REGISTRY's
+   * host and the state's repository), whatever name the device reaches the registry by.
+   * Absent in answers of services older than this field.
+   */
+  groups: { name: string; state: string; identity?: string }[];
   statusUrl: string | null;
 }
 

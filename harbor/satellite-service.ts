@@ -105,7 +105,12 @@ export class SatelliteService {
       username: robot.name,
       password: robot.secret,
       publicKey: this.ctx.settings.publicKeyPem,
-      groups: s.groups.map((g) => ({ name: g, state: groupStateRepository(this.ctx, g) })),
+      // The identity the worker signs with (worker/signer.ts: the state registry's host and
+      // the repository), so a device reaching Harbor under another name still verifies.
+      groups: s.groups.map((g) => {
+        const state = groupStateRepository(this.ctx, g);
+        return { name: g, state, identity: `${new URL(this.ctx.settings.stateRegistry).host}/${state}` };
+      }),
       statusUrl: this.ctx.settings.endpointUrl ? `${this.ctx.settings.endpointUrl}/api/v1/satellites/${s.name}/status` : null,
     };
   }

@@ -156,7 +156,10 @@ const schemas = {
       publicKey: { type: 'string', description: 'PEM of the key states are signed with' },
       groups: {
         type: 'array',
-        items: { type: 'object', required: ['name', 'state'], additionalProperties: false, properties: { name: { type: 'string' }, state: { type: 'string' } } },
+        items: {
+          type: 'object', required: ['name', 'state', 'identity'], additionalProperties: false,
+          properties: { name: { type: 'string' }, state: { type: 'string' }, identity: { type: 'string', description: 'host/repository the state\'s signatures name (the agent\'s groups[].identity)' } },
+        },
       },
       statusUrl: { type: 'string', nullable: true },
     },

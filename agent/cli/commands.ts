@@ -17,7 +17,8 @@ commands:
   run [--once]                 sync every group's signed state and serve its images locally
                                (the default command); --once: one sync, then exit
   status [--json]              what is applied, per group: version, digest, when checked and
-                               applied, images present / pending / failed, with reasons
+                               applied, images present / pending / failed, with reasons; while
+                               the running agent pulls, each image's bytes done / total
   pin <group> <version|digest> apply an earlier signed state of a group and hold it
   unpin <group>                follow the group's latest state again
   register --url <service> --token <token> [--out agent.yaml] [--store D] [--listen H:P]

@@ -60,7 +60,7 @@ export function configFromRegistration(r: Registration, local: { store?: string;
     username: r.username,
     password: r.password,
     ...(local.caFile ? { caFile: local.caFile } : {}),
-    groups: r.groups.map((g) => ({ name: g.name, state: g.state, publicKey: r.publicKey })),
+    groups: r.groups.map((g) => ({ name: g.name, state: g.state, publicKey: r.publicKey, ...(g.identity ? { identity: g.identity } : {}) })),
     ...(r.statusUrl ? { report: { url: r.statusUrl } } : {}),
     ...(local.platforms?.length ? { platforms: local.platforms } : {}),
     store: local.store ?? '/var/lib/satellite-agent',

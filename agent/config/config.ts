@@ -62,6 +62,12 @@ export interface AgentConfig {
   server: { maxStreams: number; maxStreamsPerClient: number; idleTimeoutMs: number };
   /** What /status and /metrics ask for; unset: they answer whoever reaches `listen`. */
   operations?: OperationsCredential;
+  /**
+   * Origin of a registry a state names (as the worker sees Harbor, IMAGE_REGISTRY) → the URL
+   * this device reaches it at. Images are pulled from the latter, with the credential when it
+   * is `registry`'s origin; the mirror files name it too.
+   */
+  registryAliases: Record<string, string>;
   /** The alternative target: a registry at the site the agent fills (every platform of an index). */
   pushTo?: { registry: string; credentials?: { username: string; password: string } };
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -132,6 +138,7 @@ const SCHEMA = {
       required: ['url'],
       properties: { url: { type: 'string', minLength: 1 } },
     },
+    registryAliases: { type: 'object', additionalProperties: { type: 'string', minLength: 1 } },
     pushTo: {
       type: 'object',
       additionalProperties: false,
@@ -290,6 +297,12 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
   if (progressIntervalMs === undefined || progressIntervalMs <= 0) problems.push(`progressInterval: ${JSON.stringify(file.progressInterval)} is not a duration such as 10s`);
   const timeoutMs = file.timeout === undefined ? 30_000 : parseDuration(file.timeout);
   if (timeoutMs === undefined) problems.push(`timeout: ${JSON.stringify(file.timeout)} is not a duration such as 30s`);
+  const registryAliases: Record<string, string> = {};
+  for (const [from, to] of Object.entries((file.registryAliases ?? {}) as Record<string, string>)) {
+    const a = requiredUrl(from, `registryAliases: the key ${JSON.stringify(from)}`, problems);
+    const b = requiredUrl(to, `registryAliases[${JSON.stringify(from)}]`, problems);
+    if (a && b) registryAliases[new URL(a).origin] = b;
+  }
   const report = file.report as { url: string } | undefined;
   if (report) requiredUrl(report.url, 'report.url', problems);
   const mirrors = (file.mirrors ?? {}) as Record<string, string>;
@@ -332,6 +345,7 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
     ...(report ? { report: { url: report.url.replace(/\/+$/, '') } } : {}),
     server,
     ...(operations ? { operations } : {}),
+    registryAliases,
     ...(push && pushRegistry ? { pushTo: { registry: pushRegistry, ...(push.username !== undefined ? { credentials: { username: push.username, password: push.password! } } : {}) } } : {}),
     logLevel: (file.logLevel as AgentConfig['logLevel'] | undefined) ?? 'info',
   };
@@ -359,4 +373,13 @@ export function parseListen(text: string): { host: string; port: number } | unde
   const port = Number(m[3]);
   if (port > 65535) return undefined;
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+/** Where this device pulls the images of a state naming `registry` from: its alias, else itself. */
+export function imageRegistry(config: Pick<AgentConfig, 'registryAliases'>, registry: string): string {
+  try {
+    return config.registryAliases[new URL(registry).origin] ?? registry;
+  } catch {
+    return registry;
+  }
 }

@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { RegistryClient } from '../../core/registry/registry-client.js';
 import type { VersionedState } from '../../core/state/delta.js';
-import type { AgentConfig, AgentGroup } from '../config/config.js';
+import { imageRegistry, type AgentConfig, type AgentGroup } from '../config/config.js';
 import type { AgentMetrics } from '../metrics.js';
 import { ServedView } from '../serve/served-view.js';
 import { ContentStore } from '../store/content-store.js';
@@ -250,7 +250,7 @@ export class Agent implements SyncContext {
     const origins = new Set<string>();
     for (const s of this.states.values()) {
       try {
-        origins.add(new URL(s.registry).origin);
+        origins.add(new URL(imageRegistry(this.config, s.registry)).origin);
       } catch {
         // a state whose registry is not a URL names no mirror
       }

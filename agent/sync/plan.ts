@@ -1,7 +1,7 @@
 import pLimit from 'p-limit';
 import type { VersionedState } from '../../core/state/delta.js';
 import type { StateArtifact } from '../../core/state/render.js';
-import type { AgentGroup } from '../config/config.js';
+import { imageRegistry, type AgentGroup } from '../config/config.js';
 import { imageRecordKey, type GroupRecord, type ImageRecord } from '../store/state-files.js';
 import type { SyncContext } from './context.js';
 
@@ -12,7 +12,7 @@ import type { SyncContext } from './context.js';
 // pulled yet are recorded 'pending' first, so `status` shows them while a long sync runs.
 
 export interface PullPlan {
-  /** The registry the state names, which the images are pulled from. */
+  /** Where the images are pulled from: the registry the state names, or its alias (registryAliases). */
   registry: string;
   /** The state's entries that are not deleted: what the group serves once pulled. */
   live: StateArtifact[];
@@ -50,7 +50,7 @@ export async function planPulls(ctx: SyncContext, g: AgentGroup, state: Versione
     if (complete[i] || (rec.images[key]?.status === 'failed' && ctx.backoff.waiting(g.name, key))) kept[key] = rec.images[key]!;
     else toPull.push(a);
   });
-  return { registry: state.registry, live, kept, toPull };
+  return { registry: imageRegistry(ctx.config, state.registry), live, kept, toPull };
 }
 
 /** Whether every digest an image needs is still in the store. */

@@ -43,7 +43,9 @@ describe('satellites: one-time registration, least-privilege robots, fleet view'
     expect(Object.keys(res.body).sort()).to.deep.equal(['groups', 'name', 'password', 'publicKey', 'registry', 'statusUrl', 'username']);
     expect(res.body).to.deep.include({
       name: 'store-042', registry: 'https://harbor.example.com', username: 'robot$satellite-store-042', publicKey: keys.publicPem,
-      groups: [{ name: 'edge-eu', state: 'satellite/group-state/edge-eu/state' }], statusUrl: `${h.url}/api/v1/satellites/store-042/status`,
+      // identity: what the worker's signatures name (STATE_REGISTRY's host, 127.0.0.1:5000 by
+      // default here), not IMAGE_REGISTRY's name the device reaches Harbor by.
+      groups: [{ name: 'edge-eu', state: 'satellite/group-state/edge-eu/state', identity: '127.0.0.1:5000/satellite/group-state/edge-eu/state' }], statusUrl: `${h.url}/api/v1/satellites/store-042/status`,
     });
     const robot = h.harbor.robots.find((r) => r.name === 'satellite-store-042')!;
     expect(robot.secret).to.equal(res.body.password);

@@ -59,7 +59,7 @@ describe('the satellite-agent Debian package', function () {
     expect(installed.exitCode, installed.all).to.equal(0);
     expect(installed.all, 'postinst says why nothing started').to.include('satellite-agent: not started: fill in /etc/satellite/agent.yaml');
     expect(await readFile(join(root, 'etc/passwd'), 'utf8')).to.match(/^satellite-agent:x:\d+:\d+:Satellite for Harbor edge agent:\/var\/lib\/satellite-agent:/m);
-    expect((await stat(join(root, 'etc/satellite/agent.yaml'))).mode & 0o777, 'the configuration (which may hold a password) is not world-readable').to.equal(0o640);
+    expect((await stat(join(root, 'etc/satellite/agent.yaml'))).mode & 0o777, 'the configuration (which will hold the credential) is root\'s only').to.equal(0o600);
 
     const cmd = join(root, 'usr/bin/satellite-agent');
     expect((await execa(cmd, ['--version'])).stdout).to.equal(JSON.parse(await readFile('package.json', 'utf8')).version);
@@ -70,7 +70,7 @@ describe('the satellite-agent Debian package', function () {
     // The unit as installed, with ExecStart pointing into the throwaway root (systemd-analyze
     // checks that the command exists on this machine).
     const unit = (await readFile(join(root, 'lib/systemd/system/satellite-agent.service'), 'utf8')).replace('ExecStart=/usr/bin/satellite-agent', `ExecStart=${cmd}`);
-    for (const line of ['User=satellite-agent', 'StateDirectory=satellite-agent', 'ProtectSystem=strict', 'ReadWritePaths=-/etc/containerd/certs.d -/etc/containers/registries.conf.d', 'NoNewPrivileges=yes', 'CapabilityBoundingSet=\n']) {
+    for (const line of ['LoadCredential=agent.yaml:/etc/satellite/agent.yaml\n', `ExecStart=${cmd} run --config %d/agent.yaml\n`, 'User=satellite-agent', 'StateDirectory=satellite-agent', 'ProtectSystem=strict', 'ReadWritePaths=-/etc/containerd/certs.d -/etc/containers/registries.conf.d', 'NoNewPrivileges=yes', 'CapabilityBoundingSet=\n']) {
       expect(unit, line).to.include(line);
     }
     await mkdir(join(dir, 'units'), { recursive: true });
