@@ -5,6 +5,8 @@
 //  2. syncing N images that share base layers into the agent's store (the bundle, `run
 //     --once`), against skopeo copying the same set by digest: `skopeo sync` into dir/, and
 //     `skopeo copy` per image into one OCI layout (which shares blobs like the agent's store);
+//     2b. memory: the agent's peak RSS syncing them and its RSS idle after, beside `node -e 0`
+//     and skopeo's peaks (GNU time's maxrss; /proc for the idle process);
 //  3. bytes fetched again after the process is SIGKILLed in the middle of a large blob and
 //     started again: the agent resumes with a Range request, skopeo starts the blob over;
 //  4. bytes per state change, one entry changed in a state of BENCH_ENTRIES entries: the whole
@@ -13,7 +15,7 @@
 // of the registry, except in 3, which counts the blob's body bytes at the throttling proxy.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -93,13 +95,26 @@ async function byteCounter(targetHost: string): Promise<{ url: string; host: str
   };
 }
 
-/** Runs a command; resolves with its exit code and wall time. */
-function timed(command: string, args: string[]): Promise<{ code: number | null; ms: number; err: string }> {
+/**
+ * Runs a command under GNU time (Debian's `time`, installed by harbor-dev/deps.sh); resolves
+ * with its exit code, wall time and peak RSS in MiB (the kernel's maxrss of the process).
+ */
+function timed(command: string, args: string[]): Promise<{ code: number | null; ms: number; err: string; peakMiB: number }> {
   const t0 = performance.now();
-  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn('/usr/bin/time', ['-f', '\nbench-maxrss-kib=%M', command, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
-  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, ms: performance.now() - t0, err })));
+  return new Promise((resolve) => child.on('exit', (code) => {
+    const kib = Number(/bench-maxrss-kib=(\d+)/.exec(err)?.[1] ?? NaN);
+    resolve({ code, ms: performance.now() - t0, err, peakMiB: kib / 1024 });
+  }));
+}
+
+/** A running process's resident memory now and at its peak, in MiB (from /proc). */
+async function rssOf(pid: number): Promise<{ now: number; peak: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN);
+  return { now: kib('VmRSS') / 1024, peak: kib('VmHWM') / 1024 };
 }
 
 function must(r: { code: number | null; err: string }, what: string): void {
@@ -184,6 +199,8 @@ const uniqueBytes = (images: Image[]) => {
   return [...seen.values()].reduce((a, b) => a + b, 0);
 };
 
+const mib = (n: number): string => n.toFixed(1);
+
 async function main(): Promise<void> {
   const w = await world();
   const relay = await byteCounter(w.registry.host);
@@ -215,11 +232,22 @@ async function main(): Promise<void> {
 
     relay.reset();
     const t0 = performance.now();
+    const copyRuns: number[] = [];
     for (const [i, img] of images.entries()) {
-      must(await timed('skopeo', ['--insecure-policy', 'copy', '--src-tls-verify=false', '--retry-times', '0', `docker://${relay.host}/bench/app${i}@${img.manifest.digest}`, `oci:${join(w.work, 'skopeo-oci')}:app${i}`]), 'skopeo copy');
+      must(await timed('skopeo', ['--insecure-policy', 'copy', '--src-tls-verify=false', '--retry-times', '0', `docker://${relay.host}/bench/app${i}@${img.manifest.digest}`, `oci:${join(w.work, 'skopeo-oci')}:app${i}`]).then((r) => (copyRuns.push(r.peakMiB), r)), 'skopeo copy');
     }
     const copyMs = performance.now() - t0;
     const copyBytes = relay.bytes();
+    const copyPeakMiB = Math.max(...copyRuns);
+
+    // The agent idle: the long-running bundle on the store it just filled, after its first
+    // (unchanged) pass and a few seconds; beside it, the runtime alone (`node -e 0`).
+    const idle = spawn(process.execPath, [BUNDLE, 'run', '--config', fleetConfig], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 5000));
+    const idleRss = await rssOf(idle.pid!);
+    idle.kill('SIGTERM');
+    await new Promise((r) => idle.once('exit', r));
+    const nodeOnly = await timed(process.execPath, ['-e', '0']);
 
     // 1. The agent's unchanged pass on the store it just filled, in process (what each interval runs).
     const agent = new Agent(loadAgentConfig(fleetConfig, {}), pino({ level: 'silent' }), new AgentMetrics());
@@ -285,6 +313,16 @@ async function main(): Promise<void> {
     out(row(['agent bundle, run --once (verifies the state first)', ms(agentRun.ms), size(agentBytes)], w2));
     out(row(['skopeo sync --src yaml --dest dir (by digest)', ms(syncRun.ms), size(syncBytes)], w2));
     out(row([`skopeo copy ×${IMAGES} by digest into one OCI layout`, ms(copyMs), size(copyBytes)], w2));
+    out();
+    out('2b. memory: peak RSS (the kernel\'s maxrss, GNU time) and the idle agent\'s RSS (/proc)');
+    const w2b = [52, 12];
+    out(row(['', 'MiB'], w2b));
+    out(row([`agent bundle, run --once, syncing ${IMAGES} images: peak`, mib(agentRun.peakMiB)], w2b));
+    out(row(['agent bundle, run, idle after its first pass: now', mib(idleRss.now)], w2b));
+    out(row(['agent bundle, run, idle after its first pass: peak', mib(idleRss.peak)], w2b));
+    out(row(['node -e 0 (the runtime alone): peak', mib(nodeOnly.peakMiB)], w2b));
+    out(row(['skopeo sync: peak', mib(syncRun.peakMiB)], w2b));
+    out(row([`skopeo copy ×${IMAGES}: the largest peak of one`, mib(copyPeakMiB)], w2b));
     out();
 
     // 3. Killed in the middle of a large blob, then started again.

@@ -55,6 +55,7 @@ install_missing() {
   command -v pg_ctlcluster >/dev/null || pg_answers || missing+=(postgresql)
   command -v redis-server >/dev/null || missing+=(redis-server)  # the tests also start their own
   command -v skopeo >/dev/null || missing+=(skopeo)
+  [ -x /usr/bin/time ] || missing+=(time)  # bench:agent's peak RSS (GNU time's maxrss)
   command -v docker-registry >/dev/null || missing+=(docker-registry)
   command -v containerd >/dev/null || missing+=(containerd)  # the agent's runtime tests
   command -v podman >/dev/null || missing+=(podman)

@@ -140,6 +140,17 @@ export class ContentStore {
     }
     const hash = createHash(algorithm);
     if (offset > 0) await hashFile(partial, hash);
+    if (offset === size && size > 0) {
+      // Every byte arrived before the agent stopped (killed before the rename): no request
+      // (a registry answers a range from the end 416); kept if it is the blob, else fetched again.
+      const copy = hash.copy();
+      if (`${algorithm}:${copy.digest('hex')}` === digest) {
+        await this.finish(digest, partial, hash, size);
+        return { downloaded: 0, resumedFrom: offset };
+      }
+      await rm(partial, { force: true });
+      return this.download(digest, size, source);
+    }
     const res = await source(offset);
     const range = res.status === 206 ? /^bytes (\d+)-/.exec(res.headers.get('content-range') ?? '') : null;
     let resumedFrom = offset;

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createGzip } from 'node:zlib';
 import { STATE_LAYER_TYPE } from '../../core/state/format.js';
-import { BUNDLE, pushImage, runBundle, useAgentWorld } from '../support/agent.js';
+import { BUNDLE, pushImage, readAgentState, runBundle, useAgentWorld } from '../support/agent.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { image } from '../support/oci.js';
 import { until } from '../support/process.js';
@@ -56,7 +56,7 @@ describe('the edge agent: bounded reads', function () {
     const exited = new Promise((resolve) => child.on('exit', resolve));
     try {
       const rec = await until('the agent\'s first sync to end', async () => {
-        const doc = JSON.parse(await readFile(join(store, 'agent-state.json'), 'utf8')) as { groups: Record<string, Run['rec']> };
+        const doc = (await readAgentState(store)) as unknown as { groups: Record<string, Run['rec']> };
         const r = doc.groups.edge;
         return r && done(r) ? r : undefined;
       }, 90_000).catch((err: Error) => {

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { startDockerRegistry, type LocalRegistry } from '../../harbor-dev/docker-registry.js';
+import { readAgentState } from '../support/agent.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { image, imageBlobs, index, indexBlobs, writeLayout } from '../support/oci.js';
 import { freePort, spawnSatellite, until, type Spawned } from '../support/process.js';
@@ -77,7 +78,7 @@ describe('end to end: skopeo → endpoint → worker → signed state → agent 
     running.push(agent);
     const local = `127.0.0.1:${agentPort}`;
     await until('both images served', async () => {
-      const status = JSON.parse(await readFile(join(store, 'agent-state.json'), 'utf8').catch(() => '{}'));
+      const status = await readAgentState(store);
       const images = Object.values(status.groups?.['edge-eu']?.images ?? {}) as { status: string }[];
       return images.length === 2 && images.every((i) => i.status === 'present') ? true : undefined;
     }, 60_000);

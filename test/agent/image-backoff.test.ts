@@ -17,19 +17,21 @@ interface Status {
 
 describe('the edge agent: an image that keeps failing', function () {
   this.timeout(120_000);
-  const world = useAgentWorld();
   let proxy: FaultProxy;
   let child: ChildProcess | undefined;
-  beforeEach(async () => {
-    proxy = await startFaultProxy(world.registryUrl);
-  });
+  // Before the world's hooks (registered by useAgentWorld), which remove the store's directory.
   afterEach(async () => {
     if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child!.once('exit', r));
       child.kill('SIGTERM');
-      await new Promise((r) => child!.once('exit', r));
+      await exited;
     }
     child = undefined;
     await proxy?.close();
+  });
+  const world = useAgentWorld();
+  beforeEach(async () => {
+    proxy = await startFaultProxy(world.registryUrl);
   });
 
   it('when the registry cannot serve one blob of an image, then over 16 polls that blob is asked for a few times with growing gaps, not on every pass, its failure is logged once, and once the blob is served the image is present and logged available again', async () => {

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { startDockerRegistry, type LocalRegistry } from '../../harbor-dev/docker-registry.js';
 import { RegistryClient } from '../../core/registry/registry-client.js';
-import { pushImage } from '../support/agent.js';
+import { pushImage, readAgentState } from '../support/agent.js';
 import { buildah, inspectImage, runImage, type RunningContainer } from '../support/container.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { image, imageBlobs, writeLayout } from '../support/oci.js';
@@ -216,11 +216,11 @@ describe('the images, built by make image (needs the Debian packages buildah and
       mounts: [{ source: store, target: '/var/lib/satellite-agent' }, { source: etc, target: '/etc/satellite', readOnly: true }],
     });
     await until('the image present in the store', async () => {
-      const status = JSON.parse(await readFile(join(store, 'agent-state.json'), 'utf8').catch(() => '{}'));
+      const status = await readAgentState(store);
       const images = Object.values(status.groups?.['edge-ap']?.images ?? {}) as { status: string }[];
       return images.length === 1 && images[0]!.status === 'present' ? true : undefined;
     }, 60_000).catch(async (e) => {
-      const status = await readFile(join(store, 'agent-state.json'), 'utf8').catch(() => 'no agent-state.json');
+      const status = JSON.stringify(await readAgentState(store).catch((err: Error) => err.message));
       throw new Error(`${(e as Error).message}:\n${c.output().slice(-4000)}\n${status}`);
     });
 
@@ -263,7 +263,7 @@ describe('the images, built by make image (needs the Debian packages buildah and
       mounts: [{ source: store, target: '/var/lib/satellite-agent' }, { source: etc, target: '/etc/satellite', readOnly: true }],
     });
     expect((await a.exited).code, a.output().slice(-2000)).to.equal(0);
-    const status = JSON.parse(await readFile(join(store, 'agent-state.json'), 'utf8'));
-    expect(Object.values(status.groups['edge-ro'].images).map((i) => (i as { status: string }).status)).to.deep.equal(['present']);
+    const status = await readAgentState(store);
+    expect(Object.values(status.groups['edge-ro']!.images).map((i) => (i as { status: string }).status)).to.deep.equal(['present']);
   });
 });

@@ -11,6 +11,7 @@ import { createTestDatabase, type TestDatabase } from './db.js';
 import type { Image, Index } from './oci.js';
 import { KEY_PASSWORD, record, testBuilder, useRegistryAndKeys, workerConfig } from './worker.js';
 import { KeySigner } from '../../worker/signer.js';
+import { AgentStateFiles, type AgentStateDoc } from '../../agent/store/state-files.js';
 import { loadPrivateKey } from '../../core/cosign/keys.js';
 
 // A small Harbor for the agent's tests: a real docker-registry holds the images (as Harbor's
@@ -32,6 +33,14 @@ export function runBundle(args: string[], opts: { shell?: string } = {}): Promis
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));
   return new Promise((resolve) => child.on('exit', (code) => resolve({ code, out })));
+}
+
+/**
+ * An agent's status document as `satellite agent status` reads it: the snapshot
+ * (agent-state.json) with its journal replayed; `{ groups: {} }` before the agent wrote any.
+ */
+export async function readAgentState(store: string): Promise<AgentStateDoc> {
+  return new AgentStateFiles(store).load('test');
 }
 
 /** Pushes an image's blobs and manifest into a real registry, by digest and (optionally) by tag. */
