@@ -7,6 +7,7 @@ import { groupsCommand, satellitesCommand } from './admin.js';
 import { harborRobot, harborSetup } from './harbor.js';
 import { runProcess } from './run-process.js';
 import { agentCli } from '../agent/cli/commands.js';
+import { exportCommand } from './export.js';
 
 const USAGE = `usage: satellite <command> [options]
 
@@ -30,6 +31,8 @@ commands:
                                state project and the projects of the images they list
   agent …                      the edge agent (see satellite agent --help)
   state diff <group> <vA> <vB> what was added, removed and retagged between two published versions
+  export <group> -o site.tar   the signed state and every image it lists, as one OCI image layout
+         [--version N] [--platform os/arch[/variant]]...   archive for an air-gapped site
 
 groups (run in Harbor through its API; HARBOR_URL, HARBOR_PASSWORD; create and update also
 ENDPOINT_URL and ENDPOINT_PASSWORD, as they register this endpoint in Harbor):
@@ -55,7 +58,7 @@ configuration comes from environment variables; see README.md`;
 /** Set once the configuration is read: whether a failure prints its stack. */
 let verbose = false;
 
-const COMMANDS = ['serve', 'adapter', 'worker', 'migrate', 'list', 'state', 'keys', 'verify', 'credentials', 'harbor', 'groups', 'satellites', 'help'];
+const COMMANDS = ['serve', 'adapter', 'worker', 'migrate', 'list', 'state', 'keys', 'verify', 'credentials', 'harbor', 'groups', 'satellites', 'export', 'help'];
 
 // A reader that stops early (`satellite list edge-eu | head`) closes the pipe: what it did
 // not read was not wanted, so that is no failure and deserves no stack trace.
@@ -83,6 +86,9 @@ const OPTIONS = {
   replace: { type: 'boolean', default: false },
   group: { type: 'string', multiple: true, default: [] },
   'expires-in-hours': { type: 'string' },
+  output: { type: 'string', short: 'o' },
+  version: { type: 'string' },
+  platform: { type: 'string', multiple: true, default: [] },
 } satisfies NonNullable<ParseArgsConfig['options']>;
 
 async function main(argv: string[]): Promise<number> {
@@ -148,6 +154,9 @@ async function main(argv: string[]): Promise<number> {
       if (rest[0] === 'setup' && rest.length === 2) return harborSetup(config, rest[1]!, values.filter!, values.replicate!);
       if (rest[0] === 'robot' && rest.length === 2) return harborRobot(config, rest[1]!, values.group!);
       return usage('harbor setup <group> [--filter <names>]... [--replicate] | harbor robot <name> --group <g>...');
+    case 'export':
+      if (rest.length !== 1) return usage('export <group> -o site.tar [--version N] [--platform os/arch[/variant]]...');
+      return exportCommand(config, rest[0]!, { version: values.version, platform: values.platform!, output: values.output });
     case 'groups':
     case 'satellites': {
       const admin = {

@@ -2,7 +2,7 @@
 # Starts what the project needs locally, but only what does not already answer: PostgreSQL
 # and Redis where DATABASE_URL and REDIS_URL (or their _FILE variants) point, by default
 # 127.0.0.1:5432 and 127.0.0.1:6379. Installs missing Debian packages first (postgresql,
-# redis-server, the test peers skopeo, docker-registry, containerd and podman, redis-sentinel and openssl, chromium for the dashboard, and buildah
+# redis-server, the test peers skopeo, umoci, docker-registry, containerd and podman, redis-sentinel and openssl, chromium for the dashboard, and buildah
 # and mmdebstrap for the images). It starts PostgreSQL only as this machine's cluster on
 # loopback port 5432, and Redis on any loopback port; a URL naming another host (or a
 # PostgreSQL on another port) must answer already, or it says so and fails.
@@ -56,6 +56,7 @@ install_missing() {
   command -v redis-server >/dev/null || missing+=(redis-server)  # the tests also start their own
   command -v skopeo >/dev/null || missing+=(skopeo)
   [ -x /usr/bin/time ] || missing+=(time)  # bench:agent's peak RSS (GNU time's maxrss)
+  command -v umoci >/dev/null || missing+=(umoci)  # reads the air-gapped archive (satellite export)
   command -v docker-registry >/dev/null || missing+=(docker-registry)
   command -v containerd >/dev/null || missing+=(containerd)  # the agent's runtime tests
   command -v podman >/dev/null || missing+=(podman)
