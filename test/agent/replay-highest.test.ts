@@ -54,4 +54,34 @@ describe('the edge agent: replay refusal after a pin', function () {
     const served = async (repo: string, tag: string) => (await fetch(`${agent.url}/v2/library/${repo}/manifests/${tag}`)).status;
     expect([await served('a', 'a'), await served('b', 'b'), await served('c', 'c')], 'v1 served, nothing of v2 or v3').to.deep.equal([200, 404, 404]);
   });
+
+  it('when the tag v1 is moved to the signed state of version 2 and the group is pinned to 1, then the pin is refused and version 2 is not applied', async () => {
+    const client = world.client();
+    const versions = [];
+    for (const name of ['a', 'b']) {
+      const img = image();
+      await pushImage(client, `library/${name}`, img);
+      await world.record('edge', `library/${name}`, img, name);
+      versions.push(await world.publish('edge'));
+    }
+    const [v1, v2] = versions as [typeof versions[0], typeof versions[0]];
+    const file = await world.configFile();
+    const status = async () => JSON.parse((await runBundle(['status', '--json', '--config', file])).out).groups[0];
+
+    // The genuinely signed v2 moved to the tag v1 (a registry that lets tags move).
+    await client.putManifest(STATE, 'v1', (await client.getManifest(STATE, v2.digest))!.bytes, MANIFEST);
+    expect((await client.headManifest(STATE, 'v1'))!.digest).to.equal(v2.digest);
+
+    const pinned = await runBundle(['pin', 'edge', '1', '--config', file]);
+    expect(pinned.code, pinned.out).to.equal(1);
+    const after = await status();
+    expect(after.version, 'nothing applied').to.equal(null);
+    expect(after.error).to.match(/state refused \(replay\).*tagged v1 says it is version 2/);
+
+    const agent = await world.start(loadAgentConfig(file, {}));
+    expect((await agent.firstSync).groups.edge).to.equal('refused');
+    const served = async (repo: string, tag: string) => (await fetch(`${agent.url}/v2/library/${repo}/manifests/${tag}`)).status;
+    expect([await served('a', 'a'), await served('b', 'b')], 'nothing of v2 served under the pin to v1').to.deep.equal([404, 404]);
+    expect(v1.version).to.equal(1);
+  });
 });

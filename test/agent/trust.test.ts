@@ -4,7 +4,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { signatureTag } from '../../core/cosign/signature-image.js';
 import { KeySigner } from '../../worker/signer.js';
 import { gzipState } from '../../core/state/artifact.js';
-import { layerText, stateLayers } from '../../core/state/format.js';
+import { layerText, STATE_DIGEST_ANNOTATION, stateLayers } from '../../core/state/format.js';
+import { jsonDigest } from '../../core/state/delta.js';
 import { pushImage, runBundle, useAgentWorld } from '../support/agent.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { image } from '../support/oci.js';
@@ -38,6 +39,30 @@ describe('the edge agent: trust before use, and polls that cost nothing', functi
 
   /** Puts a manifest (with the layers it names already in the registry) at `latest`. */
   const putLatest = async (manifest: Buffer) => world.client().putManifest(STATE, 'latest', manifest, MANIFEST);
+
+  /**
+   * Puts at `latest` the state `digest` with its whole state (or, with `which: 'delta'`, its
+   * delta) edited by `edit`, the full layer's digest annotation made to match the edited
+   * state, and signs it with the group's own key: only the agent's checks of the content can
+   * refuse it.
+   */
+  const putSignedEdit = async (digest: string, edit: (json: string) => string, which: 'full' | 'delta' = 'full') => {
+    const client = world.client();
+    const doc = JSON.parse((await client.getManifest(STATE, digest))!.bytes.toString());
+    const found = stateLayers(doc)!;
+    const layer = which === 'full' ? found.full : found.delta!.descriptor;
+    const before = layerText(await client.getBlob(STATE, layer.digest), layer.mediaType);
+    const json = edit(before);
+    expect(json, 'the edit changed the state').to.not.equal(before);
+    const gz = gzipState(Buffer.from(json));
+    const edited = { ...layer, digest: await client.pushBlob(STATE, gz), size: gz.length };
+    if (which === 'full') edited.annotations = { ...layer.annotations, [STATE_DIGEST_ANNOTATION]: jsonDigest(json) };
+    const layers = doc.layers.map((l: { digest: string }) => (l.digest === layer.digest ? edited : l)).filter((l: { mediaType: string }) => which === 'delta' || l.mediaType === layer.mediaType);
+    const manifest = Buffer.from(JSON.stringify({ ...doc, layers }));
+    const forged = await putLatest(manifest);
+    await world.sign(STATE, forged);
+    return forged;
+  };
 
   it('when nothing changed, then a poll is one HEAD and downloads no body byte', async () => {
     await publishOne('1');
@@ -157,28 +182,71 @@ describe('the edge agent: trust before use, and polls that cost nothing', functi
     expect(group.error).to.match(/digest-mismatch/);
   });
 
-  it('when a validly signed state of another group, at a higher version than applied, is put at latest, then the group check alone refuses it', async () => {
-    await publishOne('1');
+  it('when a second, different state signed with the group\'s key claims the version already applied, then it is refused as a replay and the applied state stays served', async () => {
+    const v1 = await publishOne('1');
     const agent = await startAgent();
     expect((await agent.firstSync).groups.edge).to.equal('applied');
-    const client = world.client();
-    const otherRepo = 'satellite/group-state/other/state';
-    let other = { version: 0, digest: '' };
-    for (const tag of ['a', 'b', 'c']) {
-      await world.record('other', 'library/app', image(), tag);
-      other = await world.publish('other');
-    }
-    expect(other.version, 'higher than the version edge applied: the replay check lets it through').to.be.above(1);
-    const otherManifest = (await client.getManifest(otherRepo, other.digest))!.bytes;
-    const otherDoc = JSON.parse(otherManifest.toString());
-    for (const l of [otherDoc.config, ...otherDoc.layers]) await client.pushBlob(STATE, await client.getBlob(otherRepo, l.digest));
-    await putLatest(otherManifest);
-    await world.sign(STATE, other.digest); // signed by the right key, for edge's repository
-
+    await putSignedEdit(v1.digest, (json) => json.replace('"1"', '"evil"'));
     expect((await agent.agent.syncOnce()).groups.edge).to.equal('refused');
-    expect(agent.agent.doc.groups.edge!.error).to.match(/wrong-group.*for group "other", not "edge"/);
-    expect(agent.agent.doc.groups.edge!.applied).to.include({ version: 1 });
-    expect(await served(agent, '1'), 'edge\'s own state still served').to.equal(200);
-    expect(await served(agent, 'c'), 'nothing of the other group served').to.equal(404);
+    expect(agent.agent.doc.groups.edge!.error).to.match(/replay.*another state claims version 1/);
+    expect(agent.agent.doc.groups.edge!.applied).to.include({ version: 1, digest: v1.digest });
+    expect(await served(agent, '1'), 'the applied state still served').to.equal(200);
+    expect(await served(agent, 'evil'), 'nothing of the second state served').to.equal(404);
   });
+
+  it('when the signed delta does not rebuild the state the signed manifest names, then the agent fetches the whole state and applies that, not what the delta said', async () => {
+    await publishOne('1');
+    const agent = await startAgent({ platforms: ['linux/amd64'] });
+    expect((await agent.firstSync).groups.edge).to.equal('applied');
+    const v2 = await publishOne('2');
+    const layers = stateLayers(JSON.parse((await world.client().getManifest(STATE, v2.digest))!.bytes.toString()))!;
+    expect(layers.delta, 'v2 carries a delta from v1').to.not.equal(undefined);
+    await putSignedEdit(v2.digest, (json) => json.replace('"2"', '"evil"'), 'delta');
+    proxy.log.length = 0;
+    expect((await agent.agent.syncOnce()).groups.edge).to.equal('applied');
+    expect(proxy.log, 'the whole state was fetched').to.include(`GET /v2/${STATE}/blobs/${layers.full.digest}`);
+    expect(agent.agent.doc.groups.edge!.applied).to.include({ version: 2, stateDigest: layers.stateDigest });
+    expect(await served(agent, '2'), 'the signed state\'s tag served').to.equal(200);
+    expect(await served(agent, 'evil'), 'the delta\'s own tag not served').to.equal(404);
+  });
+
+  it('when the state manifest arrives with bytes that do not match the digest it was asked by, then the state is refused as digest-mismatch and nothing is applied', async () => {
+    const v1 = await publishOne('1');
+    proxy.rules.push({ method: 'GET', path: new RegExp(`/v2/${STATE}/manifests/${v1.digest}$`), fault: 'corrupt', times: 1_000 });
+    const agent = await startAgent();
+    expect((await agent.firstSync).groups.edge).to.equal('refused');
+    expect(proxy.injected(), 'the manifest was corrupted in flight').to.be.above(0);
+    const rec = agent.agent.doc.groups.edge!;
+    expect(rec.error).to.match(/state refused \(digest-mismatch\).*does not match its digest/);
+    expect(rec.applied, 'nothing applied').to.equal(undefined);
+    expect(rec.staleSince, 'the registry was reached').to.equal(undefined);
+    expect(await served(agent, '1')).to.equal(404);
+  });
+
+  for (const group of ['other', 'edge-eu']) {
+    it(`when a validly signed state of group ${group}, at a higher version than applied, is put at latest, then the group check alone refuses it`, async () => {
+      await publishOne('1');
+      const agent = await startAgent();
+      expect((await agent.firstSync).groups.edge).to.equal('applied');
+      const client = world.client();
+      const otherRepo = `satellite/group-state/${group}/state`;
+      let other = { version: 0, digest: '' };
+      for (const tag of ['a', 'b', 'c']) {
+        await world.record(group, 'library/app', image(), tag);
+        other = await world.publish(group);
+      }
+      expect(other.version, 'higher than the version edge applied: the replay check lets it through').to.be.above(1);
+      const otherManifest = (await client.getManifest(otherRepo, other.digest))!.bytes;
+      const otherDoc = JSON.parse(otherManifest.toString());
+      for (const l of [otherDoc.config, ...otherDoc.layers]) await client.pushBlob(STATE, await client.getBlob(otherRepo, l.digest));
+      await putLatest(otherManifest);
+      await world.sign(STATE, other.digest); // signed by the right key, for edge's repository
+
+      expect((await agent.agent.syncOnce()).groups.edge).to.equal('refused');
+      expect(agent.agent.doc.groups.edge!.error).to.match(new RegExp(`wrong-group.*for group "${group}", not "edge"`));
+      expect(agent.agent.doc.groups.edge!.applied).to.include({ version: 1 });
+      expect(await served(agent, '1'), 'edge\'s own state still served').to.equal(200);
+      expect(await served(agent, 'c'), 'nothing of the other group served').to.equal(404);
+    });
+  }
 });
