@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { AgentStateDoc, GroupRecord } from './state-files.js';
+import type { AgentStateDoc, GroupRecord } from './state-doc.js';
 
 // The status document, kept as a snapshot (agent-state.json) and a journal of changes
 // (agent-state.journal) appended after it, so a pass writes what changed (an image record is
