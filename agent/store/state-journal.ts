@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import type { AgentStateDoc, GroupRecord } from './state-doc.js';
 
 // The status document, kept as a snapshot (agent-state.json) and a journal of changes
 // (agent-state.journal) appended after it, so a pass writes what changed (an image record is
@@ -16,6 +15,11 @@ import type { AgentStateDoc, GroupRecord } from './state-doc.js';
 
 export type Unit = ['top', string] | ['group', string] | ['image', string, string];
 
+/** The status document as the journal sees it (state-files.ts has its full type). */
+export interface JournalDoc {
+  groups: Record<string, { images: Record<string, unknown> }>;
+}
+
 export interface JournalRecord {
   set?: [Unit, unknown][];
   del?: Unit[];
@@ -24,12 +28,19 @@ export interface JournalRecord {
 /** The fields a poll changes every time: alone, they do not make a change to write. */
 export const POLL_TIMES = new Set(['checkedAt', 'lastSuccessAt']);
 
-const withoutPollTimes = (value: unknown): string => JSON.stringify(value, (key, v: unknown) => (POLL_TIMES.has(key) ? undefined : v));
+/**
+ * What a unit's value is, poll times left out: a digest of its JSON (kept for every unit
+ * between saves, so 20,000 image records cost 20,000 short strings, not their JSON).
+ */
+const withoutPollTimes = (value: unknown): string =>
+  createHash('sha256').update(JSON.stringify(value, (key, v: unknown) => (POLL_TIMES.has(key) ? undefined : v)) ?? '').digest('base64');
+/** The same for an image record, which has no poll times (and is most of the document: no replacer). */
+const imageDigest = (value: unknown): string => createHash('sha256').update(JSON.stringify(value) ?? '').digest('base64');
 
-/** Every unit of the document: its key, the unit, its value, and its value without poll times. */
-export function units(doc: AgentStateDoc): Map<string, { unit: Unit; value: unknown; durable: string }> {
+/** Every unit of the document: its key, the unit, its value, and a digest of its value without poll times. */
+export function units(doc: JournalDoc): Map<string, { unit: Unit; value: unknown; durable: string }> {
   const out = new Map<string, { unit: Unit; value: unknown; durable: string }>();
-  const add = (unit: Unit, value: unknown) => out.set(JSON.stringify(unit), { unit, value, durable: withoutPollTimes(value) });
+  const add = (unit: Unit, value: unknown) => out.set(JSON.stringify(unit), { unit, value, durable: unit[0] === 'image' ? imageDigest(value) : withoutPollTimes(value) });
   for (const [field, value] of Object.entries(doc)) if (field !== 'groups' && value !== undefined) add(['top', field], value);
   for (const [name, rec] of Object.entries(doc.groups)) {
     const { images, ...header } = rec;
@@ -39,7 +50,7 @@ export function units(doc: AgentStateDoc): Map<string, { unit: Unit; value: unkn
   return out;
 }
 
-export function applyRecord(doc: AgentStateDoc, record: JournalRecord): void {
+export function applyRecord(doc: JournalDoc, record: JournalRecord): void {
   const top = doc as unknown as Record<string, unknown>;
   for (const unit of record.del ?? []) {
     if (unit[0] === 'top') delete top[unit[1]];
@@ -48,8 +59,8 @@ export function applyRecord(doc: AgentStateDoc, record: JournalRecord): void {
   }
   for (const [unit, value] of record.set ?? []) {
     if (unit[0] === 'top') top[unit[1]] = value;
-    else if (unit[0] === 'group') doc.groups[unit[1]] = { ...(value as Omit<GroupRecord, 'images'>), images: doc.groups[unit[1]]?.images ?? {} };
-    else (doc.groups[unit[1]] ??= { highestVersion: 0, images: {} }).images[unit[2]] = value as GroupRecord['images'][string];
+    else if (unit[0] === 'group') doc.groups[unit[1]] = { ...(value as object), images: doc.groups[unit[1]]?.images ?? {} };
+    else (doc.groups[unit[1]] ??= { highestVersion: 0, images: {} } as JournalDoc['groups'][string]).images[unit[2]] = value;
   }
 }
 
