@@ -1,4 +1,5 @@
 import type { Server } from 'node:http';
+import type { RegistryClient } from '../core/registry/registry-client.js';
 import { pino, type Logger } from 'pino';
 import { Agent, type SyncSummary } from './sync/agent.js';
 import type { AgentConfig } from './config/config.js';
@@ -39,9 +40,10 @@ export interface RunningAgent {
   stop(): Promise<void>;
 }
 
-export async function startAgent(config: AgentConfig, log: Logger = agentLogger(config), opts: { once?: boolean; only?: string; random?: () => number } = {}): Promise<RunningAgent> {
+export async function startAgent(config: AgentConfig, log: Logger = agentLogger(config), opts: { once?: boolean; only?: string; random?: () => number; source?: RegistryClient } = {}): Promise<RunningAgent> {
   const metrics = new AgentMetrics();
   const agent = new Agent(config, log, metrics);
+  agent.source = opts.source;
   await agent.store.init();
   const unlock = await lockStore(config.store);
   try {

@@ -10,6 +10,7 @@ import { agentLogger, startAgent } from '../run.js';
 import { groupStatus, statusTable } from './status.js';
 import { runningAgent, StoreLockedError } from '../store/lock.js';
 import { AGENT_VERSION } from '../version.js';
+import { importArchive, ImportError } from './import.js';
 
 export const AGENT_USAGE = `usage: satellite agent [command] [options]
 
@@ -26,6 +27,8 @@ commands:
                                for this device's credential and write its configuration
                                (--ca-file: CAs trusted besides the system's, for the
                                registration and, as caFile, for everything after)
+  import <site.tar>            apply an air-gapped site's archive (satellite export) as a sync
+                               would: signature, replay rule, every blob by digest; resumable
 
 options:
   --config <file>              the YAML configuration (or SATELLITE_AGENT_CONFIG; default
@@ -33,7 +36,7 @@ options:
 
 exit status of run --once: 0 every group applied with all its images; 1 a state was refused,
 images failed or the store is full; 3 the registry could not be reached; 2 a configuration or usage error;
-4 (run, pin) another agent is running on the store.`;
+4 (run, pin, import) another agent is running on the store.`;
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const err = (s: string) => process.stderr.write(`${s}\n`);
@@ -97,6 +100,12 @@ export async function agentCli(argv: string[]): Promise<number> {
         return await pin(load(), command, rest);
       case 'register':
         return await doRegister(values);
+      case 'import':
+        if (rest.length !== 1) {
+          err('usage: satellite agent import <site.tar> [--config agent.yaml]');
+          return 2;
+        }
+        return await doImport(load(), rest[0]!);
       default:
         err(`satellite agent: unknown command ${JSON.stringify(command)}\n\n${AGENT_USAGE}`);
         return 2;
@@ -217,4 +226,24 @@ async function doRegister(values: { url?: string; token?: string; out?: string; 
   await writeConfig(values.out!, configFromRegistration(r, { store: values.store, listen: values.listen, platforms: values.platform, caFile: ca?.path }));
   out(`registered as ${r.name}: groups ${r.groups.map((g) => g.name).join(', ')}; configuration written to ${values.out}`);
   return 0;
+}
+
+/** `satellite agent import site.tar`: exit 0 applied (or already), 1 refused, corrupt or incomplete. */
+async function doImport(config: AgentConfig, path: string): Promise<number> {
+  try {
+    const r = await importArchive(config, path);
+    out(`${path}: group ${r.group} version ${r.version ?? '?'} ${r.outcome} (${r.ingested} blobs stored, ${r.skipped} already held)`);
+    for (const f of r.failed) err(`  not applied: ${f.image}: ${f.reason}`);
+    return r.failed.length ? 1 : 0;
+  } catch (e) {
+    if (e instanceof ImportError) {
+      err(`satellite agent import: ${e.message}`);
+      return 1;
+    }
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      err(`satellite agent import: ${(e as Error).message}`);
+      return 2;
+    }
+    throw e;
+  }
 }

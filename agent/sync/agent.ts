@@ -54,6 +54,8 @@ export class Agent implements SyncContext {
   readonly states = new Map<string, VersionedState>();
   readonly progress = new PullProgress();
   private reporting: Promise<void> | undefined;
+  /** Set by `agent import`: the archive, read in the place of every registry pulled from. */
+  source: RegistryClient | undefined;
 
   constructor(readonly config: AgentConfig, readonly log: Logger, readonly metrics: AgentMetrics) {
     this.store = new ContentStore(config.store, config.timeoutMs);
@@ -91,6 +93,7 @@ export class Agent implements SyncContext {
    * configured for: the pull credential to `registry`'s origin, the target's to the target.
    */
   client(url: string, credentials?: { username: string; password: string }, actions: 'pull' | 'pull,push' = 'pull'): RegistryClient {
+    if (this.source && actions === 'pull') return this.source;
     const origin = new URL(url).origin;
     const key = `${actions} ${origin}`;
     let c = this.clients.get(key);

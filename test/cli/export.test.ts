@@ -1,40 +1,19 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { access, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import tar from 'tar-stream';
 import { pushImage, pushIndex, useAgentWorld } from '../support/agent.js';
 import { image, index, randomLayer } from '../support/oci.js';
 import { satellite } from '../support/run.js';
+import { readArchive } from '../support/archive.js';
 
 const exec = promisify(execFile);
 
 // `satellite export`: a group's signed state and its images as one OCI image layout archive,
 // read by real tools (skopeo's oci-archive transport, umoci) and checked file by file.
-
-/** Every file of a tar, by name, and how often each name occurs. */
-export async function readArchive(path: string): Promise<{ files: Map<string, Buffer>; names: string[] }> {
-  const files = new Map<string, Buffer>();
-  const names: string[] = [];
-  const extract = tar.extract();
-  extract.on('entry', (header, stream, next) => {
-    const chunks: Buffer[] = [];
-    stream.on('data', (c: unknown) => {
-      chunks.push(c as Buffer);
-    });
-    stream.on('end', () => {
-      names.push(header.name);
-      files.set(header.name, Buffer.concat(chunks));
-      next();
-    });
-  });
-  await pipeline(createReadStream(path), extract);
-  return { files, names };
-}
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 

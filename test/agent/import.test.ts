@@ -1,0 +1,131 @@
+import { expect } from 'chai';
+import { execFile } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { access, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import tar from 'tar-stream';
+import { loadAgentConfig } from '../../agent/config/config.js';
+import { AgentStateFiles } from '../../agent/store/state-files.js';
+import { pushImage, pushIndex, runBundle, useAgentWorld } from '../support/agent.js';
+import { image, index, type Image } from '../support/oci.js';
+import { satellite } from '../support/run.js';
+import { readArchive } from '../support/archive.js';
+
+const exec = promisify(execFile);
+
+// `satellite agent import site.tar`: an air-gapped device gets its group's signed state and
+// images from an archive `satellite export` made, with no registry reachable, checked as a
+// sync checks what it downloads; then its own server serves them.
+
+describe('satellite agent import: an air-gapped site', function () {
+  this.timeout(180_000);
+  const world = useAgentWorld();
+  const STATE = 'satellite/group-state/edge/state';
+
+  /** An agent whose registry cannot be reached: whatever it serves came from an archive. */
+  async function offlineAgent() {
+    const dir = await world.dir();
+    const path = await world.configFile(
+      { registry: 'http://127.0.0.1:9', mirrors: { containerd: join(dir, 'certs.d'), containerdConfig: join(dir, 'none', 'config.toml') } },
+      { identity: `${world.registryHost}/${STATE}` },
+    );
+    return { path, dir, config: loadAgentConfig(path, {}) };
+  }
+
+  async function exportTo(name: string): Promise<string> {
+    const out = join(await world.dir(), name);
+    await satellite(['export', 'edge', '--platform', 'linux/amd64', '-o', out], { STATE_REGISTRY: world.registryUrl, DATABASE_URL: world.db.url });
+    return out;
+  }
+
+  async function publishApp(tag: string): Promise<Image> {
+    const app = image();
+    await pushImage(world.client(), 'library/app', app, tag);
+    await world.record('edge', 'library/app', app, tag);
+    await world.publish('edge');
+    return app;
+  }
+
+  /** The archive with one blob's last byte changed, everything else as it was. */
+  async function tamper(path: string, digest: string): Promise<string> {
+    const { files, names } = await readArchive(path);
+    const out = `${path}.tampered.tar`;
+    const pack = tar.pack();
+    const written = pipeline(pack, createWriteStream(out));
+    for (const n of names) {
+      const bytes = Buffer.from(files.get(n)!);
+      if (n === `blobs/sha256/${digest.slice(7)}`) bytes.writeUInt8(bytes.readUInt8(bytes.length - 1) ^ 0xff, bytes.length - 1);
+      pack.entry({ name: n, size: bytes.length }, bytes);
+    }
+    pack.finalize();
+    await written;
+    return out;
+  }
+
+  it('when an exported archive is imported on a device with no network, then its agent serves the images by digest (skopeo copies them) and writes the mirror files', async () => {
+    const multi = index([{ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'arm64' }]);
+    await pushIndex(world.client(), 'library/multi', multi, '1');
+    for (const c of multi.children) await world.record('edge', 'library/multi', c, null);
+    await world.record('edge', 'library/multi', { manifest: multi.manifest, config: multi.manifest, layers: [] }, '1');
+    const app = await publishApp('1');
+    const site = await exportTo('site.tar');
+    const device = await offlineAgent();
+
+    const r = await runBundle(['import', site, '--config', device.path]);
+    expect(r.code, r.out).to.equal(0);
+    expect(r.out).to.match(/group edge version 1 applied/);
+    expect(await access(join(device.dir, 'certs.d', world.registryHost, 'hosts.toml')).then(() => true, () => false), 'containerd\'s mirror file').to.equal(true);
+
+    const agent = await world.start(await device.config);
+    const host = agent.url.replace('http://', '');
+    const copied = await world.dir();
+    await exec('skopeo', ['--insecure-policy', 'copy', '--src-tls-verify=false', `docker://${host}/library/app@${app.manifest.digest}`, `dir:${copied}`]);
+    expect(await readFile(join(copied, 'manifest.json'))).to.deep.equal(app.manifest.bytes);
+    for (const l of app.layers) expect(await readFile(join(copied, l.digest.slice(7)))).to.deep.equal(l.bytes);
+    const amd64 = await fetch(`${agent.url}/v2/library/multi/manifests/${multi.children[0]!.manifest.digest}`);
+    expect(amd64.status, 'the index\'s amd64 child').to.equal(200);
+  });
+
+  it('when a blob of the archive was altered, then the import is refused naming it, nothing is served, and importing the intact archive then skips the blobs already stored', async () => {
+    const app = await publishApp('1');
+    const site = await exportTo('site.tar');
+    const bad = await tamper(site, app.layers[2]!.digest);
+    const device = await offlineAgent();
+
+    const r = await runBundle(['import', bad, '--config', device.path]);
+    expect(r.code, r.out).to.equal(1);
+    expect(r.out).to.include(`blobs/sha256/${app.layers[2]!.digest.slice(7)} is corrupt`);
+    const store = (await device.config).store;
+    expect(await new AgentStateFiles(store).appliedJson('edge'), 'no state applied').to.equal(undefined);
+
+    const again = await runBundle(['import', site, '--config', device.path]);
+    expect(again.code, again.out).to.equal(0);
+    const [, stored, held] = /\((\d+) blobs stored, (\d+) already held\)/.exec(again.out) ?? [];
+    expect(Number(held), again.out).to.be.greaterThan(0);
+    expect(Number(stored), 'at least the altered blob, now intact').to.be.greaterThan(0);
+    const agent = await world.start(await device.config);
+    expect((await fetch(`${agent.url}/v2/library/app/manifests/1`)).status).to.equal(200);
+  });
+
+  it('when an archive of an older version than the one applied is imported, then it is refused as a replay and the newer one stays served', async () => {
+    const v1app = await publishApp('1');
+    const v1 = await exportTo('v1.tar');
+    const v2app = await publishApp('2');
+    const v2 = await exportTo('v2.tar');
+    const device = await offlineAgent();
+
+    const first = await runBundle(['import', v2, '--config', device.path]);
+    expect(first.code, first.out).to.equal(0);
+    expect(first.out).to.match(/version 2 applied/);
+    const replay = await runBundle(['import', v1, '--config', device.path]);
+    expect(replay.code, replay.out).to.equal(1);
+    expect(replay.out).to.include('older than version 2');
+
+    const agent = await world.start(await device.config);
+    expect((await fetch(`${agent.url}/v2/library/app/manifests/2`)).status).to.equal(200);
+    expect((await fetch(`${agent.url}/v2/library/app/manifests/${v2app.manifest.digest}`)).status).to.equal(200);
+    expect(v1app.manifest.digest).to.not.equal(v2app.manifest.digest);
+  });
+});
