@@ -97,6 +97,27 @@ describe('login throttling', function () {
     }
   });
 
+  it('when wrong logins name unknown usernames, then they cost the service as much CPU and time as wrong logins for a known one, so neither tells which usernames exist', async () => {
+    const e = await start({ address: 1000 });
+    const { username } = await new CredentialStore(db.pool).create('edge-eu');
+    expect((await client(e.url, basic('warm-up', 'x'))('/v2/')).status, 'the first unknown name pays for the stand-in hash').to.equal(401);
+    // CPU of this process (the endpoint runs in it; scrypt runs on its thread pool, which
+    // getrusage counts), and wall time, of ten sequential wrong logins each.
+    const cost = async (name: (i: number) => string) => {
+      const cpu = process.cpuUsage();
+      const t0 = performance.now();
+      for (let i = 0; i < 10; i++) expect((await client(e.url, basic(name(i), `wrong-${i}`))('/v2/')).status).to.equal(401);
+      const used = process.cpuUsage(cpu);
+      return { cpuMs: (used.user + used.system) / 1000, wallMs: performance.now() - t0 };
+    };
+    const known = await cost(() => username);
+    const unknown = await cost((i) => `nobody-${i}`);
+    const what = `ten wrong logins: known username ${known.cpuMs.toFixed(0)} ms CPU / ${known.wallMs.toFixed(0)} ms, unknown ${unknown.cpuMs.toFixed(0)} ms CPU / ${unknown.wallMs.toFixed(0)} ms`;
+    expect(known.cpuMs, `${what}: each costs an scrypt`).to.be.above(100);
+    expect(unknown.cpuMs / known.cpuMs, what).to.be.within(0.5, 2);
+    expect(unknown.wallMs / known.wallMs, what).to.be.within(0.4, 2.5);
+  });
+
   it('when Redis is down, then Harbor still pushes, guessing is still throttled (in this process), and a warning says so', async () => {
     const redis = await ownRedis();
     const lines: string[] = [];
