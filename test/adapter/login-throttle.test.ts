@@ -65,6 +65,15 @@ describe('login throttling', function () {
     expect((await client(b.url)('/v2/')).status, 'even the right secret, from that address').to.equal(429);
   });
 
+  it('when Harbor logged in on one replica and its address is then flooded with wrong guesses on the other, then Harbor\'s credential still works on the other: the trust is shared through Redis', async () => {
+    const a = await start({ address: 3 });
+    const b = await start({ address: 3 });
+    expect((await client(a.url)('/v2/')).status, 'Harbor logs in on replica a').to.equal(200);
+    for (let i = 0; i < 3; i++) expect((await client(b.url, basic('harbor', `guess-${i}`))('/v2/')).status).to.equal(401);
+    expect((await client(b.url, basic('harbor', 'guess-3'))('/v2/')).status, 'the address is throttled on b').to.equal(429);
+    expect((await client(b.url)('/v2/')).status, 'Harbor, trusted on a, is trusted on b').to.equal(200);
+  });
+
   it('when guesses for one username come from many addresses, then that username is throttled everywhere, except for a client it already succeeded from', async () => {
     const e = await start({ address: 1000, username: 5, trustProxy: 'loopback' });
     const from = (ip: string, auth: string) => fetch(`${e.url}/v2/`, { headers: { Authorization: auth, 'X-Forwarded-For': ip } });
