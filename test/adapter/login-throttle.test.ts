@@ -65,6 +65,15 @@ describe('login throttling', function () {
     expect((await client(b.url)('/v2/')).status, 'even the right secret, from that address').to.equal(429);
   });
 
+  it('when Harbor logged in on one replica and its address is then flooded with wrong guesses on the other, then Harbor\'s credential still works on the other: the trust is shared through Redis', async () => {
+    const a = await start({ address: 3 });
+    const b = await start({ address: 3 });
+    expect((await client(a.url)('/v2/')).status, 'Harbor logs in on replica a').to.equal(200);
+    for (let i = 0; i < 3; i++) expect((await client(b.url, basic('harbor', `guess-${i}`))('/v2/')).status).to.equal(401);
+    expect((await client(b.url, basic('harbor', 'guess-3'))('/v2/')).status, 'the address is throttled on b').to.equal(429);
+    expect((await client(b.url)('/v2/')).status, 'Harbor, trusted on a, is trusted on b').to.equal(200);
+  });
+
   it('when guesses for one username come from many addresses, then that username is throttled everywhere, except for a client it already succeeded from', async () => {
     const e = await start({ address: 1000, username: 5, trustProxy: 'loopback' });
     const from = (ip: string, auth: string) => fetch(`${e.url}/v2/`, { headers: { Authorization: auth, 'X-Forwarded-For': ip } });
@@ -95,6 +104,27 @@ describe('login throttling', function () {
       expect((await client(e.url, auth)('/v2/')).status, what).to.equal(status);
       expect((await hashes(metrics)) - before, what).to.equal(cost);
     }
+  });
+
+  it('when wrong logins name unknown usernames, then they cost the service as much CPU and time as wrong logins for a known one, so neither tells which usernames exist', async () => {
+    const e = await start({ address: 1000 });
+    const { username } = await new CredentialStore(db.pool).create('edge-eu');
+    expect((await client(e.url, basic('warm-up', 'x'))('/v2/')).status, 'the first unknown name pays for the stand-in hash').to.equal(401);
+    // CPU of this process (the endpoint runs in it; scrypt runs on its thread pool, which
+    // getrusage counts), and wall time, of ten sequential wrong logins each.
+    const cost = async (name: (i: number) => string) => {
+      const cpu = process.cpuUsage();
+      const t0 = performance.now();
+      for (let i = 0; i < 10; i++) expect((await client(e.url, basic(name(i), `wrong-${i}`))('/v2/')).status).to.equal(401);
+      const used = process.cpuUsage(cpu);
+      return { cpuMs: (used.user + used.system) / 1000, wallMs: performance.now() - t0 };
+    };
+    const known = await cost(() => username);
+    const unknown = await cost((i) => `nobody-${i}`);
+    const what = `ten wrong logins: known username ${known.cpuMs.toFixed(0)} ms CPU / ${known.wallMs.toFixed(0)} ms, unknown ${unknown.cpuMs.toFixed(0)} ms CPU / ${unknown.wallMs.toFixed(0)} ms`;
+    expect(known.cpuMs, `${what}: each costs an scrypt`).to.be.above(100);
+    expect(unknown.cpuMs / known.cpuMs, what).to.be.within(0.5, 2);
+    expect(unknown.wallMs / known.wallMs, what).to.be.within(0.4, 2.5);
   });
 
   it('when Redis is down, then Harbor still pushes, guessing is still throttled (in this process), and a warning says so', async () => {

@@ -2,7 +2,10 @@ import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describeFailure } from '../../agent/sync/pull.js';
+import { RESUME_GAIN_BYTES } from '../../agent/store/space.js';
 import { parse, stringify } from 'yaml';
 import { BUNDLE, pushImage, runBundle, useAgentWorld } from '../support/agent.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
@@ -139,5 +142,50 @@ describe('the edge agent: a full disk', function () {
     expect(Buffer.from(await res.arrayBuffer()).equals(big.bytes), 'the resumed blob, byte for byte').to.equal(true);
     expect(await (await fetch(`${url}/metrics`)).text()).to.match(/\nsatellite_agent_store_full 0\n/);
     expect(log).to.include('the store is full: pulls stop until space is freed');
+  });
+
+  it('when the store filled and then less than 1 MiB more than was left is freed, then pulls stay paused; once more than that is freed, they resume', async () => {
+    // StoreSpace, the agent's own judge of room, on a real 8 MiB tmpfs filled to the last
+    // byte in a mount namespace of its own: 512 KiB freed is not enough, 3 MiB more is.
+    const dir = await world.dir();
+    const url = (f: string) => pathToFileURL(resolve('dist/agent', f)).href;
+    const script = `
+      import { appendFileSync, rmSync, writeFileSync } from 'node:fs';
+      import { StoreSpace } from '${url('store/space.js')}';
+      import { AgentMetrics } from '${url('metrics.js')}';
+      const root = process.argv[2];
+      const space = new StoreSpace(root, new AgentMetrics());
+      writeFileSync(root + '/a', Buffer.alloc(3 * 1024 * 1024, 1));
+      writeFileSync(root + '/b', Buffer.alloc(512 * 1024, 1));
+      let full;
+      try { for (;;) appendFileSync(root + '/c', Buffer.alloc(64 * 1024, 1)); } catch (err) { full = err; }
+      await space.beginPass();
+      await space.markFull(full);
+      await space.endPass();
+      const out = { code: full.code, full: space.isFull };
+      rmSync(root + '/b');
+      await space.beginPass();
+      out.afterHalfMiB = space.stopped;
+      rmSync(root + '/a');
+      await space.beginPass();
+      out.afterMore = space.stopped;
+      console.log(JSON.stringify(out));`;
+    await writeFile(join(dir, 'space.mjs'), script);
+    await mkdir(join(dir, 'fs'));
+    const run = await runBundle([], { shell: `mount -t tmpfs -o size=8m tmpfs '${dir}/fs' && ${process.execPath} '${dir}/space.mjs' '${dir}/fs'` });
+    expect(RESUME_GAIN_BYTES).to.equal(1024 * 1024);
+    const line = run.out.split('\n').find((l) => l.startsWith('{"code"'));
+    expect(line, run.out).to.be.a('string');
+    expect(JSON.parse(line!), run.out).to.deep.equal({ code: 'ENOSPC', full: true, afterHalfMiB: true, afterMore: false });
+  });
+
+  it('when a write fails because a disk quota is reached (EDQUOT), then the image fails as disk full, quota reached, like a full disk', () => {
+    // Linux reports a quota reached as EDQUOT where a full disk is ENOSPC. A real quota needs
+    // a file system with quotas enabled (tmpfs quotas are a kernel option the machines here
+    // lack, and ext4's need a loop device), so the error is the one fs.write gives then.
+    const quota = Object.assign(new Error('EDQUOT: disk quota exceeded, write'), { code: 'EDQUOT', errno: -122, syscall: 'write' });
+    expect(describeFailure(quota)).to.equal('disk full: the store has no room for this image (quota reached)');
+    const nospace = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
+    expect(describeFailure(nospace)).to.equal('disk full: the store has no room for this image (no space left)');
   });
 });

@@ -23,6 +23,23 @@ describe('configuration', () => {
     }
   });
 
+  it('when an integer setting is one above its maximum, then start-up fails naming it and its range; at the maximum it is taken', () => {
+    const above = { PORT: '65536', WORKER_CONCURRENCY: '257', STATE_MAX_MB: '4097', AUTH_HASH_CONCURRENCY: '65' };
+    try {
+      loadConfig(above);
+      expect.fail('should throw');
+    } catch (err) {
+      expect(err).to.be.instanceOf(ConfigError);
+      expect((err as ConfigError).problems).to.include.members([
+        'PORT="65536" must be an integer from 0 to 65535',
+        'WORKER_CONCURRENCY="257" must be an integer from 1 to 256',
+        'STATE_MAX_MB="4097" must be an integer from 1 to 4096',
+        'AUTH_HASH_CONCURRENCY="65" must be an integer from 1 to 64',
+      ]);
+    }
+    expect(loadConfig({ PORT: '65535', WORKER_CONCURRENCY: '256', STATE_MAX_MB: '4096', AUTH_HASH_CONCURRENCY: '64' })).to.include({ port: 65535, workerConcurrency: 256, stateMaxMb: 4096, authHashConcurrency: 64 });
+  });
+
   it('when IMAGE_REGISTRY is unset, then states name the registry they are published to', () => {
     expect(loadConfig({ STATE_REGISTRY: 'https://harbor.example.com/' }).imageRegistry).to.equal('https://harbor.example.com');
     expect(loadConfig({ STATE_REGISTRY: 'https://a.example', IMAGE_REGISTRY: 'https://b.example' }).imageRegistry).to.equal('https://b.example');
