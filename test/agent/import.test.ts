@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import tar from 'tar-stream';
 import { loadAgentConfig } from '../../agent/config/config.js';
 import { AgentStateFiles } from '../../agent/store/state-files.js';
+import { generateCosignKeyPair } from '../../core/cosign/keys.js';
 import { pushImage, pushIndex, runBundle, useAgentWorld } from '../support/agent.js';
 import { image, index, type Image } from '../support/oci.js';
 import { satellite } from '../support/run.js';
@@ -48,13 +49,14 @@ describe('satellite agent import: an air-gapped site', function () {
     return app;
   }
 
-  /** The archive with one blob's last byte changed, everything else as it was. */
-  async function tamper(path: string, digest: string): Promise<string> {
+  /** The archive with one blob's last byte changed (or the blob left out), everything else as it was. */
+  async function tamper(path: string, digest: string, drop = false): Promise<string> {
     const { files, names } = await readArchive(path);
     const out = `${path}.tampered.tar`;
     const pack = tar.pack();
     const written = pipeline(pack, createWriteStream(out));
     for (const n of names) {
+      if (drop && n === `blobs/sha256/${digest.slice(7)}`) continue;
       const bytes = Buffer.from(files.get(n)!);
       if (n === `blobs/sha256/${digest.slice(7)}`) bytes.writeUInt8(bytes.readUInt8(bytes.length - 1) ^ 0xff, bytes.length - 1);
       pack.entry({ name: n, size: bytes.length }, bytes);
@@ -107,6 +109,30 @@ describe('satellite agent import: an air-gapped site', function () {
     expect(Number(stored), 'at least the altered blob, now intact').to.be.greaterThan(0);
     const agent = await world.start(await device.config);
     expect((await fetch(`${agent.url}/v2/library/app/manifests/1`)).status).to.equal(200);
+  });
+
+  it('when a blob the state\'s images need is missing from the archive, then the import fails naming that blob and its image', async () => {
+    const app = await publishApp('1');
+    const site = await exportTo('site.tar');
+    const short = await tamper(site, app.layers[1]!.digest, true);
+    const device = await offlineAgent();
+    const r = await runBundle(['import', short, '--config', device.path]);
+    expect(r.code, r.out).to.equal(1);
+    expect(r.out).to.include(`the archive lacks ${app.layers[1]!.digest} (library/app@${app.manifest.digest}`);
+  });
+
+  it('when the archive\'s state is not signed by the group\'s key, then the import is refused and nothing is applied', async () => {
+    await publishApp('1');
+    const site = await exportTo('site.tar');
+    const dir = await world.dir();
+    const path = await world.configFile(
+      { registry: 'http://127.0.0.1:9', store: join(dir, 'store') },
+      { identity: `${world.registryHost}/${STATE}`, publicKey: generateCosignKeyPair('x').publicPem },
+    );
+    const r = await runBundle(['import', site, '--config', path]);
+    expect(r.code, r.out).to.equal(1);
+    expect(r.out).to.include('has no valid signature by its key');
+    expect(await new AgentStateFiles(join(dir, 'store')).appliedJson('edge')).to.equal(undefined);
   });
 
   it('when an archive of an older version than the one applied is imported, then it is refused as a replay and the newer one stays served', async () => {
