@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { access, readFile } from 'node:fs/promises';
+import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
@@ -10,7 +10,7 @@ import { loadAgentConfig } from '../../agent/config/config.js';
 import { AgentStateFiles } from '../../agent/store/state-files.js';
 import { generateCosignKeyPair } from '../../core/cosign/keys.js';
 import { pushImage, pushIndex, runBundle, useAgentWorld } from '../support/agent.js';
-import { image, index, type Image } from '../support/oci.js';
+import { image, index, randomLayer, type Image } from '../support/oci.js';
 import { satellite } from '../support/run.js';
 import { readArchive } from '../support/archive.js';
 
@@ -109,6 +109,28 @@ describe('satellite agent import: an air-gapped site', function () {
     expect(Number(stored), 'at least the altered blob, now intact').to.be.greaterThan(0);
     const agent = await world.start(await device.config);
     expect((await fetch(`${agent.url}/v2/library/app/manifests/1`)).status).to.equal(200);
+  });
+
+  it('when an import was cut short in the middle of a blob, then the next import goes on from the bytes it had written and the blob is served whole', async () => {
+    const app = image({ layers: [randomLayer(256 * 1024)] });
+    await pushImage(world.client(), 'library/app', app, '1');
+    await world.record('edge', 'library/app', app, '1');
+    await world.publish('edge');
+    const site = await exportTo('site.tar');
+    const device = await offlineAgent();
+    const store = (await device.config).store;
+    // What a killed import leaves: the store's half-written file of that blob.
+    const layer = app.layers[0]!;
+    const half = Math.floor(layer.bytes.length / 2);
+    await mkdir(join(store, 'ingest'), { recursive: true });
+    await writeFile(join(store, 'ingest', `sha256-${layer.digest.slice(7)}.partial`), layer.bytes.subarray(0, half));
+
+    const r = await runBundle(['import', site, '--config', device.path]);
+    expect(r.code, r.out).to.equal(0);
+    expect(r.out).to.include(`, ${half} bytes resumed)`);
+    const agent = await world.start(await device.config);
+    const served = Buffer.from(await (await fetch(`${agent.url}/v2/library/app/blobs/${layer.digest}`)).arrayBuffer());
+    expect(served.equals(layer.bytes), 'the layer, whole').to.equal(true);
   });
 
   it('when a blob the state\'s images need is missing from the archive, then the import fails naming that blob and its image', async () => {
