@@ -35,9 +35,9 @@ describe('satellite agent import: an air-gapped site', function () {
     return { path, dir, config: loadAgentConfig(path, {}) };
   }
 
-  async function exportTo(name: string): Promise<string> {
+  async function exportTo(name: string, ...extra: string[]): Promise<string> {
     const out = join(await world.dir(), name);
-    await satellite(['export', 'edge', '--platform', 'linux/amd64', '-o', out], { STATE_REGISTRY: world.registryUrl, DATABASE_URL: world.db.url });
+    await satellite(['export', 'edge', '--platform', 'linux/amd64', '-o', out, ...extra], { STATE_REGISTRY: world.registryUrl, DATABASE_URL: world.db.url });
     return out;
   }
 
@@ -159,14 +159,16 @@ describe('satellite agent import: an air-gapped site', function () {
 
   it('when an archive of an older version than the one applied is imported, then it is refused as a replay and the newer one stays served', async () => {
     const v1app = await publishApp('1');
-    const v1 = await exportTo('v1.tar');
     const v2app = await publishApp('2');
     const v2 = await exportTo('v2.tar');
+    const v1 = await exportTo('v1.tar', '--version', '1'); // made after v2 was published
     const device = await offlineAgent();
 
     const first = await runBundle(['import', v2, '--config', device.path]);
     expect(first.code, first.out).to.equal(0);
     expect(first.out).to.match(/version 2 applied/);
+    const { files } = await readArchive(v1);
+    expect(files.has(`blobs/sha256/${v2app.manifest.digest.slice(7)}`), 'the v1 archive holds v1 only').to.equal(false);
     const replay = await runBundle(['import', v1, '--config', device.path]);
     expect(replay.code, replay.out).to.equal(1);
     expect(replay.out).to.include('older than version 2');
@@ -175,5 +177,17 @@ describe('satellite agent import: an air-gapped site', function () {
     expect((await fetch(`${agent.url}/v2/library/app/manifests/2`)).status).to.equal(200);
     expect((await fetch(`${agent.url}/v2/library/app/manifests/${v2app.manifest.digest}`)).status).to.equal(200);
     expect(v1app.manifest.digest).to.not.equal(v2app.manifest.digest);
+  });
+
+  it('when the device\'s agent is running, then the import refuses to share its store (exit 4), says to stop it, and writes nothing into it', async () => {
+    const app = await publishApp('1');
+    const site = await exportTo('site.tar');
+    const device = await offlineAgent();
+    await world.start(await device.config);
+    const r = await runBundle(['import', site, '--config', device.path]);
+    expect(r.code, r.out).to.equal(4);
+    expect(r.out).to.include('stop it first');
+    const layer = join((await device.config).store, 'blobs', 'sha256', app.layers[0]!.digest.slice(7));
+    expect(await access(layer).then(() => true, () => false), 'a blob of the archive in the running agent\'s store').to.equal(false);
   });
 });
