@@ -95,4 +95,17 @@ describe('satellite export: an air-gapped site\'s archive', function () {
     expect(err.stderr).to.include(`library/gone@${missing.manifest.digest}`);
     for (const p of [out, `${out}.partial`]) expect(await access(p).then(() => true, () => false), p).to.equal(false);
   });
+
+  it('when the version asked for was never published or a platform is misspelt, then the export says which and writes nothing', async () => {
+    await publishGroup();
+    const out = join(await world.dir(), 'site.tar');
+    const fails = (args: string[]) => satellite(['export', 'edge', '-o', out, ...args], env()).then(() => expect.fail(`${args.join(' ')} should fail`), (e: { code: number; stderr: string }) => e);
+    const missing = await fails(['--version', '9']);
+    expect(missing.code).to.equal(1);
+    expect(missing.stderr).to.include('satellite/group-state/edge/state:v9 is not in the registry');
+    const platform = await fails(['--platform', 'linux']);
+    expect(platform.code).to.equal(2);
+    expect(platform.stderr).to.include('--platform "linux" is not os/architecture[/variant]');
+    expect(await access(out).then(() => true, () => false)).to.equal(false);
+  });
 });
