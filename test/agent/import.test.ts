@@ -37,7 +37,7 @@ describe('satellite agent import: an air-gapped site', function () {
 
   async function exportTo(name: string, ...extra: string[]): Promise<string> {
     const out = join(await world.dir(), name);
-    await satellite(['export', 'edge', '--platform', 'linux/amd64', '-o', out, ...extra], { STATE_REGISTRY: world.registryUrl, DATABASE_URL: world.db.url });
+    await satellite(['export', 'edge', '--platform', 'linux/amd64', '-o', out, ...extra], { STATE_REGISTRY: world.registryUrl, DATABASE_URL: world.db.url, COSIGN_PUBLIC_KEY: '' });
     return out;
   }
 
