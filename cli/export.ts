@@ -4,7 +4,11 @@ import { rename, rm } from 'node:fs/promises';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
+import type { KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { loadPublicKey } from '../core/cosign/keys.js';
 import { signatureTag } from '../core/cosign/signature-image.js';
+import { verifyStateSignature } from '../core/cosign/verify.js';
 import { blobPath, OCI_LAYOUT, REF_NAME_ANNOTATION, ROLE_ANNOTATION, type ArchiveRole, type LayoutEntry } from '../core/oci/layout-archive.js';
 import { parseManifest, type ParsedManifest, type Platform } from '../core/oci/manifest.js';
 import { MediaType } from '../core/oci/media-types.js';
@@ -39,6 +43,8 @@ export interface ExportOptions {
   imageClient: (registry: string) => RegistryClient;
   out: string;
   maxStateBytes: number;
+  /** When given, the state's signature is checked with it before anything is written. */
+  publicKey?: KeyObject;
 }
 
 export interface ExportSummary {
@@ -86,6 +92,11 @@ export async function exportGroup(o: ExportOptions): Promise<ExportSummary> {
   if (!layers) throw new ExportError(`${o.stateRepository}@${state.digest} is not a state (no state layer; only the oci layout can be exported)`);
   const signature = await o.stateClient.getManifest(o.stateRepository, signatureTag(state.digest));
   if (!signature) throw new ExportError(`${o.stateRepository}@${state.digest} has no signature (${signatureTag(state.digest)}): an archive without one would be refused`);
+  if (o.publicKey) {
+    const identity = `${o.stateClient.host}/${o.stateRepository}`;
+    const check = await verifyStateSignature(o.stateClient, o.stateRepository, state.digest, o.publicKey, identity);
+    if (!check.verified) throw new ExportError(`${identity}@${state.digest} is not signed by that key: ${check.verdicts.map((v) => (v.ok ? 'ok' : v.reason)).join('; ') || 'no signature'}`);
+  }
   const raw = await o.stateClient.getBlob(o.stateRepository, layers.full.digest, o.maxStateBytes, 'a state layer');
   const doc = JSON.parse(layerText(raw, layers.full.mediaType, { limit: o.maxStateBytes, url: `${o.stateRepository}@${layers.full.digest}` })) as VersionedState;
 
@@ -197,7 +208,7 @@ async function streamBlob(pack: tar.Pack, item: Item): Promise<void> {
 }
 
 /** `satellite export <group> [--version N] [--platform os/arch[/variant]]… -o site.tar`, from the state registry (STATE_REGISTRY). */
-export async function exportCommand(config: Config, group: string, opts: { version?: string; platform: string[]; output?: string }): Promise<number> {
+export async function exportCommand(config: Config, group: string, opts: { version?: string; platform: string[]; output?: string; key?: string }): Promise<number> {
   const fail = (message: string, code = 2) => {
     process.stderr.write(`satellite export: ${message}\n`);
     return code;
@@ -210,6 +221,17 @@ export async function exportCommand(config: Config, group: string, opts: { versi
     if (!p) return fail(`--platform ${JSON.stringify(text)} is not os/architecture[/variant]`);
     platforms.push(normalizePlatform(p));
   }
+  // The device checks the signature in any case; with a key (--key, else COSIGN_PUBLIC_KEY)
+  // an archive it would refuse is not made in the first place.
+  const keyPath = opts.key ?? config.cosignPublicKey;
+  let publicKey: KeyObject | undefined;
+  if (keyPath !== undefined) {
+    try {
+      publicKey = loadPublicKey(await readFile(keyPath, 'utf8'));
+    } catch (err) {
+      return fail(`--key ${keyPath}: ${(err as Error).message}`);
+    }
+  }
   const creds = stateRegistryCredentials(config);
   const stateOrigin = new URL(config.stateRegistry).origin;
   // The credential goes to the state registry only (same scheme, host and port): a state
@@ -220,7 +242,7 @@ export async function exportCommand(config: Config, group: string, opts: { versi
       stateClient: new RegistryClient(config.stateRegistry, creds, config.registryTimeoutMs, 'pull'),
       stateRepository: stateRepository(config.stateProject, group),
       ...(opts.version !== undefined ? { version: Number(opts.version) } : {}),
-      platforms, imageClient, out: opts.output, maxStateBytes: config.stateMaxMb * 1024 * 1024,
+      platforms, imageClient, out: opts.output, maxStateBytes: config.stateMaxMb * 1024 * 1024, ...(publicKey ? { publicKey } : {}),
     });
     process.stdout.write(`${opts.output}: group ${group} version ${s.version} (${s.stateDigest}), ${s.images} images, ${s.blobs} blobs, ${s.bytes} bytes\n`);
     return 0;

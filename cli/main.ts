@@ -32,7 +32,9 @@ commands:
   agent …                      the edge agent (see satellite agent --help)
   state diff <group> <vA> <vB> what was added, removed and retagged between two published versions
   export <group> -o site.tar   the signed state and every image it lists, as one OCI image layout
-         [--version N] [--platform os/arch[/variant]]...   archive for an air-gapped site
+         [--version N] [--platform os/arch[/variant]]... [--key cosign.pub]   archive for an
+                               air-gapped site (the signature checked first with --key, else
+                               COSIGN_PUBLIC_KEY, when one is given)
 
 groups (run in Harbor through its API; HARBOR_URL, HARBOR_PASSWORD; create and update also
 ENDPOINT_URL and ENDPOINT_PASSWORD, as they register this endpoint in Harbor):
@@ -156,7 +158,7 @@ async function main(argv: string[]): Promise<number> {
       return usage('harbor setup <group> [--filter <names>]... [--replicate] | harbor robot <name> --group <g>...');
     case 'export':
       if (rest.length !== 1) return usage('export <group> -o site.tar [--version N] [--platform os/arch[/variant]]...');
-      return exportCommand(config, rest[0]!, { version: values.version, platform: values.platform!, output: values.output });
+      return exportCommand(config, rest[0]!, { version: values.version, platform: values.platform!, output: values.output, key: values.key });
     case 'groups':
     case 'satellites': {
       const admin = {

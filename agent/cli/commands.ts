@@ -232,7 +232,7 @@ async function doRegister(values: { url?: string; token?: string; out?: string; 
 async function doImport(config: AgentConfig, path: string): Promise<number> {
   try {
     const r = await importArchive(config, path);
-    out(`${path}: group ${r.group} version ${r.version ?? '?'} ${r.outcome} (${r.ingested} blobs stored, ${r.skipped} already held)`);
+    out(`${path}: group ${r.group} version ${r.version ?? '?'} ${r.outcome} (${r.ingested} blobs stored, ${r.skipped} already held${r.resumed ? `, ${r.resumed} bytes resumed` : ''})`);
     for (const f of r.failed) err(`  not applied: ${f.image}: ${f.reason}`);
     return r.failed.length ? 1 : 0;
   } catch (e) {

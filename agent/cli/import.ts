@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Readable } from 'node:stream';
+import { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { isDigest } from '../../core/oci/digest.js';
@@ -38,20 +38,30 @@ export interface ImportResult {
   /** Blobs written into the store, and blobs the store held already (skipped). */
   ingested: number;
   skipped: number;
+  /** Bytes of half-written blobs (an import cut short) not written again. */
+  resumed: number;
   outcome: string;
   failed: { image: string; reason: string }[];
 }
 
 /** Reads the archive into the store: index.json kept, every blob ingested (checked against its digest). */
-async function ingestArchive(path: string, store: ContentStore): Promise<{ index: ArchiveIndex; ingested: number; skipped: number }> {
+async function ingestArchive(path: string, store: ContentStore): Promise<{ index: ArchiveIndex; ingested: number; skipped: number; resumed: number }> {
   let index: ArchiveIndex | undefined;
   let ingested = 0;
   let skipped = 0;
+  let resumed = 0;
+  /** The first error of a blob, and the blob being ingested: a cancelled entry also fails the tar ("premature close"), which must not hide why. */
+  let failure: unknown;
+  let current: Promise<unknown> | undefined;
   const extract = tar.extract();
   extract.on('entry', (header, stream, next) => {
     const name = header.name.replace(/^\.\//, '');
     const blob = /^blobs\/(sha256|sha512)\/([a-f0-9]+)$/.exec(name);
-    const done = (err?: unknown) => (err ? extract.destroy(err as Error) : next());
+    const done = (err?: unknown) => {
+      if (!err) return next();
+      failure ??= err;
+      extract.destroy(err as Error);
+    };
     if (name === 'index.json') {
       const chunks: Buffer[] = [];
       stream.on('data', (c: unknown) => {
@@ -82,11 +92,20 @@ async function ingestArchive(path: string, store: ContentStore): Promise<{ index
       return;
     }
     let read = false;
-    store.ingest(digest, size, async () => {
+    // A blob an import cut short left half written (the store's ingest/<alg>-<hex>.partial)
+    // goes on from where it stopped, as a download resumes with a Range request: the bytes
+    // before it are read past, and the whole is still checked against the digest.
+    current = store.ingest(digest, size, async (offset) => {
       read = true;
-      return new Response(Readable.toWeb(Readable.from(stream as AsyncIterable<Buffer>)) as ReadableStream, { status: 200 });
+      // Pulled chunk by chunk (not Readable.toWeb, which goes on pushing into a stream the
+      // ingest cancelled, and throws out of the process).
+      const body = WebReadableStream.from(skipBytes(stream as AsyncIterable<Buffer>, offset)) as ReadableStream;
+      return offset > 0
+        ? new Response(body, { status: 206, headers: { 'Content-Range': `bytes ${offset}-${size - 1}/${size}` } })
+        : new Response(body, { status: 200 });
     }).then(
-      () => {
+      (r) => {
+        resumed += r.resumedFrom;
         if (read) {
           ingested++;
           done();
@@ -99,9 +118,26 @@ async function ingestArchive(path: string, store: ContentStore): Promise<{ index
       (err: unknown) => done(err instanceof CorruptContentError ? new ImportError(`${path}: ${name} is corrupt: ${err.message}; nothing applied`) : err),
     );
   });
-  await pipeline(createReadStream(path), extract);
+  try {
+    await pipeline(createReadStream(path), extract);
+  } catch (err) {
+    await current?.catch(() => undefined); // settled with its handler: `failure` is set
+    throw failure ?? err;
+  }
   if (!index) throw new ImportError(`${path}: no index.json: not an OCI image layout archive`);
-  return { index, ingested, skipped };
+  return { index, ingested, skipped, resumed };
+}
+
+/** The bytes of `source` past the first `skip`. */
+async function* skipBytes(source: AsyncIterable<Buffer>, skip: number): AsyncGenerator<Buffer> {
+  for await (const chunk of source) {
+    if (skip >= chunk.length) {
+      skip -= chunk.length;
+      continue;
+    }
+    yield skip > 0 ? chunk.subarray(skip) : chunk;
+    skip = 0;
+  }
 }
 
 /**
@@ -161,7 +197,7 @@ export async function importArchive(config: AgentConfig, path: string): Promise<
   if (pid !== undefined) throw new StoreLockedError(config.store, pid);
   const store = new ContentStore(config.store, config.timeoutMs);
   await store.init();
-  const { index, ingested, skipped } = await ingestArchive(path, store);
+  const { index, ingested, skipped, resumed } = await ingestArchive(path, store);
   const state = index.entries.find((e) => e.annotations?.[ROLE_ANNOTATION] === 'state');
   const stateRef = state?.annotations?.[REF_NAME_ANNOTATION];
   if (!state || !stateRef) throw new ImportError(`${path}: holds no state (no index.json entry with ${ROLE_ANNOTATION}=state): not made by satellite export`);
@@ -187,7 +223,7 @@ export async function importArchive(config: AgentConfig, path: string): Promise<
       if (missing.length) {
         throw new ImportError(`${path}: the archive lacks ${missing[0]} (${failed[0]?.image ?? 'of the state'}${missing.length > 1 ? `, and ${missing.length - 1} more` : ''}); the images it holds are applied`);
       }
-      return { group: group.name, ...(rec?.applied ? { version: rec.applied.version } : {}), ingested, skipped, outcome, failed };
+      return { group: group.name, ...(rec?.applied ? { version: rec.applied.version } : {}), ingested, skipped, resumed, outcome, failed };
     } finally {
       await agent.stop();
     }

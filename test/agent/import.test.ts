@@ -1,15 +1,16 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { access, readFile } from 'node:fs/promises';
+import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import tar from 'tar-stream';
 import { loadAgentConfig } from '../../agent/config/config.js';
 import { AgentStateFiles } from '../../agent/store/state-files.js';
+import { generateCosignKeyPair } from '../../core/cosign/keys.js';
 import { pushImage, pushIndex, runBundle, useAgentWorld } from '../support/agent.js';
-import { image, index, type Image } from '../support/oci.js';
+import { image, index, randomLayer, type Image } from '../support/oci.js';
 import { satellite } from '../support/run.js';
 import { readArchive } from '../support/archive.js';
 
@@ -34,9 +35,9 @@ describe('satellite agent import: an air-gapped site', function () {
     return { path, dir, config: loadAgentConfig(path, {}) };
   }
 
-  async function exportTo(name: string): Promise<string> {
+  async function exportTo(name: string, ...extra: string[]): Promise<string> {
     const out = join(await world.dir(), name);
-    await satellite(['export', 'edge', '--platform', 'linux/amd64', '-o', out], { STATE_REGISTRY: world.registryUrl, DATABASE_URL: world.db.url });
+    await satellite(['export', 'edge', '--platform', 'linux/amd64', '-o', out, ...extra], { STATE_REGISTRY: world.registryUrl, DATABASE_URL: world.db.url, COSIGN_PUBLIC_KEY: '' });
     return out;
   }
 
@@ -48,13 +49,14 @@ describe('satellite agent import: an air-gapped site', function () {
     return app;
   }
 
-  /** The archive with one blob's last byte changed, everything else as it was. */
-  async function tamper(path: string, digest: string): Promise<string> {
+  /** The archive with one blob's last byte changed (or the blob left out), everything else as it was. */
+  async function tamper(path: string, digest: string, drop = false): Promise<string> {
     const { files, names } = await readArchive(path);
     const out = `${path}.tampered.tar`;
     const pack = tar.pack();
     const written = pipeline(pack, createWriteStream(out));
     for (const n of names) {
+      if (drop && n === `blobs/sha256/${digest.slice(7)}`) continue;
       const bytes = Buffer.from(files.get(n)!);
       if (n === `blobs/sha256/${digest.slice(7)}`) bytes.writeUInt8(bytes.readUInt8(bytes.length - 1) ^ 0xff, bytes.length - 1);
       pack.entry({ name: n, size: bytes.length }, bytes);
@@ -109,16 +111,64 @@ describe('satellite agent import: an air-gapped site', function () {
     expect((await fetch(`${agent.url}/v2/library/app/manifests/1`)).status).to.equal(200);
   });
 
+  it('when an import was cut short in the middle of a blob, then the next import goes on from the bytes it had written and the blob is served whole', async () => {
+    const app = image({ layers: [randomLayer(256 * 1024)] });
+    await pushImage(world.client(), 'library/app', app, '1');
+    await world.record('edge', 'library/app', app, '1');
+    await world.publish('edge');
+    const site = await exportTo('site.tar');
+    const device = await offlineAgent();
+    const store = (await device.config).store;
+    // What a killed import leaves: the store's half-written file of that blob.
+    const layer = app.layers[0]!;
+    const half = Math.floor(layer.bytes.length / 2);
+    await mkdir(join(store, 'ingest'), { recursive: true });
+    await writeFile(join(store, 'ingest', `sha256-${layer.digest.slice(7)}.partial`), layer.bytes.subarray(0, half));
+
+    const r = await runBundle(['import', site, '--config', device.path]);
+    expect(r.code, r.out).to.equal(0);
+    expect(r.out).to.include(`, ${half} bytes resumed)`);
+    const agent = await world.start(await device.config);
+    const served = Buffer.from(await (await fetch(`${agent.url}/v2/library/app/blobs/${layer.digest}`)).arrayBuffer());
+    expect(served.equals(layer.bytes), 'the layer, whole').to.equal(true);
+  });
+
+  it('when a blob the state\'s images need is missing from the archive, then the import fails naming that blob and its image', async () => {
+    const app = await publishApp('1');
+    const site = await exportTo('site.tar');
+    const short = await tamper(site, app.layers[1]!.digest, true);
+    const device = await offlineAgent();
+    const r = await runBundle(['import', short, '--config', device.path]);
+    expect(r.code, r.out).to.equal(1);
+    expect(r.out).to.include(`the archive lacks ${app.layers[1]!.digest} (library/app@${app.manifest.digest}`);
+  });
+
+  it('when the archive\'s state is not signed by the group\'s key, then the import is refused and nothing is applied', async () => {
+    await publishApp('1');
+    const site = await exportTo('site.tar');
+    const dir = await world.dir();
+    const path = await world.configFile(
+      { registry: 'http://127.0.0.1:9', store: join(dir, 'store') },
+      { identity: `${world.registryHost}/${STATE}`, publicKey: generateCosignKeyPair('x').publicPem },
+    );
+    const r = await runBundle(['import', site, '--config', path]);
+    expect(r.code, r.out).to.equal(1);
+    expect(r.out).to.include('has no valid signature by its key');
+    expect(await new AgentStateFiles(join(dir, 'store')).appliedJson('edge')).to.equal(undefined);
+  });
+
   it('when an archive of an older version than the one applied is imported, then it is refused as a replay and the newer one stays served', async () => {
     const v1app = await publishApp('1');
-    const v1 = await exportTo('v1.tar');
     const v2app = await publishApp('2');
     const v2 = await exportTo('v2.tar');
+    const v1 = await exportTo('v1.tar', '--version', '1'); // made after v2 was published
     const device = await offlineAgent();
 
     const first = await runBundle(['import', v2, '--config', device.path]);
     expect(first.code, first.out).to.equal(0);
     expect(first.out).to.match(/version 2 applied/);
+    const { files } = await readArchive(v1);
+    expect(files.has(`blobs/sha256/${v2app.manifest.digest.slice(7)}`), 'the v1 archive holds v1 only').to.equal(false);
     const replay = await runBundle(['import', v1, '--config', device.path]);
     expect(replay.code, replay.out).to.equal(1);
     expect(replay.out).to.include('older than version 2');
@@ -127,5 +177,17 @@ describe('satellite agent import: an air-gapped site', function () {
     expect((await fetch(`${agent.url}/v2/library/app/manifests/2`)).status).to.equal(200);
     expect((await fetch(`${agent.url}/v2/library/app/manifests/${v2app.manifest.digest}`)).status).to.equal(200);
     expect(v1app.manifest.digest).to.not.equal(v2app.manifest.digest);
+  });
+
+  it('when the device\'s agent is running, then the import refuses to share its store (exit 4), says to stop it, and writes nothing into it', async () => {
+    const app = await publishApp('1');
+    const site = await exportTo('site.tar');
+    const device = await offlineAgent();
+    await world.start(await device.config);
+    const r = await runBundle(['import', site, '--config', device.path]);
+    expect(r.code, r.out).to.equal(4);
+    expect(r.out).to.include('stop it first');
+    const layer = join((await device.config).store, 'blobs', 'sha256', app.layers[0]!.digest.slice(7));
+    expect(await access(layer).then(() => true, () => false), 'a blob of the archive in the running agent\'s store').to.equal(false);
   });
 });

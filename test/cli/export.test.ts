@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { access, readdir, readFile } from 'node:fs/promises';
+import { access, readdir, readFile, writeFile } from 'node:fs/promises';
+import { generateCosignKeyPair } from '../../core/cosign/keys.js';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
@@ -39,7 +40,7 @@ describe('satellite export: an air-gapped site\'s archive', function () {
     return { multi, app, tool, shared, published };
   }
 
-  const env = () => ({ STATE_REGISTRY: world.registryUrl, DATABASE_URL: world.db.url });
+  const env = () => ({ STATE_REGISTRY: world.registryUrl, DATABASE_URL: world.db.url, COSIGN_PUBLIC_KEY: '' });
 
   it('when a group is exported for linux/amd64, then the archive holds the signed state, its signature and every listed image for that platform, each blob once and matching its digest', async () => {
     const { multi, app, tool, shared, published } = await publishGroup();
@@ -94,5 +95,34 @@ describe('satellite export: an air-gapped site\'s archive', function () {
     expect(err.code).to.equal(1);
     expect(err.stderr).to.include(`library/gone@${missing.manifest.digest}`);
     for (const p of [out, `${out}.partial`]) expect(await access(p).then(() => true, () => false), p).to.equal(false);
+  });
+
+  it('when the version asked for was never published or a platform is misspelt, then the export says which and writes nothing', async () => {
+    await publishGroup();
+    const out = join(await world.dir(), 'site.tar');
+    const fails = (args: string[]) => satellite(['export', 'edge', '-o', out, ...args], env()).then(() => expect.fail(`${args.join(' ')} should fail`), (e: { code: number; stderr: string }) => e);
+    const missing = await fails(['--version', '9']);
+    expect(missing.code).to.equal(1);
+    expect(missing.stderr).to.include('satellite/group-state/edge/state:v9 is not in the registry');
+    const platform = await fails(['--platform', 'linux']);
+    expect(platform.code).to.equal(2);
+    expect(platform.stderr).to.include('--platform "linux" is not os/architecture[/variant]');
+    expect(await access(out).then(() => true, () => false)).to.equal(false);
+  });
+
+  it('when a key is given, then a state signed by that key is exported and one it does not verify is refused before anything is written', async () => {
+    await publishGroup();
+    const dir = await world.dir();
+    const good = join(dir, 'cosign.pub');
+    const other = join(dir, 'other.pub');
+    await writeFile(good, world.publicPem);
+    await writeFile(other, generateCosignKeyPair('x').publicPem);
+    const out = join(dir, 'site.tar');
+    const refused = await satellite(['export', 'edge', '-o', out, '--key', other], env()).then(() => expect.fail('another key should refuse'), (e: { code: number; stderr: string }) => e);
+    expect(refused.code).to.equal(1);
+    expect(refused.stderr).to.include('is not signed by that key');
+    expect(await access(out).then(() => true, () => false)).to.equal(false);
+    await satellite(['export', 'edge', '-o', out], { ...env(), COSIGN_PUBLIC_KEY: good });
+    expect(await access(out).then(() => true, () => false)).to.equal(true);
   });
 });

@@ -519,4 +519,30 @@ export const MUTANTS: Mutant[] = [
     edits: [{ file: 'core/operations-auth.js', find: 'return timingSafeEqual(h(a), h(b));', replace: 'return a.length === b.length;' }],
     tests: ['adapter/operations.test.js', 'agent/server-guard.test.js'],
   },
+  {
+    name: 'satellite export writes a blob shared by two images twice',
+    edits: [{ file: 'cli/export.js', find: `if (seen.has(item.digest))\n${I12}return;`, replace: `if (seen.has(item.digest) && item.manifest)\n${I12}return;` }],
+    tests: ['cli/export.test.js'],
+  },
+  {
+    name: 'satellite export keeps every child of an index whatever --platform says',
+    edits: [{ file: 'cli/export.js', find: 'const wanted = o.platforms.length ? chooseChildren(', replace: 'const wanted = false ? chooseChildren(' }],
+    tests: ['cli/export.test.js'],
+  },
+  {
+    name: 'agent import reads the registries instead of the archive',
+    edits: [
+      { file: 'agent/sync/agent.js', find: "if (this.source && actions === 'pull')", replace: "if (this.source && actions === 'none')" },
+      { file: 'satellite-agent.cjs', find: 'if (this.source && actions === "pull")', replace: 'if (this.source && actions === "none")' },
+    ],
+    tests: ['agent/import.test.js'],
+  },
+  {
+    name: 'agent import goes on past a corrupt blob of the archive',
+    edits: [
+      { file: 'agent/cli/import.js', find: '(err) => done(err instanceof CorruptContentError ? new ImportError(', replace: '(err) => done(err instanceof CorruptContentError ? undefined && new ImportError(' },
+      { file: 'satellite-agent.cjs', find: '(err2) => done(err2 instanceof CorruptContentError ? new ImportError(', replace: '(err2) => done(err2 instanceof CorruptContentError ? undefined && new ImportError(' },
+    ],
+    tests: ['agent/import.test.js'],
+  },
 ];
