@@ -6,6 +6,8 @@ import { signatureTag } from '../../core/cosign/signature-image.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { image, index } from '../support/oci.js';
 import { satellite } from '../support/run.js';
+import { startFaultProxy } from '../support/fault-proxy.js';
+import { until } from '../support/process.js';
 import { record, testBuilder, testKeys, useRegistryAndKeys, workerConfig } from '../support/worker.js';
 import { STATE_ARTIFACT_TYPE, STATE_LAYER_TYPE, layerText, stateLayers } from '../../core/state/format.js';
 import { gzipState } from '../../core/state/artifact.js';
@@ -44,6 +46,32 @@ describe('publishing a group state to a real registry', function () {
     const json = Buffer.from(layerText(await client.getBlob(repo(group), full.digest), full.mediaType));
     return { manifest: m, doc, json, state: JSON.parse(json.toString()) };
   }
+
+  it('when a build is overtaken by a newer version before it moves latest, then latest stays at the newer version', async () => {
+    const group = `overtaken-${Date.now().toString(36)}`;
+    // Build 1 reaches the registry through a proxy that holds its version tag's PUT, so
+    // build 2, straight to the registry, allocates and publishes version 2 meanwhile.
+    const proxy = await startFaultProxy(shared.registry.url);
+    try {
+      const slowConfig = workerConfig({ STATE_REGISTRY: proxy.url, COSIGN_KEY: shared.keys.keyPath });
+      const slow = testBuilder(slowConfig, db.pool, shared.keys).builder;
+      const { builder: fast, client } = setup();
+      proxy.rules.push({ method: 'PUT', path: new RegExp(`/v2/${repo(group)}/manifests/v1$`), fault: 'slow', delayMs: 2000, times: 1 });
+      await record(db.pool, group, 'library/a', image(), '1');
+      const first = slow.build(group);
+      await until('build 1 pushing its version tag', async () => (proxy.log.includes(`PUT /v2/${repo(group)}/manifests/v1`) ? true : undefined), 20_000);
+      await record(db.pool, group, 'library/b', image(), '1');
+      const second = await fast.build(group);
+      expect(second.version).to.equal(2);
+      expect((await client.headManifest(repo(group), 'latest'))!.digest, 'build 2 moved latest').to.equal(second.digest);
+      const overtaken = await first;
+      expect(overtaken).to.include({ version: 1, result: 'superseded' });
+      expect((await client.headManifest(repo(group), 'latest'))!.digest, 'latest still names version 2 after build 1 ended').to.equal(second.digest);
+      expect((await readState(client, group)).state.version).to.equal(2);
+    } finally {
+      await proxy.close();
+    }
+  });
 
   it('when a group is built, then the registry holds an oras-shaped artifact tagged v1 and latest listing what was recorded', async () => {
     const { builder, client } = setup();
