@@ -47,6 +47,13 @@ module.exports = {
       to: { path: '^(test|bench|harbor-dev)/' },
     },
     {
+      name: 'service-not-to-dev-dependencies',
+      comment: 'the service image installs production dependencies only (npm prune --omit=dev): what its code loads at run time must be one; type-only imports are erased',
+      severity: 'error',
+      from: { path: '^(core|harbor|adapter|worker|cli|harbor-api/src)/', pathNot: '^adapter/dashboard/client/' },
+      to: { dependencyTypes: ['npm-dev'], dependencyTypesNot: ['type-only'] },
+    },
+    {
       name: 'not-to-unresolvable',
       comment: 'An import that resolves to nothing would only fail at run time.',
       severity: 'error',

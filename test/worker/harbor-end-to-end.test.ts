@@ -211,7 +211,8 @@ describe('end to end with the Harbor double: groups create → replication → s
     expect(issued.status).to.equal(201);
     const reg = await api('/api/v1/satellites/register', 'POST', { token: issued.body.token }, null);
     expect(reg.status).to.equal(200);
-    expect(reg.body.groups).to.deep.equal([{ name: group, state: stateRepo }]);
+    // identity: what the worker's signatures name, the state registry's host and the state.
+    expect(reg.body.groups).to.deep.equal([{ name: group, state: stateRepo, identity: `${stateHost}/${stateRepo}` }]);
     expect(reg.body.publicKey).to.equal(shared.keys.publicPem);
     expect(await client.headManifest(reg.body.groups[0].state, 'latest'), 'the state named in the registration exists').to.not.equal(undefined);
 
