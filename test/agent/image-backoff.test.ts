@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { BUNDLE, pushImage, useAgentWorld } from '../support/agent.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { image } from '../support/oci.js';
-import { freePort, until } from '../support/process.js';
+import { freePort, stopChild, until } from '../support/process.js';
 
 // An image the registry cannot serve must not cost a request (nor a log line) on every pass
 // of a device that polls every few seconds for weeks: it is retried after a backoff of its
@@ -21,11 +21,7 @@ describe('the edge agent: an image that keeps failing', function () {
   let child: ChildProcess | undefined;
   // Before the world's hooks (registered by useAgentWorld), which remove the store's directory.
   afterEach(async () => {
-    if (child && child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((r) => child!.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-    }
+    await stopChild(child);
     child = undefined;
     await proxy?.close();
   });

@@ -8,7 +8,7 @@ import { AgentStateFiles, CHECKED_AT_FLUSH_MS, type AgentStateDoc } from '../../
 import { BUNDLE, pushImage, useAgentWorld } from '../support/agent.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { image } from '../support/oci.js';
-import { freePort, until } from '../support/process.js';
+import { freePort, stopChild, until } from '../support/process.js';
 
 // A device's flash wears with every write: once a state is applied and every image is in the
 // store, a poll that finds `latest` unchanged must write nothing at all. The agent is the
@@ -49,11 +49,7 @@ describe('the edge agent: an unchanged poll', function () {
   let child: ChildProcess | undefined;
   // Before the world's hooks (registered by useAgentWorld), which remove the store's directory.
   afterEach(async () => {
-    if (child && child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((r) => child!.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-    }
+    await stopChild(child);
     child = undefined;
     await proxy?.close();
   });
