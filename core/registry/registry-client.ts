@@ -39,6 +39,12 @@ export interface FetchedManifest extends ManifestInfo {
   bytes: Buffer;
 }
 
+/**
+ * What reading from a registry needs of a client: a RegistryClient, or anything that reads
+ * the same way from elsewhere (the agent's site upstreams before the registry).
+ */
+export type RegistryReader = Pick<RegistryClient, 'baseUrl' | 'headManifest' | 'getManifest' | 'getBlob' | 'openBlob'>;
+
 const MANIFEST_ACCEPT = [
   'application/vnd.oci.image.manifest.v1+json',
   'application/vnd.oci.image.index.v1+json',
