@@ -48,7 +48,7 @@ export class AgentMetrics extends MetricsRegistry {
 
   readonly upstreamFailures = this.counter({
     name: 'satellite_agent_upstream_failures_total',
-    help: 'Objects a site upstream failed to deliver (skipped, the registry asked instead), by upstream and reason (refused, timeout, server-error, corrupt, stalled, bad-state, rollback, error)',
+    help: 'Objects a site upstream failed to deliver (skipped, the registry asked instead), by upstream and reason (refused, cut, timeout, server-error, corrupt, stalled, bad-state, rollback, error)',
     labelNames: ['upstream', 'reason'] as const,
   });
   readonly upstreamBytes = this.counter({

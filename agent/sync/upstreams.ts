@@ -25,13 +25,15 @@ import type { UpstreamRecord } from '../store/state-doc.js';
 //     gone away costs one short timeout, not one per blob.
 
 /** Why an upstream was skipped. */
-export type UpstreamFailure = 'refused' | 'timeout' | 'server-error' | 'corrupt' | 'stalled' | 'bad-state' | 'rollback' | 'error';
+export type UpstreamFailure = 'refused' | 'cut' | 'timeout' | 'server-error' | 'corrupt' | 'stalled' | 'bad-state' | 'rollback' | 'error';
 
 /** The first pause after a failure; doubled for each failure in a row, up to BACKOFF_MAX_MS. */
 const BACKOFF_BASE_MS = 15_000;
 const BACKOFF_MAX_MS = 5 * 60_000;
 
-const NETWORK_REFUSED = /ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE|UND_ERR_SOCKET|other side closed/;
+const NETWORK_REFUSED = /ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE/;
+/** undici's word for a body whose connection closed before its end. */
+const NETWORK_CUT = /^terminated$|other side closed|UND_ERR_SOCKET/;
 const NETWORK_TIMEOUT = /timeout|timed out|no answer within|TIMEOUT|aborted/i;
 
 /** The kind of failure `err` is, from an upstream. */
@@ -46,6 +48,7 @@ export function failureKind(err: unknown): UpstreamFailure {
     return 'error';
   }
   const message = (err as Error)?.message ?? String(err);
+  if (NETWORK_CUT.test(message)) return 'cut';
   if (NETWORK_TIMEOUT.test(message) || (err as Error)?.name === 'TimeoutError') return 'timeout';
   if (NETWORK_REFUSED.test(message)) return 'refused';
   return 'error';

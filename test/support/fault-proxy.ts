@@ -3,12 +3,12 @@ import type { AddressInfo } from 'node:net';
 
 // An HTTP proxy in front of a real registry that injects faults into chosen requests:
 // a 5xx answer, a reset connection, a hang (the request never answers), a delay, a slow
-// body, a body with one byte flipped (same length), a connection cut mid-body, or an
-// endless body (as a hostile or broken registry would send: it never ends). It can
+// body, a body with one byte flipped (same length), a connection cut mid-body, a body that
+// stops mid-way with the connection left open (a peer stalled), or an endless body (as a hostile or broken registry would send: it never ends). It can
 // also stop listening altogether (connections refused) and start again on the same port,
 // and it counts how many matching requests are in flight at once.
 
-export type Fault = 'error500' | 'reset' | 'hang' | 'slow' | 'throttle' | 'corrupt' | 'drop' | 'endless';
+export type Fault = 'error500' | 'reset' | 'hang' | 'slow' | 'throttle' | 'corrupt' | 'drop' | 'stall' | 'endless';
 
 /**
  * Where an endless body ends anyway (properly, as a complete answer), so that a client that
@@ -30,7 +30,7 @@ export interface FaultRule {
   bytesPerSecond?: number;
   /** The share of matching requests that get the fault (1 when absent), drawn from a seeded sequence so runs repeat. */
   probability?: number;
-  /** For 'drop': body bytes relayed before the connection is cut (half the Content-Length when absent). */
+  /** For 'drop' and 'stall': body bytes relayed before the connection is cut, or goes silent (half the Content-Length when absent). */
   afterBytes?: number;
   /** For 'endless': the answer's status (200 when absent) and what its body starts with (then "a" after "a"). */
   status?: number;
@@ -95,7 +95,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       forward(req, res, path, rule.bytesPerSecond ?? 65536);
       return;
     }
-    if (rule && (rule.fault === 'corrupt' || rule.fault === 'drop')) {
+    if (rule && (rule.fault === 'corrupt' || rule.fault === 'drop' || rule.fault === 'stall')) {
       rule.times--;
       injected++;
       forward(req, res, path, undefined, rule);
@@ -172,12 +172,14 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
             flipped = true;
             chunk = copy;
           }
-          if (damage.fault === 'drop' && bytes + chunk.length >= cutAt) {
+          if ((damage.fault === 'drop' || damage.fault === 'stall') && bytes + chunk.length >= cutAt) {
             res.write(chunk.subarray(0, cutAt - bytes));
             bytes = cutAt;
             done();
             up.destroy();
-            res.destroy();
+            // 'stall': the connection stays open, silent, until the client gives up (or close()).
+            if (damage.fault === 'stall') hanging.add(res);
+            else res.destroy();
             return;
           }
           res.write(chunk);
