@@ -148,7 +148,7 @@ export const MUTANTS: Mutant[] = [
   },
   {
     name: 'credentials not checked on /v2',
-    edits: [{ file: 'adapter/app.js', find: 'v2.use(auth.middleware());', replace: '' }],
+    edits: [{ file: 'adapter/app.js', find: "req.principal = await auth.authenticate(req.headers.authorization, req.ip ?? 'unknown');", replace: '' }],
     tests: ['adapter/bad-input.test.js'],
   },
   {
