@@ -40,6 +40,12 @@ export interface AppliedState {
   /** The digest of the state JSON's bytes. */
   stateDigest: string;
   appliedAt: string;
+  /**
+   * What the store keeps of the signed state besides its manifest (`digest`), for `agent
+   * export` (sync/hold-state.ts): its signature's manifest, and the blobs (the state layer
+   * it was read from, the signature's config and payloads).
+   */
+  held?: { signature: string; blobs: string[] };
 }
 
 export interface GroupRecord {

@@ -229,6 +229,13 @@ export class Agent implements SyncContext {
   private async collect(everythingComplete: boolean): Promise<number> {
     const keep = new Set(this.view.referenced);
     for (const d of this.store.downloading()) keep.add(d);
+    // The applied states themselves, as signed (sync/hold-state.ts): for `agent export`.
+    for (const rec of Object.values(this.doc.groups)) {
+      const a = rec.applied;
+      if (!a) continue;
+      keep.add(a.digest);
+      if (a.held) for (const d of [a.held.signature, ...a.held.blobs]) keep.add(d);
+    }
     let removed = 0;
     for (const d of await this.store.list()) {
       if (keep.has(d)) continue;

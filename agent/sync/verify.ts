@@ -5,6 +5,7 @@ import { ServedView } from '../serve/served-view.js';
 import { isStoreFull } from '../store/space.js';
 import type { GroupRecord, Pin } from '../store/state-files.js';
 import type { GroupOutcome, PassBytes, SyncContext } from './context.js';
+import { holdState, recordReads } from './hold-state.js';
 import { readState, StateRefusedError } from './state-reader.js';
 
 // Step 2 of a group's sync: a new state is read (signature first, from the delta when the
@@ -16,10 +17,13 @@ export async function verifyState(ctx: SyncContext, g: AgentGroup, rec: GroupRec
   const held = ctx.states.get(g.name);
   const heldJson = rec.applied && held ? await ctx.files.appliedJson(g.name) : undefined;
   const base = heldJson && rec.applied ? { stateDigest: rec.applied.stateDigest, json: heldJson } : undefined;
-  const read = await readState(ctx.client(ctx.config.registry), g, digest, base, ctx.config.maxStateBytes, ctx.log);
+  const client = ctx.client(ctx.config.registry);
+  const recorded = recordReads(client);
+  const read = await readState(recorded.client, g, digest, base, ctx.config.maxStateBytes, ctx.log);
   totals.bytes += read.bytes;
   ctx.metrics.bytesPulled.inc({ what: 'state' }, read.bytes);
   checkAcceptable(g, rec, read.state, read.stateDigest, pin);
+  const kept = await holdState(ctx, g, client, read.digest, recorded.reads, totals);
   ctx.log.info({ group: g.name, version: read.state.version, digest: read.digest, via: read.via, bytes: read.bytes }, 'new state verified');
   // What is served now stays served, tag by tag, until its replacement is present; it is
   // recorded before the new state is, so a crash in between loses none of it.
@@ -29,7 +33,7 @@ export async function verifyState(ctx: SyncContext, g: AgentGroup, rec: GroupRec
   }
   await ctx.files.saveAppliedJson(g.name, read.json);
   ctx.states.set(g.name, read.state);
-  rec.applied = { version: read.state.version, digest: read.digest, stateDigest: read.stateDigest, appliedAt: new Date().toISOString() };
+  rec.applied = { version: read.state.version, digest: read.digest, stateDigest: read.stateDigest, appliedAt: new Date().toISOString(), held: kept };
   if (!pin) rec.highestVersion = Math.max(rec.highestVersion, read.state.version);
   ctx.metrics.polls.inc({ group: g.name, result: 'changed' });
   return read.state;
