@@ -321,8 +321,8 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
     else if (upstreams.includes(new URL(url).origin)) problems.push(`upstreams[${i}]: ${JSON.stringify(u)} is listed twice`);
     else upstreams.push(new URL(url).origin);
   }
-  const upstreamTimeoutMs = file.upstreamTimeout === undefined ? 3_000 : parseDuration(file.upstreamTimeout);
-  if (upstreamTimeoutMs === undefined) problems.push(`upstreamTimeout: ${JSON.stringify(file.upstreamTimeout)} is not a duration such as 3s`);
+  const upstreamTimeoutMs = file.upstreamTimeout === undefined ? 5_000 : parseDuration(file.upstreamTimeout);
+  if (upstreamTimeoutMs === undefined) problems.push(`upstreamTimeout: ${JSON.stringify(file.upstreamTimeout)} is not a duration such as 5s`);
   const report = file.report as { url: string } | undefined;
   if (report) requiredUrl(report.url, 'report.url', problems);
   const mirrors = (file.mirrors ?? {}) as Record<string, string>;

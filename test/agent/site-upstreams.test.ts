@@ -1,11 +1,14 @@
 import { expect } from 'chai';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { statusTable } from '../../agent/cli/status.js';
 import { loadAgentConfig, AgentConfigError, type AgentConfig } from '../../agent/config/config.js';
-import type { RunningAgent } from '../../agent/run.js';
-import { pushImage, useAgentWorld } from '../support/agent.js';
+import { startAgent, type RunningAgent } from '../../agent/run.js';
+import { pushImage, pushIndex, useAgentWorld } from '../support/agent.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
-import { image, randomLayer, type Image } from '../support/oci.js';
+import { image, index, randomLayer, type Image } from '../support/oci.js';
 
 // Site upstreams (agent/sync/upstreams.ts): a device names its site's gateway agent as an
 // upstream. Each agent reaches the registry through a counting proxy of its own (its "WAN"),
@@ -35,7 +38,8 @@ describe('the edge agent: site upstreams (one download per site)', function () {
   /** An agent reaching the registry (states and images) through `wan`. */
   const agentConfig = (wan: FaultProxy, extra: Record<string, unknown> = {}): Promise<AgentConfig> =>
     world.config(
-      { registry: wan.url, registryAliases: { [world.registryUrl]: wan.url }, concurrency: 2, timeout: '30s', ...extra },
+      // A generous upstream timeout (the machine is shared) except where a test is about it.
+      { registry: wan.url, registryAliases: { [world.registryUrl]: wan.url }, concurrency: 2, timeout: '30s', upstreamTimeout: '10s', ...extra },
       // The worker signs naming the registry it published to, not the proxy's name.
       { identity: `${world.registryHost}/${STATE}` },
     );
@@ -98,6 +102,26 @@ describe('the edge agent: site upstreams (one download per site)', function () {
     expect(latest.headers.get('docker-content-digest')).to.equal(gw.agent.doc.groups.edge!.applied!.digest);
   });
 
+  it('when the gateway holds every platform of the site (platforms: [linux/amd64, linux/arm64]), then an arm64 device and an amd64 device each get their own child of an index from it, none over their WAN', async () => {
+    const idx = index([{ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'arm64', variant: 'v8' }]);
+    await pushIndex(world.client(), 'library/multi', idx);
+    for (const c of idx.children) await world.record('edge', 'library/multi', c, null);
+    await world.record('edge', 'library/multi', { manifest: idx.manifest, config: idx.manifest, layers: [] }, 'stable');
+    await world.publish('edge');
+    const gw = await world.start(await agentConfig(gwWan, { platforms: ['linux/amd64', 'linux/arm64'] }));
+    expect((await gw.firstSync).groups.edge).to.equal('applied');
+    gwFront = await startFaultProxy(gw.url);
+    for (const [platform, child] of [['linux/arm64', idx.children[1]!], ['linux/amd64', idx.children[0]!]] as const) {
+      const device = await world.start(await agentConfig(devWan, { upstreams: [gwFront.url], platforms: [platform] }));
+      expect((await device.firstSync).groups.edge).to.equal('applied');
+      const served = await fetch(`${device.url}/v2/library/multi/manifests/${child.manifest.digest}`);
+      expect(served.status, platform).to.equal(200);
+      expect(device.agent.doc.upstreams ?? {}, `${platform}: the gateway never failed`).to.deep.equal({});
+    }
+    expect(blobGets(devWan), 'no blob over the devices\' WAN').to.deep.equal([]);
+    expect(manifestGets(devWan)).to.deep.equal([]);
+  });
+
   it('when the gateway serves a corrupted blob, then the device refuses it, reports the gateway, and still converges from the registry', async () => {
     const { images } = await publishImages(2);
     await gateway();
@@ -113,6 +137,7 @@ describe('the edge agent: site upstreams (one download per site)', function () {
     expect(blobGets(devWan), 'fetched again from the registry').to.include(`GET /v2/library/app1/blobs/${victim.digest}`);
     expect(device.agent.doc.upstreams?.[gwFront!.url]?.failures).to.deep.equal({ corrupt: 1 });
     expect(await metrics(device)).to.include(`satellite_agent_upstream_failures_total{upstream="${gwFront!.url}",reason="corrupt"} 1\n`);
+    expect(statusTable(device.agent.doc, []), '`agent status`').to.match(new RegExp(`upstream ${gwFront!.url}: failures 1 corrupt; last \\S+: corrupt: blob ${victim.digest} arrived with digest`));
   });
 
   it('when the registry is unreachable and the gateway offers an older signed state as latest, then it is refused as a rollback, reported, and the device converges from the registry once it is back', async () => {
@@ -161,16 +186,32 @@ describe('the edge agent: site upstreams (one download per site)', function () {
     expect(device.agent.doc.upstreams?.[gwFront!.url]?.skippedUntil).to.be.a('string');
   });
 
-  it('when the gateway is gone (connections refused), then the device pays one refused connection and converges from the registry', async () => {
+  it('when the gateway is gone (connections refused), then the device pays one refused connection per pass, logs it once, and converges from the registry', async () => {
     const { images } = await publishImages(2);
     await gateway();
     await gwFront!.refuse();
-    const device = await world.start(await agentConfig(devWan, { upstreams: [gwFront!.url] }));
-    const summary = await device.firstSync;
-    expect(summary.groups.edge).to.equal('applied');
-    await expectServes(device, images);
-    expect(device.agent.doc.upstreams?.[gwFront!.url]?.failures, 'reported once').to.deep.equal({ refused: 1 });
-    expect(blobGets(devWan).length).to.be.greaterThan(images.length * 2);
+    const lines: string[] = [];
+    const log = pino({ level: 'warn' }, new Writable({ write(chunk: Buffer, _enc, done) { lines.push(chunk.toString()); done(); } }));
+    const device = await startAgent(await agentConfig(devWan, { upstreams: [gwFront!.url] }), log);
+    try {
+      const summary = await device.firstSync;
+      expect(summary.groups.edge).to.equal('applied');
+      await expectServes(device, images);
+      expect(device.agent.doc.upstreams?.[gwFront!.url]?.failures, 'one refused connection, then skipped').to.deep.equal({ refused: 1 });
+      expect(blobGets(devWan).length).to.be.greaterThan(images.length * 2);
+
+      // Its pause over, the next new state tries it again: counted again, not logged again.
+      device.agent.upstreams!.list[0]!.skipUntil = 0;
+      const next = await publishImages(1, 2);
+      expect((await device.agent.syncOnce()).groups.edge).to.equal('applied');
+      expect(device.agent.doc.groups.edge!.applied!.version).to.equal(next.version);
+      expect(device.agent.doc.upstreams?.[gwFront!.url]?.failures).to.deep.equal({ refused: 2 });
+      const warned = lines.filter((l) => l.includes('site upstream failed'));
+      expect(warned, 'one warn line per upstream and kind').to.have.length(1);
+      expect(warned[0]).to.include(gwFront!.url).and.include('"reason":"refused"');
+    } finally {
+      await device.stop();
+    }
   });
 
   it('when upstreams names something that is not an http(s) base URL, then the configuration is refused naming the entry', async () => {
