@@ -46,6 +46,17 @@ export class AgentMetrics extends MetricsRegistry {
     labelNames: ['group'] as const,
   });
 
+  readonly upstreamFailures = this.counter({
+    name: 'satellite_agent_upstream_failures_total',
+    help: 'Objects a site upstream failed to deliver (skipped, the registry asked instead), by upstream and reason (refused, timeout, server-error, corrupt, stalled, bad-state, rollback, error)',
+    labelNames: ['upstream', 'reason'] as const,
+  });
+  readonly upstreamBytes = this.counter({
+    name: 'satellite_agent_upstream_bytes_total',
+    help: 'Bytes received from site upstreams (other agents), by upstream: what did not come over the registry link',
+    labelNames: ['upstream'] as const,
+  });
+
   constructor() {
     super('satellite_agent_');
   }

@@ -175,7 +175,7 @@ async function status(config: AgentConfig, json: boolean): Promise<number> {
   const pid = (await runningAgent(config.store)) ?? null;
   // Progress is the running agent's: a file left by one that was killed means nothing.
   const pulling = pid === null ? [] : ((await files.progress())?.images ?? []);
-  if (json) out(JSON.stringify({ agentVersion: doc.agentVersion, startedAt: doc.startedAt ?? null, running: pid === null ? null : { pid }, store: { full: doc.store?.full ?? null }, runtime: doc.runtime ?? {}, groups, pulling }, null, 2));
+  if (json) out(JSON.stringify({ agentVersion: doc.agentVersion, startedAt: doc.startedAt ?? null, running: pid === null ? null : { pid }, store: { full: doc.store?.full ?? null }, runtime: doc.runtime ?? {}, upstreams: doc.upstreams ?? {}, groups, pulling }, null, 2));
   else out(statusTable(doc, groups, pid, pulling));
   return groups.every((g) => g.version !== null && !g.error && !g.staleSince) && !doc.store?.full ? 0 : 1;
 }

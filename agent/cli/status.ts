@@ -54,6 +54,11 @@ export function statusTable(doc: AgentStateDoc, groups: GroupStatus[], pid: numb
   const lines = rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
   for (const g of groups) for (const f of g.failures) lines.push(`  ${g.name}: ${f.repository}@${f.digest}: ${f.reason}`);
   for (const p of pulling) lines.push(`  ${p.group}: pulling ${p.repository}@${p.digest.slice(0, 19)}: ${progressText(p.bytesDone, p.bytesTotal)}`);
+  for (const [url, u] of Object.entries(doc.upstreams ?? {})) {
+    const counts = Object.entries(u.failures).map(([reason, n]) => `${n} ${reason}`).join(', ');
+    const last = u.last ? `; last ${u.last.at}: ${u.last.reason}: ${u.last.message}` : '';
+    lines.push(`upstream ${url}: failures ${counts || 'none'}${last}${u.skippedUntil ? `; skipped until ${u.skippedUntil}` : ''}`);
+  }
   const full = doc.store?.full;
   if (full) {
     const free = full.bytesFree === null ? 'free space unknown' : `${formatBytes(full.bytesFree)} free`;

@@ -68,6 +68,14 @@ export interface AgentConfig {
    * is `registry`'s origin; the mirror files name it too.
    */
   registryAliases: Record<string, string>;
+  /**
+   * Other agents' /v2 servers at the site (a gateway, peers), tried before the registry for
+   * everything digest-addressed, and for the state's tag only when the registry is
+   * unreachable (sync/upstreams.ts). Nothing they send is trusted unverified.
+   */
+  upstreams: string[];
+  /** How long an upstream may take to answer, or stay silent mid-body, before it is skipped (upstreamTimeout). */
+  upstreamTimeoutMs: number;
   /** The alternative target: a registry at the site the agent fills (every platform of an index). */
   pushTo?: { registry: string; credentials?: { username: string; password: string } };
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -139,6 +147,8 @@ const SCHEMA = {
       properties: { url: { type: 'string', minLength: 1 } },
     },
     registryAliases: { type: 'object', additionalProperties: { type: 'string', minLength: 1 } },
+    upstreams: { type: 'array', items: { type: 'string', minLength: 1 } },
+    upstreamTimeout: { type: ['string', 'number'] },
     pushTo: {
       type: 'object',
       additionalProperties: false,
@@ -303,6 +313,16 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
     const b = requiredUrl(to, `registryAliases[${JSON.stringify(from)}]`, problems);
     if (a && b) registryAliases[new URL(a).origin] = b;
   }
+  const upstreams: string[] = [];
+  for (const [i, u] of ((file.upstreams as string[] | undefined) ?? []).entries()) {
+    const url = requiredUrl(u, `upstreams[${i}]`, problems);
+    if (!url) continue;
+    if (new URL(url).pathname !== '/') problems.push(`upstreams[${i}]: ${JSON.stringify(u)} must be a base URL (scheme, host and port, e.g. http://site-gw:8585): another agent serves /v2 at its root`);
+    else if (upstreams.includes(new URL(url).origin)) problems.push(`upstreams[${i}]: ${JSON.stringify(u)} is listed twice`);
+    else upstreams.push(new URL(url).origin);
+  }
+  const upstreamTimeoutMs = file.upstreamTimeout === undefined ? 3_000 : parseDuration(file.upstreamTimeout);
+  if (upstreamTimeoutMs === undefined) problems.push(`upstreamTimeout: ${JSON.stringify(file.upstreamTimeout)} is not a duration such as 3s`);
   const report = file.report as { url: string } | undefined;
   if (report) requiredUrl(report.url, 'report.url', problems);
   const mirrors = (file.mirrors ?? {}) as Record<string, string>;
@@ -346,6 +366,8 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
     server,
     ...(operations ? { operations } : {}),
     registryAliases,
+    upstreams,
+    upstreamTimeoutMs: upstreamTimeoutMs!,
     ...(push && pushRegistry ? { pushTo: { registry: pushRegistry, ...(push.username !== undefined ? { credentials: { username: push.username, password: push.password! } } : {}) } } : {}),
     logLevel: (file.logLevel as AgentConfig['logLevel'] | undefined) ?? 'info',
   };

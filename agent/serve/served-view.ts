@@ -1,5 +1,5 @@
 import type { VersionedState } from '../../core/state/delta.js';
-import { imageRecordKey, type FallbackEntry, type ImageRecord } from '../store/state-files.js';
+import { imageRecordKey, type FallbackEntry, type ImageRecord, type StateContent } from '../store/state-files.js';
 
 // What the local registry serves, computed from the applied states and the status of each of
 // their images: only images whose every byte is in the store. It is rebuilt as a whole and
@@ -9,6 +9,10 @@ import { imageRecordKey, type FallbackEntry, type ImageRecord } from '../store/s
 // A tag that moved to an image not present yet (its pull failed, or is under way) goes on
 // naming what an earlier state served for it (the group's fallback entries) until its
 // replacement is present: a failed pull never takes away what was being served.
+//
+// The applied state itself is served too (its manifest by digest and by the tag it was read
+// by, its cosign signature tag, the blobs the agent read of them), for the site's other
+// agents that name this one as an upstream (sync/upstreams.ts); the runtime never asks.
 
 export class ServedView {
   /** repository → tag → manifest digest, as the states list them (the first group listing a tag wins). */
@@ -20,8 +24,17 @@ export class ServedView {
   /** Every digest the view needs kept in the store. */
   readonly referenced = new Set<string>();
 
-  static build(groups: readonly { state: VersionedState; images: Record<string, ImageRecord>; fallback?: readonly FallbackEntry[] }[]): ServedView {
+  static build(groups: readonly { state: VersionedState; images: Record<string, ImageRecord>; fallback?: readonly FallbackEntry[]; stateContent?: StateContent }[]): ServedView {
     const view = new ServedView();
+    for (const { stateContent: c } of groups) {
+      if (!c) continue;
+      const set = (m: Map<string, Set<string>>) => m.get(c.repository) ?? m.set(c.repository, new Set()).get(c.repository)!;
+      for (const d of c.manifests) set(view.manifests).add(d);
+      for (const d of c.blobs) set(view.blobs).add(d);
+      for (const d of [...c.manifests, ...c.blobs]) view.referenced.add(d);
+      const tags = view.tags.get(c.repository) ?? view.tags.set(c.repository, new Map()).get(c.repository)!;
+      for (const [t, d] of Object.entries(c.tags)) if (!tags.has(t)) tags.set(t, d);
+    }
     for (const { state, images } of groups) {
       for (const a of state.artifacts) {
         if (a.deleted) continue;

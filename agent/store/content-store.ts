@@ -115,11 +115,15 @@ export class ContentStore {
     }
   }
 
-  /** Downloads a blob unless stored; concurrent calls for one digest share one download. */
-  ingest(digest: string, size: number, source: BlobSource): Promise<IngestResult> {
+  /**
+   * Downloads a blob unless stored; concurrent calls for one digest share one download.
+   * `idleTimeoutMs`: how long the body may stay silent (shorter for a site upstream, which
+   * the registry backs up).
+   */
+  ingest(digest: string, size: number, source: BlobSource, idleTimeoutMs = this.idleTimeoutMs): Promise<IngestResult> {
     const running = this.inFlight.get(digest);
     if (running) return running.then(() => ({ downloaded: 0, resumedFrom: 0 }));
-    const p = this.download(digest, size, source).finally(() => this.inFlight.delete(digest));
+    const p = this.download(digest, size, source, idleTimeoutMs).finally(() => this.inFlight.delete(digest));
     this.inFlight.set(digest, p);
     return p;
   }
@@ -129,7 +133,7 @@ export class ContentStore {
     return [...this.inFlight.keys()];
   }
 
-  private async download(digest: string, size: number, source: BlobSource): Promise<IngestResult> {
+  private async download(digest: string, size: number, source: BlobSource, idleTimeoutMs: number): Promise<IngestResult> {
     if (await this.has(digest, size)) return { downloaded: 0, resumedFrom: 0 };
     const { algorithm } = split(digest);
     const partial = this.partialPath(digest);
@@ -149,31 +153,31 @@ export class ContentStore {
         return { downloaded: 0, resumedFrom: offset };
       }
       await rm(partial, { force: true });
-      return this.download(digest, size, source);
+      return this.download(digest, size, source, idleTimeoutMs);
     }
     const res = await source(offset);
     const range = res.status === 206 ? /^bytes (\d+)-/.exec(res.headers.get('content-range') ?? '') : null;
     let resumedFrom = offset;
     if (offset > 0 && (res.status !== 206 || Number(range?.[1]) !== offset)) {
       // The registry sent the whole blob (or another range): start over.
-      return this.restart(digest, size, partial, res, algorithm);
+      return this.restart(digest, size, partial, res, algorithm, idleTimeoutMs);
     }
     if (offset === 0) resumedFrom = 0;
-    const downloaded = await this.append(partial, res, hash, offset, size);
+    const downloaded = await this.append(partial, res, hash, offset, size, idleTimeoutMs);
     await this.finish(digest, partial, hash, size);
     return { downloaded, resumedFrom };
   }
 
-  private async restart(digest: string, size: number, partial: string, res: Response, algorithm: string): Promise<IngestResult> {
+  private async restart(digest: string, size: number, partial: string, res: Response, algorithm: string, idleTimeoutMs: number): Promise<IngestResult> {
     await rm(partial, { force: true });
     const hash = createHash(algorithm);
-    const downloaded = await this.append(partial, res, hash, 0, size);
+    const downloaded = await this.append(partial, res, hash, 0, size, idleTimeoutMs);
     await this.finish(digest, partial, hash, size);
     return { downloaded, resumedFrom: 0 };
   }
 
   /** Streams the body onto the partial file, hashing as it goes; gives up when the stream idles. */
-  private async append(partial: string, res: Response, hash: Hash, offset: number, size: number): Promise<number> {
+  private async append(partial: string, res: Response, hash: Hash, offset: number, size: number, idleTimeoutMs: number): Promise<number> {
     if (!res.body) throw new StalledDownloadError('the registry sent no body');
     const file = await open(partial, offset > 0 ? 'a' : 'w');
     const reader = res.body.getReader();
@@ -182,7 +186,7 @@ export class ContentStore {
       for (;;) {
         let timer: NodeJS.Timeout | undefined;
         const idle = new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new StalledDownloadError(`no bytes for ${this.idleTimeoutMs} ms`)), this.idleTimeoutMs);
+          timer = setTimeout(() => reject(new StalledDownloadError(`no bytes for ${idleTimeoutMs} ms`)), idleTimeoutMs);
         });
         const { done, value } = await Promise.race([reader.read(), idle]).finally(() => clearTimeout(timer));
         if (done) break;

@@ -40,16 +40,34 @@ export interface AppliedState {
   /** The digest of the state JSON's bytes. */
   stateDigest: string;
   appliedAt: string;
-  /**
-   * What the store keeps of the signed state besides its manifest (`digest`), for `agent
-   * export` (sync/hold-state.ts): its signature's manifest, and the blobs (the state layer
-   * it was read from, the signature's config and payloads).
-   */
-  held?: { signature: string; blobs: string[] };
+}
+
+/**
+ * The applied state's own artifact as this agent keeps and serves it to its site peers
+ * (sync/upstreams.ts): its manifest and signature manifest, by digest and by tag, and the
+ * blobs it read of them.
+ */
+export interface StateContent {
+  repository: string;
+  /** Tag → manifest digest: the tag the state was read by (and its v<N>), the signature's sha256-<hex>.sig. */
+  tags: Record<string, string>;
+  manifests: string[];
+  blobs: string[];
+}
+
+/** How a site upstream has been failing (sync/upstreams.ts), for `agent status`. */
+export interface UpstreamRecord {
+  /** Failures by kind, since the agent's store was made. */
+  failures: Partial<Record<string, number>>;
+  last?: { reason: string; message: string; at: string };
+  /** Set while it is skipped after a failure. */
+  skippedUntil?: string;
 }
 
 export interface GroupRecord {
   applied?: AppliedState;
+  /** The applied state's manifest, signature and blobs, kept and served to site peers. */
+  stateContent?: StateContent;
   /** The highest version ever applied from `latest`: an older one is a replay. */
   highestVersion: number;
   checkedAt?: string;
@@ -72,6 +90,8 @@ export interface AgentStateDoc {
   /** Set while the store cannot take more bytes (store/space.ts). */
   store?: { full: StoreFullRecord };
   groups: Record<string, GroupRecord>;
+  /** Site upstreams that failed, by URL. */
+  upstreams?: Record<string, UpstreamRecord>;
 }
 
 /** What is being pulled right now (sync/progress.ts), while the agent pulls. */

@@ -23,7 +23,7 @@ import { applyRecord, journalLine, readJournal, units, type JournalRecord, type 
 // at the latest after CHECKED_AT_FLUSH_MS (so `status` on a stopped agent is never more than
 // that behind). The running agent's /status shows them live.
 
-export type { AgentStateDoc, AppliedState, FallbackEntry, GroupRecord, ImageRecord, ImageStatus, Pin, ProgressDoc } from './state-doc.js';
+export type { AgentStateDoc, AppliedState, FallbackEntry, GroupRecord, ImageRecord, ImageStatus, Pin, ProgressDoc, StateContent, UpstreamRecord } from './state-doc.js';
 
 export async function writeAtomic(path: string, content: string | Buffer, mode = 0o644): Promise<void> {
   const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`;

@@ -17,6 +17,7 @@ import { poll } from './poll.js';
 import { PullProgress } from './progress.js';
 import { pullImages } from './pull.js';
 import { parseState } from './state-reader.js';
+import { SiteClient, Upstreams } from './upstreams.js';
 import { notApplied, verifyState } from './verify.js';
 
 // The sync: per group, five steps, one file each: poll.ts (one HEAD of the state or of the
@@ -56,12 +57,17 @@ export class Agent implements SyncContext {
   private reporting: Promise<void> | undefined;
   /** Set by `agent import`: the archive, read in the place of every registry pulled from. */
   source: RegistryClient | undefined;
+  /** The site's other agents (`upstreams`), asked before the registry (upstreams.ts); none configured: undefined. */
+  readonly upstreams: Upstreams | undefined;
 
   constructor(readonly config: AgentConfig, readonly log: Logger, readonly metrics: AgentMetrics) {
     this.store = new ContentStore(config.store, config.timeoutMs);
     this.files = new AgentStateFiles(config.store);
     this.space = new StoreSpace(config.store, metrics);
     this.backoff = new ImageBackoff(config.intervalMs);
+    this.upstreams = config.upstreams.length
+      ? new Upstreams(config.upstreams, config.upstreamTimeoutMs, config.ca, log, metrics, () => (this.doc.upstreams ??= {}))
+      : undefined;
   }
 
   /** Loads what was applied before, so it is served at once, with or without a network. */
@@ -103,6 +109,15 @@ export class Agent implements SyncContext {
       this.clients.set(key, c);
     }
     return c;
+  }
+
+  /**
+   * A reader of `url`'s registry that asks the site upstreams first for what a digest names
+   * (upstreams.ts); `keep`: it keeps what it read, for the store. An import reads its archive
+   * alone.
+   */
+  siteClient(url: string, keep = false): SiteClient {
+    return new SiteClient(this.client(url), this.source ? undefined : this.upstreams, keep);
   }
 
   /** Called by the server when a stored blob failed its digest check on read. */
@@ -202,7 +217,7 @@ export class Agent implements SyncContext {
     const polled = await poll(this, g, pin, rec, now);
     if (polled.outcome !== 'changed' && polled.outcome !== 'retried') return polled.outcome;
     try {
-      const state = polled.outcome === 'retried' ? polled.state : await verifyState(this, g, rec, polled.digest, pin, summary);
+      const state = polled.outcome === 'retried' ? polled.state : await verifyState(this, g, rec, polled.digest, pin, summary, polled.via);
       const plan = await planPulls(this, g, state, rec);
       const images = await pullImages(this, g, plan, summary);
       this.backoff.settle(this.log, g.name, plan.toPull, images, this.space.stopped);
@@ -217,7 +232,7 @@ export class Agent implements SyncContext {
     const groups = this.config.groups.flatMap((g) => {
       const state = this.states.get(g.name);
       const rec = this.doc.groups[g.name];
-      return state && rec ? [{ state, images: rec.images, ...(rec.fallback ? { fallback: rec.fallback } : {}) }] : [];
+      return state && rec ? [{ state, images: rec.images, ...(rec.fallback ? { fallback: rec.fallback } : {}), ...(rec.stateContent ? { stateContent: rec.stateContent } : {}) }] : [];
     });
     this.view = ServedView.build(groups);
   }
@@ -229,13 +244,6 @@ export class Agent implements SyncContext {
   private async collect(everythingComplete: boolean): Promise<number> {
     const keep = new Set(this.view.referenced);
     for (const d of this.store.downloading()) keep.add(d);
-    // The applied states themselves, as signed (sync/hold-state.ts): for `agent export`.
-    for (const rec of Object.values(this.doc.groups)) {
-      const a = rec.applied;
-      if (!a) continue;
-      keep.add(a.digest);
-      if (a.held) for (const d of [a.held.signature, ...a.held.blobs]) keep.add(d);
-    }
     let removed = 0;
     for (const d of await this.store.list()) {
       if (keep.has(d)) continue;

@@ -8,6 +8,7 @@ import type { StoreSpace } from '../store/space.js';
 import type { AgentStateDoc, AgentStateFiles } from '../store/state-files.js';
 import type { PullProgress } from './progress.js';
 import type { ImageBackoff } from './backoff.js';
+import type { SiteClient, Upstreams } from './upstreams.js';
 
 // What the steps of a sync (poll.ts, verify.ts, plan.ts, pull.ts, apply.ts) work with: the
 // agent (agent.ts) as they see it. Each step is a function of this, so a reader follows one
@@ -34,6 +35,10 @@ export interface SyncContext {
   readonly backoff: ImageBackoff;
   /** A client per registry origin and purpose (agent.ts says which credentials go where). */
   client(url: string, credentials?: { username: string; password: string }, actions?: 'pull' | 'pull,push'): RegistryClient;
+  /** A reader of a registry that asks the site upstreams first for what a digest names (upstreams.ts). */
+  siteClient(url: string, keep?: boolean): SiteClient;
+  /** The site upstreams; undefined when none is configured. */
+  readonly upstreams: Upstreams | undefined;
   /** Records the status file; with the store full, keeps it in memory for a later pass. */
   saveDoc(): Promise<void>;
   /** The store has no room: this pass stops pulling, and status and metrics say so. */

@@ -3,7 +3,7 @@ import pLimit from 'p-limit';
 import { verifyImageSignature } from '../../core/cosign/verify.js';
 import type { Descriptor } from '../../core/oci/manifest.js';
 import { INDEX_TYPES, MediaType } from '../../core/oci/media-types.js';
-import type { RegistryClient } from '../../core/registry/registry-client.js';
+import type { RegistryReader } from '../../core/registry/registry-client.js';
 import type { StateArtifact } from '../../core/state/render.js';
 import type { AgentGroup } from '../config/config.js';
 import type { ContentStore } from '../store/content-store.js';
@@ -12,6 +12,7 @@ import { imageRecordKey, type ImageRecord } from '../store/state-files.js';
 import type { PassBytes, SyncContext } from './context.js';
 import type { PullPlan } from './plan.js';
 import { chooseChildren, formatPlatform, isAttestation, matches, type Platform } from './platform.js';
+import { SiteClient } from './upstreams.js';
 
 // Step 4 of a group's sync: the images plan.ts chose are pulled, `concurrency` at a time.
 // Each entry goes into the content store by digest only: the manifest first, for an index
@@ -27,7 +28,8 @@ export async function pullImages(ctx: SyncContext, g: AgentGroup, plan: PullPlan
   for (const a of plan.live) if (a.subject) signatures.set(a.subject, [...(signatures.get(a.subject) ?? []), a]);
   const blobSlots = pLimit(ctx.config.concurrency * 2);
   const pull: PullContext = {
-    client: ctx.client(plan.registry),
+    // The site's upstreams first (upstreams.ts), for what is addressed by digest.
+    client: ctx.siteClient(plan.registry),
     store: ctx.store,
     platforms: ctx.config.platforms,
     attestations: ctx.config.attestations,
@@ -83,7 +85,7 @@ export class PullRefusedError extends Error {
 }
 
 export interface PullContext {
-  client: RegistryClient;
+  client: RegistryReader;
   store: ContentStore;
   platforms: readonly Platform[];
   attestations: boolean;
@@ -210,7 +212,9 @@ async function configPlatform(ctx: PullContext, digest: string): Promise<Platfor
 async function blob(ctx: PullContext, repo: string, d: Descriptor): Promise<void> {
   if (await ctx.store.has(d.digest, d.size)) return;
   await ctx.limit(async () => {
-    const { downloaded } = await ctx.store.ingest(d.digest, d.size, (offset) => ctx.client.openBlob(repo, d.digest, offset));
+    const { downloaded } = ctx.client instanceof SiteClient
+      ? await ctx.client.ingest(ctx.store, repo, d)
+      : await ctx.store.ingest(d.digest, d.size, (offset) => ctx.client.openBlob(repo, d.digest, offset));
     ctx.onBytes(downloaded);
   });
 }

@@ -1,7 +1,7 @@
 import { verifyStateSignature } from '../../core/cosign/verify.js';
 import { BodyTooLargeError } from '../../core/http/bounded-body.js';
 import { REPOSITORY_NAME_PATTERN, registryUrlProblem, TAG_PATTERN } from '../../core/oci/names.js';
-import { RegistryRequestError, type RegistryClient } from '../../core/registry/registry-client.js';
+import { RegistryRequestError, type RegistryReader } from '../../core/registry/registry-client.js';
 import { applyDelta, jsonDigest, type StateDelta, type VersionedState } from '../../core/state/delta.js';
 import { layerText, stateLayers } from '../../core/state/format.js';
 import type { AgentGroup } from '../config/config.js';
@@ -104,7 +104,7 @@ export interface HeldState {
  * changes, so the same state is as large on every try; the registry answered, and what it
  * answered cannot be used.
  */
-export async function readState(client: RegistryClient, group: AgentGroup, digest: string, held: HeldState | undefined, maxStateBytes: number, log?: { warn: (o: object, m: string) => void }): Promise<ReadState> {
+export async function readState(client: RegistryReader, group: AgentGroup, digest: string, held: HeldState | undefined, maxStateBytes: number, log?: { warn: (o: object, m: string) => void }): Promise<ReadState> {
   try {
     return await fetchState(client, group, digest, held, maxStateBytes, log);
   } catch (err) {
@@ -116,7 +116,7 @@ export async function readState(client: RegistryClient, group: AgentGroup, diges
   }
 }
 
-async function fetchState(client: RegistryClient, group: AgentGroup, digest: string, held: HeldState | undefined, maxStateBytes: number, log?: { warn: (o: object, m: string) => void }): Promise<ReadState> {
+async function fetchState(client: RegistryReader, group: AgentGroup, digest: string, held: HeldState | undefined, maxStateBytes: number, log?: { warn: (o: object, m: string) => void }): Promise<ReadState> {
   const manifest = await client.getManifest(group.state, digest);
   if (!manifest) throw new StateRefusedError('not-a-state', `${group.state}@${digest} is not in the registry`);
   let bytes = manifest.bytes.length;
@@ -158,7 +158,7 @@ async function fetchState(client: RegistryClient, group: AgentGroup, digest: str
   return { digest: manifest.digest, state: parseState(json), json, stateDigest, via: 'full', bytes };
 }
 
-const blobUrl = (client: RegistryClient, repository: string, digest: string): string => `${client.baseUrl}/v2/${repository}/blobs/${digest}`;
+const blobUrl = (client: RegistryReader, repository: string, digest: string): string => `${client.baseUrl}/v2/${repository}/blobs/${digest}`;
 
 /** The state a delta describes, or undefined when the delta or the held state is unusable. */
 function rebuildFromDelta(baseJson: string, deltaJson: string): string | undefined {

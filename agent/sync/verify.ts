@@ -5,26 +5,57 @@ import { ServedView } from '../serve/served-view.js';
 import { isStoreFull } from '../store/space.js';
 import type { GroupRecord, Pin } from '../store/state-files.js';
 import type { GroupOutcome, PassBytes, SyncContext } from './context.js';
-import { holdState, recordReads } from './hold-state.js';
-import { readState, StateRefusedError } from './state-reader.js';
+import { isDigest } from '../../core/oci/digest.js';
+import { pinnedReference } from './poll.js';
+import { readState, StateRefusedError, type ReadState } from './state-reader.js';
+import { SiteClient, type Upstream } from './upstreams.js';
 
 // Step 2 of a group's sync: a new state is read (signature first, from the delta when the
 // agent holds its base: state-reader.ts), refused when it is for another group or older than
 // what was applied (a replay), and only then recorded as the group's applied state.
+// Its manifest, signature and the layers read are kept in the store, so that this agent serves
+// them to its site peers (upstreams.ts), as it serves them the images.
+//
+// With site upstreams, the state's objects come from the first upstream that has them: a
+// state refused after an upstream delivered part of it is read again from the registry alone
+// (the upstream is reported); a state an upstream's tag named (the registry unreachable) and
+// that is refused, a replayed older one say, is that upstream's failure: nothing is applied.
+
+/** A state named by a site upstream's tag, the registry being unreachable, was refused. */
+export class UpstreamStateError extends Error {
+  constructor(readonly upstream: string, readonly refusal: StateRefusedError) {
+    super(`the registry is unreachable and the state site upstream ${upstream} names was refused (${refusal.reason}): ${refusal.message}`);
+    this.name = 'UpstreamStateError';
+  }
+}
 
 /** Reads and checks the state at `digest`; throws StateRefusedError when it must not be applied. */
-export async function verifyState(ctx: SyncContext, g: AgentGroup, rec: GroupRecord, digest: string, pin: Pin | undefined, totals: PassBytes): Promise<VersionedState> {
+export async function verifyState(ctx: SyncContext, g: AgentGroup, rec: GroupRecord, digest: string, pin: Pin | undefined, totals: PassBytes, via?: Upstream): Promise<VersionedState> {
   const held = ctx.states.get(g.name);
   const heldJson = rec.applied && held ? await ctx.files.appliedJson(g.name) : undefined;
   const base = heldJson && rec.applied ? { stateDigest: rec.applied.stateDigest, json: heldJson } : undefined;
-  const client = ctx.client(ctx.config.registry);
-  const recorded = recordReads(client);
-  const read = await readState(recorded.client, g, digest, base, ctx.config.maxStateBytes, ctx.log);
-  totals.bytes += read.bytes;
-  ctx.metrics.bytesPulled.inc({ what: 'state' }, read.bytes);
+  let site = ctx.siteClient(ctx.config.registry, true);
+  let read: ReadState;
+  try {
+    read = await readState(site, g, digest, base, ctx.config.maxStateBytes, ctx.log);
+    if (via) checkAcceptable(g, rec, read.state, read.stateDigest, pin);
+  } catch (err) {
+    if (!(err instanceof StateRefusedError) || !ctx.upstreams) throw err;
+    if (via) {
+      ctx.upstreams.failed(via, err, err.reason === 'replay' ? 'rollback' : 'bad-state');
+      throw new UpstreamStateError(via.url, err);
+    }
+    if (site.served.size === 0) throw err;
+    for (const u of site.served) ctx.upstreams.failed(u, err, 'bad-state');
+    site = new SiteClient(ctx.client(ctx.config.registry), undefined, true);
+    read = await readState(site, g, digest, base, ctx.config.maxStateBytes, ctx.log);
+  }
+  const wan = Math.max(0, read.bytes - site.fromUpstreams);
+  totals.bytes += wan;
+  ctx.metrics.bytesPulled.inc({ what: 'state' }, wan);
   checkAcceptable(g, rec, read.state, read.stateDigest, pin);
-  const kept = await holdState(ctx, g, client, read.digest, recorded.reads, totals);
-  ctx.log.info({ group: g.name, version: read.state.version, digest: read.digest, via: read.via, bytes: read.bytes }, 'new state verified');
+  ctx.log.info({ group: g.name, version: read.state.version, digest: read.digest, via: read.via, bytes: read.bytes, fromUpstreams: site.fromUpstreams }, 'new state verified');
+  await keepStateContent(ctx, g, rec, site, read, pin);
   // What is served now stays served, tag by tag, until its replacement is present; it is
   // recorded before the new state is, so a crash in between loses none of it.
   if (held) {
@@ -33,10 +64,21 @@ export async function verifyState(ctx: SyncContext, g: AgentGroup, rec: GroupRec
   }
   await ctx.files.saveAppliedJson(g.name, read.json);
   ctx.states.set(g.name, read.state);
-  rec.applied = { version: read.state.version, digest: read.digest, stateDigest: read.stateDigest, appliedAt: new Date().toISOString(), held: kept };
+  rec.applied = { version: read.state.version, digest: read.digest, stateDigest: read.stateDigest, appliedAt: new Date().toISOString() };
   if (!pin) rec.highestVersion = Math.max(rec.highestVersion, read.state.version);
   ctx.metrics.polls.inc({ group: g.name, result: 'changed' });
   return read.state;
+}
+
+/** The state's manifest, signature and layers into the store, and recorded to be served (served-view.ts). */
+async function keepStateContent(ctx: SyncContext, g: AgentGroup, rec: GroupRecord, site: SiteClient, read: ReadState, pin: Pin | undefined): Promise<void> {
+  const tags: Record<string, string> = {};
+  const reference = pinnedReference(pin);
+  if (!isDigest(reference)) tags[reference] = read.digest;
+  tags[`v${read.state.version}`] ??= read.digest;
+  for (const [tag, d] of site.kept.tags) tags[tag] = d;
+  for (const [d, bytes] of [...site.kept.manifests, ...site.kept.blobs]) await ctx.store.write(d, bytes);
+  rec.stateContent = { repository: g.state, tags, manifests: [...site.kept.manifests.keys()], blobs: [...site.kept.blobs.keys()] };
 }
 
 /** Refuses a state for another group, and (unless pinned) one older than what was applied. */
@@ -64,6 +106,14 @@ function checkAcceptable(g: AgentGroup, rec: GroupRecord, state: VersionedState,
  * and is thrown on.
  */
 export async function notApplied(ctx: SyncContext, g: AgentGroup, rec: GroupRecord, err: unknown, now: string): Promise<GroupOutcome> {
+  if (err instanceof UpstreamStateError) {
+    // Not the registry's answer: the registry is still to be reached, what was applied served.
+    rec.staleSince ??= now;
+    rec.error = err.message;
+    ctx.metrics.polls.inc({ group: g.name, result: 'unreachable' });
+    ctx.metrics.failures.inc({ where: 'poll' });
+    return 'unreachable';
+  }
   if (err instanceof StateRefusedError) {
     rec.error = `state refused (${err.reason}): ${err.message}`;
     ctx.metrics.polls.inc({ group: g.name, result: 'refused' });

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { MANIFEST_LIMIT } from '../http/bounded-body.js';
-import type { RegistryClient } from '../registry/registry-client.js';
+import type { RegistryReader } from '../registry/registry-client.js';
 import { SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE } from './simple-signing.js';
 
 // The ".sig" image cosign attaches to a manifest: tag sha256-<hex>.sig in the same
@@ -48,7 +48,7 @@ interface ManifestDoc {
 }
 
 /** Reads every signature layer attached to `digest` (none when there is no .sig). */
-export async function readSignatureLayers(client: RegistryClient, repository: string, digest: string): Promise<(SignatureLayer & { digest: string })[]> {
+export async function readSignatureLayers(client: RegistryReader, repository: string, digest: string): Promise<(SignatureLayer & { digest: string })[]> {
   const sig = await client.getManifest(repository, signatureTag(digest));
   if (!sig) return [];
   const doc = JSON.parse(sig.bytes.toString('utf8')) as ManifestDoc;

@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import type { RegistryClient } from '../registry/registry-client.js';
+import type { RegistryReader } from '../registry/registry-client.js';
 import { readSignatureLayers } from './signature-image.js';
 import { verifySignatureLayer, type SignatureVerdict } from './simple-signing.js';
 
@@ -26,7 +26,7 @@ export interface SignatureCheck {
  * a layer: one read covers them) verifies with `key`, claims this digest and, given
  * `identity`, names it.
  */
-export async function verifyCosignSignatures(client: RegistryClient, repository: string, digest: string, key: KeyObject, identity?: SignedIdentity): Promise<SignatureCheck> {
+export async function verifyCosignSignatures(client: RegistryReader, repository: string, digest: string, key: KeyObject, identity?: SignedIdentity): Promise<SignatureCheck> {
   const layers = await readSignatureLayers(client, repository, digest);
   const verdicts = layers.map((l) => verifySignatureLayer({
     key, payload: l.payload, payloadDigest: l.digest, signatureB64: l.signatureB64, manifestDigest: digest,
@@ -37,11 +37,11 @@ export async function verifyCosignSignatures(client: RegistryClient, repository:
 }
 
 /** A state's signature: by the group's state key, naming the state's reference exactly (`identity`: "host/repository"). */
-export function verifyStateSignature(client: RegistryClient, stateRepository: string, digest: string, stateKey: KeyObject, identity: string): Promise<SignatureCheck> {
+export function verifyStateSignature(client: RegistryReader, stateRepository: string, digest: string, stateKey: KeyObject, identity: string): Promise<SignatureCheck> {
   return verifyCosignSignatures(client, stateRepository, digest, stateKey, { exactly: identity });
 }
 
 /** An image's signature: by the group's image key, naming the image's repository under any registry host. */
-export function verifyImageSignature(client: RegistryClient, repository: string, digest: string, imageKey: KeyObject): Promise<SignatureCheck> {
+export function verifyImageSignature(client: RegistryReader, repository: string, digest: string, imageKey: KeyObject): Promise<SignatureCheck> {
   return verifyCosignSignatures(client, repository, digest, imageKey, { repositoryAnyHost: repository });
 }

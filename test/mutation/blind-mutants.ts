@@ -219,7 +219,7 @@ export const BLIND_MUTANTS: Mutant[] = [
     name: 'blind: the state goes to its version tag before the signature is pushed',
     edits: [{
       file: 'worker/state-builder.js',
-      find: 'await Promise.all([saved, this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh })]);\n            await this.pusher.push(repository, pkg, versionTag(version.version));',
+      find: 'const signed = Promise.all([saved, this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh }).finally(() => watch?.mark(\'signed\'))]);\n            await Promise.all([signed, this.pusher.push(repository, pkg, versionTag(version.version), { tagAfter: signed, newRepository: version.version === 1 })]);',
       replace: 'await Promise.all([saved, this.pusher.push(repository, pkg, versionTag(version.version))]);\n            await this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh });',
     }],
     tests: ['worker/publish-order.test.js', 'worker/publish.test.js'],

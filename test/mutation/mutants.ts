@@ -76,7 +76,7 @@ export const MUTANTS: Mutant[] = [
     // signature (awaited with the package being kept) goes first. Here the push goes first.
     edits: [{
       file: 'worker/state-builder.js',
-      find: `await Promise.all([saved, this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh })]);\n${I12}await this.pusher.push(repository, pkg, versionTag(version.version));`,
+      find: `const signed = Promise.all([saved, this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh }).finally(() => watch?.mark('signed'))]);\n${I12}await Promise.all([signed, this.pusher.push(repository, pkg, versionTag(version.version), { tagAfter: signed, newRepository: version.version === 1 })]);`,
       replace: `await saved;\n${I12}await this.pusher.push(repository, pkg, versionTag(version.version));\n${I12}await this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh });`,
     }],
     tests: ['worker/publish-order.test.js'],
