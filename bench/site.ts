@@ -13,7 +13,10 @@
 //      gateway fetched should cross the WAN: about 1×, plus each device's poll of the state's
 //      tag and whatever the devices fetch before the gateway holds it (none, here);
 //  (b') the same 5 agents, fresh stores, all started at once: the devices ask the gateway
-//      first and fall back to the WAN for what it does not hold yet, so this lies between.
+//      first and fall back to the WAN for what it does not hold yet. The gateway is no
+//      pull-through cache (it serves what it holds, it fetches nothing for a peer), so a
+//      device that starts with it finds nothing there and fetches from the WAN: measured
+//      to show why the gateway goes first (2026-12-07: as many WAN bytes as (a)).
 // Printed: WAN bytes (response bodies) and requests per kind of path, the time until every
 // agent converged, for each run, and (b)/(a). (b) and (b') need the agent's `upstreams`
 // option (config.ts); without it they say so and only (a) is measured.
@@ -233,7 +236,7 @@ async function main(): Promise<void> {
     for (const [name, r] of runs) {
       out(row([name, r ? size(total(r.counts, 'bytes')) : '—', r ? String(total(r.counts, 'requests')) : '—', r ? `${(r.ms / 1000).toFixed(1)} s` : '—'], w));
     }
-    if (b) out(row(['   of which the gateway alone converged in', '', '', `${(b.gatewayMs / 1000).toFixed(1)} s`], w));
+    if (b) out(row(['   (b): of which the gateway alone, converging', '', '', `${(b.gatewayMs / 1000).toFixed(1)} s`], w));
     out();
     out('per kind of path (requests / bytes)');
     const wk = [18, 26, 26, 26];

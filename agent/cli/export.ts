@@ -1,4 +1,5 @@
-import { signatureTag } from '../../core/cosign/signature-image.js';
+import { signatureImage, signatureTag } from '../../core/cosign/signature-image.js';
+import { SIGNATURE_ANNOTATION } from '../../core/cosign/simple-signing.js';
 import { REF_NAME_ANNOTATION, ROLE_ANNOTATION, writeLayoutArchive, type ArchiveBlob, type ArchiveRole, type LayoutEntry } from '../../core/oci/layout-archive.js';
 import { parseManifest, type ParsedManifest, type Platform } from '../../core/oci/manifest.js';
 import { INDEX_TYPES } from '../../core/oci/media-types.js';
@@ -12,14 +13,14 @@ import { AGENT_VERSION } from '../version.js';
 
 // `satellite agent export <group> -o site.tar`: the archive `satellite export` writes
 // (core/oci/layout-archive.ts), made from what this agent holds instead of from Harbor: the
-// signed state it applied (manifest, layer and cosign signature, kept by
-// sync/verify.ts keeps it as `stateContent`) and every image that state lists for the chosen platforms, each blob
+// signed state it applied (manifest, layer and cosign signature, kept by the sync for its
+// site peers: the group's stateContent, sync/verify.ts) and every image that state lists for the chosen platforms, each blob
 // once. A site gateway that holds every platform of the site can so hand an air-gapped
 // neighbour (or a device that is being set up) the same archive a machine with access to
 // Harbor would make; the importing agent checks it exactly as it checks Harbor's.
-// Nothing is fetched but one thing: a state the sync read from its delta (the version before
-// being held) left the full state layer out of the store, and a device without that version
-// needs it; it is fetched from the registry (by digest, checked). Any other blob the store
+// Nothing is fetched but the state's own blobs the sync did not read: after a delta, the whole
+// state layer (a device without the version before needs it), and the signature's config
+// when it cannot be rebuilt from the payloads; from the registry, by digest, checked. Any other blob the store
 // lacks fails the export, naming it, before a byte is written. The export reads the store
 // and adds nothing a sync would not, so it runs beside the running agent.
 
@@ -95,9 +96,11 @@ export async function exportFromStore(config: AgentConfig, groupName: string, pl
   };
 
   const stateManifest = await manifest(applied.digest, `the state manifest ${group.state}@${applied.digest}`);
-  for (const b of stateManifest.blobs) if (!(await store.has(b.digest, b.size))) await fetchStateLayer(config, store, group.state, b);
+  for (const b of stateManifest.blobs) if (!(await store.has(b.digest, b.size))) await fetchStateBlob(config, store, group.state, b, 'the whole state layer (the sync read the version from its delta)');
   top(await keep(group.state, stateManifest, `the state manifest ${group.state}@${applied.digest}`), 'state', `${group.state}:v${applied.version}`);
-  top(await add(group.state, signature, `the state's signature ${group.state}:${signatureTag(applied.digest)}`), 'signature', `${group.state}:${signatureTag(applied.digest)}`);
+  const sigManifest = await manifest(signature, `the state's signature ${group.state}:${signatureTag(applied.digest)}`);
+  await signatureConfig(config, store, group.state, sigManifest);
+  top(await keep(group.state, sigManifest, `the state's signature ${group.state}:${signatureTag(applied.digest)}`), 'signature', `${group.state}:${signatureTag(applied.digest)}`);
 
   let images = 0;
   for (const a of state.artifacts) {
@@ -126,12 +129,31 @@ export async function exportFromStore(config: AgentConfig, groupName: string, pl
   return { version: applied.version, stateDigest: applied.digest, images, blobs: blobs.length, bytes };
 }
 
-/** The state's full layer, which a sync that read the delta did not fetch: from the registry, by digest, into the store. */
-async function fetchStateLayer(config: AgentConfig, store: ContentStore, repository: string, b: { digest: string; size: number }): Promise<void> {
+/**
+ * The signature image's config, which the sync's signature check does not read (only the
+ * payloads): rebuilt from the payloads as cosign writes it (core/cosign/signature-image.ts),
+ * kept when that gives its digest, else fetched from the registry.
+ */
+async function signatureConfig(config: AgentConfig, store: ContentStore, repository: string, sig: ParsedManifest): Promise<void> {
+  const cfg = sig.blobs[0];
+  if (!cfg || (await store.has(cfg.digest, cfg.size))) return;
+  const doc = JSON.parse(sig.bytes.toString('utf8')) as { layers?: { digest?: string; annotations?: Record<string, string> }[] };
+  const layers = [];
+  for (const l of doc.layers ?? []) {
+    if (!l.digest || !(await store.has(l.digest))) break;
+    layers.push({ payload: await store.read(l.digest), signatureB64: l.annotations?.[SIGNATURE_ANNOTATION] ?? '' });
+  }
+  const rebuilt = signatureImage(layers).blobs[0]!;
+  if (await store.write(cfg.digest, rebuilt).then(() => true, () => false)) return;
+  await fetchStateBlob(config, store, repository, cfg, 'the config of the state\'s signature');
+}
+
+/** A blob of the state's artifact the sync did not read: from the registry, by digest (checked), into the store. */
+async function fetchStateBlob(config: AgentConfig, store: ContentStore, repository: string, b: { digest: string; size: number }, what: string): Promise<void> {
   const client = new RegistryClient(new URL(config.registry).origin, config.credentials, config.timeoutMs, 'pull', config.ca);
   try {
     await store.ingest(b.digest, b.size, (offset) => client.openBlob(repository, b.digest, offset));
   } catch (err) {
-    throw new AgentExportError(`the store ${config.store} lacks ${b.digest}, the whole state layer of ${repository} (the sync read the version from its delta), and the registry ${config.registry} could not give it: ${(err as Error).message}; nothing written`);
+    throw new AgentExportError(`the store ${config.store} lacks ${b.digest}, ${what} of ${repository}, and the registry ${config.registry} could not give it: ${(err as Error).message}; nothing written`);
   }
 }

@@ -9,9 +9,6 @@ import { isDigest } from '../../core/oci/digest.js';
 import { pinnedReference } from './poll.js';
 import { readState, StateRefusedError, type ReadState } from './state-reader.js';
 import { SiteClient, type Upstream } from './upstreams.js';
-import { signatureImage, signatureTag } from '../../core/cosign/signature-image.js';
-import { SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE } from '../../core/cosign/simple-signing.js';
-import { parseManifest } from '../../core/oci/manifest.js';
 
 // Step 2 of a group's sync: a new state is read (signature first, from the delta when the
 // agent holds its base: state-reader.ts), refused when it is for another group or older than
@@ -58,7 +55,7 @@ export async function verifyState(ctx: SyncContext, g: AgentGroup, rec: GroupRec
   ctx.metrics.bytesPulled.inc({ what: 'state' }, wan);
   checkAcceptable(g, rec, read.state, read.stateDigest, pin);
   ctx.log.info({ group: g.name, version: read.state.version, digest: read.digest, via: read.via, bytes: read.bytes, fromUpstreams: site.fromUpstreams }, 'new state verified');
-  await keepStateContent(ctx, g, rec, site, read, pin, totals);
+  await keepStateContent(ctx, g, rec, site, read, pin);
   // What is served now stays served, tag by tag, until its replacement is present; it is
   // recorded before the new state is, so a crash in between loses none of it.
   if (held) {
@@ -74,40 +71,14 @@ export async function verifyState(ctx: SyncContext, g: AgentGroup, rec: GroupRec
 }
 
 /** The state's manifest, signature and layers into the store, and recorded to be served (served-view.ts). */
-async function keepStateContent(ctx: SyncContext, g: AgentGroup, rec: GroupRecord, site: SiteClient, read: ReadState, pin: Pin | undefined, totals: PassBytes): Promise<void> {
+async function keepStateContent(ctx: SyncContext, g: AgentGroup, rec: GroupRecord, site: SiteClient, read: ReadState, pin: Pin | undefined): Promise<void> {
   const tags: Record<string, string> = {};
   const reference = pinnedReference(pin);
   if (!isDigest(reference)) tags[reference] = read.digest;
   tags[`v${read.state.version}`] ??= read.digest;
   for (const [tag, d] of site.kept.tags) tags[tag] = d;
   for (const [d, bytes] of [...site.kept.manifests, ...site.kept.blobs]) await ctx.store.write(d, bytes);
-  const blobs = [...site.kept.blobs.keys()];
-  const sigDigest = site.kept.tags.get(signatureTag(read.digest));
-  const sig = sigDigest ? site.kept.manifests.get(sigDigest) : undefined;
-  if (sig) blobs.push(...(await keepSignatureConfig(ctx, g, site, sig, totals)));
-  rec.stateContent = { repository: g.state, tags, manifests: [...site.kept.manifests.keys()], blobs };
-}
-
-/**
- * The signature's config, which the check does not read but `agent export` and a peer
- * copying the signature whole need: rebuilt from the payloads as cosign writes it, and
- * fetched only when that does not give its digest.
- */
-async function keepSignatureConfig(ctx: SyncContext, g: AgentGroup, site: SiteClient, sig: Buffer, totals: PassBytes): Promise<string[]> {
-  const doc = JSON.parse(sig.toString('utf8')) as { layers?: { mediaType?: string; digest?: string; annotations?: Record<string, string> }[] };
-  const payloads = (doc.layers ?? []).filter((l) => l.mediaType === SIMPLE_SIGNING_MEDIA_TYPE && l.digest && site.kept.blobs.has(l.digest))
-    .map((l) => ({ payload: site.kept.blobs.get(l.digest!)!, signatureB64: l.annotations?.[SIGNATURE_ANNOTATION] ?? '' }));
-  const rebuilt = signatureImage(payloads).blobs[0]!;
-  const extra: string[] = [];
-  for (const b of parseManifest(sig, undefined).blobs) {
-    if (site.kept.blobs.has(b.digest)) continue;
-    if (!(await ctx.store.has(b.digest, b.size))) {
-      const wrote = await ctx.store.write(b.digest, rebuilt).then(() => true, () => false);
-      if (!wrote) totals.bytes += (await site.ingest(ctx.store, g.state, b)).downloaded;
-    }
-    extra.push(b.digest);
-  }
-  return extra;
+  rec.stateContent = { repository: g.state, tags, manifests: [...site.kept.manifests.keys()], blobs: [...site.kept.blobs.keys()] };
 }
 
 /** Refuses a state for another group, and (unless pinned) one older than what was applied. */
