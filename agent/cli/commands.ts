@@ -10,7 +10,6 @@ import { agentLogger, startAgent } from '../run.js';
 import { groupStatus, statusTable } from './status.js';
 import { runningAgent, StoreLockedError } from '../store/lock.js';
 import { AGENT_VERSION } from '../version.js';
-import { importArchive, ImportError } from './import.js';
 
 export const AGENT_USAGE = `usage: satellite agent [command] [options]
 
@@ -230,6 +229,8 @@ async function doRegister(values: { url?: string; token?: string; out?: string; 
 
 /** `satellite agent import site.tar`: exit 0 applied (or already), 1 refused, corrupt or incomplete. */
 async function doImport(config: AgentConfig, path: string): Promise<number> {
+  // Loaded for this command only: a running agent never needs the archive reader (tar-stream).
+  const { importArchive, ImportError } = await import('./import.js');
   try {
     const r = await importArchive(config, path);
     out(`${path}: group ${r.group} version ${r.version ?? '?'} ${r.outcome} (${r.ingested} blobs stored, ${r.skipped} already held${r.resumed ? `, ${r.resumed} bytes resumed` : ''})`);
