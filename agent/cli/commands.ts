@@ -10,9 +10,6 @@ import { agentLogger, startAgent } from '../run.js';
 import { groupStatus, statusTable } from './status.js';
 import { runningAgent, StoreLockedError } from '../store/lock.js';
 import { AGENT_VERSION } from '../version.js';
-import { importArchive, ImportError } from './import.js';
-import { AgentExportError, exportFromStore } from './export.js';
-import { ArchiveContentError } from '../../core/oci/layout-archive.js';
 import { CorruptContentError } from '../store/content-store.js';
 import { normalizePlatform, parsePlatform } from '../sync/platform.js';
 import type { Platform } from '../../core/oci/manifest.js';
@@ -246,6 +243,8 @@ async function doRegister(values: { url?: string; token?: string; out?: string; 
 
 /** `satellite agent import site.tar`: exit 0 applied (or already), 1 refused, corrupt or incomplete. */
 async function doImport(config: AgentConfig, path: string): Promise<number> {
+  // Loaded for this command only: a running agent never needs the archive reader (tar-stream).
+  const { importArchive, ImportError } = await import('./import.js');
   try {
     const r = await importArchive(config, path);
     out(`${path}: group ${r.group} version ${r.version ?? '?'} ${r.outcome} (${r.ingested} blobs stored, ${r.skipped} already held${r.resumed ? `, ${r.resumed} bytes resumed` : ''})`);
@@ -279,6 +278,9 @@ async function doExport(config: AgentConfig, group: string, output: string, plat
     err(`satellite agent export: group ${JSON.stringify(group)} is not in the configuration`);
     return 2;
   }
+  // Loaded only for this command, as import's is (its archive writer is not for a running agent).
+  const { AgentExportError, exportFromStore } = await import('./export.js');
+  const { ArchiveContentError } = await import('../../core/oci/layout-archive.js');
   try {
     const s = await exportFromStore(config, group, platforms, output);
     out(`${output}: group ${group} version ${s.version} (${s.stateDigest}), ${s.images} images, ${s.blobs} blobs, ${s.bytes} bytes`);

@@ -116,7 +116,9 @@ export const BLIND_MUTANTS: Mutant[] = [
     name: 'blind: the blobs of a fallback image are served but not kept by the collector',
     edits: bundled('agent/serve/served-view.js',
       'set(view.blobs).add(d);\n                    view.referenced.add(d);',
-      'set(view.blobs).add(d);'),
+      'set(view.blobs).add(d);',
+      // In the bundle served-view.ts sits in a module esbuild wraps for lazy evaluation (four more spaces).
+      { find: `set(view.blobs).add(d);\n${' '.repeat(14)}view.referenced.add(d);`, replace: 'set(view.blobs).add(d);' }),
     tests: ['agent/fallback-retention.test.js', 'agent/resilience.test.js'],
   },
   {

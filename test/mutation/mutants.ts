@@ -12,7 +12,8 @@ export interface Mutant {
 
 const I8 = '        ';
 const I12 = '            ';
-const I10 = ' '.repeat(10);
+/** The bundle's indentation inside a module esbuild wraps for lazy evaluation (agent/cli/commands.ts imports import.ts on demand). */
+const I14 = ' '.repeat(14);
 const I20 = ' '.repeat(20);
 
 export const MUTANTS: Mutant[] = [
@@ -448,8 +449,8 @@ export const MUTANTS: Mutant[] = [
     edits: [
       { file: 'agent/serve/served-view.js', find: `set(view.manifests).add(d);\n${I20}view.referenced.add(d);`, replace: 'set(view.manifests).add(d);' },
       { file: 'agent/serve/served-view.js', find: `set(view.blobs).add(d);\n${I20}view.referenced.add(d);`, replace: 'set(view.blobs).add(d);' },
-      { file: 'satellite-agent.cjs', find: `set(view.manifests).add(d);\n${I10}view.referenced.add(d);`, replace: 'set(view.manifests).add(d);' },
-      { file: 'satellite-agent.cjs', find: `set(view.blobs).add(d);\n${I10}view.referenced.add(d);`, replace: 'set(view.blobs).add(d);' },
+      { file: 'satellite-agent.cjs', find: `set(view.manifests).add(d);\n${I14}view.referenced.add(d);`, replace: 'set(view.manifests).add(d);' },
+      { file: 'satellite-agent.cjs', find: `set(view.blobs).add(d);\n${I14}view.referenced.add(d);`, replace: 'set(view.blobs).add(d);' },
     ],
     tests: ['agent/fallback-retention.test.js'],
   },
