@@ -48,7 +48,22 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
   let apiThrottleRedis: Redis | undefined;
   let ops: RunningOps | undefined;
   let dashboardQueue: StateQueue | undefined;
-  const queueOf = () => worker?.queue ?? dashboardQueue;
+  // A process without the worker reads the queue only for /metrics' queue gauges and the
+  // queue dashboard: it connects (and loads bullmq, ~13 MiB resident) once one of them first
+  // asks, or at start when the dashboard is on (ADMIN_PASSWORD).
+  let connecting = false;
+  const connectDashboardQueue = () => {
+    if (connecting || parts.worker) return;
+    connecting = true;
+    import('../worker/queue.js').then(({ connectQueue }) => connectQueue(redisTarget(config), queuePrefix, log, stopping.signal)).then(
+      ({ queue }) => (dashboardQueue = queue),
+      () => undefined,
+    );
+  };
+  const queueOf = () => {
+    connectDashboardQueue();
+    return worker?.queue ?? dashboardQueue;
+  };
 
   const shutdown = (signal: string) => {
     // Once: a Ctrl-C reaches every process of the terminal's group, and `make run` passes
@@ -116,10 +131,7 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
   if (signingKey) {
     harborWorker = await (await import('../worker/harbor-jobs.js')).startHarborWorker({ config, pool, log });
     worker = await (await import('../worker/state-worker.js')).startWorker({ config, pool, log, metrics, signingKey, afterPublish: harborWorker?.afterPublish });
-  } else {
-    import('../worker/queue.js').then(({ connectQueue }) => connectQueue(redisTarget(config), queuePrefix, log, stopping.signal)).then(
-      ({ queue }) => (dashboardQueue = queue),
-      () => undefined,
-    );
+  } else if (config.adminPassword !== undefined) {
+    connectDashboardQueue();
   }
 }
