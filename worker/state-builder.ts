@@ -95,12 +95,17 @@ export class StateBuilder {
   async build(group: string): Promise<BuildResult> {
     const watch = new Stopwatch();
     const registry = this.options.imageRegistry;
+    // Asked for meanwhile: the version this build will most likely publish, whose full
+    // layer's digest is then computed in the same pass over the text as the content digest.
+    const expected = this.options.layout.deltas ? this.states.nextVersion(group) : undefined;
+    expected?.catch(() => {}); // awaited below, unless restoring fails first
     const cached = this.options.cache?.take(group, registry, Date.now());
     const restored = cached ? undefined : await this.restore(group, registry);
     const kept = cached ?? restored?.content;
     // One snapshot: the point the build starts from and what the group holds then (only
     // what changed since, when the content of an earlier build is kept or restored).
     const content = kept ?? new StateContent(group, registry, this.options.layout);
+    content.expectVersion(await expected);
     const full = kept ? undefined : content.beginFull();
     const snapshot = await this.artifacts.snapshot(group, this.options.tombstoneRetentionHours, this.options.supersededManifests ?? 'tombstone',
       kept?.xmin, full?.add, restored?.reread);

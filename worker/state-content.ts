@@ -90,6 +90,13 @@ export class StateContent {
   /** Entries changed since `published`: their JSON then (undefined: not listed then). */
   sincePublished = new Map<string, string | undefined>();
   private memoDigest: string | undefined;
+  /**
+   * The version the next build is expected to publish (StateStore.nextVersion): its full
+   * layer's digest is computed in the same pass over the text as the content digest, not in
+   * a second pass once the version is allocated (a guess that missed costs that second pass).
+   */
+  private expected: number | undefined;
+  private memoLayerDigest: { version: number; digest: string } | undefined;
 
   constructor(readonly group: string, readonly registry: string,
     /** Which entries are listed, and whether the full layer is taken up (core/state/layouts/). */
@@ -135,12 +142,15 @@ export class StateContent {
     // The chunks cut so far, in order, and the content digest over them (as hash() feeds it).
     const cut: ChunkBytes[] = [];
     const digest = createHash('sha256').update(stateHead(this.group, this.registry)).update('[');
+    const expected = this.expected;
+    const layerDigest = expected === undefined ? undefined : createHash('sha256').update(stateHead(this.group, this.registry, expected)).update('[');
     const limit = pLimit(GZIP_AT_ONCE);
     let chunkStart = 0;
     const cutTo = (end: number) => {
       const text = jsons.slice(chunkStart, end).join(',');
       const bytes = Buffer.from(chunkStart === 0 ? text : `,${text}`);
       digest.update(bytes);
+      layerDigest?.update(bytes);
       // A failure here only means fullLayer compresses the chunk itself.
       cut.push({ bytes, pending: limit(() => gzipMember(bytes)).catch(() => undefined) });
       chunkStart = end;
@@ -178,11 +188,13 @@ export class StateContent {
         this.xmin = snapshot.xmin;
         this.readAt = snapshot.at.getTime();
         this.memoDigest = undefined;
+        this.memoLayerDigest = undefined;
         if (sorted) {
           // chunks() cuts where cutTo did (after an entry whose digest ends in "00", and at the end).
           const ids = this.chunks();
           for (let c = 0; c < ids.length; c++) this.chunkBytes.set(ids[c]!.id, cut[c]!);
           this.memoDigest = `sha256:${digest.update(']}').digest('hex')}`;
+          if (layerDigest) this.memoLayerDigest = { version: expected!, digest: `sha256:${layerDigest.update(']}').digest('hex')}` };
         }
         if (before) {
           // Still able to tell what changed since the version last published from here.
@@ -245,6 +257,7 @@ export class StateContent {
     this.chunkBytes = new Map();
     this.memoChunks = undefined;
     this.memoDigest = undefined;
+    this.memoLayerDigest = undefined;
     const ids = this.chunks();
     for (let c = 0; c < ids.length; c++) this.chunkBytes.set(ids[c]!.id, { bytes: chunks[c]!.text, member: chunks[c]!.member });
     this.xmin = xmin;
@@ -281,6 +294,7 @@ export class StateContent {
     if (changed.size === 0) return false;
     this.generation++;
     this.memoDigest = undefined;
+    this.memoLayerDigest = undefined;
     this.memoChunks = undefined;
     // One merge pass: the entries kept, the changed ones put in place.
     const added = [...changed.entries()].filter(([k, j]) => j !== undefined && !index.has(k)).map(([k]) => k).sort(byCodeUnit);
@@ -308,7 +322,12 @@ export class StateContent {
 
   /** Identifies the content regardless of version (render.ts's contentDigest). */
   contentDigest(): string {
-    this.memoDigest ??= this.hash(stateHead(this.group, this.registry));
+    if (this.memoDigest === undefined) {
+      const versions = this.expected === undefined ? [undefined] : [undefined, this.expected];
+      const [content, layer] = this.hash(versions.map((v) => stateHead(this.group, this.registry, v)));
+      this.memoDigest = content!;
+      if (layer) this.memoLayerDigest = { version: this.expected!, digest: layer };
+    }
     return this.memoDigest;
   }
 
@@ -339,7 +358,18 @@ export class StateContent {
     const parts = chunks.map((c) => c.member!);
     const [first, last] = await Promise.all([gzipMember(Buffer.from(head)), gzipMember(Buffer.from(']}'))]);
     const size = Buffer.byteLength(head) + chunks.reduce((n, c) => n + c.bytes.length, 0) + 2;
-    return { gzip: Buffer.concat([first, ...parts, last]), digest: this.hash(head.slice(0, -1)), size };
+    const digest = this.memoLayerDigest?.version === version ? this.memoLayerDigest.digest : this.hash([head.slice(0, -1)])[0]!;
+    return { gzip: Buffer.concat([first, ...parts, last]), digest, size };
+  }
+
+  /**
+   * The version the next build will most likely publish: its full layer's digest is then
+   * computed with the content digest, in one pass (see `expected`).
+   */
+  expectVersion(version: number | undefined): void {
+    if (version === this.expected) return;
+    this.expected = version;
+    if (this.memoLayerDigest?.version !== version) this.memoLayerDigest = undefined;
   }
 
   /** Remembers that `version` was published from this content, with its full layer's digest. */
@@ -470,11 +500,14 @@ export class StateContent {
     return chunk;
   }
 
-  /** sha256 of head + '[' + entries + ']}', fed chunk by chunk. */
-  private hash(head: string): string {
-    const h = createHash('sha256').update(head).update('[');
-    for (const c of this.chunks()) h.update(this.bytesOf(c).bytes);
-    return `sha256:${h.update(']}').digest('hex')}`;
+  /** sha256 of head + '[' + entries + ']}' for each head, fed chunk by chunk in one pass. */
+  private hash(heads: string[]): string[] {
+    const hs = heads.map((head) => createHash('sha256').update(head).update('['));
+    for (const c of this.chunks()) {
+      const bytes = this.bytesOf(c).bytes;
+      for (const h of hs) h.update(bytes);
+    }
+    return hs.map((h) => `sha256:${h.update(']}').digest('hex')}`);
   }
 }
 
