@@ -39,6 +39,11 @@
 // 121 s against 84 s (1.44) after one change; the unsigned push 38 s and 59 s. The rest is
 // the worker's CPU (10-12 ms per state) and Postgres's (8-18 ms per state) on the same two
 // cores. At WORKER_CONCURRENCY=8 (300 groups, floor also 8 at a time): 1.33 and 1.24.
+// Latency (part 1, same day, load average 14-19): p50 305 ms, p95 513 ms; p50 / p95 by
+// stage: debounce 99 / 188 (BUILD_QUIET_MS is 100), queue 1 / 10, read 19 / 39, package
+// 18 / 64, signature 86 / 143 beside blobs + v<N> 107 / 213, latest 25 / 69, the bench's
+// poll 20 / 82: the 150 ms p95 target is not met; the debounce takes two thirds of it and
+// the registry round trips (now about four deep, from a dozen) most of the rest.
 // BENCH_ONLY=latency,size,groups picks sections.
 import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
