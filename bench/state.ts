@@ -35,10 +35,11 @@
 // Findings (2026-12-07, 2-core shared machine, load average 17-21 from five other
 // engineers' runs): ours and the signed floor make the same 11 requests and bytes per
 // version (counted), and the registry spends the same CPU per state on both (32 vs 29 ms,
-// 36 vs 35 ms); 1,000 groups took 101 s against the floor's 74 s (1.36) for first versions,
-// 121 s against 84 s (1.44) after one change; the unsigned push 38 s and 59 s. The rest is
-// the worker's CPU (10-12 ms per state) and Postgres's (8-18 ms per state) on the same two
-// cores. At WORKER_CONCURRENCY=8 (300 groups, floor also 8 at a time): 1.33 and 1.24.
+// 36 vs 35 ms); 1,000 groups took 101-115 s against the floor's 74-87 s (1.32-1.36) for
+// first versions, 121-138 s against 83-84 s (1.44-1.66) after one change (two runs); the
+// unsigned push 38-44 s and 56-60 s. The rest is the worker's CPU (10-14 ms per state) and
+// Postgres's (8-18 ms per state) on the same two cores. (Postgres's CPU is summed over its
+// live processes: a backend that exits during a round makes it low, even negative.) At WORKER_CONCURRENCY=8 (300 groups, floor also 8 at a time): 1.33 and 1.24.
 // Latency (part 1, same day, load average 14-19): p50 305 ms, p95 513 ms; p50 / p95 by
 // stage: debounce 99 / 188 (BUILD_QUIET_MS is 100), queue 1 / 10, read 19 / 39, package
 // 18 / 64, signature 86 / 143 beside blobs + v<N> 107 / 213, latest 25 / 69, the bench's
