@@ -140,6 +140,20 @@ describe('the edge agent: site upstreams (one download per site)', function () {
     expect(statusTable(device.agent.doc, []), '`agent status`').to.match(new RegExp(`upstream ${gwFront!.url}: failures 1 corrupt; last \\S+: corrupt: blob ${victim.digest} arrived with digest`));
   });
 
+  it('when the gateway sends a damaged signature manifest for the state, then the device reads the state again from the registry alone, applies it, and reports the gateway', async () => {
+    const { images } = await publishImages(1);
+    await gateway();
+    // The signature is found by tag (sha256-<hex>.sig): no digest to check it against, only the signature check.
+    gwFront!.rules.push({ method: 'GET', path: /\/manifests\/sha256-[a-f0-9]{64}\.sig$/, fault: 'corrupt', times: 1 });
+    const device = await world.start(await agentConfig(devWan, { upstreams: [gwFront!.url] }));
+    const summary = await device.firstSync;
+    expect(gwFront!.injected()).to.equal(1);
+    expect(summary.groups.edge, device.agent.doc.groups.edge?.error).to.equal('applied');
+    await expectServes(device, images);
+    expect(devWan.log.filter((l) => l.endsWith('.sig')), 'the signature read again from the registry').to.have.length(1);
+    expect(device.agent.doc.upstreams?.[gwFront!.url]?.failures).to.deep.equal({ 'bad-state': 1 });
+  });
+
   it('when the registry is unreachable and the gateway offers an older signed state as latest, then it is refused as a rollback, reported, and the device converges from the registry once it is back', async () => {
     await publishImages(1, 0);
     const gw = await gateway(); // the gateway holds v1, its `latest`
