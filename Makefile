@@ -49,7 +49,7 @@ harbor-double: build
 	node dist/harbor-dev/harbor-double-main.js --port $(HARBOR_DOUBLE_PORT)
 
 # What `make bench` runs (and `make help` lists), in this order: dist/bench/<name>.js.
-BENCHES := ingest state endpoint agent dashboard
+BENCHES := ingest state endpoint agent site dashboard
 
 bench: deps build
 	@set -e; for b in $(BENCHES); do echo "== bench:$$b"; node dist/bench/$$b.js; done

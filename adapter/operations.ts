@@ -1,6 +1,3 @@
-import { createBullBoard } from '@bull-board/api';
-import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
-import { ExpressAdapter } from '@bull-board/express';
 import type { Queue } from 'bullmq';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Metrics } from '../core/metrics.js';
@@ -45,19 +42,25 @@ export function countManifestWrites(metrics: Metrics) {
  * built on the first request after Redis is connected, 503 before.
  */
 export function queueDashboard(queueOf: () => Queue | undefined, basePath: string) {
-  let router: express.Router | undefined;
-  return (req: Request, res: Response, next: NextFunction): void => {
+  let router: Promise<express.Router> | undefined;
+  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     if (!router) {
       const queue = queueOf();
       if (!queue) {
         res.status(503).json({ error: 'the queue is not connected yet (Redis unreachable)' });
         return;
       }
-      const adapter = new ExpressAdapter();
-      adapter.setBasePath(basePath);
-      createBullBoard({ queues: [new BullMQAdapter(queue)], serverAdapter: adapter });
-      router = adapter.getRouter() as express.Router;
+      // bull-board is loaded with the first page asked for, not at start: a process whose
+      // dashboard nobody opens does not hold it (a few MiB of resident memory).
+      router = (async () => {
+        const [{ createBullBoard }, { BullMQAdapter }, { ExpressAdapter }] = await Promise.all([
+          import('@bull-board/api'), import('@bull-board/api/bullMQAdapter'), import('@bull-board/express')]);
+        const adapter = new ExpressAdapter();
+        adapter.setBasePath(basePath);
+        createBullBoard({ queues: [new BullMQAdapter(queue)], serverAdapter: adapter });
+        return adapter.getRouter() as express.Router;
+      })();
     }
-    router(req, res, next);
+    (await router)(req, res, next);
   };
 }

@@ -1,4 +1,4 @@
-import type { NextFunction, Request, Response } from 'express';
+import type { Request, Response } from 'express';
 import { RegistryError } from '../core/errors.js';
 import { V2_PATHS } from '../core/oci/v2-paths.js';
 import { checkScope } from './auth.js';
@@ -58,10 +58,12 @@ function decode(params: Record<string, string>): Record<string, string> {
   return out;
 }
 
-/** Dispatches a /v2 request to its handler; 405 with Allow for a known path and other method. */
-export function dispatcher(routes: Route[]) {
-  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
-    const path = req.originalUrl.split('?')[0]!;
+/**
+ * Answers a /v2 request (`path`: its path, without the query) with its handler; false when
+ * no route has that path. 405 with Allow for a known path and another method.
+ */
+export function router(routes: Route[]) {
+  return async (req: Request, res: Response, path: string): Promise<boolean> => {
     for (const route of routes) {
       const m = route.pattern.exec(path);
       if (!m) continue;
@@ -73,8 +75,8 @@ export function dispatcher(routes: Route[]) {
       const params = decode(m.groups ?? {});
       checkScope(req.principal, params.name);
       await handler(req, res, params);
-      return;
+      return true;
     }
-    next();
+    return false;
   };
 }

@@ -6,8 +6,8 @@
 // or ("cold-next"), in a process of its own:
 //   cold-next  the version after one change, by a worker that kept nothing (just started):
 //              the published version's kept package taken up, the changes since read.
-// Prints one JSON line per build: {"phase", "ms", "result", "peakRssMiB"} (peak RSS sampled
-// during that build), then {"phase":"process","peakRssMiB"} (VmHWM).
+// Prints one JSON line per build: {"phase", "ms", "cpuMs", "result", "peakRssMiB"} (this
+// process's CPU time and peak RSS sampled during that build), then {"phase":"process","peakRssMiB"} (VmHWM).
 import { readFile } from 'node:fs/promises';
 import { loadConfig, type Config } from '../core/config.js';
 import { createPool, type Pool } from '../core/db/pool.js';
@@ -42,12 +42,14 @@ async function change(pool: Pool, group: string): Promise<void> {
 async function timed(phase: string, fn: () => Promise<unknown>): Promise<void> {
   let peak = process.memoryUsage().rss;
   const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 5);
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const result = await fn();
   const ms = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
   clearInterval(sampler);
   peak = Math.max(peak, process.memoryUsage().rss);
-  process.stdout.write(`${JSON.stringify({ phase, ms, result, peakRssMiB: peak / 1024 / 1024 })}\n`);
+  process.stdout.write(`${JSON.stringify({ phase, ms, cpuMs: (cpu.user + cpu.system) / 1000, result, peakRssMiB: peak / 1024 / 1024 })}\n`);
 }
 
 async function main(): Promise<void> {

@@ -1,15 +1,10 @@
-import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
+import { Readable } from 'node:stream';
 import type { KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { loadPublicKey } from '../core/cosign/keys.js';
 import { signatureTag } from '../core/cosign/signature-image.js';
 import { verifyStateSignature } from '../core/cosign/verify.js';
-import { blobPath, OCI_LAYOUT, REF_NAME_ANNOTATION, ROLE_ANNOTATION, type ArchiveRole, type LayoutEntry } from '../core/oci/layout-archive.js';
+import { ArchiveContentError, REF_NAME_ANNOTATION, ROLE_ANNOTATION, writeLayoutArchive, type ArchiveRole, type LayoutEntry } from '../core/oci/layout-archive.js';
 import { parseManifest, type ParsedManifest, type Platform } from '../core/oci/manifest.js';
 import { MediaType } from '../core/oci/media-types.js';
 import { RegistryClient, type FetchedManifest } from '../core/registry/registry-client.js';
@@ -152,59 +147,18 @@ export async function exportGroup(o: ExportOptions): Promise<ExportSummary> {
     for (const n of names) top(m, p, 'image', n);
   }
 
-  const partial = `${o.out}.partial`;
-  const pack = tar.pack();
-  const written = pipeline(pack, createWriteStream(partial));
-  let bytes = 0;
-  try {
-    const entry = (name: string, content: Buffer) => new Promise<void>((resolve, reject) => pack.entry({ name, size: content.length, mtime: new Date(0) }, content, (e) => (e ? reject(e) : resolve())));
-    // The layout's two small files first: a reader knows what the archive holds (and can
-    // check the state's signature) before a single layer goes by.
-    await entry('oci-layout', Buffer.from(OCI_LAYOUT));
-    await entry('index.json', Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: entries })));
-    for (const item of items) {
-      if (item.manifest) {
-        await entry(blobPath(item.digest), item.manifest.bytes);
-      } else {
-        await streamBlob(pack, item);
-      }
-      bytes += item.size;
-    }
-    pack.finalize();
-    await written;
-  } catch (err) {
-    pack.destroy(err as Error);
-    await written.catch(() => undefined);
-    await rm(partial, { force: true });
-    throw err;
-  }
-  await rename(partial, o.out);
+  const bytes = await writeLayoutArchive(o.out, entries, items.map((item) => ({
+    digest: item.digest, size: item.size, name: `${item.repository}@${item.digest}`,
+    ...(item.manifest ? { bytes: item.manifest.bytes } : { open: () => openBlob(item) }),
+  })));
   return { version: doc.version, stateDigest: state.digest, images, blobs: items.length, bytes };
 }
 
-/** One blob from the registry into the archive, hashed as it goes: bytes that do not match their digest fail the export. */
-async function streamBlob(pack: tar.Pack, item: Item): Promise<void> {
+/** One blob from the registry, as a stream (the archive's writer checks it against its digest). */
+async function openBlob(item: Item): Promise<Readable> {
   const res = await item.source.openBlob(item.repository, item.digest);
   if (!res.body) throw new ExportError(`${item.repository}@${item.digest}: the registry answered without a body`);
-  const hash = createHash(item.digest.split(':')[0]!);
-  let seen = 0;
-  const check = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      seen += chunk.length;
-      if (seen > item.size) return done(new ExportError(`${item.repository}@${item.digest}: more bytes than its ${item.size}`));
-      hash.update(chunk);
-      done(null, chunk);
-    },
-    flush(done) {
-      const got = `${item.digest.split(':')[0]}:${hash.digest('hex')}`;
-      if (seen !== item.size || got !== item.digest) return done(new ExportError(`${item.repository}@${item.digest} arrived as ${got} (${seen} of ${item.size} bytes)`));
-      done();
-    },
-  });
-  await new Promise<void>((resolve, reject) => {
-    const sink = pack.entry({ name: blobPath(item.digest), size: item.size, mtime: new Date(0) }, (e) => (e ? reject(e) : resolve()));
-    pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), check, sink).catch(reject);
-  });
+  return Readable.fromWeb(res.body as import('node:stream/web').ReadableStream);
 }
 
 /** `satellite export <group> [--version N] [--platform os/arch[/variant]]… -o site.tar`, from the state registry (STATE_REGISTRY). */
@@ -247,7 +201,7 @@ export async function exportCommand(config: Config, group: string, opts: { versi
     process.stdout.write(`${opts.output}: group ${group} version ${s.version} (${s.stateDigest}), ${s.images} images, ${s.blobs} blobs, ${s.bytes} bytes\n`);
     return 0;
   } catch (err) {
-    if (err instanceof ExportError) return fail(err.message, 1);
+    if (err instanceof ExportError || err instanceof ArchiveContentError) return fail(err.message, 1);
     throw err;
   }
 }

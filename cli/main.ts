@@ -2,12 +2,12 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError, loadConfig, type Config } from '../core/config.js';
 import { migrate } from '../core/db/migrate.js';
-import { groupCredential, keysGenerate, list, stateDiff, stateShow, verify } from './commands.js';
-import { groupsCommand, satellitesCommand } from './admin.js';
-import { harborRobot, harborSetup } from './harbor.js';
-import { runProcess } from './run-process.js';
-import { agentCli } from '../agent/cli/commands.js';
-import { exportCommand } from './export.js';
+
+// Each command's code is loaded when that command runs (dynamic imports below): a process
+// holds only what it runs. The endpoint (`adapter`) used to load the agent, the exporter,
+// the Harbor and admin commands and the worker at start, about 30 MiB of its resident
+// memory (bench/endpoint.ts).
+const commands = () => import('./commands.js');
 
 const USAGE = `usage: satellite <command> [options]
 
@@ -95,7 +95,7 @@ const OPTIONS = {
 
 async function main(argv: string[]): Promise<number> {
   // The agent runs on devices with its own configuration file, not the service's environment.
-  if (argv[0] === 'agent') return agentCli(argv.slice(1));
+  if (argv[0] === 'agent') return (await import('../agent/cli/commands.js')).agentCli(argv.slice(1));
   // Named before anything else is looked at (options, the environment), so a typo is never
   // answered with something else's error.
   const first = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS, strict: false }).positionals[0];
@@ -126,7 +126,7 @@ async function main(argv: string[]): Promise<number> {
     case 'serve':
     case 'adapter':
     case 'worker':
-      await runProcess(config, { endpoint: command !== 'worker', worker: command !== 'adapter' });
+      await (await import('./run-process.js')).runProcess(config, { endpoint: command !== 'worker', worker: command !== 'adapter' });
       return -1; // keeps running until a signal
     case 'migrate': {
       const applied = await migrate(config.databaseUrl);
@@ -136,29 +136,29 @@ async function main(argv: string[]): Promise<number> {
     case 'list':
       if (rest.length !== 1) return usage('list <group> [--json]');
       await migrate(config.databaseUrl);
-      await list(config, rest[0]!, values.json);
+      await (await commands()).list(config, rest[0]!, values.json);
       return 0;
     case 'state':
-      if (rest[0] === 'diff' && rest.length === 4) return stateDiff(config, rest[1]!, rest[2]!, rest[3]!, values.json);
+      if (rest[0] === 'diff' && rest.length === 4) return (await commands()).stateDiff(config, rest[1]!, rest[2]!, rest[3]!, values.json);
       if (rest[0] !== 'show' || rest.length !== 2) return usage('state show <group> | state diff <group> <vA> <vB>');
       await migrate(config.databaseUrl);
-      return stateShow(config, rest[1]!, values.json);
+      return (await commands()).stateShow(config, rest[1]!, values.json);
     case 'keys':
       if (rest[0] !== 'generate' || rest.length !== 1) return usage('keys generate [--dir D] [--force]');
-      return keysGenerate(config, values.dir!, values.force);
+      return (await commands()).keysGenerate(config, values.dir!, values.force);
     case 'verify':
       if (rest.length !== 1 || !values.key) return usage('verify <ref> --key cosign.pub [--plain-http] [--any-identity]');
-      return verify(config, rest[0]!, values.key, { plainHttp: values['plain-http']!, anyIdentity: values['any-identity']! });
+      return (await commands()).verify(config, rest[0]!, values.key, { plainHttp: values['plain-http']!, anyIdentity: values['any-identity']! });
     case 'credentials':
-      if ((rest[0] === 'create' || rest[0] === 'revoke') && rest.length === 2) return groupCredential(config, rest[0], rest[1]!);
+      if ((rest[0] === 'create' || rest[0] === 'revoke') && rest.length === 2) return (await commands()).groupCredential(config, rest[0], rest[1]!);
       return usage('credentials create|revoke <group>');
     case 'harbor':
-      if (rest[0] === 'setup' && rest.length === 2) return harborSetup(config, rest[1]!, values.filter!, values.replicate!);
-      if (rest[0] === 'robot' && rest.length === 2) return harborRobot(config, rest[1]!, values.group!);
+      if (rest[0] === 'setup' && rest.length === 2) return (await import('./harbor.js')).harborSetup(config, rest[1]!, values.filter!, values.replicate!);
+      if (rest[0] === 'robot' && rest.length === 2) return (await import('./harbor.js')).harborRobot(config, rest[1]!, values.group!);
       return usage('harbor setup <group> [--filter <names>]... [--replicate] | harbor robot <name> --group <g>...');
     case 'export':
       if (rest.length !== 1) return usage('export <group> -o site.tar [--version N] [--platform os/arch[/variant]]...');
-      return exportCommand(config, rest[0]!, { version: values.version, platform: values.platform!, output: values.output, key: values.key });
+      return (await import('./export.js')).exportCommand(config, rest[0]!, { version: values.version, platform: values.platform!, output: values.output, key: values.key });
     case 'groups':
     case 'satellites': {
       const admin = {
@@ -167,6 +167,7 @@ async function main(argv: string[]): Promise<number> {
       };
       const needsName = rest[0] !== 'list';
       if (rest.length !== (needsName ? 2 : 1)) return usage(`${command} ${command === 'groups' ? 'list|show|create|update|delete|replicate|adopt|reconcile' : 'list|show|create|token|set-groups|rotate|revoke'} [<name>] (see satellite help)`);
+      const { groupsCommand, satellitesCommand } = await import('./admin.js');
       const code = command === 'groups' ? await groupsCommand(config, rest, admin) : await satellitesCommand(config, rest, admin);
       return code === -2 ? usage(`${command} ${rest[0]}: no such subcommand (see satellite help)`) : code;
     }

@@ -12,10 +12,9 @@ import { adminRouter } from '../adapter/admin/router.js';
 import { throttleConnection } from '../adapter/login-throttle.js';
 import type { Redis } from 'ioredis';
 import { harborContext } from '../harbor/context.js';
-import { startHarborWorker, type RunningHarborWorker } from '../worker/harbor-jobs.js';
-import { connectQueue, type StateQueue } from '../worker/queue.js';
-import { loadSigningKey } from '../worker/signer.js';
-import { startWorker, type RunningWorker } from '../worker/state-worker.js';
+import type { RunningHarborWorker } from '../worker/harbor-jobs.js';
+import type { StateQueue } from '../worker/queue.js';
+import type { RunningWorker } from '../worker/state-worker.js';
 
 /**
  * Runs the endpoint, the worker, or both in this process until SIGTERM/SIGINT, then drains:
@@ -26,7 +25,9 @@ import { startWorker, type RunningWorker } from '../worker/state-worker.js';
 export async function runProcess(config: Config, parts: { endpoint: boolean; worker: boolean }): Promise<void> {
   // Refuse a missing secret or an unreadable key before touching anything.
   const password = parts.endpoint ? requireEndpointPassword(config) : undefined;
-  const signingKey = parts.worker ? await loadSigningKey(requireSigningKey(config), config.cosignPassword) : undefined;
+  // The worker's modules (signing, builds, bullmq's Worker) load only in a process that runs it.
+  const signingKey = parts.worker
+    ? await (await import('../worker/signer.js')).loadSigningKey(requireSigningKey(config), config.cosignPassword) : undefined;
   const opsCredential = metricsCredential(config);
   checkTlsFiles(tlsFiles(config, parts.endpoint ? 'endpoint' : 'operations'));
   const log = createLogger(config.logLevel);
@@ -47,7 +48,22 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
   let apiThrottleRedis: Redis | undefined;
   let ops: RunningOps | undefined;
   let dashboardQueue: StateQueue | undefined;
-  const queueOf = () => worker?.queue ?? dashboardQueue;
+  // A process without the worker reads the queue only for /metrics' queue gauges and the
+  // queue dashboard: it connects (and loads bullmq, ~13 MiB resident) once one of them first
+  // asks, or at start when the dashboard is on (ADMIN_PASSWORD).
+  let connecting = false;
+  const connectDashboardQueue = () => {
+    if (connecting || parts.worker) return;
+    connecting = true;
+    import('../worker/queue.js').then(({ connectQueue }) => connectQueue(redisTarget(config), queuePrefix, log, stopping.signal)).then(
+      ({ queue }) => (dashboardQueue = queue),
+      () => undefined,
+    );
+  };
+  const queueOf = () => {
+    connectDashboardQueue();
+    return worker?.queue ?? dashboardQueue;
+  };
 
   const shutdown = (signal: string) => {
     // Once: a Ctrl-C reaches every process of the terminal's group, and `make run` passes
@@ -113,12 +129,9 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
   });
   log.info({ url: ops.url, dashboard: config.adminPassword !== undefined, metricsCredential: opsCredential !== undefined }, 'operations listening');
   if (signingKey) {
-    harborWorker = await startHarborWorker({ config, pool, log });
-    worker = await startWorker({ config, pool, log, metrics, signingKey, afterPublish: harborWorker?.afterPublish });
-  } else {
-    connectQueue(redisTarget(config), queuePrefix, log, stopping.signal).then(
-      ({ queue }) => (dashboardQueue = queue),
-      () => undefined,
-    );
+    harborWorker = await (await import('../worker/harbor-jobs.js')).startHarborWorker({ config, pool, log });
+    worker = await (await import('../worker/state-worker.js')).startWorker({ config, pool, log, metrics, signingKey, afterPublish: harborWorker?.afterPublish });
+  } else if (config.adminPassword !== undefined) {
+    connectDashboardQueue();
   }
 }

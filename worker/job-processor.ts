@@ -73,7 +73,9 @@ export function createProcessor(d: ProcessorDeps) {
       if (result.result === 'published' || result.result === 'repaired') stop();
       d.metrics.builds.inc({ result: result.result });
       const { group: _group, ...fields } = result;
-      jobLog.info(fields, MESSAGES[result.result]);
+      // When the relay queued it and how long it waited for a worker: with the build's own
+      // stages (result.ms), where the time from a change to its signed `latest` went.
+      jobLog.info({ ...fields, queuedAt: job.timestamp, waitedMs: job.processedOn ? job.processedOn - job.timestamp : undefined }, MESSAGES[result.result]);
       if (result.result === 'published' && d.afterPublish) {
         await d.afterPublish(job.data.group).catch((err: Error) => jobLog.warn({ err: err.message }, 'after-publish step failed'));
       }

@@ -67,7 +67,8 @@ export class KeySigner implements Signer {
       ...existing.map((l) => ({ payload: l.payload, signatureB64: l.signatureB64 })),
       { payload, signatureB64: signPayload(this.key, payload) },
     ]);
-    for (const b of image.blobs) await this.client.pushBlob(repository, b, { isNew: opts.fresh });
+    // Its config and payload at once: both are new bytes for a new digest.
+    await Promise.all(image.blobs.map((b) => this.client.pushBlob(repository, b, { isNew: opts.fresh })));
     await this.client.putManifest(repository, signatureTag(digest), image.manifest, 'application/vnd.oci.image.manifest.v1+json');
     return 'signed';
   }

@@ -24,6 +24,23 @@ export interface BuildResult {
    * whose package it took up ("changes since published"), or everything ("whole group").
    */
   read: 'changes' | 'changes since published' | 'whole group';
+  /**
+   * Where the build's time went, in ms from its start (logged with its result): the group
+   * read, the version packaged, the signature attached, the version tag put (its blobs
+   * uploaded meanwhile, beside the signature), `latest` moved. Stages not reached are absent.
+   */
+  ms?: Partial<Record<Stage, number>>;
+}
+
+export type Stage = 'read' | 'packaged' | 'signed' | 'tagged' | 'latest';
+
+/** Marks when each stage of a build ended, in ms since the build began. */
+class Stopwatch {
+  private readonly start = performance.now();
+  readonly marks: Partial<Record<Stage, number>> = {};
+  mark(stage: Stage): void {
+    this.marks[stage] = Math.round((performance.now() - this.start) * 10) / 10;
+  }
 }
 
 export interface StateBuilderOptions {
@@ -76,21 +93,28 @@ export class StateBuilder {
   }
 
   async build(group: string): Promise<BuildResult> {
+    const watch = new Stopwatch();
     const registry = this.options.imageRegistry;
+    // Asked for meanwhile: the version this build will most likely publish, whose full
+    // layer's digest is then computed in the same pass over the text as the content digest.
+    const expected = this.options.layout.deltas ? this.states.nextVersion(group) : undefined;
+    expected?.catch(() => {}); // awaited below, unless restoring fails first
     const cached = this.options.cache?.take(group, registry, Date.now());
     const restored = cached ? undefined : await this.restore(group, registry);
     const kept = cached ?? restored?.content;
     // One snapshot: the point the build starts from and what the group holds then (only
     // what changed since, when the content of an earlier build is kept or restored).
     const content = kept ?? new StateContent(group, registry, this.options.layout);
+    content.expectVersion(await expected);
     const full = kept ? undefined : content.beginFull();
     const snapshot = await this.artifacts.snapshot(group, this.options.tombstoneRetentionHours, this.options.supersededManifests ?? 'tombstone',
       kept?.xmin, full?.add, restored?.reread);
     if (full) full.finish(snapshot);
     else content.apply(snapshot);
     const read = cached ? 'changes' : restored ? 'changes since published' : 'whole group';
+    watch.mark('read');
     try {
-      return { ...await this.buildContent(group, content, { at: snapshot.at, changeId: snapshot.changeId, xmin: snapshot.xmin, snapshot: snapshot.snapshot }), read };
+      return { ...await this.buildContent(group, content, { at: snapshot.at, changeId: snapshot.changeId, xmin: snapshot.xmin, snapshot: snapshot.snapshot }, watch), read, ms: watch.marks };
     } finally {
       // Whatever happened to the publish, the content is the group's as of the snapshot.
       this.options.cache?.put(content);
@@ -120,7 +144,7 @@ export class StateBuilder {
     return { content, reread };
   }
 
-  private async buildContent(group: string, content: StateContent, point: BuildPoint): Promise<Omit<BuildResult, 'read'>> {
+  private async buildContent(group: string, content: StateContent, point: BuildPoint, watch: Stopwatch): Promise<Omit<BuildResult, 'read'>> {
     const repository = stateRepository(this.options.stateProject, group);
     const allocate = (fresh: boolean) =>
       this.states.allocate(group, content.contentDigest(), this.options.layout.name, repository, content.count, fresh);
@@ -153,8 +177,9 @@ export class StateBuilder {
 
     const version = allocation.version;
     const { pkg, saved } = await this.packageFor(group, version, content, allocation.reused);
+    watch.mark('packaged');
     const summary = { group, version: version.version, digest: pkg.digest, artifacts: content.count };
-    const pushed = await this.publish(group, repository, pkg, version, saved);
+    const pushed = await this.publish(group, repository, pkg, version, saved, watch);
     if (pushed === undefined) {
       // A newer build allocated a newer version meanwhile: it publishes, this one stops
       // short of `latest` (its version tag is removed by the pruner).
@@ -231,7 +256,7 @@ export class StateBuilder {
    */
   private async publish(group: string, repository: string, pkg: PackagedState, version: StateVersion,
     /** The package being kept: needed before a tag can name it, not before its blobs upload by digest. */
-    saved: Promise<void> = Promise.resolve()): Promise<PackagedState | undefined> {
+    saved: Promise<void> = Promise.resolve(), watch?: Stopwatch): Promise<PackagedState | undefined> {
     let pushed = pkg;
     if (this.pusher.tagsWhilePushing) {
       await saved;
@@ -241,22 +266,25 @@ export class StateBuilder {
     } else if (this.signer.needsSubject) {
       // The signer reads what it signs from the registry (cosign does): the package goes in
       // by digest, untagged, and the version tag follows the signature.
-      await Promise.all([saved, this.pusher.push(repository, pkg, pkg.digest)]);
+      await Promise.all([saved, this.pusher.push(repository, pkg, pkg.digest, { newRepository: version.version === 1 })]);
       await this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh });
       await this.client.putManifest(repository, versionTag(version.version), pkg.manifest, pkg.mediaType);
     } else {
-      // The digest is known before anything is pushed: the signature goes first (while the
-      // package is being kept), then the package straight to its version tag. That is one
-      // manifest PUT fewer than by digest and then by tag, and still no tag ever names an
-      // unsigned state.
-      await Promise.all([saved, this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh })]);
-      await this.pusher.push(repository, pkg, versionTag(version.version));
+      // The digest is known before anything is pushed: the signature and the package's
+      // blobs upload at once (while the package is being kept), then the package goes
+      // straight to its version tag once the signature is in place. That is one manifest
+      // PUT fewer than by digest and then by tag, about half the round trips one after the
+      // other, and still no tag ever names an unsigned state.
+      const signed = Promise.all([saved, this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh }).finally(() => watch?.mark('signed'))]);
+      await Promise.all([signed, this.pusher.push(repository, pkg, versionTag(version.version), { tagAfter: signed, newRepository: version.version === 1 })]);
     }
     for (const tag of this.options.layout.extraTags(version.createdAt)) {
       await this.client.putManifest(repository, tag, pushed.manifest, pushed.mediaType);
     }
+    watch?.mark('tagged');
     if (!(await this.states.isCurrent(group, version.version))) return undefined;
     await this.client.putManifest(repository, 'latest', pushed.manifest, pushed.mediaType);
+    watch?.mark('latest');
     return pushed;
   }
 

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { gzip as gzipCallback, inflateRawSync, type Inflate } from 'node:zlib';
 import { promisify } from 'node:util';
+import pLimit from 'p-limit';
 import { artifactOf } from '../core/state/render.js';
 import type { StateLayout } from '../core/state/layouts/index.js';
 import { ociLayout } from '../core/state/layouts/oci.js';
@@ -25,6 +26,12 @@ import type { GroupSnapshot, ListedRow } from '../core/store/artifact-store.js';
 const gzip = promisify(gzipCallback);
 /** gzip as the state layers use it (core/state/artifact.ts): level 6, no name, mtime 0. */
 const gzipMember = (bytes: Buffer): Promise<Buffer> => gzip(bytes, { level: 6 });
+/**
+ * Chunks compressed at once on libuv's threads (off the event loop), per process: each zlib
+ * stream holds a few hundred KB from the moment it is created, so a 100,000-entry listing's
+ * 400 chunks must not all be handed to zlib at once.
+ */
+const GZIP_AT_ONCE = 4;
 
 /** Sort key of an entry: repository then digest, by code unit (\0 sorts first). */
 const keyOf = (r: { repository: string; digest: string }): string => `${r.repository}\u0000${r.digest}`;
@@ -52,10 +59,12 @@ interface Chunk {
   id: string;
 }
 
-/** A chunk's text as bytes, and once compressed, its gzip member. */
+/** A chunk's text as bytes, and once compressed, its gzip member (or while it is being compressed). */
 interface ChunkBytes {
   bytes: Buffer;
   member?: Buffer;
+  /** The member on its way (a full read compresses chunks as their rows arrive); undefined if that failed. */
+  pending?: Promise<Buffer | undefined>;
 }
 
 /**
@@ -81,6 +90,13 @@ export class StateContent {
   /** Entries changed since `published`: their JSON then (undefined: not listed then). */
   sincePublished = new Map<string, string | undefined>();
   private memoDigest: string | undefined;
+  /**
+   * The version the next build is expected to publish (StateStore.nextVersion): its full
+   * layer's digest is computed in the same pass over the text as the content digest, not in
+   * a second pass once the version is allocated (a guess that missed costs that second pass).
+   */
+  private expected: number | undefined;
+  private memoLayerDigest: { version: number; digest: string } | undefined;
 
   constructor(readonly group: string, readonly registry: string,
     /** Which entries are listed, and whether the full layer is taken up (core/state/layouts/). */
@@ -113,13 +129,32 @@ export class StateContent {
   /**
    * Replaces everything with a full listing taken in batches (in the store's order): each
    * batch is rendered as it comes (one JSON.stringify per batch, split per entry), so its
-   * rows and objects are garbage before the next arrives.
+   * rows and objects are garbage before the next arrives. While the listing is in order (it
+   * is: the store sorts it), each chunk is cut as soon as its last entry arrives: its text
+   * goes into the content digest and to gzip then, so hashing and compressing a large group
+   * overlap reading the next batches from the database instead of following them.
    */
   beginFull(): { add: (rows: readonly ListedRow[]) => void; finish: (snapshot: GroupSnapshot) => void } {
     const keys: string[] = [];
     const jsons: string[] = [];
     const expiries = new Map<string, number>();
     let sorted = true;
+    // The chunks cut so far, in order, and the content digest over them (as hash() feeds it).
+    const cut: ChunkBytes[] = [];
+    const digest = createHash('sha256').update(stateHead(this.group, this.registry)).update('[');
+    const expected = this.expected;
+    const layerDigest = expected === undefined ? undefined : createHash('sha256').update(stateHead(this.group, this.registry, expected)).update('[');
+    const limit = pLimit(GZIP_AT_ONCE);
+    let chunkStart = 0;
+    const cutTo = (end: number) => {
+      const text = jsons.slice(chunkStart, end).join(',');
+      const bytes = Buffer.from(chunkStart === 0 ? text : `,${text}`);
+      digest.update(bytes);
+      layerDigest?.update(bytes);
+      // A failure here only means fullLayer compresses the chunk itself.
+      cut.push({ bytes, pending: limit(() => gzipMember(bytes)).catch(() => undefined) });
+      chunkStart = end;
+    };
     return {
       add: (all) => {
         const rows = this.layout.leavesOut ? all.filter((r) => this.lists(r)) : all;
@@ -132,13 +167,16 @@ export class StateContent {
           keys.push(key);
           jsons.push(split[i]!);
           if (rows[i]!.expiresAt) expiries.set(key, rows[i]!.expiresAt!.getTime());
+          if (sorted && endsChunk(key)) cutTo(keys.length);
         }
       },
       finish: (snapshot) => {
         let order: number[] | undefined;
         // Not in code-unit order (should not happen: the listing sorts with COLLATE "C"):
-        // put it right, so the bytes never depend on the database's collation.
+        // put it right, so the bytes never depend on the database's collation; the chunks
+        // cut before that was seen are dropped (chunks() cuts them again).
         if (!sorted) order = keys.map((_, i) => i).sort((x, y) => byCodeUnit(keys[x]!, keys[y]!));
+        else if (chunkStart < keys.length) cutTo(keys.length);
         const before = this.published ? this.entryMap() : undefined;
         this.generation++;
         this.keys = order ? order.map((i) => keys[i]!) : keys;
@@ -150,6 +188,14 @@ export class StateContent {
         this.xmin = snapshot.xmin;
         this.readAt = snapshot.at.getTime();
         this.memoDigest = undefined;
+        this.memoLayerDigest = undefined;
+        if (sorted) {
+          // chunks() cuts where cutTo did (after an entry whose digest ends in "00", and at the end).
+          const ids = this.chunks();
+          for (let c = 0; c < ids.length; c++) this.chunkBytes.set(ids[c]!.id, cut[c]!);
+          this.memoDigest = `sha256:${digest.update(']}').digest('hex')}`;
+          if (layerDigest) this.memoLayerDigest = { version: expected!, digest: `sha256:${layerDigest.update(']}').digest('hex')}` };
+        }
         if (before) {
           // Still able to tell what changed since the version last published from here.
           const now = this.entryMap();
@@ -211,6 +257,7 @@ export class StateContent {
     this.chunkBytes = new Map();
     this.memoChunks = undefined;
     this.memoDigest = undefined;
+    this.memoLayerDigest = undefined;
     const ids = this.chunks();
     for (let c = 0; c < ids.length; c++) this.chunkBytes.set(ids[c]!.id, { bytes: chunks[c]!.text, member: chunks[c]!.member });
     this.xmin = xmin;
@@ -247,6 +294,7 @@ export class StateContent {
     if (changed.size === 0) return false;
     this.generation++;
     this.memoDigest = undefined;
+    this.memoLayerDigest = undefined;
     this.memoChunks = undefined;
     // One merge pass: the entries kept, the changed ones put in place.
     const added = [...changed.entries()].filter(([k, j]) => j !== undefined && !index.has(k)).map(([k]) => k).sort(byCodeUnit);
@@ -274,7 +322,12 @@ export class StateContent {
 
   /** Identifies the content regardless of version (render.ts's contentDigest). */
   contentDigest(): string {
-    this.memoDigest ??= this.hash(stateHead(this.group, this.registry));
+    if (this.memoDigest === undefined) {
+      const versions = this.expected === undefined ? [undefined] : [undefined, this.expected];
+      const [content, layer] = this.hash(versions.map((v) => stateHead(this.group, this.registry, v)));
+      this.memoDigest = content!;
+      if (layer) this.memoLayerDigest = { version: this.expected!, digest: layer };
+    }
     return this.memoDigest;
   }
 
@@ -290,16 +343,33 @@ export class StateContent {
   async fullLayer(version: number): Promise<FullLayer> {
     const head = `${stateHead(this.group, this.registry, version)}[`;
     const chunks = this.chunks().map((c) => this.bytesOf(c));
+    await Promise.all(chunks.map(async (c) => {
+      if (!c.pending) return;
+      const member = await c.pending;
+      if (member) c.member = member;
+      c.pending = undefined;
+    }));
     // Compressed on libuv's threads (off the event loop), a few at a time: each zlib stream
     // holds a few hundred KB while it runs.
     const todo = chunks.filter((c) => !c.member);
-    await Promise.all(Array.from({ length: Math.min(4, todo.length) }, async () => {
+    await Promise.all(Array.from({ length: Math.min(GZIP_AT_ONCE, todo.length) }, async () => {
       for (let c = todo.pop(); c; c = todo.pop()) c.member = await gzipMember(c.bytes);
     }));
     const parts = chunks.map((c) => c.member!);
     const [first, last] = await Promise.all([gzipMember(Buffer.from(head)), gzipMember(Buffer.from(']}'))]);
     const size = Buffer.byteLength(head) + chunks.reduce((n, c) => n + c.bytes.length, 0) + 2;
-    return { gzip: Buffer.concat([first, ...parts, last]), digest: this.hash(head.slice(0, -1)), size };
+    const digest = this.memoLayerDigest?.version === version ? this.memoLayerDigest.digest : this.hash([head.slice(0, -1)])[0]!;
+    return { gzip: Buffer.concat([first, ...parts, last]), digest, size };
+  }
+
+  /**
+   * The version the next build will most likely publish: its full layer's digest is then
+   * computed with the content digest, in one pass (see `expected`).
+   */
+  expectVersion(version: number | undefined): void {
+    if (version === this.expected) return;
+    this.expected = version;
+    if (this.memoLayerDigest?.version !== version) this.memoLayerDigest = undefined;
   }
 
   /** Remembers that `version` was published from this content, with its full layer's digest. */
@@ -430,11 +500,14 @@ export class StateContent {
     return chunk;
   }
 
-  /** sha256 of head + '[' + entries + ']}', fed chunk by chunk. */
-  private hash(head: string): string {
-    const h = createHash('sha256').update(head).update('[');
-    for (const c of this.chunks()) h.update(this.bytesOf(c).bytes);
-    return `sha256:${h.update(']}').digest('hex')}`;
+  /** sha256 of head + '[' + entries + ']}' for each head, fed chunk by chunk in one pass. */
+  private hash(heads: string[]): string[] {
+    const hs = heads.map((head) => createHash('sha256').update(head).update('['));
+    for (const c of this.chunks()) {
+      const bytes = this.bytesOf(c).bytes;
+      for (const h of hs) h.update(bytes);
+    }
+    return hs.map((h) => `sha256:${h.update(']}').digest('hex')}`);
   }
 }
 

@@ -1,6 +1,5 @@
 import type { Redis } from 'ioredis';
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
-import * as OpenApiValidator from 'express-openapi-validator';
 import { RegistryError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { BasicAuthenticator } from '../auth.js';
@@ -201,14 +200,20 @@ export function adminRouter(o: AdminApiOptions): express.Router {
   const mine = ['/api/v1', ...(compat ? ['/satellites'] : [])];
   r.use(mine, (req, res, next) => (res.locals.authenticated ? next() : authenticate.admin(req, res, next)));
   r.use(mine, express.json({ limit: '1mb' }));
-  r.use(mine, OpenApiValidator.middleware({
-    apiSpec: doc as never,
-    validateRequests: { allowUnknownQueryParameters: false },
-    validateResponses: o.validateResponses ?? false,
-    validateSecurity: false,
-    ignoreUndocumented: false,
-    ignorePaths: (path: string) => !path.startsWith('/api/v1/') && !(compat && path.startsWith('/satellites/')),
-  }));
+  // The validator (with ajv, a YAML parser, multer: ~180 modules) is loaded with the first
+  // admin API request, not at start: the endpoint serves Harbor's pushes without it.
+  let validator: Promise<express.Router> | undefined;
+  r.use(mine, async (req, res, next) => {
+    validator ??= import('express-openapi-validator').then((OpenApiValidator) => express.Router().use(OpenApiValidator.middleware({
+      apiSpec: doc as never,
+      validateRequests: { allowUnknownQueryParameters: false },
+      validateResponses: o.validateResponses ?? false,
+      validateSecurity: false,
+      ignoreUndocumented: false,
+      ignorePaths: (path: string) => !path.startsWith('/api/v1/') && !(compat && path.startsWith('/satellites/')),
+    })));
+    (await validator)(req, res, next);
+  });
   for (const [method, path, , handler] of routes) r[method](path, handler);
   const onError = adminErrorHandler();
   r.use(mine, (err: unknown, req: Request, res: Response, next: NextFunction) => onError(err, req, res, next));

@@ -10,7 +10,9 @@ import { agentLogger, startAgent } from '../run.js';
 import { groupStatus, statusTable } from './status.js';
 import { runningAgent, StoreLockedError } from '../store/lock.js';
 import { AGENT_VERSION } from '../version.js';
-import { importArchive, ImportError } from './import.js';
+import { CorruptContentError } from '../store/content-store.js';
+import { normalizePlatform, parsePlatform } from '../sync/platform.js';
+import type { Platform } from '../../core/oci/manifest.js';
 
 export const AGENT_USAGE = `usage: satellite agent [command] [options]
 
@@ -29,6 +31,10 @@ commands:
                                registration and, as caFile, for everything after)
   import <site.tar>            apply an air-gapped site's archive (satellite export) as a sync
                                would: signature, replay rule, every blob by digest; resumable
+  export <group> -o <site.tar> [--platform os/arch]...
+                               write that archive from this agent's store (a site gateway's):
+                               the applied signed state and its images for the platforms
+                               (default: the agent's own); fails naming a blob it lacks
 
 options:
   --config <file>              the YAML configuration (or SATELLITE_AGENT_CONFIG; default
@@ -61,6 +67,7 @@ export async function agentCli(argv: string[]): Promise<number> {
         platform: { type: 'string', multiple: true, default: [] },
         'ca-file': { type: 'string' },
         version: { type: 'boolean', default: false },
+        output: { type: 'string', short: 'o' },
       },
     });
   } catch (e) {
@@ -106,6 +113,12 @@ export async function agentCli(argv: string[]): Promise<number> {
           return 2;
         }
         return await doImport(load(), rest[0]!);
+      case 'export':
+        if (rest.length !== 1 || !values.output) {
+          err('usage: satellite agent export <group> -o <site.tar> [--platform os/arch[/variant]]... [--config agent.yaml]');
+          return 2;
+        }
+        return await doExport(load(), rest[0]!, values.output, values.platform!);
       default:
         err(`satellite agent: unknown command ${JSON.stringify(command)}\n\n${AGENT_USAGE}`);
         return 2;
@@ -230,6 +243,8 @@ async function doRegister(values: { url?: string; token?: string; out?: string; 
 
 /** `satellite agent import site.tar`: exit 0 applied (or already), 1 refused, corrupt or incomplete. */
 async function doImport(config: AgentConfig, path: string): Promise<number> {
+  // Loaded for this command only: a running agent never needs the archive reader (tar-stream).
+  const { importArchive, ImportError } = await import('./import.js');
   try {
     const r = await importArchive(config, path);
     out(`${path}: group ${r.group} version ${r.version ?? '?'} ${r.outcome} (${r.ingested} blobs stored, ${r.skipped} already held${r.resumed ? `, ${r.resumed} bytes resumed` : ''})`);
@@ -243,6 +258,38 @@ async function doImport(config: AgentConfig, path: string): Promise<number> {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
       err(`satellite agent import: ${(e as Error).message}`);
       return 2;
+    }
+    throw e;
+  }
+}
+
+/** `satellite agent export <group> -o site.tar`: exit 0 written, 1 the store lacks (or holds a corrupt) blob, 2 usage. */
+async function doExport(config: AgentConfig, group: string, output: string, platformTexts: string[]): Promise<number> {
+  const platforms: Platform[] = [];
+  for (const text of platformTexts) {
+    const p = parsePlatform(text);
+    if (!p) {
+      err(`satellite agent export: --platform ${JSON.stringify(text)} is not os/architecture[/variant]`);
+      return 2;
+    }
+    platforms.push(normalizePlatform(p));
+  }
+  if (!config.groups.some((g) => g.name === group)) {
+    err(`satellite agent export: group ${JSON.stringify(group)} is not in the configuration`);
+    return 2;
+  }
+  // Loaded only for this command, as import's is (its archive writer is not for a running agent).
+  const { AgentExportError, exportFromStore } = await import('./export.js');
+  const { ArchiveContentError } = await import('../../core/oci/layout-archive.js');
+  try {
+    const s = await exportFromStore(config, group, platforms, output);
+    out(`${output}: group ${group} version ${s.version} (${s.stateDigest}), ${s.images} images, ${s.blobs} blobs, ${s.bytes} bytes`);
+    return 0;
+  } catch (e) {
+    // CorruptContentError: a stored blob no longer matches its digest (it is removed; the next sync fetches it again).
+    if (e instanceof AgentExportError || e instanceof ArchiveContentError || e instanceof CorruptContentError) {
+      err(`satellite agent export: ${e.message}`);
+      return 1;
     }
     throw e;
   }

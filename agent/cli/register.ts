@@ -22,7 +22,7 @@ export async function register(serviceUrl: string, token: string, /** PEM CAs tr
   const url = `${serviceUrl.replace(/\/+$/, '')}/api/v1/satellites/register`;
   let res: Response;
   try {
-    res = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ token }), signal: AbortSignal.timeout(30_000), ...fetchTrusting(ca) });
+    res = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ token }), signal: AbortSignal.timeout(30_000), ...(await fetchTrusting(ca)) });
   } catch (err) {
     // fetch says only "fetch failed"; the reason (refused, a certificate not trusted) is its cause.
     const cause = (err as Error).cause as Error | undefined;

@@ -36,7 +36,7 @@ export async function sendReport(agent: Agent, config: AgentConfig, log: Logger)
   const headers: Record<string, string> = { 'Content-Type': 'application/json' };
   if (config.credentials) headers.Authorization = `Basic ${Buffer.from(`${config.credentials.username}:${config.credentials.password}`).toString('base64')}`;
   try {
-    const res = await fetch(config.report.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(config.timeoutMs), ...fetchTrusting(config.ca) });
+    const res = await fetch(config.report.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(config.timeoutMs), ...(await fetchTrusting(config.ca)) });
     await res.body?.cancel();
     if (res.ok) return true;
     log.warn({ status: res.status, url: config.report.url }, 'the status report was refused');

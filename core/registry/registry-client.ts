@@ -155,8 +155,8 @@ export class RegistryClient {
   private bearer: Record<string, string> | undefined;
   /** Kept-alive connections for the requests made with node:http. */
   private readonly agent: http.Agent;
-  /** fetch's options for the extra CAs (fetch takes no `ca` of its own). */
-  private readonly via: RequestInit;
+  /** PEM CA certificates trusted besides the system's: fetch's options for them are made on first use (core/http/trust.ts). */
+  private readonly ca: string | undefined;
 
   constructor(
     readonly baseUrl: string,
@@ -168,7 +168,7 @@ export class RegistryClient {
     ca?: string,
   ) {
     this.agent = baseUrl.startsWith('https:') ? new https.Agent({ keepAlive: true, ...trustOptions(ca) }) : new http.Agent({ keepAlive: true });
-    this.via = fetchTrusting(ca);
+    this.ca = ca;
   }
 
   /**
@@ -223,7 +223,7 @@ export class RegistryClient {
     const basic = this.basic();
     let res: Response;
     try {
-      res = await fetch(url, { headers: basic ? { Authorization: basic } : {}, signal: AbortSignal.timeout(this.timeoutMs), ...this.via });
+      res = await fetch(url, { headers: basic ? { Authorization: basic } : {}, signal: AbortSignal.timeout(this.timeoutMs), ...(await fetchTrusting(this.ca)) });
     } catch (err) {
       throw networkError(err, `token service ${url.origin}`);
     }
@@ -290,7 +290,7 @@ export class RegistryClient {
       const timer = headersDue && setTimeout(() => headersDue.abort(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
       try {
         return new FetchedResponse(await fetch(url, {
-          ...this.via,
+          ...(await fetchTrusting(this.ca)),
           method,
           headers: { ...(authorization ? { Authorization: authorization } : {}), ...(opts.headers ?? {}) },
           ...(typeof opts.body === 'function'

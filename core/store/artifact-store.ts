@@ -257,9 +257,14 @@ export class ArtifactStore {
       const { rows } = await c.query({ text: `SELECT ${sql.POINT}`, values: [group], rowMode: 'array' });
       const all: ListedRow[] = [];
       await query(c, `DECLARE listing NO SCROLL CURSOR FOR ${sql.listing('plain')}`, params);
-      for (;;) {
-        const batch = await queryArrays<ListingRow>(c, `FETCH ${BATCH} FROM listing`);
-        if (batch.length === 0) break;
+      // The next batch is asked for before this one is handed over, so the database reads it
+      // while the caller renders this one (node-postgres sends a client's queries in turn).
+      const fetchBatch = () => queryArrays<ListingRow>(c, `FETCH ${BATCH} FROM listing`);
+      for (let next: Promise<ListingRow[]> | undefined = fetchBatch(); next;) {
+        const batch: ListingRow[] = await next;
+        next = batch.length === BATCH ? fetchBatch() : undefined;
+        // Should the caller throw, the fetch in flight fails with the transaction: nothing waits for it.
+        next?.catch(() => {});
         if (onRows) onRows(batch.map(fromListing));
         else all.push(...batch.map(fromListing));
       }

@@ -34,6 +34,9 @@ export const MARK_PUBLISHED_AND_BUILT = `WITH p AS (
   UPDATE groups SET ${BUILT(4)}
    WHERE name = $1`;
 
+/** StateStore.nextVersion: what satellite_allocate gives a new version. */
+export const NEXT_VERSION = 'SELECT COALESCE(max(version), 0) + 1 AS version FROM state_versions WHERE group_name = $1';
+
 /** StateStore.deltaBase */
 export const DELTA_BASE = `SELECT ${COLUMNS}, manifest FROM state_versions WHERE group_name = $1 AND status = 'published' ORDER BY version DESC LIMIT 1`;
 

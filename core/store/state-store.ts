@@ -109,6 +109,16 @@ export class StateStore {
     return pkg && { version: r.version, package: pkg, xmin: r.read_xmin, readAt: r.read_at };
   }
 
+  /**
+   * The version a new allocation for the group would get now (satellite_allocate: one past
+   * the newest). Only a guess for what a build will publish: a reused pending version, or a
+   * build allocating meanwhile, makes it another.
+   */
+  async nextVersion(group: string): Promise<number> {
+    const { rows } = await query<{ version: number }>(this.pool, sql.NEXT_VERSION, [group]);
+    return rows[0]!.version;
+  }
+
   /** The newest published version and the manifest it was pushed as (when still kept): a delta's base. */
   async deltaBase(group: string): Promise<{ version: StateVersion; manifest: Buffer | null } | undefined> {
     const { rows } = await query<Row & { manifest: Buffer | null }>(this.pool, sql.DELTA_BASE, [group]);

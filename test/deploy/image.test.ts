@@ -117,7 +117,7 @@ describe('the images, built by make image (needs the Debian packages buildah and
   it('when make image builds with a BASE_IMAGE, then both images carry the build arguments as OCI labels, a numeric non-root user, STOPSIGNAL SIGTERM, a health check and their entrypoint', async () => {
     for (const [ref, title, entrypoint, cmd] of [
       [service, 'satellite-for-harbor', ['node', '/app/dist/cli/main.js'], ['serve']],
-      [agent, 'satellite-agent', ['node', '/usr/local/lib/satellite/satellite-agent.cjs'], ['run']],
+      [agent, 'satellite-agent', ['node', '--max-semi-space-size=1', '--liftoff-only', '--no-opt', '--optimize-for-size', '--single-threaded', '/usr/local/lib/satellite/satellite-agent.cjs'], ['run']],
     ] as const) {
       const config = await inspectImage(ref);
       expect(config.labels, ref).to.include({

@@ -116,7 +116,9 @@ export const BLIND_MUTANTS: Mutant[] = [
     name: 'blind: the blobs of a fallback image are served but not kept by the collector',
     edits: bundled('agent/serve/served-view.js',
       'set(view.blobs).add(d);\n                    view.referenced.add(d);',
-      'set(view.blobs).add(d);'),
+      'set(view.blobs).add(d);',
+      // In the bundle served-view.ts sits in a module esbuild wraps for lazy evaluation (four more spaces).
+      { find: `set(view.blobs).add(d);\n${' '.repeat(14)}view.referenced.add(d);`, replace: 'set(view.blobs).add(d);' }),
     tests: ['agent/fallback-retention.test.js', 'agent/resilience.test.js'],
   },
   {
@@ -219,7 +221,7 @@ export const BLIND_MUTANTS: Mutant[] = [
     name: 'blind: the state goes to its version tag before the signature is pushed',
     edits: [{
       file: 'worker/state-builder.js',
-      find: 'await Promise.all([saved, this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh })]);\n            await this.pusher.push(repository, pkg, versionTag(version.version));',
+      find: 'const signed = Promise.all([saved, this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh }).finally(() => watch?.mark(\'signed\'))]);\n            await Promise.all([signed, this.pusher.push(repository, pkg, versionTag(version.version), { tagAfter: signed, newRepository: version.version === 1 })]);',
       replace: 'await Promise.all([saved, this.pusher.push(repository, pkg, versionTag(version.version))]);\n            await this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh });',
     }],
     tests: ['worker/publish-order.test.js', 'worker/publish.test.js'],

@@ -12,7 +12,8 @@ export interface Mutant {
 
 const I8 = '        ';
 const I12 = '            ';
-const I10 = ' '.repeat(10);
+/** The bundle's indentation inside a module esbuild wraps for lazy evaluation (agent/cli/commands.ts imports import.ts on demand). */
+const I14 = ' '.repeat(14);
 const I20 = ' '.repeat(20);
 
 export const MUTANTS: Mutant[] = [
@@ -76,7 +77,7 @@ export const MUTANTS: Mutant[] = [
     // signature (awaited with the package being kept) goes first. Here the push goes first.
     edits: [{
       file: 'worker/state-builder.js',
-      find: `await Promise.all([saved, this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh })]);\n${I12}await this.pusher.push(repository, pkg, versionTag(version.version));`,
+      find: `const signed = Promise.all([saved, this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh }).finally(() => watch?.mark('signed'))]);\n${I12}await Promise.all([signed, this.pusher.push(repository, pkg, versionTag(version.version), { tagAfter: signed, newRepository: version.version === 1 })]);`,
       replace: `await saved;\n${I12}await this.pusher.push(repository, pkg, versionTag(version.version));\n${I12}await this.signer.sign(repository, pkg.digest, { fresh: pkg.fresh });`,
     }],
     tests: ['worker/publish-order.test.js'],
@@ -148,7 +149,7 @@ export const MUTANTS: Mutant[] = [
   },
   {
     name: 'credentials not checked on /v2',
-    edits: [{ file: 'adapter/app.js', find: 'v2.use(auth.middleware());', replace: '' }],
+    edits: [{ file: 'adapter/app.js', find: "req.principal = await auth.authenticate(req.headers.authorization, req.ip ?? 'unknown');", replace: '' }],
     tests: ['adapter/bad-input.test.js'],
   },
   {
@@ -448,8 +449,8 @@ export const MUTANTS: Mutant[] = [
     edits: [
       { file: 'agent/serve/served-view.js', find: `set(view.manifests).add(d);\n${I20}view.referenced.add(d);`, replace: 'set(view.manifests).add(d);' },
       { file: 'agent/serve/served-view.js', find: `set(view.blobs).add(d);\n${I20}view.referenced.add(d);`, replace: 'set(view.blobs).add(d);' },
-      { file: 'satellite-agent.cjs', find: `set(view.manifests).add(d);\n${I10}view.referenced.add(d);`, replace: 'set(view.manifests).add(d);' },
-      { file: 'satellite-agent.cjs', find: `set(view.blobs).add(d);\n${I10}view.referenced.add(d);`, replace: 'set(view.blobs).add(d);' },
+      { file: 'satellite-agent.cjs', find: `set(view.manifests).add(d);\n${I14}view.referenced.add(d);`, replace: 'set(view.manifests).add(d);' },
+      { file: 'satellite-agent.cjs', find: `set(view.blobs).add(d);\n${I14}view.referenced.add(d);`, replace: 'set(view.blobs).add(d);' },
     ],
     tests: ['agent/fallback-retention.test.js'],
   },

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { createPublicKey } from 'node:crypto';
+import { createHash, createPublicKey } from 'node:crypto';
 import { loadPrivateKey } from '../../core/cosign/keys.js';
 import { readSignatureLayers, signatureTag } from '../../core/cosign/signature-image.js';
 import { verifyStateSignature } from '../../core/cosign/verify.js';
@@ -8,7 +8,7 @@ import { RegistryClient } from '../../core/registry/registry-client.js';
 import { ArtifactStore } from '../../core/store/artifact-store.js';
 import { StateStore } from '../../core/store/state-store.js';
 import { BuiltinPusher, type Pusher } from '../../worker/pusher.js';
-import { KeySigner } from '../../worker/signer.js';
+import { KeySigner, type Signer } from '../../worker/signer.js';
 import type { PackagedState } from '../../core/state/artifact.js';
 import { StateBuilder } from '../../worker/state-builder.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
@@ -53,11 +53,11 @@ describe('the order of a publish: signature, then version tag, then latest, on e
     await db?.drop();
   });
 
-  const builderWith = <P extends Pusher>(pusher: (c: RegistryClient) => P) => {
+  const builderWith = <P extends Pusher>(pusher: (c: RegistryClient) => P, signerOf: (s: Signer) => Signer = (s) => s) => {
     const config = workerConfig({ STATE_REGISTRY: proxy.url, COSIGN_KEY: shared.keys.keyPath });
     const client = new RegistryClient(proxy.url);
     const p = pusher(client);
-    const signer = new KeySigner(client, loadPrivateKey(shared.keys.privatePem, KEY_PASSWORD));
+    const signer = signerOf(new KeySigner(client, loadPrivateKey(shared.keys.privatePem, KEY_PASSWORD)));
     const builder = new StateBuilder(new ArtifactStore(db.pool), new StateStore(db.pool), client, p, signer, {
       imageRegistry: config.imageRegistry, stateProject: config.stateProject, layout: ociLayout, tombstoneRetentionHours: 168,
     }, createLogger('silent'));
@@ -117,5 +117,78 @@ describe('the order of a publish: signature, then version tag, then latest, on e
     const { digest } = await builder.build('edge-d');
     expect(manifestPuts().filter((p) => p === signatureTag(digest)), 'signed once, not at every attempt').to.have.length(1);
     expect(await readSignatureLayers(registry(), repo('edge-d'), digest)).to.have.length(1);
+  });
+
+  /** The requests of the log from `from` on, by kind. */
+  const kinds = (from = 0) => {
+    const counts: Record<string, number> = {};
+    for (const l of proxy.log.slice(from)) {
+      const [method, path] = l.split(' ') as [string, string];
+      const kind = `${method} ${path.includes('/blobs/uploads/') ? 'upload' : path.includes('/blobs/') ? 'blob' : 'manifest'}`;
+      counts[kind] = (counts[kind] ?? 0) + 1;
+    }
+    return counts;
+  };
+
+  it('when a group publishes its first version and then its second, then the registry gets the minimum: no HEAD, no GET, a POST and a PUT per new blob, three manifest PUTs', async () => {
+    const { builder } = builderWith((c) => new BuiltinPusher(c));
+    await record(db.pool, 'edge-n', 'library/alpine', image(), '1');
+    expect((await builder.build('edge-n')).result).to.equal('published');
+    // The signature's payload and config, the empty config (a new repository), the state
+    // layer: a POST each (its PUT goes to the Location the registry names, past this proxy).
+    expect(kinds(), 'first version').to.deep.equal({ 'POST upload': 4, 'PUT manifest': 3 });
+    const from = proxy.log.length;
+    await record(db.pool, 'edge-n', 'library/redis', image(), '1');
+    expect((await builder.build('edge-n')).result).to.equal('published');
+    // The signature's payload and config, the state layer and its delta; the config is known there.
+    expect(kinds(from), 'second version').to.deep.equal({ 'POST upload': 4, 'PUT manifest': 3 });
+  });
+
+  it('when a worker that just started publishes into a repository it has not seen, then it HEADs the shared config once, not at every version', async () => {
+    const first = builderWith((c) => new BuiltinPusher(c));
+    await record(db.pool, 'edge-h', 'library/alpine', image(), '1');
+    await first.builder.build('edge-h');
+    const { builder } = builderWith((c) => new BuiltinPusher(c));
+    const from = proxy.log.length;
+    for (const tag of ['2', '3']) {
+      await record(db.pool, 'edge-h', 'library/alpine', image(), tag);
+      expect((await builder.build('edge-h')).result).to.equal('published');
+    }
+    expect(kinds(from)['HEAD blob'], 'one HEAD for two versions').to.equal(1);
+    expect(kinds(from)['GET blob'] ?? 0).to.equal(0);
+  });
+
+  it('when the registry lost the shared config a worker saw in a repository, then its next publish uploads it again and succeeds', async () => {
+    const { builder } = builderWith((c) => new BuiltinPusher(c));
+    await record(db.pool, 'edge-l', 'library/alpine', image(), '1');
+    await builder.build('edge-l');
+    const empty = `sha256:${createHash('sha256').update('{}').digest('hex')}`;
+    const res = await registry().request('DELETE', `/v2/${repo('edge-l')}/blobs/${empty}`, { repository: repo('edge-l') });
+    await res.discard();
+    expect(await registry().blobExists(repo('edge-l'), empty), 'the registry lost it').to.equal(false);
+    await record(db.pool, 'edge-l', 'library/alpine', image(), '2');
+    const next = await builder.build('edge-l');
+    expect(next).to.include({ result: 'published', version: 2 });
+    expect((await registry().headManifest(repo('edge-l'), 'latest'))!.digest).to.equal(next.digest);
+    expect(await registry().blobExists(repo('edge-l'), empty)).to.equal(true);
+  });
+
+  it('when the signature is slow to upload, then the blobs of the state upload meanwhile and the version tag still waits for the signature', async () => {
+    let signingFrom = 0;
+    const slow = (s: Signer): Signer => ({
+      name: s.name,
+      needsSubject: s.needsSubject,
+      async sign(repository, digest, opts) {
+        await new Promise((r) => setTimeout(r, 300));
+        signingFrom = proxy.log.length;
+        return s.sign(repository, digest, opts);
+      },
+    });
+    const { builder } = builderWith((c) => new BuiltinPusher(c), slow);
+    await record(db.pool, 'edge-s', 'library/alpine', image(), '1');
+    const { digest } = await builder.build('edge-s');
+    expect(manifestPuts()).to.deep.equal([signatureTag(digest), 'v1', 'latest']);
+    // The empty config and the state layer started uploading while the signer waited.
+    expect(proxy.log.slice(0, signingFrom).filter((l) => l.startsWith('POST') && l.includes('/blobs/uploads/'))).to.have.length(2);
   });
 });
