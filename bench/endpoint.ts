@@ -30,7 +30,7 @@
 // credential) the admin API load only when used; /v2 requests bypass express's router
 // (same prototypes, context, errors); req.log is made on first use; blob HEAD uses
 // writeHead; `satellite adapter` runs V8 with --optimize-for-size. Before -> after: idle RSS
-// 127 -> ~72 MiB, peak at 32 x 2,000 206 -> ~97 MiB, CPU per image 2.3-3.4 -> see README.
+// 127 -> 66 MiB, peak at 32 x 2,000 206 -> 95 MiB, CPU per image 3.37 -> 2.90 ms (README).
 //
 //   npm run bench:endpoint              the target round, then 1,000 images at concurrency 8, 128, 200
 //   BENCH_IMAGES=500 BENCH_CONCURRENCY=32,200 npm run bench:endpoint    (BENCH_CONCURRENCY= : target round only)
