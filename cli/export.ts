@@ -5,7 +5,7 @@ import { loadPublicKey } from '../core/cosign/keys.js';
 import { signatureTag } from '../core/cosign/signature-image.js';
 import { verifyStateSignature } from '../core/cosign/verify.js';
 import { ArchiveContentError, REF_NAME_ANNOTATION, ROLE_ANNOTATION, writeLayoutArchive, type ArchiveRole, type LayoutEntry } from '../core/oci/layout-archive.js';
-import { parseManifest, type ParsedManifest, type Platform } from '../core/oci/manifest.js';
+import { configPlatform, parseManifest, type ParsedManifest, type Platform } from '../core/oci/manifest.js';
 import { MediaType } from '../core/oci/media-types.js';
 import { RegistryClient, type FetchedManifest } from '../core/registry/registry-client.js';
 import type { VersionedState } from '../core/state/delta.js';
@@ -59,16 +59,6 @@ interface Item {
   size: number;
 }
 
-/** The platform an image's config names, or undefined when it names none (an artifact, a signature). */
-function configPlatform(config: Buffer): Platform | undefined {
-  try {
-    const c = JSON.parse(config.toString('utf8')) as { os?: unknown; architecture?: unknown; variant?: unknown };
-    if (typeof c.os !== 'string' || typeof c.architecture !== 'string' || !c.os || !c.architecture) return undefined;
-    return { os: c.os, architecture: c.architecture, ...(typeof c.variant === 'string' && c.variant ? { variant: c.variant } : {}) };
-  } catch {
-    return undefined;
-  }
-}
 
 function parsed(m: FetchedManifest, where: string): ParsedManifest {
   try {

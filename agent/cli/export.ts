@@ -1,7 +1,7 @@
 import { signatureImage, signatureTag } from '../../core/cosign/signature-image.js';
 import { SIGNATURE_ANNOTATION } from '../../core/cosign/simple-signing.js';
 import { REF_NAME_ANNOTATION, ROLE_ANNOTATION, writeLayoutArchive, type ArchiveBlob, type ArchiveRole, type LayoutEntry } from '../../core/oci/layout-archive.js';
-import { parseManifest, type ParsedManifest, type Platform } from '../../core/oci/manifest.js';
+import { configPlatform, parseManifest, type ParsedManifest, type Platform } from '../../core/oci/manifest.js';
 import { INDEX_TYPES } from '../../core/oci/media-types.js';
 import { RegistryClient } from '../../core/registry/registry-client.js';
 import type { VersionedState } from '../../core/state/delta.js';
@@ -39,16 +39,6 @@ export interface AgentExportSummary {
   bytes: number;
 }
 
-/** The platform an image's config names, or undefined when it names none (an artifact, a signature). */
-function configPlatform(config: Buffer): Platform | undefined {
-  try {
-    const c = JSON.parse(config.toString('utf8')) as { os?: unknown; architecture?: unknown; variant?: unknown };
-    if (typeof c.os !== 'string' || typeof c.architecture !== 'string' || !c.os || !c.architecture) return undefined;
-    return { os: c.os, architecture: c.architecture, ...(typeof c.variant === 'string' && c.variant ? { variant: c.variant } : {}) };
-  } catch {
-    return undefined;
-  }
-}
 
 /** Writes the archive of `groupName` from the store of `config`'s agent; `platforms` empty: the agent's own. */
 export async function exportFromStore(config: AgentConfig, groupName: string, platforms: readonly Platform[], out: string): Promise<AgentExportSummary> {

@@ -211,3 +211,14 @@ export function parseManifest(bytes: Buffer, contentType: string | undefined, al
     artifactType: artifactType ?? config.mediaType,
   };
 }
+
+/** The platform an image's config names, or undefined when it names none (an artifact, a signature). */
+export function configPlatform(config: Buffer): Platform | undefined {
+  try {
+    const c = JSON.parse(config.toString('utf8')) as { os?: unknown; architecture?: unknown; variant?: unknown };
+    if (typeof c.os !== 'string' || typeof c.architecture !== 'string' || !c.os || !c.architecture) return undefined;
+    return { os: c.os, architecture: c.architecture, ...(typeof c.variant === 'string' && c.variant ? { variant: c.variant } : {}) };
+  } catch {
+    return undefined;
+  }
+}

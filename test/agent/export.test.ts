@@ -5,8 +5,8 @@ import { access, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { loadAgentConfig } from '../../agent/config/config.js';
-import { pushImage, pushIndex, readAgentState, runBundle, useAgentWorld } from '../support/agent.js';
-import { image, index, randomLayer } from '../support/oci.js';
+import { publishTwoPlatformGroup, pushImage, readAgentState, runBundle, useAgentWorld } from '../support/agent.js';
+import { image } from '../support/oci.js';
 import { readArchive } from '../support/archive.js';
 
 const exec = promisify(execFile);
@@ -22,23 +22,6 @@ describe('satellite agent export: an air-gapped site\'s archive from a gateway a
   const world = useAgentWorld();
   const STATE = 'satellite/group-state/edge/state';
 
-  /** A two-platform index and two images sharing a layer; published and signed by the real worker. */
-  async function publishGroup() {
-    const client = world.client();
-    const multi = index([{ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'arm64' }]);
-    await pushIndex(client, 'library/multi', multi, '1');
-    for (const c of multi.children) await world.record('edge', 'library/multi', c, null);
-    await world.record('edge', 'library/multi', { manifest: multi.manifest, config: multi.manifest, layers: [] }, '1');
-    const shared = randomLayer(4096);
-    const app = image({ layers: [shared, randomLayer()] });
-    const tool = image({ layers: [shared, randomLayer()] });
-    await pushImage(client, 'library/app', app, '2');
-    await pushImage(client, 'library/tool', tool, '3');
-    await world.record('edge', 'library/app', app, '2');
-    await world.record('edge', 'library/tool', tool, '3');
-    const published = await world.publish('edge');
-    return { multi, app, tool, shared, published };
-  }
 
   /** A gateway agent (both platforms) that synced once from the registry, then stopped. */
   async function syncedGateway() {
@@ -49,7 +32,7 @@ describe('satellite agent export: an air-gapped site\'s archive from a gateway a
   }
 
   it('when a gateway agent synced a group, then its export is read by skopeo and umoci, and a second agent with no registry imports it, converges and serves the images', async () => {
-    const { multi, app, tool, shared, published } = await publishGroup();
+    const { multi, app, tool, shared, published } = await publishTwoPlatformGroup(world);
     const gateway = await syncedGateway();
     const out = join(await world.dir(), 'site.tar');
     const r = await runBundle(['export', 'edge', '--platform', 'linux/amd64', '-o', out, '--config', gateway.path]);
@@ -96,7 +79,7 @@ describe('satellite agent export: an air-gapped site\'s archive from a gateway a
   });
 
   it('when the gateway read the new version from its delta, then the export still carries the whole signed state, and a device that never had the version before applies it', async () => {
-    await publishGroup();
+    await publishTwoPlatformGroup(world);
     const gateway = await syncedGateway();
     const next = image();
     await pushImage(world.client(), 'library/next', next, '1');
@@ -121,7 +104,7 @@ describe('satellite agent export: an air-gapped site\'s archive from a gateway a
   });
 
   it('when the store lacks a blob the state names, then the export fails naming that blob and its image, and writes no archive', async () => {
-    const { app } = await publishGroup();
+    const { app } = await publishTwoPlatformGroup(world);
     const gateway = await syncedGateway();
     const lost = app.layers[1]!.digest;
     await rm(join(gateway.store, 'blobs', 'sha256', lost.slice(7)));
@@ -133,7 +116,7 @@ describe('satellite agent export: an air-gapped site\'s archive from a gateway a
   });
 
   it('when the group is not configured or a platform is misspelt, then the export says which and writes nothing', async () => {
-    await publishGroup();
+    await publishTwoPlatformGroup(world);
     const gateway = await syncedGateway();
     const out = join(await world.dir(), 'site.tar');
     const unknown = await runBundle(['export', 'nope', '-o', out, '--config', gateway.path]);

@@ -6,8 +6,8 @@ import { generateCosignKeyPair } from '../../core/cosign/keys.js';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { pushImage, pushIndex, useAgentWorld } from '../support/agent.js';
-import { image, index, randomLayer } from '../support/oci.js';
+import { publishTwoPlatformGroup, pushImage, useAgentWorld } from '../support/agent.js';
+import { image } from '../support/oci.js';
 import { satellite } from '../support/run.js';
 import { readArchive } from '../support/archive.js';
 
@@ -22,28 +22,11 @@ describe('satellite export: an air-gapped site\'s archive', function () {
   this.timeout(120_000);
   const world = useAgentWorld();
 
-  /** A group with a two-platform index and two images sharing a layer; published and signed. */
-  async function publishGroup() {
-    const client = world.client();
-    const multi = index([{ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'arm64' }]);
-    await pushIndex(client, 'library/multi', multi, '1');
-    for (const c of multi.children) await world.record('edge', 'library/multi', c, null);
-    await world.record('edge', 'library/multi', { manifest: multi.manifest, config: multi.manifest, layers: [] }, '1');
-    const shared = randomLayer(4096);
-    const app = image({ layers: [shared, randomLayer()] });
-    const tool = image({ layers: [shared, randomLayer()] });
-    await pushImage(client, 'library/app', app, '2');
-    await pushImage(client, 'library/tool', tool, '3');
-    await world.record('edge', 'library/app', app, '2');
-    await world.record('edge', 'library/tool', tool, '3');
-    const published = await world.publish('edge');
-    return { multi, app, tool, shared, published };
-  }
 
   const env = () => ({ STATE_REGISTRY: world.registryUrl, DATABASE_URL: world.db.url, COSIGN_PUBLIC_KEY: '' });
 
   it('when a group is exported for linux/amd64, then the archive holds the signed state, its signature and every listed image for that platform, each blob once and matching its digest', async () => {
-    const { multi, app, tool, shared, published } = await publishGroup();
+    const { multi, app, tool, shared, published } = await publishTwoPlatformGroup(world);
     const out = join(await world.dir(), 'site.tar');
     const r = await satellite(['export', 'edge', '--platform', 'linux/amd64', '-o', out], env());
     expect(r.stdout).to.include(`version ${published.version}`);
@@ -98,7 +81,7 @@ describe('satellite export: an air-gapped site\'s archive', function () {
   });
 
   it('when the version asked for was never published or a platform is misspelt, then the export says which and writes nothing', async () => {
-    await publishGroup();
+    await publishTwoPlatformGroup(world);
     const out = join(await world.dir(), 'site.tar');
     const fails = (args: string[]) => satellite(['export', 'edge', '-o', out, ...args], env()).then(() => expect.fail(`${args.join(' ')} should fail`), (e: { code: number; stderr: string }) => e);
     const missing = await fails(['--version', '9']);
@@ -111,7 +94,7 @@ describe('satellite export: an air-gapped site\'s archive', function () {
   });
 
   it('when a key is given, then a state signed by that key is exported and one it does not verify is refused before anything is written', async () => {
-    await publishGroup();
+    await publishTwoPlatformGroup(world);
     const dir = await world.dir();
     const good = join(dir, 'cosign.pub');
     const other = join(dir, 'other.pub');

@@ -8,7 +8,7 @@ import { loadAgentConfig, type AgentConfig } from '../../agent/config/config.js'
 import { startAgent, type RunningAgent } from '../../agent/run.js';
 import type { RegistryClient } from '../../core/registry/registry-client.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
-import type { Image, Index } from './oci.js';
+import { image, index, randomLayer, type Image, type Index } from './oci.js';
 import { KEY_PASSWORD, record, testBuilder, useRegistryAndKeys, workerConfig } from './worker.js';
 import { KeySigner } from '../../worker/signer.js';
 import { AgentStateFiles, type AgentStateDoc } from '../../agent/store/state-files.js';
@@ -147,4 +147,26 @@ export function useAgentWorld(): AgentWorld {
     },
     dir,
   };
+}
+
+/**
+ * Group `edge` with a two-platform index (library/multi:1) and two images sharing a layer
+ * (library/app:2, library/tool:3), pushed to the world's registry, recorded, and published
+ * and signed by the real worker: what the export tests archive.
+ */
+export async function publishTwoPlatformGroup(world: AgentWorld) {
+  const client = world.client();
+  const multi = index([{ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'arm64' }]);
+  await pushIndex(client, 'library/multi', multi, '1');
+  for (const c of multi.children) await world.record('edge', 'library/multi', c, null);
+  await world.record('edge', 'library/multi', { manifest: multi.manifest, config: multi.manifest, layers: [] }, '1');
+  const shared = randomLayer(4096);
+  const app = image({ layers: [shared, randomLayer()] });
+  const tool = image({ layers: [shared, randomLayer()] });
+  await pushImage(client, 'library/app', app, '2');
+  await pushImage(client, 'library/tool', tool, '3');
+  await world.record('edge', 'library/app', app, '2');
+  await world.record('edge', 'library/tool', tool, '3');
+  const published = await world.publish('edge');
+  return { multi, app, tool, shared, published };
 }
