@@ -7,8 +7,16 @@
 //     read, package, sign, push, latest, and the bench's own poll);
 //  2. one group of BENCH_SIZES artifacts: build + sign + publish of its first version and
 //     of the next one after one change (with its delta layer), each in a worker process of
-//     its own (its peak RSS reported), beside skopeo pushing the very same artifact
-//     (unsigned) from an OCI layout;
+//     its own (its peak RSS and CPU time reported), beside skopeo pushing the very same
+//     artifact (unsigned) from an OCI layout.
+//     Where a 100,000-entry first build goes (--cpu-prof on bench/build-once.js, 2026-12-07,
+//     2-core shared machine): Postgres's listing ~0.6-0.75 s of backend CPU (tag and child
+//     aggregates, hash joins, the sort; JIT stays off in the pool: with it, +1.2-5.8 s of
+//     LLVM compilation), the worker ~1.1-1.6 s of CPU (GC 0.6-1.0 s, row parsing ~0.5 s,
+//     rendering ~0.4 s, sha256 and gzip of ~26 MB of text). Chunks are hashed and gzip'd
+//     as their rows arrive and the next FETCH is in flight while a batch renders; the
+//     content and layer digests take one pass. On a machine shared with other work the
+//     wall ratios follow the load far more than the code: compare the CPU column.
 //  3. BENCH_GROUPS dirty groups published by one `satellite worker` with the default
 //     settings, beside the signed floor (bench/signed-floor.ts: the minimum requests of a
 //     signed publish, no database, no queue, as many at a time as the worker builds) and
@@ -35,10 +43,11 @@
 // Findings (2026-12-07, 2-core shared machine, load average 17-21 from five other
 // engineers' runs): ours and the signed floor make the same 11 requests and bytes per
 // version (counted), and the registry spends the same CPU per state on both (32 vs 29 ms,
-// 36 vs 35 ms); 1,000 groups took 101 s against the floor's 74 s (1.36) for first versions,
-// 121 s against 84 s (1.44) after one change; the unsigned push 38 s and 59 s. The rest is
-// the worker's CPU (10-12 ms per state) and Postgres's (8-18 ms per state) on the same two
-// cores. At WORKER_CONCURRENCY=8 (300 groups, floor also 8 at a time): 1.33 and 1.24.
+// 36 vs 35 ms); 1,000 groups took 101-115 s against the floor's 74-87 s (1.32-1.36) for
+// first versions, 121-138 s against 83-84 s (1.44-1.66) after one change (two runs); the
+// unsigned push 38-44 s and 56-60 s. The rest is the worker's CPU (10-14 ms per state) and
+// Postgres's (8-18 ms per state) on the same two cores. (Postgres's CPU is summed over its
+// live processes: a backend that exits during a round makes it low, even negative.) At WORKER_CONCURRENCY=8 (300 groups, floor also 8 at a time): 1.33 and 1.24.
 // Latency (part 1, same day, load average 14-19): p50 305 ms, p95 513 ms; p50 / p95 by
 // stage: debounce 99 / 188 (BUILD_QUIET_MS is 100), queue 1 / 10, read 19 / 39, package
 // 18 / 64, signature 86 / 143 beside blobs + v<N> 107 / 213, latest 25 / 69, the bench's
@@ -194,6 +203,8 @@ function printStages(log: string, bursts: { lastPut: number; seen: number; diges
 interface Phase {
   phase: string;
   ms: number;
+  /** The worker process's CPU time during the build (zlib's threads included). */
+  cpuMs?: number;
   peakRssMiB: number;
   result?: { result: string; version: number; artifacts: number; read: string };
 }
@@ -221,7 +232,8 @@ async function sizes(registry: LocalRegistry, keys: TestKeys, work: string): Pro
   out('2. one group: build + sign + publish (ours, one worker process) beside skopeo pushing the same artifact unsigned');
   out('   first: the group\'s first version (read whole); next: after 1 change, with what the first build kept in memory;');
   out('   cold next: after 1 change, by a worker that kept nothing (just started, or another replica): it takes up the published version\'s package');
-  out(`   ${'artifacts'.padEnd(10)}${'build'.padEnd(12)}${'ours'.padStart(10)}${'skopeo'.padStart(10)}${'ratio'.padStart(7)}${'layers'.padStart(12)}${'peak RSS'.padStart(11)}   read`);
+  out('   (ours CPU: the worker process\'s CPU time during the build; Postgres\'s own is not in it)');
+  out(`   ${'artifacts'.padEnd(10)}${'build'.padEnd(12)}${'ours'.padStart(10)}${'skopeo'.padStart(10)}${'ratio'.padStart(7)}${'ours CPU'.padStart(10)}${'layers'.padStart(12)}${'peak RSS'.padStart(11)}   read`);
   for (const n of SIZES) {
     const db = await createTestDatabase();
     try {
@@ -231,12 +243,12 @@ async function sizes(registry: LocalRegistry, keys: TestKeys, work: string): Pro
       const phases = [...await buildSeries({ ...settings, phases: 'first,next' }), ...await buildSeries({ ...settings, phases: 'cold-next' })];
       for (const p of phases) {
         if (!p.result) {
-          out(`   ${String(n).padEnd(10)}${'(process)'.padEnd(12)}${''.padStart(39)}${`${p.peakRssMiB.toFixed(0)} MiB`.padStart(11)}`);
+          out(`   ${String(n).padEnd(10)}${'(process)'.padEnd(12)}${''.padStart(49)}${`${p.peakRssMiB.toFixed(0)} MiB`.padStart(11)}`);
           continue;
         }
         if (p.result.result !== 'published' || p.result.artifacts < n) throw new Error(`${p.phase}: ${JSON.stringify(p.result)}`);
         const floor = await skopeoFloor(registry, work, `size${n}/group-state/big/state`, p.result.version, `peer/size${n}/${p.phase}`);
-        out(`   ${String(n).padEnd(10)}${p.phase.padEnd(12)}${ms(p.ms).padStart(10)}${ms(floor.ms).padStart(10)}${(p.ms / floor.ms).toFixed(2).padStart(7)}`
+        out(`   ${String(n).padEnd(10)}${p.phase.padEnd(12)}${ms(p.ms).padStart(10)}${ms(floor.ms).padStart(10)}${(p.ms / floor.ms).toFixed(2).padStart(7)}${ms(p.cpuMs ?? NaN).padStart(10)}`
           + `${`${(floor.bytes / 1024).toFixed(0)} KiB`.padStart(12)}${`${p.peakRssMiB.toFixed(0)} MiB`.padStart(11)}   ${p.result.read}`);
       }
     } finally {

@@ -8,10 +8,8 @@ import { Metrics } from '../core/metrics.js';
 import { startOpsServer, type RunningOps } from '../adapter/ops-server.js';
 import { startEndpoint, type RunningEndpoint } from '../adapter/server.js';
 import { checkTlsFiles, tlsFiles } from '../adapter/tls.js';
-import { adminRouter } from '../adapter/admin/router.js';
 import { throttleConnection } from '../adapter/login-throttle.js';
 import type { Redis } from 'ioredis';
-import { harborContext } from '../harbor/context.js';
 import type { RunningHarborWorker } from '../worker/harbor-jobs.js';
 import type { StateQueue } from '../worker/queue.js';
 import type { RunningWorker } from '../worker/state-worker.js';
@@ -101,8 +99,11 @@ export async function runProcess(config: Config, parts: { endpoint: boolean; wor
 
   if (password) {
     apiThrottleRedis = throttleConnection(redisTarget(config));
-    const apiRouter = adminRouter({
-      ctx: await harborContext(config, pool, log), admin: adminCredential(config), authFailureLimit: config.authFailureLimit,
+    const admin = adminCredential(config);
+    // Without an admin credential the API only says so (503): the Harbor services, the
+    // dashboard and their dependencies are not loaded (about 4 MiB of the endpoint's peak memory).
+    const apiRouter = admin === undefined ? (await import('../adapter/admin/disabled-router.js')).disabledAdminRouter(log) : (await import('../adapter/admin/router.js')).adminRouter({
+      ctx: await (await import('../harbor/context.js')).harborContext(config, pool, log), admin, authFailureLimit: config.authFailureLimit,
       registrationRateLimit: config.registrationRateLimit, tombstoneRetentionHours: config.tombstoneRetentionHours,
       throttleRedis: { redis: apiThrottleRedis, prefix: authThrottlePrefix }, maxStateMb: config.stateMaxMb,
       dashboard: { sessionSeconds: config.dashboardSessionMinutes * 60 },

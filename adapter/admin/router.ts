@@ -11,6 +11,7 @@ import { HarborSatelliteCompat } from '../../harbor/harbor-satellite.js';
 import { SatelliteService } from '../../harbor/satellite-service.js';
 import { WebhookService } from '../../harbor/webhook-service.js';
 import { HarborReconciler } from '../../harbor/reconcile.js';
+import { disabledAdminRouter } from './disabled-router.js';
 import { adminErrorHandler, sendErrors } from './errors.js';
 import { groupHandlers, satelliteHandlers, webhookHandlers } from './handlers.js';
 import { adminApiDocument } from './openapi.js';
@@ -52,22 +53,13 @@ declare module 'express-serve-static-core' {
 }
 
 export function adminRouter(o: AdminApiOptions): express.Router {
+  const log: Logger = o.ctx.log;
+  if (!o.admin) return disabledAdminRouter(log);
   const r = express.Router();
   const doc = adminApiDocument();
-  const log: Logger = o.ctx.log;
   r.get('/api/v1/openapi.json', (_req, res) => {
     res.json(doc);
   });
-  if (!o.admin) {
-    log.warn('ADMIN_USERNAME / ADMIN_PASSWORD not set: the admin API (/api/v1) is not served');
-    r.use('/api/v1', (_req, res) => {
-      sendErrors(res, 503, [{ code: 'UNAVAILABLE', message: 'the admin API is disabled: set ADMIN_USERNAME and ADMIN_PASSWORD (never the endpoint\'s secret)' }]);
-    });
-    r.use('/ui', (_req, res) => {
-      res.status(503).type('text').send('The dashboard is disabled: set ADMIN_USERNAME and ADMIN_PASSWORD (never the endpoint\'s secret).\n');
-    });
-    return r;
-  }
 
   const groups = new GroupService(o.ctx);
   const satellites = new SatelliteService(o.ctx);

@@ -6,14 +6,16 @@ import type { SyncContext } from '../sync/context.js';
 // Pull-through for the site's other agents (setting `server.pullThrough`, on by
 // default): a manifest or blob asked by digest that the store does not hold yet, but that a
 // state this agent verified names (an image entry's manifest, an index's children, an image's
-// config and layers), is fetched once from this agent's own upstreams or registry, checked
+// config and layers), is fetched once from the registry, checked
 // against its digest, and served. So devices that start together with their gateway still
 // download each blob over the site's WAN link once.
 //
 // What a state names is found from the states (applied, or verified by the sync under way)
 // and the manifests already in the store, read by digest: nothing else is ever fetched, so
 // the server is not an open proxy. A peer's ask and this agent's own sync share one
-// download (ContentStore.ingest and .once, by digest).
+// download (ContentStore.ingest and .once, by digest). A pull-through fetches from the
+// registry, never from this agent's own upstreams: agents that name each other would
+// otherwise ask each other round in a circle until a timeout.
 
 /** How long an ask for a digest waits for a state being verified now, before it is answered 404. */
 const VERIFYING_WAIT_MS = 2_000;
@@ -33,7 +35,7 @@ export interface Named {
 }
 
 /** What pull-through needs of the agent (sync/agent.ts): named so, not imported, to keep the modules acyclic. */
-export type PullThroughHost = Pick<SyncContext, 'config' | 'log' | 'metrics' | 'store' | 'states' | 'siteClient'> & {
+export type PullThroughHost = Pick<SyncContext, 'config' | 'log' | 'metrics' | 'store' | 'states' | 'client'> & {
   /** The verification of a new state under way, if any. */
   readonly verifying: Promise<unknown> | undefined;
 };
@@ -101,7 +103,7 @@ export class PullThrough {
   async manifest(repository: string, digest: string, named: Named): Promise<Buffer> {
     if (await this.agent.store.has(digest)) return this.agent.store.read(digest);
     return this.agent.store.once(digest, async () => {
-      const fetched = await this.agent.siteClient(named.registry).getManifest(repository, digest);
+      const fetched = await this.agent.client(named.registry).getManifest(repository, digest);
       if (!fetched) throw new Error(`${repository}@${digest} is not in the registry`);
       if (fetched.digest !== digest) throw new Error(`${repository}@${digest} arrived as ${fetched.digest}`);
       await this.agent.store.write(digest, fetched.bytes);
@@ -116,7 +118,8 @@ export class PullThrough {
    * one the site needs.
    */
   blob(repository: string, digest: string, size: number, named: Named): Readable {
-    const download = this.agent.siteClient(named.registry).ingest(this.agent.store, repository, { digest, size });
+    const registry = this.agent.client(named.registry);
+    const download = this.agent.store.ingest(digest, size, (offset) => registry.openBlob(repository, digest, offset));
     download.then((r) => r.downloaded && this.agent.metrics.bytesPulled.inc({ what: 'pull-through' }, r.downloaded), (err: unknown) => {
       this.agent.log.warn({ repository, digest, err: (err as Error).message }, 'pull-through of a blob for a peer failed');
     });

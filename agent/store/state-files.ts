@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AgentStateDoc, Pin, ProgressDoc } from './state-doc.js';
-import { applyRecord, journalLine, readJournal, units, type JournalRecord, type Unit } from './state-journal.js';
+import { applyRecord, exceeds, journalLine, readJournal, units, type JournalRecord, type Unit } from './state-journal.js';
 
 // What the agent knows between runs, kept in its store directory beside the content:
 //   agent-state.json     per group: the applied version, when it was checked and applied,
@@ -111,8 +111,10 @@ export class AgentStateFiles {
     // Every group's header (small) goes along, with its poll times.
     for (const u of current.values()) if (u.unit[0] === 'group' && !set.some(([s]) => s[0] === 'group' && s[1] === u.unit[1])) set.push([u.unit, u.value]);
     const record: JournalRecord = { ...(set.length ? { set } : {}), ...(del.length ? { del } : {}) };
+    const room = Math.max(JOURNAL_MIN_BYTES, this.snapshotBytes) - this.journalBytes;
+    if (exceeds(record, room)) return this.compact(doc, current, now);
     const line = journalLine(record);
-    if (this.journalBytes + line.length > Math.max(JOURNAL_MIN_BYTES, this.snapshotBytes)) return this.compact(doc, current, now);
+    if (line.length > room) return this.compact(doc, current, now);
     try {
       const fh = await open(this.journalPath, 'a');
       try {

@@ -72,6 +72,21 @@ export function journalLine(value: unknown): string {
 }
 
 /**
+ * Whether a record's line can be longer than `limit` characters, from its changed units
+ * alone (a lower bound of the line), stopping as soon as it is: a pass that changed 20,000
+ * image records compacts without first building a journal line as large as the snapshot
+ * (9 MB at 20,000 entries, and as much again to write it).
+ */
+export function exceeds(record: JournalRecord, limit: number): boolean {
+  let length = 0;
+  for (const entry of record.set ?? []) {
+    length += JSON.stringify(entry).length + 1;
+    if (length > limit) return true;
+  }
+  return false;
+}
+
+/**
  * A journal's generation (undefined when its header is missing or torn) and, when it follows
  * the snapshot of generation `gen`, its records up to the first line torn or failing its check.
  */

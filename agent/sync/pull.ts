@@ -169,7 +169,7 @@ async function manifest(ctx: PullContext, repository: string, digest: string): P
     const fetched = await ctx.client.getManifest(repository, digest);
     if (!fetched) throw new PullRefusedError(`${repository}@${digest} is not in the registry`);
     if (fetched.digest !== digest) throw new PullRefusedError(`${repository}@${digest} arrived as ${fetched.digest}`);
-    ctx.onBytes(fetched.bytes.length);
+    if (!(ctx.client instanceof SiteClient && ctx.client.delivered.has(fetched))) ctx.onBytes(fetched.bytes.length);
     await ctx.store.write(digest, fetched.bytes);
     return fetched.bytes;
   });

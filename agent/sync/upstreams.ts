@@ -143,6 +143,8 @@ export class SiteClient implements RegistryReader {
   tagFrom: Upstream | undefined;
   /** Bytes the upstreams delivered through it. */
   fromUpstreams = 0;
+  /** What the upstreams delivered (not the registry): not counted as bytes over the registry link. */
+  readonly delivered = new WeakSet<object>();
   readonly kept = { manifests: new Map<string, Buffer>(), blobs: new Map<string, Buffer>(), tags: new Map<string, string>() };
 
   constructor(readonly registry: RegistryReader, readonly upstreams: Upstreams | undefined, private readonly keep = false) {}
@@ -202,6 +204,7 @@ export class SiteClient implements RegistryReader {
         const r = await ask(u.client);
         if (absent(r)) continue;
         this.served.add(u);
+        if (typeof r === 'object' && r !== null) this.delivered.add(r);
         const bytes = Buffer.isBuffer(r) ? r.length : Buffer.isBuffer((r as { bytes?: unknown })?.bytes) ? (r as { bytes: Buffer }).bytes.length : 0;
         this.fromUpstreams += bytes;
         this.upstreams!.served(u, bytes);

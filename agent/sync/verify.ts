@@ -40,15 +40,18 @@ export async function verifyState(ctx: SyncContext, g: AgentGroup, rec: GroupRec
     read = await readState(site, g, digest, base, ctx.config.maxStateBytes, ctx.log);
     if (via) checkAcceptable(g, rec, read.state, read.stateDigest, pin);
   } catch (err) {
-    if (!(err instanceof StateRefusedError) || !ctx.upstreams) throw err;
-    if (via) {
+    if (!ctx.upstreams) throw err;
+    if (via && err instanceof StateRefusedError) {
       ctx.upstreams.failed(via, err, err.reason === 'replay' ? 'rollback' : 'bad-state');
       throw new UpstreamStateError(via.url, err);
     }
-    if (site.served.size === 0) throw err;
-    for (const u of site.served) ctx.upstreams.failed(u, err, 'bad-state');
+    if (via || site.served.size === 0) throw err;
+    // Whatever failed (a refusal, a signature manifest that is not JSON or names blobs that do
+    // not exist), the registry alone says whether it was the state or the upstream.
+    const blamed = [...site.served];
     site = new SiteClient(ctx.client(ctx.config.registry), undefined, true);
     read = await readState(site, g, digest, base, ctx.config.maxStateBytes, ctx.log);
+    for (const u of blamed) ctx.upstreams.failed(u, err, 'bad-state');
   }
   const wan = Math.max(0, read.bytes - site.fromUpstreams);
   totals.bytes += wan;

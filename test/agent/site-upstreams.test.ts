@@ -7,7 +7,9 @@ import { statusTable } from '../../agent/cli/status.js';
 import { loadAgentConfig, AgentConfigError, type AgentConfig } from '../../agent/config/config.js';
 import { startAgent, type RunningAgent } from '../../agent/run.js';
 import { pushImage, pushIndex, useAgentWorld } from '../support/agent.js';
+import { createServer } from 'node:http';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { forward, listenLocal } from '../support/forward.js';
 import { image, index, randomLayer, type Image } from '../support/oci.js';
 
 // Site upstreams (agent/sync/upstreams.ts): a device names its site's gateway agent as an
@@ -138,6 +140,43 @@ describe('the edge agent: site upstreams (one download per site)', function () {
     expect(device.agent.doc.upstreams?.[gwFront!.url]?.failures).to.deep.equal({ corrupt: 1 });
     expect(await metrics(device)).to.include(`satellite_agent_upstream_failures_total{upstream="${gwFront!.url}",reason="corrupt"} 1\n`);
     expect(statusTable(device.agent.doc, []), '`agent status`').to.match(new RegExp(`upstream ${gwFront!.url}: failures 1 corrupt; last \\S+: corrupt: blob ${victim.digest} arrived with digest`));
+  });
+
+  it('when the gateway sends a damaged signature manifest for the state, then the device reads the state again from the registry alone, applies it, and reports the gateway', async () => {
+    const { images } = await publishImages(1);
+    await gateway();
+    // The signature is found by tag (sha256-<hex>.sig): no digest to check it against, only the signature check.
+    gwFront!.rules.push({ method: 'GET', path: /\/manifests\/sha256-[a-f0-9]{64}\.sig$/, fault: 'corrupt', times: 1 });
+    const device = await world.start(await agentConfig(devWan, { upstreams: [gwFront!.url] }));
+    const summary = await device.firstSync;
+    expect(gwFront!.injected()).to.equal(1);
+    expect(summary.groups.edge, device.agent.doc.groups.edge?.error).to.equal('applied');
+    await expectServes(device, images);
+    expect(devWan.log.filter((l) => l.endsWith('.sig')), 'the signature read again from the registry').to.have.length(1);
+    expect(device.agent.doc.upstreams?.[gwFront!.url]?.failures).to.deep.equal({ 'bad-state': 1 });
+  });
+
+  it('when a peer answers the state\'s signature tag with a body that is not a manifest, then the device reads the state from the registry alone and applies it', async () => {
+    const { images } = await publishImages(1);
+    const gw = await gateway();
+    // A lying peer: the signature tag answered with garbage, everything else relayed from the gateway.
+    const liar = await listenLocal(createServer((req, res) => {
+      if (/\/manifests\/sha256-[a-f0-9]{64}\.sig$/.test(req.url ?? '')) {
+        res.writeHead(200, { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' }).end('this is not JSON');
+        return;
+      }
+      forward(new URL(gw.url), req, res);
+    }));
+    try {
+      const device = await world.start(await agentConfig(devWan, { upstreams: [liar.url] }));
+      const summary = await device.firstSync;
+      expect(summary.groups.edge, device.agent.doc.groups.edge?.error).to.equal('applied');
+      await expectServes(device, images);
+      expect(devWan.log.filter((l) => l.endsWith('.sig')), 'the signature read from the registry').to.have.length(1);
+      expect(device.agent.doc.upstreams?.[liar.url]?.failures).to.deep.equal({ 'bad-state': 1 });
+    } finally {
+      await liar.close();
+    }
   });
 
   it('when the registry is unreachable and the gateway offers an older signed state as latest, then it is refused as a rollback, reported, and the device converges from the registry once it is back', async () => {

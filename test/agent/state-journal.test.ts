@@ -52,6 +52,22 @@ describe('the edge agent: its own state on disk', function () {
     expect((await readAgentState(root)).groups.edge!.images.k7!.status).to.equal('failed');
   });
 
+  it('when a pass changes more than the journal may hold (a first sync of thousands of images), then the snapshot is rewritten and the journal starts again, and every change reads back', async () => {
+    const root = await dir();
+    const files = new AgentStateFiles(root);
+    await files.init();
+    const doc: AgentStateDoc = { agentVersion: 't', groups: { edge: { highestVersion: 1, images: {} } } };
+    await files.save(doc);
+    const header = (await stat(join(root, 'agent-state.journal'))).size;
+    // 3,000 records of ~200 bytes: a line of ~600 KB, past the journal's 256 KB and the snapshot.
+    for (let i = 0; i < 3000; i++) doc.groups.edge!.images[`k${i}`] = img(i % 10, 'present');
+    await files.save(doc);
+    expect((await stat(join(root, 'agent-state.journal'))).size, 'the journal is a new header only').to.be.at.most(header + 2);
+    const snapshot = JSON.parse(await readFile(join(root, 'agent-state.json'), 'utf8')) as AgentStateDoc;
+    expect(Object.keys(snapshot.groups.edge!.images), 'the snapshot holds every record').to.have.length(3000);
+    expect(Object.keys((await readAgentState(root)).groups.edge!.images)).to.have.length(3000);
+  });
+
   it('when the journal is cut at any byte of its last record (or that record has a byte changed), then the state before it is read, and the agent goes on from it', async () => {
     const root = await dir();
     const files = new AgentStateFiles(root);
