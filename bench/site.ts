@@ -13,10 +13,9 @@
 //      gateway fetched should cross the WAN: about 1×, plus each device's poll of the state's
 //      tag and whatever the devices fetch before the gateway holds it (none, here);
 //  (b') the same 5 agents, fresh stores, all started at once: the devices ask the gateway
-//      first and fall back to the WAN for what it does not hold yet. The gateway is no
-//      pull-through cache (it serves what it holds, it fetches nothing for a peer), so a
-//      device that starts with it finds nothing there and fetches from the WAN: measured
-//      to show why the gateway goes first (2026-12-07: as many WAN bytes as (a)).
+//      first; what it does not hold yet but its verified state names, it fetches for them
+//      once (agent/serve/pull-through.ts), so about 1× again (2026-12-07: 1.00×; before
+//      pull-through, as many WAN bytes as (a)).
 // Printed: WAN bytes (response bodies) and requests per kind of path, the time until every
 // agent converged, for each run, and (b)/(a). (b) and (b') need the agent's `upstreams`
 // option (config.ts); without it they say so and only (a) is measured.

@@ -59,7 +59,13 @@ export interface AgentConfig {
   };
   report?: { url: string };
   /** Bounds of the local server: bodies sent at once, and how long a stalled client keeps its connection. */
-  server: { maxStreams: number; maxStreamsPerClient: number; idleTimeoutMs: number };
+  server: {
+    maxStreams: number;
+    maxStreamsPerClient: number;
+    idleTimeoutMs: number;
+    /** A digest a verified state names but the store lacks is fetched for the peer that asks (serve/pull-through.ts); default on. */
+    pullThrough: boolean;
+  };
   /** What /status and /metrics ask for; unset: they answer whoever reaches `listen`. */
   operations?: OperationsCredential;
   /**
@@ -162,6 +168,7 @@ const SCHEMA = {
         maxStreams: { type: 'integer', minimum: 1, maximum: 100_000 },
         maxStreamsPerClient: { type: 'integer', minimum: 1, maximum: 100_000 },
         idleTimeout: { type: ['string', 'number'] },
+        pullThrough: { type: 'boolean' },
       },
     },
     operations: {
@@ -329,10 +336,10 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
   const push = file.pushTo as { registry: string; username?: string; password?: string } | undefined;
   const pushRegistry = push ? requiredUrl(push.registry, 'pushTo.registry', problems) : undefined;
   if (push && (push.username === undefined) !== (push.password === undefined)) problems.push('pushTo.username and pushTo.password go together');
-  const srv = (file.server ?? {}) as { maxStreams?: number; maxStreamsPerClient?: number; idleTimeout?: string | number };
+  const srv = (file.server ?? {}) as { maxStreams?: number; maxStreamsPerClient?: number; idleTimeout?: string | number; pullThrough?: boolean };
   const idleTimeoutMs = srv.idleTimeout === undefined ? 60_000 : parseDuration(srv.idleTimeout);
   if (idleTimeoutMs === undefined) problems.push(`server.idleTimeout: ${JSON.stringify(srv.idleTimeout)} is not a duration such as 60s`);
-  const server = { maxStreams: srv.maxStreams ?? 128, maxStreamsPerClient: srv.maxStreamsPerClient ?? 32, idleTimeoutMs: idleTimeoutMs! };
+  const server = { maxStreams: srv.maxStreams ?? 128, maxStreamsPerClient: srv.maxStreamsPerClient ?? 32, idleTimeoutMs: idleTimeoutMs!, pullThrough: srv.pullThrough ?? true };
   if (server.maxStreamsPerClient >= server.maxStreams) problems.push(`server.maxStreamsPerClient (${server.maxStreamsPerClient}) must be below server.maxStreams (${server.maxStreams}): one client could take every stream`);
   const ops = file.operations as { tokenFile?: string; username?: string; passwordFile?: string } | undefined;
   const operations = ops && readOperationsCredential(

@@ -15,7 +15,8 @@ import { StreamLimiter } from './stream-limits.js';
 // GET/HEAD manifests by tag or digest, GET/HEAD blobs with a single byte Range, tags/list.
 // Anything that writes answers 405 UNSUPPORTED. The bodies sent at once are bounded per
 // client address and in total (stream-limits.ts); past the bound, 429 or 503 with
-// Retry-After, in the spec's error format.
+// Retry-After, in the spec's error format. A digest a verified state names that the store
+// lacks yet is fetched for the peer that asks (pull-through.ts, `server.pullThrough`).
 
 const API_VERSION = { 'Docker-Distribution-API-Version': 'registry/2.0' };
 
@@ -121,14 +122,28 @@ export function agentApp(agent: Agent): express.Express {
 
 async function manifest(agent: Agent, req: Request, res: Response, name: string, ref: string): Promise<void> {
   const digest = agent.view.manifest(name, ref);
-  if (!digest) return oci(res, 'MANIFEST_UNKNOWN', `manifest ${ref} is not served for ${name}`, { name, reference: ref });
   let bytes: Buffer;
+  if (!digest) {
+    // Not served yet, but maybe named by a verified state: fetched for the peer (pull-through.ts).
+    const named = isDigest(ref) ? await agent.pullThrough?.named(name, ref) : undefined;
+    if (named?.kind !== 'manifest') return oci(res, 'MANIFEST_UNKNOWN', `manifest ${ref} is not served for ${name}`, { name, reference: ref });
+    try {
+      bytes = await agent.pullThrough!.manifest(name, ref, named);
+    } catch (err) {
+      return oci(res, 'UNAVAILABLE', `manifest ${ref} could not be fetched: ${(err as Error).message}`, { name, reference: ref });
+    }
+    return sendManifest(req, res, ref, bytes);
+  }
   try {
     bytes = await agent.store.read(digest);
   } catch {
     agent.blobCorrupt(digest);
     return oci(res, 'MANIFEST_UNKNOWN', `manifest ${ref} is being fetched again`, { name, reference: ref });
   }
+  sendManifest(req, res, digest, bytes);
+}
+
+function sendManifest(req: Request, res: Response, digest: string, bytes: Buffer): void {
   let mediaType: string = MediaType.OciManifest;
   try {
     const doc = JSON.parse(bytes.toString('utf8')) as { mediaType?: string; manifests?: unknown };
@@ -143,8 +158,22 @@ async function manifest(agent: Agent, req: Request, res: Response, name: string,
 
 async function blob(agent: Agent, req: Request, res: Response, name: string, digest: string): Promise<void> {
   if (!isDigest(digest)) return oci(res, 'DIGEST_INVALID', `invalid digest ${JSON.stringify(digest)}`);
-  const size = agent.view.hasBlob(name, digest) ? await agent.store.size(digest) : undefined;
-  if (size === undefined) return oci(res, 'BLOB_UNKNOWN', `blob ${digest} is not served for ${name}`, { digest });
+  let size = agent.view.hasBlob(name, digest) ? await agent.store.size(digest) : undefined;
+  if (size === undefined) {
+    // Not served yet, but maybe named by a verified state: fetched for the peer (pull-through.ts).
+    const named = await agent.pullThrough?.named(name, digest);
+    if (named?.kind !== 'blob' || named.size === undefined) return oci(res, 'BLOB_UNKNOWN', `blob ${digest} is not served for ${name}`, { digest });
+    if (!(await agent.store.has(digest, named.size))) {
+      // Sent whole as it arrives (a Range is not honoured: the peer starts over from a 200).
+      res.status(200).set({ ...API_VERSION, 'Docker-Content-Digest': digest, 'Content-Type': 'application/octet-stream', 'Content-Length': String(named.size), ETag: `"${digest}"` });
+      if (req.method === 'HEAD') return void res.end();
+      const stream = agent.pullThrough!.blob(name, digest, named.size, named);
+      stream.on('error', () => res.destroy());
+      stream.pipe(res);
+      return;
+    }
+    size = named.size;
+  }
   const range = parseRange(req.headers.range, size);
   const headers = { ...API_VERSION, 'Docker-Content-Digest': digest, 'Content-Type': 'application/octet-stream', 'Accept-Ranges': 'bytes', ETag: `"${digest}"` };
   if (range === null) {

@@ -1,7 +1,8 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { Transform, type Readable } from 'node:stream';
-import { mkdir, open, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { Readable, Transform } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
+import { mkdir, open, type FileHandle, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isDigest } from '../../core/oci/digest.js';
 import { isStoreFull, RESERVE_BYTES } from './space.js';
@@ -36,6 +37,10 @@ export interface IngestResult {
 /** Opens the blob's bytes from `offset` on: 206 when the range was honoured, 200 for the whole blob. */
 export type BlobSource = (offset: number) => Promise<Response>;
 
+/** How much of a followed download is read at once, and how often its file is looked at again. */
+const FOLLOW_CHUNK = 1024 * 1024;
+const FOLLOW_POLL_MS = 50;
+
 function split(digest: string): { algorithm: string; hex: string } {
   if (!isDigest(digest)) throw new CorruptContentError(`${JSON.stringify(digest)} is not a digest`);
   const [algorithm, hex] = digest.split(':') as [string, string];
@@ -44,6 +49,7 @@ function split(digest: string): { algorithm: string; hex: string } {
 
 export class ContentStore {
   private readonly inFlight = new Map<string, Promise<IngestResult>>();
+  private readonly onceInFlight = new Map<string, Promise<unknown>>();
   /** Blobs hashed whole and found intact, by digest: the file's inode, mtime and size then. */
   private readonly verified = new Map<string, string>();
 
@@ -282,6 +288,58 @@ export class ContentStore {
   async remove(digest: string): Promise<void> {
     this.verified.delete(digest);
     await rm(this.path(digest), { force: true });
+  }
+
+  /**
+   * Runs `fetch` for a digest unless a call for the same digest is running; concurrent calls
+   * share its result (a manifest asked by a peer and by this agent's own sync is fetched once).
+   */
+  once<T>(digest: string, fetch: () => Promise<T>): Promise<T> {
+    const running = this.onceInFlight.get(digest) as Promise<T> | undefined;
+    if (running) return running;
+    const p = fetch().finally(() => this.onceInFlight.delete(digest));
+    this.onceInFlight.set(digest, p);
+    return p;
+  }
+
+  /**
+   * The bytes of a blob `download` is putting into the store, from the first on, as they
+   * arrive (the partial file read as it grows, then the stored file): a peer gets a body
+   * that makes progress while the blob is fetched for it. They are not checked here (the
+   * download checks the whole at its end, the peer checks what it got); should the
+   * download fail, or the file be started over, the stream errors.
+   */
+  follow(digest: string, size: number, download: Promise<unknown>): Readable {
+    const partial = this.partialPath(digest);
+    const stored = this.path(digest);
+    let settled: { error?: unknown } | undefined;
+    download.then(() => (settled = {}), (error: unknown) => (settled = { error }));
+    async function* bytes(): AsyncGenerator<Buffer> {
+      let file: FileHandle | undefined;
+      let at = 0;
+      try {
+        while (at < size) {
+          const before = settled;
+          if (before?.error) throw before.error;
+          file ??= await open(partial, 'r').catch(() => (before ? open(stored, 'r') : undefined));
+          if (file) {
+            const buf = Buffer.alloc(Math.min(FOLLOW_CHUNK, size - at));
+            const { bytesRead } = await file.read(buf, 0, buf.length, at);
+            if (bytesRead > 0) {
+              at += bytesRead;
+              yield buf.subarray(0, bytesRead);
+              continue;
+            }
+            // Done before this read and still short: the file followed was replaced.
+            if (before) throw new CorruptContentError(`blob ${digest} was started over while it was sent`);
+          }
+          await delay(FOLLOW_POLL_MS);
+        }
+      } finally {
+        await file?.close();
+      }
+    }
+    return Readable.from(bytes());
   }
 
   /** Every stored digest. */

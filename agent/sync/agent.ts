@@ -4,6 +4,7 @@ import { RegistryClient } from '../../core/registry/registry-client.js';
 import type { VersionedState } from '../../core/state/delta.js';
 import { imageRegistry, type AgentConfig, type AgentGroup } from '../config/config.js';
 import type { AgentMetrics } from '../metrics.js';
+import { PullThrough } from '../serve/pull-through.js';
 import { ServedView } from '../serve/served-view.js';
 import { ContentStore } from '../store/content-store.js';
 import { isStoreFull, StoreSpace } from '../store/space.js';
@@ -57,6 +58,10 @@ export class Agent implements SyncContext {
   private reporting: Promise<void> | undefined;
   /** Set by `agent import`: the archive, read in the place of every registry pulled from. */
   source: RegistryClient | undefined;
+  /** The verification of a new state under way in this pass (the server's pull-through waits for it a little). */
+  verifying: Promise<unknown> | undefined;
+  /** What the server fetches for peers (serve/pull-through.ts); undefined: server.pullThrough is off. */
+  readonly pullThrough: PullThrough | undefined;
   /** The site's other agents (`upstreams`), asked before the registry (upstreams.ts); none configured: undefined. */
   readonly upstreams: Upstreams | undefined;
 
@@ -68,6 +73,7 @@ export class Agent implements SyncContext {
     this.upstreams = config.upstreams.length
       ? new Upstreams(config.upstreams, config.upstreamTimeoutMs, config.ca, log, metrics, () => (this.doc.upstreams ??= {}))
       : undefined;
+    this.pullThrough = config.server.pullThrough ? new PullThrough(this) : undefined;
   }
 
   /** Loads what was applied before, so it is served at once, with or without a network. */
@@ -214,17 +220,26 @@ export class Agent implements SyncContext {
   private async syncGroup(g: AgentGroup, pin: Pin | undefined, summary: SyncSummary): Promise<GroupOutcome> {
     const rec = this.record(g.name);
     const now = new Date().toISOString();
-    const polled = await poll(this, g, pin, rec, now);
-    if (polled.outcome !== 'changed' && polled.outcome !== 'retried') return polled.outcome;
+    // The server's pull-through (serve/pull-through.ts) waits a little for a new state being verified.
+    let verified!: () => void;
+    this.verifying = new Promise<void>((resolve) => (verified = resolve));
     try {
-      const state = polled.outcome === 'retried' ? polled.state : await verifyState(this, g, rec, polled.digest, pin, summary, polled.via);
-      const plan = await planPulls(this, g, state, rec);
-      const images = await pullImages(this, g, plan, summary);
-      this.backoff.settle(this.log, g.name, plan.toPull, images, this.space.stopped);
-      await applyImages(this, g, state, rec, plan, images);
-      return polled.outcome === 'retried' ? 'retried' : 'applied';
-    } catch (err) {
-      return notApplied(this, g, rec, err, now);
+      const polled = await poll(this, g, pin, rec, now);
+      if (polled.outcome !== 'changed' && polled.outcome !== 'retried') return polled.outcome;
+      try {
+        const state = polled.outcome === 'retried' ? polled.state : await verifyState(this, g, rec, polled.digest, pin, summary, polled.via);
+        verified();
+        const plan = await planPulls(this, g, state, rec);
+        const images = await pullImages(this, g, plan, summary);
+        this.backoff.settle(this.log, g.name, plan.toPull, images, this.space.stopped);
+        await applyImages(this, g, state, rec, plan, images);
+        return polled.outcome === 'retried' ? 'retried' : 'applied';
+      } catch (err) {
+        return notApplied(this, g, rec, err, now);
+      }
+    } finally {
+      verified();
+      this.verifying = undefined;
     }
   }
 

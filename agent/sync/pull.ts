@@ -164,14 +164,15 @@ function storeFullError(): Error {
 async function manifest(ctx: PullContext, repository: string, digest: string): Promise<{ bytes: Buffer; doc: ManifestDoc }> {
   let bytes: Buffer | undefined;
   if (await ctx.store.has(digest)) bytes = await ctx.store.read(digest).catch(() => undefined);
-  if (!bytes) {
+  // Once per digest, whoever asks first: this sync, or a peer through the server's pull-through.
+  bytes ??= await ctx.store.once(digest, async () => {
     const fetched = await ctx.client.getManifest(repository, digest);
     if (!fetched) throw new PullRefusedError(`${repository}@${digest} is not in the registry`);
     if (fetched.digest !== digest) throw new PullRefusedError(`${repository}@${digest} arrived as ${fetched.digest}`);
     if (!(ctx.client instanceof SiteClient && ctx.client.delivered.has(fetched))) ctx.onBytes(fetched.bytes.length);
     await ctx.store.write(digest, fetched.bytes);
-    bytes = fetched.bytes;
-  }
+    return fetched.bytes;
+  });
   try {
     return { bytes, doc: JSON.parse(bytes.toString('utf8')) as ManifestDoc };
   } catch {
