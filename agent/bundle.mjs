@@ -9,7 +9,8 @@
 // Not minified: the mutation check (test/mutation) edits the bundle's code as printed, and a
 // stack trace from a device stays readable.
 import { build } from 'esbuild';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 
 const outfile = process.argv[2] ?? 'dist/satellite-agent.cjs';
 const result = await build({
@@ -24,5 +25,6 @@ const result = await build({
 });
 for (const file of result.outputFiles) {
   const text = file.text.replace(/[^\u0000-\u00ff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  await mkdir(dirname(file.path), { recursive: true }); // a fresh tree (the image's build stage) has no dist/
   await writeFile(file.path, text, { mode: 0o755 });
 }
