@@ -79,10 +79,11 @@ export function listing(mode: 'plain' | 'all' | 'keyed'): string {
        SELECT p.*, k.repository, k.digest, v.repository, v.digest, v.media_type, v.kind, v.size, v.subject_digest, v.deleted, v.tags, v.children, v.labels, v.platform, v.expires_at
          FROM point p LEFT JOIN (touched k LEFT JOIN visible v USING (repository, digest)) ON true`,
     // A group of more than $4 records gets the point alone (a one-time filter: the listing
-    // is not run), and is then read through a cursor.
-    all: `, point AS (SELECT ${POINT}), page AS (
-         SELECT * FROM visible WHERE (SELECT count(*) FROM artifacts WHERE group_name = $1) <= $4)
-       SELECT p.*, v.* FROM point p LEFT JOIN page v ON true ORDER BY v.repository COLLATE "C", v.digest COLLATE "C"`,
+    // is not run), and is then read through a cursor. After the point, each row says how
+    // many records the group has (so the caller need not count them again).
+    all: `, point AS (SELECT ${POINT}), records AS (SELECT count(*) AS n FROM artifacts WHERE group_name = $1), page AS (
+         SELECT * FROM visible WHERE (SELECT n FROM records) <= $4)
+       SELECT p.*, r.n, v.* FROM point p CROSS JOIN records r LEFT JOIN page v ON true ORDER BY v.repository COLLATE "C", v.digest COLLATE "C"`,
     plain: 'SELECT * FROM visible ORDER BY repository COLLATE "C", digest COLLATE "C"',
   }[mode]}`;
 }
