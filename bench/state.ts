@@ -12,7 +12,8 @@
 //     Where a 100,000-entry first build goes (--cpu-prof on bench/build-once.js, 2026-12-07,
 //     2-core shared machine): Postgres's listing ~0.6-0.75 s of backend CPU (tag and child
 //     aggregates, hash joins, the sort; JIT stays off in the pool: with it, +1.2-5.8 s of
-//     LLVM compilation), the worker ~1.1-1.6 s of CPU (GC 0.6-1.0 s, row parsing ~0.5 s,
+//     LLVM compilation; 0.45-0.52 s since the tags are kept on each artifact's row,
+//     migration 72), the worker ~1.1-1.6 s of CPU (GC 0.6-1.0 s, row parsing ~0.5 s,
 //     rendering ~0.4 s, sha256 and gzip of ~26 MB of text). Chunks are hashed and gzip'd
 //     as their rows arrive and the next FETCH is in flight while a batch renders; the
 //     content and layer digests take one pass. On a machine shared with other work the

@@ -479,4 +479,52 @@ export const MIGRATIONS: readonly Migration[] = [
         WHERE manifest IS NOT NULL;
     `,
   },
+  {
+    version: 72,
+    name: 'each artifact carries its live tags (kept by triggers on tags)',
+    sql: `
+      -- A group's listing aggregated every tag of the group per artifact at each full read:
+      -- the largest part of a 100,000-entry listing's backend CPU. The tags of each artifact
+      -- are kept on its row instead (in no particular order; the state sorts them), by
+      -- triggers on tags, so every writer of tags keeps them, whatever statement it is. The
+      -- triggers are per statement, over the rows it changed (a bulk write is one UPDATE),
+      -- and change each array in place: an UPDATE re-reads a row another transaction
+      -- changed meanwhile, so concurrent writers of one artifact's tags each see the other's.
+      ALTER TABLE artifacts ADD COLUMN live_tags text[] NOT NULL DEFAULT '{}';
+      UPDATE artifacts a SET live_tags = t.tags
+        FROM (SELECT group_name, repository, digest, array_agg(tag) AS tags FROM tags GROUP BY 1, 2, 3) t
+       WHERE a.group_name = t.group_name AND a.repository = t.repository AND a.digest = t.digest;
+
+      CREATE FUNCTION tags_added() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        UPDATE artifacts a SET live_tags = a.live_tags || n.tags
+          FROM (SELECT group_name, repository, digest, array_agg(tag) AS tags FROM added GROUP BY 1, 2, 3) n
+         WHERE a.group_name = n.group_name AND a.repository = n.repository AND a.digest = n.digest;
+        RETURN NULL;
+      END $$;
+      CREATE FUNCTION tags_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        UPDATE artifacts a SET live_tags = ARRAY(SELECT x FROM unnest(a.live_tags) AS x WHERE x <> ALL (o.tags))
+          FROM (SELECT group_name, repository, digest, array_agg(tag) AS tags FROM removed GROUP BY 1, 2, 3) o
+         WHERE a.group_name = o.group_name AND a.repository = o.repository AND a.digest = o.digest;
+        RETURN NULL;
+      END $$;
+      CREATE FUNCTION tags_moved() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        UPDATE artifacts a SET live_tags = ARRAY(SELECT x FROM unnest(a.live_tags) AS x WHERE x <> ALL (o.tags))
+          FROM (SELECT group_name, repository, digest, array_agg(tag) AS tags FROM removed GROUP BY 1, 2, 3) o
+         WHERE a.group_name = o.group_name AND a.repository = o.repository AND a.digest = o.digest;
+        UPDATE artifacts a SET live_tags = a.live_tags || n.tags
+          FROM (SELECT group_name, repository, digest, array_agg(tag) AS tags FROM added GROUP BY 1, 2, 3) n
+         WHERE a.group_name = n.group_name AND a.repository = n.repository AND a.digest = n.digest;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER tags_added AFTER INSERT ON tags REFERENCING NEW TABLE AS added
+        FOR EACH STATEMENT EXECUTE FUNCTION tags_added();
+      CREATE TRIGGER tags_removed AFTER DELETE ON tags REFERENCING OLD TABLE AS removed
+        FOR EACH STATEMENT EXECUTE FUNCTION tags_removed();
+      CREATE TRIGGER tags_moved AFTER UPDATE ON tags REFERENCING OLD TABLE AS removed NEW TABLE AS added
+        FOR EACH STATEMENT EXECUTE FUNCTION tags_moved();
+    `,
+  },
 ];

@@ -13,8 +13,8 @@ export const POINT = `pg_snapshot_xmin(pg_current_snapshot())::text AS xmin, now
 export const POINT_COLUMNS = 4;
 
 /**
- * The group listing: one pass over each table (hash joins on pre-aggregated tags and
- * children), not a subquery per artifact. $1 group, $2 retention in hours, $3 whether
+ * The group listing: one pass over each table (hash joins on pre-aggregated children; the
+ * tags are on each artifact's row), not a subquery per artifact. $1 group, $2 retention in hours, $3 whether
  * superseded manifests become tombstones. Keyed ($4 the xmin of an earlier snapshot): only
  * the entries changes since then may have touched, each with its listing row (or nulls).
  */
@@ -38,9 +38,9 @@ export function listing(mode: 'plain' | 'all' | 'keyed'): string {
          UNION SELECT a.repository, ${cosignTarget('x.tag')} FROM artifacts a JOIN direct d USING (repository), unnest(a.deleted_tags) AS x(tag)
                 WHERE a.group_name = $1 AND a.digest = d.digest AND x.tag ~ ${COSIGN_TAG}
        ), ` : '';
-  return `WITH ${touched}t AS (
-         SELECT repository, digest, string_agg(tag, ' ') AS tags FROM tags x WHERE group_name = $1 ${on('x', 'digest')} GROUP BY repository, digest
-       ), ch AS (
+  // An artifact's live tags are on its row (live_tags, kept by triggers on tags: migration 72).
+  const tags = `NULLIF(array_to_string(a.live_tags, ' '), '')`;
+  return `WITH ${touched}ch AS (
          SELECT repository, index_digest,
                 json_agg(json_build_object('digest', child_digest, 'mediaType', media_type, 'platform', platform) ORDER BY position) AS children
            FROM index_children x WHERE group_name = $1 ${on('x', 'index_digest')} GROUP BY repository, index_digest
@@ -48,25 +48,24 @@ export function listing(mode: 'plain' | 'all' | 'keyed'): string {
          SELECT DISTINCT repository, child_digest FROM index_children x WHERE group_name = $1 ${on('x', 'child_digest')}
        ), listed AS (
          SELECT a.repository, a.digest, a.media_type, a.kind, a.size, a.subject_digest, a.deleted, a.deleted_at,
-                CASE WHEN a.deleted THEN NULLIF(array_to_string(a.deleted_tags, ' '), '') ELSE t.tags END AS tags,
+                CASE WHEN a.deleted THEN NULLIF(array_to_string(a.deleted_tags, ' '), '') ELSE ${tags} END AS tags,
                 ch.children, h.labels, h.platform, sm.superseded_at,
                 -- Superseded: untagged since a tag moved away from it, and neither an index
                 -- nor a signature (a subject, or cosign's sha256-<hex>.sig tag) names it.
                 (NOT a.deleted AND sm.superseded_at IS NOT NULL AND (a.tagged_at IS NULL OR sm.superseded_at > a.tagged_at)
-                 AND t.tags IS NULL AND $3
+                 AND cardinality(a.live_tags) = 0 AND $3
                  AND NOT EXISTS (SELECT 1 FROM artifacts s WHERE s.group_name = $1 AND s.repository = a.repository
                                     AND s.subject_digest = a.digest AND s.kind = 'SIGNATURE' AND NOT s.deleted)
                  AND NOT EXISTS (SELECT 1 FROM tags st WHERE st.group_name = $1 AND st.repository = a.repository
                                     AND st.tag = replace(a.digest, ':', '-') || '.sig')) AS superseded
            FROM artifacts a
-           LEFT JOIN t ON t.repository = a.repository AND t.digest = a.digest
            LEFT JOIN ch ON ch.repository = a.repository AND ch.index_digest = a.digest
            LEFT JOIN kids k ON k.repository = a.repository AND k.child_digest = a.digest
            LEFT JOIN harbor_artifacts h ON h.repository = a.repository AND h.digest = a.digest
            LEFT JOIN superseded_manifests sm ON sm.group_name = $1 AND sm.repository = a.repository AND sm.digest = a.digest
           WHERE a.group_name = $1 ${on('a', 'digest')}
             AND (NOT a.deleted OR a.deleted_at > now() - make_interval(hours => $2))
-            AND (cardinality(a.deleted_tags) > 0 OR t.tags IS NOT NULL OR k.child_digest IS NULL)
+            AND (cardinality(a.deleted_tags) > 0 OR cardinality(a.live_tags) > 0 OR k.child_digest IS NULL)
        ), visible AS (
          SELECT repository, digest, media_type, kind, size, subject_digest, deleted OR superseded AS deleted, tags, children, labels, platform,
                 CASE WHEN deleted THEN deleted_at + make_interval(hours => $2)
@@ -80,10 +79,11 @@ export function listing(mode: 'plain' | 'all' | 'keyed'): string {
        SELECT p.*, k.repository, k.digest, v.repository, v.digest, v.media_type, v.kind, v.size, v.subject_digest, v.deleted, v.tags, v.children, v.labels, v.platform, v.expires_at
          FROM point p LEFT JOIN (touched k LEFT JOIN visible v USING (repository, digest)) ON true`,
     // A group of more than $4 records gets the point alone (a one-time filter: the listing
-    // is not run), and is then read through a cursor.
-    all: `, point AS (SELECT ${POINT}), page AS (
-         SELECT * FROM visible WHERE (SELECT count(*) FROM artifacts WHERE group_name = $1) <= $4)
-       SELECT p.*, v.* FROM point p LEFT JOIN page v ON true ORDER BY v.repository COLLATE "C", v.digest COLLATE "C"`,
+    // is not run), and is then read through a cursor. After the point, each row says how
+    // many records the group has (so the caller need not count them again).
+    all: `, point AS (SELECT ${POINT}), records AS (SELECT count(*) AS n FROM artifacts WHERE group_name = $1), page AS (
+         SELECT * FROM visible WHERE (SELECT n FROM records) <= $4)
+       SELECT p.*, r.n, v.* FROM point p CROSS JOIN records r LEFT JOIN page v ON true ORDER BY v.repository COLLATE "C", v.digest COLLATE "C"`,
     plain: 'SELECT * FROM visible ORDER BY repository COLLATE "C", digest COLLATE "C"',
   }[mode]}`;
 }

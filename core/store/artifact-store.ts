@@ -247,9 +247,9 @@ export class ArtifactStore {
       };
     }
     // A group of up to BATCH records in one statement; a larger one through a cursor.
-    const first = await queryArrays<[string, Date, string, string, ...ListingRow]>(this.pool, sql.listing('all'), [...params, BATCH]);
-    if (first.length > 1 || first[0]![P] !== null || (await this.recordCount(group)) <= BATCH) {
-      const listed = first.filter((r) => r[P] !== null).map((r) => fromListing(r.slice(P) as ListingRow));
+    const first = await queryArrays<[string, Date, string, string, string, ...ListingRow]>(this.pool, sql.listing('all'), [...params, BATCH]);
+    if (Number(first[0]![P]) <= BATCH) {
+      const listed = first.filter((r) => r[P + 1] !== null).map((r) => fromListing(r.slice(P + 1) as ListingRow));
       if (onRows) onRows(listed);
       return { ...pointOf(first[0]!), rows: onRows ? [] : listed };
     }
@@ -270,11 +270,6 @@ export class ArtifactStore {
       }
       return { ...pointOf(rows[0] as unknown[]), rows: all };
     }, 'ISOLATION LEVEL REPEATABLE READ READ ONLY');
-  }
-
-  private async recordCount(group: string): Promise<number> {
-    const { rows } = await query<{ n: number }>(this.pool, 'SELECT count(*)::int AS n FROM artifacts WHERE group_name = $1', [group]);
-    return rows[0]!.n;
   }
 
   async groupExists(group: string): Promise<boolean> {

@@ -127,7 +127,7 @@ export const MUTANTS: Mutant[] = [
     edits: [
       { file: 'core/state/render.js', find: 'if (inOrder(artifacts[i - 1], artifacts[i]) > 0)', replace: 'if (false)' },
       { file: 'core/store/artifact-store.sql.js', find: `plain: 'SELECT * FROM visible ORDER BY repository COLLATE "C", digest COLLATE "C"',`, replace: "plain: 'SELECT * FROM visible'," },
-      { file: 'core/store/artifact-store.sql.js', find: 'SELECT p.*, v.* FROM point p LEFT JOIN page v ON true ORDER BY v.repository COLLATE "C", v.digest COLLATE "C"', replace: 'SELECT p.*, v.* FROM point p LEFT JOIN page v ON true' },
+      { file: 'core/store/artifact-store.sql.js', find: 'SELECT p.*, r.n, v.* FROM point p CROSS JOIN records r LEFT JOIN page v ON true ORDER BY v.repository COLLATE "C", v.digest COLLATE "C"', replace: 'SELECT p.*, r.n, v.* FROM point p CROSS JOIN records r LEFT JOIN page v ON true' },
       { file: 'worker/state-content.js', find: 'if (!sorted)', replace: 'if (false)' },
     ],
     tests: ['core/render-determinism.test.js', 'worker/publish.test.js'],
