@@ -307,6 +307,8 @@ interface Round {
   cpu: number;
   registryCpu: number;
   postgresCpu: number;
+  /** Transactions the worker committed in the group's database (pg_stat_database), the bench's own taken out. */
+  xacts: number;
   /** The signed floor, same concurrency as the worker: its seconds and the registry's CPU. */
   signed: number;
   signedRegistryCpu: number;
@@ -335,6 +337,12 @@ async function groupRounds(registry: LocalRegistry, keys: TestKeys, n: number, p
   const key = loadPrivateKey(keys.privatePem, KEY_PASSWORD);
   const publishedVersions = async (version: number) => (await db.pool.query<{ n: number }>(
     "SELECT count(*)::int AS n FROM state_versions WHERE status = 'published' AND version = $1", [version])).rows[0]!.n;
+  // Every statement the worker sends outside a transaction block commits one transaction:
+  // the database's count (flushed by each backend within a second of going idle) less the
+  // bench's own queries is the worker's round trips to Postgres. Postgres's CPU above is the
+  // whole machine's (other databases' too); this count is the worker's alone.
+  const committed = async () => Number((await db.pool.query<{ n: string }>(
+    'SELECT xact_commit::text AS n FROM pg_stat_database WHERE datname = current_database()')).rows[0]!.n);
   const rounds: Round[] = [];
   try {
     for (let g = 0; g < n; g++) await seedGroup(db.pool, `g${g}`, GROUP_SIZE, 5);
@@ -351,16 +359,19 @@ async function groupRounds(registry: LocalRegistry, keys: TestKeys, n: number, p
           try {
             const layer = randomLayer(16);
             for (let g = 0; g < n; g++) await record(db.pool, `g${g}`, 'library/app0', image({ layers: [layer], architecture: `x${g}` }), 'changed');
+            await new Promise((r) => setTimeout(r, 1500)); // the bench's writes counted before x0
           } finally {
             worker.child.kill('SIGCONT');
           }
         }
         relay?.reset();
+        const x0 = await committed();
+        let own = 1; // x0's own query
         const cpu0 = await cpuMs(worker.child.pid!);
         const reg0 = await cpuMs(registry.pid);
         const pg0 = await cpuOfNamed('postgres');
         const t0 = performance.now();
-        while ((await publishedVersions(version)) < n) await new Promise((r) => setTimeout(r, 20));
+        while ((own++, await publishedVersions(version)) < n) await new Promise((r) => setTimeout(r, 20));
         const seconds = (performance.now() - t0) / 1000;
         const cpu = (await cpuMs(worker.child.pid!)) - cpu0;
         const registryCpu = (await cpuMs(registry.pid)) - reg0;
@@ -369,6 +380,7 @@ async function groupRounds(registry: LocalRegistry, keys: TestKeys, n: number, p
         // The floors: the very packages just published (round 2 into the repositories the
         // floor's round 1 filled, as a registry client would find them).
         const packages = await publishedPackages(db.pool, version);
+        own++;
         relay?.reset();
         const signedReg0 = await cpuMs(registry.pid);
         const signed = (await signedFloor(registryUrl, key, `${project}-signed-floor`, packages, concurrency, version === 1)) / 1000;
@@ -379,8 +391,9 @@ async function groupRounds(registry: LocalRegistry, keys: TestKeys, n: number, p
         const floor = (await plainPushes(packages, registryUrl, `${project}-plain`, 4)) / 1000;
         const floorRegistryCpu = (await cpuMs(registry.pid)) - floorReg0;
         const unsigned = relay?.tally();
+        const xacts = (await committed()) - x0 - own;
         rounds.push({
-          label: version === 1 ? 'first versions' : 'after 1 change each', seconds, cpu, registryCpu, postgresCpu,
+          label: version === 1 ? 'first versions' : 'after 1 change each', seconds, cpu, registryCpu, postgresCpu, xacts,
           signed, signedRegistryCpu, floor, floorRegistryCpu, ...(ours ? { tallies: { ours, signed: signedTally!, unsigned: unsigned! } } : {}),
         });
       }
@@ -428,6 +441,7 @@ async function groups(registry: LocalRegistry, keys: TestKeys): Promise<void> {
     out(`   ${r.label.padEnd(22)} ours ${r.seconds.toFixed(2)} s (${(DIRTY_GROUPS / r.seconds).toFixed(0)} states/s)`
       + `   signed floor ${r.signed.toFixed(2)} s   ratio ${(r.seconds / r.signed).toFixed(2)}`
       + `   unsigned push ${r.floor.toFixed(2)} s   ratio ${(r.seconds / r.floor).toFixed(2)}`);
+    out(`   ${''.padEnd(22)} Postgres transactions of the worker: ${(r.xacts / DIRTY_GROUPS).toFixed(2)} per state`);
     out(`   ${''.padEnd(22)} CPU: worker ${(r.cpu / 1000).toFixed(1)} s, Postgres ${(r.postgresCpu / 1000).toFixed(1)} s, registry ${(r.registryCpu / 1000).toFixed(1)} s`
       + ` (${(r.registryCpu / DIRTY_GROUPS).toFixed(1)} ms per state; signed floor ${(r.signedRegistryCpu / DIRTY_GROUPS).toFixed(1)} ms; unsigned ${(r.floorRegistryCpu / DIRTY_GROUPS).toFixed(1)} ms per push)`);
   }

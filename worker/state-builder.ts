@@ -5,7 +5,7 @@ import { diffStates, jsonDigest, renderDelta, type VersionedState } from '../cor
 import { formatBytes } from '../core/http/bounded-body.js';
 import { DEFAULT_STATE_MAX_MB, layerText, stateLayers } from '../core/state/format.js';
 import type { ArtifactStore, SupersededPolicy } from '../core/store/artifact-store.js';
-import type { BuildPoint, DeltaBase, StateStore, StateVersion, StoredPackage } from '../core/store/state-store.js';
+import type { BuildPoint, DeltaBase, RestorablePackage, StateStore, StateVersion, StoredPackage } from '../core/store/state-store.js';
 import type { Pusher } from './pusher.js';
 import type { Signer } from './signer.js';
 import { stateRepository, versionTag, type PackagedDelta, type PackagedState } from '../core/state/artifact.js';
@@ -100,10 +100,14 @@ export class StateBuilder {
     // Content kept from a version this worker published: most likely the next one, and no
     // round trip to ask (a guess that missed costs a second pass over the text, no more).
     const cached = this.options.cache?.take(group, registry, Date.now());
-    const expected = !this.options.layout.deltas ? undefined
-      : cached?.published ? Promise.resolve(cached.published.version + 1) : this.states.nextVersion(group);
+    const deltas = this.options.layout.deltas;
+    // Holding nothing of the group: the next version comes with what can be restored.
+    const start = !cached && this.options.cache && deltas ? this.states.restorable(group, this.options.layout.name, this.options.cache.maxAgeMs) : undefined;
+    const expected = !deltas ? undefined
+      : cached?.published ? Promise.resolve(cached.published.version + 1)
+        : start ? start.then((s) => s.next) : this.states.nextVersion(group);
     expected?.catch(() => {}); // awaited below, unless restoring fails first
-    const restored = cached ? undefined : await this.restore(group, registry);
+    const restored = start ? await this.restore(group, registry, (await start).found) : undefined;
     const kept = cached ?? restored?.content;
     // One snapshot: the point the build starts from and what the group holds then (only
     // what changed since, when the content of an earlier build is kept or restored).
@@ -130,10 +134,7 @@ export class StateBuilder {
    * version was read recently enough for the change log since to be complete; undefined
    * when there is none, or its package is not laid out as this worker would write it.
    */
-  private async restore(group: string, registry: string): Promise<{ content: StateContent; reread: { repository: string; digest: string }[] } | undefined> {
-    const cache = this.options.cache;
-    if (!cache || !this.options.layout.deltas) return undefined;
-    const found = await this.states.restorable(group, this.options.layout.name, cache.maxAgeMs);
+  private async restore(group: string, registry: string, found: RestorablePackage | undefined): Promise<{ content: StateContent; reread: { repository: string; digest: string }[] } | undefined> {
     if (!found) return undefined;
     const layers = stateLayers(JSON.parse(found.package.manifest.toString('utf8')) as object);
     const layer = layers?.stateDigest && found.package.blobs.find((b) => computeDigest(b) === layers.full.digest);

@@ -108,16 +108,18 @@ export class StateStore {
   }
 
   /**
-   * The newest published version, when its package is still kept and the snapshot its
-   * content was read at is known and no older than `maxAgeMs` (the change log since then is
-   * still there): what a worker holding nothing of the group can start from.
+   * What a worker holding nothing of a group starts from, in one round trip: the version a
+   * new allocation would get now (see nextVersion), and the newest published version, when
+   * its package is still kept and the snapshot its content was read at is known and no older
+   * than `maxAgeMs` (the change log since then is still there).
    */
-  async restorable(group: string, layout: string, maxAgeMs: number): Promise<RestorablePackage | undefined> {
-    const { rows } = await query<{ version: number; read_xmin: string | null; read_at: Date; age_ms: number }>(this.pool, sql.RESTORABLE, [group, layout]);
-    const r = rows[0];
-    if (!r?.read_xmin || r.age_ms > maxAgeMs) return undefined;
-    const pkg = await this.loadPackage(group, r.version);
-    return pkg && { version: r.version, package: pkg, xmin: r.read_xmin, readAt: r.read_at };
+  async restorable(group: string, layout: string, maxAgeMs: number): Promise<{ next: number; found: RestorablePackage | undefined }> {
+    const { rows } = await query<{ next: number; version: number | null; read_xmin: string | null; read_at: Date | null;
+      manifest_digest: string | null; manifest: Buffer | null; blob: Buffer | null }>(this.pool, sql.RESTORABLE, [group, layout, maxAgeMs]);
+    const r = rows[0]!;
+    if (r.version === null) return { next: r.next, found: undefined };
+    const pkg = { digest: r.manifest_digest!, manifest: r.manifest!, blobs: rows.flatMap((x) => (x.blob ? [x.blob] : [])) };
+    return { next: r.next, found: { version: r.version, package: pkg, xmin: r.read_xmin!, readAt: r.read_at! } };
   }
 
   /**
