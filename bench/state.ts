@@ -48,6 +48,10 @@
 // unsigned push 38-44 s and 56-60 s. The rest is the worker's CPU (10-14 ms per state) and
 // Postgres's (8-18 ms per state) on the same two cores. (Postgres's CPU is summed over its
 // live processes: a backend that exits during a round makes it low, even negative.) At WORKER_CONCURRENCY=8 (300 groups, floor also 8 at a time): 1.33 and 1.24.
+// Round 2 (same day, 300 groups, load average 7-9, against main in alternate runs): the
+// worker's Postgres transactions per state 9.95-10.07 (main 11.25-11.64) for first versions,
+// 5.60-6.15 (main 8.13-8.40) after one change; ratio to the signed floor after one change
+// 1.17 / 1.22 (main 1.68 / 1.51), first versions 0.87 / 1.40 (main 1.22 / 1.61).
 // Latency (part 1, same day, load average 14-19): p50 305 ms, p95 513 ms; p50 / p95 by
 // stage: debounce 99 / 188 (BUILD_QUIET_MS is 100), queue 1 / 10, read 19 / 39, package
 // 18 / 64, signature 86 / 143 beside blobs + v<N> 107 / 213, latest 25 / 69, the bench's
