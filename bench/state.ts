@@ -51,7 +51,9 @@
 // Round 2 (same day, 300 groups, load average 7-9, against main in alternate runs): the
 // worker's Postgres transactions per state 9.95-10.07 (main 11.25-11.64) for first versions,
 // 5.60-6.15 (main 8.13-8.40) after one change; ratio to the signed floor after one change
-// 1.17 / 1.22 (main 1.68 / 1.51), first versions 0.87 / 1.40 (main 1.22 / 1.61).
+// 1.17 / 1.22 (main 1.68 / 1.51), first versions 0.87 / 1.40 (main 1.22 / 1.61). 1,000
+// groups, one run each: 8.13 / 5.30 transactions per state, ratio 1.15 / 1.31 (main 10.51 /
+// 7.15, 1.80 / 1.62).
 // Latency (part 1, same day, load average 14-19): p50 305 ms, p95 513 ms; p50 / p95 by
 // stage: debounce 99 / 188 (BUILD_QUIET_MS is 100), queue 1 / 10, read 19 / 39, package
 // 18 / 64, signature 86 / 143 beside blobs + v<N> 107 / 213, latest 25 / 69, the bench's
