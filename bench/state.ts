@@ -49,6 +49,12 @@
 // unsigned push 38-44 s and 56-60 s. The rest is the worker's CPU (10-14 ms per state) and
 // Postgres's (8-18 ms per state) on the same two cores. (Postgres's CPU is summed over its
 // live processes: a backend that exits during a round makes it low, even negative.) At WORKER_CONCURRENCY=8 (300 groups, floor also 8 at a time): 1.33 and 1.24.
+// Round 2 (same day, 300 groups, load average 7-9, against main in alternate runs): the
+// worker's Postgres transactions per state 9.95-10.07 (main 11.25-11.64) for first versions,
+// 5.60-6.15 (main 8.13-8.40) after one change; ratio to the signed floor after one change
+// 1.17 / 1.22 (main 1.68 / 1.51), first versions 0.87 / 1.40 (main 1.22 / 1.61). 1,000
+// groups, one run each: 8.13 / 5.30 transactions per state, ratio 1.15 / 1.31 (main 10.51 /
+// 7.15, 1.80 / 1.62).
 // Latency (part 1, same day, load average 14-19): p50 305 ms, p95 513 ms; p50 / p95 by
 // stage: debounce 99 / 188 (BUILD_QUIET_MS is 100), queue 1 / 10, read 19 / 39, package
 // 18 / 64, signature 86 / 143 beside blobs + v<N> 107 / 213, latest 25 / 69, the bench's
@@ -308,6 +314,8 @@ interface Round {
   cpu: number;
   registryCpu: number;
   postgresCpu: number;
+  /** Transactions the worker committed in the group's database (pg_stat_database), the bench's own taken out. */
+  xacts: number;
   /** The signed floor, same concurrency as the worker: its seconds and the registry's CPU. */
   signed: number;
   signedRegistryCpu: number;
@@ -336,6 +344,12 @@ async function groupRounds(registry: LocalRegistry, keys: TestKeys, n: number, p
   const key = loadPrivateKey(keys.privatePem, KEY_PASSWORD);
   const publishedVersions = async (version: number) => (await db.pool.query<{ n: number }>(
     "SELECT count(*)::int AS n FROM state_versions WHERE status = 'published' AND version = $1", [version])).rows[0]!.n;
+  // Every statement the worker sends outside a transaction block commits one transaction:
+  // the database's count (flushed by each backend within a second of going idle) less the
+  // bench's own queries is the worker's round trips to Postgres. Postgres's CPU above is the
+  // whole machine's (other databases' too); this count is the worker's alone.
+  const committed = async () => Number((await db.pool.query<{ n: string }>(
+    'SELECT xact_commit::text AS n FROM pg_stat_database WHERE datname = current_database()')).rows[0]!.n);
   const rounds: Round[] = [];
   try {
     for (let g = 0; g < n; g++) await seedGroup(db.pool, `g${g}`, GROUP_SIZE, 5);
@@ -352,16 +366,19 @@ async function groupRounds(registry: LocalRegistry, keys: TestKeys, n: number, p
           try {
             const layer = randomLayer(16);
             for (let g = 0; g < n; g++) await record(db.pool, `g${g}`, 'library/app0', image({ layers: [layer], architecture: `x${g}` }), 'changed');
+            await new Promise((r) => setTimeout(r, 1500)); // the bench's writes counted before x0
           } finally {
             worker.child.kill('SIGCONT');
           }
         }
         relay?.reset();
+        const x0 = await committed();
+        let own = 1; // x0's own query
         const cpu0 = await cpuMs(worker.child.pid!);
         const reg0 = await cpuMs(registry.pid);
         const pg0 = await cpuOfNamed('postgres');
         const t0 = performance.now();
-        while ((await publishedVersions(version)) < n) await new Promise((r) => setTimeout(r, 20));
+        while ((own++, await publishedVersions(version)) < n) await new Promise((r) => setTimeout(r, 20));
         const seconds = (performance.now() - t0) / 1000;
         const cpu = (await cpuMs(worker.child.pid!)) - cpu0;
         const registryCpu = (await cpuMs(registry.pid)) - reg0;
@@ -370,6 +387,7 @@ async function groupRounds(registry: LocalRegistry, keys: TestKeys, n: number, p
         // The floors: the very packages just published (round 2 into the repositories the
         // floor's round 1 filled, as a registry client would find them).
         const packages = await publishedPackages(db.pool, version);
+        own++;
         relay?.reset();
         const signedReg0 = await cpuMs(registry.pid);
         const signed = (await signedFloor(registryUrl, key, `${project}-signed-floor`, packages, concurrency, version === 1)) / 1000;
@@ -380,8 +398,9 @@ async function groupRounds(registry: LocalRegistry, keys: TestKeys, n: number, p
         const floor = (await plainPushes(packages, registryUrl, `${project}-plain`, 4)) / 1000;
         const floorRegistryCpu = (await cpuMs(registry.pid)) - floorReg0;
         const unsigned = relay?.tally();
+        const xacts = (await committed()) - x0 - own;
         rounds.push({
-          label: version === 1 ? 'first versions' : 'after 1 change each', seconds, cpu, registryCpu, postgresCpu,
+          label: version === 1 ? 'first versions' : 'after 1 change each', seconds, cpu, registryCpu, postgresCpu, xacts,
           signed, signedRegistryCpu, floor, floorRegistryCpu, ...(ours ? { tallies: { ours, signed: signedTally!, unsigned: unsigned! } } : {}),
         });
       }
@@ -429,6 +448,7 @@ async function groups(registry: LocalRegistry, keys: TestKeys): Promise<void> {
     out(`   ${r.label.padEnd(22)} ours ${r.seconds.toFixed(2)} s (${(DIRTY_GROUPS / r.seconds).toFixed(0)} states/s)`
       + `   signed floor ${r.signed.toFixed(2)} s   ratio ${(r.seconds / r.signed).toFixed(2)}`
       + `   unsigned push ${r.floor.toFixed(2)} s   ratio ${(r.seconds / r.floor).toFixed(2)}`);
+    out(`   ${''.padEnd(22)} Postgres transactions of the worker: ${(r.xacts / DIRTY_GROUPS).toFixed(2)} per state`);
     out(`   ${''.padEnd(22)} CPU: worker ${(r.cpu / 1000).toFixed(1)} s, Postgres ${(r.postgresCpu / 1000).toFixed(1)} s, registry ${(r.registryCpu / 1000).toFixed(1)} s`
       + ` (${(r.registryCpu / DIRTY_GROUPS).toFixed(1)} ms per state; signed floor ${(r.signedRegistryCpu / DIRTY_GROUPS).toFixed(1)} ms; unsigned ${(r.floorRegistryCpu / DIRTY_GROUPS).toFixed(1)} ms per push)`);
   }

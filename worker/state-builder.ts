@@ -5,7 +5,7 @@ import { diffStates, jsonDigest, renderDelta, type VersionedState } from '../cor
 import { formatBytes } from '../core/http/bounded-body.js';
 import { DEFAULT_STATE_MAX_MB, layerText, stateLayers } from '../core/state/format.js';
 import type { ArtifactStore, SupersededPolicy } from '../core/store/artifact-store.js';
-import type { BuildPoint, StateStore, StateVersion, StoredPackage } from '../core/store/state-store.js';
+import type { BuildPoint, DeltaBase, RestorablePackage, StateStore, StateVersion, StoredPackage } from '../core/store/state-store.js';
 import type { Pusher } from './pusher.js';
 import type { Signer } from './signer.js';
 import { stateRepository, versionTag, type PackagedDelta, type PackagedState } from '../core/state/artifact.js';
@@ -97,10 +97,17 @@ export class StateBuilder {
     const registry = this.options.imageRegistry;
     // Asked for meanwhile: the version this build will most likely publish, whose full
     // layer's digest is then computed in the same pass over the text as the content digest.
-    const expected = this.options.layout.deltas ? this.states.nextVersion(group) : undefined;
-    expected?.catch(() => {}); // awaited below, unless restoring fails first
+    // Content kept from a version this worker published: most likely the next one, and no
+    // round trip to ask (a guess that missed costs a second pass over the text, no more).
     const cached = this.options.cache?.take(group, registry, Date.now());
-    const restored = cached ? undefined : await this.restore(group, registry);
+    const deltas = this.options.layout.deltas;
+    // Holding nothing of the group: the next version comes with what can be restored.
+    const start = !cached && this.options.cache && deltas ? this.states.restorable(group, this.options.layout.name, this.options.cache.maxAgeMs) : undefined;
+    const expected = !deltas ? undefined
+      : cached?.published ? Promise.resolve(cached.published.version + 1)
+        : start ? start.then((s) => s.next) : this.states.nextVersion(group);
+    expected?.catch(() => {}); // awaited below, unless restoring fails first
+    const restored = start ? await this.restore(group, registry, (await start).found) : undefined;
     const kept = cached ?? restored?.content;
     // One snapshot: the point the build starts from and what the group holds then (only
     // what changed since, when the content of an earlier build is kept or restored).
@@ -127,10 +134,7 @@ export class StateBuilder {
    * version was read recently enough for the change log since to be complete; undefined
    * when there is none, or its package is not laid out as this worker would write it.
    */
-  private async restore(group: string, registry: string): Promise<{ content: StateContent; reread: { repository: string; digest: string }[] } | undefined> {
-    const cache = this.options.cache;
-    if (!cache || !this.options.layout.deltas) return undefined;
-    const found = await this.states.restorable(group, this.options.layout.name, cache.maxAgeMs);
+  private async restore(group: string, registry: string, found: RestorablePackage | undefined): Promise<{ content: StateContent; reread: { repository: string; digest: string }[] } | undefined> {
     if (!found) return undefined;
     const layers = stateLayers(JSON.parse(found.package.manifest.toString('utf8')) as object);
     const layer = layers?.stateDigest && found.package.blobs.find((b) => computeDigest(b) === layers.full.digest);
@@ -176,7 +180,7 @@ export class StateBuilder {
     }
 
     const version = allocation.version;
-    const { pkg, saved } = await this.packageFor(group, version, content, allocation.reused);
+    const { pkg, saved } = await this.packageFor(group, version, content, allocation.reused, allocation.base);
     watch.mark('packaged');
     const summary = { group, version: version.version, digest: pkg.digest, artifacts: content.count };
     const pushed = await this.publish(group, repository, pkg, version, saved, watch);
@@ -205,7 +209,7 @@ export class StateBuilder {
    * bytes), else a new one, with the delta from the newest published version when its
    * package is known, kept before anything is pushed.
    */
-  private async packageFor(group: string, version: StateVersion, content: StateContent, reused: boolean): Promise<{ pkg: PackagedState; saved: Promise<void> }> {
+  private async packageFor(group: string, version: StateVersion, content: StateContent, reused: boolean, base: DeltaBase | undefined): Promise<{ pkg: PackagedState; saved: Promise<void> }> {
     // Only a version allocated by an earlier attempt can have a package kept.
     const stored = reused ? await this.states.loadPackage(group, version.version) : undefined;
     if (stored) return { pkg: fromStored(stored), saved: Promise.resolve() };
@@ -214,7 +218,7 @@ export class StateBuilder {
     const size = Buffer.isBuffer(json) ? json.length : json.size;
     if (size > this.maxStateBytes) throw new StateTooLargeError(group, size, this.maxStateBytes);
     const pkg = layout.deltas
-      ? layout.package(json, version.createdAt, await this.deltaFrom(group, content, version.version))
+      ? layout.package(json, version.createdAt, await this.deltaFrom(group, content, version.version, base))
       : layout.package(json, version.createdAt);
     // Kept while its blobs upload (publish waits for it before anything is signed or tagged).
     const saved = this.states.savePackage(group, version.version, { digest: pkg.digest, manifest: pkg.manifest, blobs: pkg.blobs.map((b) => b.bytes) });
@@ -226,11 +230,10 @@ export class StateBuilder {
    * published that version itself, else from that version's kept package (its text, or,
    * for a text laid out otherwise, its parsed state).
    */
-  private async deltaFrom(group: string, content: StateContent, version: number): Promise<PackagedDelta | undefined> {
-    const found = await this.states.deltaBase(group);
-    if (!found || found.version.layout !== this.options.layout.name) return undefined;
-    const base = found.version;
-    const baseDigest = found.manifest ? fullLayerDigest(found.manifest) : undefined;
+  private async deltaFrom(group: string, content: StateContent, version: number, base: DeltaBase | undefined): Promise<PackagedDelta | undefined> {
+    // The base came with the allocation (StateStore.allocate): no round trip of its own.
+    if (!base || base.layout !== this.options.layout.name) return undefined;
+    const baseDigest = base.manifest ? fullLayerDigest(base.manifest) : undefined;
     const known = baseDigest ? content.deltaFrom({ version: base.version, digest: baseDigest }, version) : undefined;
     if (known !== undefined) return { json: Buffer.from(known), baseDigest: baseDigest!, baseVersion: base.version };
     const stored = await this.states.loadPackage(group, base.version);

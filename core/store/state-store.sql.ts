@@ -34,16 +34,41 @@ export const MARK_PUBLISHED_AND_BUILT = `WITH p AS (
   UPDATE groups SET ${BUILT(4)}
    WHERE name = $1`;
 
+/**
+ * StateStore.allocate: satellite_allocate (migration 65) decides under the group's lock; the
+ * newest published version (a delta's base) comes back in the same round trip. It is read in
+ * the statement's snapshot, taken before the lock: as before, when it was a query of its own
+ * after the allocation, a version published meanwhile may be missed, which only makes the
+ * delta start from an older version (its base is named in the manifest).
+ */
+export const ALLOCATE = `SELECT a.*, b.version AS base_version, b.layout AS base_layout, b.manifest AS base_manifest
+  FROM satellite_allocate($1, $2, $3, $4, $5, $6) a
+  LEFT JOIN LATERAL (SELECT version, layout, manifest FROM state_versions
+                      WHERE group_name = $1 AND status = 'published' ORDER BY version DESC LIMIT 1) b ON true`;
+
 /** StateStore.nextVersion: what satellite_allocate gives a new version. */
 export const NEXT_VERSION = 'SELECT COALESCE(max(version), 0) + 1 AS version FROM state_versions WHERE group_name = $1';
 
-/** StateStore.deltaBase */
-export const DELTA_BASE = `SELECT ${COLUMNS}, manifest FROM state_versions WHERE group_name = $1 AND status = 'published' ORDER BY version DESC LIMIT 1`;
-
-/** StateStore.restorable */
-export const RESTORABLE = `SELECT version, read_xmin::text, read_at, extract(epoch FROM now() - read_at)::float8 * 1000 AS age_ms FROM state_versions
-  WHERE group_name = $1 AND status = 'published' AND layout = $2
-  ORDER BY version DESC LIMIT 1`;
+/**
+ * StateStore.restorable, one round trip: the version a new allocation would get (as
+ * NEXT_VERSION) and, when the newest published version's read snapshot is known and no older
+ * than $3 ms and its package is kept, that package, a row per blob (as LOAD_PACKAGE). A
+ * group with nothing published, or nothing restorable, gives one row of NULLs beside `next`.
+ */
+export const RESTORABLE = `WITH r AS (
+    SELECT version, read_xmin, read_at, manifest_digest, manifest, blobs FROM state_versions
+     WHERE group_name = $1 AND status = 'published' AND layout = $2
+     ORDER BY version DESC LIMIT 1
+  ), ok AS (
+    SELECT * FROM r WHERE read_xmin IS NOT NULL AND manifest IS NOT NULL
+                      AND extract(epoch FROM now() - read_at)::float8 * 1000 <= $3
+  )
+  SELECT (SELECT COALESCE(max(version), 0) + 1 FROM state_versions WHERE group_name = $1) AS next,
+         ok.version, ok.read_xmin::text, ok.read_at, ok.manifest_digest, ok.manifest, b.blob
+    FROM (VALUES (1)) one
+    LEFT JOIN ok ON true
+    LEFT JOIN LATERAL unnest(ok.blobs) WITH ORDINALITY AS b(blob, n) ON true
+   ORDER BY b.n`;
 
 /** StateStore.markPublished */
 export const MARK_PUBLISHED = `WITH p AS (

@@ -50,11 +50,20 @@ export interface RestorablePackage {
   readAt: Date;
 }
 
+/** The newest published version of a group (a delta's base) and the manifest it was pushed as, when still kept. */
+export interface DeltaBase {
+  version: number;
+  layout: string;
+  manifest: Buffer | null;
+}
+
 export type Allocation = { kind: 'unchanged'; current: StateVersion } | {
   kind: 'publish';
   version: StateVersion;
   /** A version allocated by an earlier attempt for the same content: its package may be kept. */
   reused: boolean;
+  /** The newest published version when allocated (none yet: undefined). */
+  base: DeltaBase | undefined;
 };
 
 /** The versions a group's states were published under. All SQL about them goes through here (state-store.sql.ts). */
@@ -81,12 +90,14 @@ export class StateStore {
     /** A new version even for published content (its package was lost and must be remade). */
     fresh = false): Promise<Allocation> {
     // One round trip: the decision is made under the group's lock by satellite_allocate
-    // (migration 65), which returns the version it settled on.
-    const { rows } = await query<Row & { outcome: 'unchanged' | 'reused' | 'new' }>(this.pool,
-      'SELECT * FROM satellite_allocate($1, $2, $3, $4, $5, $6)', [group, contentDigest, layout, repository, artifactCount, fresh]);
+    // (migration 65), which returns the version it settled on, and the delta's base with it.
+    const { rows } = await query<Row & { outcome: 'unchanged' | 'reused' | 'new'; base_version: number | null; base_layout: string | null; base_manifest: Buffer | null }>(
+      this.pool, sql.ALLOCATE, [group, contentDigest, layout, repository, artifactCount, fresh]);
     const r = rows[0]!;
     const version = fromRow(r);
-    return r.outcome === 'unchanged' ? { kind: 'unchanged', current: version } : { kind: 'publish', version, reused: r.outcome === 'reused' };
+    if (r.outcome === 'unchanged') return { kind: 'unchanged', current: version };
+    const base = r.base_version === null ? undefined : { version: r.base_version, layout: r.base_layout!, manifest: r.base_manifest };
+    return { kind: 'publish', version, reused: r.outcome === 'reused', base };
   }
 
   /** Marks a version published; older versions' packages are no longer needed and are dropped. */
@@ -97,16 +108,18 @@ export class StateStore {
   }
 
   /**
-   * The newest published version, when its package is still kept and the snapshot its
-   * content was read at is known and no older than `maxAgeMs` (the change log since then is
-   * still there): what a worker holding nothing of the group can start from.
+   * What a worker holding nothing of a group starts from, in one round trip: the version a
+   * new allocation would get now (see nextVersion), and the newest published version, when
+   * its package is still kept and the snapshot its content was read at is known and no older
+   * than `maxAgeMs` (the change log since then is still there).
    */
-  async restorable(group: string, layout: string, maxAgeMs: number): Promise<RestorablePackage | undefined> {
-    const { rows } = await query<{ version: number; read_xmin: string | null; read_at: Date; age_ms: number }>(this.pool, sql.RESTORABLE, [group, layout]);
-    const r = rows[0];
-    if (!r?.read_xmin || r.age_ms > maxAgeMs) return undefined;
-    const pkg = await this.loadPackage(group, r.version);
-    return pkg && { version: r.version, package: pkg, xmin: r.read_xmin, readAt: r.read_at };
+  async restorable(group: string, layout: string, maxAgeMs: number): Promise<{ next: number; found: RestorablePackage | undefined }> {
+    const { rows } = await query<{ next: number; version: number | null; read_xmin: string | null; read_at: Date | null;
+      manifest_digest: string | null; manifest: Buffer | null; blob: Buffer | null }>(this.pool, sql.RESTORABLE, [group, layout, maxAgeMs]);
+    const r = rows[0]!;
+    if (r.version === null) return { next: r.next, found: undefined };
+    const pkg = { digest: r.manifest_digest!, manifest: r.manifest!, blobs: rows.flatMap((x) => (x.blob ? [x.blob] : [])) };
+    return { next: r.next, found: { version: r.version, package: pkg, xmin: r.read_xmin!, readAt: r.read_at! } };
   }
 
   /**
@@ -117,12 +130,6 @@ export class StateStore {
   async nextVersion(group: string): Promise<number> {
     const { rows } = await query<{ version: number }>(this.pool, sql.NEXT_VERSION, [group]);
     return rows[0]!.version;
-  }
-
-  /** The newest published version and the manifest it was pushed as (when still kept): a delta's base. */
-  async deltaBase(group: string): Promise<{ version: StateVersion; manifest: Buffer | null } | undefined> {
-    const { rows } = await query<Row & { manifest: Buffer | null }>(this.pool, sql.DELTA_BASE, [group]);
-    return rows[0] && { version: fromRow(rows[0]), manifest: rows[0].manifest };
   }
 
   async markPublished(group: string, version: number, manifestDigest: string): Promise<void> {
