@@ -200,7 +200,7 @@ async function main(): Promise<void> {
     const site = async (together: boolean) => {
       const port = await freePort();
       const gwUrl = `http://127.0.0.1:${port}`;
-      const gwConfig = await agentConfig({}, port);
+      const gwConfig = await agentConfig({ server: { pullThrough: true } }, port);
       const devices = await Promise.all(Array.from({ length: DEVICES }, () => agentConfig({ upstreams: [gwUrl] })));
       wan.reset();
       const start = performance.now();

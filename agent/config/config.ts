@@ -339,7 +339,7 @@ function resolveConfig(file: FileShape, base: string, env: Env): AgentConfig {
   const srv = (file.server ?? {}) as { maxStreams?: number; maxStreamsPerClient?: number; idleTimeout?: string | number; pullThrough?: boolean };
   const idleTimeoutMs = srv.idleTimeout === undefined ? 60_000 : parseDuration(srv.idleTimeout);
   if (idleTimeoutMs === undefined) problems.push(`server.idleTimeout: ${JSON.stringify(srv.idleTimeout)} is not a duration such as 60s`);
-  const server = { maxStreams: srv.maxStreams ?? 128, maxStreamsPerClient: srv.maxStreamsPerClient ?? 32, idleTimeoutMs: idleTimeoutMs!, pullThrough: srv.pullThrough ?? true };
+  const server = { maxStreams: srv.maxStreams ?? 128, maxStreamsPerClient: srv.maxStreamsPerClient ?? 32, idleTimeoutMs: idleTimeoutMs!, pullThrough: srv.pullThrough ?? false };
   if (server.maxStreamsPerClient >= server.maxStreams) problems.push(`server.maxStreamsPerClient (${server.maxStreamsPerClient}) must be below server.maxStreams (${server.maxStreams}): one client could take every stream`);
   const ops = file.operations as { tokenFile?: string; username?: string; passwordFile?: string } | undefined;
   const operations = ops && readOperationsCredential(

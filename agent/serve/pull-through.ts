@@ -3,8 +3,8 @@ import type { Readable } from 'node:stream';
 import { imageRegistry } from '../config/config.js';
 import type { SyncContext } from '../sync/context.js';
 
-// Pull-through for the site's other agents (setting `server.pullThrough`, on by
-// default): a manifest or blob asked by digest that the store does not hold yet, but that a
+// Pull-through for the site's other agents (setting `server.pullThrough`, off by
+// default: set on a site's gateway): a manifest or blob asked by digest that the store does not hold yet, but that a
 // state this agent verified names (an image entry's manifest, an index's children, an image's
 // config and layers), is fetched once from the registry, checked
 // against its digest, and served. So devices that start together with their gateway still

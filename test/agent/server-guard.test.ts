@@ -86,7 +86,7 @@ describe('the edge agent\'s server: the operations credential', function () {
     const file = await world.configFile({ server: { maxStreams: 8, maxStreamsPerClient: 8 } });
     expect(() => loadAgentConfig(file, {})).to.throw(AgentConfigError, /server\.maxStreamsPerClient \(8\) must be below server\.maxStreams \(8\)/);
     const defaults = loadAgentConfig(await world.configFile(), {}).server;
-    expect(defaults).to.deep.equal({ maxStreams: 128, maxStreamsPerClient: 32, idleTimeoutMs: 60_000, pullThrough: true });
+    expect(defaults).to.deep.equal({ maxStreams: 128, maxStreamsPerClient: 32, idleTimeoutMs: 60_000, pullThrough: false });
   });
 });
 

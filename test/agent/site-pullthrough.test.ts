@@ -58,7 +58,7 @@ describe('the edge agent: pull-through (a gateway fetches for its site)', functi
 
   it('when the gateway and a device start at once, then each image manifest and blob crosses the WAN once, and the device gets it from the gateway', async () => {
     const images = await publishImages(4);
-    const gw = await world.start(await agentConfig(gwWan));
+    const gw = await world.start(await agentConfig(gwWan, { server: { pullThrough: true } }));
     const device: RunningAgent = await world.start(await agentConfig(devWan, { upstreams: [gw.url] }));
     const [gwSync, devSync] = await Promise.all([gw.firstSync, device.firstSync]);
     expect(gwSync.groups.edge).to.equal('applied');
@@ -83,7 +83,7 @@ describe('the edge agent: pull-through (a gateway fetches for its site)', functi
     await publishImages(1);
     const stray = image({ layers: [randomLayer(64 * 1024)] });
     await pushImage(world.client(), 'library/app0', stray, 'unlisted'); // in the registry, in no state
-    const gw = await world.start(await agentConfig(gwWan));
+    const gw = await world.start(await agentConfig(gwWan, { server: { pullThrough: true } }));
     expect((await gw.firstSync).groups.edge).to.equal('applied');
     const before = gwWan.log.length;
     const asks = [
@@ -100,9 +100,9 @@ describe('the edge agent: pull-through (a gateway fetches for its site)', functi
     expect(gwWan.log.slice(before), 'nothing asked of the registry').to.deep.equal([]);
   });
 
-  it('when server.pullThrough is false, then a gateway that lacks a named blob answers 404 and fetches nothing', async () => {
+  it('when server.pullThrough is not set (the default), then an agent that lacks a named blob answers 404 and fetches nothing', async () => {
     const images = await publishImages(1);
-    const gw = await world.start(await agentConfig(gwWan, { server: { pullThrough: false } }));
+    const gw = await world.start(await agentConfig(gwWan));
     expect(gw.agent.config.server.pullThrough).to.equal(false);
     expect((await gw.firstSync).groups.edge).to.equal('applied');
     // Removed from the store (as a collection would): named by the state, not held.
