@@ -47,8 +47,19 @@ describe('the test and benchmark environment', function () {
   });
 
   it('when TEST_PORTS is set, then free ports come from that range, skipping one in use', async () => {
-    const taken = createServer();
-    const lo = await new Promise<number>((r) => taken.listen(0, '127.0.0.1', () => r((taken.address() as { port: number }).port)));
+    // A port the kernel picks, held, and the one above it free a moment ago (another
+    // process's connection may hold that one: then the pair is picked again).
+    let taken = createServer();
+    let lo = 0;
+    for (let attempt = 0; ; attempt++) {
+      const server = taken;
+      lo = await new Promise<number>((r) => server.listen(0, '127.0.0.1', () => r((server.address() as { port: number }).port)));
+      const probe = createServer();
+      const nextFree = await new Promise<boolean>((r) => probe.once('error', () => r(false)).listen(lo + 1, '127.0.0.1', () => probe.close(() => r(true))));
+      if (nextFree || attempt === 20) break;
+      await new Promise((r) => server.close(r));
+      taken = createServer();
+    }
     try {
       await withEnv({ TEST_PORTS: `${lo}-${lo + 1}` }, async () => {
         for (let i = 0; i < 5; i++) expect(await freePort()).to.equal(lo + 1);
