@@ -19,8 +19,9 @@ export interface RelayOptions extends SettlePolicy {
  * settled: no change for `quietMs` (the burst ended), or the oldest waiting change
  * `maxWaitMs` old (a burst that never pauses is still published that often).
  *
- * It wakes on Postgres notifications (each outbox insert notifies once its transaction
- * commits), then at the moment the next waiting group will have settled, and at least
+ * It wakes on Postgres notifications (an outbox insert notifies once its transaction
+ * commits, unless its group had another change in the last 50 ms), then at the moment the
+ * next waiting group will have settled, a quiet period after each claim, and at least
  * every `pollMs`, so a notification lost with a connection only delays a build. Rows are
  * claimed with SKIP LOCKED (several relays may run) and deleted in the transaction that
  * enqueues their groups, which commits only after Redis took every job (one pipelined
@@ -55,6 +56,10 @@ export class OutboxRelay {
       });
       all.push(...claim.groups);
       this.plan(claim.nextReadyInMs);
+      // A change of a claimed group that committed just behind the claim may not have
+      // notified (an earlier change of its group from the last 50 ms had: migration 73):
+      // look again one quiet period later, when it is visible and its group has settled.
+      if (claim.groups.length > 0) this.plan(Math.min(this.options.quietMs, this.options.maxWaitMs));
       if (!claim.full || this.stopped) return all;
     }
   }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { InvalidDataError, StoreUnavailableError } from '../errors.js';
 
@@ -65,9 +66,35 @@ export async function inTransaction<T>(pool: Pool, fn: (client: Client) => Promi
   }
 }
 
-export async function query<R extends pg.QueryResultRow>(pool: Pool | Client, text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
+/**
+ * A statement run often, in the same text, on the hot paths (a manifest PUT, a blob HEAD, a
+ * state build): each connection has Postgres parse it once (a named prepared statement)
+ * and, after a few executions, plan it once when the generic plan costs no more than the
+ * per-call ones (plan_cache_mode auto). The endpoint's manifest PUT is one statement of
+ * eight parts; parsing and planning it on every PUT was a third of Postgres's CPU per image
+ * (bench/endpoint.ts). Only for statements whose plan does not depend on how large the group
+ * is (index lookups by key) and whose result columns are named, so that a column added by a
+ * migration while a connection holds the statement cannot change its result type.
+ *
+ * The name is the text's hash: the same text always has the same name, so no two statements
+ * can claim one. A connection pooler between the replicas and Postgres must keep prepared
+ * statements per server connection (PgBouncer's session mode, or 1.21+ with
+ * max_prepared_statements set).
+ */
+export interface Prepared {
+  readonly name: string;
+  readonly text: string;
+}
+
+export function prepared(text: string): Prepared {
+  return { name: `satellite_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`, text };
+}
+
+export async function query<R extends pg.QueryResultRow>(pool: Pool | Client, statement: string | Prepared, values?: unknown[]): Promise<pg.QueryResult<R>> {
   try {
-    return await pool.query<R>(text, values);
+    return typeof statement === 'string'
+      ? await pool.query<R>(statement, values)
+      : await pool.query<R>({ name: statement.name, text: statement.text, values });
   } catch (err) {
     throw translate(err);
   }
@@ -78,9 +105,10 @@ export async function query<R extends pg.QueryResultRow>(pool: Pool | Client, te
  * columns the caller names itself.
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export async function queryArrays<R extends any[]>(pool: Pool | Client, text: string, values?: unknown[]): Promise<R[]> {
+export async function queryArrays<R extends any[]>(pool: Pool | Client, statement: string | Prepared, values?: unknown[]): Promise<R[]> {
   try {
-    return (await pool.query<R>({ text, values, rowMode: 'array' })).rows;
+    const named = typeof statement === 'string' ? { text: statement } : statement;
+    return (await pool.query<R>({ ...named, values, rowMode: 'array' })).rows;
   } catch (err) {
     throw translate(err);
   }

@@ -1,6 +1,8 @@
 // The SQL of artifact-store.ts (ArtifactStore), one named statement per operation, kept apart to be read
 // and reviewed as SQL. Parameters are numbered as the calls in artifact-store.ts pass them.
 
+import { prepared } from '../db/pool.js';
+
 // cosign's attachment tags, sha256-<hex>.sig|.att|.sbom, and the digest they name.
 const COSIGN_TAG = `'^(sha256|sha512)-([a-f0-9]+)\\.(sig|att|sbom)$'`;
 const cosignTarget = (tag: string) => `regexp_replace(${tag}, ${COSIGN_TAG}, '\\1:\\2')`;
@@ -89,7 +91,7 @@ export function listing(mode: 'plain' | 'all' | 'keyed'): string {
 }
 
 /** ArtifactStore.recordManifest */
-export const RECORD_MANIFEST = `WITH changed AS (
+export const RECORD_MANIFEST = prepared(`WITH changed AS (
     -- Nothing changes when the manifest is already live and the tag (if any) already
     -- names it: Harbor's re-sends then add no change_log row and no build.
     SELECT NOT EXISTS (SELECT 1 FROM artifacts WHERE group_name = $1 AND repository = $2 AND digest = $3 AND NOT deleted)
@@ -99,8 +101,11 @@ export const RECORD_MANIFEST = `WITH changed AS (
     INSERT INTO groups (name) VALUES ($1) ON CONFLICT DO NOTHING
   ), a AS (
     INSERT INTO artifacts (group_name, repository, digest, media_type, kind, artifact_type, size, body,
-                           subject_digest, annotations, tagged_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $15::text IS NOT NULL THEN clock_timestamp() END)
+                           subject_digest, annotations, tagged_at, live_tags)
+    -- A new artifact carries its tag from the start (the tag upsert below always leaves the
+    -- tag on it); the tags trigger then has nothing to write (migration 73).
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $15::text IS NOT NULL THEN clock_timestamp() END,
+            CASE WHEN $15::text IS NOT NULL THEN ARRAY[$15::text] ELSE '{}' END)
     ON CONFLICT (group_name, repository, digest) DO UPDATE
       SET last_seen = now(), deleted = false, deleted_at = NULL, deleted_tags = '{}',
           tagged_at = COALESCE(EXCLUDED.tagged_at, artifacts.tagged_at)
@@ -142,15 +147,15 @@ export const RECORD_MANIFEST = `WITH changed AS (
     INSERT INTO change_log (group_name, action, repository, digest, tag, previous_digest)
     SELECT $1, 'put', $2, $3, $15, (SELECT moved_from FROM t) FROM d WHERE yes
   )
-  INSERT INTO outbox (group_name) SELECT $1 FROM d WHERE yes`;
+  INSERT INTO outbox (group_name) SELECT $1 FROM d WHERE yes`);
 
 /** ArtifactStore.blobSizes */
-export const BLOB_SIZES = `SELECT b.group_name || ' ' || b.repository || ' ' || b.digest AS k, b.size
+export const BLOB_SIZES = prepared(`SELECT b.group_name || ' ' || b.repository || ' ' || b.digest AS k, b.size
   FROM unnest($1::text[], $2::text[], $3::text[]) AS q(g, r, d)
-  JOIN blob_sizes b ON b.group_name = q.g AND b.repository = q.r AND b.digest = q.d`;
+  JOIN blob_sizes b ON b.group_name = q.g AND b.repository = q.r AND b.digest = q.d`);
 
 /** ArtifactStore.deleteManifest */
-export const DELETE_MANIFEST = `WITH old_tags AS (
+export const DELETE_MANIFEST = prepared(`WITH old_tags AS (
     DELETE FROM tags WHERE group_name = $1 AND repository = $2 AND digest = $3 RETURNING tag
   ), a AS (
     UPDATE artifacts
@@ -161,37 +166,37 @@ export const DELETE_MANIFEST = `WITH old_tags AS (
   ), l AS (
     INSERT INTO change_log (group_name, action, repository, digest) SELECT $1, 'delete', $2, $3 FROM a
   )
-  INSERT INTO outbox (group_name) SELECT group_name FROM a`;
+  INSERT INTO outbox (group_name) SELECT group_name FROM a`);
 
 /** ArtifactStore.untag */
-export const UNTAG = `WITH t AS (
+export const UNTAG = prepared(`WITH t AS (
     DELETE FROM tags WHERE group_name = $1 AND repository = $2 AND tag = $3 RETURNING digest
   ), l AS (
     INSERT INTO change_log (group_name, action, repository, digest, tag) SELECT $1, 'untag', $2, digest, $3 FROM t
   )
-  INSERT INTO outbox (group_name) SELECT $1 FROM t`;
+  INSERT INTO outbox (group_name) SELECT $1 FROM t`);
 
 /** ArtifactStore.getManifest */
-export const MANIFEST_BY_TAG = `SELECT a.digest, a.media_type, a.body, a.subject_digest FROM tags t
+export const MANIFEST_BY_TAG = prepared(`SELECT a.digest, a.media_type, a.body, a.subject_digest FROM tags t
    JOIN artifacts a USING (group_name, repository, digest)
-  WHERE t.group_name = $1 AND t.repository = $2 AND t.tag = $3 AND NOT a.deleted`;
+  WHERE t.group_name = $1 AND t.repository = $2 AND t.tag = $3 AND NOT a.deleted`);
 
 /** ArtifactStore.getManifest */
-export const MANIFEST_BY_DIGEST = `SELECT digest, media_type, body, subject_digest FROM artifacts
-  WHERE group_name = $1 AND repository = $2 AND digest = $3 AND NOT deleted`;
+export const MANIFEST_BY_DIGEST = prepared(`SELECT digest, media_type, body, subject_digest FROM artifacts
+  WHERE group_name = $1 AND repository = $2 AND digest = $3 AND NOT deleted`);
 
 /** ArtifactStore.listTags */
-export const LIST_TAGS = `SELECT t.tag FROM (SELECT 1 FROM artifacts WHERE group_name = $1 AND repository = $2 LIMIT 1) known
+export const LIST_TAGS = prepared(`SELECT t.tag FROM (SELECT 1 FROM artifacts WHERE group_name = $1 AND repository = $2 LIMIT 1) known
   LEFT JOIN LATERAL (
     SELECT tag FROM tags WHERE group_name = $1 AND repository = $2 AND ($3::text IS NULL OR tag COLLATE "C" > $3)
      ORDER BY tag COLLATE "C" LIMIT $4
-  ) t ON true`;
+  ) t ON true`);
 
 /** ArtifactStore.referrers */
-export const REFERRERS = `SELECT digest, media_type, size, artifact_type, annotations FROM artifacts
+export const REFERRERS = prepared(`SELECT digest, media_type, size, artifact_type, annotations FROM artifacts
   WHERE group_name = $1 AND repository = $2 AND subject_digest = $3 AND NOT deleted
     AND ($4::text IS NULL OR artifact_type = $4)
-  ORDER BY digest COLLATE "C"`;
+  ORDER BY digest COLLATE "C"`);
 
 /** ArtifactStore.purgeExpiredTombstones */
 export const PURGE_EXPIRED_TOMBSTONES = `WITH expired AS (

@@ -1,5 +1,7 @@
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
+import pg from 'pg';
+import { createPool } from '../../core/db/pool.js';
 import { createLogger } from '../../core/logger.js';
 import { Metrics } from '../../core/metrics.js';
 import { RegistryClient } from '../../core/registry/registry-client.js';
@@ -68,6 +70,62 @@ describe('the outbox relay wakes on commit', function () {
     await until('the relay listening again', listening);
     await record(db.pool, 'after', 'library/app', image({ layers: [randomLayer(16)] }), '1');
     await until('a change after the reconnection queued', queued('after'), 10_000);
+  });
+
+  /** Counts the outbox notifications of `group` on a connection of its own. */
+  const countNotifications = async (group: string) => {
+    const client = new pg.Client(db.url);
+    await client.connect();
+    let n = 0;
+    client.on('notification', (m) => (m.payload === group ? n++ : undefined));
+    await client.query('LISTEN satellite_outbox');
+    return { count: () => n, stop: () => client.end() };
+  };
+  const outboxRows = async (group: string) => (await db.pool.query('SELECT 1 FROM outbox WHERE group_name = $1', [group])).rowCount;
+
+  it('when a burst of changes commits to one group, then the relay is woken a few times, not once per change, and every change is claimed', async () => {
+    // Migration 73: a NOTIFY serializes commits; one per burst is all the relay needs.
+    startRelay({});
+    await until('the relay listening', listening);
+    const heard = await countNotifications('burst');
+    try {
+      const images = Array.from({ length: 100 }, () => image({ layers: [randomLayer(16)] }));
+      let next = 0;
+      await Promise.all(Array.from({ length: 8 }, async () => {
+        while (next < images.length) {
+          const i = next++;
+          await record(db.pool, 'burst', `library/app${i}`, images[i]!, '1');
+        }
+      }));
+      await until('every change claimed', async () => ((await outboxRows('burst')) === 0 ? true : undefined), 10_000);
+      await until('the first notification heard', async () => (heard.count() > 0 ? true : undefined), 5_000);
+      expect(heard.count(), 'notifications for 100 changes').to.be.at.most(30);
+      expect(await queued('burst')()).to.equal(true);
+    } finally {
+      await heard.stop();
+    }
+  });
+
+  it('when a change that did not notify commits just after the relay claimed its group, then it is claimed too, though the next poll is ten minutes away', async () => {
+    startRelay({});
+    await until('the relay listening', listening);
+    const heard = await countNotifications('late');
+    const slow = createPool(db.url, 1);
+    try {
+      await record(db.pool, 'late', 'library/app', image({ layers: [randomLayer(16)] }), '1');
+      // Within 50 ms of that change: this one does not notify. It commits only once the
+      // relay has claimed the first.
+      await slow.query('BEGIN');
+      await record(slow, 'late', 'library/app', image({ layers: [randomLayer(16)] }), '2');
+      await until('the first change claimed', async () => ((await outboxRows('late')) === 0 ? true : undefined), 10_000);
+      await slow.query('COMMIT');
+      await until('the late change claimed', async () => ((await outboxRows('late')) === 0 ? true : undefined), 5_000);
+      await sleep(100);
+      expect(heard.count(), 'the late change did not notify').to.equal(1);
+    } finally {
+      await slow.end();
+      await heard.stop();
+    }
   });
 
   it('when notifications are not available, then the poll still queues every change', async () => {
