@@ -77,7 +77,7 @@ export function createApp(deps: AppDeps): express.Express {
   /** A /v2 request (path without the query): authenticated, then routed; errors thrown. */
   const v2 = async (req: Request, res: Response, path: string): Promise<void> => {
     res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
-    req.principal = await auth.authenticate(req.headers.authorization, req.ip ?? 'unknown');
+    req.principal = await auth.authenticate(req.headers.authorization, req.ip ?? 'unknown', req.socket);
     count?.(req, res, noop);
     if (path.length <= 4) {
       // Spec "end-1": the API version check. 200 once authenticated.

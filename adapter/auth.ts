@@ -66,6 +66,8 @@ export class BasicAuthenticator {
   private readonly expected: Buffer;
   private readonly hmacKey: Buffer;
   private readonly verified = new Map<string, { group: string; secretHash: string }>();
+  /** Connections on which the configured credential verified, with the header it came in. */
+  private readonly endpointConnections = new WeakMap<object, string>();
   /** Checks in flight of credentials not trusted yet, by trust token. */
   private readonly firstContact = new Map<string, Promise<Principal>>();
   private readonly hashing: ReturnType<typeof pLimit>;
@@ -85,8 +87,23 @@ export class BasicAuthenticator {
     return createHmac('sha256', this.hmacKey).update(`${kind}\0${value}`).digest('base64url').slice(0, 32);
   }
 
-  async authenticate(authorization: string | undefined, address: string): Promise<Principal> {
+  /**
+   * `connection`, when given (the request's socket), remembers that the configured
+   * credential verified on it: later requests on that connection with the very same header
+   * skip the HMAC, the trust lookup and the hash. Only that credential, which cannot be
+   * revoked while the process runs; a group credential is checked against Postgres on
+   * every request, so its revocation takes effect at once. The header compared is the one
+   * the same client sent and had verified, so the comparison tells it nothing new.
+   */
+  async authenticate(authorization: string | undefined, address: string, connection?: object): Promise<Principal> {
     if (authorization === undefined) throw new RegistryError('UNAUTHORIZED', 'authentication required');
+    if (connection !== undefined && this.endpointConnections.get(connection) === authorization) return {};
+    const principal = await this.check(authorization, address);
+    if (connection !== undefined && principal.group === undefined) this.endpointConnections.set(connection, authorization);
+    return principal;
+  }
+
+  private async check(authorization: string, address: string): Promise<Principal> {
     const { username, password } = parseBasic(authorization);
     const token = this.mac('trust', `${address}\0${username}:${password}`);
     const trusted = await this.trusted(token, username, password);

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import http from 'node:http';
 import { pino, type Logger } from 'pino';
 import { BasicAuthenticator } from '../../adapter/auth.js';
 import { LoginThrottle } from '../../adapter/login-throttle.js';
@@ -54,6 +55,32 @@ describe('login throttling', function () {
     const e = await start({ address: 5, metrics });
     const statuses = await Promise.all(Array.from({ length: 50 }, () => client(e.url)('/v2/').then((r) => r.status)));
     expect(statuses.filter((s) => s !== 200)).to.deep.equal([]);
+  });
+
+  it('when a wrong secret follows the right one on the same kept-alive connection, then it is refused, and the right one still works after it', async () => {
+    // The configured credential is remembered per connection (adapter/auth.ts): only the
+    // very header that verified on it may skip the check.
+    const e = await start({ address: 100 });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const sockets = new Set<unknown>();
+    const get = (authorization: string) => new Promise<number>((resolve, reject) => {
+      const req = http.get(`${e.url}/v2/`, { agent, headers: { Authorization: authorization } }, (res) => {
+        sockets.add(res.socket);
+        res.resume();
+        res.on('end', () => resolve(res.statusCode!));
+      });
+      req.on('error', reject);
+    });
+    try {
+      const statuses = [];
+      for (const authorization of [basic(USERNAME, PASSWORD), basic(USERNAME, `${PASSWORD}x`), basic('someone', PASSWORD), basic(USERNAME, PASSWORD)]) {
+        statuses.push(await get(authorization));
+      }
+      expect(statuses).to.deep.equal([200, 401, 401, 200]);
+      expect(sockets.size, 'one connection').to.equal(1);
+    } finally {
+      agent.destroy();
+    }
   });
 
   it('when two replicas share Redis, then failures on one count on the other', async () => {
