@@ -1,6 +1,8 @@
 // The SQL of state-store.ts (StateStore), one named statement per operation, kept apart to be read
 // and reviewed as SQL. Parameters are numbered as the calls in state-store.ts pass them.
 
+import { prepared, type Prepared } from '../db/pool.js';
+
 /** Every column but the package's bytes, which only loadPackage reads. */
 const COLUMNS = `group_name, version, content_digest, status, layout, repository, artifact_count, manifest_digest,
   created_at, published_at`;
@@ -17,13 +19,13 @@ const BUILT = (n: number) => `built_change_id = GREATEST(built_change_id, $${n})
                         THEN $${n + 2}::pg_snapshot ELSE built_snapshot END`;
 
 /** StateStore.latest: the newest version not abandoned. */
-export const LATEST = `SELECT ${COLUMNS} FROM state_versions WHERE group_name = $1 AND status <> 'abandoned' ORDER BY version DESC LIMIT 1`;
+export const LATEST = prepared(`SELECT ${COLUMNS} FROM state_versions WHERE group_name = $1 AND status <> 'abandoned' ORDER BY version DESC LIMIT 1`);
 
 /** StateStore.latestPublished */
 export const LATEST_PUBLISHED = `SELECT ${COLUMNS} FROM state_versions WHERE group_name = $1 AND status = 'published' ORDER BY version DESC LIMIT 1`;
 
 /** StateStore.markPublishedAndBuilt */
-export const MARK_PUBLISHED_AND_BUILT = `WITH p AS (
+export const MARK_PUBLISHED_AND_BUILT = prepared(`WITH p AS (
     UPDATE state_versions SET status = 'published', manifest_digest = $3, published_at = now(),
                               read_xmin = $7::xid8, read_at = CASE WHEN $7::xid8 IS NOT NULL THEN $5::timestamptz END
      WHERE group_name = $1 AND version = $2
@@ -32,7 +34,7 @@ export const MARK_PUBLISHED_AND_BUILT = `WITH p AS (
      WHERE group_name = $1 AND version < $2 AND manifest IS NOT NULL
   )
   UPDATE groups SET ${BUILT(4)}
-   WHERE name = $1`;
+   WHERE name = $1`);
 
 /**
  * StateStore.allocate: satellite_allocate (migration 65) decides under the group's lock; the
@@ -47,7 +49,7 @@ export const ALLOCATE = `SELECT a.*, b.version AS base_version, b.layout AS base
                       WHERE group_name = $1 AND status = 'published' ORDER BY version DESC LIMIT 1) b ON true`;
 
 /** StateStore.nextVersion: what satellite_allocate gives a new version. */
-export const NEXT_VERSION = 'SELECT COALESCE(max(version), 0) + 1 AS version FROM state_versions WHERE group_name = $1';
+export const NEXT_VERSION = prepared('SELECT COALESCE(max(version), 0) + 1 AS version FROM state_versions WHERE group_name = $1');
 
 /**
  * StateStore.restorable, one round trip: the version a new allocation would get (as
@@ -55,7 +57,7 @@ export const NEXT_VERSION = 'SELECT COALESCE(max(version), 0) + 1 AS version FRO
  * than $3 ms and its package is kept, that package, a row per blob (as LOAD_PACKAGE). A
  * group with nothing published, or nothing restorable, gives one row of NULLs beside `next`.
  */
-export const RESTORABLE = `WITH r AS (
+export const RESTORABLE = prepared(`WITH r AS (
     SELECT version, read_xmin, read_at, manifest_digest, manifest, blobs FROM state_versions
      WHERE group_name = $1 AND status = 'published' AND layout = $2
      ORDER BY version DESC LIMIT 1
@@ -68,7 +70,7 @@ export const RESTORABLE = `WITH r AS (
     FROM (VALUES (1)) one
     LEFT JOIN ok ON true
     LEFT JOIN LATERAL unnest(ok.blobs) WITH ORDINALITY AS b(blob, n) ON true
-   ORDER BY b.n`;
+   ORDER BY b.n`);
 
 /** StateStore.markPublished */
 export const MARK_PUBLISHED = `WITH p AS (
@@ -90,14 +92,20 @@ export const BUILD_POINT = `SELECT now() AS at, COALESCE((SELECT max(id) FROM ch
   pg_current_snapshot()::text AS snapshot`;
 
 /** StateStore.markBuilt */
-export const MARK_BUILT = `UPDATE groups SET ${BUILT(2)} WHERE name = $1`;
+export const MARK_BUILT = prepared(`UPDATE groups SET ${BUILT(2)} WHERE name = $1`);
 
 /**
  * StateStore.savePackage, for a package of `blobs` blobs: one parameter per blob, from $5
  * (pg sends a Buffer parameter as binary, an array of them as
  * hex text: a 5 MB layer took a quarter of a second to encode and parse).
  */
-export function savePackage(blobs: number): string {
+const savePackages = new Map<number, Prepared>();
+export function savePackage(blobs: number): Prepared {
+  let statement = savePackages.get(blobs);
+  if (!statement) savePackages.set(blobs, (statement = prepared(savePackageText(blobs))));
+  return statement;
+}
+function savePackageText(blobs: number): string {
   const params = Array.from({ length: blobs }, (_, i) => `$${i + 5}::bytea`);
   // The artifact's size (manifest and blobs) stays when the pruner lets the bytes go.
   const bytes = ['$4::bytea', ...params].map((p) => `octet_length(${p})`).join(' + ');
@@ -105,10 +113,10 @@ export function savePackage(blobs: number): string {
 }
 
 /** StateStore.loadPackage */
-export const LOAD_PACKAGE = `SELECT v.manifest_digest, v.manifest, b.blob FROM state_versions v
+export const LOAD_PACKAGE = prepared(`SELECT v.manifest_digest, v.manifest, b.blob FROM state_versions v
    LEFT JOIN LATERAL unnest(v.blobs) WITH ORDINALITY AS b(blob, n) ON true
   WHERE v.group_name = $1 AND v.version = $2 AND v.manifest IS NOT NULL
-  ORDER BY b.n`;
+  ORDER BY b.n`);
 
 /** StateStore.abandoned */
 export const ABANDONED = `SELECT ${COLUMNS} FROM state_versions WHERE group_name = $1 AND status = 'abandoned' AND manifest_digest IS NOT NULL
