@@ -342,6 +342,17 @@ describe('a state kept between builds', function () {
     cache.put(content('huge', 1000));
     expect(cache.take('huge', REGISTRY, now), 'alone beyond the budget: not kept').to.equal(undefined);
     expect(new StateCache({ maxBytes: 0, maxAgeMs: 60_000 }).take('a', REGISTRY, now)).to.equal(undefined);
+    // A group built again and again (taken, then put back) holds its place in the budget once.
+    const again = new StateCache({ maxBytes: a.bytes * 2.5, maxAgeMs: 60_000 });
+    for (let i = 0; i < 5; i++) {
+      again.put(content('x', 100));
+      again.take('x', REGISTRY, now);
+    }
+    again.put(content('x', 100));
+    again.put(content('x', 100)); // put again without a take: still once
+    again.put(content('y', 100));
+    expect(again.take('x', REGISTRY, now)?.group, 'x still kept').to.equal('x');
+    expect(again.take('y', REGISTRY, now)?.group, 'y kept beside it').to.equal('y');
   });
 
   it('when a tombstone reaches the end of its retention, then the kept state drops it without a change', () => {
