@@ -24,19 +24,13 @@ export class Pruner {
 
   async pruneAll(): Promise<{ versions: number; tombstones: number; uploads: number; changes: number }> {
     let versions = 0;
-    for (const group of await this.states.groups()) {
-      for (const old of await this.states.prunable(group, this.config.stateKeepVersions)) {
-        if (old.manifestDigest) await this.removeFromRegistry(old.repository, old.manifestDigest);
-        await this.states.markPruned(group, old.version);
-        versions++;
-      }
-      // A version tagged v<N> whose build was superseded before `latest` moved: nothing
-      // should name it, so its manifest (and tag) and signature go.
-      for (const orphan of await this.states.abandoned(group)) {
-        await this.removeFromRegistry(orphan.repository, orphan.manifestDigest!);
-        await this.states.markPruned(group, orphan.version);
-        versions++;
-      }
+    // Published versions beyond the newest STATE_KEEP_VERSIONS; and a version tagged v<N>
+    // whose build was superseded before `latest` moved (abandoned): nothing should name it,
+    // so its manifest (and tag) and signature go.
+    for (const old of await this.states.toPrune(this.config.stateKeepVersions)) {
+      if (old.manifestDigest) await this.removeFromRegistry(old.repository, old.manifestDigest);
+      await this.states.markPruned(old.group, old.version);
+      versions++;
     }
     const tombstones = await this.artifacts.purgeExpiredTombstones(this.config.tombstoneRetentionHours);
     // Sessions idle past UPLOAD_IDLE_MINUTES (the endpoint already ignores them).

@@ -80,12 +80,23 @@ export const MARK_PUBLISHED = `WITH p AS (
   UPDATE state_versions SET manifest = NULL, blobs = NULL
    WHERE group_name = $1 AND version < $2 AND manifest IS NOT NULL`;
 
-/** StateStore.prunable */
-export const PRUNABLE = `SELECT ${COLUMNS} FROM state_versions WHERE group_name = $1 AND status = 'published' AND pruned_at IS NULL
-    AND version < (SELECT COALESCE(MIN(version), 0) FROM (
-          SELECT version FROM state_versions WHERE group_name = $1 AND status = 'published'
-           ORDER BY version DESC LIMIT $2) newest)
-  ORDER BY version`;
+/**
+ * StateStore.toPrune: of every group, the published versions older than its newest $1
+ * (not pruned yet), and the abandoned ones with a manifest in the registry; by group, the
+ * published first, each by version. One statement for the whole fleet: a pass that asked
+ * per group made two queries per group (2,000 for 1,000 groups).
+ */
+export const TO_PRUNE = `WITH ranked AS (
+    SELECT ${COLUMNS}, pruned_at,
+           row_number() OVER (PARTITION BY group_name ORDER BY version DESC) AS newer
+      FROM state_versions WHERE status = 'published'
+  )
+  SELECT * FROM (
+    SELECT ${COLUMNS}, 0 AS kind FROM ranked WHERE newer > $1 AND pruned_at IS NULL
+    UNION ALL
+    SELECT ${COLUMNS}, 1 AS kind FROM state_versions
+     WHERE status = 'abandoned' AND manifest_digest IS NOT NULL AND pruned_at IS NULL
+  ) v ORDER BY group_name COLLATE "C", kind, version`;
 
 /** StateStore.buildPoint */
 export const BUILD_POINT = `SELECT now() AS at, COALESCE((SELECT max(id) FROM change_log WHERE group_name = $1), 0) AS change_id,
@@ -117,10 +128,6 @@ export const LOAD_PACKAGE = prepared(`SELECT v.manifest_digest, v.manifest, b.bl
    LEFT JOIN LATERAL unnest(v.blobs) WITH ORDINALITY AS b(blob, n) ON true
   WHERE v.group_name = $1 AND v.version = $2 AND v.manifest IS NOT NULL
   ORDER BY b.n`);
-
-/** StateStore.abandoned */
-export const ABANDONED = `SELECT ${COLUMNS} FROM state_versions WHERE group_name = $1 AND status = 'abandoned' AND manifest_digest IS NOT NULL
-  AND pruned_at IS NULL ORDER BY version`;
 
 /** StateStore.staleGroups */
 export const STALE_GROUPS = `SELECT g.name FROM groups g

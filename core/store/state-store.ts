@@ -138,9 +138,13 @@ export class StateStore {
   }
 
   /** Published versions beyond the newest `keep`, not yet pruned from the registry. */
-  async prunable(group: string, keep: number): Promise<StateVersion[]> {
-    const { rows } = await query<Row>(this.pool, sql.PRUNABLE, [group, keep]);
-    return rows.map(fromRow);
+  /**
+   * What the pruner removes, of every group: published versions beyond the newest `keep`,
+   * then abandoned versions that reached the registry; grouped by group, oldest first.
+   */
+  async toPrune(keep: number): Promise<(StateVersion & { abandoned: boolean })[]> {
+    const { rows } = await query<Row & { kind: number }>(this.pool, sql.TO_PRUNE, [keep]);
+    return rows.map((r) => ({ ...fromRow(r), abandoned: r.kind === 1 }));
   }
 
   async markPruned(group: string, version: number): Promise<void> {
@@ -196,11 +200,6 @@ export class StateStore {
   }
 
   /** Versions abandoned after they may have been pushed (tagged v<N>, never `latest`), not yet removed. */
-  async abandoned(group: string): Promise<StateVersion[]> {
-    const { rows } = await query<Row>(this.pool, sql.ABANDONED, [group]);
-    return rows.map(fromRow);
-  }
-
   /**
    * Groups whose published state may be out of date: never built, holding a change that no
    * successful build has published, or holding a tombstone (or a superseded manifest) whose
@@ -218,10 +217,5 @@ export class StateStore {
   async pruneChangeLog(hours: number): Promise<number> {
     const { rowCount } = await query(this.pool, sql.PRUNE_CHANGE_LOG, [hours]);
     return rowCount ?? 0;
-  }
-
-  async groups(): Promise<string[]> {
-    const { rows } = await query<{ name: string }>(this.pool, 'SELECT name FROM groups ORDER BY name');
-    return rows.map((r) => r.name);
   }
 }

@@ -29,11 +29,20 @@ describe('housekeeping', function () {
       await record(db.pool, 'edge-p', `library/app${i}`, image(), '1');
       digests.push((await builder.build('edge-p')).digest);
     }
+    // Another group with just as many versions as are kept: the pass over every group at
+    // once counts each group's versions apart.
+    const others: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      await record(db.pool, 'edge-q', `library/app${i}`, image(), '1');
+      others.push((await builder.build('edge-q')).digest);
+    }
     const repo = 'satellite/group-state/edge-p/state';
     const pruner = new Pruner(new ArtifactStore(db.pool), new StateStore(db.pool), new UploadStore(db.pool), client, config, createLogger('silent'));
     expect(await pruner.pruneAll()).to.deep.include({ versions: 2 });
     const tags = (await client.listTags(repo)).sort();
     expect(tags).to.deep.equal(['latest', signatureTag(digests[2]!), signatureTag(digests[3]!), 'v3', 'v4'].sort());
+    expect((await client.listTags('satellite/group-state/edge-q/state')).sort(), 'the other group untouched')
+      .to.deep.equal(['latest', signatureTag(others[0]!), signatureTag(others[1]!), 'v1', 'v2'].sort());
     expect((await client.headManifest(repo, 'latest'))!.digest).to.equal(digests[3]);
     expect(await pruner.pruneAll(), 'a second pass finds nothing').to.deep.include({ versions: 0 });
   });
