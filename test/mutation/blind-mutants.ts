@@ -248,7 +248,7 @@ export const BLIND_MUTANTS: Mutant[] = [
   },
   {
     name: 'blind: the pruner keeps one version fewer than STATE_KEEP_VERSIONS',
-    edits: [{ file: 'core/store/state-store.sql.js', find: 'AND version < (SELECT COALESCE(MIN(version), 0) FROM (', replace: 'AND version <= (SELECT COALESCE(MIN(version), 0) FROM (' }],
+    edits: [{ file: 'core/store/state-store.sql.js', find: 'FROM ranked WHERE newer > $1 AND pruned_at IS NULL', replace: 'FROM ranked WHERE newer >= $1 AND pruned_at IS NULL' }],
     tests: ['worker/prune.test.js'],
   },
   {

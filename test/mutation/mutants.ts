@@ -149,7 +149,7 @@ export const MUTANTS: Mutant[] = [
   },
   {
     name: 'credentials not checked on /v2',
-    edits: [{ file: 'adapter/app.js', find: "req.principal = await auth.authenticate(req.headers.authorization, req.ip ?? 'unknown');", replace: '' }],
+    edits: [{ file: 'adapter/app.js', find: "req.principal = await auth.authenticate(req.headers.authorization, req.ip ?? 'unknown', req.socket);", replace: '' }],
     tests: ['adapter/bad-input.test.js'],
   },
   {
