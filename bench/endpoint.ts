@@ -31,6 +31,17 @@
 // (same prototypes, context, errors); req.log is made on first use; blob HEAD uses
 // writeHead; `satellite adapter` runs V8 with --optimize-for-size. Before -> after: idle RSS
 // 127 -> 66 MiB, peak at 32 x 2,000 206 -> 95 MiB, CPU per image 3.37 -> 2.90 ms (README).
+// Round 2 (same day, quiet machine): the two cores were saturated during our round, and per
+// image the endpoint took ~2.0 ms of CPU, its Postgres 1.2-1.7 ms and this client 0.9 ms
+// (docker-registry ~9 ms and the client 1.4 ms): Postgres was the second largest share.
+// Of a manifest PUT's ~0.75 ms of Postgres CPU (16 writers at once, a listener on the
+// channel), parsing and planning the eight-part statement afresh took about a third, the
+// outbox NOTIFY ~0.2 ms (and its lock made the commits one after the other: 1,300-1,700
+// PUTs/s against 2,500-2,800 without it), the live-tags triggers ~0.15 ms. Now: prepared
+// statements, a NOTIFY per burst instead of per change (migration 73), row triggers that
+// find a new artifact's tag already on its row; and the configured credential is checked
+// once per connection. Postgres per image 1.17 -> 0.89 ms, endpoint 1.83 -> 1.53 ms,
+// images/s 434 -> 528 against docker-registry's 150-159 (medians of three).
 //
 //   npm run bench:endpoint              the target round, then 1,000 images at concurrency 8, 128, 200
 //   BENCH_IMAGES=500 BENCH_CONCURRENCY=32,200 npm run bench:endpoint    (BENCH_CONCURRENCY= : target round only)
