@@ -60,6 +60,14 @@
 // 18 / 64, signature 86 / 143 beside blobs + v<N> 107 / 213, latest 25 / 69, the bench's
 // poll 20 / 82: the 150 ms p95 target is not met; the debounce takes two thirds of it and
 // the registry round trips (now about four deep, from a dozen) most of the rest.
+// Round 3 (same day, quiet machine): a CPU profile of the worker over 1,000 groups showed
+// gzip'ing a state's few small members on libuv's threads (0.13-0.23 ms of CPU a call
+// against 0.02 on the event loop), the content cache summing every kept entry of every
+// group at each put, Postgres parsing and planning the same statements for every build,
+// and the pruner's two queries per group. Now: small members gzip'd in place, a running
+// total, prepared statements, one prune statement for the fleet. 1,000 groups, three runs:
+// first versions 1.30 / 1.48 / 1.34 x the signed floor, after one change 1.34 / 1.33 / 1.26;
+// transactions per state 6.1-6.7 and 6.1. Latency p50 167 ms, p95 183 ms (debounce 103).
 // BENCH_ONLY=latency,size,groups picks sections.
 import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
