@@ -1,9 +1,7 @@
 import { expect } from 'chai';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { BUNDLE, pushImage, useAgentWorld } from '../support/agent.js';
-import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { pushImage, useBundledAgent } from '../support/agent.js';
 import { image } from '../support/oci.js';
-import { freePort, stopChild, until } from '../support/process.js';
+import { freePort, until } from '../support/process.js';
 
 // An image the registry cannot serve must not cost a request (nor a log line) on every pass
 // of a device that polls every few seconds for weeks: it is retried after a backoff of its
@@ -17,20 +15,11 @@ interface Status {
 
 describe('the edge agent: an image that keeps failing', function () {
   this.timeout(120_000);
-  let proxy: FaultProxy;
-  let child: ChildProcess | undefined;
-  // Before the world's hooks (registered by useAgentWorld), which remove the store's directory.
-  afterEach(async () => {
-    await stopChild(child);
-    child = undefined;
-    await proxy?.close();
-  });
-  const world = useAgentWorld();
-  beforeEach(async () => {
-    proxy = await startFaultProxy(world.registryUrl);
-  });
+  const agent = useBundledAgent();
+  const world = agent.world;
 
   it('when the registry cannot serve one blob of an image, then over 16 polls that blob is asked for a few times with growing gaps, not on every pass, its failure is logged once, and once the blob is served the image is present and logged available again', async () => {
+    const proxy = agent.proxy();
     const good = image();
     const bad = image();
     const badLayer = bad.layers[0]!;
@@ -45,16 +34,13 @@ describe('the edge agent: an image that keeps failing', function () {
     const port = await freePort();
     const intervalMs = 200;
     const file = await world.configFile({ registry: proxy.url, interval: `${intervalMs}ms`, listen: `127.0.0.1:${port}`, logLevel: 'info' }, { identity: `${world.registryHost}/${STATE}` });
-    child = spawn(process.execPath, [BUNDLE, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let log = '';
-    child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+    const running = agent.start(file);
     const url = `http://127.0.0.1:${port}`;
     const status = async () => (await (await fetch(`${url}/status`).catch(() => undefined))?.json().catch(() => undefined)) as Status | undefined;
     const statusOf = (s: Status | undefined, repo: string) => Object.values(s?.groups?.edge?.images ?? {}).find((i) => i.repository === repo)?.status;
     const polls = () => proxy.log.filter((l) => l === `HEAD /v2/${STATE}/manifests/latest`).length;
     const tries = () => proxy.log.filter((l) => l === `GET ${blobPath}`).length;
-    const lines = (msg: string) => log.split('\n').filter((l) => l.includes('"library/bad"') && l.includes(msg)).length;
+    const lines = (msg: string) => running.log().split('\n').filter((l) => l.includes('"library/bad"') && l.includes(msg)).length;
 
     await until('the good image present, the bad one failed', async () => {
       const s = await status();
@@ -66,7 +52,7 @@ describe('the edge agent: an image that keeps failing', function () {
     const asked = tries();
 
     expect(asked, `requests for the blob over ${passes} passes`).to.be.at.least(2).and.at.most(6);
-    expect(lines('image not made available'), `one log line for one failure\n${log.slice(-3000)}`).to.equal(1);
+    expect(lines('image not made available'), `one log line for one failure\n${running.log().slice(-3000)}`).to.equal(1);
     expect(statusOf(await status(), 'library/good'), 'the rest of the group is served meanwhile').to.equal('present');
     const res = await fetch(`${url}/v2/library/good/manifests/${good.manifest.digest}`);
     expect(res.status).to.equal(200);

@@ -1,14 +1,12 @@
 import { expect } from 'chai';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentStateFiles, CHECKED_AT_FLUSH_MS, type AgentStateDoc } from '../../agent/store/state-files.js';
-import { BUNDLE, pushImage, useAgentWorld } from '../support/agent.js';
-import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { pushImage, useBundledAgent } from '../support/agent.js';
 import { image } from '../support/oci.js';
-import { freePort, stopChild, until } from '../support/process.js';
+import { freePort, until } from '../support/process.js';
 
 // A device's flash wears with every write: once a state is applied and every image is in the
 // store, a poll that finds `latest` unchanged must write nothing at all. The agent is the
@@ -45,20 +43,11 @@ function differences(before: Map<string, string>, after: Map<string, string>): s
 
 describe('the edge agent: an unchanged poll', function () {
   this.timeout(120_000);
-  let proxy: FaultProxy;
-  let child: ChildProcess | undefined;
-  // Before the world's hooks (registered by useAgentWorld), which remove the store's directory.
-  afterEach(async () => {
-    await stopChild(child);
-    child = undefined;
-    await proxy?.close();
-  });
-  const world = useAgentWorld();
-  beforeEach(async () => {
-    proxy = await startFaultProxy(world.registryUrl);
-  });
+  const agent = useBundledAgent();
+  const world = agent.world;
 
   it('when the state is unchanged and every image is in the store, then 10 polls leave every file of the store and the mirror files unchanged, byte for byte and by mtime', async () => {
+    const proxy = agent.proxy();
     const a = image();
     const b = image();
     await pushImage(world.client(), 'library/a', a);
@@ -76,10 +65,7 @@ describe('the edge agent: an unchanged poll', function () {
       mirrors: { containerd: 'certs.d', registriesConf: 'registries.conf' },
     }, { identity: `${world.registryHost}/${STATE}` });
     const dir = join(file, '..');
-    child = spawn(process.execPath, [BUNDLE, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let log = '';
-    child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+    const running = agent.start(file);
     const url = `http://127.0.0.1:${port}`;
     const polls = () => proxy.log.filter((l) => l === `HEAD /v2/${STATE}/manifests/latest`).length;
     await until('both images present', async () => {
@@ -100,7 +86,7 @@ describe('the edge agent: an unchanged poll', function () {
     await new Promise((r) => setTimeout(r, 100));
     const after = await snapshot(dir);
 
-    expect(differences(before, after), `files written over ${polls() - from} unchanged polls\n${log.slice(-2000)}`).to.deep.equal([]);
+    expect(differences(before, after), `files written over ${polls() - from} unchanged polls\n${running.log().slice(-2000)}`).to.deep.equal([]);
   });
 });
 

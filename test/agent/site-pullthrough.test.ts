@@ -3,8 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AgentConfig } from '../../agent/config/config.js';
 import type { RunningAgent } from '../../agent/run.js';
-import { pushImage, useAgentWorld } from '../support/agent.js';
-import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { pushImage, useAgentWorld, useSiteLinks } from '../support/agent.js';
 import { image, randomLayer, type Image } from '../support/oci.js';
 
 // Pull-through (agent/serve/pull-through.ts): a gateway asked by a peer for a digest a state
@@ -17,22 +16,7 @@ const STATE = 'satellite/group-state/edge/state';
 describe('the edge agent: pull-through (a gateway fetches for its site)', function () {
   this.timeout(60_000);
   const world = useAgentWorld();
-  let gwWan: FaultProxy;
-  let devWan: FaultProxy;
-  beforeEach(async () => {
-    gwWan = await startFaultProxy(world.registryUrl);
-    devWan = await startFaultProxy(world.registryUrl);
-  });
-  afterEach(async () => {
-    await gwWan.close();
-    await devWan.close();
-  });
-
-  const agentConfig = (wan: FaultProxy, extra: Record<string, unknown> = {}): Promise<AgentConfig> =>
-    world.config(
-      { registry: wan.url, registryAliases: { [world.registryUrl]: wan.url }, concurrency: 2, timeout: '30s', upstreamTimeout: '10s', ...extra },
-      { identity: `${world.registryHost}/${STATE}` },
-    );
+  const { links, agentConfig } = useSiteLinks(world, STATE);
 
   async function publishImages(n: number): Promise<Image[]> {
     const images: Image[] = [];
@@ -49,7 +33,7 @@ describe('the edge agent: pull-through (a gateway fetches for its site)', functi
   /** GETs of image content (not the state's) by digest over both WAN links, per digest. */
   function imageGetsPerDigest(): Map<string, number> {
     const counts = new Map<string, number>();
-    for (const line of [...gwWan.log, ...devWan.log]) {
+    for (const line of [...links.gwWan.log, ...links.devWan.log]) {
       const m = /^GET \/v2\/library\/.+\/(?:blobs|manifests)\/(sha256:[a-f0-9]{64})$/.exec(line);
       if (m) counts.set(m[1]!, (counts.get(m[1]!) ?? 0) + 1);
     }
@@ -58,8 +42,8 @@ describe('the edge agent: pull-through (a gateway fetches for its site)', functi
 
   it('when the gateway and a device start at once, then each image manifest and blob crosses the WAN once, and the device gets it from the gateway', async () => {
     const images = await publishImages(4);
-    const gw = await world.start(await agentConfig(gwWan, { server: { pullThrough: true } }));
-    const device: RunningAgent = await world.start(await agentConfig(devWan, { upstreams: [gw.url] }));
+    const gw = await world.start(await agentConfig(links.gwWan, { server: { pullThrough: true } }));
+    const device: RunningAgent = await world.start(await agentConfig(links.devWan, { upstreams: [gw.url] }));
     const [gwSync, devSync] = await Promise.all([gw.firstSync, device.firstSync]);
     expect(gwSync.groups.edge).to.equal('applied');
     expect(devSync.groups.edge).to.equal('applied');
@@ -75,7 +59,7 @@ describe('the edge agent: pull-through (a gateway fetches for its site)', functi
     const expected = images.flatMap((img) => [img.manifest.digest, img.config.digest, ...img.layers.map((l) => l.digest)]);
     for (const d of expected) expect(counts.get(d) ?? 0, `${d} over the WAN`).to.equal(1);
     expect([...counts.values()].every((n) => n === 1), 'no digest twice').to.equal(true);
-    expect(devWan.log.filter((l) => /^GET \/v2\/library\//.test(l)), 'no image content over the device\'s own link').to.deep.equal([]);
+    expect(links.devWan.log.filter((l) => /^GET \/v2\/library\//.test(l)), 'no image content over the device\'s own link').to.deep.equal([]);
     expect(device.agent.doc.upstreams ?? {}, 'the gateway never failed').to.deep.equal({});
   });
 
@@ -83,9 +67,9 @@ describe('the edge agent: pull-through (a gateway fetches for its site)', functi
     await publishImages(1);
     const stray = image({ layers: [randomLayer(64 * 1024)] });
     await pushImage(world.client(), 'library/app0', stray, 'unlisted'); // in the registry, in no state
-    const gw = await world.start(await agentConfig(gwWan, { server: { pullThrough: true } }));
+    const gw = await world.start(await agentConfig(links.gwWan, { server: { pullThrough: true } }));
     expect((await gw.firstSync).groups.edge).to.equal('applied');
-    const before = gwWan.log.length;
+    const before = links.gwWan.log.length;
     const asks = [
       `/v2/library/app0/manifests/${stray.manifest.digest}`,
       `/v2/library/app0/blobs/${stray.layers[0]!.digest}`,
@@ -97,21 +81,21 @@ describe('the edge agent: pull-through (a gateway fetches for its site)', functi
       expect(res.status, path).to.equal(404);
       await res.arrayBuffer();
     }
-    expect(gwWan.log.slice(before), 'nothing asked of the registry').to.deep.equal([]);
+    expect(links.gwWan.log.slice(before), 'nothing asked of the registry').to.deep.equal([]);
   });
 
   it('when server.pullThrough is not set (the default), then an agent that lacks a named blob answers 404 and fetches nothing', async () => {
     const images = await publishImages(1);
-    const gw = await world.start(await agentConfig(gwWan));
+    const gw = await world.start(await agentConfig(links.gwWan));
     expect(gw.agent.config.server.pullThrough).to.equal(false);
     expect((await gw.firstSync).groups.edge).to.equal('applied');
     // Removed from the store (as a collection would): named by the state, not held.
     const layer = images[0]!.layers[0]!;
     await gw.agent.store.remove(layer.digest);
-    const before = gwWan.log.length;
+    const before = links.gwWan.log.length;
     const res = await fetch(`${gw.url}/v2/library/app0/blobs/${layer.digest}`);
     expect(res.status).to.equal(404);
     await res.arrayBuffer();
-    expect(gwWan.log.slice(before)).to.deep.equal([]);
+    expect(links.gwWan.log.slice(before)).to.deep.equal([]);
   });
 });

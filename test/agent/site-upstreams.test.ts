@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { statusTable } from '../../agent/cli/status.js';
 import { loadAgentConfig, AgentConfigError, type AgentConfig } from '../../agent/config/config.js';
 import { startAgent, type RunningAgent } from '../../agent/run.js';
-import { pushImage, pushIndex, useAgentWorld } from '../support/agent.js';
+import { pushImage, pushIndex, useAgentWorld, useSiteLinks } from '../support/agent.js';
 import { createServer } from 'node:http';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { forward, listenLocal } from '../support/forward.js';
@@ -22,29 +22,13 @@ const STATE = 'satellite/group-state/edge/state';
 describe('the edge agent: site upstreams (one download per site)', function () {
   this.timeout(60_000);
   const world = useAgentWorld();
-  /** The gateway's link to the registry, the device's link to the registry, the device's link to the gateway. */
-  let gwWan: FaultProxy;
-  let devWan: FaultProxy;
+  /** The gateway's link to the registry, the device's link to the registry (links), the device's link to the gateway. */
+  const { links, agentConfig } = useSiteLinks(world, STATE);
   let gwFront: FaultProxy | undefined;
-  beforeEach(async () => {
-    gwWan = await startFaultProxy(world.registryUrl);
-    devWan = await startFaultProxy(world.registryUrl);
-  });
   afterEach(async () => {
     await gwFront?.close();
     gwFront = undefined;
-    await gwWan.close();
-    await devWan.close();
   });
-
-  /** An agent reaching the registry (states and images) through `wan`. */
-  const agentConfig = (wan: FaultProxy, extra: Record<string, unknown> = {}): Promise<AgentConfig> =>
-    world.config(
-      // A generous upstream timeout (the machine is shared) except where a test is about it.
-      { registry: wan.url, registryAliases: { [world.registryUrl]: wan.url }, concurrency: 2, timeout: '30s', upstreamTimeout: '10s', ...extra },
-      // The worker signs naming the registry it published to, not the proxy's name.
-      { identity: `${world.registryHost}/${STATE}` },
-    );
 
   /** Images with a few layers each, recorded and published as a signed state. */
   async function publishImages(n: number, from = 0): Promise<{ images: Image[]; version: number }> {
@@ -61,7 +45,7 @@ describe('the edge agent: site upstreams (one download per site)', function () {
 
   /** The gateway: an agent serving on loopback, synced; and a proxy in front of its server. */
   async function gateway(): Promise<RunningAgent> {
-    const gw = await world.start(await agentConfig(gwWan));
+    const gw = await world.start(await agentConfig(links.gwWan));
     expect((await gw.firstSync).groups.edge).to.equal('applied');
     gwFront = await startFaultProxy(gw.url);
     return gw;
@@ -84,14 +68,14 @@ describe('the edge agent: site upstreams (one download per site)', function () {
   it('when a device has the gateway as upstream, then every manifest and blob comes from the gateway and the device asks the registry only the state\'s tag', async () => {
     const { images } = await publishImages(3);
     const gw = await gateway();
-    expect(blobGets(gwWan).length, 'the gateway downloaded the blobs').to.be.greaterThan(images.length * 3);
+    expect(blobGets(links.gwWan).length, 'the gateway downloaded the blobs').to.be.greaterThan(images.length * 3);
 
-    const device = await world.start(await agentConfig(devWan, { upstreams: [gwFront!.url] }));
+    const device = await world.start(await agentConfig(links.devWan, { upstreams: [gwFront!.url] }));
     expect((await device.firstSync).groups.edge).to.equal('applied');
     await expectServes(device, images);
-    expect(blobGets(devWan), 'no blob over the device\'s WAN').to.deep.equal([]);
-    expect(manifestGets(devWan), 'no manifest over the device\'s WAN (state, signature, images)').to.deep.equal([]);
-    expect(devWan.log.filter((l) => l.startsWith('HEAD ')), 'the tag, resolved at the registry').to.deep.equal([`HEAD /v2/${STATE}/manifests/latest`]);
+    expect(blobGets(links.devWan), 'no blob over the device\'s WAN').to.deep.equal([]);
+    expect(manifestGets(links.devWan), 'no manifest over the device\'s WAN (state, signature, images)').to.deep.equal([]);
+    expect(links.devWan.log.filter((l) => l.startsWith('HEAD ')), 'the tag, resolved at the registry').to.deep.equal([`HEAD /v2/${STATE}/manifests/latest`]);
     // The gateway served the state, its signature and every blob it names.
     expect(gwFront!.log.some((l) => l.startsWith(`GET /v2/${STATE}/manifests/sha256:`)), 'the state manifest by digest').to.equal(true);
     expect(gwFront!.log.some((l) => /\/manifests\/sha256-[a-f0-9]{64}\.sig$/.test(l)), 'its signature tag').to.equal(true);
@@ -110,18 +94,18 @@ describe('the edge agent: site upstreams (one download per site)', function () {
     for (const c of idx.children) await world.record('edge', 'library/multi', c, null);
     await world.record('edge', 'library/multi', { manifest: idx.manifest, config: idx.manifest, layers: [] }, 'stable');
     await world.publish('edge');
-    const gw = await world.start(await agentConfig(gwWan, { platforms: ['linux/amd64', 'linux/arm64'] }));
+    const gw = await world.start(await agentConfig(links.gwWan, { platforms: ['linux/amd64', 'linux/arm64'] }));
     expect((await gw.firstSync).groups.edge).to.equal('applied');
     gwFront = await startFaultProxy(gw.url);
     for (const [platform, child] of [['linux/arm64', idx.children[1]!], ['linux/amd64', idx.children[0]!]] as const) {
-      const device = await world.start(await agentConfig(devWan, { upstreams: [gwFront.url], platforms: [platform] }));
+      const device = await world.start(await agentConfig(links.devWan, { upstreams: [gwFront.url], platforms: [platform] }));
       expect((await device.firstSync).groups.edge).to.equal('applied');
       const served = await fetch(`${device.url}/v2/library/multi/manifests/${child.manifest.digest}`);
       expect(served.status, platform).to.equal(200);
       expect(device.agent.doc.upstreams ?? {}, `${platform}: the gateway never failed`).to.deep.equal({});
     }
-    expect(blobGets(devWan), 'no blob over the devices\' WAN').to.deep.equal([]);
-    expect(manifestGets(devWan)).to.deep.equal([]);
+    expect(blobGets(links.devWan), 'no blob over the devices\' WAN').to.deep.equal([]);
+    expect(manifestGets(links.devWan)).to.deep.equal([]);
   });
 
   it('when the gateway serves a corrupted blob, then the device refuses it, reports the gateway, and still converges from the registry', async () => {
@@ -130,13 +114,13 @@ describe('the edge agent: site upstreams (one download per site)', function () {
     const victim = images[1]!.layers[0]!;
     gwFront!.rules.push({ method: 'GET', path: new RegExp(`/blobs/${victim.digest}$`), fault: 'corrupt', times: 1 });
 
-    const device = await world.start(await agentConfig(devWan, { upstreams: [gwFront!.url] }));
+    const device = await world.start(await agentConfig(links.devWan, { upstreams: [gwFront!.url] }));
     const summary = await device.firstSync;
     expect(summary.groups.edge).to.equal('applied');
     expect(summary.failedImages).to.equal(0);
     expect(gwFront!.injected(), 'the gateway was asked for it and sent it corrupted').to.equal(1);
     await expectServes(device, images);
-    expect(blobGets(devWan), 'fetched again from the registry').to.include(`GET /v2/library/app1/blobs/${victim.digest}`);
+    expect(blobGets(links.devWan), 'fetched again from the registry').to.include(`GET /v2/library/app1/blobs/${victim.digest}`);
     expect(device.agent.doc.upstreams?.[gwFront!.url]?.failures).to.deep.equal({ corrupt: 1 });
     expect(await metrics(device)).to.include(`satellite_agent_upstream_failures_total{upstream="${gwFront!.url}",reason="corrupt"} 1\n`);
     expect(statusTable(device.agent.doc, []), '`agent status`').to.match(new RegExp(`upstream ${gwFront!.url}: failures 1 corrupt; last \\S+: corrupt: blob ${victim.digest} arrived with digest`));
@@ -147,12 +131,12 @@ describe('the edge agent: site upstreams (one download per site)', function () {
     await gateway();
     // The signature is found by tag (sha256-<hex>.sig): no digest to check it against, only the signature check.
     gwFront!.rules.push({ method: 'GET', path: /\/manifests\/sha256-[a-f0-9]{64}\.sig$/, fault: 'corrupt', times: 1 });
-    const device = await world.start(await agentConfig(devWan, { upstreams: [gwFront!.url] }));
+    const device = await world.start(await agentConfig(links.devWan, { upstreams: [gwFront!.url] }));
     const summary = await device.firstSync;
     expect(gwFront!.injected()).to.equal(1);
     expect(summary.groups.edge, device.agent.doc.groups.edge?.error).to.equal('applied');
     await expectServes(device, images);
-    expect(devWan.log.filter((l) => l.endsWith('.sig')), 'the signature read again from the registry').to.have.length(1);
+    expect(links.devWan.log.filter((l) => l.endsWith('.sig')), 'the signature read again from the registry').to.have.length(1);
     expect(device.agent.doc.upstreams?.[gwFront!.url]?.failures).to.deep.equal({ 'bad-state': 1 });
   });
 
@@ -168,11 +152,11 @@ describe('the edge agent: site upstreams (one download per site)', function () {
       forward(new URL(gw.url), req, res);
     }));
     try {
-      const device = await world.start(await agentConfig(devWan, { upstreams: [liar.url] }));
+      const device = await world.start(await agentConfig(links.devWan, { upstreams: [liar.url] }));
       const summary = await device.firstSync;
       expect(summary.groups.edge, device.agent.doc.groups.edge?.error).to.equal('applied');
       await expectServes(device, images);
-      expect(devWan.log.filter((l) => l.endsWith('.sig')), 'the signature read from the registry').to.have.length(1);
+      expect(links.devWan.log.filter((l) => l.endsWith('.sig')), 'the signature read from the registry').to.have.length(1);
       expect(device.agent.doc.upstreams?.[liar.url]?.failures).to.deep.equal({ 'bad-state': 1 });
     } finally {
       await liar.close();
@@ -183,13 +167,13 @@ describe('the edge agent: site upstreams (one download per site)', function () {
     await publishImages(1, 0);
     const gw = await gateway(); // the gateway holds v1, its `latest`
     const v2 = await publishImages(1, 1);
-    const device = await world.start(await agentConfig(devWan, { upstreams: [gwFront!.url] }));
+    const device = await world.start(await agentConfig(links.devWan, { upstreams: [gwFront!.url] }));
     expect((await device.firstSync).groups.edge).to.equal('applied');
     expect(device.agent.doc.groups.edge!.applied!.version).to.equal(v2.version);
     expect((await fetch(`${gw.url}/v2/${STATE}/manifests/latest`)).status, 'the gateway still serves v1').to.equal(200);
 
     const v3 = await publishImages(1, 2);
-    await devWan.refuse();
+    await links.devWan.refuse();
     const offline = await device.agent.syncOnce();
     expect(offline.groups.edge, 'no state from the registry, none acceptable from the gateway').to.equal('unreachable');
     const rec = device.agent.doc.groups.edge!;
@@ -199,7 +183,7 @@ describe('the edge agent: site upstreams (one download per site)', function () {
     expect(await metrics(device)).to.include(`satellite_agent_upstream_failures_total{upstream="${gwFront!.url}",reason="rollback"} 1\n`);
     expect((await fetch(`${device.url}/v2/library/app1/manifests/1`)).status, 'v2\'s image still served').to.equal(200);
 
-    await devWan.accept();
+    await links.devWan.accept();
     const back = await device.agent.syncOnce();
     expect(back.groups.edge).to.equal('applied');
     expect(device.agent.doc.groups.edge!.applied!.version).to.equal(v3.version);
@@ -215,7 +199,7 @@ describe('the edge agent: site upstreams (one download per site)', function () {
     // One image at a time, so that exactly one download meets the stall; the registry's own
     // timeout (60 s) is past this test's: only the upstream's (1 s) lets it pass.
     this.timeout(45_000);
-    const device = await world.start(await agentConfig(devWan, { upstreams: [gwFront!.url], upstreamTimeout: '1s', timeout: '60s', concurrency: 1 }));
+    const device = await world.start(await agentConfig(links.devWan, { upstreams: [gwFront!.url], upstreamTimeout: '1s', timeout: '60s', concurrency: 1 }));
     const summary = await device.firstSync;
     expect(summary.groups.edge).to.equal('applied');
     expect(summary.failedImages).to.equal(0);
@@ -231,13 +215,13 @@ describe('the edge agent: site upstreams (one download per site)', function () {
     await gwFront!.refuse();
     const lines: string[] = [];
     const log = pino({ level: 'warn' }, new Writable({ write(chunk: Buffer, _enc, done) { lines.push(chunk.toString()); done(); } }));
-    const device = await startAgent(await agentConfig(devWan, { upstreams: [gwFront!.url] }), log);
+    const device = await startAgent(await agentConfig(links.devWan, { upstreams: [gwFront!.url] }), log);
     try {
       const summary = await device.firstSync;
       expect(summary.groups.edge).to.equal('applied');
       await expectServes(device, images);
       expect(device.agent.doc.upstreams?.[gwFront!.url]?.failures, 'one refused connection, then skipped').to.deep.equal({ refused: 1 });
-      expect(blobGets(devWan).length).to.be.greaterThan(images.length * 2);
+      expect(blobGets(links.devWan).length).to.be.greaterThan(images.length * 2);
 
       // Its pause over, the next new state tries it again: counted again, not logged again.
       device.agent.upstreams!.list[0]!.skipUntil = 0;

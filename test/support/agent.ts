@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +8,8 @@ import { loadAgentConfig, type AgentConfig } from '../../agent/config/config.js'
 import { startAgent, type RunningAgent } from '../../agent/run.js';
 import type { RegistryClient } from '../../core/registry/registry-client.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
+import { startFaultProxy, type FaultProxy } from './fault-proxy.js';
+import { stopChild } from './process.js';
 import { image, index, randomLayer, type Image, type Index } from './oci.js';
 import { KEY_PASSWORD, record, testBuilder, useRegistryAndKeys, workerConfig } from './worker.js';
 import { KeySigner } from '../../worker/signer.js';
@@ -169,4 +171,61 @@ export async function publishTwoPlatformGroup(world: AgentWorld) {
   await world.record('edge', 'library/tool', tool, '3');
   const published = await world.publish('edge');
   return { multi, app, tool, shared, published };
+}
+
+/**
+ * A site's two links to the registry, each a fault proxy that counts and breaks on demand:
+ * the gateway's (`gwWan`) and a device's (`devWan`), new for every test; and the config of
+ * an agent reaching the registry (states and images) through one of them.
+ */
+export function useSiteLinks(world: AgentWorld, stateRepository: string) {
+  const links = {} as { gwWan: FaultProxy; devWan: FaultProxy };
+  beforeEach(async () => {
+    links.gwWan = await startFaultProxy(world.registryUrl);
+    links.devWan = await startFaultProxy(world.registryUrl);
+  });
+  afterEach(async () => {
+    await links.gwWan.close();
+    await links.devWan.close();
+  });
+  const agentConfig = (wan: FaultProxy, extra: Record<string, unknown> = {}): Promise<AgentConfig> =>
+    world.config(
+      // A generous upstream timeout (the machine is shared) except where a test is about it.
+      { registry: wan.url, registryAliases: { [world.registryUrl]: wan.url }, concurrency: 2, timeout: '30s', upstreamTimeout: '10s', ...extra },
+      // The worker signs naming the registry it published to, not the proxy's name.
+      { identity: `${world.registryHost}/${stateRepository}` },
+    );
+  return { links, agentConfig };
+}
+
+/**
+ * The agent as a device runs it (the bundle's `run`), reaching the registry through a
+ * counting fault proxy made for each test (`proxy()`), beside the agent world; `start` runs
+ * it with a config file and gathers what it logs. Both are stopped after each test.
+ */
+export function useBundledAgent() {
+  let proxy: FaultProxy | undefined;
+  let child: ChildProcess | undefined;
+  // Registered before the world's hooks, which remove the store's directory.
+  afterEach(async () => {
+    await stopChild(child);
+    child = undefined;
+    await proxy?.close();
+    proxy = undefined;
+  });
+  const world = useAgentWorld();
+  beforeEach(async () => {
+    proxy = await startFaultProxy(world.registryUrl);
+  });
+  return {
+    world,
+    proxy: (): FaultProxy => proxy!,
+    start(configFile: string): { log: () => string } {
+      let log = '';
+      child = spawn(process.execPath, [BUNDLE, 'run', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
+      child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+      return { log: () => log };
+    },
+  };
 }
