@@ -115,7 +115,7 @@ export class StateBuilder {
     content.expectVersion(await expected);
     const full = kept ? undefined : content.beginFull();
     const snapshot = await this.artifacts.snapshot(group, this.options.tombstoneRetentionHours, this.options.supersededManifests ?? 'tombstone',
-      kept?.xmin, full?.add, restored?.reread);
+      kept?.xmin, full?.add, restored?.reread, kept?.count);
     if (full) full.finish(snapshot);
     else content.apply(snapshot);
     const read = cached ? 'changes' : restored ? 'changes since published' : 'whole group';

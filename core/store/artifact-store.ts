@@ -1,5 +1,5 @@
 import DataLoader from 'dataloader';
-import { inTransaction, query, queryArrays, type Pool } from '../db/pool.js';
+import { inTransaction, prepared, query, queryArrays, type Pool } from '../db/pool.js';
 import type { ArtifactKind } from '../oci/media-types.js';
 import type { ParsedManifest, Platform } from '../oci/manifest.js';
 import * as sql from './artifact-store.sql.js';
@@ -79,6 +79,9 @@ const fromListing = (r: ListingRow): ListedRow => ({
 
 /** Rows a statement reads before a listing goes through a cursor (memory stays per batch). */
 const BATCH = 5000;
+/** Up to this many entries a group's reads of its changes use a prepared statement. */
+const SMALL_GROUP = 1000;
+const KEYED_SMALL = prepared(sql.listing('keyed'));
 /** How many columns of each listing row the point takes. */
 const P = sql.POINT_COLUMNS;
 
@@ -232,12 +235,19 @@ export class ArtifactStore {
      */
     onRows?: (rows: ListedRow[]) => void,
     /** With `since`: entries to read again whatever the log says (their expiry is not known). */
-    also: readonly { repository: string; digest: string }[] = []): Promise<GroupSnapshot> {
+    also: readonly { repository: string; digest: string }[] = [],
+    /** With `since`: how many entries the caller holds of the group, when it knows. */
+    holds?: number): Promise<GroupSnapshot> {
     const params = [group, tombstoneRetentionHours, superseded === 'tombstone'];
     const pointOf = (r: unknown[]) => ({ xmin: r[0] as string, at: r[1] as Date, changeId: Number(r[2]), snapshot: r[3] as string });
     if (since !== undefined) {
       // One statement, one snapshot: the point and the entries touched since.
-      const rows = await queryArrays<[string, Date, string, string, string | null, string | null, ...ListingRow]>(this.pool, sql.listing('keyed'),
+      // Planning this statement took three times as long as running it on a small group
+      // (2.8 against 0.9 ms): a group known to be small gets the prepared one, whose generic
+      // plan Postgres then keeps; a large one, or one of unknown size, is planned for what
+      // it holds (a generic plan guesses the share of a group's changes since $4).
+      const statement = holds !== undefined && holds <= SMALL_GROUP ? KEYED_SMALL : sql.listing('keyed');
+      const rows = await queryArrays<[string, Date, string, string, string | null, string | null, ...ListingRow]>(this.pool, statement,
         [...params, since, also.map((k) => k.repository), also.map((k) => k.digest)]);
       const touched = rows.filter((r) => r[P] !== null);
       return {
