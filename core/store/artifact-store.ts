@@ -82,6 +82,7 @@ const BATCH = 5000;
 /** Up to this many entries a group's reads of its changes use a prepared statement. */
 const SMALL_GROUP = 1000;
 const KEYED_SMALL = prepared(sql.listing('keyed'));
+const ALL_UP_TO_BATCH = prepared(sql.listing('all'));
 /** How many columns of each listing row the point takes. */
 const P = sql.POINT_COLUMNS;
 
@@ -256,8 +257,10 @@ export class ArtifactStore {
         rows: touched.filter((r) => r[P + 2] !== null).map((r) => fromListing(r.slice(P + 2) as ListingRow)),
       };
     }
-    // A group of up to BATCH records in one statement; a larger one through a cursor.
-    const first = await queryArrays<[string, Date, string, string, string, ...ListingRow]>(this.pool, sql.listing('all'), [...params, BATCH]);
+    // A group of up to BATCH records in one statement; a larger one through a cursor. The
+    // statement is prepared: on a larger group it only counts (its listing is behind a
+    // one-time filter), so the plan Postgres keeps is one for at most BATCH records.
+    const first = await queryArrays<[string, Date, string, string, string, ...ListingRow]>(this.pool, ALL_UP_TO_BATCH, [...params, BATCH]);
     if (Number(first[0]![P]) <= BATCH) {
       const listed = first.filter((r) => r[P + 1] !== null).map((r) => fromListing(r.slice(P + 1) as ListingRow));
       if (onRows) onRows(listed);
