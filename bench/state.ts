@@ -67,7 +67,12 @@
 // and the pruner's two queries per group. Now: small members gzip'd in place, a running
 // total, prepared statements, one prune statement for the fleet. 1,000 groups, three runs:
 // first versions 1.30 / 1.48 / 1.34 x the signed floor, after one change 1.34 / 1.33 / 1.26;
-// transactions per state 6.1-6.7 and 6.1. Latency p50 167 ms, p95 183 ms (debounce 103).
+// transactions per state 6.1-6.7 and 6.1. Then the group's reads: planning them took three
+// times as long as running them on a 20-entry group (1.3 ms against 0.3 for a first read,
+// 2.8 against 0.9 for the changes since); prepared now where the plan kept cannot hurt a
+// large group (see ArtifactStore.snapshot): Postgres per state 5.5-5.8 -> 2.7-3.3 ms, and
+// first versions 1.28 / 1.26 x, after one change 1.20 / 1.23 x. Latency p50 167-171 ms,
+// p95 183-185 ms (debounce 103).
 // BENCH_ONLY=latency,size,groups picks sections.
 import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
