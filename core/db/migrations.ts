@@ -545,26 +545,23 @@ export const MIGRATIONS: readonly Migration[] = [
       DROP TRIGGER tags_moved ON tags;
       DROP FUNCTION tags_added();
       DROP FUNCTION tags_moved();
-      CREATE FUNCTION tag_added() RETURNS trigger LANGUAGE plpgsql AS $$
+      -- One function for both: a moved tag leaves the artifact it named, then, as a new tag
+      -- does, joins the one it names unless that one already carries it.
+      CREATE FUNCTION tag_placed() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
+        IF TG_OP = 'UPDATE' THEN
+          UPDATE artifacts SET live_tags = array_remove(live_tags, OLD.tag)
+           WHERE group_name = OLD.group_name AND repository = OLD.repository AND digest = OLD.digest;
+        END IF;
         UPDATE artifacts SET live_tags = live_tags || NEW.tag
          WHERE group_name = NEW.group_name AND repository = NEW.repository AND digest = NEW.digest
            AND NOT NEW.tag = ANY (live_tags);
         RETURN NULL;
       END $$;
-      CREATE FUNCTION tag_moved() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        UPDATE artifacts SET live_tags = array_remove(live_tags, OLD.tag)
-         WHERE group_name = OLD.group_name AND repository = OLD.repository AND digest = OLD.digest;
-        UPDATE artifacts SET live_tags = live_tags || NEW.tag
-         WHERE group_name = NEW.group_name AND repository = NEW.repository AND digest = NEW.digest
-           AND NOT NEW.tag = ANY (live_tags);
-        RETURN NULL;
-      END $$;
-      CREATE TRIGGER tag_added AFTER INSERT ON tags FOR EACH ROW EXECUTE FUNCTION tag_added();
+      CREATE TRIGGER tag_added AFTER INSERT ON tags FOR EACH ROW EXECUTE FUNCTION tag_placed();
       CREATE TRIGGER tag_moved AFTER UPDATE ON tags FOR EACH ROW
         WHEN ((OLD.group_name, OLD.repository, OLD.tag, OLD.digest) IS DISTINCT FROM (NEW.group_name, NEW.repository, NEW.tag, NEW.digest))
-        EXECUTE FUNCTION tag_moved();
+        EXECUTE FUNCTION tag_placed();
 
       -- 2. A NOTIFY takes a lock that its transaction holds until its commit is flushed,
       --    so PUTs that each notified committed one after the other (half the PUTs per

@@ -73,8 +73,10 @@ export async function inTransaction<T>(pool: Pool, fn: (client: Client) => Promi
  * per-call ones (plan_cache_mode auto). The endpoint's manifest PUT is one statement of
  * eight parts; parsing and planning it on every PUT was a third of Postgres's CPU per image
  * (bench/endpoint.ts). Only for statements whose plan does not depend on how large the group
- * is (index lookups by key) and whose result columns are named, so that a column added by a
- * migration while a connection holds the statement cannot change its result type.
+ * is (index lookups by key; a group's listings are prepared only where ArtifactStore.snapshot
+ * knows the plan kept serves a small group) and whose result columns are fixed by the text,
+ * so that a column added by a migration while a connection holds the statement cannot
+ * change its result type.
  *
  * The name is the text's hash: the same text always has the same name, so no two statements
  * can claim one. A connection pooler between the replicas and Postgres must keep prepared

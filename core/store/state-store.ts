@@ -137,10 +137,10 @@ export class StateStore {
       [group, version, manifestDigest]);
   }
 
-  /** Published versions beyond the newest `keep`, not yet pruned from the registry. */
   /**
    * What the pruner removes, of every group: published versions beyond the newest `keep`,
-   * then abandoned versions that reached the registry; grouped by group, oldest first.
+   * then abandoned versions that may have been pushed (tagged v<N>, never `latest`); grouped
+   * by group, oldest first; none pruned from the registry yet.
    */
   async toPrune(keep: number): Promise<(StateVersion & { abandoned: boolean })[]> {
     const { rows } = await query<Row & { kind: number }>(this.pool, sql.TO_PRUNE, [keep]);
@@ -199,7 +199,6 @@ export class StateStore {
     return r && { digest: r.manifest_digest, manifest: r.manifest, blobs: rows.flatMap((x) => (x.blob ? [x.blob] : [])) };
   }
 
-  /** Versions abandoned after they may have been pushed (tagged v<N>, never `latest`), not yet removed. */
   /**
    * Groups whose published state may be out of date: never built, holding a change that no
    * successful build has published, or holding a tombstone (or a superseded manifest) whose
