@@ -10,7 +10,7 @@ import type { Pusher } from './pusher.js';
 import type { Signer } from './signer.js';
 import { stateRepository, versionTag, type PackagedDelta, type PackagedState } from '../core/state/artifact.js';
 import type { StateLayout } from '../core/state/layouts/index.js';
-import { StateCache, StateContent } from './state-content.js';
+import { StateCache, StateContent, UnusableContentError } from './state-content.js';
 
 export interface BuildResult {
   group: string;
@@ -111,20 +111,41 @@ export class StateBuilder {
     const kept = cached ?? restored?.content;
     // One snapshot: the point the build starts from and what the group holds then (only
     // what changed since, when the content of an earlier build is kept or restored).
-    const content = kept ?? new StateContent(group, registry, this.options.layout);
-    content.expectVersion(await expected);
+    let content = kept ?? new StateContent(group, registry, this.options.layout);
+    const version = await expected;
+    content.expectVersion(version);
     const full = kept ? undefined : content.beginFull();
-    const snapshot = await this.artifacts.snapshot(group, this.options.tombstoneRetentionHours, this.options.supersededManifests ?? 'tombstone',
+    let snapshot = await this.artifacts.snapshot(group, this.options.tombstoneRetentionHours, this.options.supersededManifests ?? 'tombstone',
       kept?.xmin, full?.add, restored?.reread, kept?.count);
-    if (full) full.finish(snapshot);
-    else content.apply(snapshot);
-    const read = cached ? 'changes' : restored ? 'changes since published' : 'whole group';
+    let read: BuildResult['read'] = cached ? 'changes' : restored ? 'changes since published' : 'whole group';
+    if (full) {
+      full.finish(snapshot);
+    } else {
+      try {
+        content.apply(snapshot);
+      } catch (err) {
+        if (!(err instanceof UnusableContentError)) throw err;
+        // Content taken up from a layer this worker would not have written so: the group is
+        // read whole, as though nothing were kept.
+        this.log.warn({ group, err: err.message }, 'the kept content of the group cannot be built on; reading the group in full');
+        content = new StateContent(group, registry, this.options.layout);
+        content.expectVersion(version);
+        const whole = content.beginFull();
+        snapshot = await this.artifacts.snapshot(group, this.options.tombstoneRetentionHours, this.options.supersededManifests ?? 'tombstone', undefined, whole.add);
+        whole.finish(snapshot);
+        read = 'whole group';
+      }
+    }
     watch.mark('read');
+    let usable = true;
     try {
       return { ...await this.buildContent(group, content, { at: snapshot.at, changeId: snapshot.changeId, xmin: snapshot.xmin, snapshot: snapshot.snapshot }, watch), read, ms: watch.marks };
+    } catch (err) {
+      if (err instanceof UnusableContentError) usable = false;
+      throw err;
     } finally {
       // Whatever happened to the publish, the content is the group's as of the snapshot.
-      this.options.cache?.put(content);
+      if (usable) this.options.cache?.put(content);
     }
   }
 

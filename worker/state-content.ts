@@ -40,6 +40,12 @@ const gzipMember = async (bytes: Buffer): Promise<Buffer> =>
  * 400 chunks must not all be handed to zlib at once.
  */
 const GZIP_AT_ONCE = 4;
+/**
+ * Rows of a full listing rendered by one JSON.stringify: a batch's JSON stays below V8's
+ * large-object size (128 KiB), so it dies young, in the scavenged new space, instead of
+ * piling up in old space until a full collection (tens of MB on a 100,000-entry group).
+ */
+const RENDER_AT_ONCE = 256;
 
 /** Sort key of an entry: repository then digest, by code unit (\0 sorts first). */
 const keyOf = (r: { repository: string; digest: string }): string => `${r.repository}\u0000${r.digest}`;
@@ -61,38 +67,60 @@ export interface FullLayer {
   size: number;
 }
 
+/**
+ * A run of entries of the full layer, one gzip member: what the content holds of them. Its
+ * entries are not kept one by one (a 100,000-entry group would then sit in memory twice,
+ * as 100,000 strings and as the chunks' text): a chunk is read back into entries only when
+ * a change touches it (entriesOf).
+ */
 interface Chunk {
-  start: number;
-  end: number;
-  id: string;
-}
-
-/** A chunk's text as bytes, and once compressed, its gzip member (or while it is being compressed). */
-interface ChunkBytes {
+  /** The key of its first entry: a chunk is found by it. */
+  first: string;
+  /** How many entries it holds. */
+  count: number;
+  /** Its text as the document has it: its entries' JSON joined by ',', after a ',' unless it is the first chunk. */
   bytes: Buffer;
+  /** Whether `bytes` begins with that ','. */
+  leading: boolean;
+  /** Its gzip member, once compressed. */
   member?: Buffer;
   /** The member on its way (a full read compresses chunks as their rows arrive); undefined if that failed. */
   pending?: Promise<Buffer | undefined>;
 }
+
+/** Entries in order: their keys, and their JSON. */
+interface Entries {
+  keys: string[];
+  jsons: string[];
+}
+
+/**
+ * Content that is not laid out as this worker writes it (a chunk taken up from a published
+ * layer whose entries are out of order, or cut elsewhere): it cannot be built on, and the
+ * group is read in full instead.
+ */
+export class UnusableContentError extends Error {
+  constructor(group: string, why: string) {
+    super(`the state content kept for group ${group} cannot be built on: ${why}`);
+    this.name = 'UnusableContentError';
+  }
+}
+
+const COMMA = Buffer.from(',');
 
 /**
  * The entries of a group's state as of one snapshot. Not thread-safe across builds of the
  * same group; the queue runs one build per group at a time.
  */
 export class StateContent {
-  keys: string[] = [];
-  jsons: string[] = [];
-  /** The build generation that last changed each entry (chunk identity). */
-  gens: number[] = [];
+  /** The chunks of the full layer, in order. */
+  private chunks: Chunk[] = [];
+  private total = 0;
   /** Entries that leave the list by themselves, with when (ms). */
   expiries = new Map<string, number>();
-  generation = 0;
   /** The snapshot this content is as of. */
   xmin = '';
   readAt = 0;
-  /** The chunks of the last build, by identity. */
-  private chunkBytes = new Map<string, ChunkBytes>();
-  private memoChunks: Chunk[] | undefined;
   /** The version last published from this content and its full layer's digest. */
   published: { version: number; digest: string } | undefined;
   /** Entries changed since `published`: their JSON then (undefined: not listed then). */
@@ -116,15 +144,25 @@ export class StateContent {
   }
 
   get count(): number {
-    return this.keys.length;
+    return this.total;
   }
 
   /** Approximate bytes held (for the cache's budget). */
   get bytes(): number {
     let n = 0;
-    for (const j of this.jsons) n += j.length + 64;
-    for (const c of this.chunkBytes.values()) n += c.bytes.length + (c.member?.length ?? 0);
-    return n;
+    for (const c of this.chunks) n += c.bytes.length + (c.member?.length ?? 0) + c.first.length + 128;
+    for (const [key, json] of this.sincePublished) n += key.length + (json?.length ?? 0) + 64;
+    return n + this.expiries.size * 128;
+  }
+
+  /** Every entry's key in order (each chunk read back: for tests and the rare paths that need them all). */
+  get keys(): string[] {
+    return this.allEntries().keys;
+  }
+
+  /** Every entry's JSON in order (as `keys`). */
+  get jsons(): string[] {
+    return this.allEntries().jsons;
   }
 
   /** Replaces everything with a full listing. */
@@ -136,71 +174,75 @@ export class StateContent {
 
   /**
    * Replaces everything with a full listing taken in batches (in the store's order): each
-   * batch is rendered as it comes (one JSON.stringify per batch, split per entry), so its
-   * rows and objects are garbage before the next arrives. While the listing is in order (it
-   * is: the store sorts it), each chunk is cut as soon as its last entry arrives: its text
-   * goes into the content digest and to gzip then, so hashing and compressing a large group
-   * overlap reading the next batches from the database instead of following them.
+   * batch is rendered as it comes (one JSON.stringify per batch, split per entry), and while
+   * the listing is in order (it is: the store sorts it) each chunk is cut as soon as its last
+   * entry arrives: its text goes into the content digest and to gzip then, and its entries'
+   * strings are garbage. Hashing and compressing a large group so overlap reading the next
+   * batches from the database, and what stays is the chunks' text, once.
    */
   beginFull(): { add: (rows: readonly ListedRow[]) => void; finish: (snapshot: GroupSnapshot) => void } {
-    const keys: string[] = [];
-    const jsons: string[] = [];
     const expiries = new Map<string, number>();
     let sorted = true;
+    let last: string | undefined;
     // The chunks cut so far, in order, and the content digest over them (as hash() feeds it).
-    const cut: ChunkBytes[] = [];
+    let cut: Chunk[] = [];
+    // The entries of the chunk being filled; once a row came out of order, every entry.
+    let pending: Entries = { keys: [], jsons: [] };
     const digest = createHash('sha256').update(stateHead(this.group, this.registry)).update('[');
     const expected = this.expected;
     const layerDigest = expected === undefined ? undefined : createHash('sha256').update(stateHead(this.group, this.registry, expected)).update('[');
     const limit = pLimit(GZIP_AT_ONCE);
-    let chunkStart = 0;
-    const cutTo = (end: number) => {
-      const text = jsons.slice(chunkStart, end).join(',');
-      const bytes = Buffer.from(chunkStart === 0 ? text : `,${text}`);
-      digest.update(bytes);
-      layerDigest?.update(bytes);
+    const cutPending = () => {
+      const chunk = chunkOf(pending, 0, pending.keys.length, cut.length > 0);
+      digest.update(chunk.bytes);
+      layerDigest?.update(chunk.bytes);
       // A failure here only means fullLayer compresses the chunk itself.
-      cut.push({ bytes, pending: limit(() => gzipMember(bytes)).catch(() => undefined) });
-      chunkStart = end;
+      chunk.pending = limit(() => gzipMember(chunk.bytes)).catch(() => undefined);
+      cut.push(chunk);
+      pending = { keys: [], jsons: [] };
+    };
+    const addRows = (rows: readonly ListedRow[]) => {
+      const artifacts = rows.map(artifactOf);
+      const split = splitEntries(JSON.stringify(artifacts), artifacts.length) ?? artifacts.map((a) => JSON.stringify(a));
+      for (let i = 0; i < rows.length; i++) {
+        const key = keyOf(rows[i]!);
+        if (sorted && last !== undefined && last >= key) {
+          // Not in code-unit order (should not happen: the listing sorts with COLLATE
+          // "C"): every entry is kept until the end, then sorted, so the bytes never
+          // depend on the database's collation.
+          sorted = false;
+          const before = entriesIn(this.group, cut);
+          pending = { keys: [...before.keys, ...pending.keys], jsons: [...before.jsons, ...pending.jsons] };
+          cut = [];
+        }
+        last = key;
+        pending.keys.push(key);
+        pending.jsons.push(split[i]!);
+        if (rows[i]!.expiresAt) expiries.set(key, rows[i]!.expiresAt!.getTime());
+        if (sorted && endsChunk(key)) cutPending();
+      }
     };
     return {
       add: (all) => {
-        const rows = this.layout.leavesOut ? all.filter((r) => this.lists(r)) : all;
-        if (rows.length === 0) return;
-        const artifacts = rows.map(artifactOf);
-        const split = splitEntries(JSON.stringify(artifacts), artifacts.length) ?? artifacts.map((a) => JSON.stringify(a));
-        for (let i = 0; i < rows.length; i++) {
-          const key = keyOf(rows[i]!);
-          if (keys.length > 0 && keys[keys.length - 1]! >= key) sorted = false;
-          keys.push(key);
-          jsons.push(split[i]!);
-          if (rows[i]!.expiresAt) expiries.set(key, rows[i]!.expiresAt!.getTime());
-          if (sorted && endsChunk(key)) cutTo(keys.length);
-        }
+        const listed = this.layout.leavesOut ? all.filter((r) => this.lists(r)) : all;
+        for (let from = 0; from < listed.length; from += RENDER_AT_ONCE) addRows(listed.slice(from, from + RENDER_AT_ONCE));
       },
       finish: (snapshot) => {
-        let order: number[] | undefined;
-        // Not in code-unit order (should not happen: the listing sorts with COLLATE "C"):
-        // put it right, so the bytes never depend on the database's collation; the chunks
-        // cut before that was seen are dropped (chunks() cuts them again).
-        if (!sorted) order = keys.map((_, i) => i).sort((x, y) => byCodeUnit(keys[x]!, keys[y]!));
-        else if (chunkStart < keys.length) cutTo(keys.length);
+        if (!sorted) {
+          const order = pending.keys.map((_, i) => i).sort((x, y) => byCodeUnit(pending.keys[x]!, pending.keys[y]!));
+          cut = cutAll({ keys: order.map((i) => pending.keys[i]!), jsons: order.map((i) => pending.jsons[i]!) }).chunks;
+        } else if (pending.keys.length > 0) {
+          cutPending();
+        }
         const before = this.published ? this.entryMap() : undefined;
-        this.generation++;
-        this.keys = order ? order.map((i) => keys[i]!) : keys;
-        this.jsons = order ? order.map((i) => jsons[i]!) : jsons;
-        this.gens = keys.map(() => this.generation);
+        this.chunks = cut;
+        this.total = cut.reduce((n, c) => n + c.count, 0);
         this.expiries = expiries;
-        this.chunkBytes = new Map();
-        this.memoChunks = undefined;
         this.xmin = snapshot.xmin;
         this.readAt = snapshot.at.getTime();
         this.memoDigest = undefined;
         this.memoLayerDigest = undefined;
         if (sorted) {
-          // chunks() cuts where cutTo did (after an entry whose digest ends in "00", and at the end).
-          const ids = this.chunks();
-          for (let c = 0; c < ids.length; c++) this.chunkBytes.set(ids[c]!.id, cut[c]!);
           this.memoDigest = `sha256:${digest.update(']}').digest('hex')}`;
           if (layerDigest) this.memoLayerDigest = { version: expected!, digest: `sha256:${layerDigest.update(']}').digest('hex')}` };
         }
@@ -220,7 +262,8 @@ export class StateContent {
    * chunk it holds; the content is as of the snapshot that build read (`xmin`, `readAt`),
    * so the caller then applies what changed since. Undefined, and nothing changed, when the
    * layer is not laid out so for this group and registry (`digest` is its text's, as the
-   * manifest that names the layer says).
+   * manifest that names the layer says). Only each chunk's first and last entries are read
+   * here; a chunk is read whole (and checked whole) when a change touches it.
    * Gives the entries listed as deleted: when they leave the list (their retention) is not
    * in the layer, so the caller reads them again.
    */
@@ -232,100 +275,141 @@ export class StateContent {
     if (!members || members.length < 2) return undefined;
     if (members[0]!.text.toString('utf8') !== `${stateHead(this.group, this.registry, version)}[`
       || members[members.length - 1]!.text.toString('utf8') !== ']}') return undefined;
-    const keys: string[] = [];
-    const jsons: string[] = [];
+    const chunks: Chunk[] = [];
     const deleted: { repository: string; digest: string }[] = [];
-    const chunks = members.slice(1, -1);
-    for (let c = 0; c < chunks.length; c++) {
-      const text = chunks[c]!.text.toString('utf8');
-      if (c > 0 !== text.startsWith(',') || !text.endsWith('}')) return undefined;
-      // Entries are split where splitEntries splits them, as slices of the chunk's text.
-      for (let start = c > 0 ? 1 : 0; start < text.length;) {
-        const next = text.indexOf(ENTRY_SEPARATOR, start);
-        const end = next < 0 ? text.length : next + 1;
-        const json = text.slice(start, end);
-        const entry = entryKey(json);
+    const inner = members.slice(1, -1);
+    let previous = '';
+    for (let c = 0; c < inner.length; c++) {
+      const text = inner[c]!.text;
+      const leading = c > 0;
+      const start = leading ? 1 : 0;
+      if ((text[0] === COMMA[0]) !== leading || text[text.length - 1] !== 0x7d) return undefined;
+      const entryAt = (at: number) => {
+        const end = text.indexOf(SEPARATOR, at);
+        return entryKey(text.toString('utf8', at, end < 0 ? text.length : end + 1));
+      };
+      const first = entryAt(start);
+      const lastAt = text.lastIndexOf(SEPARATOR);
+      const last = lastAt < start ? first : entryAt(lastAt + 2);
+      if (!first || !last) return undefined;
+      const firstKey = keyOf(first);
+      const lastKey = keyOf(last);
+      // In order, and chunked as this worker chunks: a chunk ends after an entry whose
+      // digest ends in "00", or with the list.
+      if (firstKey <= previous || lastKey < firstKey || (!endsChunk(lastKey) && c < inner.length - 1)) return undefined;
+      let count = 1;
+      for (let at = text.indexOf(SEPARATOR, start); at >= 0; at = text.indexOf(SEPARATOR, at + SEPARATOR.length)) count++;
+      for (let at = text.indexOf(DELETED, start); at >= 0; at = text.indexOf(DELETED, at + DELETED.length)) {
+        const before = text.lastIndexOf(SEPARATOR, at);
+        const entry = entryAt(before < start ? start : before + 2);
         if (!entry) return undefined;
-        const key = keyOf(entry);
-        // In order, and chunked as chunks() chunks: a chunk ends exactly after an entry
-        // whose digest ends in "00", or with the list.
-        const last = next < 0;
-        if ((keys.length > 0 && keys[keys.length - 1]! >= key) || (endsChunk(key) !== last && !(last && c === chunks.length - 1))) return undefined;
-        keys.push(key);
-        jsons.push(json);
-        if (entry.deleted) deleted.push(entry);
-        start = next < 0 ? text.length : next + 2;
+        deleted.push({ repository: entry.repository, digest: entry.digest });
       }
+      chunks.push({ first: firstKey, count, bytes: text, leading, member: inner[c]!.member });
+      previous = lastKey;
     }
-    this.generation++;
-    this.keys = keys;
-    this.jsons = jsons;
-    this.gens = keys.map(() => this.generation);
+    this.chunks = chunks;
+    this.total = chunks.reduce((n, c) => n + c.count, 0);
     this.expiries = new Map();
-    this.chunkBytes = new Map();
-    this.memoChunks = undefined;
     this.memoDigest = undefined;
     this.memoLayerDigest = undefined;
-    const ids = this.chunks();
-    for (let c = 0; c < ids.length; c++) this.chunkBytes.set(ids[c]!.id, { bytes: chunks[c]!.text, member: chunks[c]!.member });
     this.xmin = xmin;
     this.readAt = readAt.getTime();
     this.markPublished(version, digest);
-    return deleted.map(({ repository, digest: d }) => ({ repository, digest: d }));
+    return deleted;
   }
 
-  /** Applies a listing read since this content's snapshot; false when it changed nothing. */
+  /**
+   * Applies a listing read since this content's snapshot; false when it changed nothing.
+   * Only the chunks the changes fall into are read back into entries and cut again.
+   * Throws UnusableContentError, changing nothing, when one of them is not laid out as this
+   * worker writes it.
+   */
   apply(snapshot: GroupSnapshot): boolean {
     const at = snapshot.at.getTime();
     const updates = new Map<string, ListedRow | undefined>();
     for (const k of snapshot.keys ?? []) updates.set(keyOf(k), undefined);
     for (const r of snapshot.rows) updates.set(keyOf(r), r);
     for (const [key, when] of this.expiries) if (when <= at && !updates.has(key)) updates.set(key, undefined);
+    if (updates.size === 0) {
+      this.xmin = snapshot.xmin;
+      this.readAt = at;
+      return false;
+    }
+
+    // The changes of each chunk they fall into, checked before anything changes.
+    const byChunk = new Map<number, string[]>();
+    for (const key of updates.keys()) {
+      const c = this.chunkIndex(key);
+      const keys = byChunk.get(c);
+      if (keys) keys.push(key);
+      else byChunk.set(c, [key]);
+    }
+    const entries = new Map<number, Entries>();
+    for (const c of byChunk.keys()) entries.set(c, this.chunks.length === 0 ? { keys: [], jsons: [] } : this.entriesOf(c));
+
     this.xmin = snapshot.xmin;
     this.readAt = at;
-    if (updates.size === 0) return false;
-
-    const index = new Map<string, number>();
-    const changed = new Map<string, string | undefined>();
-    for (const key of updates.keys()) {
-      const i = this.find(key);
-      const old = i >= 0 ? this.jsons[i] : undefined;
-      const row = updates.get(key);
-      const json = row && this.lists(row) ? JSON.stringify(artifactOf(row)) : undefined;
-      if (row?.expiresAt) this.expiries.set(key, row.expiresAt.getTime());
-      else this.expiries.delete(key);
-      if (json === old) continue;
-      changed.set(key, json);
-      if (i >= 0) index.set(key, i);
-      this.noteChange(key, old);
+    const rewritten = new Map<number, Entries>();
+    for (const [c, keys] of byChunk) {
+      const held = entries.get(c)!;
+      const changed = new Map<string, string | undefined>();
+      for (const key of keys) {
+        const i = indexIn(held.keys, key);
+        const old = i >= 0 ? held.jsons[i] : undefined;
+        const row = updates.get(key);
+        const json = row && this.lists(row) ? JSON.stringify(artifactOf(row)) : undefined;
+        if (row?.expiresAt) this.expiries.set(key, row.expiresAt.getTime());
+        else this.expiries.delete(key);
+        if (json === old) continue;
+        changed.set(key, json);
+        this.noteChange(key, old);
+      }
+      if (changed.size > 0) rewritten.set(c, merged(held, changed));
     }
-    if (changed.size === 0) return false;
-    this.generation++;
+    if (rewritten.size === 0) return false;
     this.memoDigest = undefined;
     this.memoLayerDigest = undefined;
-    this.memoChunks = undefined;
-    // One merge pass: the entries kept, the changed ones put in place.
-    const added = [...changed.entries()].filter(([k, j]) => j !== undefined && !index.has(k)).map(([k]) => k).sort(byCodeUnit);
-    const keys: string[] = [];
-    const jsons: string[] = [];
-    const gens: number[] = [];
-    let a = 0;
-    const push = (key: string, json: string, gen: number) => {
-      keys.push(key);
-      jsons.push(json);
-      gens.push(gen);
-    };
-    for (let i = 0; i < this.keys.length; i++) {
-      const key = this.keys[i]!;
-      while (a < added.length && added[a]! < key) push(added[a]!, changed.get(added[a++]!)!, this.generation);
-      if (!changed.has(key)) push(key, this.jsons[i]!, this.gens[i]!);
-      else if (changed.get(key) !== undefined) push(key, changed.get(key)!, this.generation);
-    }
-    while (a < added.length) push(added[a]!, changed.get(added[a++]!)!, this.generation);
-    this.keys = keys;
-    this.jsons = jsons;
-    this.gens = gens;
+    this.recut(rewritten);
     return true;
+  }
+
+  /**
+   * The chunks again, with those whose entries changed (`rewritten`, by index) cut anew:
+   * where an entry ending a chunk went, or one came that ends one, the chunks around it
+   * join or split; every other chunk is kept as it is, its gzip member with it.
+   */
+  private recut(rewritten: Map<number, Entries>): void {
+    const out: Chunk[] = [];
+    // Entries after the last chunk ending so far, joining the next chunk.
+    let carry: Entries = { keys: [], jsons: [] };
+    const n = Math.max(this.chunks.length, 1);
+    for (let c = 0; c < n; c++) {
+      const own = rewritten.get(c);
+      if (!own && carry.keys.length === 0) {
+        out.push(this.chunks[c]!);
+        continue;
+      }
+      const e = own ?? this.entriesOf(c);
+      const run = carry.keys.length === 0 ? e : { keys: carry.keys.concat(e.keys), jsons: carry.jsons.concat(e.jsons) };
+      let start = 0;
+      for (let i = 0; i < run.keys.length; i++) {
+        if (!endsChunk(run.keys[i]!)) continue;
+        out.push(chunkOf(run, start, i + 1, out.length > 0));
+        start = i + 1;
+      }
+      carry = { keys: run.keys.slice(start), jsons: run.jsons.slice(start) };
+    }
+    if (carry.keys.length > 0) out.push(chunkOf(carry, 0, carry.keys.length, out.length > 0));
+    // The first chunk's text has no leading ',', every other's has one (a chunk kept as it
+    // was may have moved to or from the front).
+    for (let i = 0; i < out.length; i++) {
+      const c = out[i]!;
+      if (c.leading === i > 0) continue;
+      out[i] = { first: c.first, count: c.count, leading: i > 0, bytes: i > 0 ? Buffer.concat([COMMA, c.bytes]) : c.bytes.subarray(1) };
+    }
+    this.chunks = out;
+    this.total = out.reduce((k, c) => k + c.count, 0);
   }
 
   /** Identifies the content regardless of version (render.ts's contentDigest). */
@@ -341,7 +425,7 @@ export class StateContent {
 
   /** The document of `version`, whole (for layouts that need the JSON itself). */
   document(version: number): Buffer {
-    return Buffer.from(`${stateHead(this.group, this.registry, version)}[${this.jsons.join(',')}]}`);
+    return Buffer.concat([Buffer.from(`${stateHead(this.group, this.registry, version)}[`), ...this.chunks.map((c) => c.bytes), Buffer.from(']}')]);
   }
 
   /**
@@ -350,7 +434,7 @@ export class StateContent {
    */
   async fullLayer(version: number): Promise<FullLayer> {
     const head = `${stateHead(this.group, this.registry, version)}[`;
-    const chunks = this.chunks().map((c) => this.bytesOf(c));
+    const chunks = this.chunks;
     await Promise.all(chunks.map(async (c) => {
       if (!c.pending) return;
       const member = await c.pending;
@@ -393,10 +477,11 @@ export class StateContent {
    */
   deltaFrom(base: { version: number; digest: string }, version: number): string | undefined {
     if (this.published?.version !== base.version || this.published.digest !== base.digest) return undefined;
+    const lookup = this.lookup();
     const removed: string[] = [];
     const upserted: string[] = [];
     const removedKeys = [...this.sincePublished.entries()]
-      .filter(([key, before]) => before !== undefined && this.find(key) < 0)
+      .filter(([key, before]) => before !== undefined && lookup(key) === undefined)
       .map(([key]) => {
         const at = key.indexOf('\u0000');
         return { repository: key.slice(0, at), digest: key.slice(at + 1) };
@@ -405,8 +490,8 @@ export class StateContent {
       .sort((x, y) => byCodeUnit(`${x.repository}@${x.digest}`, `${y.repository}@${y.digest}`));
     for (const r of removedKeys) removed.push(JSON.stringify(r));
     for (const key of [...this.sincePublished.keys()].sort(byCodeUnit)) {
-      const i = this.find(key);
-      if (i >= 0 && this.jsons[i] !== this.sincePublished.get(key)) upserted.push(this.jsons[i]!);
+      const now = lookup(key);
+      if (now !== undefined && now !== this.sincePublished.get(key)) upserted.push(now);
     }
     return renderDeltaText(this.group, this.registry, base, version, removed, upserted);
   }
@@ -423,6 +508,7 @@ export class StateContent {
     const array = text.slice(start + '"artifacts":'.length, -1);
     const entries = array === '[]' ? [] : splitEntries(array, undefined);
     if (!entries) return undefined;
+    const own = this.allEntries();
     // Both lists are in key order: one merge pass, no map of the base.
     const removed: { repository: string; digest: string }[] = [];
     const upserted: string[] = [];
@@ -435,15 +521,15 @@ export class StateContent {
       const key = keyOf(entry);
       if (key <= last) return undefined;
       last = key;
-      while (i < this.keys.length && this.keys[i]! < key) upserted.push(this.jsons[i++]!);
-      if (i < this.keys.length && this.keys[i] === key) {
-        if (this.jsons[i] !== json) upserted.push(this.jsons[i]!);
+      while (i < own.keys.length && own.keys[i]! < key) upserted.push(own.jsons[i++]!);
+      if (i < own.keys.length && own.keys[i] === key) {
+        if (own.jsons[i] !== json) upserted.push(own.jsons[i]!);
         i++;
       } else {
         removed.push(entry);
       }
     }
-    while (i < this.keys.length) upserted.push(this.jsons[i++]!);
+    while (i < own.keys.length) upserted.push(own.jsons[i++]!);
     removed.sort((x, y) => byCodeUnit(`${x.repository}@${x.digest}`, `${y.repository}@${y.digest}`));
     return renderDeltaText(this.group, this.registry, base, version, removed.map((r) => JSON.stringify(r)), upserted);
   }
@@ -452,71 +538,155 @@ export class StateContent {
     if (this.published && !this.sincePublished.has(key)) this.sincePublished.set(key, before);
   }
 
+  private allEntries(): Entries {
+    return entriesIn(this.group, this.chunks);
+  }
+
   private entryMap(): Map<string, string> {
+    const { keys, jsons } = this.allEntries();
     const m = new Map<string, string>();
-    for (let i = 0; i < this.keys.length; i++) m.set(this.keys[i]!, this.jsons[i]!);
+    for (let i = 0; i < keys.length; i++) m.set(keys[i]!, jsons[i]!);
     return m;
   }
 
-  private find(key: string): number {
+  /** The chunk a key is in, or would go into: the last whose first key is not after it (else the first). */
+  private chunkIndex(key: string): number {
     let lo = 0;
-    let hi = this.keys.length - 1;
+    let hi = this.chunks.length - 1;
+    let found = 0;
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1;
-      const k = this.keys[mid]!;
-      if (k === key) return mid;
-      if (k < key) lo = mid + 1;
-      else hi = mid - 1;
-    }
-    return -1;
-  }
-
-  /** The chunks as of now; those unchanged since the last build keep their bytes (and member). */
-  private chunks(): Chunk[] {
-    if (this.memoChunks) return this.memoChunks;
-    const out: Chunk[] = [];
-    let start = 0;
-    let gen = 0;
-    for (let i = 0; i < this.keys.length; i++) {
-      gen = Math.max(gen, this.gens[i]!);
-      if (endsChunk(this.keys[i]!) || i === this.keys.length - 1) {
-        // The chunk's first key, size and newest generation identify its text (a chunk
-        // that gained, lost or changed an entry has a new generation or size); the first
-        // chunk has no leading comma.
-        out.push({ start, end: i + 1, id: `${this.keys[start]}\u0001${i + 1 - start}\u0001${gen}\u0001${start === 0}` });
-        start = i + 1;
-        gen = 0;
+      if (this.chunks[mid]!.first <= key) {
+        found = mid;
+        lo = mid + 1;
+      } else {
+        hi = mid - 1;
       }
     }
-    const kept = new Map<string, ChunkBytes>();
-    for (const c of out) {
-      const known = this.chunkBytes.get(c.id);
-      if (known) kept.set(c.id, known);
-    }
-    this.chunkBytes = kept;
-    this.memoChunks = out;
-    return out;
+    return found;
   }
 
-  private bytesOf(c: Chunk): ChunkBytes {
-    let chunk = this.chunkBytes.get(c.id);
-    if (!chunk) {
-      const text = this.jsons.slice(c.start, c.end).join(',');
-      chunk = { bytes: Buffer.from(c.start === 0 ? text : `,${text}`) };
-      this.chunkBytes.set(c.id, chunk);
-    }
-    return chunk;
+  private entriesOf(c: number): Entries {
+    return chunkEntries(this.group, this.chunks[c]!, c === this.chunks.length - 1);
+  }
+
+  /** Finds an entry's JSON by key, each chunk read back at most once. */
+  private lookup(): (key: string) => string | undefined {
+    const read = new Map<number, Entries>();
+    return (key) => {
+      if (this.chunks.length === 0) return undefined;
+      const c = this.chunkIndex(key);
+      let e = read.get(c);
+      if (!e) read.set(c, (e = this.entriesOf(c)));
+      const i = indexIn(e.keys, key);
+      return i >= 0 ? e.jsons[i] : undefined;
+    };
   }
 
   /** sha256 of head + '[' + entries + ']}' for each head, fed chunk by chunk in one pass. */
   private hash(heads: string[]): string[] {
     const hs = heads.map((head) => createHash('sha256').update(head).update('['));
-    for (const c of this.chunks()) {
-      const bytes = this.bytesOf(c).bytes;
-      for (const h of hs) h.update(bytes);
+    for (const c of this.chunks) {
+      for (const h of hs) h.update(c.bytes);
     }
     return hs.map((h) => `sha256:${h.update(']}').digest('hex')}`);
   }
+}
+
+/** A chunk of entries[from, to), after a ',' when it is not the first chunk. */
+function chunkOf(entries: Entries, from: number, to: number, leading: boolean): Chunk {
+  const text = entries.jsons.slice(from, to).join(',');
+  return { first: entries.keys[from]!, count: to - from, bytes: Buffer.from(leading ? `,${text}` : text), leading };
+}
+
+/** Entries in order cut into chunks as a full read cuts them. */
+function cutAll(entries: Entries): { chunks: Chunk[] } {
+  const chunks: Chunk[] = [];
+  let start = 0;
+  for (let i = 0; i < entries.keys.length; i++) {
+    if (!endsChunk(entries.keys[i]!) && i < entries.keys.length - 1) continue;
+    chunks.push(chunkOf(entries, start, i + 1, chunks.length > 0));
+    start = i + 1;
+  }
+  return { chunks };
+}
+
+/** Every entry of `chunks`, in order. */
+function entriesIn(group: string, chunks: readonly Chunk[]): Entries {
+  const keys: string[] = [];
+  const jsons: string[] = [];
+  for (let c = 0; c < chunks.length; c++) {
+    const e = chunkEntries(group, chunks[c]!, c === chunks.length - 1);
+    for (let i = 0; i < e.keys.length; i++) {
+      keys.push(e.keys[i]!);
+      jsons.push(e.jsons[i]!);
+    }
+  }
+  return { keys, jsons };
+}
+
+/**
+ * A chunk's entries, read back from its text and checked to be laid out as this worker
+ * writes them: in order, only its last entry ending a chunk (unless it is the last chunk,
+ * which the list ends), as many as it says.
+ */
+function chunkEntries(group: string, chunk: Chunk, last: boolean): Entries {
+  const parts = chunk.bytes.toString('utf8', chunk.leading ? 1 : 0).split(ENTRY_SEPARATOR);
+  const keys: string[] = [];
+  const jsons: string[] = [];
+  const final = parts.length - 1;
+  for (let i = 0; i <= final; i++) {
+    const json = (i === 0 ? '' : '{"repository":') + parts[i]! + (i === final ? '' : '}');
+    const entry = entryKey(json);
+    const key = entry && keyOf(entry);
+    if (!key || (keys.length > 0 && keys[keys.length - 1]! >= key) || (endsChunk(key) && i < final)) {
+      throw new UnusableContentError(group, `a chunk's entries are not in order, or not cut as this worker cuts them (near ${JSON.stringify(json.slice(0, 120))})`);
+    }
+    keys.push(key);
+    jsons.push(json);
+  }
+  if (keys[0] !== chunk.first || keys.length !== chunk.count || (!last && !endsChunk(keys[final]!))) {
+    throw new UnusableContentError(group, 'a chunk does not hold the entries it was taken up with');
+  }
+  return { keys, jsons };
+}
+
+/** `held` with `changed` applied (a JSON puts or replaces the entry, undefined removes it), in one merge pass. */
+function merged(held: Entries, changed: Map<string, string | undefined>): Entries {
+  const added = [...changed.entries()].filter(([k, j]) => j !== undefined && indexIn(held.keys, k) < 0).map(([k]) => k).sort(byCodeUnit);
+  const keys: string[] = [];
+  const jsons: string[] = [];
+  let a = 0;
+  for (let i = 0; i < held.keys.length; i++) {
+    const key = held.keys[i]!;
+    while (a < added.length && added[a]! < key) {
+      keys.push(added[a]!);
+      jsons.push(changed.get(added[a++]!)!);
+    }
+    const json = changed.has(key) ? changed.get(key) : held.jsons[i];
+    if (json === undefined) continue;
+    keys.push(key);
+    jsons.push(json);
+  }
+  for (; a < added.length; a++) {
+    keys.push(added[a]!);
+    jsons.push(changed.get(added[a]!)!);
+  }
+  return { keys, jsons };
+}
+
+/** Where `key` is in sorted `keys`, or -1. */
+function indexIn(keys: readonly string[], key: string): number {
+  let lo = 0;
+  let hi = keys.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const k = keys[mid]!;
+    if (k === key) return mid;
+    if (k < key) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
 }
 
 /**
@@ -572,6 +742,9 @@ function renderDeltaText(group: string, registry: string, base: { version: numbe
 
 /** What stands between two entries' JSON, and only there (see splitEntries). */
 const ENTRY_SEPARATOR = '},{"repository":';
+const SEPARATOR = Buffer.from(ENTRY_SEPARATOR);
+/** What follows an entry's digest when it is listed as deleted (entryKey), and only there. */
+const DELETED = Buffer.from('","deleted":true');
 
 /**
  * Splits the JSON of an entries array into each entry's JSON. Entries are objects that all

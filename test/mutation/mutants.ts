@@ -133,6 +133,21 @@ export const MUTANTS: Mutant[] = [
     tests: ['core/render-determinism.test.js', 'worker/publish.test.js'],
   },
   {
+    name: 'a kept state cut again keeps the entries after the last chunk end apart instead of joining them to the next chunk',
+    edits: [{ file: 'worker/state-content.js', find: 'if (!own && carry.keys.length === 0) {', replace: 'if (!own) {' }],
+    tests: ['worker/state-content.test.js'],
+  },
+  {
+    name: 'a chunk taken up is read back without checking its order',
+    edits: [{ file: 'worker/state-content.js', find: '(keys.length > 0 && keys[keys.length - 1] >= key) || ', replace: '' }],
+    tests: ['worker/state-content.test.js', 'worker/publish.test.js'],
+  },
+  {
+    name: 'content that cannot be built on fails the build instead of a full read',
+    edits: [{ file: 'worker/state-builder.js', find: 'if (!(err instanceof UnusableContentError))', replace: 'if (true)' }],
+    tests: ['worker/publish.test.js'],
+  },
+  {
     name: 'final digest check of a chunked upload removed',
     edits: [{ file: 'adapter/blob-service.js', find: `checkLength(range, received, session.size);\n${I8}verify(hasher, claimed);`, replace: 'checkLength(range, received, session.size);' }],
     tests: ['adapter/bad-input.test.js'],

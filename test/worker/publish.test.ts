@@ -9,7 +9,7 @@ import { satellite } from '../support/run.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import { until } from '../support/process.js';
 import { record, testBuilder, testKeys, useRegistryAndKeys, workerConfig } from '../support/worker.js';
-import { STATE_ARTIFACT_TYPE, STATE_LAYER_TYPE, layerText, stateLayers } from '../../core/state/format.js';
+import { STATE_ARTIFACT_TYPE, STATE_DIGEST_ANNOTATION, STATE_LAYER_TYPE, layerText, stateLayers } from '../../core/state/format.js';
 import { gzipState } from '../../core/state/artifact.js';
 import { KeySigner } from '../../worker/signer.js';
 import { RegistryClient } from '../../core/registry/registry-client.js';
@@ -18,6 +18,8 @@ import { applyDelta } from '../../core/state/delta.js';
 import { ArtifactStore } from '../../core/store/artifact-store.js';
 import { StateContent } from '../../worker/state-content.js';
 import { ociLayout } from '../../core/state/layouts/oci.js';
+import { seedGroup } from '../../bench/seed.js';
+import { swapInChunk } from '../support/state-layer.js';
 
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -347,5 +349,33 @@ describe('publishing a group state to a real registry', function () {
       await record(db.pool, group, 'library/app2', image(), `newer${version}`);
       expect(await keepsNothing.builder.build(group)).to.include({ result: 'published', version, read: 'changes since published' });
     }
+  });
+  it('when the published layer a worker takes up holds a chunk it would not have written so, then a change there makes it read the group in full and publish what a full read gives', async () => {
+    const group = 'laid-out-otherwise';
+    await seedGroup(db.pool, group, 3000); // 12 chunks
+    const first = setup();
+    expect(await first.builder.build(group)).to.include({ result: 'published', version: 1, read: 'whole group' });
+    // The kept package of version 1 with two entries of its third chunk swapped.
+    const { rows: [kept] } = await db.pool.query<{ manifest: Buffer; blobs: Buffer[] }>('SELECT manifest, blobs FROM state_versions WHERE group_name = $1 AND version = 1', [group]);
+    const manifest = JSON.parse(kept!.manifest.toString()) as { layers: { digest: string; size: number; annotations: Record<string, string> }[] };
+    const layer = kept!.blobs.find((b) => sha256(b) === manifest.layers[0]!.digest)!;
+    const bad = swapInChunk(layer, 2);
+    manifest.layers[0] = { ...manifest.layers[0]!, digest: sha256(bad.gzip), size: bad.gzip.length, annotations: { ...manifest.layers[0]!.annotations, [STATE_DIGEST_ANNOTATION]: bad.digest } };
+    const bytes = Buffer.from(JSON.stringify(manifest));
+    await db.pool.query('UPDATE state_versions SET manifest = $2, manifest_digest = $3, blobs = $4 WHERE group_name = $1 AND version = 1',
+      [group, bytes, sha256(bytes), kept!.blobs.map((b) => (b === layer ? bad.gzip : b))]);
+    // A change in that chunk, built by a worker that kept nothing.
+    const full = new StateContent(group, first.config.imageRegistry);
+    full.loadFull(await new ArtifactStore(db.pool).snapshot(group, first.config.tombstoneRetentionHours, 'tombstone'));
+    const keys = full.keys;
+    const third = keys.findIndex((k, i) => i > 0 && keys[i - 1]!.endsWith('00') && keys.slice(0, i).filter((x) => x.endsWith('00')).length === 2);
+    const [repository, digest] = keys[third + 1]!.split('\u0000') as [string, string];
+    await new ArtifactStore(db.pool).deleteManifest({ group, repository }, digest);
+    const second = setup();
+    expect(await second.builder.build(group)).to.include({ result: 'published', version: 2, read: 'whole group' });
+    const after = new StateContent(group, first.config.imageRegistry);
+    after.loadFull(await new ArtifactStore(db.pool).snapshot(group, first.config.tombstoneRetentionHours, 'tombstone'));
+    const { json } = await readState(second.client, group);
+    expect(json.equals(after.document(2)), 'the state a full read gives').to.equal(true);
   });
 });

@@ -1,12 +1,13 @@
 import { expect } from 'chai';
 import { createHash, randomInt } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
+import { gzipMembersOf, swapInChunk } from '../support/state-layer.js';
 import { createPool } from '../../core/db/pool.js';
 import { diffStates, renderDelta, type VersionedState } from '../../core/state/delta.js';
 import { buildState, contentDigest } from '../../core/state/render.js';
 import { ArtifactStore } from '../../core/store/artifact-store.js';
 import { HarborStore } from '../../core/store/harbor-store.js';
-import { StateCache, StateContent } from '../../worker/state-content.js';
+import { StateCache, StateContent, UnusableContentError } from '../../worker/state-content.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { artifact, cosignSignature, image, index, randomLayer, signatureTag, type Image } from '../support/oci.js';
 import { record } from '../support/worker.js';
@@ -318,6 +319,82 @@ describe('a state kept between builds', function () {
     expect(content.contentDigest(), 'content digest as render.ts computes it').to.equal(reference);
     const full = await cold(group);
     expect((await content.fullLayer(2)).gzip.equals((await full.fullLayer(2)).gzip), 'the same full layer bytes').to.equal(true);
+  });
+
+  it('when entries that end a chunk come and go around the chunks a change touches, then the kept content, taken up or not, stays the bytes of a full read', async () => {
+    // Synthetic entries, a third of them ending a chunk (a digest ending in "00"), so that
+    // changes join chunks, split them, empty the first one and add before and after all.
+    const t0 = new Date('2030-01-01T00:00:00Z');
+    const universe = Array.from({ length: 90 }, (_, i) => ({
+      repository: `library/${'abc'[i % 3]}`,
+      digest: `sha256:${createHash('sha256').update(String(i)).digest('hex').slice(0, 62)}${i % 3 === 0 ? '00' : 'ab'}`,
+    }));
+    const row = (k: { repository: string; digest: string }, tag: string) => ({
+      ...k, mediaType: 'application/vnd.oci.image.manifest.v1+json', kind: 'IMAGE' as const, size: 1, subject: null,
+      deleted: false, tags: [tag], children: null, expiresAt: null,
+    });
+    const listed = new Map<string, ReturnType<typeof row>>();
+    for (const k of universe) if (randomInt(2) === 0) listed.set(`${k.repository}@${k.digest}`, row(k, 'v0'));
+    const all = () => [...listed.values()].sort((x, y) => (`${x.repository}\u0000${x.digest}` < `${y.repository}\u0000${y.digest}` ? -1 : 1));
+    const warm = new StateContent('synthetic', REGISTRY);
+    warm.loadFull({ xmin: '1', at: t0, changeId: 1, rows: all() });
+    let taken: StateContent | undefined;
+    let chunked = 0;
+    for (let step = 0; step < 300; step++) {
+      const touched: { repository: string; digest: string }[] = [];
+      for (let n = 1 + randomInt(4); n > 0; n--) {
+        const k = pick(universe);
+        const id = `${k.repository}@${k.digest}`;
+        if (listed.has(id) && randomInt(2) === 0) listed.delete(id);
+        else listed.set(id, row(k, `v${step}`));
+        touched.push(k);
+      }
+      if (randomInt(10) === 0) for (const id of [...listed.keys()].slice(0, 30)) { // the front of the list goes
+        listed.delete(id);
+        touched.push({ repository: id.split('@')[0]!, digest: id.split('@')[1]! });
+      }
+      const since = { xmin: '1', at: t0, changeId: step, keys: touched, rows: touched.flatMap((k) => listed.get(`${k.repository}@${k.digest}`) ?? []) };
+      warm.apply(since);
+      taken?.apply(since);
+      const full = new StateContent('synthetic', REGISTRY);
+      full.loadFull({ xmin: '1', at: t0, changeId: step, rows: all() });
+      const reference = await full.fullLayer(3);
+      chunked = Math.max(chunked, gzipMembersOf(reference.gzip));
+      for (const [content, how] of [[warm, 'kept'], [taken, 'taken up']] as const) {
+        if (!content) continue;
+        expect(content.jsons, `step ${step}, ${how}`).to.deep.equal(full.jsons);
+        expect(content.count, `step ${step}, ${how}`).to.equal(listed.size);
+        expect(content.contentDigest(), `step ${step}, ${how}: content digest`).to.equal(full.contentDigest());
+        const layer = await content.fullLayer(3);
+        expect(layer.gzip.equals(reference.gzip), `step ${step}, ${how}: the same full layer bytes`).to.equal(true);
+        expect(layer.digest, `step ${step}, ${how}`).to.equal(reference.digest);
+      }
+      if (randomInt(8) === 0) {
+        taken = new StateContent('synthetic', REGISTRY);
+        expect(taken.restore(3, reference.gzip, reference.digest, '1', t0), `step ${step}: taken up`).to.deep.equal([]);
+      }
+    }
+    expect(chunked, 'the layers had many chunks').to.be.greaterThan(10);
+  });
+
+  it('when a published layer taken up holds a chunk this worker would not have written so, then a change there is refused as unusable and nothing changes', async () => {
+    const group = 'tampered';
+    await seedGroup(db.pool, group, 3000); // 12 chunks
+    const warm = await cold(group);
+    const layer = await warm.fullLayer(1);
+    const bad = swapInChunk(layer.gzip, 2);
+    const taken = new StateContent(group, REGISTRY);
+    expect(taken.restore(1, bad.gzip, bad.digest, warm.xmin, new Date(warm.readAt)), 'first and last entries of each chunk as written').to.deep.equal([]);
+    // A change in another chunk is applied; one in the chunk laid out otherwise is refused.
+    const keys = warm.keys;
+    const chunkStarts = keys.map((k, i) => (i === 0 || keys[i - 1]!.endsWith('00') ? i : -1)).filter((i) => i >= 0);
+    const entry = (i: number) => ({ repository: keys[i]!.split('\u0000')[0]!, digest: keys[i]!.split('\u0000')[1]! });
+    const xmin = taken.xmin;
+    expect(() => taken.apply({ xmin: '99', at: new Date(warm.readAt), changeId: 2, rows: [], keys: [entry(chunkStarts[2]! + 1)] })).to.throw(UnusableContentError);
+    expect(taken.xmin, 'nothing changed').to.equal(xmin);
+    expect(taken.count).to.equal(3000);
+    expect(taken.apply({ xmin: '99', at: new Date(warm.readAt), changeId: 2, rows: [], keys: [entry(chunkStarts[5]! + 1)] })).to.equal(true);
+    expect(taken.count).to.equal(2999);
   });
 
   it('when kept states outgrow STATE_CACHE_MB or age, then the least recently built is read in full again', () => {
