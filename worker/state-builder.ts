@@ -161,7 +161,7 @@ export class StateBuilder {
     const layer = layers?.stateDigest && found.package.blobs.find((b) => computeDigest(b) === layers.full.digest);
     if (!layers?.stateDigest || !layer) return undefined;
     const content = new StateContent(group, registry, this.options.layout);
-    const reread = content.restore(found.version, layer, layers.stateDigest, found.xmin, found.readAt);
+    const reread = content.restore(found.version, layer, layers.stateDigest, found.xmin, found.readAt, found.count);
     if (!reread) {
       this.log.warn({ group, version: found.version }, 'the kept package of the published state cannot be taken up; reading the group in full');
       return undefined;

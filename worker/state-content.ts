@@ -76,8 +76,8 @@ export interface FullLayer {
 interface Chunk {
   /** The key of its first entry: a chunk is found by it. */
   first: string;
-  /** How many entries it holds. */
-  count: number;
+  /** How many entries it holds; undefined for a chunk taken up and not read back since (restore). */
+  count?: number;
   /** Its text as the document has it: its entries' JSON joined by ',', after a ',' unless it is the first chunk. */
   bytes: Buffer;
   /** Whether `bytes` begins with that ','. */
@@ -236,7 +236,7 @@ export class StateContent {
         }
         const before = this.published ? this.entryMap() : undefined;
         this.chunks = cut;
-        this.total = cut.reduce((n, c) => n + c.count, 0);
+        this.total = cut.reduce((n, c) => n + c.count!, 0);
         this.expiries = expiries;
         this.xmin = snapshot.xmin;
         this.readAt = snapshot.at.getTime();
@@ -267,7 +267,9 @@ export class StateContent {
    * Gives the entries listed as deleted: when they leave the list (their retention) is not
    * in the layer, so the caller reads them again.
    */
-  restore(version: number, layer: Buffer, digest: string, xmin: string, readAt: Date): { repository: string; digest: string }[] | undefined {
+  restore(version: number, layer: Buffer, digest: string, xmin: string, readAt: Date,
+    /** The entries the version lists, when known (its state_versions row): the chunks' entries are then not counted. */
+    count?: number): { repository: string; digest: string }[] | undefined {
     if (!this.layout.deltas) return undefined;
     // The layer's bytes are the published ones (the caller found them by digest) and gzip
     // is deterministic, so their text is that version's: no need to hash it again.
@@ -297,19 +299,22 @@ export class StateContent {
       // In order, and chunked as this worker chunks: a chunk ends after an entry whose
       // digest ends in "00", or with the list.
       if (firstKey <= previous || lastKey < firstKey || (!endsChunk(lastKey) && c < inner.length - 1)) return undefined;
-      let count = 1;
-      for (let at = text.indexOf(SEPARATOR, start); at >= 0; at = text.indexOf(SEPARATOR, at + SEPARATOR.length)) count++;
+      let entries: number | undefined;
+      if (count === undefined) {
+        entries = 1;
+        for (let at = text.indexOf(SEPARATOR, start); at >= 0; at = text.indexOf(SEPARATOR, at + SEPARATOR.length)) entries++;
+      }
       for (let at = text.indexOf(DELETED, start); at >= 0; at = text.indexOf(DELETED, at + DELETED.length)) {
         const before = text.lastIndexOf(SEPARATOR, at);
         const entry = entryAt(before < start ? start : before + 2);
         if (!entry) return undefined;
         deleted.push({ repository: entry.repository, digest: entry.digest });
       }
-      chunks.push({ first: firstKey, count, bytes: text, leading, member: inner[c]!.member });
+      chunks.push({ first: firstKey, count: entries, bytes: text, leading, member: inner[c]!.member });
       previous = lastKey;
     }
     this.chunks = chunks;
-    this.total = chunks.reduce((n, c) => n + c.count, 0);
+    this.total = count ?? chunks.reduce((n, c) => n + c.count!, 0);
     this.expiries = new Map();
     this.memoDigest = undefined;
     this.memoLayerDigest = undefined;
@@ -350,7 +355,7 @@ export class StateContent {
 
     this.xmin = snapshot.xmin;
     this.readAt = at;
-    const rewritten = new Map<number, Entries>();
+    const rewritten = new Map<number, { entries: Entries; before: number }>();
     for (const [c, keys] of byChunk) {
       const held = entries.get(c)!;
       const changed = new Map<string, string | undefined>();
@@ -365,7 +370,7 @@ export class StateContent {
         changed.set(key, json);
         this.noteChange(key, old);
       }
-      if (changed.size > 0) rewritten.set(c, merged(held, changed));
+      if (changed.size > 0) rewritten.set(c, { entries: merged(held, changed), before: held.keys.length });
     }
     if (rewritten.size === 0) return false;
     this.memoDigest = undefined;
@@ -377,10 +382,12 @@ export class StateContent {
   /**
    * The chunks again, with those whose entries changed (`rewritten`, by index) cut anew:
    * where an entry ending a chunk went, or one came that ends one, the chunks around it
-   * join or split; every other chunk is kept as it is, its gzip member with it.
+   * join or split; every other chunk is kept as it is, its gzip member with it. The count
+   * changes by the entries of the chunks cut anew (a chunk kept may not have been counted).
    */
-  private recut(rewritten: Map<number, Entries>): void {
+  private recut(rewritten: Map<number, { entries: Entries; before: number }>): void {
     const out: Chunk[] = [];
+    let total = this.total;
     // Entries after the last chunk ending so far, joining the next chunk.
     let carry: Entries = { keys: [], jsons: [] };
     const n = Math.max(this.chunks.length, 1);
@@ -390,17 +397,22 @@ export class StateContent {
         out.push(this.chunks[c]!);
         continue;
       }
-      const e = own ?? this.entriesOf(c);
+      const e = own?.entries ?? this.entriesOf(c);
+      total -= own?.before ?? e.keys.length;
       const run = carry.keys.length === 0 ? e : { keys: carry.keys.concat(e.keys), jsons: carry.jsons.concat(e.jsons) };
       let start = 0;
       for (let i = 0; i < run.keys.length; i++) {
         if (!endsChunk(run.keys[i]!)) continue;
         out.push(chunkOf(run, start, i + 1, out.length > 0));
+        total += i + 1 - start;
         start = i + 1;
       }
       carry = { keys: run.keys.slice(start), jsons: run.jsons.slice(start) };
     }
-    if (carry.keys.length > 0) out.push(chunkOf(carry, 0, carry.keys.length, out.length > 0));
+    if (carry.keys.length > 0) {
+      out.push(chunkOf(carry, 0, carry.keys.length, out.length > 0));
+      total += carry.keys.length;
+    }
     // The first chunk's text has no leading ',', every other's has one (a chunk kept as it
     // was may have moved to or from the front).
     for (let i = 0; i < out.length; i++) {
@@ -409,7 +421,7 @@ export class StateContent {
       out[i] = { first: c.first, count: c.count, leading: i > 0, bytes: i > 0 ? Buffer.concat([COMMA, c.bytes]) : c.bytes.subarray(1) };
     }
     this.chunks = out;
-    this.total = out.reduce((k, c) => k + c.count, 0);
+    this.total = total;
   }
 
   /** Identifies the content regardless of version (render.ts's contentDigest). */
@@ -645,7 +657,7 @@ function chunkEntries(group: string, chunk: Chunk, last: boolean): Entries {
     keys.push(key);
     jsons.push(json);
   }
-  if (keys[0] !== chunk.first || keys.length !== chunk.count || (!last && !endsChunk(keys[final]!))) {
+  if (keys[0] !== chunk.first || (chunk.count !== undefined && keys.length !== chunk.count) || (!last && !endsChunk(keys[final]!))) {
     throw new UnusableContentError(group, 'a chunk does not hold the entries it was taken up with');
   }
   return { keys, jsons };

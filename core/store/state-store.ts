@@ -48,7 +48,12 @@ export interface RestorablePackage {
   package: StoredPackage;
   xmin: string;
   readAt: Date;
+  /** Entries the version lists. */
+  count: number;
 }
+
+/** A package's blobs, a row each, as sql.ts's BLOB gives them (base64; Node skips the line breaks Postgres puts in). */
+const blobsOf = (rows: readonly { blob: string | null }[]): Buffer[] => rows.flatMap((x) => (x.blob === null ? [] : [Buffer.from(x.blob, 'base64')]));
 
 /** The newest published version of a group (a delta's base) and the manifest it was pushed as, when still kept. */
 export interface DeltaBase {
@@ -114,12 +119,12 @@ export class StateStore {
    * than `maxAgeMs` (the change log since then is still there).
    */
   async restorable(group: string, layout: string, maxAgeMs: number): Promise<{ next: number; found: RestorablePackage | undefined }> {
-    const { rows } = await query<{ next: number; version: number | null; read_xmin: string | null; read_at: Date | null;
-      manifest_digest: string | null; manifest: Buffer | null; blob: Buffer | null }>(this.pool, sql.RESTORABLE, [group, layout, maxAgeMs]);
+    const { rows } = await query<{ next: number; version: number | null; read_xmin: string | null; read_at: Date | null; artifact_count: number | null;
+      manifest_digest: string | null; manifest: Buffer | null; blob: string | null }>(this.pool, sql.RESTORABLE, [group, layout, maxAgeMs]);
     const r = rows[0]!;
     if (r.version === null) return { next: r.next, found: undefined };
-    const pkg = { digest: r.manifest_digest!, manifest: r.manifest!, blobs: rows.flatMap((x) => (x.blob ? [x.blob] : [])) };
-    return { next: r.next, found: { version: r.version, package: pkg, xmin: r.read_xmin!, readAt: r.read_at! } };
+    const pkg = { digest: r.manifest_digest!, manifest: r.manifest!, blobs: blobsOf(rows) };
+    return { next: r.next, found: { version: r.version, package: pkg, xmin: r.read_xmin!, readAt: r.read_at!, count: r.artifact_count! } };
   }
 
   /**
@@ -193,10 +198,10 @@ export class StateStore {
   }
 
   async loadPackage(group: string, version: number): Promise<StoredPackage | undefined> {
-    // A row per blob: a bytea column is decoded natively, a bytea[] is parsed in JavaScript.
-    const { rows } = await query<{ manifest_digest: string; manifest: Buffer; blob: Buffer | null }>(this.pool, sql.LOAD_PACKAGE, [group, version]);
+    // A row per blob: one bytea[] would be parsed in JavaScript.
+    const { rows } = await query<{ manifest_digest: string; manifest: Buffer; blob: string | null }>(this.pool, sql.LOAD_PACKAGE, [group, version]);
     const r = rows[0];
-    return r && { digest: r.manifest_digest, manifest: r.manifest, blobs: rows.flatMap((x) => (x.blob ? [x.blob] : [])) };
+    return r && { digest: r.manifest_digest, manifest: r.manifest, blobs: blobsOf(rows) };
   }
 
   /**

@@ -371,7 +371,8 @@ describe('a state kept between builds', function () {
       }
       if (randomInt(8) === 0) {
         taken = new StateContent('synthetic', REGISTRY);
-        expect(taken.restore(3, reference.gzip, reference.digest, '1', t0), `step ${step}: taken up`).to.deep.equal([]);
+        // Told how many entries the version lists (as a build is, from its state_versions row), or counting them.
+        expect(taken.restore(3, reference.gzip, reference.digest, '1', t0, pick([listed.size, undefined])), `step ${step}: taken up`).to.deep.equal([]);
       }
     }
     expect(chunked, 'the layers had many chunks').to.be.greaterThan(10);
