@@ -2,8 +2,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
-import { toolEnvironment } from './tool-env.js';
+import { runTool, toolEnvironment } from './tool-env.js';
 import { readSignatureLayers, signatureImage, signatureTag } from '../core/cosign/signature-image.js';
 import { loadPrivateKey } from '../core/cosign/keys.js';
 import { signPayload, simpleSigningPayload, verifySignatureLayer } from '../core/cosign/simple-signing.js';
@@ -108,7 +107,7 @@ export class CosignCliSigner implements Signer {
   }
 
   private async extraArgs(): Promise<string[]> {
-    this.versionArgs ??= execa('cosign', ['version'], { reject: false, env: toolEnvironment(), extendEnv: false }).then((r) =>
+    this.versionArgs ??= runTool('cosign', ['version'], { reject: false, env: toolEnvironment(), extendEnv: false }).then((r) =>
       /v3\./.test(`${r.stdout}${r.stderr}`) ? ['--new-bundle-format=false', '--use-signing-config=false'] : []);
     return this.versionArgs;
   }
@@ -133,7 +132,7 @@ export class CosignCliSigner implements Signer {
         keyPath = join(dockerConfig, 'cosign.key');
         await writeFile(keyPath, this.pem!, { mode: 0o600 });
       }
-      await execa('cosign', ['sign', '--key', keyPath, '--tlog-upload=false', '--yes', ...insecure, ...(await this.extraArgs()), ref], {
+      await runTool('cosign', ['sign', '--key', keyPath, '--tlog-upload=false', '--yes', ...insecure, ...(await this.extraArgs()), ref], {
         env: toolEnvironment({ COSIGN_PASSWORD: this.password, DOCKER_CONFIG: dockerConfig }), extendEnv: false,
       });
     } catch (err) {

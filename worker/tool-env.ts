@@ -1,3 +1,4 @@
+import type { Options, Result } from 'execa';
 import { SECRET_VARIABLES } from '../core/config.js';
 
 /**
@@ -18,4 +19,14 @@ export function toolEnvironment(extra: Record<string, string | undefined> = {}, 
   for (const [name, value] of Object.entries(env)) if (value !== undefined && !WITHHELD.has(name)) out[name] = value;
   for (const [name, value] of Object.entries(extra)) if (value !== undefined) out[name] = value;
   return out;
+}
+
+/**
+ * Runs a CLI (cosign, oras) through execa, loaded on first use: only SIGNER=cosign and the
+ * oras pusher run one, and execa with its dependencies otherwise weighs 5-9 MiB of every
+ * worker's memory (the default built-in signer and pusher never need it).
+ */
+export async function runTool(file: string, args: readonly string[], options: Options): Promise<Result> {
+  const { execa } = await import('execa');
+  return execa(file, args, options);
 }
