@@ -18,6 +18,12 @@
 //     as their rows arrive and the next FETCH is in flight while a batch renders; the
 //     content and layer digests take one pass. On a machine shared with other work the
 //     wall ratios follow the load far more than the code: compare the CPU column.
+//     Round 3 (same day, quiet machine, eight runs): the worker holds a kept group as its
+//     chunks (text and gzip member), not 100,000 entry strings beside them, renders 256 rows
+//     a JSON.stringify and FETCHes 1,000 rows: first build peak 232-252 -> 172-183 MiB
+//     (10.1-15.1 x skopeo, CPU 0.83-1.25 s); after one change 1.03-1.47 x; a worker that kept
+//     nothing (kept package read as base64, its count from the version row, chunks read only
+//     at their ends) 4.4-4.7 -> 2.2-3.3 x, 133-144 MiB.
 //  3. BENCH_GROUPS dirty groups published by one `satellite worker` with the default
 //     settings, beside the signed floor (bench/signed-floor.ts: the minimum requests of a
 //     signed publish, no database, no queue, as many at a time as the worker builds) and
