@@ -19,8 +19,8 @@
 //     content and layer digests take one pass. On a machine shared with other work the
 //     wall ratios follow the load far more than the code: compare the CPU column.
 //     Round 3 (same day, quiet machine, eight runs): the worker holds a kept group as its
-//     chunks (text and gzip member), not 100,000 entry strings beside them, renders 256 rows
-//     a JSON.stringify and FETCHes 1,000 rows: first build peak 232-252 -> 172-183 MiB
+//     chunks (text and gzip member), not 100,000 entry strings beside them, and FETCHes
+//     1,000 rows at a time (not 5,000): first build peak 232-252 -> 172-183 MiB
 //     (10.1-15.1 x skopeo, CPU 0.83-1.25 s); after one change 1.03-1.47 x; a worker that kept
 //     nothing (kept package read as base64, its count from the version row, chunks read only
 //     at their ends) 4.4-4.7 -> 2.2-3.3 x, 133-144 MiB.

@@ -10,8 +10,9 @@ import type { GroupSnapshot, ListedRow } from '../core/store/artifact-store.js';
 // A group's state between builds, so a build of a 100,000-entry group after one change
 // costs the change, not the list. What a build needs of the state:
 //
-// - its entries' canonical JSON in order, kept per entry: a build re-reads only the entries
-//   changes since the last read may have touched (ArtifactStore.snapshot with `since`);
+// - its entries' canonical JSON in order: a build re-reads only the entries changes since
+//   the last read may have touched (ArtifactStore.snapshot with `since`), and reads back
+//   into entries only the chunks (below) those fall into;
 // - the full layer, gzip'd as one gzip member per chunk of entries (RFC 1952 allows
 //   members back to back; every gunzip, zlib and Go's reader read them as one stream):
 //   chunk boundaries follow the entries' digests (a chunk ends after an entry whose digest
@@ -40,12 +41,6 @@ const gzipMember = async (bytes: Buffer): Promise<Buffer> =>
  * 400 chunks must not all be handed to zlib at once.
  */
 const GZIP_AT_ONCE = 4;
-/**
- * Rows of a full listing rendered by one JSON.stringify: a batch's JSON stays below V8's
- * large-object size (128 KiB), so it dies young, in the scavenged new space, instead of
- * piling up in old space until a full collection (tens of MB on a 100,000-entry group).
- */
-const RENDER_AT_ONCE = 256;
 
 /** Sort key of an entry: repository then digest, by code unit (\0 sorts first). */
 const keyOf = (r: { repository: string; digest: string }): string => `${r.repository}\u0000${r.digest}`;
@@ -202,6 +197,7 @@ export class StateContent {
       pending = { keys: [], jsons: [] };
     };
     const addRows = (rows: readonly ListedRow[]) => {
+      if (rows.length === 0) return;
       const artifacts = rows.map(artifactOf);
       const split = splitEntries(JSON.stringify(artifacts), artifacts.length) ?? artifacts.map((a) => JSON.stringify(a));
       for (let i = 0; i < rows.length; i++) {
@@ -223,10 +219,7 @@ export class StateContent {
       }
     };
     return {
-      add: (all) => {
-        const listed = this.layout.leavesOut ? all.filter((r) => this.lists(r)) : all;
-        for (let from = 0; from < listed.length; from += RENDER_AT_ONCE) addRows(listed.slice(from, from + RENDER_AT_ONCE));
-      },
+      add: (all) => addRows(this.layout.leavesOut ? all.filter((r) => this.lists(r)) : all),
       finish: (snapshot) => {
         if (!sorted) {
           const order = pending.keys.map((_, i) => i).sort((x, y) => byCodeUnit(pending.keys[x]!, pending.keys[y]!));
