@@ -319,9 +319,11 @@ export class StateContent {
 
   /**
    * Applies a listing read since this content's snapshot; false when it changed nothing.
-   * Only the chunks the changes fall into are read back into entries and cut again.
-   * Throws UnusableContentError, changing nothing, when one of them is not laid out as this
-   * worker writes it.
+   * Only the chunks the changes fall into (and a chunk after one, when the entries cut
+   * again join it) are read back into entries and cut again. Throws UnusableContentError
+   * when one of them is not laid out as this worker writes it: nothing is changed when a
+   * chunk a change falls into is the one, but the content must not be used again when the
+   * chunk after it is (StateBuilder then reads the group in full into a new content).
    */
   apply(snapshot: GroupSnapshot): boolean {
     const at = snapshot.at.getTime();

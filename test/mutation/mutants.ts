@@ -148,6 +148,11 @@ export const MUTANTS: Mutant[] = [
     tests: ['worker/publish.test.js'],
   },
   {
+    name: 'a poll refused while the logout answers sends the page to "expired"',
+    edits: [{ file: 'adapter/dashboard/client/app.js', find: `if (!loggingOut)\n${I12}location.assign('/ui/login?expired');`, replace: "location.assign('/ui/login?expired');" }],
+    tests: ['ui/dashboard.test.js'],
+  },
+  {
     name: 'final digest check of a chunked upload removed',
     edits: [{ file: 'adapter/blob-service.js', find: `checkLength(range, received, session.size);\n${I8}verify(hasher, claimed);`, replace: 'checkLength(range, received, session.size);' }],
     tests: ['adapter/bad-input.test.js'],

@@ -58,6 +58,16 @@ const live = document.getElementById('live')!;
 
 class ApiFailure extends Error {}
 
+/**
+ * Set once the operator submits the logout form: the session has ended on the server before
+ * its answer arrives, and a poll refused meanwhile must not send the page to "expired" over
+ * the logout's own way to the login form.
+ */
+let loggingOut = false;
+document.querySelector('form.logout')?.addEventListener('submit', () => {
+  loggingOut = true;
+});
+
 /** A call of the admin API; a session that ended sends the browser back to the login form. */
 async function api<T>(path: string, init: { method?: string; body?: unknown } = {}): Promise<T> {
   const res = await fetch(path, {
@@ -67,7 +77,7 @@ async function api<T>(path: string, init: { method?: string; body?: unknown } = 
     ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
   });
   if (res.status === 401) {
-    location.assign('/ui/login?expired');
+    if (!loggingOut) location.assign('/ui/login?expired');
     throw new ApiFailure('the session ended');
   }
   const text = await res.text();
