@@ -1,7 +1,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runTool, toolEnvironment } from './tool-env.js';
+import { runTool } from './tool-env.js';
 import { RegistryRequestError, type RegistryClient } from '../core/registry/registry-client.js';
 import { TITLE_ANNOTATION } from '../core/state/format.js';
 import type { PackagedState } from '../core/state/artifact.js';
@@ -118,7 +118,7 @@ export class OrasPusher implements Pusher {
         ...(this.credentials ? ['--username', this.credentials.username, '--password-stdin'] : []),
         ...files,
       ];
-      await runTool('oras', args, { cwd: dir, input: this.credentials?.password ?? '', env: toolEnvironment(), extendEnv: false });
+      await runTool('oras', args, { cwd: dir, input: this.credentials?.password ?? '' });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -2,7 +2,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runTool, toolEnvironment } from './tool-env.js';
+import { runTool } from './tool-env.js';
 import { readSignatureLayers, signatureImage, signatureTag } from '../core/cosign/signature-image.js';
 import { loadPrivateKey } from '../core/cosign/keys.js';
 import { signPayload, simpleSigningPayload, verifySignatureLayer } from '../core/cosign/simple-signing.js';
@@ -107,7 +107,7 @@ export class CosignCliSigner implements Signer {
   }
 
   private async extraArgs(): Promise<string[]> {
-    this.versionArgs ??= runTool('cosign', ['version'], { reject: false, env: toolEnvironment(), extendEnv: false }).then((r) =>
+    this.versionArgs ??= runTool('cosign', ['version'], { reject: false }).then((r) =>
       /v3\./.test(`${r.stdout}${r.stderr}`) ? ['--new-bundle-format=false', '--use-signing-config=false'] : []);
     return this.versionArgs;
   }
@@ -133,7 +133,7 @@ export class CosignCliSigner implements Signer {
         await writeFile(keyPath, this.pem!, { mode: 0o600 });
       }
       await runTool('cosign', ['sign', '--key', keyPath, '--tlog-upload=false', '--yes', ...insecure, ...(await this.extraArgs()), ref], {
-        env: toolEnvironment({ COSIGN_PASSWORD: this.password, DOCKER_CONFIG: dockerConfig }), extendEnv: false,
+        env: { COSIGN_PASSWORD: this.password, DOCKER_CONFIG: dockerConfig },
       });
     } catch (err) {
       throw this.failure(err);

@@ -115,8 +115,9 @@ export class StateBuilder {
     const version = await expected;
     content.expectVersion(version);
     const full = kept ? undefined : content.beginFull();
-    let snapshot = await this.artifacts.snapshot(group, this.options.tombstoneRetentionHours, this.options.supersededManifests ?? 'tombstone',
-      kept?.xmin, full?.add, restored?.reread, kept?.count);
+    const readGroup = (since?: string, onRows?: Parameters<ArtifactStore['snapshot']>[4], also?: { repository: string; digest: string }[], holds?: number) =>
+      this.artifacts.snapshot(group, this.options.tombstoneRetentionHours, this.options.supersededManifests ?? 'tombstone', since, onRows, also, holds);
+    let snapshot = await readGroup(kept?.xmin, full?.add, restored?.reread, kept?.count);
     let read: BuildResult['read'] = cached ? 'changes' : restored ? 'changes since published' : 'whole group';
     if (full) {
       full.finish(snapshot);
@@ -131,7 +132,7 @@ export class StateBuilder {
         content = new StateContent(group, registry, this.options.layout);
         content.expectVersion(version);
         const whole = content.beginFull();
-        snapshot = await this.artifacts.snapshot(group, this.options.tombstoneRetentionHours, this.options.supersededManifests ?? 'tombstone', undefined, whole.add);
+        snapshot = await readGroup(undefined, whole.add);
         whole.finish(snapshot);
         read = 'whole group';
       }

@@ -223,7 +223,7 @@ export class StateContent {
       finish: (snapshot) => {
         if (!sorted) {
           const order = pending.keys.map((_, i) => i).sort((x, y) => byCodeUnit(pending.keys[x]!, pending.keys[y]!));
-          cut = cutAll({ keys: order.map((i) => pending.keys[i]!), jsons: order.map((i) => pending.jsons[i]!) }).chunks;
+          cut = cutAll({ keys: order.map((i) => pending.keys[i]!), jsons: order.map((i) => pending.jsons[i]!) });
         } else if (pending.keys.length > 0) {
           cutPending();
         }
@@ -395,14 +395,8 @@ export class StateContent {
       const e = own?.entries ?? this.entriesOf(c);
       total -= own?.before ?? e.keys.length;
       const run = carry.keys.length === 0 ? e : { keys: carry.keys.concat(e.keys), jsons: carry.jsons.concat(e.jsons) };
-      let start = 0;
-      for (let i = 0; i < run.keys.length; i++) {
-        if (!endsChunk(run.keys[i]!)) continue;
-        out.push(chunkOf(run, start, i + 1, out.length > 0));
-        total += i + 1 - start;
-        start = i + 1;
-      }
-      carry = { keys: run.keys.slice(start), jsons: run.jsons.slice(start) };
+      carry = cutInto(out, run);
+      total += run.keys.length - carry.keys.length;
     }
     if (carry.keys.length > 0) {
       out.push(chunkOf(carry, 0, carry.keys.length, out.length > 0));
@@ -606,16 +600,27 @@ function chunkOf(entries: Entries, from: number, to: number, leading: boolean): 
   return { first: entries.keys[from]!, count: to - from, bytes: Buffer.from(leading ? `,${text}` : text), leading };
 }
 
-/** Entries in order cut into chunks as a full read cuts them. */
-function cutAll(entries: Entries): { chunks: Chunk[] } {
-  const chunks: Chunk[] = [];
+/**
+ * Cuts `run` (entries in order) into chunks, each ending after an entry that ends one,
+ * appended to `out` (after a ',' unless first there); gives the entries after the last such
+ * entry, not cut yet (they end the list, or join the next chunk).
+ */
+function cutInto(out: Chunk[], run: Entries): Entries {
   let start = 0;
-  for (let i = 0; i < entries.keys.length; i++) {
-    if (!endsChunk(entries.keys[i]!) && i < entries.keys.length - 1) continue;
-    chunks.push(chunkOf(entries, start, i + 1, chunks.length > 0));
+  for (let i = 0; i < run.keys.length; i++) {
+    if (!endsChunk(run.keys[i]!)) continue;
+    out.push(chunkOf(run, start, i + 1, out.length > 0));
     start = i + 1;
   }
-  return { chunks };
+  return { keys: run.keys.slice(start), jsons: run.jsons.slice(start) };
+}
+
+/** Entries in order cut into chunks as a full read cuts them (the last chunk ends with the list). */
+function cutAll(entries: Entries): Chunk[] {
+  const chunks: Chunk[] = [];
+  const rest = cutInto(chunks, entries);
+  if (rest.keys.length > 0) chunks.push(chunkOf(rest, 0, rest.keys.length, chunks.length > 0));
+  return chunks;
 }
 
 /** Every entry of `chunks`, in order. */
@@ -638,19 +643,17 @@ function entriesIn(group: string, chunks: readonly Chunk[]): Entries {
  * which the list ends), as many as it says.
  */
 function chunkEntries(group: string, chunk: Chunk, last: boolean): Entries {
-  const parts = chunk.bytes.toString('utf8', chunk.leading ? 1 : 0).split(ENTRY_SEPARATOR);
+  const jsons = splitJoined(chunk.bytes.toString('utf8', chunk.leading ? 1 : 0));
   const keys: string[] = [];
-  const jsons: string[] = [];
-  const final = parts.length - 1;
+  const final = jsons.length - 1;
   for (let i = 0; i <= final; i++) {
-    const json = (i === 0 ? '' : '{"repository":') + parts[i]! + (i === final ? '' : '}');
+    const json = jsons[i]!;
     const entry = entryKey(json);
     const key = entry && keyOf(entry);
     if (!key || (keys.length > 0 && keys[keys.length - 1]! >= key) || (endsChunk(key) && i < final)) {
       throw new UnusableContentError(group, `a chunk's entries are not in order, or not cut as this worker cuts them (near ${JSON.stringify(json.slice(0, 120))})`);
     }
     keys.push(key);
-    jsons.push(json);
   }
   if (keys[0] !== chunk.first || (chunk.count !== undefined && keys.length !== chunk.count) || (!last && !endsChunk(keys[final]!))) {
     throw new UnusableContentError(group, 'a chunk does not hold the entries it was taken up with');
@@ -762,8 +765,13 @@ const DELETED = Buffer.from('","deleted":true');
 function splitEntries(array: string, count: number | undefined): string[] | undefined {
   if (count === 0) return array === '[]' ? [] : undefined;
   if (!array.startsWith('[{"repository":') || !array.endsWith('}]')) return undefined;
-  const parts = array.slice(1, -1).split(ENTRY_SEPARATOR);
-  if (count !== undefined && parts.length !== count) return undefined;
+  const entries = splitJoined(array.slice(1, -1));
+  return count !== undefined && entries.length !== count ? undefined : entries;
+}
+
+/** Each entry's JSON out of entries joined by ',' (splitEntries's array without its brackets, a chunk's text). */
+function splitJoined(text: string): string[] {
+  const parts = text.split(ENTRY_SEPARATOR);
   const last = parts.length - 1;
   return parts.map((p, i) => (i === 0 ? '' : '{"repository":') + p + (i === last ? '' : '}'));
 }

@@ -13,7 +13,7 @@ const WITHHELD = new Set<string>([
   'COSIGN_KEY',
 ]);
 
-/** This process's environment without the service's secrets, plus `extra`, for execa with extendEnv false. */
+/** This process's environment without the service's secrets, plus `extra`: what runTool gives a CLI. */
 export function toolEnvironment(extra: Record<string, string | undefined> = {}, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(env)) if (value !== undefined && !WITHHELD.has(name)) out[name] = value;
@@ -22,11 +22,13 @@ export function toolEnvironment(extra: Record<string, string | undefined> = {}, 
 }
 
 /**
- * Runs a CLI (cosign, oras) through execa, loaded on first use: only SIGNER=cosign and the
- * oras pusher run one, and execa with its dependencies otherwise weighs 5-9 MiB of every
- * worker's memory (the default built-in signer and pusher never need it).
+ * Runs a CLI (cosign, oras) through execa with toolEnvironment(`env`) as its whole
+ * environment. execa is loaded on first use: only SIGNER=cosign and the oras pusher run
+ * one, and execa with its dependencies otherwise weighs 5-9 MiB of every worker's memory
+ * (the default built-in signer and pusher never need it).
  */
-export async function runTool(file: string, args: readonly string[], options: Options): Promise<Result> {
+export async function runTool(file: string, args: readonly string[],
+  options: Omit<Options, 'env' | 'extendEnv'> & { env?: Record<string, string | undefined> } = {}): Promise<Result> {
   const { execa } = await import('execa');
-  return execa(file, args, options);
+  return execa(file, args, { ...options, env: toolEnvironment(options.env), extendEnv: false });
 }

@@ -52,7 +52,7 @@ export const ALLOCATE = `SELECT a.*, b.version AS base_version, b.layout AS base
 export const NEXT_VERSION = prepared('SELECT COALESCE(max(version), 0) + 1 AS version FROM state_versions WHERE group_name = $1');
 
 /**
- * A kept blob as the package readers take it: base64 (StateStore's fromBase64), not bytea's
+ * A kept blob as the package readers take it: base64 (state-store.ts's blobsOf), not bytea's
  * hex text. A 5 MB layer is 10 MB of hex, which node-postgres reads as one string and
  * decodes in JavaScript (30-45 ms of CPU); base64 is 6.7 MB and decodes natively (10-15 ms).
  */

@@ -52,7 +52,7 @@ export interface RestorablePackage {
   count: number;
 }
 
-/** A package's blobs, a row each, as sql.ts's BLOB gives them (base64; Node skips the line breaks Postgres puts in). */
+/** A package's blobs, a row each, as state-store.sql.ts's BLOB gives them (base64; Node skips the line breaks Postgres puts in). */
 const blobsOf = (rows: readonly { blob: string | null }[]): Buffer[] => rows.flatMap((x) => (x.blob === null ? [] : [Buffer.from(x.blob, 'base64')]));
 
 /** The newest published version of a group (a delta's base) and the manifest it was pushed as, when still kept. */

@@ -48,7 +48,7 @@ export const MUTANTS: Mutant[] = [
   },
   {
     name: 'cosign inherits the service\'s whole environment (DATABASE_URL, passwords)',
-    edits: [{ file: 'worker/signer.js', find: 'env: toolEnvironment({ COSIGN_PASSWORD: this.password, DOCKER_CONFIG: dockerConfig }), extendEnv: false,', replace: 'env: { COSIGN_PASSWORD: this.password, DOCKER_CONFIG: dockerConfig },' }],
+    edits: [{ file: 'worker/tool-env.js', find: 'env: toolEnvironment(options.env), extendEnv: false', replace: 'env: options.env' }],
     tests: ['worker/secrets.test.js'],
   },
   {
