@@ -337,6 +337,7 @@ describe('publishing a group state to a real registry', function () {
     const full = new StateContent(group, second.config.imageRegistry);
     full.loadFull(await new ArtifactStore(db.pool).snapshot(group, second.config.tombstoneRetentionHours, 'tombstone'));
     expect(json.equals(full.document(3)), 'the state a full read gives').to.equal(true);
+    expect(built.artifacts, 'the count taken up with the package, then changed').to.equal(full.count);
     expect(state.artifacts.find((a: { digest: string }) => a.digest === gone.manifest.digest)).to.include({ deleted: true });
     // Its delta applies to version 2 and gives version 3.
     const layers = stateLayers(doc)!;
