@@ -128,13 +128,18 @@ export const MUTANTS: Mutant[] = [
       { file: 'core/state/render.js', find: 'if (inOrder(artifacts[i - 1], artifacts[i]) > 0)', replace: 'if (false)' },
       { file: 'core/store/artifact-store.sql.js', find: `plain: 'SELECT * FROM visible ORDER BY repository COLLATE "C", digest COLLATE "C"',`, replace: "plain: 'SELECT * FROM visible'," },
       { file: 'core/store/artifact-store.sql.js', find: 'SELECT p.*, r.n, v.* FROM point p CROSS JOIN records r LEFT JOIN page v ON true ORDER BY v.repository COLLATE "C", v.digest COLLATE "C"', replace: 'SELECT p.*, r.n, v.* FROM point p CROSS JOIN records r LEFT JOIN page v ON true' },
-      { file: 'worker/state-content.js', find: 'if (!sorted)', replace: 'if (false)' },
+      { file: 'worker/state-content.js', find: 'if (!unsorted && !inOrder(rows))', replace: 'if (false)' },
     ],
     tests: ['core/render-determinism.test.js', 'worker/publish.test.js'],
   },
   {
     name: 'a kept state cut again keeps the entries after the last chunk end apart instead of joining them to the next chunk',
     edits: [{ file: 'worker/state-content.js', find: 'if (!own && carry.keys.length === 0) {', replace: 'if (!own) {' }],
+    tests: ['worker/state-content.test.js'],
+  },
+  {
+    name: 'a full read joins the parts of a chunk that spans batches without the comma between its entries',
+    edits: [{ file: 'worker/state-content.js', find: 'open.parts.push(textBytes(open.parts.length > 0 || cut.length > 0,', replace: 'open.parts.push(textBytes(cut.length > 0,' }],
     tests: ['worker/state-content.test.js'],
   },
   {

@@ -274,7 +274,7 @@ describe('a state kept between builds', function () {
     await expectSame(taken, 'after a change');
   });
 
-  it('when a full listing arrives in batches that end anywhere in a chunk, or out of order, then the content, its digest and its full layer are those of one batch', async () => {
+  it('when a full listing arrives in batches that end anywhere in a chunk, or out of order from the start or only at its end, then the content, its digest and its full layer are those of one batch', async () => {
     const group = 'batched';
     await seedGroup(db.pool, group, 3000); // 12 chunks
     const snapshot = await store.snapshot(group, 24, 'tombstone');
@@ -283,12 +283,17 @@ describe('a state kept between builds', function () {
     const reference = await whole.fullLayer(1);
     const expected = contentDigest(buildState(group, REGISTRY, await store.listGroup(group, 24)));
     for (const [how, rows, expecting] of [['in order', snapshot.rows, 1], ['in order, another version expected', snapshot.rows, 2],
-      ['out of order', [...snapshot.rows].reverse(), 1]] as const) {
+      // Every chunk spans batches, the first one included.
+      ['in order, one row a batch', snapshot.rows, 1],
+      ['out of order', [...snapshot.rows].reverse(), 1],
+      // In order until the end: the chunks cut so far, and the one being filled across
+      // batches, are read back into entries and sorted with the rest.
+      ['out of order at the end', [...snapshot.rows.slice(0, -2), snapshot.rows.at(-1)!, snapshot.rows.at(-2)!], 1]] as const) {
       const batched = new StateContent(group, REGISTRY);
       batched.expectVersion(expecting);
       const load = batched.beginFull();
       for (let at = 0; at < rows.length;) {
-        const n = 1 + randomInt(700);
+        const n = how === 'in order, one row a batch' ? 1 : 1 + randomInt(700);
         load.add(rows.slice(at, at + n));
         at += n;
       }
