@@ -1,5 +1,5 @@
 import DataLoader from 'dataloader';
-import { inTransaction, prepared, query, queryArrays, type Pool } from '../db/pool.js';
+import { fetchArrays, inTransaction, prepared, query, queryArrays, type Pool } from '../db/pool.js';
 import type { ArtifactKind } from '../oci/media-types.js';
 import type { ParsedManifest, Platform } from '../oci/manifest.js';
 import * as sql from './artifact-store.sql.js';
@@ -278,7 +278,7 @@ export class ArtifactStore {
       await query(c, `DECLARE listing NO SCROLL CURSOR FOR ${sql.listing('plain')}`, params);
       // The next batch is asked for before this one is handed over, so the database reads it
       // while the caller renders this one (node-postgres sends a client's queries in turn).
-      const fetchBatch = () => queryArrays<ListingRow>(c, `FETCH ${FETCH_ROWS} FROM listing`);
+      const fetchBatch = () => fetchArrays<ListingRow>(c, `FETCH ${FETCH_ROWS} FROM listing`);
       for (let next: Promise<ListingRow[]> | undefined = fetchBatch(); next;) {
         const batch: ListingRow[] = await next;
         next = batch.length === FETCH_ROWS ? fetchBatch() : undefined;
