@@ -478,7 +478,19 @@ export class StateContent {
     const [first, last] = await Promise.all([gzipMember(Buffer.from(head)), gzipMember(Buffer.from(']}'))]);
     const size = Buffer.byteLength(head) + chunks.reduce((n, c) => n + c.bytes.length, 0) + 2;
     const digest = this.memoLayerDigest?.version === version ? this.memoLayerDigest.digest : this.hash([head.slice(0, -1)])[0]!;
-    return { gzip: Buffer.concat([first, ...parts, last]), digest, size };
+    const gzip = Buffer.concat([first, ...parts, last]);
+    // From now on each chunk's member is its bytes in the layer: zlib hands a member back as
+    // a view of its own 16 KB output buffer (about 30 % more than the member), and kept apart
+    // the members would sit beside the layer until the chunks are rewritten. Whichever
+    // layer the chunks were views of before (the last build's, or the package taken up) is
+    // let go with the last of them.
+    let at = first.length;
+    for (const c of chunks) {
+      const n = c.member!.length;
+      c.member = gzip.subarray(at, at + n);
+      at += n;
+    }
+    return { gzip, digest, size };
   }
 
   /**

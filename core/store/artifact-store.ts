@@ -239,6 +239,7 @@ export class ArtifactStore {
     /**
      * Takes a full listing in batches, in order, as it is read (through a cursor), instead of
      * it being returned in `rows`: a 100,000-row listing then never sits in memory as rows.
+     * A batch is the callback's only during the call (it is emptied afterwards).
      */
     onRows?: (rows: ListedRow[]) => void,
     /** With `since`: entries to read again whatever the log says (their expiry is not known). */
@@ -284,8 +285,17 @@ export class ArtifactStore {
         next = batch.length === FETCH_ROWS ? fetchBatch() : undefined;
         // Should the caller throw, the fetch in flight fails with the transaction: nothing waits for it.
         next?.catch(() => {});
-        if (onRows) onRows(batch.map(fromListing));
-        else all.push(...batch.map(fromListing));
+        if (onRows) {
+          const listed = batch.map(fromListing);
+          onRows(listed);
+          // Emptied once handed over: an array that outlived two scavenges sits in the old
+          // generation, and would keep every row it holds alive (and then promoted) until
+          // the next full collection.
+          listed.length = 0;
+        } else {
+          all.push(...batch.map(fromListing));
+        }
+        batch.length = 0;
       }
       return { ...pointOf(rows[0] as unknown[]), rows: all };
     }, 'ISOLATION LEVEL REPEATABLE READ READ ONLY');
