@@ -97,7 +97,7 @@ NODE ?= $(shell command -v node)
 install: build
 	@[ -n "$(NODE)" ] || { echo "make install needs node on PATH" >&2; exit 1; }
 	install -d "$(DESTDIR)$(PREFIX)/bin"
-	printf '#!/bin/sh\n# Installed by make install from %s\nexec "%s" "%s/dist/cli/main.js" "$$@"\n' "$(CURDIR)" "$(NODE)" "$(CURDIR)" > "$(DESTDIR)$(PREFIX)/bin/satellite.tmp"
+	printf '#!/bin/sh\n# Installed by make install from %s (V8 and malloc settings: cli/runtime.ts)\nMALLOC_ARENA_MAX=2 exec "%s" --max-semi-space-size=8 "%s/dist/cli/main.js" "$$@"\n' "$(CURDIR)" "$(NODE)" "$(CURDIR)" > "$(DESTDIR)$(PREFIX)/bin/satellite.tmp"
 	chmod 755 "$(DESTDIR)$(PREFIX)/bin/satellite.tmp"
 	mv -f "$(DESTDIR)$(PREFIX)/bin/satellite.tmp" "$(DESTDIR)$(PREFIX)/bin/satellite"
 	@echo "installed $(DESTDIR)$(PREFIX)/bin/satellite (runs $(CURDIR)/dist/cli/main.js)"

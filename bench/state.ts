@@ -102,6 +102,7 @@ import { KEY_PASSWORD, record, testKeys, type TestKeys } from '../test/support/w
 import { seedGroup } from './seed.js';
 import { startCountingRelay, type CountingRelay, type Tally } from './counting-relay.js';
 import { signedFloor, type FloorPackage } from './signed-floor.js';
+import { SERVICE_ENV, SERVICE_NODE_FLAGS } from '../cli/runtime.js';
 
 /** What the agent and the CLI accept by default for a state's layer. */
 const STATE_LIMIT = DEFAULT_STATE_MAX_MB * 1024 * 1024;
@@ -237,7 +238,8 @@ interface Phase {
 
 /** bench/build-once.ts: three builds of `group` in a process of its own. */
 async function buildSeries(settings: object): Promise<Phase[]> {
-  const { stdout } = await run(process.execPath, ['dist/bench/build-once.js'], { env: { ...process.env, BENCH_BUILD: JSON.stringify(settings) }, maxBuffer: 1 << 20 });
+  // With the V8 flags and environment the service's launchers give the worker (cli/runtime.ts).
+  const { stdout } = await run(process.execPath, [...SERVICE_NODE_FLAGS, 'dist/bench/build-once.js'], { env: { ...process.env, ...SERVICE_ENV, BENCH_BUILD: JSON.stringify(settings) }, maxBuffer: 1 << 20 });
   return stdout.trim().split('\n').map((l) => JSON.parse(l) as Phase);
 }
 

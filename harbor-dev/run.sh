@@ -87,7 +87,7 @@ MSG
 # once. The registry goes when the service has gone.
 stop_registry() { if [ -n "$registry_pid" ]; then kill "$registry_pid" 2>/dev/null || true; wait "$registry_pid" 2>/dev/null || true; fi; }
 trap stop_registry EXIT
-node dist/cli/main.js serve &
+MALLOC_ARENA_MAX=2 node --max-semi-space-size=8 dist/cli/main.js serve &
 service_pid=$!
 trap 'kill -TERM "$service_pid" 2>/dev/null || true' TERM INT HUP
 status=0

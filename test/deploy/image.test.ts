@@ -15,6 +15,7 @@ import { freePort, until } from '../support/process.js';
 import { dropPrefix, REDIS_URL, testPrefix } from '../support/redis.js';
 import { satellite, skopeoCopy } from '../support/run.js';
 import { KEY_PASSWORD, readLatestState, record, testBuilder, testKeys, workerConfig, type TestKeys } from '../support/worker.js';
+import { SERVICE_ENV, SERVICE_NODE_FLAGS } from '../../cli/runtime.js';
 
 const exec = promisify(execFile);
 const PASSWORD = 'image-test-secret-0123';
@@ -116,7 +117,7 @@ describe('the images, built by make image (needs the Debian packages buildah and
 
   it('when make image builds with a BASE_IMAGE, then both images carry the build arguments as OCI labels, a numeric non-root user, STOPSIGNAL SIGTERM, a health check and their entrypoint', async () => {
     for (const [ref, title, entrypoint, cmd] of [
-      [service, 'satellite-for-harbor', ['node', '/app/dist/cli/main.js'], ['serve']],
+      [service, 'satellite-for-harbor', ['node', ...SERVICE_NODE_FLAGS, '/app/dist/cli/main.js'], ['serve']],
       [agent, 'satellite-agent', ['node', '--max-semi-space-size=1', '--liftoff-only', '--no-opt', '--optimize-for-size', '--single-threaded', '/usr/local/lib/satellite/satellite-agent.cjs'], ['run']],
     ] as const) {
       const config = await inspectImage(ref);
@@ -133,6 +134,7 @@ describe('the images, built by make image (needs the Debian packages buildah and
       expect(config.entrypoint, ref).to.deep.equal(entrypoint);
       expect(config.cmd, ref).to.deep.equal(cmd);
     }
+    expect((await inspectImage(service)).env, 'the service\'s malloc settings (cli/runtime.ts)').to.include(SERVICE_ENV);
   });
 
   it('when the service image is opened, then node_modules holds every production dependency and the built @harbor-api/client, and no development dependency', async () => {

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { SERVICE_ENV, SERVICE_NODE_FLAGS } from '../../cli/runtime.js';
 export { freePort } from '../../harbor-dev/docker-registry.js';
 
 export interface Spawned {
@@ -9,7 +10,8 @@ export interface Spawned {
 
 /** Starts `satellite <args>` from dist/ and resolves once it logs `readyMessage`. */
 export async function spawnSatellite(args: string[], env: Record<string, string>, readyMessage: string): Promise<Spawned> {
-  const child = spawn(process.execPath, ['dist/cli/main.js', ...args], { env: { ...process.env, LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Started as its launchers start it (cli/runtime.ts).
+  const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, 'dist/cli/main.js', ...args], { env: { ...process.env, ...SERVICE_ENV, LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
   await new Promise<void>((resolve, reject) => {
