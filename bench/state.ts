@@ -24,6 +24,14 @@
 //     (10.1-15.1 x skopeo, CPU 0.83-1.25 s); after one change 1.03-1.47 x; a worker that kept
 //     nothing (kept package read as base64, its count from the version row, chunks read only
 //     at their ends) 4.4-4.7 -> 2.2-3.3 x, 133-144 MiB.
+//     Round 4 (2026-12-08, quiet machine, ten runs): rows a cursor's FETCH collected in
+//     node-postgres's result were promoted by the scavenger (~30 MB a read) and held until a
+//     full collection: they now come through its row events (core/db/pool.ts fetchArrays);
+//     a full read cuts chunks straight out of each batch's rendering (no string per entry);
+//     the build runs as the launchers start the service (cli/runtime.ts: 8 MiB semi-spaces,
+//     two malloc arenas): first build peak 172-183 -> 134-143 MiB (met), CPU 0.82-1.12 s,
+//     11.2-16.8 x (the wall is unchanged within the noise: ~0.6 s of it is Postgres before
+//     its first row); after one change 1.04-1.59 x (median 1.39); cold next 2.7-3.6 x.
 //  3. BENCH_GROUPS dirty groups published by one `satellite worker` with the default
 //     settings, beside the signed floor (bench/signed-floor.ts: the minimum requests of a
 //     signed publish, no database, no queue, as many at a time as the worker builds) and
