@@ -173,9 +173,8 @@ export class StateContent {
    * in order (it is: the store sorts it) each chunk's text is cut straight out of that
    * rendering as soon as its last entry arrives: it goes into the content digest and to gzip
    * then. No string per entry is made on the way (its JSON or its key): a 100,000-entry
-   * first build made 200,000 of them, which outlived a scavenge or two while the chunk
-   * filled and were promoted, and the old generation grew by the size of the list before
-   * a full collection. Hashing and compressing a large group so overlap reading the next
+   * first build made 200,000 of them and then joined them again into the chunks' text
+   * (15-20 % of the worker's CPU in that build). Hashing and compressing a large group so overlap reading the next
    * batches from the database, and what stays is the chunks' text, once.
    */
   beginFull(): { add: (rows: readonly ListedRow[]) => void; finish: (snapshot: GroupSnapshot) => void } {
@@ -479,11 +478,11 @@ export class StateContent {
     const size = Buffer.byteLength(head) + chunks.reduce((n, c) => n + c.bytes.length, 0) + 2;
     const digest = this.memoLayerDigest?.version === version ? this.memoLayerDigest.digest : this.hash([head.slice(0, -1)])[0]!;
     const gzip = Buffer.concat([first, ...parts, last]);
-    // From now on each chunk's member is its bytes in the layer: zlib hands a member back as
-    // a view of its own 16 KB output buffer (about 30 % more than the member), and kept apart
-    // the members would sit beside the layer until the chunks are rewritten. Whichever
-    // layer the chunks were views of before (the last build's, or the package taken up) is
-    // let go with the last of them.
+    // From now on each chunk's member is its bytes in the layer. A member compressed on the
+    // event loop (up to SYNC_GZIP_BYTES of text) is a view of zlib's 16 KB output buffer,
+    // which a kept group of a few entries held whole for a member of a few hundred bytes.
+    // Whatever the chunks were views of before (the last build's layer, or the package
+    // taken up) is let go with the last of them.
     let at = first.length;
     for (const c of chunks) {
       const n = c.member!.length;
@@ -809,7 +808,7 @@ function splitEntries(array: string, count: number | undefined): string[] | unde
 
 /**
  * Rows rendered as one JSON array (one JSON.stringify: several times faster than one per
- * entry), with where each entry's JSON ends in it (the index of its closing '}', plus one).
+ * entry), with where each entry's JSON ends in it (just past its closing '}').
  */
 function renderBatch(rows: readonly ListedRow[]): { text: string; ends: number[] } {
   const text = JSON.stringify(rows.map(artifactOf));
