@@ -237,7 +237,7 @@ export class StateContent {
         const r = rows[i]!;
         if (!open) open = { first: keyOf(r), count: 0, parts: [] };
         open.count++;
-        if (!r.digest.endsWith('00')) continue; // endsChunk: the key ends with the digest
+        if (!endsChunk(r.digest)) continue; // a key ends with its digest: the same test, no key made
         closeOpen(text.slice(from, ends[i]));
         from = ends[i]! + 1;
       }
@@ -633,8 +633,7 @@ export class StateContent {
 
 /** A chunk of entries[from, to), after a ',' when it is not the first chunk. */
 function chunkOf(entries: Entries, from: number, to: number, leading: boolean): Chunk {
-  const text = entries.jsons.slice(from, to).join(',');
-  return { first: entries.keys[from]!, count: to - from, bytes: Buffer.from(leading ? `,${text}` : text), leading };
+  return { first: entries.keys[from]!, count: to - from, bytes: textBytes(leading, entries.jsons.slice(from, to).join(',')), leading };
 }
 
 /**
